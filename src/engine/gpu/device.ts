@@ -1,0 +1,150 @@
+/**
+ * Acquiring a GPU device: the adapter's full limits, the optional features we can use, and clear
+ * errors when WebGPU, an adapter, or the limits Phi-2 needs are missing. A lost device is reported
+ * through `onLost`, and `acquireGpu` can simply be called again.
+ */
+
+export type GpuErrorCode = 'no-webgpu' | 'no-adapter' | 'limits-too-small' | 'device-failed' | 'device-lost';
+
+export class GpuError extends Error {
+  constructor(
+    readonly code: GpuErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'GpuError';
+  }
+}
+
+/** Features the engine uses when present; the f32 path never needs them. */
+export const OPTIONAL_FEATURES = ['shader-f16', 'subgroups', 'timestamp-query'] as const;
+export type OptionalFeature = (typeof OPTIONAL_FEATURES)[number];
+
+/** Limits we raise to the adapter's maximum: weights and activations are large buffers. */
+const RAISED_LIMITS = [
+  'maxStorageBufferBindingSize',
+  'maxBufferSize',
+  'maxComputeWorkgroupStorageSize',
+  'maxComputeInvocationsPerWorkgroup',
+  'maxComputeWorkgroupSizeX',
+  'maxStorageBuffersPerShaderStage',
+  'maxComputeWorkgroupsPerDimension',
+] as const;
+
+export interface LimitRequirement {
+  limit: (typeof RAISED_LIMITS)[number];
+  min: number;
+  why: string;
+}
+
+/**
+ * The least an adapter must offer to run Phi-2. Tensors larger than one binding are split by the
+ * kernels, so the binding size only has to hold the largest unsplittable piece (one int8 fc1 weight,
+ * 10240 x 2560 bytes = 25 MiB); WebGPU's defaults already exceed it. These are the kernels' needs.
+ */
+export const PHI2_REQUIREMENTS: LimitRequirement[] = [
+  { limit: 'maxStorageBufferBindingSize', min: 128 * 2 ** 20, why: 'weight matrices of Phi-2 are bound whole (128 MiB)' },
+  { limit: 'maxBufferSize', min: 256 * 2 ** 20, why: 'the F16 embedding is 250 MiB in one buffer' },
+  { limit: 'maxComputeWorkgroupStorageSize', min: 16384, why: 'tiled matmul and attention keep tiles in workgroup memory' },
+  { limit: 'maxComputeInvocationsPerWorkgroup', min: 256, why: 'kernels use workgroups of 256 threads' },
+  { limit: 'maxStorageBuffersPerShaderStage', min: 8, why: 'the LoRA backward kernels bind up to 8 buffers' },
+];
+
+export interface GpuReport {
+  adapter: { vendor: string; architecture: string; device: string; description: string; isFallback: boolean };
+  features: string[];
+  enabled: Record<OptionalFeature, boolean>;
+  limits: Record<string, number>;
+}
+
+export interface GpuContext {
+  /** The WebGPU instance, held so it lives as long as the device (Dawn under Node frees it on GC). */
+  readonly instance: GPU;
+  readonly device: GPUDevice;
+  readonly report: GpuReport;
+  readonly hasF16: boolean;
+  readonly hasSubgroups: boolean;
+  readonly hasTimestamps: boolean;
+  /** Resolves once if the device is lost (destroyed, driver reset, GPU removed). */
+  readonly lost: Promise<GPUDeviceLostInfo>;
+}
+
+export interface AcquireOptions {
+  requirements?: LimitRequirement[];
+  /** Called with a message when the device is lost after acquisition, unless we destroyed it. */
+  onLost?: (message: string) => void;
+  /** Skip features even when present (tests of the f32 path). */
+  disableFeatures?: OptionalFeature[];
+}
+
+export async function acquireGpu(
+  gpu: GPU | null,
+  gpuMissingReason: string | null,
+  options: AcquireOptions = {},
+): Promise<GpuContext> {
+  if (!gpu) throw new GpuError('no-webgpu', gpuMissingReason ?? 'WebGPU is not available here.');
+  const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+  if (!adapter) {
+    throw new GpuError(
+      'no-adapter',
+      'WebGPU is present but found no GPU adapter. Check that hardware acceleration is enabled and the GPU ' +
+        'driver is current; on Linux Chrome may need --enable-unsafe-webgpu and Vulkan.',
+    );
+  }
+  const shortfalls = (options.requirements ?? PHI2_REQUIREMENTS).filter(
+    (r) => (adapter.limits[r.limit] as number) < r.min,
+  );
+  if (shortfalls.length) {
+    const lines = shortfalls.map(
+      (r) => `${r.limit}: adapter offers ${adapter.limits[r.limit]}, Phi-2 needs ${r.min} (${r.why})`,
+    );
+    throw new GpuError(
+      'limits-too-small',
+      `This GPU adapter's limits are too small for Phi-2:\n${lines.join('\n')}\nUse a discrete GPU with a current driver.`,
+    );
+  }
+  const disabled = new Set(options.disableFeatures ?? []);
+  const requiredFeatures = OPTIONAL_FEATURES.filter((f) => adapter.features.has(f) && !disabled.has(f));
+  const requiredLimits: Record<string, number> = {};
+  for (const name of RAISED_LIMITS) requiredLimits[name] = adapter.limits[name] as number;
+
+  let device: GPUDevice;
+  try {
+    device = await adapter.requestDevice({ requiredFeatures, requiredLimits, label: 'phi2' });
+  } catch (err) {
+    throw new GpuError('device-failed', `The GPU adapter refused a device: ${(err as Error).message}`);
+  }
+  const lost = device.lost;
+  lost.then((info) => {
+    if (info.reason !== 'destroyed') options.onLost?.(`The GPU device was lost: ${info.message || 'no reason given'}.`);
+  });
+
+  const info = adapter.info;
+  const limits: Record<string, number> = {};
+  for (const name of RAISED_LIMITS) limits[name] = device.limits[name] as number;
+  limits.maxUniformBufferBindingSize = device.limits.maxUniformBufferBindingSize;
+  const enabled = Object.fromEntries(OPTIONAL_FEATURES.map((f) => [f, device.features.has(f)])) as Record<
+    OptionalFeature,
+    boolean
+  >;
+  return {
+    instance: gpu,
+    device,
+    lost,
+    hasF16: enabled['shader-f16'],
+    hasSubgroups: enabled.subgroups,
+    hasTimestamps: enabled['timestamp-query'],
+    report: {
+      adapter: {
+        vendor: info?.vendor ?? '',
+        architecture: info?.architecture ?? '',
+        device: info?.device ?? '',
+        description: info?.description ?? '',
+        isFallback: Boolean((info as { isFallbackAdapter?: boolean } | undefined)?.isFallbackAdapter),
+      },
+      features: [...adapter.features].sort(),
+      enabled,
+      limits,
+    },
+  };
+}

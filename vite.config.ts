@@ -1,0 +1,72 @@
+import { defineConfig } from 'vitest/config';
+import { svelte } from '@sveltejs/vite-plugin-svelte';
+import { resolve } from 'node:path';
+
+// Two builds share this file:
+//  - the app (default): the Svelte page and its module worker, into dist/;
+//  - `vite build --mode node`: the CLI and the benchmarks as single ES modules for Node, into .bench/,
+//    with only Dawn's native `webgpu` binding left external so the bundle travels to a GPU machine alone.
+// Shaders are imported as `?raw` strings everywhere, so they load identically in all of them and in vitest.
+export default defineConfig(({ mode }) => {
+  if (mode === 'node') {
+    return {
+      build: {
+        ssr: true,
+        outDir: '.bench',
+        emptyOutDir: false,
+        target: 'node20',
+        minify: false,
+        sourcemap: false,
+        rollupOptions: {
+          input: {
+            cli: resolve(import.meta.dirname, 'src/cli/main.ts'),
+            bench: resolve(import.meta.dirname, 'test/bench/bench.ts'),
+          },
+          output: { format: 'es', entryFileNames: '[name].mjs', inlineDynamicImports: false },
+          external: ['webgpu', 'onnxruntime-node', 'sharp', /^node:/],
+        },
+      },
+      ssr: { noExternal: true, external: ['webgpu', 'onnxruntime-node', 'sharp'] },
+    };
+  }
+  return {
+    plugins: [svelte()],
+    worker: { format: 'es' },
+    build: { target: 'es2022', sourcemap: true, chunkSizeWarningLimit: 4096 },
+    server: { port: 5173 },
+    preview: { port: 4173 },
+    test: {
+      projects: [
+        {
+          extends: true,
+          test: { name: 'unit', include: ['test/unit/**/*.test.ts'], environment: 'node' },
+        },
+        {
+          extends: true,
+          test: {
+            name: 'kernels',
+            include: ['test/kernels/**/*.test.ts', 'test/model/**/*.test.ts'],
+            environment: 'node',
+            // One Dawn instance per worker process; SwiftShader already uses every core.
+            pool: 'forks',
+            fileParallelism: false,
+            testTimeout: 120_000,
+            hookTimeout: 120_000,
+          },
+        },
+        {
+          extends: true,
+          test: {
+            name: 'e2e',
+            include: ['test/e2e/**/*.test.ts'],
+            environment: 'node',
+            pool: 'forks',
+            fileParallelism: false,
+            testTimeout: 300_000,
+            hookTimeout: 120_000,
+          },
+        },
+      ],
+    },
+  };
+});
