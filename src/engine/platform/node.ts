@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import type { Platform } from './types';
 
 /** Debian's chromium ships SwiftShader, a CPU Vulkan driver: WebGPU on machines without a GPU. */
@@ -21,6 +22,8 @@ export async function nodePlatform(options: NodePlatformOptions = {}): Promise<P
   if ((options.forceSwiftShader || !hasDriverChoice) && existsSync(SWIFTSHADER_ICD) && !process.env.PHI2_REAL_GPU) {
     if (options.forceSwiftShader || !existsSync('/dev/nvidia0')) process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
   }
+  // Dawn's Vulkan loader warns on every start without a runtime directory.
+  process.env.XDG_RUNTIME_DIR ??= tmpdir();
   let gpu: GPU | null = null;
   let gpuMissingReason: string | null = null;
   try {
