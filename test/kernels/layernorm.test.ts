@@ -67,3 +67,21 @@ describe('layernorm', () => {
     );
   });
 });
+
+describe('pipeline cache', () => {
+  it('serves every LayerNorm shape from the same two pipelines', async () => {
+    const gpu = await testGpu();
+    const before = gpu.pipelines.size;
+    for (const [rows, cols] of [[2, 9], [5, 700], [1, 4096]] as Array<[number, number]>) {
+      const t = (n: string, s: number[]) => gpu.tensor(n, s);
+      const inp = t('inp', [rows, cols]);
+      const w = t('w', [cols]);
+      const mean = t('mean', [rows]);
+      const rstd = t('rstd', [rows]);
+      layernormForward(gpu, t('out', [rows, cols]), mean, rstd, inp, w, t('b', [cols]), rows, cols);
+      layernormBackward(gpu, t('dinp', [rows, cols]), t('dout', [rows, cols]), inp, w, mean, rstd, rows, cols);
+    }
+    await gpu.finish();
+    expect(gpu.pipelines.size).toBe(Math.max(before, 2));
+  });
+});

@@ -1,0 +1,150 @@
+import { loraParameterCount, type LoraSettings } from '../adapters/lora-config';
+
+/**
+ * GPU memory a configuration needs, item by item, computed from the model config the same way the
+ * engine allocates. Browsers do not reveal how much memory a GPU has, so the app shows this estimate
+ * first and then allocates everything up front inside an out-of-memory error scope: a run that does
+ * not fit is refused before its first step, with this breakdown and a suggestion.
+ */
+
+export interface ModelShape {
+  vocab: number;
+  hidden: number;
+  intermediate: number;
+  layers: number;
+  heads: number;
+}
+
+export type WeightMode = 'int8' | 'f16';
+
+export interface MemoryItem {
+  name: string;
+  bytes: number;
+}
+
+export interface MemoryEstimate {
+  items: MemoryItem[];
+  total: number;
+}
+
+/** Rows of the vocabulary processed at once by the fused lm_head + cross-entropy. */
+export const LOSS_VOCAB_CHUNK = 8192;
+
+function sum(items: MemoryItem[]): number {
+  return items.reduce((s, i) => s + i.bytes, 0);
+}
+
+/** The frozen base weights on the GPU in a weight mode. */
+export function weightBytes(m: ModelShape, mode: WeightMode): MemoryItem[] {
+  const { vocab: V, hidden: C, intermediate: I, layers: L } = m;
+  const linearElements = 4 * C * C + 2 * C * I; // q, k, v, dense, fc1, fc2
+  const linearRows = 4 * C + I + C;
+  const perLayer =
+    (mode === 'int8' ? linearElements + linearRows * 4 : linearElements * 2) + // weights (+ per-row scales)
+    linearRows * 4 + // biases, f32
+    2 * C * 4; // the block's LayerNorm
+  return [
+    { name: 'embedding (F16)', bytes: V * C * 2 },
+    { name: `${L} blocks (${mode} linear weights, f32 biases and LayerNorms)`, bytes: L * perLayer },
+    { name: 'final LayerNorm + lm_head (F16) + bias', bytes: 2 * C * 4 + V * C * 2 + V * 4 },
+  ];
+}
+
+export interface TrainingShape {
+  batch: number;
+  seq: number;
+  lora: LoraSettings;
+  weights: WeightMode;
+  /** Keep every block's activations instead of recomputing each block in backward. */
+  keepActivations: boolean;
+}
+
+/** Activations of one block's forward that backward needs, and its working gradients, in bytes. */
+function blockActivationBytes(m: ModelShape, tokens: number, r: number, loraModules: number): number {
+  const { hidden: C, intermediate: I, heads: H } = m;
+  const f = 4;
+  const saved =
+    tokens * C * f * 6 + // ln out, q, k, v (after rotary), attention out, branch sum
+    tokens * 2 * f + // LayerNorm mean, rstd
+    tokens * H * f + // attention log-sum-exp
+    tokens * I * f * 2 + // fc1 out (pre-gelu), gelu out
+    tokens * r * f * loraModules; // x·A^T of every adapted module
+  const gradients = tokens * C * f * 5 + tokens * I * f * 2; // dq, dk, dv, d attn-out, d ln-out; d fc1, d gelu
+  return saved + gradients;
+}
+
+export function trainingMemory(m: ModelShape, t: TrainingShape): MemoryEstimate {
+  const tokens = t.batch * t.seq;
+  const P = loraParameterCount(t.lora, m);
+  const modulesPerLayer = t.lora.targets.length;
+  const block = blockActivationBytes(m, tokens, t.lora.r, modulesPerLayer);
+  const items: MemoryItem[] = [
+    ...weightBytes(m, t.weights),
+    { name: `LoRA weights and gradients (${(P / 1e6).toFixed(1)}M parameters, f32)`, bytes: P * 4 * 2 },
+    { name: 'AdamW moments (f32)', bytes: P * 4 * 2 },
+    t.keepActivations
+      ? { name: `activations of all ${m.layers} blocks`, bytes: m.layers * block }
+      : { name: `block inputs (${m.layers} x ${tokens} tokens) + one block recomputed`, bytes: m.layers * tokens * m.hidden * 4 + block },
+    { name: 'residual stream and its gradient', bytes: tokens * m.hidden * 4 * 3 },
+    {
+      name: `lm_head + cross-entropy in vocabulary chunks of ${LOSS_VOCAB_CHUNK}`,
+      bytes: tokens * Math.min(LOSS_VOCAB_CHUNK, m.vocab) * 4 + tokens * 4 * 4,
+    },
+  ];
+  return { items, total: sum(items) };
+}
+
+export interface InferenceShape {
+  batch: number;
+  /** Longest prompt + generation the KV cache holds. */
+  maxTokens: number;
+  weights: WeightMode;
+}
+
+export function inferenceMemory(m: ModelShape, s: InferenceShape): MemoryEstimate {
+  const tokens = s.batch * s.maxTokens;
+  const items: MemoryItem[] = [
+    ...weightBytes(m, s.weights),
+    { name: `KV cache (${m.layers} layers x ${s.batch} x ${s.maxTokens} positions, f32)`, bytes: m.layers * tokens * m.hidden * 4 * 2 },
+    { name: 'activations of one pass', bytes: tokens * (m.hidden * 6 + m.intermediate) * 4 },
+    { name: 'logits of the last positions', bytes: s.batch * m.vocab * 4 },
+  ];
+  return { items, total: sum(items) };
+}
+
+/** What to change when a training run does not fit, most effective first. */
+export function suggestSmaller(m: ModelShape, t: TrainingShape, budget: number): string[] {
+  const tips: string[] = [];
+  const total = trainingMemory(m, t).total;
+  const over = total - budget;
+  if (over <= 0) return tips;
+  if (t.keepActivations) tips.push('turn off "keep all activations" (each block is then recomputed in backward)');
+  if (t.weights === 'f16') tips.push('use int8 weights instead of F16');
+  if (t.batch > 1) tips.push(`lower the batch size to 1 and use gradient accumulation ${t.batch} instead`);
+  for (const r of [32, 16, 8]) {
+    if (r < t.lora.r && trainingMemory(m, { ...t, lora: { ...t.lora, r } }).total <= budget) {
+      tips.push(`lower LoRA r from ${t.lora.r} to ${r}`);
+      break;
+    }
+  }
+  for (const seq of [384, 256, 128]) {
+    if (seq < t.seq && trainingMemory(m, { ...t, seq }).total <= budget) {
+      tips.push(`shorten sequences from ${t.seq} to ${seq} tokens`);
+      break;
+    }
+  }
+  if (t.lora.targets.length > 2) tips.push('adapt fewer modules (for example q_proj and v_proj only)');
+  return tips;
+}
+
+export function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = bytes / 1024;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${v.toFixed(v < 10 ? 2 : 1)} ${units[u]}`;
+}
