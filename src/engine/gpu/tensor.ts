@@ -77,3 +77,14 @@ export async function readF32(device: GPUDevice, t: GpuTensor): Promise<Float32A
   if (t.dtype !== 'f32') throw new Error(`${t.name} is ${t.dtype}, not f32`);
   return new Float32Array(await readTensor(device, t));
 }
+
+/**
+ * The same buffer seen with another (smaller or equal) shape: activation buffers are allocated once
+ * for the largest batch and viewed at each call's size, so kernels can check exact shapes.
+ */
+export function viewTensor(t: GpuTensor, shape: readonly number[], name = t.name, byteOffset = 0): GpuTensor {
+  const bytes = numel(shape) * DTYPE_BYTES[t.dtype];
+  const capacity = t.buffer.size - t.byteOffset - byteOffset;
+  if (bytes > capacity) throw new Error(`view [${shape}] of ${t.name} needs ${bytes} bytes, the buffer has ${capacity}`);
+  return { buffer: t.buffer, shape: [...shape], dtype: t.dtype, byteOffset: t.byteOffset + byteOffset, name };
+}
