@@ -2,8 +2,10 @@
  * `npm run cli -- <command> ...`: the engine under Node with Dawn (SwiftShader where there is no GPU).
  * Each command lives in its own module; this file only dispatches.
  */
-import { nodePlatform } from '../engine/platform/node';
+import { readFile } from 'node:fs/promises';
 import { Engine } from '../engine/engine';
+import { nodePlatform } from '../engine/platform/node';
+import { CliUsageError, scoreCommand, SCORE_USAGE } from './score';
 
 type Command = (args: string[]) => Promise<number>;
 
@@ -15,6 +17,22 @@ const COMMANDS: Record<string, { summary: string; run: Command }> = {
       const status = await engine.gpuStatus();
       console.log(JSON.stringify(status, null, 2));
       return status.state === 'ready' ? 0 : 1;
+    },
+  },
+  score: {
+    summary: `score generations: ${SCORE_USAGE.replace(/^usage: score /, '')}`,
+    run: async (args) => {
+      try {
+        await scoreCommand(args, {
+          readFile: (path) => readFile(path, 'utf8'),
+          stdout: (text) => process.stdout.write(text),
+          stderr: (text) => process.stderr.write(text),
+        });
+        return 0;
+      } catch (err) {
+        console.error((err as Error).message);
+        return err instanceof CliUsageError ? 2 : 1;
+      }
     },
   },
 };

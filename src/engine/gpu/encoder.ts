@@ -1,4 +1,4 @@
-import type { GpuTensor } from './tensor';
+import { tensorBytes, type GpuTensor } from './tensor';
 import { BufferUsage } from './usage';
 
 /**
@@ -101,7 +101,10 @@ export class KernelEncoder {
     const entries: GPUBindGroupEntry[] = [
       { binding: 0, resource: { buffer: this.arena!, offset: item.uniformOffset, size: UNIFORM_SLOT } },
     ];
-    item.tensors.forEach((t, i) => entries.push({ binding: i + 1, resource: { buffer: t.buffer, offset: t.byteOffset } }));
+    // Exactly the tensor's bytes: two views of one buffer then never overlap in WebGPU's eyes.
+    item.tensors.forEach((t, i) =>
+      entries.push({ binding: i + 1, resource: { buffer: t.buffer, offset: t.byteOffset, size: tensorBytes(t.shape, t.dtype) } }),
+    );
     return this.device.createBindGroup({ label: item.label, layout: item.pipeline.getBindGroupLayout(0), entries });
   }
 

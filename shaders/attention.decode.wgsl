@@ -1,0 +1,142 @@
+// Flash-attention forward, one query per workgroup (decode: T = 1, or a few new tokens after a
+// KV cache). No query block shares the keys, so nothing is staged in workgroup memory: each of the
+// WG threads streams its own keys (j = lid, lid + WG, ...) from k and v, keeping an online-softmax
+// state (m, l, o) in registers, and the states merge in a tree at the end. For long caches the key
+// range is also split over `splits` workgroups (flash-decoding): each writes its partial state and
+// attention.combine.wgsl merges them; with one split the result goes straight to out and lse.
+// Masking (causal, cache positions, valid_lengths) as in attention.fwd.wgsl.
+//
+// Prepended by src/engine/kernels/attention.ts:  const D4: u32 = ceil(D / 4). Per-thread head rows
+// are arrays of D4 vec4s indexed only in loops over that constant, which unroll, keeping them in registers.
+
+struct Params {
+  seq: u32,          // T
+  heads: u32,        // H
+  head_dim: u32,     // D
+  past_len: u32,
+  kv_len: u32,       // past_len + T
+  kv_rows: u32,      // rows per sequence in k and v
+  use_lengths: u32,
+  scale: f32,
+  chunk: u32,        // keys per split
+  splits: u32,
+  query_rows: u32,   // B*H*T: the stride of one split in the partials
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> lse: array<f32>;
+@group(0) @binding(3) var<storage, read_write> partial_o: array<f32>;         // [splits, B*H*T, D], unnormalised
+@group(0) @binding(4) var<storage, read_write> partial_ml: array<vec2<f32>>;  // [splits, B*H*T]: (m, l)
+@group(0) @binding(5) var<storage, read> q: array<f32>;
+@group(0) @binding(6) var<storage, read> k: array<f32>;
+@group(0) @binding(7) var<storage, read> v: array<f32>;
+@group(0) @binding(8) var<storage, read> valid_lengths: array<u32>;
+
+override WG: u32 = 64u; // a power of two
+
+const NEG_BIG: f32 = -1.0e30;
+
+var<workgroup> merge_o: array<vec4<f32>, WG / 2u * D4>;
+var<workgroup> merge_ml: array<vec2<f32>, WG / 2u>;
+
+const Q: u32 = 0u;
+const K: u32 = 1u;
+const V: u32 = 2u;
+
+// Elements 4c..4c+3 of the head row at `base` of q, k or v; zero past the head's end.
+fn load_head4(src: u32, base: u32, c: u32) -> vec4<f32> {
+  var r = vec4<f32>(0.0);
+  for (var e = 0u; e < 4u; e++) {
+    let d = 4u * c + e;
+    if (d < p.head_dim) {
+      switch src {
+        case Q: { r[e] = q[base + d]; }
+        case K: { r[e] = k[base + d]; }
+        default: { r[e] = v[base + d]; }
+      }
+    }
+  }
+  return r;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let split = wid.x;
+  let bh = wid.y; // b * H + h
+  let t = wid.z;
+  let b = bh / p.heads;
+  let h = bh % p.heads;
+  let width = p.heads * p.head_dim;
+
+  var valid_len = p.kv_len;
+  if (p.use_lengths != 0u) { valid_len = min(valid_len, valid_lengths[b]); }
+  let pos = p.past_len + t;
+  var key_end = 0u; // exclusive; 0 for a padded query
+  if (pos < valid_len) { key_end = pos + 1u; }
+  let key_begin = split * p.chunk;
+  let key_stop = min(key_begin + p.chunk, key_end);
+
+  var qr: array<vec4<f32>, D4>;
+  var o: array<vec4<f32>, D4>;
+  let q_base = (b * p.seq + t) * width + h * p.head_dim;
+  for (var c = 0u; c < D4; c++) { qr[c] = load_head4(Q, q_base, c) * p.scale; }
+  var m = NEG_BIG;
+  var l = 0.0;
+
+  for (var key = key_begin + lid; key < key_stop; key += WG) {
+    let base = (b * p.kv_rows + key) * width + h * p.head_dim;
+    var s = 0.0;
+    for (var c = 0u; c < D4; c++) { s += dot(qr[c], load_head4(K, base, c)); }
+    if (s > m) {
+      let a = exp(m - s);
+      l *= a;
+      for (var c = 0u; c < D4; c++) { o[c] *= a; }
+      m = s;
+    }
+    let e = exp(s - m);
+    l += e;
+    for (var c = 0u; c < D4; c++) { o[c] += e * load_head4(V, base, c); }
+  }
+
+  for (var half = WG / 2u; half > 0u; half /= 2u) {
+    if (lid >= half && lid < 2u * half) {
+      let slot = lid - half;
+      merge_ml[slot] = vec2<f32>(m, l);
+      for (var c = 0u; c < D4; c++) { merge_o[slot * D4 + c] = o[c]; }
+    }
+    workgroupBarrier();
+    if (lid < half) {
+      let other = merge_ml[lid];
+      let m_new = max(m, other.x);
+      let a = exp(m - m_new);
+      let a_other = exp(other.x - m_new);
+      l = l * a + other.y * a_other;
+      for (var c = 0u; c < D4; c++) { o[c] = o[c] * a + merge_o[lid * D4 + c] * a_other; }
+      m = m_new;
+    }
+    workgroupBarrier();
+  }
+
+  if (lid == 0u) {
+    let query_row = bh * p.seq + t;
+    if (p.splits == 1u) {
+      let has_keys = l > 0.0;
+      let inv_l = select(0.0, 1.0 / l, has_keys);
+      for (var c = 0u; c < D4; c++) {
+        for (var e = 0u; e < 4u; e++) {
+          if (4u * c + e < p.head_dim) { out[q_base + 4u * c + e] = o[c][e] * inv_l; }
+        }
+      }
+      lse[query_row] = select(0.0, m + log(l), has_keys);
+    } else {
+      let slot = split * p.query_rows + query_row;
+      partial_ml[slot] = vec2<f32>(m, l);
+      for (var c = 0u; c < D4; c++) {
+        for (var e = 0u; e < 4u; e++) {
+          if (4u * c + e < p.head_dim) { partial_o[slot * p.head_dim + 4u * c + e] = o[c][e]; }
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,159 @@
+// Flash-attention forward, tiled over keys (training and prefill). A workgroup takes ROWS queries of
+// one (sequence, head) and streams that head's keys and values through workgroup memory, BK rows at a
+// time. LANES threads own each query row and split every tile's keys between them; each keeps its
+// own online-softmax state in registers (running max m, running sum l, unnormalised output o) and
+// the lanes' states merge at the end, so no T x T score matrix ever exists. Softmax is in f32; the
+// score scale 1/sqrt(D) is folded into q. Writes out [B*T, H*D] and lse = m + log(l) [B, H, T].
+//
+// Causal with a KV cache: query t sits at position past_len + t and sees keys 0..past_len+t. With
+// use_lengths, keys at or past valid_lengths[b] are masked and queries there write zeros (padding).
+//
+// Prepended by src/engine/kernels/attention.ts:  const D4: u32 = ceil(D / 4). Per-thread head rows
+// are arrays of D4 vec4s indexed only in loops over that constant, which unroll, keeping them in registers.
+
+struct Params {
+  seq: u32,          // T: queries per sequence
+  heads: u32,        // H
+  head_dim: u32,     // D
+  past_len: u32,
+  kv_len: u32,       // past_len + T
+  kv_rows: u32,      // rows per sequence in k and v: T for fresh projections, Tmax for the cache
+  use_lengths: u32,
+  scale: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> lse: array<f32>;
+@group(0) @binding(3) var<storage, read> q: array<f32>;
+@group(0) @binding(4) var<storage, read> k: array<f32>;
+@group(0) @binding(5) var<storage, read> v: array<f32>;
+@group(0) @binding(6) var<storage, read> valid_lengths: array<u32>;
+
+override ROWS: u32 = 16u;
+override LANES: u32 = 4u; // a power of two, at least 2
+override BK: u32 = 32u;   // ROWS * LANES <= 4 * BK, so the lane merge fits in the tile
+
+// Odd vec4 stride between tile rows: lanes reading neighbouring keys hit different memory banks.
+const STRIDE: u32 = D4 | 1u;
+// A finite stand-in for -infinity (WGSL implementations may assume no infinities).
+const NEG_BIG: f32 = -1.0e30;
+
+var<workgroup> tile: array<vec4<f32>, 2u * BK * STRIDE>;     // BK key rows, then BK value rows
+var<workgroup> merge_ml: array<vec2<f32>, ROWS * LANES / 2u>; // (m, l) handed over in the lane merge
+
+const Q: u32 = 0u;
+const K: u32 = 1u;
+const V: u32 = 2u;
+
+// Elements 4c..4c+3 of the head row at `base` of q, k or v; zero past the head's end.
+fn load_head4(src: u32, base: u32, c: u32) -> vec4<f32> {
+  var r = vec4<f32>(0.0);
+  for (var e = 0u; e < 4u; e++) {
+    let d = 4u * c + e;
+    if (d < p.head_dim) {
+      switch src {
+        case Q: { r[e] = q[base + d]; }
+        case K: { r[e] = k[base + d]; }
+        default: { r[e] = v[base + d]; }
+      }
+    }
+  }
+  return r;
+}
+
+@compute @workgroup_size(ROWS * LANES)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let b = wid.y / p.heads;
+  let h = wid.y % p.heads;
+  let row = lid / LANES;
+  let lane = lid % LANES;
+  let t0 = wid.x * ROWS;
+  let t = t0 + row;
+  let width = p.heads * p.head_dim;
+  let threads = ROWS * LANES;
+
+  var valid_len = p.kv_len;
+  if (p.use_lengths != 0u) { valid_len = min(valid_len, valid_lengths[b]); }
+  let pos = p.past_len + t;
+  let row_active = t < p.seq && pos < valid_len;
+  // Keys the block needs: through its last query's position, short of the padding; none when every
+  // query of the block is padding. Uniform across the workgroup, so the barriers below are too.
+  var key_end = 0u;
+  if (p.past_len + t0 < valid_len) { key_end = min(p.past_len + min(t0 + ROWS, p.seq), valid_len); }
+
+  var qr: array<vec4<f32>, D4>;
+  var o: array<vec4<f32>, D4>;
+  if (t < p.seq) {
+    let base = (b * p.seq + t) * width + h * p.head_dim;
+    for (var c = 0u; c < D4; c++) { qr[c] = load_head4(Q, base, c) * p.scale; }
+  }
+  var m = NEG_BIG;
+  var l = 0.0;
+
+  for (var k0 = 0u; k0 < key_end; k0 += BK) {
+    for (var i = lid; i < BK * D4; i += threads) {
+      let j = i / D4;
+      let c = i % D4;
+      var kx = vec4<f32>(0.0);
+      var vx = vec4<f32>(0.0);
+      if (k0 + j < key_end) {
+        let base = (b * p.kv_rows + k0 + j) * width + h * p.head_dim;
+        kx = load_head4(K, base, c);
+        vx = load_head4(V, base, c);
+      }
+      tile[j * STRIDE + c] = kx;
+      tile[(BK + j) * STRIDE + c] = vx;
+    }
+    workgroupBarrier();
+    if (row_active) {
+      for (var j = lane; j < BK && k0 + j <= pos; j += LANES) {
+        var s = 0.0;
+        for (var c = 0u; c < D4; c++) { s += dot(qr[c], tile[j * STRIDE + c]); }
+        if (s > m) { // a new running max: rescale what was summed so far
+          let a = exp(m - s);
+          l *= a;
+          for (var c = 0u; c < D4; c++) { o[c] *= a; }
+          m = s;
+        }
+        let e = exp(s - m);
+        l += e;
+        for (var c = 0u; c < D4; c++) { o[c] += e * tile[(BK + j) * STRIDE + c]; }
+      }
+    }
+    workgroupBarrier();
+  }
+
+  // Tree merge of the lanes' softmax states, through the (now free) tile memory.
+  for (var half = LANES / 2u; half > 0u; half /= 2u) {
+    if (lane >= half && lane < 2u * half) {
+      let slot = row * half + lane - half;
+      merge_ml[slot] = vec2<f32>(m, l);
+      for (var c = 0u; c < D4; c++) { tile[slot * D4 + c] = o[c]; }
+    }
+    workgroupBarrier();
+    if (lane < half) {
+      let slot = row * half + lane;
+      let other = merge_ml[slot];
+      let m_new = max(m, other.x);
+      let a = exp(m - m_new);
+      let a_other = exp(other.x - m_new);
+      l = l * a + other.y * a_other;
+      for (var c = 0u; c < D4; c++) { o[c] = o[c] * a + tile[slot * D4 + c] * a_other; }
+      m = m_new;
+    }
+    workgroupBarrier();
+  }
+
+  if (lane == 0u && t < p.seq) {
+    let base = (b * p.seq + t) * width + h * p.head_dim;
+    let has_keys = l > 0.0; // false only for padded queries
+    let inv_l = select(0.0, 1.0 / l, has_keys);
+    for (var c = 0u; c < D4; c++) {
+      for (var e = 0u; e < 4u; e++) {
+        if (4u * c + e < p.head_dim) { out[base + 4u * c + e] = o[c][e] * inv_l; }
+      }
+    }
+    lse[wid.y * p.seq + t] = select(0.0, m + log(l), has_keys);
+  }
+}

@@ -1,0 +1,95 @@
+/**
+ * Automatic scoring, the rule the data README gives as faithful to the paper's hand scoring:
+ *
+ *   1. Strip leading whitespace and a leading "Output:", "Answer:", "Symbol:" or "A:" (case-sensitive,
+ *      repeatedly: "Answer: Answer: Hate" -> "Hate"), with the whitespace after each.
+ *   2. List targets (the target is one bracketed list, e.g. "[4, 1, 5, 9]"): take the first bracketed list
+ *      anywhere in what remains, up to its matching "]", and compare it with the target after normalising
+ *      whitespace inside both (none next to brackets and commas, runs of whitespace elsewhere -> one space),
+ *      so "[4,1,  5, 9 ]" matches "[4, 1, 5, 9]".
+ *   3. Other targets: take the first line of what remains, trim it, and compare with the trimmed target
+ *      exactly. A label inside an explanation ("The answer is Hate") or with punctuation ("Hate.") is wrong;
+ *      lines after the first (the model continuing with a new "Question: ...") are ignored.
+ *   An empty generation is wrong.
+ *
+ * Rank classification (scoreByRank) picks the candidate label with the highest log-likelihood instead.
+ */
+
+const ANSWER_PREFIXES = ['Output:', 'Answer:', 'Symbol:', 'A:'];
+
+export interface Verdict {
+  correct: boolean;
+  /** The part of the generation that was compared with the target. */
+  extracted: string;
+}
+
+/** Step 1 of the rule: whitespace and answer prefixes removed from the start. */
+export function stripAnswerPrefixes(generation: string): string {
+  let text = generation.trimStart();
+  for (;;) {
+    const prefix = ANSWER_PREFIXES.find((p) => text.startsWith(p));
+    if (!prefix) return text;
+    text = text.slice(prefix.length).trimStart();
+  }
+}
+
+export function isListTarget(target: string): boolean {
+  const t = target.trim();
+  return t.startsWith('[') && t.endsWith(']') && firstBracketedList(t) === t;
+}
+
+/** The first "[...]" (with nested brackets balanced), or null. */
+export function firstBracketedList(text: string): string | null {
+  const start = text.indexOf('[');
+  if (start < 0) return null;
+  let depth = 0;
+  for (let i = start; i < text.length; i++) {
+    if (text[i] === '[') depth++;
+    else if (text[i] === ']' && --depth === 0) return text.slice(start, i + 1);
+  }
+  return null;
+}
+
+export function normalizeList(list: string): string {
+  return list
+    .replace(/\s+/g, ' ')
+    .replace(/\s*([[\],])\s*/g, '$1')
+    .replace(/,/g, ', ');
+}
+
+export function scoreGeneration(generation: string, target: string): Verdict {
+  const text = stripAnswerPrefixes(generation);
+  if (isListTarget(target)) {
+    const list = firstBracketedList(text);
+    if (list === null) return { correct: false, extracted: '' };
+    return { correct: normalizeList(list) === normalizeList(target.trim()), extracted: list };
+  }
+  const firstLine = text.split('\n', 1)[0].trim();
+  return { correct: firstLine !== '' && firstLine === target.trim(), extracted: firstLine };
+}
+
+export interface RankVerdict {
+  correct: boolean;
+  /** The chosen candidate. */
+  predicted: string;
+  predictedIndex: number;
+}
+
+/**
+ * Rank classification: the candidate with the largest log-likelihood (of the candidate's tokens given the
+ * prompt, summed) is the prediction. Ties go to the earlier candidate, so the result never depends on
+ * floating-point noise in sorting.
+ */
+export function scoreByRank(labels: readonly string[], logLikelihoods: readonly number[], target: string): RankVerdict {
+  if (labels.length === 0) throw new Error('rank classification needs at least one candidate label');
+  if (labels.length !== logLikelihoods.length) {
+    throw new Error(`rank classification got ${labels.length} labels but ${logLikelihoods.length} log-likelihoods`);
+  }
+  if (!labels.includes(target)) throw new Error(`the target "${target}" is not among the candidate labels (${labels.join(', ')})`);
+  let best = 0;
+  logLikelihoods.forEach((ll, k) => {
+    if (Number.isNaN(ll)) throw new Error(`log-likelihood of candidate "${labels[k]}" is NaN`);
+    if (ll > logLikelihoods[best]) best = k;
+  });
+  return { correct: labels[best] === target, predicted: labels[best], predictedIndex: best };
+}

@@ -1,0 +1,398 @@
+import combineCode from '../../../shaders/attention.combine.wgsl?raw';
+import decodeCode from '../../../shaders/attention.decode.wgsl?raw';
+import dkvCode from '../../../shaders/attention.bwd_dkv.wgsl?raw';
+import dqCode from '../../../shaders/attention.bwd_dq.wgsl?raw';
+import statsCode from '../../../shaders/attention.bwd_stats.wgsl?raw';
+import fwdCode from '../../../shaders/attention.fwd.wgsl?raw';
+import { packUniforms } from '../gpu/encoder';
+import type { ShaderSource } from '../gpu/pipelines';
+import { grid, type GpuRuntime } from '../gpu/runtime';
+import { tensorBytes, type GpuTensor } from '../gpu/tensor';
+import { expectDType, expectShape } from './check';
+
+/**
+ * Causal multi-head flash attention, forward and backward, with a KV cache and right padding.
+ *
+ * Layouts: q, out, dq, dout [batch*seq, heads*headDim] straight from the projections (head h in
+ * columns h*headDim ..); k and v either fresh [batch*seq, heads*headDim] (training, prefill without
+ * a cache: pastLen 0) or one layer's KV cache [batch, maxLen, heads*headDim] holding positions
+ * 0..pastLen+seq-1; lse [batch, heads, seq], the natural log-sum-exp of each query's scaled scores.
+ * Query t sits at position pastLen + t and attends keys 0..pastLen+t; scores are scaled by 1/sqrt(headDim).
+ *
+ * Kernels: prefill and training use a tiled kernel (queries in blocks, keys streamed through
+ * workgroup memory, online softmax); decode (a few queries) uses one workgroup per query with the
+ * key range optionally split over workgroups and merged (flash-decoding). The backward recomputes
+ * the probabilities from q, k and lse: per-row (lse, delta) stats, then dq over key tiles, then dk
+ * and dv over query tiles, with no float atomics and no seq x seq matrix.
+ */
+
+export interface AttentionShape {
+  batch: number;
+  seq: number;
+  heads: number;
+  headDim: number;
+  /** Positions already in the KV cache (forward only; 0 or absent in training). */
+  pastLen?: number;
+}
+
+export interface AttentionSplitWorkspace {
+  /** [capacity, headDim]: unnormalised partial outputs, one row per (split, sequence, head, query). */
+  readonly partialOut: GpuTensor;
+  /** [capacity, 2]: the partial (max, sum) of each. */
+  readonly partialStats: GpuTensor;
+  readonly headDim: number;
+  readonly capacity: number;
+}
+
+export interface AttentionForwardOptions {
+  /** [batch] u32 or i32: valid positions per sequence (right padding). Keys at or past it are
+   * ignored and queries there produce zeros (and lse 0). */
+  validLengths?: GpuTensor;
+  /** Lets the decode kernel split long key ranges over several workgroups. Without it, each
+   * query is one workgroup: correct, but few workgroups when batch * heads * seq is small. */
+  splitWorkspace?: AttentionSplitWorkspace;
+  /** Which kernel; chosen from seq when absent (tests use it to check both on one shape). */
+  path?: 'tiled' | 'decode';
+  /** Key-range splits for the decode kernel; chosen from the shape when absent. */
+  splits?: number;
+}
+
+export interface AttentionBackwardOptions {
+  validLengths?: GpuTensor;
+}
+
+/** Up to this many queries per sequence, one workgroup per query beats blocks of 16 mostly empty rows. */
+const DECODE_MAX_SEQ = 4;
+/** Decode workgroups to aim for when splitting the keys: enough to occupy every unit of a large GPU. */
+const TARGET_WORKGROUPS = 256;
+/** Fewer keys than this per split cost more in merging than they gain in parallelism. */
+const MIN_KEYS_PER_SPLIT = 256;
+/** Register arrays hold a head row per thread; beyond this they would spill wholesale. */
+const MAX_HEAD_DIM = 256;
+
+const VEC4_BYTES = 16;
+
+interface TileConfig {
+  /** Rows (queries, or keys in dk/dv) a workgroup owns. */
+  rows: number;
+  /** Threads per owned row, splitting the other side's rows between them. */
+  lanes: number;
+  /** Rows of the other side staged in workgroup memory at once. */
+  tile: number;
+}
+
+const stride = (d4: number) => d4 | 1; // as STRIDE in the shaders
+
+const WORKGROUP_BYTES = {
+  fwd: (c: TileConfig, d4: number) => 2 * c.tile * stride(d4) * VEC4_BYTES + ((c.rows * c.lanes) / 2) * 8,
+  dq: (c: TileConfig, d4: number) => (2 * c.tile + c.rows) * stride(d4) * VEC4_BYTES,
+  dkv: (c: TileConfig, d4: number) => (2 * c.rows + 2 * c.tile) * stride(d4) * VEC4_BYTES + c.tile * 8,
+};
+
+/**
+ * The largest tiles that fit the device's workgroup memory: 16 rows x 4 lanes x 32-row tiles fit
+ * head_dim 80 in 32 KiB (SwiftShader, most GPUs); smaller limits or larger heads halve the tile,
+ * then the rows. The lane merge reuses the tile memory, which holds it while rows*lanes <= 4*tile.
+ */
+function fitTiles(kind: keyof typeof WORKGROUP_BYTES, d4: number, limit: number): TileConfig {
+  const c: TileConfig = { rows: 16, lanes: 4, tile: kind === 'dkv' ? 16 : 32 };
+  const bytes = WORKGROUP_BYTES[kind];
+  while (bytes(c, d4) > limit) {
+    if (c.tile > 1 && c.rows * c.lanes <= 2 * c.tile) c.tile /= 2;
+    else if (c.rows > 1) c.rows /= 2;
+    else throw new Error(`attention: head_dim ${4 * d4} does not fit ${limit} bytes of workgroup memory`);
+  }
+  return c;
+}
+
+/** Threads of the decode kernel: 64, fewer only when the merge area would not fit. */
+function fitDecodeThreads(d4: number, limit: number): number {
+  let wg = 64;
+  while (wg > 2 && (wg / 2) * (d4 * VEC4_BYTES + 8) > limit) wg /= 2;
+  return wg;
+}
+
+/** The shader with the head size prepended: q, o and gradient rows live in registers as D4 vec4s. */
+function shader(name: string, code: string, d4: number): ShaderSource {
+  return { name: `${name}[d4=${d4}]`, code: `const D4: u32 = ${d4}u;\n${code}` };
+}
+
+const placeholders = new WeakMap<GpuRuntime, { lengths: GpuTensor; partialOut: GpuTensor; partialStats: GpuTensor }>();
+
+/** Tiny stand-ins for optional bindings the shader skips (a uniform flag says so). */
+function placeholder(gpu: GpuRuntime) {
+  let p = placeholders.get(gpu);
+  if (!p) {
+    p = {
+      lengths: gpu.tensor('attention.no_lengths', [4], 'u32'),
+      partialOut: gpu.tensor('attention.no_partial_out', [4]),
+      partialStats: gpu.tensor('attention.no_partial_stats', [4]),
+    };
+    placeholders.set(gpu, p);
+  }
+  return p;
+}
+
+/** Scratch for splitting decode over the keys; capacity counts (split, sequence, head, query) rows. */
+export function createAttentionSplitWorkspace(gpu: GpuRuntime, headDim: number, capacity = 4096): AttentionSplitWorkspace {
+  if (!Number.isInteger(headDim) || headDim < 1) throw new Error(`attention: headDim must be a positive integer, got ${headDim}`);
+  if (!Number.isInteger(capacity) || capacity < 2) throw new Error(`attention: split workspace capacity must be an integer >= 2, got ${capacity}`);
+  return {
+    partialOut: gpu.tensor('attention.partial_out', [capacity, headDim]),
+    partialStats: gpu.tensor('attention.partial_stats', [capacity, 2]),
+    headDim,
+    capacity,
+  };
+}
+
+interface Dims {
+  batch: number;
+  seq: number;
+  heads: number;
+  headDim: number;
+  pastLen: number;
+  width: number;
+  d4: number;
+  scale: number;
+}
+
+function checkDims(kernel: string, shape: AttentionShape): Dims {
+  const { batch, seq, heads, headDim } = shape;
+  const pastLen = shape.pastLen ?? 0;
+  for (const [name, value] of Object.entries({ batch, seq, heads, headDim })) {
+    if (!Number.isInteger(value) || value < 1) throw new Error(`${kernel}: ${name} must be a positive integer, got ${value}`);
+  }
+  if (!Number.isInteger(pastLen) || pastLen < 0) throw new Error(`${kernel}: pastLen must be a non-negative integer, got ${pastLen}`);
+  if (headDim > MAX_HEAD_DIM) throw new Error(`${kernel}: headDim ${headDim} exceeds the supported ${MAX_HEAD_DIM}`);
+  return { batch, seq, heads, headDim, pastLen, width: heads * headDim, d4: Math.ceil(headDim / 4), scale: 1 / Math.sqrt(headDim) };
+}
+
+function checkLengths(kernel: string, lengths: GpuTensor | undefined, batch: number): void {
+  if (!lengths) return;
+  if (lengths.dtype !== 'u32' && lengths.dtype !== 'i32') throw new Error(`${kernel}: ${lengths.name} is ${lengths.dtype}, expected u32 or i32`);
+  expectShape(kernel, lengths, [batch]);
+}
+
+/**
+ * A written tensor may share memory with no other binding of the same dispatch (WebGPU forbids it);
+ * caught here with the names, rather than as a validation error at submit.
+ */
+function expectNoOverlap(kernel: string, written: readonly GpuTensor[], read: readonly GpuTensor[]): void {
+  const end = (t: GpuTensor) => t.byteOffset + tensorBytes(t.shape, t.dtype);
+  const overlap = (a: GpuTensor, b: GpuTensor) => a.buffer === b.buffer && a.byteOffset < end(b) && b.byteOffset < end(a);
+  written.forEach((w, i) => {
+    for (const o of [...written.slice(i + 1), ...read]) {
+      if (overlap(w, o)) throw new Error(`${kernel}: ${w.name} and ${o.name} share memory; ${w.name} is written`);
+    }
+  });
+}
+
+/** Where keys and values come from: rows per sequence, and how many are valid. */
+function kvLayout(kernel: string, k: GpuTensor, v: GpuTensor, d: Dims): { kvRows: number; kvLen: number } {
+  const kvLen = d.pastLen + d.seq;
+  if (k.shape.length === 2) {
+    if (d.pastLen !== 0) {
+      throw new Error(`${kernel}: pastLen ${d.pastLen} needs k and v from the KV cache [batch, maxLen, ${d.width}], got ${k.name} [${k.shape}]`);
+    }
+    expectShape(kernel, k, [d.batch * d.seq, d.width]);
+    expectShape(kernel, v, [d.batch * d.seq, d.width]);
+    return { kvRows: d.seq, kvLen };
+  }
+  if (k.shape.length !== 3) throw new Error(`${kernel}: ${k.name} has shape [${k.shape}], expected [${d.batch * d.seq}, ${d.width}] or a cache [${d.batch}, maxLen, ${d.width}]`);
+  const maxLen = k.shape[1];
+  expectShape(kernel, k, [d.batch, maxLen, d.width]);
+  expectShape(kernel, v, [d.batch, maxLen, d.width]);
+  if (kvLen > maxLen) throw new Error(`${kernel}: positions up to ${kvLen - 1} do not fit a cache of ${maxLen} positions`);
+  return { kvRows: maxLen, kvLen };
+}
+
+/**
+ * out and lse of causal attention over q and k/v (fresh projections or a KV cache, see above).
+ * Records one dispatch (two when the decode kernel splits its keys).
+ */
+export function attentionForward(
+  gpu: GpuRuntime,
+  out: GpuTensor,
+  lse: GpuTensor,
+  q: GpuTensor,
+  k: GpuTensor,
+  v: GpuTensor,
+  shape: AttentionShape,
+  options: AttentionForwardOptions = {},
+): void {
+  const kernel = 'attentionForward';
+  const d = checkDims(kernel, shape);
+  for (const t of [out, lse, q, k, v]) expectDType(kernel, t, 'f32');
+  expectShape(kernel, q, [d.batch * d.seq, d.width]);
+  expectShape(kernel, out, [d.batch * d.seq, d.width]);
+  expectShape(kernel, lse, [d.batch, d.heads, d.seq]);
+  const { kvRows, kvLen } = kvLayout(kernel, k, v, d);
+  checkLengths(kernel, options.validLengths, d.batch);
+  const lengths = options.validLengths ?? placeholder(gpu).lengths;
+  expectNoOverlap(kernel, [out, lse], [q, k, v, lengths]);
+  const useLengths = options.validLengths ? 1 : 0;
+  const limit = gpu.device.limits.maxComputeWorkgroupStorageSize;
+  const path = options.path ?? (d.seq <= DECODE_MAX_SEQ ? 'decode' : 'tiled');
+
+  if (path === 'tiled') {
+    const c = fitTiles('fwd', d.d4, limit);
+    gpu.encoder.dispatch(
+      gpu.pipelines.get(shader('attention.fwd', fwdCode, d.d4), { ROWS: c.rows, LANES: c.lanes, BK: c.tile }),
+      packUniforms([
+        ['u32', d.seq],
+        ['u32', d.heads],
+        ['u32', d.headDim],
+        ['u32', d.pastLen],
+        ['u32', kvLen],
+        ['u32', kvRows],
+        ['u32', useLengths],
+        ['f32', d.scale],
+      ]),
+      [out, lse, q, k, v, lengths],
+      [Math.ceil(d.seq / c.rows), d.batch * d.heads],
+    );
+    return;
+  }
+
+  const queryRows = d.batch * d.heads * d.seq;
+  const workspace = options.splitWorkspace;
+  if (workspace) {
+    if (workspace.headDim !== d.headDim) throw new Error(`${kernel}: split workspace is for headDim ${workspace.headDim}, not ${d.headDim}`);
+    expectNoOverlap(kernel, [out, lse, workspace.partialOut, workspace.partialStats], [q, k, v, lengths]);
+  }
+  const splits = chooseSplits(kernel, options.splits, workspace, queryRows, kvLen);
+  const chunk = Math.ceil(kvLen / splits);
+  const wg = fitDecodeThreads(d.d4, limit);
+  const partial = splits > 1 ? workspace! : placeholder(gpu);
+  gpu.encoder.dispatch(
+    gpu.pipelines.get(shader('attention.decode', decodeCode, d.d4), { WG: wg }),
+    packUniforms([
+      ['u32', d.seq],
+      ['u32', d.heads],
+      ['u32', d.headDim],
+      ['u32', d.pastLen],
+      ['u32', kvLen],
+      ['u32', kvRows],
+      ['u32', useLengths],
+      ['f32', d.scale],
+      ['u32', chunk],
+      ['u32', splits],
+      ['u32', queryRows],
+    ]),
+    [out, lse, partial.partialOut, partial.partialStats, q, k, v, lengths],
+    [splits, d.batch * d.heads, d.seq],
+  );
+  if (splits === 1) return;
+  const [gx, gy] = grid(queryRows);
+  gpu.encoder.dispatch(
+    gpu.pipelines.get({ name: 'attention.combine', code: combineCode }, { WG: 64 }),
+    packUniforms([
+      ['u32', queryRows],
+      ['u32', d.seq],
+      ['u32', d.heads],
+      ['u32', d.headDim],
+      ['u32', splits],
+      ['u32', gx],
+    ]),
+    [out, lse, workspace!.partialOut, workspace!.partialStats],
+    [gx, gy],
+  );
+}
+
+/** Splits of the key range: enough workgroups to fill the GPU, each with a worthwhile share of keys. */
+function chooseSplits(
+  kernel: string,
+  requested: number | undefined,
+  workspace: AttentionSplitWorkspace | undefined,
+  queryRows: number,
+  kvLen: number,
+): number {
+  if (requested !== undefined) {
+    if (!Number.isInteger(requested) || requested < 1) throw new Error(`${kernel}: splits must be a positive integer, got ${requested}`);
+    if (requested > 1 && !workspace) throw new Error(`${kernel}: ${requested} splits need a split workspace`);
+    if (requested > kvLen) throw new Error(`${kernel}: ${requested} splits exceed the ${kvLen} keys`);
+    if (requested * queryRows > (workspace?.capacity ?? 1)) {
+      throw new Error(`${kernel}: ${requested} splits x ${queryRows} query rows exceed the split workspace's ${workspace?.capacity} rows`);
+    }
+    return Math.ceil(kvLen / Math.ceil(kvLen / requested)); // no split left empty
+  }
+  if (!workspace) return 1;
+  const wanted = Math.ceil(TARGET_WORKGROUPS / queryRows);
+  const worthwhile = Math.floor(kvLen / MIN_KEYS_PER_SPLIT);
+  const room = Math.floor(workspace.capacity / queryRows);
+  const splits = Math.max(1, Math.min(wanted, worthwhile, room));
+  return Math.ceil(kvLen / Math.ceil(kvLen / splits));
+}
+
+/**
+ * dq, dk and dv of attentionForward in training (fresh k and v, pastLen 0), recomputing the
+ * probabilities from q, k and the saved lse; `out` is the forward's output. `stats` [batch, heads,
+ * seq, 2] is scratch for the per-query (lse, rowsum(dout * out)). Records three dispatches.
+ * Padded queries and keys (validLengths) get zero gradients.
+ */
+export function attentionBackward(
+  gpu: GpuRuntime,
+  dq: GpuTensor,
+  dk: GpuTensor,
+  dv: GpuTensor,
+  stats: GpuTensor,
+  dout: GpuTensor,
+  q: GpuTensor,
+  k: GpuTensor,
+  v: GpuTensor,
+  out: GpuTensor,
+  lse: GpuTensor,
+  shape: AttentionShape,
+  options: AttentionBackwardOptions = {},
+): void {
+  const kernel = 'attentionBackward';
+  const d = checkDims(kernel, shape);
+  if (d.pastLen !== 0) throw new Error(`${kernel}: training attention has no KV cache; pastLen must be 0, got ${d.pastLen}`);
+  for (const t of [dq, dk, dv, stats, dout, q, k, v, out, lse]) expectDType(kernel, t, 'f32');
+  for (const t of [dq, dk, dv, dout, q, k, v, out]) expectShape(kernel, t, [d.batch * d.seq, d.width]);
+  expectShape(kernel, lse, [d.batch, d.heads, d.seq]);
+  expectShape(kernel, stats, [d.batch, d.heads, d.seq, 2]);
+  checkLengths(kernel, options.validLengths, d.batch);
+  const lengths = options.validLengths ?? placeholder(gpu).lengths;
+  expectNoOverlap(kernel, [dq, dk, dv, stats], [dout, q, k, v, out, lse, lengths]);
+  const useLengths = options.validLengths ? 1 : 0;
+  const limit = gpu.device.limits.maxComputeWorkgroupStorageSize;
+
+  const statRows = d.batch * d.seq * d.heads;
+  const [sx, sy] = grid(Math.ceil(statRows / 64));
+  gpu.encoder.dispatch(
+    gpu.pipelines.get({ name: 'attention.bwd_stats', code: statsCode }, { WG: 64 }),
+    packUniforms([
+      ['u32', statRows],
+      ['u32', d.seq],
+      ['u32', d.heads],
+      ['u32', d.headDim],
+      ['u32', useLengths],
+      ['u32', sx],
+    ]),
+    [stats, dout, out, lse, lengths],
+    [sx, sy],
+  );
+
+  const sizes = packUniforms([
+    ['u32', d.seq],
+    ['u32', d.heads],
+    ['u32', d.headDim],
+    ['u32', useLengths],
+    ['f32', d.scale],
+  ]);
+  const cq = fitTiles('dq', d.d4, limit);
+  gpu.encoder.dispatch(
+    gpu.pipelines.get(shader('attention.bwd_dq', dqCode, d.d4), { ROWS: cq.rows, LANES: cq.lanes, BK: cq.tile }),
+    sizes,
+    [dq, dout, q, k, v, stats, lengths],
+    [Math.ceil(d.seq / cq.rows), d.batch * d.heads],
+  );
+  const ckv = fitTiles('dkv', d.d4, limit);
+  gpu.encoder.dispatch(
+    gpu.pipelines.get(shader('attention.bwd_dkv', dkvCode, d.d4), { KROWS: ckv.rows, LANES: ckv.lanes, BQ: ckv.tile }),
+    sizes,
+    [dk, dv, dout, q, k, v, stats, lengths],
+    [Math.ceil(d.seq / ckv.rows), d.batch * d.heads],
+  );
+}
