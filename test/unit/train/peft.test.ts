@@ -68,7 +68,8 @@ describe('PEFT adapter config', () => {
     expect(() => planAdapterTensors(s, TINY, missing)).toThrow(/lacks lora_B for base_model.model.model.layers.1.self_attn.q_proj/);
     const extra = new Map([q(0, 'A', [4, 64]), q(0, 'B', [64, 4]), q(1, 'A', [4, 64]), q(1, 'B', [64, 4]), q(5, 'A', [4, 64]), q(5, 'B', [64, 4])]);
     expect(() => planAdapterTensors(s, TINY, extra)).toThrow(/model has only 2 layers/);
-    const stray = new Map([...extra.entries()].slice(0, 4).concat([['base_model.model.lm_head.weight', { shape: [1, 1], dtype: 'F32' }]]));
+    const stray = new Map<string, { shape: number[]; dtype: string }>([...extra.entries()].slice(0, 4));
+    stray.set('base_model.model.lm_head.weight', { shape: [1, 1], dtype: 'F32' });
     expect(() => planAdapterTensors(s, TINY, stray)).toThrow(/not LoRA weights of a Phi model/);
   });
 });
