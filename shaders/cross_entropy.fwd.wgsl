@@ -1,0 +1,92 @@
+// Fused lm_head + cross-entropy forward, pass 1 of 2 (lib/lm_head_tile.wgsl prepended). Each
+// workgroup computes a 64 x 64 tile of logits in registers, never storing them, and writes per row
+// of the tile its max and sum(exp(logit - max)) to partials; the workgroup whose tile holds a row's
+// label writes that logit to target_logit[row]. cross_entropy.reduce.wgsl merges the partials.
+
+struct Params {
+  M: u32,            // rows (tokens)
+  C: u32,            // hidden size
+  chunk_rows: u32,   // vocabulary entries in this dispatch
+  buffer_row: u32,   // their first row within the weight buffer
+  vocab_offset: u32, // their first index in the whole vocabulary
+  tile_offset: u32,  // partials column of this dispatch's first tile
+  total_tiles: u32,  // partials columns per row
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> partials: array<vec2<f32>>; // [M, total_tiles]
+@group(0) @binding(2) var<storage, read_write> target_logit: array<f32>;    // [M]
+@group(0) @binding(3) var<storage, read> hidden: array<f32>;
+@group(0) @binding(4) var<storage, read> weight: array<u32>;
+@group(0) @binding(5) var<storage, read> bias: array<f32>;
+@group(0) @binding(6) var<storage, read> labels: array<i32>;
+
+// Per-row partial results [TILE rows][16 column groups], kept in the tile loader's tile_h: the
+// workgroup storage limit has no room for another array, and the tile is done with it.
+fn part_index(r: u32, g: u32) -> u32 {
+  return r * 16u + g;
+}
+
+fn masked_max(row: vec4<f32>, valid: vec4<bool>) -> f32 {
+  let m = select(vec4<f32>(-3.4028234663852886e38), row, valid);
+  return max(max(m.x, m.y), max(m.z, m.w));
+}
+
+// Columns past the chunk are masked before exp(): their placeholder logits could exceed row_max.
+fn masked_sum_exp(row: vec4<f32>, row_max: f32, valid: vec4<bool>) -> f32 {
+  return dot(exp(select(vec4<f32>(-3.4028234663852886e38), row - row_max, valid)), vec4<f32>(1.0));
+}
+
+fn group_max(r: u32) -> f32 {
+  var m = tile_h[part_index(r, 0u)];
+  for (var g = 1u; g < 16u; g++) { m = max(m, tile_h[part_index(r, g)]); }
+  return m;
+}
+
+fn group_sum(r: u32) -> f32 {
+  var s = 0.0;
+  for (var g = 0u; g < 16u; g++) { s += tile_h[part_index(r, g)]; }
+  return s;
+}
+
+// The label's logit, if this invocation holds it (one invocation in the whole grid does).
+fn write_target(m: u32, row: vec4<f32>, vocab_ids: vec4<u32>, valid: vec4<bool>) {
+  if (m >= p.M) { return; }
+  let hit = valid & (vec4<i32>(vocab_ids) == vec4<i32>(labels[m]));
+  if (any(hit)) { target_logit[m] = dot(select(vec4<f32>(0.0), row, hit), vec4<f32>(1.0)); }
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let v0 = wid.x * TILE;
+  let m0 = wid.y * TILE;
+  let tile = lm_head_tile(m0, v0, lid);
+  let tx = lid % 16u;
+  let ty = lid / 16u;
+  let cols = v0 + tx + vec4<u32>(0u, 16u, 32u, 48u);
+  let valid = cols < vec4<u32>(p.chunk_rows);
+
+  tile_h[part_index(ty, tx)] = masked_max(tile.r0, valid);
+  tile_h[part_index(ty + 16u, tx)] = masked_max(tile.r1, valid);
+  tile_h[part_index(ty + 32u, tx)] = masked_max(tile.r2, valid);
+  tile_h[part_index(ty + 48u, tx)] = masked_max(tile.r3, valid);
+  workgroupBarrier();
+  let row_max = vec4<f32>(group_max(ty), group_max(ty + 16u), group_max(ty + 32u), group_max(ty + 48u));
+  workgroupBarrier();
+  tile_h[part_index(ty, tx)] = masked_sum_exp(tile.r0, row_max.x, valid);
+  tile_h[part_index(ty + 16u, tx)] = masked_sum_exp(tile.r1, row_max.y, valid);
+  tile_h[part_index(ty + 32u, tx)] = masked_sum_exp(tile.r2, row_max.z, valid);
+  tile_h[part_index(ty + 48u, tx)] = masked_sum_exp(tile.r3, row_max.w, valid);
+  workgroupBarrier();
+  if (tx == 0u) {
+    for (var i = 0u; i < 4u; i++) {
+      let m = m0 + ty + 16u * i;
+      if (m < p.M) { partials[m * p.total_tiles + p.tile_offset + wid.x] = vec2<f32>(row_max[i], group_sum(ty + 16u * i)); }
+    }
+  }
+  let vocab_ids = p.vocab_offset + cols;
+  write_target(m0 + ty, tile.r0, vocab_ids, valid);
+  write_target(m0 + ty + 16u, tile.r1, vocab_ids, valid);
+  write_target(m0 + ty + 32u, tile.r2, vocab_ids, valid);
+  write_target(m0 + ty + 48u, tile.r3, vocab_ids, valid);
+}

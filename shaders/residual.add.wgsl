@@ -1,0 +1,21 @@
+// out = a + b element-wise: the residual connection (Phi-2's block: x + attn + mlp is two of these,
+// or one add and one accumulate).
+
+struct Params {
+  n: u32,
+  grid_x: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> a: array<f32>;
+@group(0) @binding(3) var<storage, read> b: array<f32>;
+
+override WG: u32 = 256u;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = (wid.x + wid.y * p.grid_x) * WG + lid;
+  if (i >= p.n) { return; }
+  out[i] = a[i] + b[i];
+}

@@ -1,0 +1,88 @@
+import dropoutBwd from '../../../shaders/dropout.bwd.wgsl?raw';
+import dropoutFwd from '../../../shaders/dropout.fwd.wgsl?raw';
+import { packUniforms } from '../gpu/encoder';
+import type { GpuRuntime } from '../gpu/runtime';
+import type { GpuTensor } from '../gpu/tensor';
+import { expectDType, expectElements } from './check';
+import { FLAT_WG, expectCount, expectDisjoint, flatGrid } from './kernel-args';
+import { RNG_WGSL, dropThreshold } from './rng';
+
+const FWD = { name: 'dropout.fwd', code: RNG_WGSL + dropoutFwd };
+const BWD = { name: 'dropout.bwd', code: RNG_WGSL + dropoutBwd };
+
+/**
+ * Which elements a dropout site drops: element i is kept when rngKeep(seed, salt, i, dropThreshold(p)).
+ * `seed` changes every step (from the run's seed), `salt` names the site (layer and branch), so every
+ * site and step gets an independent mask and a run replays exactly.
+ */
+export interface DropoutMask {
+  p: number;
+  seed: number;
+  salt: number;
+}
+
+function maskUniforms(kernel: string, mask: DropoutMask): Array<['u32' | 'f32', number]> {
+  expectCount(kernel, 'seed', mask.seed);
+  expectCount(kernel, 'salt', mask.salt);
+  if (mask.seed > 0xffffffff || mask.salt > 0xffffffff) throw new Error(`${kernel}: seed and salt must fit in 32 bits`);
+  const threshold = dropThreshold(mask.p); // throws unless 0 <= p < 1
+  return [
+    ['u32', mask.seed],
+    ['u32', mask.salt],
+    ['u32', threshold],
+    ['f32', 1 / (1 - mask.p)],
+  ];
+}
+
+function sameView(a: GpuTensor, b: GpuTensor): boolean {
+  return a.buffer === b.buffer && a.byteOffset === b.byteOffset;
+}
+
+/** out = dropout(inp) over n elements: kept elements scaled by 1 / (1 - p). out may be inp (in place). */
+export function dropoutForward(gpu: GpuRuntime, out: GpuTensor, inp: GpuTensor, n: number, mask: DropoutMask): void {
+  const k = 'dropoutForward';
+  expectCount(k, 'n', n);
+  for (const t of [out, inp]) {
+    expectDType(k, t, 'f32');
+    expectElements(k, t, n);
+  }
+  const inPlace = sameView(out, inp);
+  if (!inPlace) expectDisjoint(k, out, [inp]);
+  const [gx, gy] = flatGrid(n);
+  gpu.encoder.dispatch(
+    gpu.pipelines.get(inPlace ? { ...FWD, entryPoint: 'in_place' } : FWD, { WG: FLAT_WG }),
+    packUniforms([['u32', n], ['u32', gx], ...maskUniforms(k, mask)]),
+    inPlace ? [out] : [out, inp],
+    [gx, gy],
+  );
+}
+
+/**
+ * dinp (=, or += with accumulate) the dropout backward of dout with the forward's mask, recomputed
+ * from (seed, salt). dinp may be dout (in place, without accumulate).
+ */
+export function dropoutBackward(
+  gpu: GpuRuntime,
+  dinp: GpuTensor,
+  dout: GpuTensor,
+  n: number,
+  mask: DropoutMask,
+  accumulate = false,
+): void {
+  const k = 'dropoutBackward';
+  expectCount(k, 'n', n);
+  for (const t of [dinp, dout]) {
+    expectDType(k, t, 'f32');
+    expectElements(k, t, n);
+  }
+  const inPlace = sameView(dinp, dout);
+  if (inPlace && accumulate) throw new Error(`${k}: cannot accumulate into ${dinp.name} in place`);
+  if (!inPlace) expectDisjoint(k, dinp, [dout]);
+  const [gx, gy] = flatGrid(n);
+  gpu.encoder.dispatch(
+    gpu.pipelines.get(inPlace ? { ...BWD, entryPoint: 'in_place' } : BWD, { WG: FLAT_WG }),
+    packUniforms([['u32', n], ['u32', gx], ...maskUniforms(k, mask), ['u32', accumulate ? 1 : 0]]),
+    inPlace ? [dinp] : [dinp, dout],
+    [gx, gy],
+  );
+}
