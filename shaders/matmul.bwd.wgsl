@@ -1,0 +1,100 @@
+// Linear layer input gradient, tiled GEMM: dinp[m, k] (= or +=) sum_n dout[m, n] * W[n, k], with W the
+// dequantised frozen weight [N, K] (no weight gradient: the base model is frozen under LoRA).
+// A weight format (matmul.int8 / matmul.f16: weight_quad, row_scale) is prepended by matmul.ts.
+//
+// The scheme of matmul.fwd with the roles turned: a 64 x 64 tile of dinp per 256 threads, each thread
+// a 4 x 4 block in vec4 registers, stepping through N by BR = 16. The weight tile is read along its
+// rows (k), already the layout the inner loop wants, so each quad is stored whole, scaled by its row's
+// scale (which here varies along the reduction).
+
+struct Params {
+  M: u32,
+  N: u32,
+  K: u32,
+  accumulate: u32, // 1: dinp += result (another branch's gradient is already there)
+  tiles_m: u32,
+  tiles: u32,
+  grid_x: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> dinp: array<f32>;
+@group(0) @binding(2) var<storage, read> dout: array<f32>;
+@group(0) @binding(3) var<storage, read> weight: array<u32>;
+@group(0) @binding(4) var<storage, read> scales: array<f32>;
+
+const TILE = 64u;
+const BR = 16u;
+const V = TILE / 4u;
+
+var<workgroup> d_tile: array<vec4<f32>, BR * V>; // [n][m / 4]
+var<workgroup> w_tile: array<vec4<f32>, BR * V>; // [n][k / 4]
+
+fn store(m: u32, k: u32, v: vec4<f32>) {
+  if (m >= p.M) { return; }
+  for (var j = 0u; j < 4u; j++) {
+    if (k + j < p.K) {
+      let o = m * p.K + k + j;
+      if (p.accumulate != 0u) { dinp[o] += v[j]; } else { dinp[o] = v[j]; }
+    }
+  }
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let tile = wid.x + wid.y * p.grid_x;
+  if (tile >= p.tiles) { return; } // uniform per workgroup
+  let m0 = (tile % p.tiles_m) * TILE;
+  let k0 = (tile / p.tiles_m) * TILE;
+  let tx = lid % 16u;
+  let ty = lid / 16u;
+  // dout staging: four consecutive n of row lid / 4; weight staging: quad lid % 16 of row lid / 16.
+  let d_row = lid / 4u;
+  let d_quad = lid % 4u;
+  let dm = m0 + d_row;
+  let w_row = lid / V;
+  let w_quad = lid % V;
+  let wk = k0 + 4u * w_quad;
+
+  var acc0 = vec4<f32>(0.0);
+  var acc1 = vec4<f32>(0.0);
+  var acc2 = vec4<f32>(0.0);
+  var acc3 = vec4<f32>(0.0);
+  for (var n0 = 0u; n0 < p.N; n0 += BR) {
+    let n = n0 + 4u * d_quad;
+    var d = vec4<f32>(0.0);
+    if (dm < p.M) {
+      let base = dm * p.N + n;
+      for (var j = 0u; j < 4u; j++) {
+        if (n + j < p.N) { d[j] = dout[base + j]; }
+      }
+    }
+    let s = 4u * d_quad * V + d_row / 4u;
+    let lane = d_row % 4u;
+    d_tile[s][lane] = d.x;
+    d_tile[s + V][lane] = d.y;
+    d_tile[s + 2u * V][lane] = d.z;
+    d_tile[s + 3u * V][lane] = d.w;
+    let wn = n0 + w_row;
+    var w = vec4<f32>(0.0);
+    if (wn < p.N && wk < p.K) { w = weight_quad(wn, wk >> 2u) * row_scale(wn); }
+    w_tile[w_row * V + w_quad] = w;
+    workgroupBarrier();
+    for (var nn = 0u; nn < BR; nn++) {
+      let a = d_tile[nn * V + ty];
+      let b = w_tile[nn * V + tx];
+      acc0 = fma(vec4<f32>(a.x), b, acc0);
+      acc1 = fma(vec4<f32>(a.y), b, acc1);
+      acc2 = fma(vec4<f32>(a.z), b, acc2);
+      acc3 = fma(vec4<f32>(a.w), b, acc3);
+    }
+    workgroupBarrier();
+  }
+
+  let m = m0 + 4u * ty;
+  let k = k0 + 4u * tx;
+  store(m, k, acc0);
+  store(m + 1u, k, acc1);
+  store(m + 2u, k, acc2);
+  store(m + 3u, k, acc3);
+}
