@@ -5,7 +5,7 @@ import matmulGemv from '../../../shaders/matmul.gemv.wgsl?raw';
 import matmulInt8 from '../../../shaders/matmul.int8.wgsl?raw';
 import { packUniforms } from '../gpu/encoder';
 import { grid, type GpuRuntime } from '../gpu/runtime';
-import type { GpuTensor } from '../gpu/tensor';
+import { tensorBytes, type GpuTensor } from '../gpu/tensor';
 import { expectDType, expectShape } from './check';
 
 /**
@@ -85,15 +85,14 @@ function weightFormat(kernel: string, weight: GpuTensor, scales: GpuTensor | nul
 
 /**
  * Checks what WebGPU validation would otherwise reject later with a less specific message: a binding
- * larger than the device allows, and a written tensor whose binding overlaps another binding of the
- * same dispatch. The encoder binds each tensor from its byteOffset to the end of its buffer, so any
- * two tensors in one buffer overlap there, even where their elements do not.
+ * larger than the device allows, and a written tensor whose bytes overlap another binding of the
+ * same dispatch (the encoder binds exactly each tensor's bytes).
  */
 export function expectBindable(kernel: string, gpu: GpuRuntime, written: readonly GpuTensor[], read: readonly GpuTensor[]): void {
   const limit = gpu.device.limits.maxStorageBufferBindingSize;
   const bound = [...written, ...read];
   for (const t of bound) {
-    const size = t.buffer.size - t.byteOffset;
+    const size = tensorBytes(t.shape, t.dtype);
     if (size > limit) {
       throw new Error(
         `${kernel}: ${t.name} binds ${size} bytes, more than this device's maxStorageBufferBindingSize (${limit}); ` +
@@ -103,7 +102,10 @@ export function expectBindable(kernel: string, gpu: GpuRuntime, written: readonl
   }
   written.forEach((w, i) => {
     bound.forEach((t, j) => {
-      if (j !== i && t.buffer === w.buffer) {
+      // The encoder binds exactly each tensor's bytes, so views of one buffer may meet in a dispatch
+      // as long as their ranges are apart.
+      const apart = w.byteOffset + tensorBytes(w.shape, w.dtype) <= t.byteOffset || t.byteOffset + tensorBytes(t.shape, t.dtype) <= w.byteOffset;
+      if (j !== i && t.buffer === w.buffer && !apart) {
         throw new Error(`${kernel}: ${w.name} is written and its binding overlaps ${t.name}'s (same GPU buffer); use separate buffers`);
       }
     });

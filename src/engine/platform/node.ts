@@ -33,6 +33,9 @@ export async function nodePlatform(options: NodePlatformOptions = {}): Promise<P
   } catch (err) {
     gpuMissingReason = `Dawn (the npm package "webgpu") could not be loaded: ${(err as Error).message}`;
   }
+  // idb reaches for the IndexedDB classes (IDBKeyRange, ...) as globals: install the in-memory ones.
+  // @ts-expect-error: the package's exports map hides auto.d.ts from moduleResolution bundler
+  await import('fake-indexeddb/auto');
   const { indexedDB } = await import('fake-indexeddb');
   return {
     kind: 'node',

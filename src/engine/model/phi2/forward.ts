@@ -1,0 +1,195 @@
+import type { GpuRuntime } from '../../gpu/runtime';
+import { viewTensor, type GpuTensor } from '../../gpu/tensor';
+import { attentionForward, createAttentionSplitWorkspace, type AttentionSplitWorkspace } from '../../kernels/attention';
+import { embeddingForward } from '../../kernels/embedding';
+import { geluForward } from '../../kernels/gelu';
+import { kvCacheAppend } from '../../kernels/kv-cache';
+import { layernormForward } from '../../kernels/layernorm';
+import { matmulForward } from '../../kernels/matmul';
+import { createRotaryTable, rotaryForward, type RotaryTable } from '../../kernels/rotary';
+import { loraForward } from '../../kernels/lora';
+import type { LoraState } from './lora-state';
+import type { LinearName, LinearParams, Phi2Params } from './params';
+import { KvCache, Phi2Workspace } from './workspace';
+
+/**
+ * Phi-2's forward pass on the GPU, exactly as transformers computes it:
+ *   x = embed(ids)
+ *   per block:  h = LN(x);  x = x + dense(attn(rotary(q(h)), rotary(k(h)), v(h))) + fc2(gelu_new(fc1(h)))
+ *   logits = lm_head(final_LN(x))
+ * The two branch outputs accumulate straight into the residual stream (the matmuls add into x), so a
+ * block costs no separate residual passes. Keys and values go to the KV cache, so a prompt is
+ * processed once and each new token attends to everything before it.
+ */
+
+export type LogitsWanted = 'all' | 'last' | 'none';
+
+export interface ForwardCall {
+  /** Token ids [batch * seq], batch-major. */
+  ids: Uint32Array;
+  batch: number;
+  seq: number;
+  /** Valid tokens per sequence when right-padded (all seq when absent). Logits 'last' read position len-1. */
+  lengths?: readonly number[];
+  logits: LogitsWanted;
+  /**
+   * Hidden states to copy out, as transformers' output_hidden_states gives them: [0] the embeddings,
+   * [l] the residual stream after block l-1 for l < layers, [layers] the final LayerNorm's output.
+   * Each [batch*seq, hidden]; for tests and tools.
+   */
+  captureHidden?: GpuTensor[];
+  /** A LoRA adapter applied unmerged: each adapted layer adds scaling * (x A^T) B^T. */
+  adapter?: LoraState | null;
+}
+
+export class Phi2Model {
+  readonly rotary: RotaryTable;
+  private split: AttentionSplitWorkspace;
+  private logitsBuffer: GpuTensor | null = null;
+  private lastRows: GpuTensor | null = null;
+  private lengthsBuffer: GpuTensor | null = null;
+  private headScratch: GpuTensor | null = null;
+  private loraXa: GpuTensor | null = null;
+
+  constructor(
+    readonly gpu: GpuRuntime,
+    readonly params: Phi2Params,
+  ) {
+    const d = params.dims;
+    this.rotary = createRotaryTable(gpu, d.ropeTheta, d.rotaryDim, d.maxPositions);
+    this.split = createAttentionSplitWorkspace(gpu, d.headDim, 8192);
+  }
+
+  get dims() {
+    return this.params.dims;
+  }
+
+  /**
+   * Runs the blocks over `call.ids` at positions cache.length.. and advances the cache. Returns the
+   * logits asked for ([batch*seq, vocab], [batch, vocab] or none), valid until the next call.
+   */
+  forward(ws: Phi2Workspace, cache: KvCache, call: ForwardCall): GpuTensor | null {
+    const { gpu, params } = this;
+    const d = params.dims;
+    const { batch: B, seq: T } = call;
+    const M = B * T;
+    const C = d.hidden;
+    const pastLen = cache.length;
+    if (call.ids.length !== M) throw new Error(`forward: ${call.ids.length} ids for batch ${B} x seq ${T}`);
+    if (cache.batch !== B) throw new Error(`forward: the KV cache holds ${cache.batch} sequences, the call has ${B}`);
+    if (pastLen + T > cache.maxSeq) throw new Error(`forward: ${pastLen + T} positions exceed the KV cache's ${cache.maxSeq}`);
+    if (pastLen + T > d.maxPositions) throw new Error(`forward: position ${pastLen + T - 1} is past the model's ${d.maxPositions} positions`);
+    const a = ws.at(M, B, T);
+
+    gpu.device.queue.writeBuffer(a.ids.buffer, a.ids.byteOffset, call.ids.buffer as ArrayBuffer, call.ids.byteOffset, call.ids.byteLength);
+    embeddingForward(gpu, a.residual, a.ids, params.embedding, M, C, d.vocab, call.ids);
+    const capture = (i: number, t: GpuTensor) => {
+      const target = call.captureHidden?.[i];
+      if (target) gpu.encoder.copy(t, target, M * C * 4);
+    };
+    capture(0, a.residual);
+    const validLengths = call.lengths ? this.uploadLengths(call.lengths, pastLen, T) : undefined;
+
+    const shape = { batch: B, seq: T, heads: d.heads, headDim: d.headDim, pastLen };
+    for (let l = 0; l < d.layers; l++) {
+      const p = params.blocks[l];
+      layernormForward(gpu, a.normed, a.mean, a.rstd, a.residual, p.ln.weight, p.ln.bias, M, C, d.layerNormEps);
+      const linear = (out: GpuTensor, inp: GpuTensor, name: LinearName, N: number, K: number, accumulate = false) => {
+        this.linear(out, inp, p[name], M, N, K, accumulate);
+        const lora = call.adapter?.at(l, name);
+        if (lora) {
+          const r = call.adapter!.settings.r;
+          const xa = viewTensor(this.ensure('loraXa', [M, r]), [M, r], 'lora_xa');
+          loraForward(gpu, out, xa, inp, lora.A, lora.B, M, N, K, r, call.adapter!.scaling);
+        }
+      };
+      linear(a.q, a.normed, 'q', C, C);
+      linear(a.k, a.normed, 'k', C, C);
+      linear(a.v, a.normed, 'v', C, C);
+      rotaryForward(gpu, a.q, this.rotary, shape);
+      rotaryForward(gpu, a.k, this.rotary, shape);
+      kvCacheAppend(gpu, cache.keys[l], cache.values[l], a.k, a.v, { ...shape, pastLen });
+      attentionForward(gpu, a.attn, a.lse, a.q, cache.keys[l], cache.values[l], shape, {
+        validLengths,
+        splitWorkspace: this.split,
+      });
+      linear(a.residual, a.attn, 'dense', C, C, true);
+      linear(a.fc1, a.normed, 'fc1', d.intermediate, C);
+      geluForward(gpu, a.gelu, a.fc1, M * d.intermediate);
+      linear(a.residual, a.gelu, 'fc2', C, d.intermediate, true);
+      if (l < d.layers - 1) capture(l + 1, a.residual);
+    }
+    cache.length = pastLen + T;
+
+    if (call.logits === 'none' && !call.captureHidden) return null;
+    layernormForward(gpu, a.normed, a.mean, a.rstd, a.residual, params.finalLn.weight, params.finalLn.bias, M, C, d.layerNormEps);
+    capture(d.layers, a.normed);
+    if (call.logits === 'none') return null;
+    if (call.logits === 'all') return this.lmHead(a.normed, M);
+    // Gather each sequence's last valid position, then project only those rows.
+    const rows = this.ensure('lastRows', [B, C]);
+    for (let b = 0; b < B; b++) {
+      const last = (call.lengths ? call.lengths[b] - pastLen : T) - 1;
+      if (last < 0) throw new Error(`forward: sequence ${b} has no valid position in this call`);
+      gpu.encoder.copy(viewTensor(a.normed, [C], 'row', (b * T + last) * C * 4), viewTensor(rows, [C], 'row', b * C * 4), C * 4);
+    }
+    return this.lmHead(rows, B);
+  }
+
+  private linear(out: GpuTensor, inp: GpuTensor, p: LinearParams, M: number, N: number, K: number, accumulate = false): void {
+    matmulForward(this.gpu, out, inp, p.weight, p.scales, p.bias, M, N, K, { accumulate });
+  }
+
+  /** logits [rows, vocab] = h · lm_head^T + bias, over the F16 head's row chunks. */
+  private lmHead(h: GpuTensor, rows: number): GpuTensor {
+    const { gpu, params } = this;
+    const V = params.dims.vocab;
+    const C = params.dims.hidden;
+    const logits = viewTensor(this.ensure('logitsBuffer', [rows, V]), [rows, V], 'logits');
+    if (params.lmHead.length === 1) {
+      matmulForward(gpu, logits, h, params.lmHead[0].table, null, params.lmHeadBias, rows, V, C);
+      return logits;
+    }
+    // A head split into row chunks (tables larger than one binding): each chunk's logits land in
+    // scratch, then move to their columns of the full rows.
+    for (const { table, firstRow } of params.lmHead) {
+      const n = table.shape[0];
+      const scratch = viewTensor(this.ensure('headScratch', [rows, n]), [rows, n], 'logits_chunk');
+      const bias = viewTensor(params.lmHeadBias, [n], 'lm_head.bias_chunk', firstRow * 4);
+      matmulForward(gpu, scratch, h, table, null, bias, rows, n, C);
+      for (let r = 0; r < rows; r++) {
+        gpu.encoder.copy(viewTensor(scratch, [n], 'row', r * n * 4), viewTensor(logits, [n], 'row', (r * V + firstRow) * 4), n * 4);
+      }
+    }
+    return logits;
+  }
+
+  private uploadLengths(lengths: readonly number[], pastLen: number, seq: number): GpuTensor {
+    const t = this.ensure('lengthsBuffer', [lengths.length], 'u32');
+    for (const len of lengths) {
+      if (!Number.isInteger(len) || len < 1 || len > pastLen + seq) throw new Error(`forward: valid length ${len} outside 1..${pastLen + seq}`);
+    }
+    this.gpu.device.queue.writeBuffer(t.buffer, 0, new Uint32Array(lengths));
+    return viewTensor(t, [lengths.length], 'valid_lengths');
+  }
+
+  /** A scratch buffer kept across calls, grown when a call needs more. */
+  private ensure(key: 'logitsBuffer' | 'lastRows' | 'lengthsBuffer' | 'headScratch' | 'loraXa', shape: number[], dtype: 'f32' | 'u32' = 'f32'): GpuTensor {
+    const bytes = shape.reduce((x, y) => x * y, 1) * 4;
+    const current = this[key];
+    if (current && current.buffer.size >= bytes) return viewTensor(current, shape);
+    current?.buffer.destroy();
+    const t = this.gpu.tensor(key, shape, dtype);
+    this[key] = t;
+    return t;
+  }
+
+  destroy(): void {
+    this.rotary.tensor.buffer.destroy();
+    this.split.partialOut.buffer.destroy();
+    this.split.partialStats.buffer.destroy();
+    for (const t of [this.logitsBuffer, this.lastRows, this.lengthsBuffer, this.headScratch, this.loraXa]) t?.buffer.destroy();
+  }
+}
+
+export { KvCache, Phi2Workspace };

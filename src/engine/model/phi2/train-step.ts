@@ -1,0 +1,328 @@
+import type { GpuRuntime } from '../../gpu/runtime';
+import { viewTensor, type GpuTensor } from '../../gpu/tensor';
+import { adamwStep, ADAMW_DEFAULTS } from '../../kernels/adamw';
+import { attentionBackward, attentionForward } from '../../kernels/attention';
+import { countLabels, createCrossEntropyWorkspace, crossEntropyBackward, crossEntropyForward, IGNORE_INDEX, type CrossEntropyWorkspace } from '../../kernels/cross-entropy';
+import { dropoutBackward, dropoutForward, type DropoutMask } from '../../kernels/dropout';
+import { embeddingForward } from '../../kernels/embedding';
+import { zeroTensor } from '../../kernels/fill';
+import { geluBackward, geluForward } from '../../kernels/gelu';
+import { GRAD_STATS, gradNorm, gradNormPartialsShape } from '../../kernels/grad-norm';
+import { layernormBackward, layernormForward } from '../../kernels/layernorm';
+import { loraBackward, loraForward, type LoraDropout } from '../../kernels/lora';
+import { matmulBackwardInput, matmulForward } from '../../kernels/matmul';
+import { residualAccumulate } from '../../kernels/residual';
+import { rngU32 } from '../../kernels/rng';
+import { rotaryBackward, rotaryForward } from '../../kernels/rotary';
+import type { Phi2Model } from './forward';
+import type { LoraState } from './lora-state';
+import { LINEAR_NAMES, type LinearName } from './params';
+
+/**
+ * One LoRA training micro-batch on Phi-2, forward and backward, with activation recomputation:
+ *
+ *   forward   x_0 = embed(ids); per block keep only its input x_l, then
+ *             x_{l+1} = x_l + drop(dense(attn(h))) + drop(fc2(gelu(fc1(h)))),  h = LN(x_l)
+ *             loss = cross_entropy(lm_head(final_LN(x_L)), shifted labels), fused over vocabulary chunks
+ *   backward  dx_L from the loss; per block, last first: recompute the block from x_l (the same dropout
+ *             masks, replayed from their seeds), then push the gradient through both branches, the
+ *             LoRA layers (accumulating dA, dB) and the LayerNorm into dx_l.
+ *
+ * Only the block inputs are kept across the pass (layers x tokens x hidden floats), so memory
+ * grows with one block's activations, not all of them. Nothing is read back: the loss stays on the
+ * GPU until the caller reads it, asynchronously, for display.
+ */
+
+export interface TrainBatch {
+  /** Token ids [batch * seq], right-padded. */
+  ids: Uint32Array;
+  /** Labels aligned with ids as transformers takes them (-100 ignored, padding included); shifted here. */
+  labels: Int32Array;
+  batch: number;
+  seq: number;
+  /** Valid tokens per sequence (all seq when absent). */
+  lengths?: readonly number[];
+}
+
+export interface MicroStepOptions {
+  /** Dropout probabilities: the config's residual dropout and LoRA's own (0 for exact replays). */
+  residDropout: number;
+  loraDropout: number;
+  /** Seeds every dropout mask of this micro-batch; derive it from the run seed, step and micro-batch. */
+  seed: number;
+  /** Counted labels over the whole accumulated batch, so the loss is the mean over all of them. */
+  labelCount: number;
+}
+
+/** Dropout sites per layer: the six LoRA inputs, then the two residual branches. */
+const SITES_PER_LAYER = 8;
+const SITE_ATTN = 6;
+const SITE_MLP = 7;
+
+/** Labels for the logits at each position: the next token's label; the last position of a sequence has none. */
+export function shiftLabels(labels: Int32Array, batch: number, seq: number): Int32Array {
+  const out = new Int32Array(batch * seq).fill(IGNORE_INDEX);
+  for (let b = 0; b < batch; b++) for (let t = 0; t + 1 < seq; t++) out[b * seq + t] = labels[b * seq + t + 1];
+  return out;
+}
+
+export class Phi2TrainStep {
+  private readonly M: number;
+  private readonly blockInputs: GpuTensor[];
+  private readonly t: Record<string, GpuTensor>;
+  private readonly xa: Map<LinearName, GpuTensor>;
+  private readonly ce: CrossEntropyWorkspace;
+  /** The mean loss of the last micro-batch, f32 [1], on the GPU. */
+  readonly loss: GpuTensor;
+  /** Norm, clip factor and non-finite flag of the last optimizer step (GRAD_STATS), on the GPU. */
+  readonly stats: GpuTensor;
+  private readonly normPartials: GpuTensor;
+
+  constructor(
+    readonly model: Phi2Model,
+    readonly lora: LoraState,
+    readonly maxBatch: number,
+    readonly maxSeq: number,
+  ) {
+    const gpu = model.gpu;
+    const d = model.dims;
+    const M = (this.M = maxBatch * maxSeq);
+    const { hidden: C, intermediate: I, heads: H } = d;
+    lora.enableTraining();
+    this.blockInputs = Array.from({ length: d.layers }, (_, l) => gpu.tensor(`block_input.${l}`, [M, C]));
+    const f = (name: string, shape: number[], dtype: 'f32' | 'u32' | 'i32' = 'f32') => gpu.tensor(name, shape, dtype);
+    this.t = {
+      residual: f('residual', [M, C]),
+      dresidual: f('d_residual', [M, C]),
+      h: f('ln_out', [M, C]),
+      mean: f('ln_mean', [M]),
+      rstd: f('ln_rstd', [M]),
+      finalH: f('final_ln_out', [M, C]),
+      finalMean: f('final_ln_mean', [M]),
+      finalRstd: f('final_ln_rstd', [M]),
+      q: f('q', [M, C]),
+      k: f('k', [M, C]),
+      v: f('v', [M, C]),
+      attn: f('attn', [M, C]),
+      lse: f('attn_lse', [M * H]),
+      branch: f('branch_out', [M, C]),
+      fc1: f('fc1_out', [M, I]),
+      gelu: f('gelu_out', [M, I]),
+      dh: f('d_ln_out', [M, C]),
+      dq: f('dq', [M, C]),
+      dk: f('dk', [M, C]),
+      dv: f('dv', [M, C]),
+      dattn: f('d_attn', [M, C]),
+      dbranch: f('d_branch', [M, C]),
+      dgelu: f('d_gelu', [M, I]),
+      dfc1: f('d_fc1', [M, I]),
+      attnStats: f('attn_bwd_stats', [M * H * 2]),
+      ids: f('train_ids', [M], 'u32'),
+      labels: f('train_labels', [M], 'i32'),
+      lengths: f('train_lengths', [maxBatch], 'u32'),
+      ceLse: f('ce_lse', [M]),
+      rowLoss: f('ce_row_loss', [M]),
+    };
+    this.xa = new Map(LINEAR_NAMES.map((n) => [n, gpu.tensor(`lora_xa.${n}`, [M, lora.settings.r])]));
+    this.ce = createCrossEntropyWorkspace(gpu, M, model.params.lmHead, d.vocab, C);
+    this.loss = f('loss', [1]);
+    this.stats = f('grad_stats', [GRAD_STATS.length]);
+    this.normPartials = f('grad_norm_partials', gradNormPartialsShape([lora.size]));
+  }
+
+  /** Counted labels of a micro-batch after shifting (validated: -100 or a token id). */
+  countLabels(batch: TrainBatch): number {
+    return countLabels(shiftLabels(batch.labels, batch.batch, batch.seq), this.model.dims.vocab);
+  }
+
+  /** Forward and backward of one micro-batch; LoRA gradients are added to lora.grads. */
+  microStep(batch: TrainBatch, opts: MicroStepOptions): void {
+    const { model, lora } = this;
+    const gpu = model.gpu;
+    const d = model.dims;
+    const { batch: B, seq: T } = batch;
+    const M = B * T;
+    const C = d.hidden;
+    const I = d.intermediate;
+    if (B > this.maxBatch || T > this.maxSeq) throw new Error(`train step: batch ${B} x ${T} exceeds the buffers' ${this.maxBatch} x ${this.maxSeq}`);
+    if (batch.ids.length !== M || batch.labels.length !== M) throw new Error(`train step: ${batch.ids.length} ids and ${batch.labels.length} labels for ${B} x ${T}`);
+    if (!(opts.labelCount > 0)) throw new Error('train step: the batch has no labels to learn from (every label is -100)');
+    const v = (t: GpuTensor, shape: number[]) => viewTensor(t, shape);
+    const t = this.t;
+    const x = v(t.residual, [M, C]);
+    const dx = v(t.dresidual, [M, C]);
+    const h = v(t.h, [M, C]);
+    const mean = v(t.mean, [M]);
+    const rstd = v(t.rstd, [M]);
+    const q = v(t.q, [M, C]);
+    const k = v(t.k, [M, C]);
+    const vv = v(t.v, [M, C]);
+    const attn = v(t.attn, [M, C]);
+    const lse = v(t.lse, [B, d.heads, T]);
+    const branch = v(t.branch, [M, C]);
+    const fc1 = v(t.fc1, [M, I]);
+    const gelu = v(t.gelu, [M, I]);
+    const ids = v(t.ids, [M]);
+    const labels = v(t.labels, [M]);
+    const shape = { batch: B, seq: T, heads: d.heads, headDim: d.headDim, pastLen: 0 };
+    const validLengths = batch.lengths ? v(t.lengths, [B]) : undefined;
+
+    const shifted = shiftLabels(batch.labels, B, T);
+    gpu.device.queue.writeBuffer(t.ids.buffer, 0, batch.ids.buffer as ArrayBuffer, batch.ids.byteOffset, batch.ids.byteLength);
+    gpu.device.queue.writeBuffer(t.labels.buffer, 0, shifted.buffer as ArrayBuffer, shifted.byteOffset, shifted.byteLength);
+    if (batch.lengths) gpu.device.queue.writeBuffer(t.lengths.buffer, 0, Uint32Array.from(batch.lengths));
+
+    const loraDrop = (l: number, name: LinearName): LoraDropout | null =>
+      opts.loraDropout > 0 ? { p: opts.loraDropout, seed: opts.seed >>> 0, salt: l * SITES_PER_LAYER + LINEAR_NAMES.indexOf(name) } : null;
+    const residDrop = (l: number, site: number): DropoutMask | null =>
+      opts.residDropout > 0 ? { p: opts.residDropout, seed: opts.seed >>> 0, salt: l * SITES_PER_LAYER + site } : null;
+
+    /** A frozen linear layer plus its adapter: out (=, or += with accumulate) inp W^T + b + LoRA. */
+    const linear = (l: number, name: LinearName, out: GpuTensor, inp: GpuTensor, N: number, K: number, accumulate = false) => {
+      const p = model.params.blocks[l][name];
+      matmulForward(gpu, out, inp, p.weight, p.scales, p.bias, M, N, K, { accumulate });
+      const a = lora.at(l, name);
+      if (a) loraForward(gpu, out, v(this.xa.get(name)!, [M, lora.settings.r]), inp, a.A, a.B, M, N, K, lora.settings.r, lora.scaling, { dropout: loraDrop(l, name) });
+    };
+
+    /** Block l's forward from x_l (in `input`): intermediates stay in the block buffers. */
+    const blockForward = (l: number, input: GpuTensor, residualOut: GpuTensor | null) => {
+      const p = model.params.blocks[l];
+      layernormForward(gpu, h, mean, rstd, input, p.ln.weight, p.ln.bias, M, C, d.layerNormEps);
+      linear(l, 'q', q, h, C, C);
+      linear(l, 'k', k, h, C, C);
+      linear(l, 'v', vv, h, C, C);
+      rotaryForward(gpu, q, model.rotary, shape);
+      rotaryForward(gpu, k, model.rotary, shape);
+      attentionForward(gpu, attn, lse, q, k, vv, shape, { validLengths, path: 'tiled' });
+      linear(l, 'fc1', fc1, h, I, C);
+      geluForward(gpu, gelu, fc1, M * I);
+      if (!residualOut) {
+        // Recomputation: backward needs the intermediates, and of the two branch outputs only the
+        // adapters' x·A^T (their B product lands in scratch, unused), not the base matmuls.
+        for (const [name, inp, K] of [['dense', attn, C], ['fc2', gelu, I]] as const) {
+          const a = lora.at(l, name);
+          if (a) loraForward(gpu, branch, v(this.xa.get(name)!, [M, lora.settings.r]), inp, a.A, a.B, M, C, K, lora.settings.r, lora.scaling, { dropout: loraDrop(l, name) });
+        }
+        return;
+      }
+      for (const [name, inp, K, site] of [['dense', attn, C, SITE_ATTN], ['fc2', gelu, I, SITE_MLP]] as const) {
+        const mask = residDrop(l, site);
+        if (!mask) {
+          linear(l, name, residualOut, inp, C, K, true);
+          continue;
+        }
+        linear(l, name, branch, inp, C, K);
+        dropoutForward(gpu, branch, branch, M * C, mask);
+        residualAccumulate(gpu, residualOut, branch, M * C);
+      }
+    };
+
+    // Forward, keeping each block's input.
+    embeddingForward(gpu, x, ids, model.params.embedding, M, C, d.vocab, batch.ids);
+    for (let l = 0; l < d.layers; l++) {
+      const saved = v(this.blockInputs[l], [M, C]);
+      gpu.encoder.copy(x, saved, M * C * 4);
+      blockForward(l, saved, x);
+    }
+    const finalH = v(t.finalH, [M, C]);
+    const finalMean = v(t.finalMean, [M]);
+    const finalRstd = v(t.finalRstd, [M]);
+    layernormForward(gpu, finalH, finalMean, finalRstd, x, model.params.finalLn.weight, model.params.finalLn.bias, M, C, d.layerNormEps);
+    const lmHead = model.params.lmHead;
+    const ceLse = v(t.ceLse, [M]);
+    crossEntropyForward(gpu, this.loss, v(t.rowLoss, [M]), ceLse, v(this.ce.partials, [M, this.ce.partials.shape[1]]), finalH, lmHead, model.params.lmHeadBias, labels, M, C, d.vocab, opts.labelCount);
+
+    // Backward: the loss into the final LayerNorm's input.
+    const dh = v(t.dh, [M, C]);
+    crossEntropyBackward(gpu, dh, v(this.ce.gradChunk, [M, this.ce.gradChunk.shape[1]]), ceLse, finalH, lmHead, model.params.lmHeadBias, labels, M, C, d.vocab, opts.labelCount);
+    layernormBackward(gpu, dx, dh, x, model.params.finalLn.weight, finalMean, finalRstd, M, C);
+
+    const dq = v(t.dq, [M, C]);
+    const dk = v(t.dk, [M, C]);
+    const dv = v(t.dv, [M, C]);
+    const dattn = v(t.dattn, [M, C]);
+    const dbranch = v(t.dbranch, [M, C]);
+    const dgelu = v(t.dgelu, [M, I]);
+    const dfc1 = v(t.dfc1, [M, I]);
+    /** The input gradient of an adapted linear layer: dinp (=, or +=) dout W, plus LoRA's share; dA, dB accumulate. */
+    const linearBackward = (l: number, name: LinearName, dinp: GpuTensor, dout: GpuTensor, inp: GpuTensor, N: number, K: number, accumulate: boolean) => {
+      const p = model.params.blocks[l][name];
+      matmulBackwardInput(gpu, dinp, dout, p.weight, p.scales, M, N, K, accumulate);
+      const a = lora.at(l, name);
+      if (a) {
+        loraBackward(gpu, a.dA!, a.dB!, dinp, dout, v(this.xa.get(name)!, [M, lora.settings.r]), inp, a.A, a.B, M, N, K, lora.settings.r, lora.scaling, true, {
+          dropout: loraDrop(l, name),
+        });
+      }
+    };
+
+    for (let l = d.layers - 1; l >= 0; l--) {
+      const input = v(this.blockInputs[l], [M, C]);
+      blockForward(l, input, null);
+      // The MLP branch: x_{l+1} += drop(fc2(gelu(fc1(h)))).
+      const mlpMask = residDrop(l, SITE_MLP);
+      let dMlp = dx;
+      if (mlpMask) {
+        dropoutBackward(gpu, dbranch, dx, M * C, mlpMask);
+        dMlp = dbranch;
+      }
+      linearBackward(l, 'fc2', dgelu, dMlp, gelu, C, I, false);
+      geluBackward(gpu, dfc1, dgelu, fc1, M * I);
+      linearBackward(l, 'fc1', dh, dfc1, h, I, C, false);
+      // The attention branch: x_{l+1} += drop(dense(attn(h))).
+      const attnMask = residDrop(l, SITE_ATTN);
+      let dAttnOut = dx;
+      if (attnMask) {
+        dropoutBackward(gpu, dbranch, dx, M * C, attnMask);
+        dAttnOut = dbranch;
+      }
+      linearBackward(l, 'dense', dattn, dAttnOut, attn, C, C, false);
+      attentionBackward(gpu, dq, dk, dv, v(t.attnStats, [B, d.heads, T, 2]), dattn, q, k, vv, attn, lse, shape, { validLengths });
+      rotaryBackward(gpu, dq, model.rotary, shape);
+      rotaryBackward(gpu, dk, model.rotary, shape);
+      linearBackward(l, 'q', dh, dq, h, C, C, true);
+      linearBackward(l, 'k', dh, dk, h, C, C, true);
+      linearBackward(l, 'v', dh, dv, h, C, C, true);
+      // Both branches read h = LN(x_l); x_l also flows straight through the residual.
+      layernormBackward(gpu, dx, dh, input, model.params.blocks[l].ln.weight, mean, rstd, M, C, true);
+    }
+  }
+
+  /**
+   * Clips the accumulated gradients to maxGradNorm, takes one AdamW step (torch semantics) and clears
+   * the gradients. A step with a NaN or infinite gradient leaves weights and moments untouched; the
+   * stats tensor says so.
+   */
+  optimizerStep(hyper: { lr: number; step: number; weightDecay?: number; beta1?: number; beta2?: number; eps?: number; maxGradNorm: number }): void {
+    const gpu = this.model.gpu;
+    const lora = this.lora;
+    gradNorm(gpu, this.stats, this.normPartials, [lora.grads!], { maxNorm: hyper.maxGradNorm > 0 ? hyper.maxGradNorm : Infinity });
+    adamwStep(gpu, lora.params, lora.expAvg!, lora.expAvgSq!, lora.grads!, this.stats, lora.size, {
+      lr: hyper.lr,
+      step: hyper.step,
+      beta1: hyper.beta1 ?? ADAMW_DEFAULTS.beta1,
+      beta2: hyper.beta2 ?? ADAMW_DEFAULTS.beta2,
+      eps: hyper.eps ?? ADAMW_DEFAULTS.eps,
+      weightDecay: hyper.weightDecay ?? ADAMW_DEFAULTS.weightDecay,
+    }, { zeroGrad: true });
+  }
+
+  zeroGrads(): void {
+    zeroTensor(this.model.gpu, this.lora.grads!);
+  }
+
+  destroy(): void {
+    for (const b of this.blockInputs) b.buffer.destroy();
+    for (const b of Object.values(this.t)) b.buffer.destroy();
+    for (const b of this.xa.values()) b.buffer.destroy();
+    this.ce.partials.buffer.destroy();
+    this.ce.gradChunk.buffer.destroy();
+    for (const b of [this.loss, this.stats, this.normPartials]) b.buffer.destroy();
+  }
+}
+
+/** A micro-batch's dropout seed from the run seed, the optimizer step and the micro-batch index. */
+export function microBatchSeed(runSeed: number, step: number, micro: number): number {
+  return rngU32(runSeed >>> 0, step, micro);
+}

@@ -1,0 +1,328 @@
+import { wrap, type DBSchema, type IDBPDatabase, type IDBPTransaction, type StoreNames } from 'idb';
+import type { Platform } from '../platform/types';
+import { crc32 } from '../weights/checksum';
+import { StoreError, formatBytes, isQuotaError } from './errors';
+import {
+  DB_NAME,
+  DB_VERSION,
+  STORES,
+  upgradeSchema,
+  type ModelManifest,
+  type TensorEntry,
+  type TensorRecord,
+  type TokenizerFiles,
+} from './schema';
+
+interface Phi2Schema extends DBSchema {
+  models: { key: string; value: ModelManifest };
+  tensors: { key: [string, string]; value: TensorEntry; indexes: { byModel: string } };
+  records: { key: [string, string, number]; value: TensorRecord };
+  tokenizers: { key: string; value: TokenizerFiles };
+  adapters: { key: string; value: { id: string } & Record<string, unknown> };
+  checkpoints: { key: string; value: { id: string } & Record<string, unknown> };
+  results: { key: string; value: { id: string } & Record<string, unknown> };
+  datasets: { key: string; value: { id: string } & Record<string, unknown> };
+}
+
+type StoreName = StoreNames<Phi2Schema>;
+
+export interface StorageUsage {
+  /** Bytes this origin uses and may use, or null where the host cannot say. */
+  usage: number | null;
+  quota: number | null;
+  /** Whether the host promised to keep our data under storage pressure. */
+  persisted: boolean;
+}
+
+export interface StoreOpenOptions {
+  /** Database name; tests use their own. */
+  name?: string;
+}
+
+/** The CRC-32 a record carries: over its data, then its scales. */
+export function recordChecksum(data: ArrayBuffer, scales: ArrayBuffer | null): number {
+  const c = crc32(new Uint8Array(data));
+  return scales ? crc32(new Uint8Array(scales), c) : c;
+}
+
+/**
+ * The app's IndexedDB (schema in ./schema.ts), through the `idb` package over the Platform's factory.
+ * idb recognises IndexedDB objects by the global IDBRequest/IDBDatabase classes: under Node those come
+ * from `import 'fake-indexeddb/auto'`.
+ */
+export class WeightStore {
+  private constructor(
+    readonly db: IDBPDatabase<Phi2Schema>,
+    private readonly platform: Pick<Platform, 'storage'>,
+  ) {}
+
+  static async open(platform: Pick<Platform, 'indexedDB' | 'storage'>, options: StoreOpenOptions = {}): Promise<WeightStore> {
+    const name = options.name ?? DB_NAME;
+    if (!platform.indexedDB) throw new StoreError('unavailable', 'IndexedDB is not available here, so models cannot be stored.');
+    if (typeof IDBRequest === 'undefined') {
+      throw new StoreError(
+        'unavailable',
+        'The IndexedDB classes (IDBRequest, IDBDatabase, ...) are not globals here; the idb wrapper needs them. ' +
+          "Under Node, import 'fake-indexeddb/auto' before opening the store.",
+      );
+    }
+    let request: IDBOpenDBRequest;
+    try {
+      request = platform.indexedDB.open(name, DB_VERSION);
+    } catch (err) {
+      throw new StoreError('unavailable', `IndexedDB refused to open "${name}": ${(err as Error).message}`);
+    }
+    request.onupgradeneeded = (event) => upgradeSchema(request.result, event.oldVersion);
+    const blocked = new Promise<never>((_, reject) => {
+      request.onblocked = () =>
+        reject(new StoreError('unavailable', 'The database is held open by another tab with an older version of the app; close that tab and retry.'));
+    });
+    let raw: unknown;
+    try {
+      raw = await Promise.race([wrap(request), blocked]);
+    } catch (err) {
+      if (err instanceof StoreError) throw err;
+      throw new StoreError('unavailable', `IndexedDB could not open "${name}": ${describe(err)}`);
+    }
+    const db = raw as IDBPDatabase<Phi2Schema>;
+    // Let a newer version of the app in another tab upgrade the schema.
+    db.addEventListener('versionchange', () => db.close());
+    return new WeightStore(db, platform);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  // ---- models
+
+  async listModels(): Promise<ModelManifest[]> {
+    return this.run('listing models', () => this.db.getAll(STORES.models));
+  }
+
+  async getModel(id: string): Promise<ModelManifest | undefined> {
+    return this.run(`reading model ${id}`, () => this.db.get(STORES.models, id));
+  }
+
+  async putModel(model: ModelManifest): Promise<void> {
+    await this.transact([STORES.models], `saving model ${model.id}`, 0, (tx, add) => add(tx.objectStore(STORES.models).put({ ...model, updatedAt: Date.now() })));
+  }
+
+  /** A model's manifest and tensor entries, written together. */
+  async putModelWithTensors(model: ModelManifest, entries: TensorEntry[], neededBytes = 0): Promise<void> {
+    await this.transact([STORES.models, STORES.tensors], `saving model ${model.id}`, neededBytes, (tx, add) => {
+      add(tx.objectStore(STORES.models).put({ ...model, updatedAt: Date.now() }));
+      const tensors = tx.objectStore(STORES.tensors);
+      for (const e of entries) add(tensors.put(e));
+    });
+  }
+
+  async getTensors(modelId: string): Promise<TensorEntry[]> {
+    return this.run(`reading the tensors of ${modelId}`, () => this.db.getAllFromIndex(STORES.tensors, 'byModel', modelId));
+  }
+
+  async getTensor(modelId: string, key: string): Promise<TensorEntry | undefined> {
+    return this.run(`reading tensor ${key}`, () => this.db.get(STORES.tensors, [modelId, key]));
+  }
+
+  // ---- records
+
+  /**
+   * Stores one record and its tensor's progress atomically and returns the updated entry. Records
+   * must arrive in order. `neededBytes` (what the whole import still has to store) goes into the
+   * message should the quota run out.
+   */
+  async writeRecord(entry: TensorEntry, record: TensorRecord, neededBytes?: number): Promise<TensorEntry> {
+    if (record.index !== entry.recordsDone) {
+      throw new Error(`${entry.key}: record ${record.index} written after ${entry.recordsDone} records; they must come in order`);
+    }
+    const checksums = entry.checksums.slice(0, record.index);
+    checksums.push(record.checksum);
+    const updated: TensorEntry = {
+      ...entry,
+      recordsDone: record.index + 1,
+      checksums,
+      complete: record.index + 1 === entry.recordCount,
+    };
+    const bytes = record.data.byteLength + (record.scales?.byteLength ?? 0);
+    await this.transact([STORES.records, STORES.tensors], `storing ${entry.key} record ${record.index}`, neededBytes ?? bytes, (tx, add) => {
+      add(tx.objectStore(STORES.records).put(record));
+      add(tx.objectStore(STORES.tensors).put(updated));
+    });
+    return updated;
+  }
+
+  /** One record, checked against its own checksum and its entry's. */
+  async readRecord(entry: TensorEntry, index: number): Promise<TensorRecord> {
+    const record = await this.run(`reading ${entry.key} record ${index}`, () => this.db.get(STORES.records, [entry.modelId, entry.key, index]));
+    if (!record) {
+      throw new StoreError('missing', `Record ${index} of ${entry.key} (model ${entry.modelId}) is missing from storage; import the model again.`);
+    }
+    const actual = recordChecksum(record.data, record.scales);
+    if (actual !== record.checksum || actual !== entry.checksums[index]) {
+      throw new StoreError(
+        'corrupt',
+        `Record ${index} of ${entry.key} (model ${entry.modelId}) is damaged: CRC-32 ${hex(actual)}, stored ${hex(record.checksum)}, ` +
+          `expected ${hex(entry.checksums[index])}. Delete the model and import it again.`,
+      );
+    }
+    return record;
+  }
+
+  /** The records of a tensor one at a time, verified (never all in memory). */
+  async *readRecords(entry: TensorEntry): AsyncGenerator<TensorRecord> {
+    if (!entry.complete) throw new StoreError('missing', `${entry.key} of model ${entry.modelId} is incomplete (${entry.recordsDone} of ${entry.recordCount} records).`);
+    for (let i = 0; i < entry.recordCount; i++) yield await this.readRecord(entry, i);
+  }
+
+  /**
+   * Forgets the given tensors of a model, records included (a file that changed on the server is
+   * restarted from scratch), and saves the manifest in the same transaction.
+   */
+  async resetTensors(model: ModelManifest, keys: string[], entries: TensorEntry[]): Promise<void> {
+    await this.transact([STORES.models, STORES.tensors, STORES.records], `resetting tensors of ${model.id}`, 0, (tx, add) => {
+      add(tx.objectStore(STORES.models).put({ ...model, updatedAt: Date.now() }));
+      const records = tx.objectStore(STORES.records);
+      const tensors = tx.objectStore(STORES.tensors);
+      for (const key of keys) add(records.delete(IDBKeyRange.bound([model.id, key, 0], [model.id, key, Infinity])));
+      for (const e of entries) add(tensors.put(e));
+    });
+  }
+
+  /** Deletes a model completely: manifest, tensors, records, tokenizer. */
+  async deleteModel(id: string): Promise<void> {
+    // Every array key [id, ...] sorts after [id] and before [id, []] (arrays sort after strings).
+    const all = IDBKeyRange.bound([id], [id, []]);
+    await this.transact([STORES.models, STORES.tensors, STORES.records, STORES.tokenizers], `deleting model ${id}`, 0, (tx, add) => {
+      add(tx.objectStore(STORES.models).delete(id));
+      add(tx.objectStore(STORES.tensors).delete(all));
+      add(tx.objectStore(STORES.records).delete(all));
+      add(tx.objectStore(STORES.tokenizers).delete(id));
+    });
+  }
+
+  // ---- tokenizer
+
+  async putTokenizer(modelId: string, files: Record<string, string>): Promise<void> {
+    const bytes = Object.values(files).reduce((a, s) => a + s.length, 0);
+    await this.transact([STORES.tokenizers], `storing the tokenizer of ${modelId}`, bytes, (tx, add) => add(tx.objectStore(STORES.tokenizers).put({ modelId, files })));
+  }
+
+  async getTokenizer(modelId: string): Promise<Record<string, string> | undefined> {
+    const t = await this.run(`reading the tokenizer of ${modelId}`, () => this.db.get(STORES.tokenizers, modelId));
+    return t?.files;
+  }
+
+  // ---- storage
+
+  /** Asks the host to keep our data under storage pressure (a 5.6 GB download is worth keeping). */
+  async requestPersistence(): Promise<boolean> {
+    try {
+      return (await this.platform.storage.persisted()) || (await this.platform.storage.persist());
+    } catch {
+      return false;
+    }
+  }
+
+  async usage(): Promise<StorageUsage> {
+    const [estimate, persisted] = await Promise.all([
+      this.platform.storage.estimate().catch(() => null),
+      this.platform.storage.persisted().catch(() => false),
+    ]);
+    return { usage: estimate?.usage ?? null, quota: estimate?.quota ?? null, persisted };
+  }
+
+  /**
+   * Throws the 'quota' StoreError when the host reports less free space than `neededBytes`, so that a
+   * long download does not start only to fail near its end. Passes when the host cannot say.
+   */
+  async checkSpace(neededBytes: number): Promise<void> {
+    const { usage, quota } = await this.usage();
+    if (usage !== null && quota !== null && quota - usage < neededBytes) throw await this.quotaError(neededBytes);
+  }
+
+  /** Re-reads every record of a model and checks its checksums; returns the bytes checked. */
+  async verifyModel(modelId: string, onProgress?: (done: number, total: number) => void): Promise<number> {
+    const entries = await this.getTensors(modelId);
+    const total = entries.reduce((a, e) => a + e.bytes, 0);
+    let done = 0;
+    for (const entry of entries) {
+      for await (const r of this.readRecords(entry)) {
+        done += r.data.byteLength + (r.scales?.byteLength ?? 0);
+        onProgress?.(done, total);
+      }
+    }
+    return done;
+  }
+
+  // ---- failure handling
+
+  private async run<T>(what: string, op: () => Promise<T>): Promise<T> {
+    try {
+      return await op();
+    } catch (err) {
+      if (err instanceof StoreError) throw err;
+      throw new StoreError('failed', `IndexedDB failed ${what}: ${describe(err)}`);
+    }
+  }
+
+  /**
+   * Runs writes in one readwrite transaction. A failure is judged by the transaction's own error once
+   * it has settled: a full disk often shows as an AbortError on the requests while the transaction
+   * carries the QuotaExceededError. That becomes a StoreError saying what is needed and what is free.
+   */
+  private async transact<S extends StoreName>(
+    names: S[],
+    what: string,
+    neededBytes: number,
+    body: (tx: IDBPTransaction<Phi2Schema, S[], 'readwrite'>, add: (request: Promise<unknown>) => void) => void,
+  ): Promise<void> {
+    let tx: IDBPTransaction<Phi2Schema, S[], 'readwrite'>;
+    try {
+      tx = this.db.transaction(names, 'readwrite');
+    } catch (err) {
+      throw new StoreError('failed', `IndexedDB failed ${what}: ${describe(err)}`);
+    }
+    const ops: Promise<unknown>[] = [];
+    // Each request's failure is handled here, even when a later request throws before all are issued.
+    const add = (request: Promise<unknown>) => {
+      request.catch(() => undefined);
+      ops.push(request);
+    };
+    try {
+      body(tx, add);
+      await Promise.all([...ops, tx.done]);
+    } catch (err) {
+      // Let the transaction settle so that its error (the cause) is known.
+      await tx.done.catch(() => undefined);
+      const cause = (tx.error as unknown) ?? err;
+      if (isQuotaError(cause) || isQuotaError(err)) throw await this.quotaError(neededBytes);
+      throw new StoreError('failed', `IndexedDB failed ${what}: ${describe(cause)}`);
+    }
+  }
+
+  private async quotaError(neededBytes: number): Promise<StoreError> {
+    const { usage, quota } = await this.usage();
+    const available = usage !== null && quota !== null ? Math.max(0, quota - usage) : null;
+    const have =
+      available !== null
+        ? `only ${formatBytes(available)} are available (${formatBytes(usage!)} of ${formatBytes(quota!)} used)`
+        : 'the browser does not say how much is available';
+    return new StoreError(
+      'quota',
+      `Browser storage is full: ${formatBytes(neededBytes)} more are needed but ${have}. ` +
+        'Everything stored so far is kept: free some space (delete other models, or other sites\u2019 data) and resume.',
+      neededBytes,
+      available,
+    );
+  }
+}
+
+function describe(err: unknown): string {
+  if (err && typeof err === 'object' && 'name' in err && 'message' in err) return `${(err as Error).name}: ${(err as Error).message}`;
+  return String(err);
+}
+
+function hex(n: number | undefined): string {
+  return n === undefined ? 'none' : `0x${(n >>> 0).toString(16).padStart(8, '0')}`;
+}

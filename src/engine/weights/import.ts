@@ -1,0 +1,642 @@
+import type { WeightStore } from '../store/store';
+import { recordChecksum } from '../store/store';
+import type { ModelManifest, ModelSource, StoredFileState, TensorEntry, TensorRecord } from '../store/schema';
+import { parsePhiConfig, type PhiConfig } from './config';
+import { dtypeBytes, isFloatSource, type FloatSourceDType } from './dtypes';
+import { CheckpointError, HubError, SafetensorsError } from './errors';
+import { PhiLayout, storedBytes, storedDType, type ParamSpec, type QuantScheme } from './layout';
+import { RateMeter, type ImportProgress, type TransferProgress } from './progress';
+import { RowCodec } from './quantize';
+import { DEFAULT_RETRY, abortedError, backoffDelay, isRetryable, sleep, type RetryPolicy } from './retry';
+import {
+  parseSafetensorsHeader,
+  readSafetensorsStream,
+  type ByteSource,
+  type SafetensorsHeader,
+  type SafetensorsTensorInfo,
+} from './safetensors';
+import { INDEX_FILE, SINGLE_FILE, checkShardAgainstIndex, parseShardIndex, type ShardIndex } from './sharded';
+import type { CheckpointSource, OpenedFile } from './source';
+
+/**
+ * The import pipeline, the same for the Hub and for local files:
+ *   config.json → (model.safetensors.index.json) → tokenizer files → each safetensors file streamed
+ *   → header checked against the index and the Phi layout → whole rows converted (int8 / F16 / f32)
+ *   → records of about RECORD_BYTES committed to the store with their checksums.
+ * Nothing holds more than one piece of a tensor at a time. Progress is kept per record, so an
+ * interrupted import (dropped connection, closed tab, full disk) resumes at the first missing record:
+ * over HTTP with `Range: bytes=N-`, from files with Blob.slice. A file whose identity (ETag, size,
+ * header) changed between attempts is restarted from scratch rather than mixing bytes of two versions.
+ */
+
+/** Target size of one stored record: a few MB keeps IndexedDB transactions and memory small. */
+export const RECORD_BYTES = 4 * 2 ** 20;
+
+/** Tokenizer files stored with a model when the source has them. */
+export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json'] as const;
+
+/** What the importer needs of a store (WeightStore; tests substitute a sink that discards). */
+export type ImportTarget = Pick<
+  WeightStore,
+  | 'getModel'
+  | 'putModel'
+  | 'putModelWithTensors'
+  | 'getTensors'
+  | 'writeRecord'
+  | 'resetTensors'
+  | 'deleteModel'
+  | 'putTokenizer'
+  | 'requestPersistence'
+  | 'checkSpace'
+>;
+
+export interface ImportOptions {
+  source: CheckpointSource;
+  store: ImportTarget;
+  /** 'int8' (default): linear weights quantised; 'f16': every weight kept F16. */
+  scheme?: QuantScheme;
+  /** Defaults to defaultModelId(source, displayName, scheme). */
+  modelId?: string;
+  /** Monotonic milliseconds (Platform.now). */
+  now?: () => number;
+  onProgress?: (p: ImportProgress) => void;
+  /** Stops the import (pause); what was stored stays and a later import resumes. */
+  signal?: AbortSignal;
+  retry?: RetryPolicy;
+  recordBytes?: number;
+  /** Refuse to start when the host reports less free space than the model needs (default true). */
+  checkQuota?: boolean;
+  /** How often a file that changed on the server is restarted before giving up (default 2). */
+  maxRestarts?: number;
+}
+
+/** "microsoft/phi-2@<revision>:int8" for the Hub, "files:<folder name>:int8" for local files. */
+export function defaultModelId(source: ModelSource, displayName: string, scheme: QuantScheme): string {
+  if (source.kind === 'hub') return `${source.repo}@${source.revision}:${scheme}`;
+  return `files:${displayName}:${scheme}`;
+}
+
+/**
+ * Whether a stored model came from the same place. For local files only the kind counts: the names
+ * may differ by files the import ignores, and each file's identity (size, date) is checked on resume.
+ */
+function sameSource(a: ModelSource, b: ModelSource): boolean {
+  if (a.kind === 'hub' && b.kind === 'hub') return a.repo === b.repo && a.revision === b.revision && a.baseUrl === b.baseUrl;
+  return a.kind === b.kind;
+}
+
+/** Stored layout of a parameter: its rows, and how many go into one record. */
+export function planTensorEntry(
+  modelId: string,
+  spec: ParamSpec,
+  scheme: QuantScheme,
+  file: string,
+  recordBytes = RECORD_BYTES,
+): TensorEntry {
+  const dtype = storedDType(spec, scheme);
+  const [rows, cols] = spec.shape.length === 2 ? spec.shape : [1, spec.shape[0]];
+  const rowBytes = cols * (dtype === 'i8' ? 1 : dtype === 'f16' ? 2 : 4);
+  const rowsPerRecord = Math.max(1, Math.min(rows, Math.floor(recordBytes / rowBytes)));
+  return {
+    modelId,
+    key: spec.key,
+    hfName: spec.hfName,
+    file,
+    shape: [...spec.shape],
+    dtype,
+    sourceDtype: '',
+    rows,
+    cols,
+    rowsPerRecord,
+    recordCount: Math.ceil(rows / rowsPerRecord),
+    bytes: storedBytes(spec, dtype),
+    recordsDone: 0,
+    checksums: [],
+    complete: false,
+  };
+}
+
+function remainingBytes(entries: Iterable<TensorEntry>): number {
+  let n = 0;
+  for (const e of entries) n += e.complete ? 0 : Math.ceil((e.bytes * (e.recordCount - e.recordsDone)) / e.recordCount);
+  return n;
+}
+
+/** Imports (or resumes importing) a checkpoint into the store; returns the completed manifest. */
+export async function importModel(options: ImportOptions): Promise<ModelManifest> {
+  return new Importer(options).run();
+}
+
+class Importer {
+  private readonly source: CheckpointSource;
+  private readonly store: ImportTarget;
+  private readonly scheme: QuantScheme;
+  private readonly retry: RetryPolicy;
+  private readonly recordBytes: number;
+  private readonly signal?: AbortSignal;
+  private readonly progress: ProgressTracker;
+  private config!: PhiConfig;
+  private layout!: PhiLayout;
+  private index: ShardIndex | null = null;
+  private manifest!: ModelManifest;
+  private entries = new Map<string, TensorEntry>();
+
+  constructor(private readonly options: ImportOptions) {
+    this.source = options.source;
+    this.store = options.store;
+    this.scheme = options.scheme ?? 'int8';
+    if (this.scheme !== 'int8' && this.scheme !== 'f16') throw new RangeError(`unknown quantisation scheme ${String(this.scheme)}`);
+    this.retry = options.retry ?? DEFAULT_RETRY;
+    this.recordBytes = options.recordBytes ?? RECORD_BYTES;
+    this.signal = options.signal;
+    this.progress = new ProgressTracker(options.now ?? (() => Date.now()), options.onProgress);
+  }
+
+  async run(): Promise<ModelManifest> {
+    this.progress.phase('metadata');
+    const configText = await this.readSmall('config.json');
+    if (configText === null) throw this.missing('config.json');
+    let configJson: Record<string, unknown>;
+    try {
+      configJson = JSON.parse(configText);
+    } catch (err) {
+      throw new CheckpointError('config-invalid', `config.json is not valid JSON: ${(err as Error).message}`, 'config.json');
+    }
+    this.config = parsePhiConfig(configJson);
+    this.layout = new PhiLayout(this.config);
+
+    const indexText = await this.readSmall(INDEX_FILE);
+    let files: string[];
+    if (indexText !== null) {
+      this.index = parseShardIndex(indexText);
+      // Every parameter accounted for before a byte of weights is fetched.
+      this.layout.checkNames(this.index.weightMap.keys(), INDEX_FILE, true);
+      files = [...this.index.shards];
+    } else {
+      files = [SINGLE_FILE];
+    }
+
+    const id = this.options.modelId ?? defaultModelId(this.source.description, this.source.displayName, this.scheme);
+    await this.openManifest(id, configJson, files);
+    this.updateTotals();
+    if (this.manifest.complete) {
+      this.progress.complete(this.manifest, this.entries.size);
+      return this.manifest;
+    }
+    await this.store.requestPersistence();
+    if (this.options.checkQuota !== false) await this.store.checkSpace(remainingBytes(this.entries.values()));
+
+    this.progress.phase('tokenizer');
+    const tokenizer: Record<string, string> = {};
+    for (const name of TOKENIZER_FILES) {
+      const text = await this.readSmall(name);
+      if (text !== null) tokenizer[name] = text;
+    }
+    if (Object.keys(tokenizer).length) await this.store.putTokenizer(id, tokenizer);
+
+    this.progress.phase('weights');
+    for (const file of files) await this.importFile(file);
+
+    const incomplete = [...this.entries.values()].filter((e) => !e.complete);
+    if (incomplete.length) {
+      throw new CheckpointError('tensor-missing', `The import ended with ${incomplete.length} tensor(s) incomplete, e.g. ${incomplete[0].hfName}.`, incomplete[0].file, incomplete[0].hfName);
+    }
+    this.manifest = { ...this.manifest, complete: true, updatedAt: Date.now() };
+    await this.store.putModel(this.manifest);
+    this.progress.complete(this.manifest, this.entries.size);
+    return this.manifest;
+  }
+
+  private missing(file: string): Error {
+    if (this.source.remote) {
+      const where = this.source.description.kind === 'hub' ? `${this.source.displayName} at revision ${this.source.description.revision}` : this.source.displayName;
+      return new HubError('not-found', `${where} has no ${file} (HTTP 404): check the repository name and the revision.`, file, 404);
+    }
+    return new CheckpointError('files-incomplete', `${file} is missing from the chosen files.`, file);
+  }
+
+  /** Creates the manifest, or picks up a compatible stored one (restarting an incompatible one). */
+  private async openManifest(id: string, configJson: Record<string, unknown>, files: string[]): Promise<void> {
+    const stored = await this.store.getModel(id);
+    const fileOf = (spec: ParamSpec) => this.index?.weightMap.get(spec.hfName) ?? SINGLE_FILE;
+    if (stored) {
+      const same =
+        stored.scheme === this.scheme &&
+        JSON.stringify(stored.config) === JSON.stringify(configJson) &&
+        JSON.stringify(stored.files.map((f) => f.name)) === JSON.stringify(files) &&
+        sameSource(stored.source, this.source.description);
+      if (same) {
+        this.manifest = stored;
+        for (const e of await this.store.getTensors(id)) this.entries.set(e.key, e);
+        const plannedOk = this.layout.specs.every((s) => this.entries.get(s.key)?.file === fileOf(s));
+        if (plannedOk) {
+          if (!stored.complete) this.progress.notice(`Resuming ${stored.name}: ${this.countComplete()} of ${this.entries.size} tensors already stored.`);
+          return;
+        }
+      }
+      this.progress.notice(`The stored copy of ${id} does not match this checkpoint; importing it again.`);
+      await this.store.deleteModel(id);
+      this.entries.clear();
+    }
+    const now = Date.now();
+    const entries = this.layout.specs.map((s) => planTensorEntry(id, s, this.scheme, fileOf(s), this.recordBytes));
+    for (const e of entries) this.entries.set(e.key, e);
+    this.manifest = {
+      id,
+      name: this.source.displayName,
+      config: configJson,
+      source: this.source.description,
+      scheme: this.scheme,
+      files: files.map((name) => ({ name, size: null, etag: null, header: null, headerLength: null, complete: false })),
+      tensorCount: entries.length,
+      storedBytes: entries.reduce((a, e) => a + e.bytes, 0),
+      complete: false,
+      createdAt: now,
+      updatedAt: now,
+    };
+    await this.store.putModelWithTensors(this.manifest, entries);
+  }
+
+  /** Tells the progress tracker the expected bytes (real sizes where known) and tensor counts. */
+  private updateTotals(): void {
+    let expected = 0;
+    for (const f of this.manifest.files) expected += f.size ?? this.estimateFileBytes(f.name);
+    this.progress.setTotals(expected, this.entries.size, this.countComplete());
+  }
+
+  private countComplete(): number {
+    let n = 0;
+    for (const e of this.entries.values()) if (e.complete) n++;
+    return n;
+  }
+
+  /** A small file's text, with retries on dropped connections and server errors. */
+  private async readSmall(file: string): Promise<string | null> {
+    for (let attempt = 1; ; attempt++) {
+      this.checkAborted(file);
+      try {
+        return await this.source.readText(file, this.signal);
+      } catch (err) {
+        if (!isRetryable(err, this.source.remote) || attempt >= this.retry.attempts) throw err;
+        await this.waitBeforeRetry(attempt, file, err as Error);
+      }
+    }
+  }
+
+  private checkAborted(file?: string): void {
+    if (this.signal?.aborted) throw abortedError(file);
+  }
+
+  private async waitBeforeRetry(retry: number, file: string, err: Error): Promise<void> {
+    const delay = backoffDelay(retry, this.retry);
+    this.progress.notice(`${file}: ${err.message} Retrying in ${(delay / 1000).toFixed(1)} s (attempt ${retry + 1} of ${this.retry.attempts}).`);
+    await sleep(delay, this.signal);
+  }
+
+  private fileState(file: string): StoredFileState {
+    const s = this.manifest.files.find((f) => f.name === file);
+    if (!s) throw new Error(`internal: no state for ${file}`);
+    return s;
+  }
+
+  private async saveFileState(file: string, update: Partial<StoredFileState>, entries: TensorEntry[] = []): Promise<void> {
+    this.manifest = {
+      ...this.manifest,
+      files: this.manifest.files.map((f) => (f.name === file ? { ...f, ...update } : f)),
+      updatedAt: Date.now(),
+    };
+    if (entries.length) await this.store.putModelWithTensors(this.manifest, entries);
+    else await this.store.putModel(this.manifest);
+  }
+
+  private fileEntries(file: string): TensorEntry[] {
+    return [...this.entries.values()].filter((e) => e.file === file);
+  }
+
+  /** Bytes per piece of a tensor: whole records' worth of source rows. */
+  private pieceBytes = (t: SafetensorsTensorInfo): number => {
+    const spec = this.layout.spec(t.name);
+    if (!spec || !isFloatSource(t.dtype)) return Math.max(1, t.end - t.begin);
+    const e = this.entries.get(spec.key)!;
+    return e.rowsPerRecord * e.cols * dtypeBytes(t.dtype);
+  };
+
+  /** The stored header of a file, and the first byte not yet stored (null: start from the beginning). */
+  private resumePoint(file: string): { header: SafetensorsHeader; offset: number } | null {
+    const state = this.fileState(file);
+    if (state.header === null || state.headerLength === null || state.size === null) return null;
+    const json = new TextEncoder().encode(state.header);
+    const padded = new Uint8Array(state.headerLength).fill(0x20);
+    padded.set(json);
+    const header = parseSafetensorsHeader(padded, file, state.size);
+    for (const t of header.tensors) {
+      const spec = this.layout.spec(t.name);
+      if (!spec) continue;
+      const e = this.entries.get(spec.key)!;
+      if (!e.complete) return { header, offset: header.dataStart + t.begin + e.recordsDone * this.pieceBytes(t) };
+    }
+    return { header, offset: header.fileSize };
+  }
+
+  private async importFile(file: string): Promise<void> {
+    const state = this.fileState(file);
+    const tensorsHere = this.fileEntries(file);
+    if (state.complete && tensorsHere.every((e) => e.complete)) {
+      this.progress.fileSkipped(state.size ?? 0);
+      return;
+    }
+    this.progress.startFile(file, state.size ?? this.estimateFileBytes(file));
+    let failures = 0;
+    let restarts = 0;
+    let lastOffset = -1;
+    for (;;) {
+      this.checkAborted(file);
+      const resume = this.resumePoint(file);
+      const offset = resume?.offset ?? 0;
+      if (resume && offset >= resume.header.fileSize && this.fileEntries(file).every((e) => e.complete)) break;
+      if (offset > lastOffset) failures = 0; // progress since the last failure
+      lastOffset = offset;
+      try {
+        const opened = await this.source.open(file, offset, this.signal);
+        const current = this.fileState(file);
+        if (current.etag !== null && opened.etag !== null && opened.etag !== current.etag) {
+          throw new HubError('changed', `${file} changed since its download began (ETag ${current.etag}, now ${opened.etag}).`, file);
+        }
+        if (current.size !== null && opened.size !== null && opened.size !== current.size) {
+          throw new HubError('changed', `${file} changed since its download began (${current.size} bytes, now ${opened.size}).`, file);
+        }
+        await this.streamFile(file, opened, resume);
+        break;
+      } catch (err) {
+        if (err instanceof HubError && err.code === 'changed') {
+          restarts++;
+          if (restarts > (this.options.maxRestarts ?? 2)) {
+            throw new HubError('changed', `${err.message} It kept changing while being downloaded; try again later.`, file);
+          }
+          this.progress.notice(`${err.message} Restarting ${file} from the beginning.`);
+          await this.resetFile(file);
+          lastOffset = -1;
+          continue;
+        }
+        if (!isRetryable(err, this.source.remote)) throw err;
+        failures++;
+        if (failures >= this.retry.attempts) {
+          const e = err as Error;
+          if (err instanceof HubError) throw new HubError(err.code, `${e.message} Gave up after ${failures} attempts.`, file, err.status);
+          throw err;
+        }
+        await this.waitBeforeRetry(failures, file, err as Error);
+      }
+    }
+    const done = this.fileEntries(file);
+    if (!done.every((e) => e.complete)) throw new Error(`internal: ${file} ended with incomplete tensors`);
+    await this.saveFileState(file, { complete: true });
+    this.progress.endFile(this.fileState(file).size ?? 0);
+  }
+
+  /** Forgets everything stored from a file (it changed at the source). */
+  private async resetFile(file: string): Promise<void> {
+    const fresh = this.fileEntries(file).map((e) => ({ ...e, sourceDtype: '', recordsDone: 0, checksums: [], complete: false }));
+    for (const e of fresh) this.entries.set(e.key, e);
+    this.manifest = {
+      ...this.manifest,
+      files: this.manifest.files.map((f) =>
+        f.name === file ? { name: f.name, size: null, etag: null, header: null, headerLength: null, complete: false } : f,
+      ),
+    };
+    await this.store.resetTensors(this.manifest, fresh.map((e) => e.key), fresh);
+    this.updateTotals();
+  }
+
+  private estimateFileBytes(file: string): number {
+    const elementBytes = /^(float32|fp32)$/.test(this.config.torchDtype ?? '') ? 4 : 2;
+    let n = 0;
+    for (const e of this.fileEntries(file)) n += e.rows * e.cols * elementBytes;
+    return n;
+  }
+
+  private async streamFile(file: string, opened: OpenedFile, resume: { header: SafetensorsHeader; offset: number } | null): Promise<void> {
+    // A source that could not seek (a server that ignored Range) starts over at byte 0; stored
+    // records are then re-read and must match their checksums.
+    const resumed = resume !== null && opened.offset === resume.offset && opened.offset > 0;
+    this.progress.filePosition(opened.offset);
+    const body = countBytes(opened.body, (n) => this.progress.received(n));
+    const codecs = new Map<string, RowCodec>();
+    const events = readSafetensorsStream(body, {
+      file,
+      fileSize: opened.offset === 0 ? (opened.size ?? undefined) : undefined,
+      pieceBytes: this.pieceBytes,
+      resume: resumed ? { header: resume.header, offset: resume.offset } : undefined,
+    });
+    for await (const event of events) {
+      this.checkAborted(file);
+      if (event.kind === 'header') {
+        if (!resumed) await this.acceptHeader(file, event.header, opened);
+        continue;
+      }
+      const { tensor } = event;
+      const spec = this.layout.spec(tensor.name);
+      if (!spec) continue; // a derived buffer the engine recomputes
+      let entry = this.entries.get(spec.key)!;
+      const index = event.offset / this.pieceBytes(tensor);
+      let codec = codecs.get(tensor.name);
+      if (!codec) {
+        codec = new RowCodec({ file, tensor: tensor.name, source: tensor.dtype as FloatSourceDType, stored: entry.dtype, cols: entry.cols });
+        codecs.set(tensor.name, codec);
+      }
+      const rowStart = index * entry.rowsPerRecord;
+      if (index < entry.recordsDone) {
+        const again = codec.encode(event.bytes, rowStart);
+        const checksum = recordChecksum(again.data.buffer as ArrayBuffer, (again.scales?.buffer as ArrayBuffer | undefined) ?? null);
+        if (checksum !== entry.checksums[index]) {
+          throw new HubError('changed', `${file} differs from the part stored before (${tensor.name} record ${index}).`, file);
+        }
+        continue;
+      }
+      const encoded = codec.encode(event.bytes, rowStart);
+      const data = encoded.data.buffer as ArrayBuffer;
+      const scales = (encoded.scales?.buffer as ArrayBuffer | undefined) ?? null;
+      const record: TensorRecord = {
+        modelId: entry.modelId,
+        key: entry.key,
+        index,
+        rowStart,
+        rows: event.bytes.length / codec.sourceRowBytes,
+        data,
+        scales,
+        checksum: recordChecksum(data, scales),
+      };
+      entry = await this.store.writeRecord(entry, record, remainingBytes(this.entries.values()));
+      this.entries.set(entry.key, entry);
+      if (entry.complete) this.progress.tensorDone();
+    }
+  }
+
+  /** Checks a freshly read header against the index, the layout and what is stored. */
+  private async acceptHeader(file: string, header: SafetensorsHeader, opened: OpenedFile): Promise<void> {
+    const state = this.fileState(file);
+    if (state.header !== null) {
+      if (state.header !== header.json || state.size !== header.fileSize) {
+        throw new HubError('changed', `${file} has a different header from the one stored when its download began.`, file);
+      }
+      return;
+    }
+    const names = header.tensors.map((t) => t.name);
+    if (this.index) checkShardAgainstIndex(this.index, file, names);
+    else this.layout.checkNames(names, file, true);
+    const updated: TensorEntry[] = [];
+    for (const t of header.tensors) {
+      const spec = this.layout.checkTensor(t, file);
+      if (!spec) continue;
+      const e = this.entries.get(spec.key)!;
+      if (e.file !== file) throw new SafetensorsError('index-mismatch', file, `expected in ${e.file}`, t.name);
+      const next = { ...e, sourceDtype: t.dtype };
+      this.entries.set(e.key, next);
+      updated.push(next);
+    }
+    await this.saveFileState(
+      file,
+      { size: header.fileSize, etag: opened.etag, header: header.json, headerLength: header.headerLength },
+      updated,
+    );
+    this.progress.fileSize(header.fileSize);
+    this.updateTotals();
+  }
+}
+
+/** Passes chunks through, reporting each chunk's size. */
+async function* countBytes(source: ByteSource, onBytes: (n: number) => void): AsyncGenerator<Uint8Array, void, undefined> {
+  if (typeof (source as ReadableStream<Uint8Array>).getReader === 'function') {
+    const reader = (source as ReadableStream<Uint8Array>).getReader();
+    let finished = false;
+    try {
+      for (;;) {
+        const r = await reader.read();
+        if (r.done) {
+          finished = true;
+          return;
+        }
+        onBytes(r.value.length);
+        yield r.value;
+      }
+    } finally {
+      if (!finished) await reader.cancel().catch(() => undefined);
+    }
+  } else {
+    for await (const chunk of source as AsyncIterable<Uint8Array>) {
+      onBytes(chunk.length);
+      yield chunk;
+    }
+  }
+}
+
+/** Keeps the numbers behind ImportProgress and reports them, at most every 100 ms between events. */
+class ProgressTracker {
+  private fileName: string | null = null;
+  private fileTotal: number | null = null;
+  private filePos = 0;
+  private finishedBytes = 0;
+  private expectedTotal = 0;
+  private tensorsDoneCount = 0;
+  private tensorsTotal = 0;
+  private sessionBytes = 0;
+  private currentPhase: ImportProgress['phase'] = 'metadata';
+  private readonly fileRate: RateMeter;
+  private readonly overallRate: RateMeter;
+  private lastEmit = -Infinity;
+
+  constructor(
+    private readonly now: () => number,
+    private readonly onProgress?: (p: ImportProgress) => void,
+  ) {
+    this.fileRate = new RateMeter(now);
+    this.overallRate = new RateMeter(now);
+  }
+
+  setTotals(expectedBytes: number, tensorsTotal: number, tensorsDone: number): void {
+    this.expectedTotal = expectedBytes;
+    this.tensorsTotal = tensorsTotal;
+    this.tensorsDoneCount = tensorsDone;
+  }
+
+  phase(p: ImportProgress['phase']): void {
+    this.currentPhase = p;
+    this.emit(true);
+  }
+
+  notice(message: string): void {
+    this.emit(true, message);
+  }
+
+  startFile(name: string, expectedSize: number): void {
+    this.fileName = name;
+    this.fileTotal = expectedSize;
+    this.filePos = 0;
+    this.fileRate.reset();
+    this.emit(true);
+  }
+
+  filePosition(offset: number): void {
+    this.filePos = offset;
+    this.fileRate.reset();
+    this.fileRate.sample(0);
+  }
+
+  fileSize(size: number): void {
+    this.fileTotal = size;
+  }
+
+  received(n: number): void {
+    this.filePos += n;
+    this.sessionBytes += n;
+    this.fileRate.sample(this.filePos);
+    this.overallRate.sample(this.sessionBytes);
+    this.emit(false);
+  }
+
+  tensorDone(): void {
+    this.tensorsDoneCount++;
+  }
+
+  fileSkipped(size: number): void {
+    this.finishedBytes += size;
+  }
+
+  endFile(size: number): void {
+    this.finishedBytes += size;
+    this.fileName = null;
+    this.filePos = 0;
+    this.emit(true);
+  }
+
+  complete(manifest: ModelManifest, tensors: number): void {
+    const total = manifest.files.reduce((a, f) => a + (f.size ?? 0), 0);
+    this.finishedBytes = total;
+    this.expectedTotal = total;
+    this.tensorsDoneCount = tensors;
+    this.tensorsTotal = tensors;
+    this.currentPhase = 'complete';
+    this.emit(true);
+  }
+
+  private transfer(done: number, total: number | null, meter: RateMeter): TransferProgress {
+    return { bytesDone: done, bytesTotal: total, rate: meter.rate, etaSeconds: total === null ? null : meter.secondsFor(total - done) };
+  }
+
+  private emit(force: boolean, notice?: string): void {
+    if (!this.onProgress) return;
+    const t = this.now();
+    if (!force && t - this.lastEmit < 100) return;
+    this.lastEmit = t;
+    const overallDone = this.finishedBytes + (this.fileName ? this.filePos : 0);
+    const overallTotal = Math.max(this.expectedTotal, overallDone);
+    this.onProgress({
+      phase: this.currentPhase,
+      file: this.fileName ? { name: this.fileName, ...this.transfer(this.filePos, this.fileTotal, this.fileRate) } : null,
+      overall: this.transfer(overallDone, overallTotal, this.overallRate),
+      tensorsDone: this.tensorsDoneCount,
+      tensorsTotal: this.tensorsTotal,
+      ...(notice ? { notice } : {}),
+    });
+  }
+}

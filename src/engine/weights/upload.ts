@@ -1,0 +1,204 @@
+import type { GpuRuntime } from '../gpu/runtime';
+import type { GpuTensor } from '../gpu/tensor';
+import { StoreError } from '../store/errors';
+import type { TensorEntry } from '../store/schema';
+import type { WeightStore } from '../store/store';
+import { parsePhiConfig, type PhiConfig } from './config';
+import { LINEAR_NAMES, PhiLayout, storedDType, type LinearName, type QuantScheme } from './layout';
+
+/**
+ * Moves a stored model into GPU buffers, record by record: each record (a few MB, checksum-verified)
+ * is written at its offset with queue.writeBuffer and dropped, so the model never sits in JS memory
+ * whole. The embedding and lm_head, which can exceed one storage binding, are split into row ranges
+ * that each fit device.limits.maxStorageBufferBindingSize (and maxBufferSize).
+ */
+
+export interface LinearWeights {
+  /** 'i8' [N, K] (4 per u32 word) with `scales`, or 'f16' [N, K] (2 per word). */
+  weight: GpuTensor;
+  /** f32 [N]: W[n, k] = q[n, k] * scales[n]; only for 'i8'. */
+  scales?: GpuTensor;
+  /** f32 [N] */
+  bias: GpuTensor;
+}
+
+export interface LayerNormWeights {
+  weight: GpuTensor;
+  bias: GpuTensor;
+}
+
+/** Rows [start, end) of a [V, C] matrix in one buffer: tensor is f16 [end - start, C]. */
+export interface RowChunk {
+  rows: readonly [number, number];
+  tensor: GpuTensor;
+}
+
+export type PhiBlockWeights = { ln: LayerNormWeights } & Record<LinearName, LinearWeights>;
+
+export interface PhiWeights {
+  config: PhiConfig;
+  scheme: QuantScheme;
+  /** f16 [V, C] in row chunks. */
+  embedding: RowChunk[];
+  layers: PhiBlockWeights[];
+  finalLn: LayerNormWeights;
+  /** f16 [V, C] in row chunks, and its f32 [V] bias. */
+  lmHead: { weight: RowChunk[]; bias: GpuTensor };
+  /** Bytes of GPU memory held. */
+  bytes: number;
+  /** Frees every buffer. */
+  destroy(): void;
+}
+
+export interface LoadProgress {
+  bytesDone: number;
+  bytesTotal: number;
+  tensorsDone: number;
+  tensorsTotal: number;
+}
+
+export interface LoadOptions {
+  /** Binding-size cap used for row chunking (default: the device's limits); tests lower it. */
+  maxBindingBytes?: number;
+  /** Bytes written between waits for the queue, bounding staging memory (default 64 MiB). */
+  flushBytes?: number;
+}
+
+type StoreReader = Pick<WeightStore, 'getModel' | 'getTensors' | 'readRecords'>;
+
+/** Row ranges of `rows` rows of `rowBytes` each, every range at most `maxBytes` long. */
+export function rowChunks(rows: number, rowBytes: number, maxBytes: number): Array<[number, number]> {
+  const per = Math.floor(maxBytes / rowBytes);
+  if (per < 1) throw new RangeError(`one row of ${rowBytes} bytes exceeds the ${maxBytes}-byte binding limit`);
+  const out: Array<[number, number]> = [];
+  for (let start = 0; start < rows; start += per) out.push([start, Math.min(rows, start + per)]);
+  return out;
+}
+
+export async function loadModelToGpu(
+  gpu: GpuRuntime,
+  store: StoreReader,
+  modelId: string,
+  onProgress?: (p: LoadProgress) => void,
+  options: LoadOptions = {},
+): Promise<PhiWeights> {
+  const manifest = await store.getModel(modelId);
+  if (!manifest) throw new StoreError('missing', `No model ${modelId} is stored; import it first.`);
+  if (!manifest.complete) throw new StoreError('missing', `Model ${modelId} is only partly stored; resume its import first.`);
+  const config = parsePhiConfig(manifest.config);
+  const layout = new PhiLayout(config);
+  const entries = new Map((await store.getTensors(modelId)).map((e) => [e.key, e]));
+  const limits = gpu.device.limits;
+  const maxBinding = Math.min(options.maxBindingBytes ?? Infinity, limits.maxStorageBufferBindingSize, limits.maxBufferSize);
+  const flushBytes = options.flushBytes ?? 64 * 2 ** 20;
+
+  for (const spec of layout.specs) {
+    const e = entries.get(spec.key);
+    if (!e) throw new StoreError('missing', `Model ${modelId} lacks ${spec.hfName} in storage; import it again.`);
+    const want = storedDType(spec, manifest.scheme);
+    if (e.dtype !== want || e.shape.join() !== spec.shape.join() || !e.complete) {
+      throw new StoreError(
+        'corrupt',
+        `Stored ${spec.key} is ${e.dtype} [${e.shape}]${e.complete ? '' : ' (incomplete)'}, expected ${want} [${spec.shape}]; import the model again.`,
+      );
+    }
+  }
+
+  const created: GpuTensor[] = [];
+  const tensor = (name: string, shape: number[], dtype: GpuTensor['dtype']): GpuTensor => {
+    const t = gpu.tensor(name, shape, dtype);
+    created.push(t);
+    return t;
+  };
+  const bytesTotal = [...entries.values()].reduce((a, e) => a + e.bytes, 0);
+  let bytesDone = 0;
+  let sinceFlush = 0;
+  let tensorsDone = 0;
+  const queue = gpu.device.queue;
+
+  const write = (t: GpuTensor, byteOffset: number, data: ArrayBuffer, from = 0, length = data.byteLength) => {
+    queue.writeBuffer(t.buffer, t.byteOffset + byteOffset, data, from, length);
+  };
+  const afterRecord = async (e: TensorEntry, index: number, bytes: number) => {
+    bytesDone += bytes;
+    if (index === e.recordCount - 1) tensorsDone++;
+    sinceFlush += bytes;
+    if (sinceFlush >= flushBytes) {
+      sinceFlush = 0;
+      await queue.onSubmittedWorkDone();
+    }
+    onProgress?.({ bytesDone, bytesTotal, tensorsDone, tensorsTotal: entries.size });
+  };
+
+  /** A whole tensor into one buffer (with the scales of an int8 weight into a second). */
+  const loadWhole = async (e: TensorEntry, scales?: GpuTensor): Promise<GpuTensor> => {
+    const t = tensor(e.key, e.shape, e.dtype);
+    const rowBytes = e.cols * (e.dtype === 'i8' ? 1 : e.dtype === 'f16' ? 2 : 4);
+    for await (const r of store.readRecords(e)) {
+      write(t, r.rowStart * rowBytes, r.data);
+      if (scales) {
+        if (!r.scales) throw new StoreError('corrupt', `Record ${r.index} of ${e.key} has no scales; import the model again.`);
+        write(scales, r.rowStart * 4, r.scales);
+      }
+      await afterRecord(e, r.index, r.data.byteLength + (r.scales?.byteLength ?? 0));
+    }
+    return t;
+  };
+
+  /** A [V, C] f16 matrix into row chunks; a record may straddle two chunks. */
+  const loadChunked = async (e: TensorEntry): Promise<RowChunk[]> => {
+    if (e.dtype !== 'f16') throw new Error(`internal: ${e.key} is ${e.dtype}, chunking handles f16`);
+    const rowBytes = e.cols * 2;
+    const chunks: RowChunk[] = rowChunks(e.rows, rowBytes, maxBinding).map(([s, end], i, all) => ({
+      rows: [s, end] as const,
+      tensor: tensor(all.length > 1 ? `${e.key}[${s}:${end}]` : e.key, [end - s, e.cols], 'f16'),
+    }));
+    for await (const r of store.readRecords(e)) {
+      for (const c of chunks) {
+        const from = Math.max(r.rowStart, c.rows[0]);
+        const to = Math.min(r.rowStart + r.rows, c.rows[1]);
+        if (from >= to) continue;
+        write(c.tensor, (from - c.rows[0]) * rowBytes, r.data, (from - r.rowStart) * rowBytes, (to - from) * rowBytes);
+      }
+      await afterRecord(e, r.index, r.data.byteLength);
+    }
+    return chunks;
+  };
+
+  const get = (key: string): TensorEntry => entries.get(key)!;
+  try {
+    const embedding = await loadChunked(get('embed.weight'));
+    const layers: PhiBlockWeights[] = [];
+    for (let i = 0; i < config.numLayers; i++) {
+      const ln = { weight: await loadWhole(get(`layers.${i}.ln.weight`)), bias: await loadWhole(get(`layers.${i}.ln.bias`)) };
+      const block = { ln } as PhiBlockWeights;
+      for (const name of LINEAR_NAMES) {
+        const w = get(`layers.${i}.${name}.weight`);
+        const scales = w.dtype === 'i8' ? tensor(`layers.${i}.${name}.scales`, [w.rows], 'f32') : undefined;
+        const weight = await loadWhole(w, scales);
+        const bias = await loadWhole(get(`layers.${i}.${name}.bias`));
+        block[name] = scales ? { weight, scales, bias } : { weight, bias };
+      }
+      layers.push(block);
+    }
+    const finalLn = { weight: await loadWhole(get('final_ln.weight')), bias: await loadWhole(get('final_ln.bias')) };
+    const lmHead = { weight: await loadChunked(get('lm_head.weight')), bias: await loadWhole(get('lm_head.bias')) };
+    await queue.onSubmittedWorkDone();
+    const bytes = created.reduce((a, t) => a + t.buffer.size, 0);
+    return {
+      config,
+      scheme: manifest.scheme,
+      embedding,
+      layers,
+      finalLn,
+      lmHead,
+      bytes,
+      destroy: () => {
+        for (const t of created) t.buffer.destroy();
+      },
+    };
+  } catch (err) {
+    for (const t of created) t.buffer.destroy();
+    throw err;
+  }
+}
