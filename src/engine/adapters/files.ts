@@ -1,0 +1,84 @@
+import { strFromU8, strToU8, unzipSync, zipSync } from 'fflate';
+import { parseSafetensors, serializeSafetensors } from '../weights/safetensors';
+import type { LinearShapes, LoraSettings } from './lora-config';
+import { AdapterError, exportAdapterConfig, parseAdapterConfig, planAdapterTensors } from './peft';
+
+/**
+ * A PEFT adapter as files: adapter_config.json + adapter_model.safetensors, alone or in one .zip.
+ * Export writes what PeftModel.from_pretrained reads; import checks the adapter against the model
+ * before anything reaches the GPU.
+ */
+
+export const ADAPTER_CONFIG = 'adapter_config.json';
+export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
+
+export interface AdapterFiles {
+  [ADAPTER_CONFIG]: Uint8Array;
+  [ADAPTER_WEIGHTS]: Uint8Array;
+}
+
+export interface AdapterTensors {
+  settings: LoraSettings;
+  baseModel: string | null;
+  /** PEFT-named tensors, f32. */
+  tensors: Map<string, { shape: number[]; data: Float32Array }>;
+}
+
+export function encodeAdapter(
+  settings: LoraSettings,
+  baseModel: string | null,
+  tensors: ReadonlyMap<string, { shape: number[]; data: Float32Array }>,
+): AdapterFiles {
+  const config = exportAdapterConfig(settings, baseModel);
+  const weights = serializeSafetensors(
+    [...tensors].map(([name, t]) => ({ name, dtype: 'F32' as const, shape: t.shape, data: t.data })),
+    { format: 'pt' },
+  );
+  return { [ADAPTER_CONFIG]: strToU8(JSON.stringify(config, null, 2)), [ADAPTER_WEIGHTS]: weights };
+}
+
+export function zipAdapter(files: AdapterFiles): Uint8Array {
+  return zipSync({ [ADAPTER_CONFIG]: files[ADAPTER_CONFIG], [ADAPTER_WEIGHTS]: [files[ADAPTER_WEIGHTS], { level: 0 }] });
+}
+
+/** The two files from a .zip (at its root or in one folder). */
+export function unzipAdapter(zip: Uint8Array): AdapterFiles {
+  let entries: Record<string, Uint8Array>;
+  try {
+    entries = unzipSync(zip);
+  } catch (err) {
+    throw new AdapterError(`The file is not a readable .zip archive: ${(err as Error).message}`);
+  }
+  const find = (name: string) => Object.entries(entries).find(([path]) => path === name || path.endsWith(`/${name}`))?.[1];
+  const config = find(ADAPTER_CONFIG);
+  const weights = find(ADAPTER_WEIGHTS);
+  if (!config || !weights) {
+    throw new AdapterError(
+      `The archive lacks ${[!config && ADAPTER_CONFIG, !weights && ADAPTER_WEIGHTS].filter(Boolean).join(' and ')}; ` +
+        `a PEFT adapter has both (found: ${Object.keys(entries).join(', ') || 'nothing'}).`,
+    );
+  }
+  return { [ADAPTER_CONFIG]: config, [ADAPTER_WEIGHTS]: weights };
+}
+
+/** Reads and checks an adapter against the model's linear shapes. */
+export function decodeAdapter(files: AdapterFiles, model: LinearShapes): AdapterTensors {
+  let json: unknown;
+  try {
+    json = JSON.parse(strFromU8(files[ADAPTER_CONFIG]));
+  } catch (err) {
+    throw new AdapterError(`${ADAPTER_CONFIG} is not valid JSON: ${(err as Error).message}`);
+  }
+  const { baseModel, ...settings } = parseAdapterConfig(json);
+  const file = parseSafetensors(files[ADAPTER_WEIGHTS], ADAPTER_WEIGHTS);
+  const infos = new Map(file.header.tensors.map((t) => [t.name, { shape: t.shape, dtype: t.dtype }]));
+  const plan = planAdapterTensors(settings, model, infos);
+  const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
+  for (const p of plan) {
+    for (const name of [p.a, p.b]) {
+      const canonical = name.replace('.default.weight', '.weight');
+      tensors.set(canonical, { shape: [...infos.get(name)!.shape], data: file.float32(name) });
+    }
+  }
+  return { settings, baseModel, tensors };
+}

@@ -1,0 +1,146 @@
+import { decodeAdapter, type AdapterFiles, type AdapterTensors } from './adapters/files';
+import type { Engine } from './engine';
+import { Phi2Model } from './model/phi2/forward';
+import { Generator } from './model/phi2/generate';
+import { LoraState } from './model/phi2/lora-state';
+import { phi2ParamsFromStored } from './model/phi2/build';
+import type { Phi2Dims } from './model/phi2/params';
+import { WeightStore } from './store';
+import { loadStoredTokenizer, type PhiTokenizer } from './tokenizer';
+import { loadModelToGpu, type LoadProgress } from './weights/upload';
+
+/**
+ * What the engine holds between calls: the IndexedDB store, the model on the GPU with its tokenizer
+ * and generator, and the LoRA adapters loaded beside it (applied unmerged; one is active at a time).
+ * Every area of the worker (model, evaluation, demo, training, adapters) works through this one object.
+ */
+
+export interface LoadedModel {
+  id: string;
+  dims: Phi2Dims;
+  weightMode: 'int8' | 'f16';
+  model: Phi2Model;
+  tokenizer: PhiTokenizer;
+  generator: Generator;
+  gpuBytes: number;
+}
+
+export class SessionError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SessionError';
+  }
+}
+
+export class Session {
+  private storePromise: Promise<WeightStore> | null = null;
+  private current: LoadedModel | null = null;
+  private destroyWeights: (() => void) | null = null;
+  private readonly adapters = new Map<string, { state: LoraState; meta: AdapterTensors }>();
+  activeAdapter: string | null = null;
+
+  constructor(readonly engine: Engine) {
+    // A lost device takes every GPU buffer with it: forget them so the next use loads again.
+    engine.onGpuLost(() => this.forgetGpu());
+  }
+
+  store(): Promise<WeightStore> {
+    this.storePromise ??= WeightStore.open(this.engine.platform);
+    return this.storePromise;
+  }
+
+  get loaded(): LoadedModel | null {
+    return this.current;
+  }
+
+  /** The loaded model, or a clear error saying how to get one. */
+  requireModel(): LoadedModel {
+    if (!this.current) throw new SessionError('No model is loaded on the GPU. Load one on the Model page first.');
+    return this.current;
+  }
+
+  async load(modelId: string, onProgress?: (p: LoadProgress) => void): Promise<LoadedModel> {
+    if (this.current?.id === modelId) return this.current;
+    this.unload();
+    const store = await this.store();
+    const manifest = await store.getModel(modelId);
+    if (!manifest) throw new SessionError(`No stored model "${modelId}". Download or import it first.`);
+    if (!manifest.complete) throw new SessionError(`"${modelId}" is not completely stored yet. Resume its download first.`);
+    const gpu = await this.engine.runtime();
+    const weights = await loadModelToGpu(gpu, store, modelId, onProgress);
+    try {
+      const tokenizer = await loadStoredTokenizer(store, modelId);
+      const model = new Phi2Model(gpu, phi2ParamsFromStored(weights));
+      this.destroyWeights = () => weights.destroy();
+      this.current = {
+        id: modelId,
+        dims: model.dims,
+        weightMode: weights.scheme,
+        model,
+        tokenizer,
+        generator: new Generator(model),
+        gpuBytes: weights.bytes,
+      };
+      return this.current;
+    } catch (err) {
+      weights.destroy();
+      throw err;
+    }
+  }
+
+  unload(): void {
+    for (const { state } of this.adapters.values()) state.destroy();
+    this.adapters.clear();
+    this.activeAdapter = null;
+    if (this.current) {
+      this.current.generator.destroy();
+      this.current.model.destroy();
+    }
+    this.destroyWeights?.();
+    this.destroyWeights = null;
+    this.current = null;
+  }
+
+  private forgetGpu(): void {
+    // The buffers died with the device; dropping the references is all that is left to do.
+    this.adapters.clear();
+    this.activeAdapter = null;
+    this.current = null;
+    this.destroyWeights = null;
+  }
+
+  /** Puts an adapter's weights on the GPU beside the loaded model (checked against its shapes). */
+  addAdapter(id: string, files: AdapterFiles): AdapterTensors {
+    const { dims, model } = this.requireModel();
+    const meta = decodeAdapter(files, { hidden: dims.hidden, intermediate: dims.intermediate, layers: dims.layers });
+    this.adapters.get(id)?.state.destroy();
+    const state = new LoraState(model.gpu, dims, meta.settings);
+    state.setWeights((name) => meta.tensors.get(name)!.data);
+    this.adapters.set(id, { state, meta });
+    return meta;
+  }
+
+  /** Registers an adapter state made here (a training run's). */
+  putAdapterState(id: string, state: LoraState, meta: AdapterTensors): void {
+    const old = this.adapters.get(id);
+    if (old && old.state !== state) old.state.destroy();
+    this.adapters.set(id, { state, meta });
+  }
+
+  adapter(id: string | null): LoraState | null {
+    if (id === null) return null;
+    const a = this.adapters.get(id);
+    if (!a) throw new SessionError(`Adapter "${id}" is not loaded. Load it on the Adapters page.`);
+    return a.state;
+  }
+
+  removeAdapter(id: string): void {
+    this.adapters.get(id)?.state.destroy();
+    this.adapters.delete(id);
+    if (this.activeAdapter === id) this.activeAdapter = null;
+  }
+
+  loadedAdapters(): string[] {
+    return [...this.adapters.keys()];
+  }
+}
