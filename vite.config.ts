@@ -10,6 +10,7 @@ import { resolve } from 'node:path';
 export default defineConfig(({ mode }) => {
   if (mode === 'node') {
     return {
+      publicDir: false,
       build: {
         ssr: true,
         outDir: '.bench',
@@ -22,7 +23,7 @@ export default defineConfig(({ mode }) => {
             cli: resolve(import.meta.dirname, 'src/cli/main.ts'),
             bench: resolve(import.meta.dirname, 'test/bench/bench.ts'),
           },
-          output: { format: 'es', entryFileNames: '[name].mjs', inlineDynamicImports: false },
+          output: { format: 'es', entryFileNames: '[name].mjs' },
           external: ['webgpu', 'onnxruntime-node', 'sharp', /^node:/],
         },
       },

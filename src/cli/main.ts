@@ -6,6 +6,28 @@ import { readFile } from 'node:fs/promises';
 import { Engine } from '../engine/engine';
 import { nodePlatform } from '../engine/platform/node';
 import { CliUsageError, scoreCommand, SCORE_USAGE } from './score';
+import {
+  forwardCommand,
+  FORWARD_USAGE,
+  generateCommand,
+  GENERATE_USAGE,
+  loraGradCommand,
+  LORA_GRAD_USAGE,
+  trainCommand,
+  TRAIN_USAGE,
+} from './model-commands';
+
+/** Runs a command, turning usage errors into exit code 2 with the message, other errors into 1. */
+function guarded(run: Command): Command {
+  return async (args) => {
+    try {
+      return await run(args);
+    } catch (err) {
+      console.error(err instanceof Error ? err.message : err);
+      return err instanceof CliUsageError ? 2 : 1;
+    }
+  };
+}
 
 type Command = (args: string[]) => Promise<number>;
 
@@ -19,6 +41,10 @@ const COMMANDS: Record<string, { summary: string; run: Command }> = {
       return status.state === 'ready' ? 0 : 1;
     },
   },
+  forward: { summary: FORWARD_USAGE.replace('usage: ', ''), run: guarded(forwardCommand) },
+  generate: { summary: GENERATE_USAGE.replace('usage: ', ''), run: guarded(generateCommand) },
+  'lora-grad': { summary: LORA_GRAD_USAGE.replace('usage: ', ''), run: guarded(loraGradCommand) },
+  train: { summary: TRAIN_USAGE.replace('usage: ', ''), run: guarded(trainCommand) },
   score: {
     summary: `score generations: ${SCORE_USAGE.replace(/^usage: score /, '')}`,
     run: async (args) => {

@@ -1,3 +1,4 @@
+import type { DataApi } from './data-api';
 import type { GpuApi } from './gpu-api';
 
 /**
@@ -5,6 +6,6 @@ import type { GpuApi } from './gpu-api';
  * implemented in its own module (src/worker/<area>-api.ts) and composed in engine.worker.ts.
  * The UI only ever sees this type.
  */
-export type EngineApi = GpuApi;
+export type EngineApi = GpuApi & DataApi;
 
 export type { GpuApi, LayernormCheckInput, LayernormCheckOutput } from './gpu-api';

@@ -1,17 +1,21 @@
 /// <reference lib="webworker" />
 import * as Comlink from 'comlink';
 import { Engine } from '../engine/engine';
+import { Session } from '../engine/session';
 import { browserPlatform } from '../engine/platform/browser';
 import type { EngineApi } from './api';
+import { dataApi } from './data-api';
 import { gpuApi } from './gpu-api';
 
 // The worker is the only place the engine meets the browser: it builds the browser platform and
 // exposes the engine to the page through comlink, one area at a time. All GPU work happens here,
 // off the UI thread.
 const engine = new Engine(browserPlatform());
+const session = new Session(engine);
 
 const api: EngineApi = {
   ...gpuApi(engine),
+  ...dataApi(engine),
 };
 
 Comlink.expose(api);

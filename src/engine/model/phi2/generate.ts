@@ -3,6 +3,7 @@ import { viewTensor, type GpuTensor } from '../../gpu/tensor';
 import { sampleTokens, samplingUniforms, GREEDY, type SamplingOptions } from '../../kernels/sampling';
 import { gatherLogProbs } from '../../kernels/softmax';
 import { KvCache, Phi2Model, Phi2Workspace } from './forward';
+import type { LoraState } from './lora-state';
 
 /**
  * Text generation and candidate scoring on Phi2Model. Generation runs the prompt once (prefill), then
@@ -20,6 +21,8 @@ export interface GenerateOptions {
   signal?: AbortSignal;
   /** Called with each new token as soon as it is known. */
   onToken?: (token: number, index: number) => void;
+  /** A LoRA adapter applied unmerged to every step; null or absent: the base model. */
+  adapter?: LoraState | null;
 }
 
 export interface Generation {
@@ -69,7 +72,7 @@ export class Generator {
     let input = Uint32Array.from(prompt);
     for (let step = 0; step < maxNew; step++) {
       if (opts.signal?.aborted) return { tokens, stopped: 'cancelled' };
-      const logits = this.model.forward(ws, cache, { ids: input, batch: 1, seq: input.length, logits: 'last' })!;
+      const logits = this.model.forward(ws, cache, { ids: input, batch: 1, seq: input.length, logits: 'last', adapter: opts.adapter })!;
       const u = samplingUniforms(opts.seed ?? 0, step, 1);
       this.gpu.device.queue.writeBuffer(this.uniforms.buffer, 0, u.buffer as ArrayBuffer);
       sampleTokens(this.gpu, this.next, viewTensor(logits, [1, d.vocab]), this.uniforms, 1, d.vocab, sampling);
@@ -85,8 +88,9 @@ export class Generator {
   /**
    * Log-likelihood of each candidate continuation after the prompt: the sum over the candidate's
    * tokens of log p(token | everything before). All candidates run as one right-padded batch.
+   * `adapter`: a LoRA adapter applied unmerged; null or absent: the base model.
    */
-  async scoreCandidates(prompt: readonly number[], candidates: ReadonlyArray<readonly number[]>): Promise<number[]> {
+  async scoreCandidates(prompt: readonly number[], candidates: ReadonlyArray<readonly number[]>, adapter: LoraState | null = null): Promise<number[]> {
     const d = this.model.dims;
     if (!prompt.length) throw new Error('scoreCandidates: the prompt is empty');
     if (candidates.some((c) => !c.length)) throw new Error('scoreCandidates: a candidate has no tokens');
@@ -102,7 +106,7 @@ export class Generator {
     const ws = new Phi2Workspace(this.gpu, d, B * T);
     const cache = new KvCache(this.gpu, d, B, T);
     try {
-      const logits = this.model.forward(ws, cache, { ids, batch: B, seq: T, lengths, logits: 'all' })!;
+      const logits = this.model.forward(ws, cache, { ids, batch: B, seq: T, lengths, logits: 'all', adapter })!;
       // Row (b, t) predicts token t+1: gather the log-probability of each candidate token.
       const targets = new Uint32Array(B * T);
       candidates.forEach((c, b) => c.forEach((tok, j) => (targets[b * T + prompt.length - 1 + j] = tok)));

@@ -1,0 +1,262 @@
+import { isQuotaError } from '../engine/store/errors';
+
+/**
+ * The user's prepared datasets, kept between visits so the Train page can pick one. Its own IndexedDB
+ * database, 'phi2-user-data', written against the plain IDBFactory of the engine's Platform (so it runs
+ * unchanged under Node with fake-indexeddb):
+ *
+ * | store       | key                   | value                                                    |
+ * |-------------|-----------------------|----------------------------------------------------------|
+ * | `datasets`  | `id`                  | {@link SavedDatasetInfo}: name, kind, counts, settings   |
+ * | `rows`      | `[datasetId, chunk]`  | {@link RowChunk}: ROWS_PER_CHUNK prompt/completion pairs |
+ * | `tokenizer` | name ('phi-2')        | tokenizer.json and tokenizer_config.json texts           |
+ *
+ * Rows live apart from the list entry so listing never reads rows, and in chunks so a million-row
+ * dataset is a few hundred values of a few hundred kB each rather than one value of gigabytes (browsers
+ * refuse very large values, and a single huge clone freezes the worker). A dataset's entry and all its
+ * chunks are written in one transaction: a full disk leaves nothing half saved.
+ */
+
+export const USER_DATA_DB = 'phi2-user-data';
+const VERSION = 1;
+const DATASETS = 'datasets';
+const ROWS = 'rows';
+const TOKENIZER = 'tokenizer';
+
+/** Rows per stored chunk. */
+export const ROWS_PER_CHUNK = 1000;
+/** Longest dataset name. */
+export const MAX_NAME_CHARS = 120;
+
+/**
+ * One training example, tokeniser-free: `prompt + completion` is exactly the text the template produced
+ * (TRL's prompt-completion form). Loss on every token (the paper) trains on the whole text; loss on the
+ * completion only trains on what follows the prompt.
+ */
+export interface TrainingExample {
+  prompt: string;
+  completion: string;
+}
+
+export type PreparedKind = 'instruction' | 'symbol-tuning';
+
+export interface SymbolTuningSettings {
+  pools: string[];
+  seed: number;
+  count: number;
+  perClass: number;
+  kinds: string[];
+  instruction: 'none' | 'include' | 'mixed';
+  shapes: 'paper' | 'varied';
+}
+
+export interface SavedDatasetInfo {
+  id: string;
+  name: string;
+  kind: PreparedKind;
+  /** Where the rows came from, for people: "reviews.csv, columns text → label" or "bundled pools sst2, rte". */
+  description: string;
+  rowCount: number;
+  /** The instruction template the rows were rendered with (already applied: kept to say how). */
+  template: string;
+  /** The training length chosen when preparing (tokens): rows longer than this are cut at training time. */
+  maxTokens: number;
+  /** Rows longer than maxTokens when prepared, or null when no tokenizer was available to count. */
+  truncatedRows: number | null;
+  symbolTuning?: SymbolTuningSettings;
+  /** Characters of all prompts and completions: roughly the stored size in UTF-16 halves. */
+  chars: number;
+  createdAt: number;
+  updatedAt: number;
+}
+
+interface RowChunk {
+  datasetId: string;
+  chunk: number;
+  prompts: string[];
+  completions: string[];
+}
+
+export class DataStoreError extends Error {
+  override name = 'DataStoreError';
+  constructor(
+    readonly code: 'unavailable' | 'quota' | 'missing' | 'invalid' | 'failed',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function done<T>(request: IDBRequest<T>): Promise<T> {
+  return new Promise((resolve, reject) => {
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error ?? new Error('IndexedDB request failed'));
+  });
+}
+
+function committed(tx: IDBTransaction): Promise<void> {
+  return new Promise((resolve, reject) => {
+    tx.oncomplete = () => resolve();
+    tx.onerror = () => reject(tx.error ?? new Error('IndexedDB transaction failed'));
+    tx.onabort = () => reject(tx.error ?? new Error('IndexedDB transaction aborted'));
+  });
+}
+
+/** Chunks of a dataset of `rowCount` rows. (Keys are listed, not ranged, so no IDBKeyRange global is needed.) */
+function chunkCount(rowCount: number): number {
+  return Math.ceil(rowCount / ROWS_PER_CHUNK);
+}
+
+/** Trims a name and checks it; throws DataStoreError('invalid') with what to change. */
+export function checkDatasetName(name: string): string {
+  const trimmed = name.trim();
+  if (trimmed === '') throw new DataStoreError('invalid', 'Give the dataset a name.');
+  if (trimmed.length > MAX_NAME_CHARS) throw new DataStoreError('invalid', `The name is ${trimmed.length} characters; keep it to ${MAX_NAME_CHARS}.`);
+  return trimmed;
+}
+
+export class UserDataStore {
+  private constructor(private readonly db: IDBDatabase) {}
+
+  static async open(indexedDB: IDBFactory): Promise<UserDataStore> {
+    if (!indexedDB) throw new DataStoreError('unavailable', 'IndexedDB is not available here, so datasets cannot be kept.');
+    let request: IDBOpenDBRequest;
+    try {
+      request = indexedDB.open(USER_DATA_DB, VERSION);
+    } catch (err) {
+      throw new DataStoreError('unavailable', `IndexedDB refused to open "${USER_DATA_DB}": ${(err as Error).message}`);
+    }
+    request.onupgradeneeded = () => {
+      const db = request.result;
+      db.createObjectStore(DATASETS, { keyPath: 'id' });
+      db.createObjectStore(ROWS, { keyPath: ['datasetId', 'chunk'] });
+      db.createObjectStore(TOKENIZER);
+    };
+    const blocked = new Promise<never>((_, reject) => {
+      request.onblocked = () =>
+        reject(new DataStoreError('unavailable', 'Another tab holds the datasets database open with an older version of the app; close it and retry.'));
+    });
+    let db: IDBDatabase;
+    try {
+      db = await Promise.race([done(request), blocked]);
+    } catch (err) {
+      if (err instanceof DataStoreError) throw err;
+      throw new DataStoreError('unavailable', `IndexedDB could not open "${USER_DATA_DB}": ${(err as Error)?.message ?? String(err)}`);
+    }
+    db.addEventListener('versionchange', () => db.close());
+    return new UserDataStore(db);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  /** Newest first. */
+  async list(): Promise<SavedDatasetInfo[]> {
+    const all = (await done(this.db.transaction(DATASETS, 'readonly').objectStore(DATASETS).getAll())) as SavedDatasetInfo[];
+    return all.sort((a, b) => b.createdAt - a.createdAt || (a.name < b.name ? -1 : 1));
+  }
+
+  async info(id: string): Promise<SavedDatasetInfo> {
+    const info = (await done(this.db.transaction(DATASETS, 'readonly').objectStore(DATASETS).get(id))) as SavedDatasetInfo | undefined;
+    if (!info) throw new DataStoreError('missing', `No saved dataset with id "${id}": it may have been deleted in another tab.`);
+    return info;
+  }
+
+  /** Saves a new dataset; the name must be unused (names are how people tell datasets apart). */
+  async save(info: SavedDatasetInfo, rows: readonly TrainingExample[]): Promise<SavedDatasetInfo> {
+    const name = checkDatasetName(info.name);
+    if (rows.length !== info.rowCount) throw new DataStoreError('invalid', `rowCount ${info.rowCount} does not match the ${rows.length} rows given`);
+    if (rows.length === 0) throw new DataStoreError('invalid', 'There are no rows to save.');
+    await this.checkNameFree(name, info.id);
+    const record = { ...info, name };
+    const tx = this.db.transaction([DATASETS, ROWS], 'readwrite');
+    const result = committed(tx);
+    try {
+      tx.objectStore(DATASETS).add(record);
+      const store = tx.objectStore(ROWS);
+      for (let c = 0; c < chunkCount(rows.length); c++) {
+        const slice = rows.slice(c * ROWS_PER_CHUNK, (c + 1) * ROWS_PER_CHUNK);
+        const chunk: RowChunk = { datasetId: info.id, chunk: c, prompts: slice.map((r) => r.prompt), completions: slice.map((r) => r.completion) };
+        store.put(chunk);
+      }
+    } catch (err) {
+      tx.abort();
+      await result.catch(() => undefined);
+      throw this.writeError(err, name);
+    }
+    try {
+      await result;
+    } catch (err) {
+      throw this.writeError(err, name);
+    }
+    return record;
+  }
+
+  async rows(id: string): Promise<TrainingExample[]> {
+    const info = await this.info(id);
+    const store = this.db.transaction(ROWS, 'readonly').objectStore(ROWS);
+    const chunks = (await Promise.all(
+      Array.from({ length: chunkCount(info.rowCount) }, (_, c) => done(store.get([id, c]))),
+    )) as Array<RowChunk | undefined>;
+    const out: TrainingExample[] = [];
+    for (const c of chunks) {
+      if (!c) break;
+      for (let i = 0; i < c.prompts.length; i++) out.push({ prompt: c.prompts[i], completion: c.completions[i] });
+    }
+    if (out.length !== info.rowCount) {
+      throw new DataStoreError('failed', `The saved dataset "${info.name}" should have ${info.rowCount} rows but ${out.length} were found: save it again.`);
+    }
+    return out;
+  }
+
+  async rename(id: string, newName: string): Promise<SavedDatasetInfo> {
+    const name = checkDatasetName(newName);
+    await this.checkNameFree(name, id);
+    const info = await this.info(id);
+    const updated = { ...info, name, updatedAt: Date.now() };
+    const tx = this.db.transaction(DATASETS, 'readwrite');
+    tx.objectStore(DATASETS).put(updated);
+    await committed(tx);
+    return updated;
+  }
+
+  async delete(id: string): Promise<void> {
+    const info = await this.info(id);
+    const tx = this.db.transaction([DATASETS, ROWS], 'readwrite');
+    tx.objectStore(DATASETS).delete(id);
+    const rows = tx.objectStore(ROWS);
+    for (let c = 0; c < chunkCount(info.rowCount); c++) rows.delete([id, c]);
+    await committed(tx);
+  }
+
+  async getTokenizerFiles(name: string): Promise<Record<string, string> | undefined> {
+    return (await done(this.db.transaction(TOKENIZER, 'readonly').objectStore(TOKENIZER).get(name))) as Record<string, string> | undefined;
+  }
+
+  async putTokenizerFiles(name: string, files: Record<string, string>): Promise<void> {
+    const tx = this.db.transaction(TOKENIZER, 'readwrite');
+    tx.objectStore(TOKENIZER).put(files, name);
+    try {
+      await committed(tx);
+    } catch (err) {
+      throw this.writeError(err, 'the tokenizer');
+    }
+  }
+
+  private async checkNameFree(name: string, exceptId: string): Promise<void> {
+    const clash = (await this.list()).find((d) => d.id !== exceptId && d.name.toLowerCase() === name.toLowerCase());
+    if (clash) throw new DataStoreError('invalid', `A saved dataset is already called "${clash.name}": choose another name.`);
+  }
+
+  private writeError(err: unknown, what: string): DataStoreError {
+    if (err instanceof DataStoreError) return err;
+    if (isQuotaError(err)) {
+      return new DataStoreError(
+        'quota',
+        `The browser's storage is full, so ${what} was not saved (nothing was half written). Delete saved datasets or models you no longer need, then save again.`,
+      );
+    }
+    return new DataStoreError('failed', `Saving ${what} failed: ${(err as Error)?.message ?? String(err)}`);
+  }
+}
