@@ -1,11 +1,12 @@
 import type { DataApi } from './data-api';
 import type { GpuApi } from './gpu-api';
+import type { ModelApi } from './model-api';
 
 /**
  * What the engine worker exposes through comlink: one interface per area of the app, each
  * implemented in its own module (src/worker/<area>-api.ts) and composed in engine.worker.ts.
  * The UI only ever sees this type.
  */
-export type EngineApi = GpuApi & DataApi;
+export type EngineApi = GpuApi & DataApi & ModelApi;
 
 export type { GpuApi, LayernormCheckInput, LayernormCheckOutput } from './gpu-api';

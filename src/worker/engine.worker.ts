@@ -6,6 +6,7 @@ import { browserPlatform } from '../engine/platform/browser';
 import type { EngineApi } from './api';
 import { dataApi } from './data-api';
 import { gpuApi } from './gpu-api';
+import { modelApi } from './model-api';
 
 // The worker is the only place the engine meets the browser: it builds the browser platform and
 // exposes the engine to the page through comlink, one area at a time. All GPU work happens here,
@@ -16,6 +17,7 @@ const session = new Session(engine);
 const api: EngineApi = {
   ...gpuApi(engine),
   ...dataApi(engine),
+  ...modelApi(engine, session),
 };
 
 Comlink.expose(api);

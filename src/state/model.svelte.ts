@@ -1,0 +1,484 @@
+import { DEFAULT_HUB_SETTINGS, type HubSettings } from '../engine/weights/hub';
+import { Comlink, engine } from '../worker/client';
+import type {
+  HubInspection,
+  ImportOutcome,
+  LoadedModelInfo,
+  LoadProgress,
+  ModelEstimate,
+  ModelImportProgress,
+  ModelProblem,
+  QuantScheme,
+  StorageUsage,
+  StoredModelInfo,
+} from '../worker/model-api';
+
+/**
+ * The Model page's state: the weight mode and Hub settings chosen, the one download or import that may
+ * run, the stored models and the browser's storage, and the model on the GPU. Filled from the worker,
+ * which does the work; the module-level instance outlives the page component, so a download carries on
+ * while the user looks at other pages.
+ */
+
+const HUB_SETTINGS_KEY = 'phi2.model.hubSettings';
+
+/** Files of a checkpoint the importer reads; anything else in a chosen folder is left out. */
+const MODEL_FILE = /^(config\.json|tokenizer\.json|tokenizer_config\.json|model\.safetensors\.index\.json|.+\.safetensors)$/;
+
+/** A picked or dropped file with its path inside what was chosen ("phi-2/config.json", or just the name). */
+export interface PickedFile {
+  file: File;
+  path: string;
+}
+
+export interface FileSelection {
+  files: File[];
+  /** The chosen folder's name (it names the stored model), or null for loose files. */
+  folder: string | null;
+  totalBytes: number;
+  /** Paths left out: other files, and files below the model's own folder. */
+  ignored: string[];
+  /** What makes the selection unusable, or null. */
+  problem: string | null;
+  /** Present but optional: the tokenizer files missing (the model then cannot generate). */
+  missingTokenizer: boolean;
+}
+
+export type TaskStatus = 'running' | 'pausing' | 'paused' | 'complete' | 'failed';
+
+export interface ImportTask {
+  kind: 'hub' | 'files';
+  /** "microsoft/phi-2" or the folder's name. */
+  label: string;
+  scheme: QuantScheme;
+  status: TaskStatus;
+  /** The stored model it writes to, once the worker has said. */
+  modelId: string | null;
+  progress: ModelImportProgress | null;
+  /** Resumes, retries and restarts the importer reported, oldest first. */
+  notices: string[];
+  problem: ModelProblem | null;
+  model: StoredModelInfo | null;
+}
+
+export interface LoadTask {
+  id: string;
+  name: string;
+  status: 'loading' | 'cancelling' | 'failed';
+  progress: LoadProgress | null;
+  problem: ModelProblem | null;
+}
+
+export interface VerifyTask {
+  status: 'running' | 'cancelling' | 'ok' | 'damaged' | 'failed' | 'cancelled';
+  done: number;
+  total: number;
+  problem: ModelProblem | null;
+}
+
+function storedHubSettings(): HubSettings {
+  try {
+    const raw = globalThis.localStorage?.getItem(HUB_SETTINGS_KEY);
+    if (!raw) return { ...DEFAULT_HUB_SETTINGS };
+    const s = JSON.parse(raw) as Partial<HubSettings>;
+    return {
+      repo: typeof s.repo === 'string' ? s.repo : DEFAULT_HUB_SETTINGS.repo,
+      revision: typeof s.revision === 'string' ? s.revision : DEFAULT_HUB_SETTINGS.revision,
+      baseUrl: typeof s.baseUrl === 'string' ? s.baseUrl : DEFAULT_HUB_SETTINGS.baseUrl,
+    };
+  } catch {
+    return { ...DEFAULT_HUB_SETTINGS };
+  }
+}
+
+function trimmed(s: HubSettings): HubSettings {
+  return { repo: s.repo.trim(), revision: s.revision.trim(), baseUrl: s.baseUrl.trim().replace(/\/+$/, '') };
+}
+
+function sameHubSettings(a: HubSettings, b: HubSettings): boolean {
+  const x = trimmed(a);
+  const y = trimmed(b);
+  return x.repo === y.repo && x.revision === y.revision && x.baseUrl === y.baseUrl;
+}
+
+function messageOf(err: unknown): string {
+  if (err instanceof Error) return err.message || err.name;
+  return typeof err === 'string' ? err : 'Something went wrong in the worker; the browser console has details.';
+}
+
+function failure(err: unknown): ModelProblem {
+  return { code: 'failed', title: 'Something went wrong', message: messageOf(err) };
+}
+
+/**
+ * Picks a checkpoint's files out of what was chosen or dropped: the files the importer reads, from the
+ * folder that holds config.json (a model folder often has subfolders with other .safetensors files).
+ */
+export function selectModelFiles(picked: PickedFile[]): FileSelection {
+  const depth = (p: PickedFile) => p.path.split('/').length;
+  const configs = picked.filter((p) => baseName(p.path) === 'config.json');
+  const rootDepth = configs.length ? Math.min(...configs.map(depth)) : Math.min(...picked.map(depth));
+  const rootDir = (p: PickedFile) => p.path.split('/').slice(0, -1).join('/');
+  const root = configs.find((p) => depth(p) === rootDepth);
+  const rootPath = root ? rootDir(root) : null;
+  const kept: PickedFile[] = [];
+  const ignored: string[] = [];
+  for (const p of picked) {
+    const inRoot = rootPath === null ? depth(p) === rootDepth : rootDir(p) === rootPath;
+    if (inRoot && MODEL_FILE.test(baseName(p.path))) kept.push(p);
+    else ignored.push(p.path);
+  }
+  const names = new Set(kept.map((p) => baseName(p.path)));
+  const missing: string[] = [];
+  if (!names.has('config.json')) missing.push('config.json');
+  if (!names.has('model.safetensors.index.json') && !names.has('model.safetensors')) {
+    missing.push('model.safetensors (or model.safetensors.index.json with its shards)');
+  }
+  const folder = rootPath ? (rootPath.split('/').pop() ?? null) : null;
+  return {
+    files: kept.map((p) => p.file),
+    folder: folder || null,
+    totalBytes: kept.reduce((a, p) => a + p.file.size, 0),
+    ignored,
+    problem: picked.length === 0 ? 'No files were chosen.' : missing.length ? `These are missing: ${missing.join(', ')}.` : null,
+    missingTokenizer: !names.has('tokenizer.json'),
+  };
+}
+
+function baseName(path: string): string {
+  return path.split('/').pop() ?? path;
+}
+
+export class ModelState {
+  /** The weight mode for downloads and imports. */
+  scheme = $state<QuantScheme>('int8');
+  hub = $state<HubSettings>(storedHubSettings());
+  /** Sizes per weight mode: Phi-2's, or the checked repository's. */
+  estimates = $state.raw<Record<QuantScheme, ModelEstimate> | null>(null);
+  /** The last "Check repository" result and the settings it was for. */
+  inspection = $state<{ settings: HubSettings; status: 'checking' | 'done'; result: HubInspection | null } | null>(null);
+
+  task = $state<ImportTask | null>(null);
+  /** Files chosen for a local import, before it starts. Raw: File arrays must reach postMessage unproxied. */
+  selection = $state.raw<FileSelection | null>(null);
+
+  models = $state.raw<StoredModelInfo[]>([]);
+  listStatus = $state<'loading' | 'ready' | 'error'>('loading');
+  listError = $state<string | null>(null);
+  usage = $state.raw<StorageUsage | null>(null);
+  persistence = $state<'idle' | 'asking' | 'granted' | 'refused'>('idle');
+
+  loaded = $state.raw<LoadedModelInfo | null>(null);
+  load = $state<LoadTask | null>(null);
+  verifications = $state<Record<string, VerifyTask>>({});
+  /** The model whose delete button asks for confirmation. */
+  confirmingDelete = $state<string | null>(null);
+  /** The failure of a short action (delete, unload), with the model it concerns. */
+  actionError = $state<{ id: string | null; message: string } | null>(null);
+
+  private phi2Estimates: Record<QuantScheme, ModelEstimate> | null = null;
+  private started = false;
+
+  /** Phi-2's sizes unless a checked repository told its own. */
+  readonly estimate = $derived(this.estimates?.[this.scheme] ?? null);
+  /** The repository check, while it is for the settings in the form. */
+  readonly formInspection = $derived(this.inspection && sameHubSettings(this.inspection.settings, this.hub) ? this.inspection : null);
+  readonly estimateIsForRepo = $derived(this.formInspection?.result?.ok === true && !sameHubSettings(this.hub, DEFAULT_HUB_SETTINGS));
+  readonly isDefaultHub = $derived(sameHubSettings(this.hub, DEFAULT_HUB_SETTINGS));
+  readonly busy = $derived(this.task?.status === 'running' || this.task?.status === 'pausing');
+
+  /** The stored model the Hub form would write to (same repository, revision, server and mode). */
+  readonly hubModel = $derived(
+    this.models.find(
+      (m) =>
+        m.source.kind === 'hub' &&
+        m.scheme === this.scheme &&
+        sameHubSettings({ repo: m.source.repo, revision: m.source.revision, baseUrl: m.source.baseUrl }, this.hub),
+    ) ?? null,
+  );
+
+  /** Free bytes the browser reports for this origin, or null when it does not say. */
+  readonly freeBytes = $derived(this.usage?.usage != null && this.usage.quota != null ? Math.max(0, this.usage.quota - this.usage.usage) : null);
+
+  /** First visit of the page: estimates, stored models, storage, what is on the GPU. */
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    void this.loadEstimates();
+    void this.refresh();
+  }
+
+  async loadEstimates(): Promise<void> {
+    try {
+      this.phi2Estimates = await engine().estimates();
+      if (!this.estimateIsForRepo) this.estimates = this.phi2Estimates;
+    } catch (err) {
+      console.warn('size estimates unavailable:', err);
+    }
+  }
+
+  /** Re-reads the stored models, the storage usage and the loaded model. */
+  async refresh(): Promise<void> {
+    const api = engine();
+    try {
+      const [models, usage, loaded] = await Promise.all([api.listModels(), api.storageUsage(), api.loadedModel()]);
+      this.models = models;
+      this.usage = usage;
+      this.loaded = loaded;
+      if (usage.persisted) this.persistence = 'granted';
+      this.listStatus = 'ready';
+      this.listError = null;
+    } catch (err) {
+      this.listStatus = 'error';
+      this.listError = messageOf(err);
+    }
+  }
+
+  async refreshLoaded(): Promise<void> {
+    try {
+      this.loaded = await engine().loadedModel();
+    } catch {
+      this.loaded = null;
+    }
+  }
+
+  // ---- Hub settings
+
+  editHub(patch: Partial<HubSettings>): void {
+    this.hub = { ...this.hub, ...patch };
+    if (!this.estimateIsForRepo && this.phi2Estimates) this.estimates = this.phi2Estimates;
+    try {
+      if (this.isDefaultHub) globalThis.localStorage?.removeItem(HUB_SETTINGS_KEY);
+      else globalThis.localStorage?.setItem(HUB_SETTINGS_KEY, JSON.stringify(this.hub));
+    } catch {
+      // storage refused (private mode): the settings last for this visit
+    }
+  }
+
+  resetHub(): void {
+    this.inspection = null;
+    this.editHub({ ...DEFAULT_HUB_SETTINGS });
+  }
+
+  /** Reads the repository's config.json: catches a wrong name or a gated repository before a download, and sizes it. */
+  async inspectHub(): Promise<void> {
+    const settings = trimmed(this.hub);
+    this.inspection = { settings, status: 'checking', result: null };
+    let result: HubInspection;
+    try {
+      result = await engine().inspectHub(settings);
+    } catch (err) {
+      result = { ok: false, problem: failure(err) };
+    }
+    if (!this.inspection || !sameHubSettings(this.inspection.settings, settings)) return; // edited meanwhile
+    this.inspection = { settings, status: 'done', result };
+    if (result.ok && result.estimates) this.estimates = result.estimates;
+  }
+
+  // ---- download and import
+
+  /** Starts (or resumes) a download with the form's settings and mode. */
+  download(): Promise<void> {
+    return this.downloadWith(trimmed(this.hub), this.scheme);
+  }
+
+  /** Resumes an incomplete model from the Hub with the settings it was started with. */
+  resume(model: StoredModelInfo): Promise<void> {
+    if (model.source.kind !== 'hub') return Promise.resolve();
+    const { repo, revision, baseUrl } = model.source;
+    return this.downloadWith({ repo, revision, baseUrl }, model.scheme);
+  }
+
+  private async downloadWith(settings: HubSettings, scheme: QuantScheme): Promise<void> {
+    if (this.busy) return;
+    await this.run({ kind: 'hub', label: settings.repo, scheme }, (report) => engine().downloadFromHub(settings, scheme, report));
+  }
+
+  pickFiles(picked: PickedFile[]): void {
+    this.selection = selectModelFiles(picked);
+  }
+
+  clearSelection(): void {
+    this.selection = null;
+  }
+
+  async importSelection(): Promise<void> {
+    const selection = this.selection;
+    if (!selection || selection.problem || this.busy) return;
+    const scheme = this.scheme;
+    const label = selection.folder ?? 'local files';
+    await this.run({ kind: 'files', label, scheme }, (report) => engine().importFiles(selection.files, scheme, report, selection.folder ?? undefined));
+    if (this.task?.status === 'complete') this.selection = null;
+  }
+
+  private async run(
+    what: Pick<ImportTask, 'kind' | 'label' | 'scheme'>,
+    start: (report: (p: ModelImportProgress) => void) => Promise<ImportOutcome>,
+  ): Promise<void> {
+    this.task = { ...what, status: 'running', modelId: null, progress: null, notices: [], problem: null, model: null };
+    // The reactive proxy of the task: writes through it update the page.
+    const current = this.task;
+    let listed = false;
+    const report = Comlink.proxy((p: ModelImportProgress) => {
+      if (this.task !== current) return;
+      // The model's row (incomplete) exists from the moment weights arrive.
+      if (p.phase === 'weights' && !listed) {
+        listed = true;
+        void this.refresh();
+      }
+      current.progress = p;
+      current.modelId = p.modelId;
+      if (p.notice) current.notices = [...current.notices.slice(-4), p.notice];
+    });
+    let outcome: ImportOutcome;
+    try {
+      outcome = await start(report);
+    } catch (err) {
+      outcome = { status: 'failed', problem: failure(err), model: null };
+    }
+    current.model = outcome.model;
+    if (outcome.status === 'complete') current.status = 'complete';
+    else if (outcome.status === 'paused') current.status = 'paused';
+    else {
+      current.status = 'failed';
+      current.problem = outcome.problem;
+    }
+    await this.refresh();
+  }
+
+  async pause(): Promise<void> {
+    if (this.task?.status !== 'running') return;
+    this.task.status = 'pausing';
+    await engine().pauseImport();
+  }
+
+  dismissTask(): void {
+    if (!this.busy) this.task = null;
+  }
+
+  // ---- storage
+
+  /**
+   * Asks the browser to keep this site's data under storage pressure. StorageManager.persist() is
+   * exposed to windows only, so the page asks; the worker then reports the resulting state.
+   */
+  async requestPersistence(): Promise<void> {
+    this.persistence = 'asking';
+    let granted = false;
+    try {
+      granted = (await globalThis.navigator?.storage?.persist?.()) ?? false;
+    } catch {
+      granted = false;
+    }
+    try {
+      this.usage = await engine().requestPersistence();
+      granted ||= this.usage.persisted;
+    } catch {
+      // the answer above stands
+    }
+    this.persistence = granted ? 'granted' : 'refused';
+  }
+
+  // ---- the GPU
+
+  async loadModel(model: StoredModelInfo): Promise<void> {
+    if (this.load?.status === 'loading' || this.load?.status === 'cancelling') return;
+    this.actionError = null;
+    this.load = { id: model.id, name: model.name, status: 'loading', progress: null, problem: null };
+    const current = this.load;
+    const report = Comlink.proxy((p: LoadProgress) => {
+      if (this.load === current && current.status !== 'failed') current.progress = p;
+    });
+    try {
+      const outcome = await engine().loadModel(model.id, report);
+      if (outcome.status === 'loaded') {
+        this.loaded = outcome.model;
+        this.load = null;
+      } else if (outcome.status === 'cancelled') {
+        this.load = null;
+        await this.refreshLoaded();
+      } else {
+        current.status = 'failed';
+        current.problem = outcome.problem;
+        await this.refreshLoaded();
+      }
+    } catch (err) {
+      current.status = 'failed';
+      current.problem = failure(err);
+    }
+  }
+
+  async cancelLoad(): Promise<void> {
+    if (this.load?.status !== 'loading') return;
+    this.load.status = 'cancelling';
+    await engine().cancelLoad();
+  }
+
+  dismissLoadProblem(): void {
+    if (this.load?.status === 'failed') this.load = null;
+  }
+
+  async unload(): Promise<void> {
+    this.actionError = null;
+    try {
+      await engine().unloadModel();
+    } catch (err) {
+      this.actionError = { id: this.loaded?.id ?? null, message: messageOf(err) };
+    }
+    await this.refreshLoaded();
+  }
+
+  // ---- verify and delete
+
+  async verify(model: StoredModelInfo): Promise<void> {
+    if (Object.values(this.verifications).some((v) => v.status === 'running' || v.status === 'cancelling')) return;
+    this.verifications[model.id] = { status: 'running', done: 0, total: model.bytesTotal, problem: null };
+    const current = this.verifications[model.id];
+    const report = Comlink.proxy((done: number, total: number) => {
+      if (current.status === 'running') {
+        current.done = done;
+        current.total = total;
+      }
+    });
+    try {
+      const outcome = await engine().verifyModel(model.id, report);
+      if (outcome.status === 'ok') {
+        current.status = 'ok';
+        current.done = current.total = outcome.bytesChecked;
+      } else if (outcome.status === 'cancelled') {
+        current.status = 'cancelled';
+      } else {
+        current.status = outcome.status;
+        current.problem = outcome.problem;
+      }
+    } catch (err) {
+      current.status = 'failed';
+      current.problem = failure(err);
+    }
+  }
+
+  async cancelVerify(): Promise<void> {
+    for (const v of Object.values(this.verifications)) if (v.status === 'running') v.status = 'cancelling';
+    await engine().cancelVerify();
+  }
+
+  askDelete(id: string | null): void {
+    this.confirmingDelete = id;
+    this.actionError = null;
+  }
+
+  async deleteModel(id: string): Promise<void> {
+    this.confirmingDelete = null;
+    this.actionError = null;
+    try {
+      await engine().deleteModel(id);
+      delete this.verifications[id];
+      if (this.task?.model?.id === id && !this.busy) this.task = null;
+    } catch (err) {
+      this.actionError = { id, message: messageOf(err) };
+    }
+    await this.refresh();
+  }
+}
+
+export const modelState = new ModelState();
