@@ -1,0 +1,82 @@
+import type { GpuRuntime } from '../../src/engine/gpu/runtime';
+import type { Platform } from '../../src/engine/platform/types';
+import { WeightStore } from '../../src/engine/store/store';
+import { importModel } from '../../src/engine/weights/import';
+import type { QuantScheme } from '../../src/engine/weights/layout';
+import { loadModelToGpu } from '../../src/engine/weights/upload';
+import { ChecksumSink, syntheticPhi } from '../support/safetensors-fixtures';
+
+/**
+ * The weights path measured end to end on a synthetic checkpoint (F16 safetensors generated on the fly,
+ * shards and index as on the Hub): the real importer streams it, quantises the linear layers and
+ * commits records to IndexedDB; the real loader moves the stored model onto the GPU. Shared by the Node
+ * benchmark (an in-memory IndexedDB) and the page the browser benchmark opens (the browser's own).
+ * No network is involved: the figures are the CPU-side conversion, the store and the upload.
+ */
+
+export interface WeightsRunOptions {
+  configJson: Record<string, unknown>;
+  scheme: QuantScheme;
+  platform: Pick<Platform, 'indexedDB' | 'storage' | 'now'>;
+  /** A database of its own, deleted afterwards. */
+  dbName: string;
+  gpu: GpuRuntime;
+  /** Also time the import into a store that only checks and drops records (the conversion alone). */
+  conversionOnly?: boolean;
+  log?: (message: string) => void;
+}
+
+export interface WeightsRunResult {
+  /** Bytes of the safetensors files read (F16). */
+  inputBytes: number;
+  /** Bytes stored (int8 + scales, F16, f32). */
+  storedBytes: number;
+  conversionSeconds: number | null;
+  importSeconds: number;
+  loadSeconds: number;
+  /** Bytes of GPU buffers the loaded model holds. */
+  gpuBytes: number;
+  records: number;
+}
+
+export async function importAndLoad(o: WeightsRunOptions): Promise<WeightsRunResult> {
+  const log = o.log ?? (() => {});
+  const synthetic = () => syntheticPhi(o.configJson, { chunkBytes: 2 ** 20 });
+  const { checkpoint } = synthetic();
+  const inputBytes = checkpoint.files.reduce((a, f) => a + f.size, 0);
+
+  let conversionSeconds: number | null = null;
+  if (o.conversionOnly) {
+    const sink = new ChecksumSink();
+    const t0 = o.platform.now();
+    await importModel({ source: synthetic().source, store: sink, scheme: o.scheme, now: () => o.platform.now() });
+    conversionSeconds = (o.platform.now() - t0) / 1e3;
+    log(`conversion only: ${(inputBytes / 1e6 / conversionSeconds).toFixed(0)} MB/s`);
+  }
+
+  const store = await WeightStore.open(o.platform, { name: o.dbName });
+  try {
+    const t0 = o.platform.now();
+    const manifest = await importModel({ source: synthetic().source, store, scheme: o.scheme, now: () => o.platform.now() });
+    const importSeconds = (o.platform.now() - t0) / 1e3;
+    const entries = await store.getTensors(manifest.id);
+    const storedBytes = entries.reduce((a, e) => a + e.bytes, 0);
+    const records = entries.reduce((a, e) => a + e.recordCount, 0);
+    log(`import into IndexedDB: ${(inputBytes / 1e6 / importSeconds).toFixed(0)} MB/s`);
+
+    const t1 = o.platform.now();
+    const weights = await loadModelToGpu(o.gpu, store, manifest.id);
+    const loadSeconds = (o.platform.now() - t1) / 1e3;
+    const gpuBytes = weights.bytes;
+    weights.destroy();
+    log(`load to the GPU: ${(storedBytes / 1e6 / loadSeconds).toFixed(0)} MB/s`);
+    await store.deleteModel(manifest.id);
+    return { inputBytes, storedBytes, conversionSeconds, importSeconds, loadSeconds, gpuBytes, records };
+  } finally {
+    store.close();
+    await new Promise<void>((resolve) => {
+      const request = o.platform.indexedDB.deleteDatabase(o.dbName);
+      request.onsuccess = request.onerror = request.onblocked = () => resolve();
+    });
+  }
+}
