@@ -1,0 +1,350 @@
+import type { Platform } from '../platform/types';
+import { HubError } from '../weights/errors';
+import { HUB_BASE_URL, parseContentRange } from '../weights/hub';
+import { backoffDelay, DEFAULT_RETRY, isRetryable, sleep, type RetryPolicy } from '../weights/retry';
+import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, unzipAdapter, type AdapterFiles } from './files';
+import type { LoraSettings } from './lora-config';
+import { AdapterError, parseAdapterConfig } from './peft';
+import { CHUNK_BYTES, type DownloadCache } from './store';
+
+
+/**
+ * PEFT adapters from the Hugging Face Hub or any URL: a repository id ("owner/name", optionally
+ * "@revision"), a resolve URL of an adapter folder (`{base}/{repo}/resolve/{revision}/`, or of one of
+ * its two files), a Hub page URL, or a .zip of the two files. Downloads report progress, retry what
+ * is worth retrying, continue a dropped connection with an HTTP Range request, and keep what arrived
+ * in IndexedDB (DownloadCache) so that a reload resumes instead of starting over.
+ */
+
+/** The paper's two adapters for Phi-2, one click each on the Adapters and Evaluate pages. */
+export const PAPER_ADAPTERS = [
+  {
+    repo: 'ChunB1/phi-2_OpenOrca_cot_only',
+    label: 'Instruction-tuned (paper)',
+    description: 'Phi-2 + LoRA instruction-tuned on OpenOrca chain-of-thought rows.',
+  },
+  {
+    repo: 'ChunB1/phi-2_OpenOrca_cot_only_symbol',
+    label: 'Instruction- then symbol-tuned (paper)',
+    description: 'The instruction adapter, symbol-tuned further on remapped classification prompts.',
+  },
+] as const;
+
+export type AdapterLocation =
+  /** A folder holding adapter_config.json and adapter_model.safetensors; `url` ends with '/'. */
+  | { kind: 'folder'; url: string; repo: string | null; revision: string | null }
+  /** A .zip holding the two files. */
+  | { kind: 'zip'; url: string; repo: string | null; revision: string | null };
+
+const REPO_ID = /^([A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*)(?:@([^\s@/][^\s@]*))?$/;
+
+/** Where an adapter lives, from what a person typed or a share link carried. */
+export function locateAdapter(input: string, options: { hubBaseUrl?: string; revision?: string } = {}): AdapterLocation {
+  const text = input.trim();
+  const hub = (options.hubBaseUrl ?? HUB_BASE_URL).replace(/\/+$/, '');
+  if (!text) throw new AdapterError('Enter a Hub repository id (owner/name) or the URL of an adapter folder or .zip.');
+  const id = REPO_ID.exec(text);
+  if (id && !text.includes('://')) {
+    if (id[1].includes('..')) throw new AdapterError(`"${text}" is not a Hub repository id.`);
+    const revision = id[2] ?? options.revision ?? 'main';
+    return { kind: 'folder', url: `${hub}/${id[1]}/resolve/${encodeURIComponent(revision)}/`, repo: id[1], revision };
+  }
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new AdapterError(`"${text}" is neither a Hub repository id (owner/name) nor a URL.`);
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new AdapterError(`"${text}" is not an http(s) URL.`);
+  url.hash = '';
+  const parts = url.pathname.split('/').filter(Boolean);
+  // /{owner}/{name}/{resolve|tree|blob}/{revision}/{path...}: the Hub's file, folder and page URLs.
+  const mode = parts[2];
+  const isHubPath = parts.length >= 4 && (mode === 'resolve' || mode === 'tree' || mode === 'blob');
+  const repo = isHubPath ? `${parts[0]}/${parts[1]}` : null;
+  const revision = isHubPath ? decodeURIComponent(parts[3]) : null;
+  if (url.pathname.toLowerCase().endsWith('.zip')) {
+    if (isHubPath && mode !== 'resolve') parts[2] = 'resolve';
+    url.pathname = `/${parts.join('/')}`;
+    return { kind: 'zip', url: url.toString(), repo, revision };
+  }
+  url.search = '';
+  if (!isHubPath && parts.length === 2 && url.origin === new URL(hub).origin) {
+    // A repository's page on the Hub itself.
+    return { kind: 'folder', url: `${url.origin}/${parts[0]}/${parts[1]}/resolve/main/`, repo: `${parts[0]}/${parts[1]}`, revision: 'main' };
+  }
+  if (isHubPath) parts[2] = 'resolve';
+  const last = parts[parts.length - 1];
+  if (last === ADAPTER_CONFIG || last === ADAPTER_WEIGHTS) parts.pop();
+  url.pathname = `/${parts.join('/')}${parts.length ? '/' : ''}`;
+  return { kind: 'folder', url: url.toString(), repo, revision };
+}
+
+/** A short human name for a location: the repository, or the URL's last part. */
+export function locationLabel(loc: AdapterLocation): string {
+  const parts = new URL(loc.url).pathname.split('/').filter(Boolean);
+  const last = decodeURIComponent(parts[parts.length - 1] ?? new URL(loc.url).host);
+  const repo = loc.repo && loc.revision && loc.revision !== 'main' ? `${loc.repo}@${loc.revision}` : loc.repo;
+  if (loc.kind === 'zip') return repo ? `${repo}: ${last}` : last;
+  return repo ?? last;
+}
+
+/** A name for an adapter from where it came: the repository's name, or the .zip's or folder's. */
+export function locationName(loc: AdapterLocation): string {
+  const parts = new URL(loc.url).pathname.split('/').filter(Boolean);
+  const last = decodeURIComponent(parts[parts.length - 1] ?? 'adapter');
+  if (loc.kind === 'zip') return last.replace(/\.zip$/i, '');
+  return loc.repo ? loc.repo.split('/')[1] : last;
+}
+
+export interface AdapterPreview {
+  location: AdapterLocation;
+  /** From adapter_config.json; null for a .zip until it is downloaded. */
+  settings: LoraSettings | null;
+  baseModel: string | null;
+  /** Bytes of adapter_model.safetensors (folder) or of the .zip; null when the server does not say. */
+  bytes: number | null;
+}
+
+export interface AdapterDownloadProgress {
+  file: string;
+  received: number;
+  total: number | null;
+  /** A retry, a resume, a restart: worth showing. */
+  notice?: string;
+}
+
+export interface DownloadOptions {
+  signal?: AbortSignal;
+  onProgress?(p: AdapterDownloadProgress): void;
+  /** Keeps what arrived so a later call resumes; null to keep nothing. */
+  cache?: DownloadCache | null;
+  retry?: RetryPolicy;
+}
+
+type Fetcher = Pick<Platform, 'fetch'>;
+
+function fileUrl(loc: AdapterLocation, file: string): string {
+  return new URL(file, loc.url).toString();
+}
+
+function abortError(): Error {
+  const err = new Error('The download was stopped. Start it again to continue where it stopped.');
+  err.name = 'AbortError';
+  return err;
+}
+
+async function request(platform: Fetcher, url: string, init: RequestInit, what: string): Promise<Response> {
+  try {
+    return await platform.fetch(url, { redirect: 'follow', ...init });
+  } catch (err) {
+    if (init.signal?.aborted) throw abortError();
+    throw new HubError('network', `Could not reach ${new URL(url).host} for ${what}: ${(err as Error).message}. Check the connection and try again.`, what);
+  }
+}
+
+function statusError(status: number, url: string, what: string): HubError {
+  if (status === 404) {
+    return new HubError('not-found', `${what} was not found at ${url} (HTTP 404). Check the repository name, revision or URL: a PEFT adapter folder has ${ADAPTER_CONFIG} and ${ADAPTER_WEIGHTS}.`, what, status);
+  }
+  if (status === 401 || status === 403) {
+    return new HubError('unauthorized', `${url} needs authorisation (HTTP ${status}): the repository is private or gated. Download the files yourself and import them.`, what, status);
+  }
+  if (status === 429) return new HubError('rate-limited', `The server is rate-limiting downloads of ${what} (HTTP 429). Wait a minute and try again.`, what, status);
+  return new HubError('http', `The server answered HTTP ${status} for ${what} (${url}).`, what, status);
+}
+
+/** adapter_config.json and the size of the weights (or of the .zip): what a person confirms before downloading. */
+export async function previewAdapter(platform: Fetcher, location: AdapterLocation, signal?: AbortSignal): Promise<AdapterPreview> {
+  if (location.kind === 'zip') return { location, settings: null, baseModel: null, bytes: await remoteSize(platform, location.url, 'the adapter .zip', signal) };
+  const { settings, baseModel } = await fetchConfig(platform, location, signal);
+  const bytes = await remoteSize(platform, fileUrl(location, ADAPTER_WEIGHTS), ADAPTER_WEIGHTS, signal);
+  return { location, settings, baseModel, bytes };
+}
+
+async function fetchConfig(platform: Fetcher, location: AdapterLocation, signal?: AbortSignal): Promise<{ text: string; settings: LoraSettings; baseModel: string | null }> {
+  const url = fileUrl(location, ADAPTER_CONFIG);
+  const res = await request(platform, url, { signal }, ADAPTER_CONFIG);
+  if (res.status !== 200) {
+    await res.body?.cancel().catch(() => undefined);
+    throw statusError(res.status, url, ADAPTER_CONFIG);
+  }
+  const text = await res.text();
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new AdapterError(`${url} is not JSON (${(err as Error).message}): the URL does not point at a PEFT adapter folder.`);
+  }
+  const { baseModel, ...settings } = parseAdapterConfig(json, ADAPTER_CONFIG);
+  return { text, settings, baseModel };
+}
+
+/** Content-Length of a HEAD request (after redirects), or null when the server does not say. */
+async function remoteSize(platform: Fetcher, url: string, what: string, signal?: AbortSignal): Promise<number | null> {
+  const res = await request(platform, url, { method: 'HEAD', signal }, what);
+  if (res.status === 404 || res.status === 401 || res.status === 403) throw statusError(res.status, url, what);
+  if (res.status !== 200) return null;
+  const length = res.headers.get('content-length');
+  return length !== null && /^\d+$/.test(length.trim()) ? Number(length) : null;
+}
+
+/** Downloads an adapter's two files (a folder) or its .zip, with progress, retries and resume. */
+export async function downloadAdapter(platform: Fetcher, location: AdapterLocation, options: DownloadOptions = {}): Promise<AdapterFiles> {
+  if (location.kind === 'zip') return unzipAdapter(await downloadFile(platform, location.url, 'the adapter .zip', options));
+  const config = await fetchConfig(platform, location, options.signal);
+  const weights = await downloadFile(platform, fileUrl(location, ADAPTER_WEIGHTS), ADAPTER_WEIGHTS, options);
+  return { [ADAPTER_CONFIG]: new TextEncoder().encode(config.text), [ADAPTER_WEIGHTS]: weights };
+}
+
+function normaliseEtag(etag: string | null): string | null {
+  return etag ? etag.replace(/^W\//, '').trim() : null;
+}
+
+/**
+ * One file, resumable: what the cache holds is asked for again only from where it ends (Range), and
+ * only while the server's ETag is the one it had; a changed file starts over. A dropped connection is
+ * retried with backoff from the last byte received; `retry.attempts` failures in a row without new
+ * bytes end the download with the last error.
+ */
+export async function downloadFile(platform: Fetcher, url: string, what: string, options: DownloadOptions = {}): Promise<Uint8Array> {
+  const { signal, onProgress } = options;
+  /** Dropped after a failed write (a full disk): the download goes on without being kept. */
+  let cache = options.cache ?? null;
+  const chunkBytes = cache?.chunkBytes ?? CHUNK_BYTES;
+  const policy = options.retry ?? DEFAULT_RETRY;
+  /** Whole chunks held (and, with a cache, stored), then the bytes of the chunk being filled. */
+  let chunks: Uint8Array[] = [];
+  let checksums: number[] = [];
+  let tail: Uint8Array[] = [];
+  let tailBytes = 0;
+  let etag: string | null = null;
+  let size: number | null = null;
+  let notice: string | undefined;
+  let stored = cache ? await cache.load(url).catch(() => null) : null;
+  if (stored && stored.bytes.length % chunkBytes !== 0) {
+    // Kept in chunks of another size (an older version): not a whole number of ours.
+    await cache?.clear(url).catch(() => undefined);
+    stored = null;
+  }
+  if (stored) {
+    for (let at = 0; at < stored.bytes.length; at += chunkBytes) chunks.push(stored.bytes.subarray(at, at + chunkBytes));
+    checksums = stored.checksums;
+    etag = stored.etag;
+    size = stored.size;
+    notice = `Resuming ${what} from ${stored.bytes.length} bytes kept from an earlier attempt.`;
+  }
+  const received = () => chunks.length * chunkBytes + tailBytes;
+  const restart = async (why: string) => {
+    chunks = [];
+    checksums = [];
+    tail = [];
+    tailBytes = 0;
+    etag = null;
+    size = null;
+    notice = why;
+    await cache?.clear(url).catch(() => undefined);
+  };
+  const flushFullChunks = async () => {
+    while (tailBytes >= chunkBytes) {
+      const joined = concat(tail, tailBytes);
+      const piece = joined.subarray(0, chunkBytes);
+      const rest = joined.subarray(chunkBytes);
+      if (cache) {
+        try {
+          checksums = await cache.append(url, { etag, size }, chunks.length, piece, checksums);
+        } catch {
+          await cache.clear(url).catch(() => undefined);
+          cache = null;
+        }
+      }
+      chunks.push(piece);
+      tail = rest.length ? [rest] : [];
+      tailBytes = rest.length;
+    }
+  };
+
+  let failures = 0;
+  let restarts = 0;
+  for (;;) {
+    if (signal?.aborted) throw abortError();
+    const offset = received();
+    const before = offset;
+    try {
+      const init: RequestInit = { signal };
+      if (offset > 0) init.headers = { Range: `bytes=${offset}-` };
+      const res = await request(platform, url, init, what);
+      const resEtag = normaliseEtag(res.headers.get('etag'));
+      if (res.status === 416 || (res.status === 200 && offset > 0) || (offset > 0 && etag && resEtag && resEtag !== etag)) {
+        // The file shrank, the server ignores Range, or the file changed: only a fresh start is safe.
+        await res.body?.cancel().catch(() => undefined);
+        if (++restarts > 2) throw new HubError('changed', `${what} kept changing on the server while it downloaded; try again later.`, what, res.status);
+        await restart(res.status === 200 ? `The server cannot resume ${what}; downloading it from the start.` : `${what} changed on the server; downloading it from the start.`);
+        continue;
+      }
+      if (res.status !== 200 && res.status !== 206) {
+        await res.body?.cancel().catch(() => undefined);
+        throw statusError(res.status, url, what);
+      }
+      etag ??= resEtag;
+      const length = res.headers.get('content-length');
+      const contentLength = length !== null && /^\d+$/.test(length.trim()) ? Number(length) : null;
+      if (res.status === 206) {
+        const range = parseContentRange(res.headers.get('content-range'));
+        if (range && range.start !== offset) {
+          await res.body?.cancel().catch(() => undefined);
+          throw new HubError('bad-response', `Asked for ${what} from byte ${offset} but the server sent bytes from ${range.start}.`, what, 206);
+        }
+        size = range?.total ?? (contentLength !== null ? offset + contentLength : size);
+      } else size = contentLength;
+      if (!res.body) throw new HubError('bad-response', `The response for ${what} has no body.`, what, res.status);
+      onProgress?.({ file: what, received: offset, total: size, notice });
+      notice = undefined;
+      const reader = res.body.getReader();
+      try {
+        for (;;) {
+          let r: ReadableStreamReadResult<Uint8Array>;
+          try {
+            r = await reader.read();
+          } catch (err) {
+            if (signal?.aborted) throw abortError();
+            throw new HubError('network', `The connection dropped after ${received()} bytes of ${what}: ${(err as Error).message}`, what);
+          }
+          if (r.done) break;
+          tail.push(r.value);
+          tailBytes += r.value.length;
+          if (size !== null && received() > size) throw new HubError('bad-response', `The server sent more than the ${size} bytes of ${what} it announced.`, what);
+          await flushFullChunks();
+          onProgress?.({ file: what, received: received(), total: size });
+        }
+      } finally {
+        reader.releaseLock();
+      }
+      if (size !== null && received() !== size) throw new HubError('bad-response', `The server sent ${received()} of the ${size} bytes of ${what}.`, what);
+      const out = concat([...chunks, ...tail], received());
+      await cache?.clear(url).catch(() => undefined);
+      return out;
+    } catch (err) {
+      if ((err as Error).name === 'AbortError' || signal?.aborted) throw abortError();
+      if (!isRetryable(err, true)) throw err;
+      failures = received() > before ? 1 : failures + 1;
+      if (failures >= policy.attempts) throw err;
+      notice = `${(err as Error).message} Retrying (${failures} of ${policy.attempts - 1})…`;
+      onProgress?.({ file: what, received: received(), total: size, notice });
+      await sleep(backoffDelay(failures, policy), signal).catch(() => {
+        throw abortError();
+      });
+    }
+  }
+}
+
+function concat(parts: readonly Uint8Array[], total: number): Uint8Array {
+  if (parts.length === 1 && parts[0].length === total) return parts[0];
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}

@@ -1,0 +1,255 @@
+import { PAPER_ADAPTERS } from '../engine/adapters/hub';
+import type { AdapterDownloadProgress, AdapterInfo, AdaptersOverview, AdapterSourcePreview } from '../worker/adapters-api';
+import { Comlink, engine } from '../worker/client';
+import { router } from './router.svelte';
+
+/**
+ * The Adapters page's state: the stored adapters and which are on the GPU, importing from files, from
+ * the Hub or a URL (with a preview before downloading), per-adapter actions, and share links: opening
+ * the app with `?adapter=<url>` shows what the link holds and asks before downloading it.
+ */
+
+export const HUB_BASE_URL = 'https://huggingface.co';
+export { PAPER_ADAPTERS };
+
+export interface DownloadView {
+  label: string;
+  progress: AdapterDownloadProgress | null;
+  notice: string | null;
+  cancelling: boolean;
+}
+
+export interface ShareLinkView {
+  /** As the link carried it. */
+  source: string;
+  status: 'inspecting' | 'ready' | 'downloading' | 'done' | 'failed';
+  preview: AdapterSourcePreview | null;
+  error: string | null;
+  adapter: AdapterInfo | null;
+  /** Put on the GPU when it arrived (a model was loaded). */
+  loaded?: boolean;
+}
+
+function message(err: unknown): string {
+  if (err instanceof Error) return err.message || err.name;
+  return typeof err === 'string' ? err : 'Something went wrong in the worker; see the console for details.';
+}
+
+/** A share link for an adapter at `url`: this app's address with ?adapter=. */
+export function shareLinkFor(url: string, base: string = `${location.origin}${location.pathname}`): string {
+  return `${base}?adapter=${encodeURIComponent(url)}#adapters`;
+}
+
+/** Saves a Blob under a file name through a temporary link (the browser's download). */
+export function saveBlob(blob: Blob, fileName: string): void {
+  const url = URL.createObjectURL(blob);
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = fileName;
+  a.rel = 'noopener';
+  document.body.append(a);
+  a.click();
+  a.remove();
+  // Long enough for the browser to start reading it.
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
+export class AdaptersState {
+  overview = $state<AdaptersOverview | null>(null);
+  error = $state<string | null>(null);
+  notice = $state<string | null>(null);
+
+  importing = $state(false);
+  importError = $state<string | null>(null);
+
+  source = $state('');
+  hubBaseUrl = $state(HUB_BASE_URL);
+  preview = $state<AdapterSourcePreview | null>(null);
+  previewing = $state(false);
+  previewError = $state<string | null>(null);
+  download = $state<DownloadView | null>(null);
+  downloadError = $state<string | null>(null);
+
+  /** Per adapter: the action running on it, and the last failure. */
+  pending = $state<Record<string, string>>({});
+  rowError = $state<Record<string, string>>({});
+
+  share = $state<ShareLinkView | null>(null);
+
+  constructor() {
+    // A share link is read once, when the app opens; the page then shows it.
+    const link = typeof location === 'undefined' ? null : new URLSearchParams(location.search).get('adapter');
+    if (link) {
+      this.share = { source: link, status: 'inspecting', preview: null, error: null, adapter: null };
+      queueMicrotask(() => {
+        router.go('adapters');
+        void this.inspectShare();
+      });
+    }
+  }
+
+  readonly busy = $derived(this.importing || this.download !== null);
+
+  async refresh(): Promise<void> {
+    try {
+      this.overview = await engine().listAdapters();
+      this.error = null;
+    } catch (err) {
+      this.error = message(err);
+    }
+  }
+
+  async importFiles(files: File[]): Promise<void> {
+    if (!files.length) return;
+    this.importing = true;
+    this.importError = null;
+    this.notice = null;
+    try {
+      const info = await engine().importAdapterFiles(files);
+      this.notice = `Imported "${info.name}".`;
+      await this.refresh();
+    } catch (err) {
+      this.importError = message(err);
+    } finally {
+      this.importing = false;
+    }
+  }
+
+  async inspect(source = this.source): Promise<void> {
+    this.previewing = true;
+    this.preview = null;
+    this.previewError = null;
+    try {
+      this.preview = await engine().inspectAdapterSource(source, this.hubBaseUrl);
+    } catch (err) {
+      this.previewError = message(err);
+    } finally {
+      this.previewing = false;
+    }
+  }
+
+  /** Downloads into the store; with a model on the GPU, also loads it and makes it active. */
+  async fetchAdapter(source: string, label: string): Promise<AdapterInfo | null> {
+    if (this.download) return null;
+    this.download = { label, progress: null, notice: null, cancelling: false };
+    this.downloadError = null;
+    this.notice = null;
+    try {
+      const load = this.overview?.model !== null && this.overview?.model !== undefined;
+      const info = await engine().downloadAdapter(
+        source,
+        Comlink.proxy((p: AdapterDownloadProgress) => {
+          if (this.download) this.download = { ...this.download, progress: p, notice: p.notice ?? this.download.notice };
+        }),
+        { hubBaseUrl: this.hubBaseUrl, load },
+      );
+      this.notice = `"${info.name}" is stored${load ? ', loaded beside the model and active' : ''}.`;
+      this.preview = null;
+      await this.refresh();
+      return info;
+    } catch (err) {
+      this.downloadError = (err as Error)?.name === 'AbortError' ? 'Stopped. What arrived is kept: start again to continue from there.' : message(err);
+      return null;
+    } finally {
+      this.download = null;
+    }
+  }
+
+  async cancelDownload(): Promise<void> {
+    if (this.download) this.download = { ...this.download, cancelling: true };
+    await engine().cancelAdapterDownload();
+  }
+
+  private async act(id: string, label: string, task: () => Promise<unknown>): Promise<boolean> {
+    this.pending = { ...this.pending, [id]: label };
+    const { [id]: _gone, ...rest } = this.rowError;
+    this.rowError = rest;
+    try {
+      await task();
+      return true;
+    } catch (err) {
+      this.rowError = { ...this.rowError, [id]: message(err) };
+      return false;
+    } finally {
+      const { [id]: _done, ...others } = this.pending;
+      this.pending = others;
+      await this.refresh();
+    }
+  }
+
+  load(id: string): Promise<boolean> {
+    return this.act(id, 'Loading onto the GPU…', () => engine().loadAdapter(id));
+  }
+
+  unload(id: string): Promise<boolean> {
+    return this.act(id, 'Unloading…', () => engine().unloadAdapter(id));
+  }
+
+  setActive(id: string | null): Promise<boolean> {
+    return this.act(id ?? 'base', 'Switching…', () => engine().setActiveAdapter(id));
+  }
+
+  merge(id: string): Promise<boolean> {
+    return this.act(id, 'Merging into the weights…', async () => {
+      const r = await engine().mergeAdapterIntoModel(id);
+      this.notice = `Merged ${r.modules} modules of "${id}" into the loaded ${r.weightMode} weights. Load the model again on the Model page to undo.`;
+    });
+  }
+
+  rename(id: string, name: string): Promise<boolean> {
+    return this.act(id, 'Renaming…', () => engine().renameAdapter(id, name));
+  }
+
+  delete(id: string): Promise<boolean> {
+    return this.act(id, 'Deleting…', () => engine().deleteAdapter(id));
+  }
+
+  exportAs(id: string, format: 'files' | 'zip'): Promise<boolean> {
+    return this.act(id, 'Preparing the download…', async () => {
+      for (const f of await engine().exportAdapter(id, format)) saveBlob(f.blob, f.fileName);
+    });
+  }
+
+  // ---- share links
+
+  async inspectShare(): Promise<void> {
+    const share = this.share;
+    if (!share) return;
+    this.share = { ...share, status: 'inspecting', error: null };
+    await this.refresh();
+    try {
+      const preview = await engine().inspectAdapterSource(share.source, this.hubBaseUrl);
+      this.share = { ...share, status: 'ready', preview, error: null };
+    } catch (err) {
+      this.share = { ...share, status: 'failed', preview: null, error: message(err) };
+    }
+  }
+
+  async confirmShare(): Promise<void> {
+    const share = this.share;
+    if (!share?.preview) return;
+    this.share = { ...share, status: 'downloading' };
+    const adapter = await this.fetchAdapter(share.preview.url, share.preview.label);
+    // The card says how it went; the import panel need not say it again.
+    this.notice = null;
+    this.share = adapter
+      ? { ...share, status: 'done', adapter, loaded: this.overview?.adapters.find((x) => x.id === adapter.id)?.loaded ?? false }
+      : { ...share, status: 'failed', error: this.downloadError };
+    if (adapter) this.forgetShareParam();
+  }
+
+  dismissShare(): void {
+    this.share = null;
+    this.forgetShareParam();
+  }
+
+  /** A reload should not ask again. */
+  private forgetShareParam(): void {
+    const url = new URL(location.href);
+    if (!url.searchParams.has('adapter')) return;
+    url.searchParams.delete('adapter');
+    history.replaceState(history.state, '', url);
+  }
+}
+
+export const adaptersState = new AdaptersState();

@@ -1,0 +1,253 @@
+import { LORA_TARGETS, type LoraTarget } from '../engine/adapters/lora-config';
+import type { MemoryEstimate } from '../engine/train/memory';
+import { Comlink, engine } from '../worker/client';
+import type { StepRecord, TrainEvent, TrainingSetup, TrainOutcome, TrainPhase, TrainProblem, TrainProgress } from '../worker/train-api';
+import { formatLayers, paperPlan, parseLayers, planMemory, planProblems, totalStepsOf, type TrainDataSource, type TrainPlan } from '../worker/train-plan';
+
+export { formatLayers, parseLayers };
+
+/**
+ * The Train page's state: what the worker offers (model, datasets, adapters to continue, runs to
+ * resume), the plan being edited (presets fill it; every field can be changed), its memory estimate
+ * and problems, and the run in progress with its loss history. This instance outlives the page
+ * component, so a run carries on, and is shown again, while the user looks at other pages.
+ */
+
+export type PresetId = 'instruction' | 'symbol';
+
+export const PRESETS: Array<{ id: PresetId; label: string; description: string }> = [
+  {
+    id: 'instruction',
+    label: 'Paper: instruction tuning',
+    description: 'LoRA r 64, alpha 64, dropout 0.05 on all six linear layers; learning rate 2.5e-5; 512 tokens; loss on every token.',
+  },
+  {
+    id: 'symbol',
+    label: 'Paper: symbol tuning, continuing an instruction adapter',
+    description: 'The same LoRA and optimiser, starting from a stored instruction adapter’s weights, on symbol-tuning data.',
+  },
+];
+
+/** Which run is on screen: none, one being set up (tokenising, loading), training, or stopping. */
+export type RunStatus = 'idle' | 'starting' | 'running' | 'pausing' | 'cancelling';
+
+export interface RunView {
+  runId: string | null;
+  name: string;
+  totalSteps: number;
+  examples: number;
+  tokens: number;
+  skipped: { empty: number; noLoss: number; truncated: number } | null;
+  estimate: MemoryEstimate | null;
+  lastCheckpoint: { step: number; savedAt: number } | null;
+}
+
+const EMPTY_RUN: RunView = { runId: null, name: '', totalSteps: 0, examples: 0, tokens: 0, skipped: null, estimate: null, lastCheckpoint: null };
+
+function message(err: unknown): string {
+  if (err instanceof Error) return err.message || err.name;
+  return typeof err === 'string' ? err : 'Something went wrong in the worker; see the console for details.';
+}
+
+export class TrainState {
+  setup = $state<TrainingSetup | null>(null);
+  setupError = $state<string | null>(null);
+  refreshing = $state(false);
+
+  plan = $state<TrainPlan>(paperPlan('instruction', { kind: 'demo' }));
+  /** The layers field as typed ("all" is a separate choice). */
+  layersText = $state('0-31');
+  allLayers = $state(true);
+  /** Run length as edited: the unit and both values, so switching units keeps what was typed. */
+  lengthUnit = $state<'steps' | 'epochs'>('epochs');
+  steps = $state(100);
+  epochs = $state(1);
+  gpuMemoryGiB = $state<number | null>(null);
+
+  status = $state<RunStatus>('idle');
+  phase = $state<{ phase: TrainPhase; message: string; done?: number; total?: number } | null>(null);
+  run = $state<RunView>({ ...EMPTY_RUN });
+  /** The loss history: a plain array appended to in place (a run has thousands of steps); `version` says it changed. */
+  history = $state.raw<StepRecord[]>([]);
+  version = $state(0);
+  progress = $state<TrainProgress | null>(null);
+  outcome = $state<TrainOutcome | null>(null);
+  /** A problem found before the worker was asked (the form's), or the worker's. */
+  problem = $state<TrainProblem | null>(null);
+
+  /** The plan with the fields that are edited apart (layers, length, GPU memory) folded in. */
+  readonly effectivePlan = $derived.by((): TrainPlan => {
+    const layers = this.allLayers ? 'all' : (parseLayers(this.layersText) ?? []);
+    return {
+      ...this.plan,
+      lora: { ...this.plan.lora, layers },
+      length: this.lengthUnit === 'steps' ? { unit: 'steps', steps: this.steps } : { unit: 'epochs', epochs: this.epochs },
+      gpuMemoryBytes: this.gpuMemoryGiB === null || (this.gpuMemoryGiB as unknown) === '' ? null : Number(this.gpuMemoryGiB) * 2 ** 30,
+    };
+  });
+
+  readonly problems = $derived.by(() => {
+    const p = planProblems(this.effectivePlan, this.setup?.model ?? null);
+    if (!this.allLayers && parseLayers(this.layersText) === null) p.unshift('Layers: write indices and ranges such as "0-7, 30, 31".');
+    return p;
+  });
+
+  readonly memory = $derived.by(() => {
+    const model = this.setup?.model;
+    if (!model) return null;
+    const { estimate } = planMemory(this.effectivePlan, model);
+    const stated = this.effectivePlan.gpuMemoryBytes;
+    return { estimate, stated, fits: stated === null ? null : estimate.total <= stated };
+  });
+
+  /** Examples in the chosen data, before tokenising (rows too long or without a response are found then). */
+  readonly dataRows = $derived.by(() => {
+    const d = this.plan.data;
+    if (d.kind === 'demo') return this.setup?.demo.rows ?? null;
+    return this.setup?.datasets.find((x) => x.id === d.id)?.rowCount ?? null;
+  });
+
+  readonly estimatedSteps = $derived(this.dataRows === null ? null : totalStepsOf(this.effectivePlan, this.dataRows));
+
+  readonly busy = $derived(this.status !== 'idle');
+
+  async refresh(): Promise<void> {
+    this.refreshing = true;
+    try {
+      const setup = await engine().trainingSetup();
+      this.setup = setup;
+      this.setupError = null;
+      // A saved dataset deleted meanwhile: fall back to the demo set.
+      const d = this.plan.data;
+      if (d.kind === 'saved' && !setup.datasets.some((x) => x.id === d.id)) this.plan.data = { kind: 'demo' };
+      if (this.plan.baseAdapterId && !setup.adapters.some((a) => a.id === this.plan.baseAdapterId)) this.plan.baseAdapterId = null;
+      if (setup.model && this.allLayers) this.layersText = `0-${setup.model.shape.layers - 1}`;
+    } catch (err) {
+      this.setupError = message(err);
+    } finally {
+      this.refreshing = false;
+    }
+  }
+
+  applyPreset(id: PresetId): void {
+    const base = id === 'symbol' ? (this.plan.baseAdapterId ?? this.setup?.adapters[0]?.id ?? null) : null;
+    const next = paperPlan(id, this.plan.data, base);
+    this.plan = next;
+    this.allLayers = true;
+    this.lengthUnit = next.length.unit;
+    if (next.length.unit === 'epochs') this.epochs = next.length.epochs;
+    if (base) this.matchAdapter(base);
+  }
+
+  /** Continuing an adapter needs its rank, alpha, targets and layers: take them from it. */
+  matchAdapter(id: string | null): void {
+    this.plan.baseAdapterId = id;
+    const a = this.setup?.adapters.find((x) => x.id === id);
+    if (!a) return;
+    this.plan.lora = { ...this.plan.lora, r: a.settings.r, alpha: a.settings.alpha, useRslora: a.settings.useRslora, targets: [...a.settings.targets] };
+    this.allLayers = a.settings.layers === 'all';
+    if (a.settings.layers !== 'all') this.layersText = formatLayers(a.settings.layers);
+  }
+
+  chooseData(source: TrainDataSource): void {
+    this.plan.data = source;
+    if (source.kind === 'saved') {
+      const info = this.setup?.datasets.find((x) => x.id === source.id);
+      if (info) {
+        this.plan.maxLength = Math.min(info.maxTokens, this.setup?.model?.maxPositions ?? info.maxTokens);
+        // Symbol-tuning data continues an instruction adapter; instruction data starts fresh.
+        if (info.kind === 'symbol-tuning' && this.plan.preset === 'instruction') this.applyPreset('symbol');
+      }
+    }
+  }
+
+  toggleTarget(target: LoraTarget, on: boolean): void {
+    const set = new Set(this.plan.lora.targets);
+    if (on) set.add(target);
+    else set.delete(target);
+    this.plan.lora.targets = LORA_TARGETS.filter((t) => set.has(t));
+  }
+
+  private onEvent = (e: TrainEvent): void => {
+    switch (e.kind) {
+      case 'phase':
+        this.phase = { phase: e.phase, message: e.message, done: e.done, total: e.total };
+        break;
+      case 'started':
+        this.run = { runId: e.runId, name: e.name, totalSteps: e.totalSteps, examples: e.examples, tokens: e.tokens, skipped: e.skipped, estimate: e.estimate, lastCheckpoint: null };
+        this.history = [...e.history];
+        this.version++;
+        if (this.status === 'starting') this.status = 'running';
+        break;
+      case 'step':
+        this.history.push(e.record);
+        this.version++;
+        this.progress = e.progress;
+        break;
+      case 'checkpoint':
+        this.run.lastCheckpoint = { step: e.step, savedAt: e.savedAt };
+        break;
+    }
+  };
+
+  private async drive(task: (onEvent: (e: TrainEvent) => void) => Promise<TrainOutcome>, name: string): Promise<void> {
+    this.status = 'starting';
+    this.outcome = null;
+    this.problem = null;
+    this.progress = null;
+    this.phase = null;
+    this.run = { ...EMPTY_RUN, name };
+    this.history = [];
+    this.version++;
+    try {
+      const outcome = await task(Comlink.proxy(this.onEvent));
+      this.outcome = outcome;
+      if (outcome.status === 'failed') this.problem = outcome.problem;
+    } catch (err) {
+      this.problem = { code: 'failed', title: 'The worker did not answer', message: message(err) };
+    } finally {
+      this.status = 'idle';
+      this.phase = null;
+      void this.refresh();
+    }
+  }
+
+  async start(): Promise<void> {
+    if (this.busy) return;
+    if (this.problems.length) {
+      this.problem = { code: 'invalid', title: 'Some settings need changing', message: this.problems.join(' ') };
+      return;
+    }
+    const plan = $state.snapshot(this.effectivePlan) as TrainPlan;
+    await this.drive((onEvent) => engine().startTraining(plan, onEvent), plan.name);
+  }
+
+  async resume(runId: string): Promise<void> {
+    if (this.busy) return;
+    const name = this.setup?.runs.find((r) => r.runId === runId)?.name ?? 'run';
+    await this.drive((onEvent) => engine().resumeTraining(runId, onEvent), name);
+  }
+
+  async pause(): Promise<void> {
+    if (this.status !== 'running' && this.status !== 'starting') return;
+    this.status = 'pausing';
+    await engine().pauseTraining();
+  }
+
+  async cancel(): Promise<void> {
+    if (this.status === 'idle') return;
+    this.status = 'cancelling';
+    await engine().cancelTraining();
+  }
+
+  async discard(runId: string): Promise<void> {
+    try {
+      await engine().discardCheckpoint(runId);
+    } catch (err) {
+      this.problem = { code: 'failed', title: 'The checkpoint could not be deleted', message: message(err) };
+    }
+    await this.refresh();
+  }
+}
+
+export const trainState = new TrainState();

@@ -1,0 +1,44 @@
+/** Numbers as the Train and Adapters pages show them. GPU memory in binary units (GiB), as cards are sold. */
+
+export { formatBytes as formatMemory } from '../../engine/train/memory';
+
+/** "45 s", "3 min 20 s", "1 h 05 min"; "–" while unknown. */
+export function duration(seconds: number | null | undefined): string {
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return '–';
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, '0')} s`;
+  return `${Math.floor(s / 3600)} h ${String(Math.floor((s % 3600) / 60)).padStart(2, '0')} min`;
+}
+
+export function int(n: number): string {
+  return n.toLocaleString('en-US');
+}
+
+/** A loss or norm with 4 significant digits; "–" for NaN (a skipped step). */
+export function num(v: number | null | undefined, digits = 4): string {
+  return v === null || v === undefined || !Number.isFinite(v) ? '–' : v.toPrecision(digits);
+}
+
+export function dateTime(ms: number): string {
+  return new Date(ms).toLocaleString('en-GB', { dateStyle: 'medium', timeStyle: 'short' });
+}
+
+/** Decimal sizes for files and downloads (1 MB = 10^6 bytes), like the Model page and the Hub. */
+export function fileSize(bytes: number | null | undefined): string {
+  if (bytes === null || bytes === undefined || !Number.isFinite(bytes) || bytes < 0) return '–';
+  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
+  let v = bytes;
+  let u = 0;
+  while (v >= 1000 && u < units.length - 1) {
+    v /= 1000;
+    u++;
+  }
+  return u === 0 ? `${v} B` : `${v.toFixed(v < 10 ? 2 : v < 100 ? 1 : 0)} ${units[u]}`;
+}
+
+/** A learning rate: 2.50e-5, or 0 before warm-up starts. */
+export function rate(v: number | null | undefined): string {
+  if (v === null || v === undefined || !Number.isFinite(v)) return '–';
+  return v === 0 ? '0' : v.toExponential(2);
+}

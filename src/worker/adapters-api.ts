@@ -1,0 +1,372 @@
+import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, decodeAdapter, unzipAdapter, zipAdapter, type AdapterFiles } from '../engine/adapters/files';
+import { downloadAdapter, locateAdapter, locationLabel, locationName, previewAdapter, type AdapterDownloadProgress, type AdapterLocation } from '../engine/adapters/hub';
+import { loraModules, loraParameterCount, type LinearShapes, type LoraSettings } from '../engine/adapters/lora-config';
+import { mergeAdapter } from '../engine/adapters/merge';
+import { AdapterError } from '../engine/adapters/peft';
+import { AdapterStore, DownloadCache, describeAdapterFiles, type AdapterInfo, type AdapterOrigin } from '../engine/adapters/store';
+import type { Engine } from '../engine/engine';
+import { withModel } from '../engine/eval/runner';
+import type { LoadedModel, Session } from '../engine/session';
+import { parsePhiConfig } from '../engine/weights/config';
+import { HUB_BASE_URL } from '../engine/weights/hub';
+
+export type { AdapterInfo, AdapterOrigin } from '../engine/adapters/store';
+export type { AdapterDownloadProgress } from '../engine/adapters/hub';
+
+/**
+ * The Adapters page's side of the engine worker: LoRA adapters kept in IndexedDB (from training, from
+ * files, from the Hub or any URL), exported as PEFT files or one .zip, loaded onto the GPU beside the
+ * model (one of them active), merged into the loaded base weights, renamed and deleted. Every adapter is
+ * checked against the model before it is kept or loaded, and a mismatch says what differs.
+ *
+ * Short calls throw errors whose messages say what happened and what to do; comlink carries the
+ * message. One download runs at a time; cancelAdapterDownload stops it (what arrived is kept, so
+ * starting it again resumes).
+ */
+export interface AdaptersApi {
+  listAdapters(): Promise<AdaptersOverview>;
+  /** Imports adapter_config.json + adapter_model.safetensors, or one .zip holding them. */
+  importAdapterFiles(files: File[], name?: string): Promise<AdapterInfo>;
+  /** The adapter as PEFT files (two) or one .zip, to download. */
+  exportAdapter(id: string, format: 'files' | 'zip'): Promise<ExportedFile[]>;
+  /** What a Hub repository id or URL holds (config, size, fit to the model) before downloading it. */
+  inspectAdapterSource(repoOrUrl: string, hubBaseUrl?: string): Promise<AdapterSourcePreview>;
+  /** Downloads (or resumes downloading) an adapter into the store; with `load`, also onto the GPU. */
+  downloadAdapter(repoOrUrl: string, onProgress?: (p: AdapterDownloadProgress) => void, options?: DownloadRequest): Promise<AdapterInfo>;
+  /**
+   * The Evaluate page's presets: a Hub repository id (or URL) downloaded into the store unless it is
+   * there already, then loaded beside the model and made active.
+   */
+  loadAdapterFromHub(repoOrUrl: string, onProgress?: (p: AdapterDownloadProgress) => void, hubBaseUrl?: string): Promise<AdapterInfo>;
+  cancelAdapterDownload(): Promise<void>;
+  /** Puts a stored adapter on the GPU beside the model and makes it active. */
+  loadAdapter(id: string): Promise<void>;
+  unloadAdapter(id: string): Promise<void>;
+  /** Which loaded adapter generation and evaluation use by default (null: the base model). */
+  setActiveAdapter(id: string | null): Promise<void>;
+  /** W' = W + scaling·B·A into the loaded weights (until the model is loaded again); the adapter is then unloaded. */
+  mergeAdapterIntoModel(id: string): Promise<MergeResult>;
+  renameAdapter(id: string, name: string): Promise<AdapterInfo>;
+  deleteAdapter(id: string): Promise<void>;
+}
+
+export interface DownloadRequest {
+  name?: string;
+  hubBaseUrl?: string;
+  load?: boolean;
+}
+
+export interface ExportedFile {
+  fileName: string;
+  blob: Blob;
+}
+
+export interface AdapterListing extends Omit<AdapterInfo, 'config' | 'checksums'> {
+  /** On the GPU beside the model. */
+  loaded: boolean;
+  /** Whether its shapes fit the loaded model (null: no model loaded), and if not, why. */
+  fits: boolean | null;
+  fitProblem: string | null;
+  /** The URL it came from, for share links (null for trained and uploaded adapters). */
+  sourceUrl: string | null;
+}
+
+export interface AdaptersOverview {
+  adapters: AdapterListing[];
+  model: { id: string; name: string; weightMode: 'int8' | 'f16' } | null;
+  active: string | null;
+  /** Adapters merged into the loaded weights, in order. */
+  merged: string[];
+}
+
+export interface AdapterSourcePreview {
+  kind: AdapterLocation['kind'];
+  url: string;
+  label: string;
+  repo: string | null;
+  settings: LoraSettings | null;
+  baseModel: string | null;
+  parameterCount: number | null;
+  bytes: number | null;
+  /** Against the loaded model: null when none is loaded or the .zip is not read yet. */
+  fits: boolean | null;
+  fitProblem: string | null;
+  /** Already in the store from this URL. */
+  storedId: string | null;
+}
+
+export interface MergeResult {
+  id: string;
+  modules: number;
+  weightMode: 'int8' | 'f16';
+}
+
+/** Whether settings can apply to a model's shapes, and the parameter count they give there. */
+function fitOf(settings: LoraSettings, parameterCount: number | null, shapes: LinearShapes): string | null {
+  if (settings.layers !== 'all') {
+    const bad = settings.layers.filter((l) => l >= shapes.layers);
+    if (bad.length) return `It adapts layers ${bad.join(', ')}, but the model has only ${shapes.layers} layers: it was made for a larger model.`;
+  }
+  if (parameterCount !== null) {
+    const want = loraParameterCount(settings, shapes);
+    if (want !== parameterCount) {
+      return `Its weights hold ${parameterCount.toLocaleString('en-US')} parameters, but r ${settings.r} on this model's layers needs ${want.toLocaleString('en-US')}: it was made for a model of another size.`;
+    }
+  }
+  return null;
+}
+
+function shapesOf(loaded: LoadedModel): LinearShapes {
+  return { hidden: loaded.dims.hidden, intermediate: loaded.dims.intermediate, layers: loaded.dims.layers };
+}
+
+function sourceUrl(origin: AdapterOrigin): string | null {
+  return origin.kind === 'hub' || origin.kind === 'url' ? origin.url : null;
+}
+
+function originOf(location: AdapterLocation): AdapterOrigin {
+  return location.repo ? { kind: 'hub', repo: location.repo, revision: location.revision ?? 'main', url: location.url } : { kind: 'url', url: location.url };
+}
+
+/** Progress at most every PROGRESS_INTERVAL_MS across the worker boundary; notices and a file's end always go. */
+const PROGRESS_INTERVAL_MS = 100;
+function throttled(report: (p: AdapterDownloadProgress) => void, now: () => number): (p: AdapterDownloadProgress) => void {
+  let last = -Infinity;
+  return (p) => {
+    const t = now();
+    if (p.notice || (p.total !== null && p.received === p.total) || t - last >= PROGRESS_INTERVAL_MS) {
+      last = t;
+      report(p);
+    }
+  };
+}
+
+function fileStem(name: string): string {
+  return name.replace(/\.[^.]+$/, '');
+}
+
+class AdaptersWorkspace {
+  private merged = new WeakMap<LoadedModel, string[]>();
+  private download: AbortController | null = null;
+
+  constructor(
+    private readonly engine: Pick<Engine, 'platform'>,
+    private readonly session: Session,
+  ) {}
+
+  private async store(): Promise<AdapterStore> {
+    return AdapterStore.over(await this.session.store());
+  }
+
+  async list(): Promise<AdaptersOverview> {
+    const loaded = this.session.loaded;
+    const onGpu = new Set(loaded ? this.session.loadedAdapters() : []);
+    const adapters = (await (await this.store()).list()).map(({ config: _c, checksums: _s, ...info }) => {
+      const problem = loaded ? fitOf(info.settings, info.parameterCount, shapesOf(loaded)) : null;
+      return { ...info, loaded: onGpu.has(info.id), fits: loaded ? problem === null : null, fitProblem: problem, sourceUrl: sourceUrl(info.origin) };
+    });
+    let model: AdaptersOverview['model'] = null;
+    if (loaded) {
+      const manifest = await (await this.session.store()).getModel(loaded.id).catch(() => undefined);
+      model = { id: loaded.id, name: manifest?.name ?? loaded.id, weightMode: loaded.weightMode };
+    }
+    return { adapters, model, active: loaded ? this.session.activeAdapter : null, merged: loaded ? [...(this.merged.get(loaded) ?? [])] : [] };
+  }
+
+  /**
+   * Checks files against the loaded model, or when none is loaded against the stored models: an adapter
+   * that fits none of them is refused now rather than when someone tries to use it.
+   */
+  private async check(files: AdapterFiles): Promise<void> {
+    const loaded = this.session.loaded;
+    if (loaded) {
+      try {
+        decodeAdapter(files, shapesOf(loaded));
+      } catch (err) {
+        if (!(err instanceof AdapterError)) throw err;
+        const name = (await (await this.session.store()).getModel(loaded.id).catch(() => undefined))?.name ?? loaded.id;
+        throw new AdapterError(`This adapter does not fit the loaded model, ${name}: ${err.message}`);
+      }
+      return;
+    }
+    const described = describeAdapterFiles(files);
+    const models = (await (await this.session.store()).listModels()).filter((m) => m.complete);
+    const problems: string[] = [];
+    for (const m of models) {
+      try {
+        const c = parsePhiConfig(m.config);
+        const problem = fitOf(described.settings, described.parameterCount, { hidden: c.hiddenSize, intermediate: c.intermediateSize, layers: c.numLayers });
+        if (!problem) return;
+        problems.push(`${m.name}: ${problem}`);
+      } catch {
+        // a model whose config this version cannot read says nothing about the adapter
+      }
+    }
+    if (problems.length) throw new AdapterError(`This adapter fits none of the stored models. ${problems.join(' ')}`);
+  }
+
+  async importFiles(files: File[], name?: string): Promise<AdapterInfo> {
+    const zip = files.find((f) => f.name.toLowerCase().endsWith('.zip'));
+    let adapter: AdapterFiles;
+    let defaultName: string;
+    if (zip) {
+      if (files.length > 1) throw new AdapterError('Choose either one .zip or the two adapter files, not both.');
+      adapter = unzipAdapter(new Uint8Array(await zip.arrayBuffer()));
+      defaultName = fileStem(zip.name);
+    } else {
+      const config = files.find((f) => f.name === ADAPTER_CONFIG) ?? (files.length === 2 ? files.find((f) => f.name.endsWith('.json')) : undefined);
+      const weights = files.find((f) => f.name === ADAPTER_WEIGHTS) ?? (files.length === 2 ? files.find((f) => f.name.endsWith('.safetensors')) : undefined);
+      if (!config || !weights) {
+        const names = files.map((f) => f.name).join(', ') || 'nothing';
+        throw new AdapterError(
+          `A PEFT adapter is ${ADAPTER_CONFIG} with ${ADAPTER_WEIGHTS} (or one .zip of both); got ${names}.` +
+            (files.some((f) => f.name.endsWith('.bin')) ? ' adapter_model.bin (a PyTorch pickle) cannot be read here: save the adapter with safe_serialization=True.' : ''),
+        );
+      }
+      adapter = { [ADAPTER_CONFIG]: new Uint8Array(await config.arrayBuffer()), [ADAPTER_WEIGHTS]: new Uint8Array(await weights.arrayBuffer()) };
+      const base = describeAdapterFiles(adapter).baseModel;
+      defaultName = base ? `${base.split('/').pop()}-lora` : 'uploaded-adapter';
+    }
+    await this.check(adapter);
+    return (await this.store()).put(adapter, { name: name?.trim() || defaultName, origin: { kind: 'upload', files: files.map((f) => f.name) } });
+  }
+
+  async export(id: string, format: 'files' | 'zip'): Promise<ExportedFile[]> {
+    const store = await this.store();
+    const info = await store.get(id);
+    const files = await store.files(id);
+    const blob = (bytes: Uint8Array, type: string) => new Blob([bytes as BlobPart], { type });
+    if (format === 'zip') return [{ fileName: `${info.id}.zip`, blob: blob(zipAdapter(files), 'application/zip') }];
+    return [
+      { fileName: ADAPTER_CONFIG, blob: blob(files[ADAPTER_CONFIG], 'application/json') },
+      { fileName: ADAPTER_WEIGHTS, blob: blob(files[ADAPTER_WEIGHTS], 'application/octet-stream') },
+    ];
+  }
+
+  private async storedFrom(url: string): Promise<AdapterInfo | null> {
+    return (await (await this.store()).list()).find((a) => sourceUrl(a.origin) === url) ?? null;
+  }
+
+  async inspect(repoOrUrl: string, hubBaseUrl?: string): Promise<AdapterSourcePreview> {
+    const location = locateAdapter(repoOrUrl, { hubBaseUrl });
+    const preview = await previewAdapter(this.engine.platform, location);
+    const loaded = this.session.loaded;
+    let parameterCount: number | null = null;
+    let problem: string | null = null;
+    if (preview.settings && loaded) {
+      parameterCount = loraParameterCount(preview.settings, shapesOf(loaded));
+      problem = fitOf(preview.settings, null, shapesOf(loaded));
+      // The size says the rest: float32 or float16 values of exactly this many parameters, plus a header.
+      // F16 or BF16 values take 2 bytes each, F32 4, and the JSON header well under 512 bytes a tensor.
+      const tensors = 2 * loraModules(preview.settings, shapesOf(loaded)).length;
+      if (!problem && preview.bytes !== null && preview.bytes < parameterCount * 2) {
+        problem = `The weights file is ${preview.bytes.toLocaleString('en-US')} bytes, too small for the ${parameterCount.toLocaleString('en-US')} parameters r ${preview.settings.r} needs on this model: it was made for a smaller model.`;
+      } else if (!problem && preview.bytes !== null && preview.bytes > parameterCount * 4 + 512 * tensors + 4096) {
+        problem = `The weights file is ${preview.bytes.toLocaleString('en-US')} bytes, more than the ${parameterCount.toLocaleString('en-US')} parameters r ${preview.settings.r} needs on this model can take: it was made for a larger model.`;
+      }
+    }
+    const stored = await this.storedFrom(location.url);
+    return {
+      kind: location.kind,
+      url: location.url,
+      label: locationLabel(location),
+      repo: location.repo,
+      settings: preview.settings,
+      baseModel: preview.baseModel,
+      parameterCount,
+      bytes: preview.bytes,
+      fits: preview.settings && loaded ? problem === null : null,
+      fitProblem: problem,
+      storedId: stored?.id ?? null,
+    };
+  }
+
+  async downloadInto(repoOrUrl: string, onProgress?: (p: AdapterDownloadProgress) => void, request: DownloadRequest = {}): Promise<AdapterInfo> {
+    const location = locateAdapter(repoOrUrl, { hubBaseUrl: request.hubBaseUrl ?? HUB_BASE_URL });
+    let info = await this.storedFrom(location.url);
+    if (!info) {
+      if (this.download) throw new AdapterError('Another adapter is downloading; wait for it or cancel it first.');
+      const controller = new AbortController();
+      this.download = controller;
+      try {
+        const files = await downloadAdapter(this.engine.platform, location, {
+          signal: controller.signal,
+          onProgress: onProgress && throttled(onProgress, () => this.engine.platform.now()),
+          cache: DownloadCache.over(await this.session.store()),
+        });
+        await this.check(files);
+        info = await (await this.store()).put(files, { name: request.name?.trim() || locationName(location), origin: originOf(location) });
+      } finally {
+        if (this.download === controller) this.download = null;
+      }
+    }
+    if (request.load) await this.load(info.id);
+    return info;
+  }
+
+  cancelDownload(): void {
+    this.download?.abort();
+  }
+
+  async load(id: string): Promise<void> {
+    const loaded = this.session.requireModel();
+    if (this.merged.get(loaded)?.includes(id)) {
+      throw new AdapterError(`"${id}" is merged into the loaded weights already; applying it again would add it twice. Load the model again to undo the merge.`);
+    }
+    const files = await (await this.store()).files(id);
+    this.session.addAdapter(id, files);
+    this.session.activeAdapter = id;
+  }
+
+  unload(id: string): void {
+    this.session.removeAdapter(id);
+  }
+
+  setActive(id: string | null): void {
+    if (id !== null) this.session.adapter(id);
+    this.session.activeAdapter = id;
+  }
+
+  async merge(id: string): Promise<MergeResult> {
+    const loaded = this.session.requireModel();
+    if (!this.session.loadedAdapters().includes(id)) await this.load(id);
+    const state = this.session.adapter(id)!;
+    const modules = await withModel(loaded.generator, `merging adapter "${id}"`, async () => {
+      const n = mergeAdapter(loaded.model.gpu, loaded.model.params, state);
+      await loaded.model.gpu.finish();
+      return n;
+    });
+    // Applied unmerged as well it would count twice.
+    this.session.removeAdapter(id);
+    this.merged.set(loaded, [...(this.merged.get(loaded) ?? []), id]);
+    return { id, modules, weightMode: loaded.weightMode };
+  }
+
+  async rename(id: string, name: string): Promise<AdapterInfo> {
+    return (await this.store()).rename(id, name);
+  }
+
+  async delete(id: string): Promise<void> {
+    if (this.session.loaded && this.session.loadedAdapters().includes(id)) this.session.removeAdapter(id);
+    await (await this.store()).delete(id);
+  }
+}
+
+export function adaptersApi(engine: Pick<Engine, 'platform'>, session: Session): AdaptersApi {
+  const w = new AdaptersWorkspace(engine, session);
+  return {
+    listAdapters: () => w.list(),
+    importAdapterFiles: (files, name) => w.importFiles(files, name),
+    exportAdapter: (id, format) => w.export(id, format),
+    inspectAdapterSource: (repoOrUrl, hubBaseUrl) => w.inspect(repoOrUrl, hubBaseUrl),
+    downloadAdapter: (repoOrUrl, onProgress, options) => w.downloadInto(repoOrUrl, onProgress, options),
+    loadAdapterFromHub: (repoOrUrl, onProgress, hubBaseUrl) => w.downloadInto(repoOrUrl, onProgress, { hubBaseUrl, load: true }),
+    cancelAdapterDownload: async () => w.cancelDownload(),
+    loadAdapter: (id) => w.load(id),
+    unloadAdapter: async (id) => w.unload(id),
+    setActiveAdapter: async (id) => w.setActive(id),
+    mergeAdapterIntoModel: (id) => w.merge(id),
+    renameAdapter: (id, name) => w.rename(id, name),
+    deleteAdapter: (id) => w.delete(id),
+  };
+}

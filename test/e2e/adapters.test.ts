@@ -1,0 +1,183 @@
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { zipAdapter } from '../../src/engine/adapters/files';
+import type { EngineApi } from '../../src/worker/api';
+import { launchBrowser, openPage, screenshot } from '../support/browser';
+import { HubServer, TEST_REVISION } from '../support/hub-server';
+import { serveStatic, type StaticServer } from '../support/static-server';
+
+// The Adapters page in the built app (PHI2_E2E_DIST may point at another build), in Chromium on
+// SwiftShader, with tiny-phi loaded through the Model page's API. Adapters come from files, a .zip, the
+// paper's presets (served by a stand-in Hub under the paper's repository names), a URL and share links.
+const DIST = process.env.PHI2_E2E_DIST ?? join(import.meta.dirname, '../../dist');
+const FIXTURES = join(import.meta.dirname, '../../../shared/fixtures');
+const TINY = join(FIXTURES, 'tiny-phi');
+const TINY_ADAPTER = join(TINY, 'golden/adapter');
+/** A real PEFT adapter for a wider model (hidden 160): the wrong shapes for tiny-phi. */
+const WIDE_ADAPTER = join(FIXTURES, 'golden/golden/adapter');
+const MODEL_ID = `test/tiny-phi@${TEST_REVISION}:int8`;
+
+let app: StaticServer;
+let hub: HubServer;
+let browser: Browser;
+let page: Page;
+const work = mkdtempSync(join(tmpdir(), 'e2e-adapters-'));
+const zipDir = join(work, 'zips');
+
+beforeAll(async () => {
+  const files = {
+    'adapter_config.json': new Uint8Array(readFileSync(join(TINY_ADAPTER, 'adapter_config.json'))),
+    'adapter_model.safetensors': new Uint8Array(readFileSync(join(TINY_ADAPTER, 'adapter_model.safetensors'))),
+  };
+  mkdirSync(zipDir);
+  writeFileSync(join(zipDir, 'tiny-lora.zip'), zipAdapter(files));
+  writeFileSync(join(work, 'tiny-lora.zip'), zipAdapter(files));
+  copyFileSync(join(TINY_ADAPTER, 'adapter_config.json'), join(work, 'adapter_config.json'));
+  copyFileSync(join(TINY_ADAPTER, 'adapter_model.safetensors'), join(work, 'adapter_model.safetensors'));
+  app = await serveStatic(DIST);
+  hub = await HubServer.start({
+    repos: {
+      'test/tiny-phi': TINY,
+      'ChunB1/phi-2_OpenOrca_cot_only': TINY_ADAPTER,
+      'ChunB1/phi-2_OpenOrca_cot_only_symbol': TINY_ADAPTER,
+      'someone/wide-adapter': WIDE_ADAPTER,
+      'someone/zips': zipDir,
+    },
+    // The adapter fixtures are small: redirect and throttle them as large files would be.
+    redirectAbove: 16 * 1024,
+  });
+  browser = await launchBrowser();
+  page = await openPage(browser, `${app.url}/#model`);
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await hub?.close();
+  await app?.close();
+  rmSync(work, { recursive: true, force: true });
+});
+
+async function loadTinyPhi(p: Page): Promise<void> {
+  const status = await p.evaluate(
+    async ([baseUrl, revision, id]) => {
+      const api = (globalThis as unknown as { phi2: EngineApi }).phi2;
+      const got = await api.downloadFromHub({ repo: 'test/tiny-phi', revision, baseUrl }, 'int8');
+      if (got.status !== 'complete') return `download ${got.status}`;
+      return (await api.loadModel(id)).status;
+    },
+    [hub.url, TEST_REVISION, MODEL_ID] as const,
+  );
+  expect(status).toBe('loaded');
+}
+
+async function showSection(p: Page, section: string): Promise<void> {
+  await p.evaluate((s) => (location.hash = s), section);
+}
+
+const row = (id: string) => page.locator(`[data-testid="adapter-row"][data-id="${id}"]`);
+
+describe('the Adapters page', () => {
+  it('imports PEFT files and a .zip, and refuses an adapter made for another model size, saying why', async () => {
+    await loadTinyPhi(page);
+    await showSection(page, 'adapters');
+    await expect.poll(() => page.getByTestId('adapters-empty').count(), { timeout: 30_000 }).toBe(1);
+
+    await page.getByTestId('adapter-files').setInputFiles([join(work, 'adapter_config.json'), join(work, 'adapter_model.safetensors')]);
+    await expect.poll(() => row('uploaded-adapter').count(), { timeout: 30_000 }).toBe(1);
+    const text = await row('uploaded-adapter').innerText();
+    expect(text).toMatch(/r 4, alpha 8, dropout 0/);
+    expect(text).toContain('imported from adapter_config.json, adapter_model.safetensors');
+
+    await page.getByTestId('adapter-files').setInputFiles(join(work, 'tiny-lora.zip'));
+    await expect.poll(() => row('tiny-lora').count(), { timeout: 30_000 }).toBe(1);
+
+    await page.getByTestId('adapter-files').setInputFiles([join(WIDE_ADAPTER, 'adapter_config.json'), join(WIDE_ADAPTER, 'adapter_model.safetensors')]);
+    const error = page.getByTestId('adapter-import-error');
+    await expect.poll(() => error.count(), { timeout: 30_000 }).toBe(1);
+    expect(await error.innerText()).toMatch(/has shape \[8,160\] but this model needs \[8,64\].*trained for a model of another size/);
+    await screenshot(page, 'adapters-imported');
+  });
+
+  it("downloads the paper's adapter from the (stand-in) Hub with progress, and loads it as the active one", async () => {
+    await page.getByText('Advanced: Hub server').click();
+    await page.getByTestId('hub-base-url').fill(hub.url);
+    hub.setFaults('adapter_model.safetensors', { throttleBytesPerSecond: 20_000 });
+    await page.getByTestId('paper-adapter').first().click();
+    await expect.poll(() => page.getByTestId('adapter-download').count(), { timeout: 30_000 }).toBe(1);
+    await expect.poll(async () => (await page.getByTestId('adapter-download').innerText()).includes('adapter_model.safetensors'), { timeout: 30_000 }).toBe(true);
+    await screenshot(page, 'adapters-downloading');
+    await expect.poll(() => row('phi-2_openorca_cot_only').getAttribute('data-active'), { timeout: 60_000 }).toBe('true');
+    hub.setFaults('adapter_model.safetensors', {});
+    expect(await row('phi-2_openorca_cot_only').innerText()).toContain('from the Hub: ChunB1/phi-2_OpenOrca_cot_only');
+    // The Evaluate page's entry point: the stored copy is used, nothing is downloaded again.
+    const before = hub.requests.length;
+    const id = await page.evaluate(
+      async (base) => (await (globalThis as unknown as { phi2: EngineApi }).phi2.loadAdapterFromHub('ChunB1/phi-2_OpenOrca_cot_only', undefined, base)).id,
+      hub.url,
+    );
+    expect(id).toBe('phi-2_openorca_cot_only');
+    expect(hub.requests.length).toBe(before);
+  });
+
+  it('looks at a URL before downloading it, and tells when an adapter does not fit the model', async () => {
+    await page.getByTestId('adapter-source').fill(`${hub.url}/someone/wide-adapter/resolve/main/adapter_config.json`);
+    await page.getByTestId('adapter-inspect').click();
+    const preview = page.getByTestId('adapter-preview');
+    await expect.poll(() => preview.count(), { timeout: 30_000 }).toBe(1);
+    expect(await preview.innerText()).toMatch(/It does not fit the loaded model: .*too (small|large)|made for a (larger|smaller) model/);
+    expect(await page.getByTestId('adapter-download-button').isDisabled()).toBe(true);
+
+    await page.getByTestId('adapter-source').fill(`ChunB1/phi-2_OpenOrca_cot_only_symbol@${TEST_REVISION}`);
+    await page.getByTestId('adapter-inspect').click();
+    await expect.poll(async () => (await preview.innerText()).includes('ChunB1/phi-2_OpenOrca_cot_only_symbol'), { timeout: 30_000 }).toBe(true);
+    expect(await preview.innerText()).toMatch(/r 4, alpha 8/);
+    await page.getByTestId('adapter-download-button').click();
+    await expect.poll(() => row('phi-2_openorca_cot_only_symbol').getAttribute('data-active'), { timeout: 60_000 }).toBe('true');
+  });
+
+  it('switches the active adapter, merges one into the weights, renames and deletes', async () => {
+    await page.getByLabel('test/tiny-phi alone').check();
+    await expect.poll(() => row('phi-2_openorca_cot_only_symbol').getAttribute('data-active'), { timeout: 30_000 }).toBe('false');
+    expect(await row('phi-2_openorca_cot_only_symbol').getAttribute('data-loaded')).toBe('true');
+
+    await row('tiny-lora').getByTestId('adapter-load').click();
+    await expect.poll(() => row('tiny-lora').getAttribute('data-active'), { timeout: 30_000 }).toBe('true');
+    await row('tiny-lora').getByText('Merge into the weights…').click();
+    await row('tiny-lora').getByTestId('adapter-merge-confirm').click();
+    await expect.poll(() => page.getByTestId('merged-note').count(), { timeout: 60_000 }).toBe(1);
+    expect(await row('tiny-lora').innerText()).toContain('merged');
+    expect(await row('tiny-lora').getAttribute('data-loaded')).toBe('false');
+    expect(await row('tiny-lora').getByTestId('adapter-load').count()).toBe(0);
+    await screenshot(page, 'adapters-merged');
+
+    await row('uploaded-adapter').getByRole('button', { name: 'Rename' }).click();
+    await page.getByLabel('New name for uploaded-adapter').fill('My tiny LoRA');
+    await page.getByLabel('New name for uploaded-adapter').press('Enter');
+    await expect.poll(async () => (await row('uploaded-adapter').innerText()).includes('My tiny LoRA'), { timeout: 30_000 }).toBe(true);
+    await row('uploaded-adapter').getByTestId('adapter-delete').click();
+    await row('uploaded-adapter').getByTestId('adapter-delete-confirm').click();
+    await expect.poll(() => row('uploaded-adapter').count(), { timeout: 30_000 }).toBe(0);
+  });
+
+  it('opens share links to a .zip and to a missing adapter', async () => {
+    const zipUrl = `${hub.url}/someone/zips/resolve/main/tiny-lora.zip`;
+    await page.goto(`${app.url}/?adapter=${encodeURIComponent(zipUrl)}`);
+    const card = page.getByTestId('share-link');
+    await expect.poll(() => card.getAttribute('data-status'), { timeout: 60_000 }).toBe('ready');
+    expect(await card.innerText()).toContain('someone/zips: tiny-lora.zip');
+    await page.getByTestId('share-confirm').click();
+    await expect.poll(() => card.getAttribute('data-status'), { timeout: 60_000 }).toBe('done');
+    expect(await page.getByTestId('share-done').innerText()).toContain('"tiny-lora" is stored: load it below once a model is on the GPU');
+    await screenshot(page, 'adapters-share-zip');
+
+    await page.goto(`${app.url}/?adapter=${encodeURIComponent(`${hub.url}/someone/not-there/resolve/main/`)}`);
+    await expect.poll(() => card.getAttribute('data-status'), { timeout: 60_000 }).toBe('failed');
+    expect(await card.innerText()).toMatch(/adapter_config.json was not found at http:\/\/127.0.0.1:\d+\/someone\/not-there\/resolve\/main\/adapter_config.json \(HTTP 404\)/);
+    await page.getByRole('button', { name: 'Dismiss' }).click();
+    expect(await card.count()).toBe(0);
+    expect(page.url()).not.toContain('adapter=');
+  });
+});

@@ -1,0 +1,178 @@
+import { join } from 'node:path';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RESULT_CSV_COLUMNS } from '../../src/engine/eval/results';
+import type { EngineApi } from '../../src/worker/api';
+import { launchBrowser, openPage, screenshot } from '../support/browser';
+import { HubServer, TEST_REVISION } from '../support/hub-server';
+import { serveStatic, type StaticServer } from '../support/static-server';
+
+// The built app (npm run build first; PHI2_E2E_DIST may point at another build) in Chromium on SwiftShader,
+// with tiny-phi (Phi-2's vocabulary and tokenizer at hidden size 64, random weights) downloaded from a
+// stand-in for the Hub and loaded through the Model area's worker API. Its answers are gibberish: these
+// tests check that the page runs, shows, keeps and exports evaluations, not what they score.
+const DIST = process.env.PHI2_E2E_DIST ?? join(import.meta.dirname, '../../dist');
+const TINY = join(import.meta.dirname, '../../../shared/fixtures/tiny-phi');
+const REPO = 'test/tiny-phi';
+const MODEL_ID = `${REPO}@${TEST_REVISION}:int8`;
+/** The paper's first adapter, served by the stand-in Hub: tiny-phi's PEFT golden adapter (r 4) in its place. */
+const FLAN_REPO = 'ChunB1/phi-2_OpenOrca_cot_only';
+
+let app: StaticServer;
+let hub: HubServer;
+let browser: Browser;
+let page: Page;
+
+/** Downloads tiny-phi into the page's IndexedDB and puts it on the GPU, as the Model page would. */
+async function loadTinyPhi(p: Page, hubUrl: string): Promise<void> {
+  const outcome = await p.evaluate(
+    async ({ repo, revision, baseUrl, id }) => {
+      const api = (globalThis as unknown as { phi2: EngineApi }).phi2;
+      const download = await api.downloadFromHub({ repo, revision, baseUrl }, 'int8');
+      if (download.status !== 'complete') return `download ${download.status}: ${JSON.stringify(download)}`;
+      const load = await api.loadModel(id);
+      return load.status === 'loaded' ? 'ok' : `load ${load.status}: ${JSON.stringify(load)}`;
+    },
+    { repo: REPO, revision: TEST_REVISION, baseUrl: hubUrl, id: MODEL_ID },
+  );
+  expect(outcome).toBe('ok');
+}
+
+beforeAll(async () => {
+  app = await serveStatic(DIST);
+  hub = await HubServer.start({ repos: { [REPO]: TINY, [FLAN_REPO]: join(TINY, 'golden/adapter') } });
+  browser = await launchBrowser();
+  page = await openPage(browser, `${app.url}/#evaluate`);
+  // The Hub server the Model page would use (its "Advanced" settings): presets come from it too.
+  await page.evaluate((settings) => localStorage.setItem('phi2.model.hubSettings', JSON.stringify(settings)), { repo: REPO, revision: TEST_REVISION, baseUrl: hub.url });
+  await page.reload();
+  await loadTinyPhi(page, hub.url);
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await hub?.close();
+  await app?.close();
+});
+
+/** A small custom suite: TEH only, one item per format, a few tokens each. */
+async function chooseSmallSuite(formats: string[], itemsPerFormat: number): Promise<void> {
+  const run = page.getByTestId('eval-run');
+  await run.getByLabel(/Choose suites/).check();
+  // Label texts are matched as substrings (datasets) or whole (formats: "Instruction + symbol" is inside "No instruction + symbol").
+  for (const name of ['TweetEval offensive (TEO)', 'Subjectivity, CheckThat! 2023 English (SUBJ)', 'ClimateBERT climate detection (Climate)']) {
+    await run.getByLabel(name).uncheck();
+  }
+  await run.getByLabel('TweetEval hate (TEH)').check();
+  for (const f of ['Instruction + label', 'Instruction + symbol', 'No instruction + symbol', 'Flipped labels (flipped-label suite)']) {
+    const box = run.getByLabel(f, { exact: true });
+    if (formats.includes(f)) await box.check();
+    else await box.uncheck();
+  }
+  await run.getByLabel('Items per dataset and format').fill(String(itemsPerFormat));
+  const settings = run.locator('details.settings');
+  if (!(await settings.evaluate((d) => (d as HTMLDetailsElement).open))) await run.getByText(/^Generation and scoring/).click();
+  await run.getByLabel('Max new tokens (the paper: 50)').fill('4');
+  await run.getByLabel(/Also record each candidate label's log-likelihood/).check();
+}
+
+describe('the Evaluate page', () => {
+  it('shows the loaded model and what the paper replication costs', async () => {
+    await page.getByRole('button', { name: 'Check what is loaded' }).click();
+    const models = page.getByTestId('eval-models');
+    await expect.poll(() => models.innerText(), { timeout: 30_000 }).toContain(`Base model: ${REPO} (int8)`);
+    const plan = page.getByTestId('eval-plan');
+    // The paper's 730 prompts, tokenised by the model's tokenizer for the estimate.
+    await expect.poll(() => plan.innerText(), { timeout: 60_000 }).toMatch(/241,780 prompt tokens, at most 36,500 new tokens\. Time at most: .* on an RTX 4090-class GPU/);
+    expect(await plan.innerText()).toMatch(/^730 items \(300 in-context classification, 100 flipped labels, 330 big-bench\)/);
+  });
+
+  it("loads the paper's FLAN-Phi-2 adapter from the Hub with one click and chooses it", async () => {
+    await page.getByRole('button', { name: 'Load FLAN-Phi-2', exact: true }).click();
+    const preset = page.getByTestId('adapter-preset').first();
+    await expect.poll(() => preset.innerText(), { timeout: 60_000 }).toMatch(/On the GPU as adapter “([^”]+)”, and chosen for the next run\./);
+    const id = (await preset.innerText()).match(/adapter “([^”]+)”/)![1];
+    const box = page.getByTestId('eval-models').getByLabel(`With adapter ${id}`);
+    expect(await box.isChecked()).toBe(true);
+    expect(await page.getByTestId('eval-models').getByLabel(/Base model/).isChecked()).toBe(true);
+  });
+
+  it('runs a 2-item suite on the base model and the adapter, side by side with the paper, each item openable', async () => {
+    await chooseSmallSuite(['Instruction + label', 'Flipped labels (flipped-label suite)'], 1);
+    await expect.poll(() => page.getByTestId('eval-plan').innerText(), { timeout: 30_000 }).toMatch(/^2 items \(1 in-context classification, 1 flipped labels\) × 2 models/);
+    await page.getByTestId('eval-start').click();
+    await expect.poll(() => page.getByTestId('eval-outcome').innerText().catch(() => ''), { timeout: 240_000 }).toMatch(/Done: 2 runs saved/);
+
+    const inContext = page.getByTestId('compare-in_context/instruction_label');
+    const header = await inContext.locator('thead').innerText();
+    // Same model in both runs: the columns are named by adapter.
+    expect(header).toMatch(/Dataset\s+Base\s+\S+\s+Phi-2 \(paper\)\s+FLAN-Phi-2 \(paper\)\s+FLAN-Phi-2-Symbol \(paper\)/);
+    // Each run's 1 item, then the paper's hand-scored numbers on TEH in this format: Phi-2 2/25, FLAN-Phi-2 21/25.
+    expect(await inContext.locator('tbody').innerText()).toMatch(/TEH\s+\d+%\s+[01]\/1\s+\d+%\s+[01]\/1\s+8%\s+2\/25\s+84%\s+21\/25/);
+    expect(await page.getByTestId('compare-flipped/flipped').locator('tbody').innerText()).toMatch(/TEH\s+\d+%\s+[01]\/1\s+\d+%\s+[01]\/1\s+40%\s+10\/25/);
+    await expect.poll(() => page.locator('[data-testid="eval-compare"] canvas').count()).toBe(2);
+
+    const items = page.getByTestId('eval-item');
+    await expect.poll(() => items.count()).toBe(2);
+    await screenshot(page, 'evaluate-results');
+    await items.first().getByRole('button').click();
+    const dialog = page.getByTestId('eval-item-dialog');
+    await expect.poll(() => dialog.isVisible()).toBe(true);
+    const detail = await dialog.innerText();
+    expect(detail).toContain('gen/in_context/teh/instruction_label/0');
+    expect(detail).toContain('Log-likelihood of each candidate label after the prompt');
+    expect(detail).toMatch(/(^|\n)No Hate( \(target\))?\s+-\d+\.\d{3}/);
+    expect(detail).toMatch(/(^|\n)Hate( \(target\))?\s+-\d+\.\d{3}/);
+    expect(detail).toContain('Question: Label the following tweet based on whether it contains hate speech.');
+    await screenshot(page, 'evaluate-item');
+    await page.keyboard.press('Escape');
+    await expect.poll(() => dialog.isVisible()).toBe(false);
+  });
+
+  it('exports the compared runs as CSV and JSON', async () => {
+    await page.getByRole('button', { name: 'Export compared as CSV' }).click();
+    const link = page.getByTestId('eval-export-link');
+    await expect.poll(() => link.innerText().catch(() => '')).toMatch(/^Save phi2-eval-.*\.csv$/);
+    const csv = await link.evaluate(async (a) => (await fetch((a as HTMLAnchorElement).href)).text());
+    const lines = csv.trim().split('\r\n');
+    expect(lines[0]).toBe(RESULT_CSV_COLUMNS.join(','));
+    expect(lines).toHaveLength(1 + 2 * 2); // two items of each of the two runs
+    expect(csv).toContain('gen/in_context/teh/instruction_label/0');
+    expect(csv).toContain('gen/flipped/teh/flipped/0');
+    await page.getByRole('button', { name: 'Export compared as JSON' }).click();
+    await expect.poll(() => link.innerText()).toMatch(/\.json$/);
+    const json = JSON.parse(await link.evaluate(async (a) => (await fetch((a as HTMLAnchorElement).href)).text()));
+    expect(json.format).toBe('phi2-lora-eval-results');
+    expect(json.runs.map((r: { adapter: string | null }) => r.adapter === null)).toEqual([true, false]);
+    expect(json.runs[0].items).toHaveLength(2);
+    expect(json.runs[0].modelId).toBe(MODEL_ID);
+  });
+
+  it('cancels a run, keeping the items that finished', async () => {
+    await chooseSmallSuite(['Instruction + label', 'Instruction + symbol', 'No instruction + symbol'], 4);
+    await expect.poll(() => page.getByTestId('eval-plan').innerText(), { timeout: 30_000 }).toMatch(/^12 items/);
+    await page.getByTestId('eval-start').click();
+    const progress = page.getByTestId('eval-progress');
+    await expect.poll(() => progress.innerText().catch(() => ''), { timeout: 120_000 }).toMatch(/[1-9]\d* of 12 items/);
+    expect(await progress.innerText()).toMatch(/Decode .* tokens\/s · prefill .* tokens\/s/);
+    await screenshot(page, 'evaluate-progress');
+    await page.getByRole('button', { name: 'Cancel', exact: true }).click();
+    await expect.poll(() => page.getByTestId('eval-outcome').innerText().catch(() => ''), { timeout: 120_000 }).toMatch(/^Cancelled\. The items that finished are saved/);
+    // Cancelled during the base model's run: its finished items are saved; the adapter's run never started.
+    const rows = page.getByTestId('saved-run');
+    await expect.poll(() => rows.count()).toBe(3);
+    expect(await rows.first().innerText()).toMatch(/of 12\s*cancelled/i);
+  });
+
+  it('keeps runs across a reload, and deletes one', async () => {
+    await page.reload();
+    const rows = page.getByTestId('saved-run');
+    await expect.poll(() => rows.count(), { timeout: 30_000 }).toBe(3);
+    await rows.first().getByRole('button', { name: /^Delete / }).click();
+    await rows.first().getByRole('button', { name: 'Delete it' }).click();
+    await expect.poll(() => rows.count()).toBe(2);
+    const left = await page.evaluate(() => (globalThis as unknown as { phi2: EngineApi }).phi2.listEvaluations());
+    expect(left.map((r) => r.status)).toEqual(['complete', 'complete']);
+    await screenshot(page, 'evaluate-saved');
+  });
+});

@@ -1,0 +1,497 @@
+import 'fake-indexeddb/auto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseAdapterConfig } from '../../src/engine/adapters/peft';
+import { paperItems, parsePaperPrompts } from '../../src/engine/eval/paper';
+import { wrapPaperPrompt } from '../../src/engine/eval/prompts';
+import { resultsFromJson, RESULT_CSV_COLUMNS, toItemResult, type EvalRunResult } from '../../src/engine/eval/results';
+import { ResultsStore } from '../../src/engine/eval/results-store';
+import {
+  answerComplete,
+  CandidateScorer,
+  candidateText,
+  EvalCancelledError,
+  EvalSetupError,
+  estimateWorkMs,
+  evaluateItems,
+  type EvalModel,
+  ModelBusyError,
+  prepareItems,
+  promptAnswerLabels,
+  rankAccuracy,
+  RTX_4090_CLASS,
+  runPrepared,
+  type RunnerSettings,
+  type RunProgress,
+  userDatasetItems,
+  withModel,
+  workloadOf,
+} from '../../src/engine/eval/runner';
+import { scoreGeneration } from '../../src/engine/eval/scoring';
+import { bigBenchItems, classificationItems } from '../../src/engine/eval/suites';
+import { parsePoolRows, parseTaskCatalog, taskPool } from '../../src/engine/eval/tasks';
+import type { EvalItem } from '../../src/engine/eval/types';
+import type { GpuRuntime } from '../../src/engine/gpu/runtime';
+import type { GpuTensor } from '../../src/engine/gpu/tensor';
+import { KvCache, Phi2Model, Phi2Workspace } from '../../src/engine/model/phi2/forward';
+import { Generator } from '../../src/engine/model/phi2/generate';
+import { loadPhi2FromSource } from '../../src/engine/model/phi2/load';
+import { LoraState } from '../../src/engine/model/phi2/lora-state';
+import { destroyParams } from '../../src/engine/model/phi2/params';
+import { WeightStore } from '../../src/engine/store';
+import { loadTokenizer, type PhiTokenizer } from '../../src/engine/tokenizer';
+import { parseSafetensors } from '../../src/engine/weights/safetensors';
+import { directorySource, MODELS } from '../support/fixtures';
+import { testGpu } from '../support/gpu';
+
+// tiny-phi has random weights: its text is gibberish, so these tests check the mechanics (every item
+// scored by the rule, log-likelihoods right, determinism, cancellation), not accuracy.
+const DATA = join(import.meta.dirname, '../../public/data');
+const now = () => performance.now();
+
+let gpu: GpuRuntime;
+let model: Phi2Model;
+let tokenizer: PhiTokenizer;
+let generator: Generator;
+let evalModel: EvalModel;
+
+beforeAll(async () => {
+  gpu = await testGpu();
+  model = new Phi2Model(gpu, (await loadPhi2FromSource(gpu, await directorySource(MODELS.tiny), 'int8')).params);
+  const files = Object.fromEntries(['tokenizer.json', 'tokenizer_config.json'].map((f) => [f, readFileSync(join(MODELS.tiny, f), 'utf8')]));
+  tokenizer = await loadTokenizer(files);
+  generator = new Generator(model);
+  evalModel = { model, tokenizer, generator };
+});
+
+afterAll(() => {
+  generator?.destroy();
+  model?.destroy();
+  if (model) destroyParams(model.params);
+});
+
+const catalog = parseTaskCatalog(readFileSync(join(DATA, 'tasks.json'), 'utf8'));
+const pool = (id: string) => taskPool(catalog.classification[id], parsePoolRows(readFileSync(join(DATA, catalog.classification[id].pool), 'utf8'), id));
+const paperRows = parsePaperPrompts(readFileSync(join(DATA, 'paper/prompts.jsonl'), 'utf8'));
+
+/** A small real suite: one dataset in two classification formats, and a BIG-bench prompt. */
+function smallSuite(seed: number): EvalItem[] {
+  return [
+    ...classificationItems([pool('teh')], { seed, count: 1, formats: ['instruction_label', 'flipped'] }),
+    ...bigBenchItems(paperRows, { seed, count: 1, categories: ['turing'] }),
+  ];
+}
+
+/** Short classification items (few tokens) for the tests that only need mechanics. */
+function shortItems(n: number): EvalItem[] {
+  const words = ['good', 'bad', 'fine', 'awful', 'great', 'poor', 'nice', 'grim'];
+  return Array.from({ length: n }, (_, k) => ({
+    id: `short/${k}`,
+    suite: 'in_context' as const,
+    dataset: 'toy',
+    format: 'instruction_label',
+    prompt: `Question: ${words[k % 8]} day\nAnswer: Yes\nQuestion: ${words[(k + 3) % 8]} night\nAnswer: No\nQuestion: ${words[(k + 5) % 8]} one\nAnswer: \n`,
+    target: k % 2 ? 'No' : 'Yes',
+    labels: ['Yes', 'No'],
+  }));
+}
+
+const SETTINGS: RunnerSettings = { wrapper: 'paper', decoding: 'greedy', maxNewTokens: 4, scoring: 'generation', rankCandidates: true, stopWhenAnswered: false };
+
+/** tiny-phi's lm_head from its checkpoint, for the float64 reference below. */
+const head = (() => {
+  const file = parseSafetensors(new Uint8Array(readFileSync(join(MODELS.tiny, 'model-00002-of-00002.safetensors'))), 'shard 2');
+  return { weight: file.float32('lm_head.weight'), bias: file.float32('lm_head.bias') };
+})();
+
+/**
+ * Log-likelihood of `candidate` after `prompt`, independently of the scorer: one forward over the whole
+ * sequence captures the final LayerNorm's output; the lm_head and the log-softmax of the rows that
+ * predict the candidate's tokens run on the CPU in float64.
+ */
+async function referenceLogLikelihood(prompt: number[], candidate: number[], adapter: LoraState | null = null): Promise<number> {
+  const ids = [...prompt, ...candidate];
+  const { vocab: V, hidden: C, layers: L } = model.dims;
+  const ws = new Phi2Workspace(gpu, model.dims, ids.length);
+  const cache = new KvCache(gpu, model.dims, 1, ids.length);
+  const capture: GpuTensor[] = [];
+  capture[L] = gpu.tensor('final_hidden', [ids.length, C]);
+  model.forward(ws, cache, { ids: Uint32Array.from(ids), batch: 1, seq: ids.length, logits: 'none', captureHidden: capture, adapter });
+  const hidden = await gpu.readF32(capture[L]);
+  for (const t of [capture[L].buffer]) t.destroy();
+  ws.destroy();
+  cache.destroy();
+  let sum = 0;
+  const logits = new Float64Array(V);
+  candidate.forEach((token, j) => {
+    const h = hidden.subarray((prompt.length - 1 + j) * C, (prompt.length + j) * C);
+    let max = -Infinity;
+    for (let v = 0; v < V; v++) {
+      let acc = head.bias[v];
+      for (let c = 0; c < C; c++) acc += h[c] * head.weight[v * C + c];
+      logits[v] = acc;
+      if (acc > max) max = acc;
+    }
+    let z = 0;
+    for (let v = 0; v < V; v++) z += Math.exp(logits[v] - max);
+    sum += logits[token] - max - Math.log(z);
+  });
+  return sum;
+}
+
+function tinyAdapter(): LoraState {
+  const dir = MODELS.tiny;
+  const settings = parseAdapterConfig(JSON.parse(readFileSync(join(dir, 'golden/adapter/adapter_config.json'), 'utf8')));
+  const file = parseSafetensors(new Uint8Array(readFileSync(join(dir, 'golden/adapter/adapter_model.safetensors'))), 'adapter_model.safetensors');
+  const lora = new LoraState(gpu, model.dims, settings);
+  lora.setWeights((name) => file.float32(name));
+  return lora;
+}
+
+describe('evaluation runner on tiny-phi', () => {
+  let suiteRun: Awaited<ReturnType<typeof evaluateItems>>;
+  const progress: RunProgress[] = [];
+
+  it('runs a small real suite end to end: every item generated, scored by the rule, candidates ranked', async () => {
+    const items = smallSuite(11);
+    expect(items.map((i) => i.suite)).toEqual(['in_context', 'flipped', 'bigbench']);
+    suiteRun = await evaluateItems(evalModel, items, SETTINGS, { now, onProgress: (p) => progress.push(p) });
+    const { results } = suiteRun;
+    expect(suiteRun.cancelled).toBe(false);
+    expect(results.map((r) => r.id)).toEqual(items.map((i) => i.id));
+    for (const [k, r] of results.entries()) {
+      const item = items[k];
+      const input = wrapPaperPrompt(item.prompt);
+      expect(suiteRun.prepared[k].input).toBe(input);
+      expect(r.promptTokens).toBe(tokenizer.encode(input).length);
+      expect(r.generatedTokens).toBeGreaterThanOrEqual(0);
+      expect(r.generatedTokens).toBeLessThanOrEqual(SETTINGS.maxNewTokens);
+      // The verdict is the README's rule on the generation, whatever the model said.
+      expect(r.verdict).toEqual(scoreGeneration(r.generation, item.target));
+      expect(r.scoredBy).toBe('generation');
+      if (item.labels) {
+        expect(r.logLikelihoods).toHaveLength(item.labels.length);
+        for (const ll of r.logLikelihoods!) expect(ll).toBeLessThan(0);
+      } else {
+        expect(r.logLikelihoods).toBeUndefined();
+      }
+      console.log(`${r.id}: ${r.promptTokens} prompt tokens -> ${JSON.stringify(r.generation)} (${r.stopped}) target ${JSON.stringify(r.target)} ll ${r.logLikelihoods?.map((x) => x.toFixed(3))}`);
+    }
+    expect(suiteRun.generatedTokens).toBe(results.reduce((a, r) => a + r.generatedTokens, 0));
+    expect(suiteRun.rates.prefillTokensPerSecond).toBeGreaterThan(0);
+    expect(suiteRun.rates.rankTokensPerSecond).toBeGreaterThan(0);
+  });
+
+  it('generates exactly what the Generator gives for the same prompt, greedy', async () => {
+    const p = suiteRun.prepared[2];
+    const direct = await generator.generate(p.promptIds, { maxNewTokens: SETTINGS.maxNewTokens });
+    expect(suiteRun.results[2].generation).toBe(tokenizer.decode(direct.tokens));
+    expect(suiteRun.results[2].generatedTokens).toBe(direct.tokens.length);
+  });
+
+  it('reports progress per item, with time left once rates are known and 0 at the end', () => {
+    expect(progress.map((p) => p.done)).toEqual([0, 1, 2, 3]);
+    expect(progress.every((p) => p.total === 3)).toBe(true);
+    expect(progress[0].etaMs).toBeNull();
+    for (const p of progress.slice(1, -1)) expect(p.etaMs).toBeGreaterThan(0);
+    expect(progress.at(-1)!.etaMs).toBe(0);
+    expect(progress.at(-1)!.correct).toBe(suiteRun.results.filter((r) => r.verdict.correct).length);
+    expect(progress.at(-1)!.decodeTokensPerSecond).toBeGreaterThan(0);
+  });
+
+  it('log-likelihoods match a float64 log-softmax of the forward, and rank classification picks the largest', async () => {
+    const items = shortItems(4);
+    const rank: RunnerSettings = { ...SETTINGS, scoring: 'rank', maxNewTokens: 0 };
+    const { results, prepared } = await evaluateItems(evalModel, items, rank, { now });
+    for (const [k, r] of results.entries()) {
+      const p = prepared[k];
+      expect(p.candidates!.texts).toEqual([' Yes', ' No']); // the wrapped input ends with "Output:"
+      for (const [c, ids] of p.candidates!.ids.entries()) {
+        const ref = await referenceLogLikelihood(p.promptIds, ids);
+        expect(Math.abs(r.logLikelihoods![c] - ref), `${r.id} candidate ${c}: ours ${r.logLikelihoods![c]} float64 ${ref}`).toBeLessThan(1e-3 * Math.max(1, Math.abs(ref)));
+      }
+      if (k === 0) {
+        // The padded-batch scorer of the Generator agrees (it runs the prompt once per candidate).
+        const batched = await generator.scoreCandidates(p.promptIds, p.candidates!.ids);
+        batched.forEach((ll, c) => expect(Math.abs(ll - r.logLikelihoods![c])).toBeLessThan(1e-4 * Math.max(1, Math.abs(ll))));
+      }
+      const best = r.logLikelihoods![0] >= r.logLikelihoods![1] ? 0 : 1;
+      expect(r.scoredBy).toBe('rank');
+      expect(r.generation).toBe('');
+      expect(r.verdict).toEqual({ correct: items[k].labels![best] === items[k].target, extracted: items[k].labels![best] });
+    }
+    expect(rankAccuracy(results).total).toBe(4);
+  });
+
+  it('scores a one-token prompt, candidates of different lengths, and one longer than an alignment block', async () => {
+    const scorer = new CandidateScorer(model);
+    try {
+      const long = tokenizer.encode(' and so on'.repeat(24)); // > 64 tokens: spans two storage-offset blocks
+      const cases: Array<[number[], number[][]]> = [
+        [[464], [[318], [407, 257, 1332], long]],
+        [tokenizer.encode('Instruct: Is this hateful?\nOutput:'), [tokenizer.encode(' Hate'), tokenizer.encode(' Not Hate'), long]],
+      ];
+      for (const [prompt, candidates] of cases) {
+        const ours = await scorer.score(prompt, candidates);
+        for (const [c, ids] of candidates.entries()) {
+          const ref = await referenceLogLikelihood(prompt, ids);
+          expect(Math.abs(ours[c] - ref), `prompt of ${prompt.length}, candidate of ${ids.length}: ours ${ours[c]} float64 ${ref}`).toBeLessThan(1e-3 * Math.max(1, Math.abs(ref)));
+        }
+      }
+      await expect(scorer.score([], [[1]])).rejects.toThrow(/prompt is empty/);
+      await expect(scorer.score([1], [[1], []])).rejects.toThrow(/no tokens/);
+    } finally {
+      scorer.destroy();
+    }
+  });
+
+  it('applies an adapter to generation and candidate scores (and a zero adapter changes nothing)', async () => {
+    const items = shortItems(1);
+    const base = await evaluateItems(evalModel, items, SETTINGS, { now });
+    const lora = tinyAdapter();
+    try {
+      const adapted = await evaluateItems(evalModel, items, SETTINGS, { now, adapter: lora });
+      const p = adapted.prepared[0];
+      const ref = await referenceLogLikelihood(p.promptIds, p.candidates!.ids[0], lora);
+      expect(Math.abs(adapted.results[0].logLikelihoods![0] - ref)).toBeLessThan(1e-3 * Math.max(1, Math.abs(ref)));
+      // Generator.scoreCandidates and generate take the adapter too.
+      const batched = await generator.scoreCandidates(p.promptIds, p.candidates!.ids, lora);
+      expect(Math.abs(batched[0] - ref)).toBeLessThan(1e-3 * Math.max(1, Math.abs(ref)));
+      const direct = await generator.generate(p.promptIds, { maxNewTokens: SETTINGS.maxNewTokens, adapter: lora });
+      expect(adapted.results[0].generation).toBe(tokenizer.decode(direct.tokens));
+      expect(adapted.results[0].logLikelihoods![0]).not.toBe(base.results[0].logLikelihoods![0]);
+      // B = 0 (PEFT's initialisation) makes the adapter a no-op: the base model's numbers exactly.
+      lora.initialise(() => 0.5);
+      const zero = await evaluateItems(evalModel, items, SETTINGS, { now, adapter: lora });
+      expect(zero.results.map((r) => [r.generation, r.logLikelihoods])).toEqual(base.results.map((r) => [r.generation, r.logLikelihoods]));
+    } finally {
+      lora.destroy();
+    }
+  });
+
+  it('is deterministic from the seed: same seed, same items and results; another seed, other items', async () => {
+    const again = await evaluateItems(evalModel, smallSuite(11).slice(0, 2), SETTINGS, { now });
+    expect(again.results.map((r) => [r.id, r.prompt, r.generation, r.logLikelihoods, r.verdict])).toEqual(
+      suiteRun.results.slice(0, 2).map((r) => [r.id, r.prompt, r.generation, r.logLikelihoods, r.verdict]),
+    );
+    const other = smallSuite(12);
+    expect(other.map((i) => i.prompt)).not.toEqual(smallSuite(11).map((i) => i.prompt));
+  });
+
+  it('cancels between items and in the middle of a generation, keeping what finished', async () => {
+    const items = shortItems(3);
+    const prepared = await prepareItems(evalModel, items, SETTINGS);
+    const between = new AbortController();
+    const first = await runPrepared(evalModel, prepared, SETTINGS, { now, signal: between.signal, onItem: () => between.abort() });
+    expect(first.cancelled).toBe(true);
+    expect(first.results.map((r) => r.id)).toEqual(['short/0']);
+
+    // Abort while the second item's generation is under way, after its second token.
+    const during = new AbortController();
+    let item = 0;
+    let steps = 0;
+    const watching: EvalModel = {
+      ...evalModel,
+      generator: {
+        generate: (prompt, opts) => {
+          item++;
+          return generator.generate(prompt, {
+            ...opts,
+            onToken: (t, i) => {
+              opts.onToken?.(t, i);
+              steps++;
+              if (item === 2 && i === 1) during.abort();
+            },
+          });
+        },
+      },
+    };
+    const second = await runPrepared(watching, prepared, SETTINGS, { now, signal: during.signal });
+    expect(second.cancelled).toBe(true);
+    expect(second.results.map((r) => r.id)).toEqual(['short/0']);
+    // The generation stopped at the next token: no further steps ran after the abort.
+    expect(steps).toBe(first.results[0].generatedTokens + 2);
+    await expect(prepareItems(evalModel, items, SETTINGS, { signal: AbortSignal.abort() })).rejects.toBeInstanceOf(EvalCancelledError);
+  });
+
+  it('stops generating once the answer is complete, at the next step, with the same verdict', async () => {
+    // A scripted generator (tiny-phi's gibberish never ends a line) that behaves as the Generator does:
+    // it checks the signal before each step and reports each token as it is chosen.
+    const script = tokenizer.encode(' Yes\nQuestion: and then more words follow here');
+    const newline = tokenizer.encode(' Yes\n').length;
+    let steps = 0;
+    const scripted: EvalModel = {
+      ...evalModel,
+      generator: {
+        generate: async (_prompt, opts) => {
+          const tokens: number[] = [];
+          for (let i = 0; i < Math.min(opts.maxNewTokens, script.length); i++) {
+            if (opts.signal?.aborted) return { tokens, stopped: 'cancelled' };
+            steps++;
+            tokens.push(script[i]);
+            opts.onToken?.(script[i], i);
+          }
+          return { tokens, stopped: 'max-tokens' };
+        },
+      },
+    };
+    const items = shortItems(1); // target "Yes"
+    const settings = { ...SETTINGS, maxNewTokens: 20, rankCandidates: false };
+    const full = await evaluateItems(scripted, items, settings, { now });
+    steps = 0;
+    const early = await evaluateItems(scripted, items, { ...settings, stopWhenAnswered: true }, { now });
+    expect(full.results[0].generation).toBe(tokenizer.decode(script));
+    expect(early.results[0].generation).toBe(' Yes\n');
+    expect(early.results[0]).toMatchObject({ stopped: 'answered', generatedTokens: newline });
+    expect(steps).toBe(newline);
+    expect(early.results[0].verdict).toEqual({ correct: true, extracted: 'Yes' });
+    expect(early.results[0].verdict).toEqual(full.results[0].verdict);
+
+    // On the real model the rule's part is never complete in a few tokens of gibberish: nothing changes.
+    const real = await evaluateItems(evalModel, items, { ...settings, maxNewTokens: 4, stopWhenAnswered: true }, { now });
+    const plain = await evaluateItems(evalModel, items, { ...settings, maxNewTokens: 4 }, { now });
+    expect(real.results[0].generation).toBe(plain.results[0].generation);
+    expect(real.results[0].verdict).toEqual(plain.results[0].verdict);
+  });
+
+  it('refuses bad settings and prompts that do not fit, naming the item', async () => {
+    const items = shortItems(1);
+    await expect(prepareItems(evalModel, items, { ...SETTINGS, maxNewTokens: -1 })).rejects.toThrow(/max new tokens/);
+    await expect(prepareItems(evalModel, items, { ...SETTINGS, scoring: 'rank', rankCandidates: false })).rejects.toThrow(/rank scoring/);
+    await expect(prepareItems(evalModel, [], SETTINGS)).rejects.toThrow(/no items/);
+    await expect(prepareItems(evalModel, [...items, ...items], SETTINGS)).rejects.toThrow(/appears twice/);
+    const bigbench = bigBenchItems(paperRows, { seed: 1, count: 1, categories: ['turing'] });
+    await expect(prepareItems(evalModel, bigbench, { ...SETTINGS, scoring: 'rank', maxNewTokens: 0 })).rejects.toThrow(/only be scored on a generation/);
+    const long = { ...items[0], id: 'long', prompt: 'word '.repeat(3000) };
+    await expect(prepareItems(evalModel, [long], SETTINGS)).rejects.toThrow(/item long has \d+ prompt tokens; the model takes at most 2047/);
+    await expect(prepareItems(evalModel, [{ ...items[0], target: 'Maybe' }], SETTINGS)).rejects.toBeInstanceOf(EvalSetupError);
+  });
+
+  it('lets one task at a time use the model', async () => {
+    let release!: () => void;
+    const first = withModel(generator, 'an evaluation', () => new Promise<void>((r) => (release = r)));
+    await expect(withModel(generator, 'the demo', async () => 1)).rejects.toThrow(ModelBusyError);
+    await expect(withModel(generator, 'the demo', async () => 1)).rejects.toThrow(/busy with an evaluation/);
+    release();
+    await first;
+    await expect(withModel(generator, 'the demo', async () => 2)).resolves.toBe(2);
+  });
+});
+
+describe('evaluation helpers', () => {
+  it('writes candidates the way the model would continue the input', () => {
+    expect(candidateText('Instruct: x\nOutput:', 'Hate')).toBe(' Hate');
+    expect(candidateText('Question: x\nAnswer: \n', 'Hate')).toBe('Hate');
+  });
+
+  it('knows when the scored part of a generation is complete', () => {
+    expect(answerComplete(' Hate', 'Hate')).toBe(false);
+    expect(answerComplete(' Answer:\n', 'Hate')).toBe(false);
+    expect(answerComplete(' Answer:\n Hate\nQuestion', 'Hate')).toBe(true);
+    expect(answerComplete(' [1, 2', '[1, 2, 3]')).toBe(false);
+    expect(answerComplete(' it is\n[1, 2, 3] and', '[1, 2, 3]')).toBe(true);
+  });
+
+  it('turns saved datasets into items, with candidates from the prompt or the dataset', () => {
+    const symbolPrompt = 'Input: great film\nAnswer: Zujib\nInput: dull film\nAnswer: 77696\nInput: fine film\nAnswer:';
+    expect(promptAnswerLabels(symbolPrompt)).toEqual(['Zujib', '77696']);
+    expect(promptAnswerLabels('no answer line at the end')).toEqual([]);
+    const rows = [
+      { prompt: symbolPrompt, completion: ' Zujib' },
+      { prompt: '### Instruct: 2+2?\n ### Output:', completion: ' 4' },
+      { prompt: '### Instruct: 3+3?\n ### Output:', completion: ' 6' },
+      { prompt: 'empty', completion: '  ' },
+    ];
+    const items = userDatasetItems({ name: 'mine', kind: 'symbol-tuning' }, rows, { seed: 1, count: 10 });
+    expect(items.map((i) => [i.id, i.target, i.labels])).toEqual([
+      ['user/mine/0', 'Zujib', ['Zujib', '77696']],
+      ['user/mine/1', '4', ['Zujib', '4', '6']],
+      ['user/mine/2', '6', ['Zujib', '4', '6']],
+    ]);
+    expect(items.every((i) => i.suite === 'user' && i.dataset === 'mine' && i.format === 'symbol-tuning')).toBe(true);
+    const two = userDatasetItems({ name: 'mine', kind: 'instruction' }, rows, { seed: 5, count: 2 });
+    expect(two).toEqual(userDatasetItems({ name: 'mine', kind: 'instruction' }, rows, { seed: 5, count: 2 }));
+    expect(two).toHaveLength(2);
+    expect(() => userDatasetItems({ name: 'void', kind: 'instruction' }, [rows[3]], { seed: 1, count: 1 })).toThrow(/no rows with both/);
+  });
+
+  it('estimates the paper replication on an RTX 4090-class GPU as the runner documents', () => {
+    // The documented workload: 241,780 prompt tokens; at most 50 new tokens for each of 730 prompts.
+    const paper = { items: 730, promptTokens: 241_780, decodeSteps: 730 * 49, rankTokens: 0 };
+    const minutes = estimateWorkMs(paper, RTX_4090_CLASS) / 60_000;
+    expect(minutes).toBeGreaterThan(2.5);
+    expect(minutes).toBeLessThan(3.2);
+    // The 730 prompts exist and build into items (their tokens are counted in the comment's numbers).
+    const items = paperItems(paperRows);
+    expect(items).toHaveLength(730);
+    expect(items.filter((i) => i.labels).length).toBe(400);
+  });
+});
+
+describe('results store (IndexedDB)', () => {
+  it('saves, lists, reopens, exports, imports and deletes runs', async () => {
+    const store = await WeightStore.open({ indexedDB, storage: { persist: async () => false, persisted: async () => false, estimate: async () => null } }, { name: `eval-results-${Date.now()}` });
+    const results = new ResultsStore(store);
+    // Stored results need no GPU: two items as the runner records them, one right and one wrong.
+    const items = {
+      results: shortItems(2).map((item, k) => ({
+        ...toItemResult(item, k === 0 ? ' Yes\nQuestion' : ' maybe', 'generation', { logLikelihoods: [-1.5, -2.25 + k], ms: 12 }),
+        scoredBy: 'generation' as const,
+        promptTokens: 40,
+        generatedTokens: 3,
+        stopped: 'max-tokens' as const,
+      })),
+      rates: { prefillTokensPerSecond: 900, decodeMsPerToken: 40 },
+    };
+    const run: EvalRunResult = { model: 'tiny-phi (int8)', adapter: null, seed: 3, settings: SETTINGS, suite: 'in_context', items: items.results, startedAt: '2025-01-02T03:04:05.000Z', durationMs: 1234 };
+    const older = await results.save({ ...run, startedAt: '2024-12-31T00:00:00.000Z', adapter: 'flan' }, { groupId: 'g', modelId: 'tiny', plannedCount: 5, status: 'cancelled' });
+    const saved = await results.save(run, { groupId: 'g', modelId: 'tiny', plannedCount: 2, status: 'complete', rates: items.rates });
+    expect(saved.itemCount).toBe(2);
+    expect(saved.correct).toBe(1);
+    expect(saved.rates).toEqual(items.rates);
+    expect(saved.cells.find((c) => c.dataset === 'toy')?.total).toBe(2);
+    // Rank: item 0 (target Yes) prefers Yes, item 1 (target No) prefers No (-1.25 > -1.5).
+    expect(saved.rank).toEqual({ correct: 2, total: 2 });
+
+    const listed = await results.list();
+    expect(listed.map((s) => s.id)).toEqual([saved.id, older.id]);
+    expect(listed[1]).toMatchObject({ adapter: 'flan', status: 'cancelled', plannedCount: 5 });
+
+    const opened = await results.get(saved.id);
+    expect(opened.items).toEqual(items.results);
+
+    const csv = await results.exportCsv([saved.id, older.id]);
+    const lines = csv.split('\r\n');
+    expect(lines[0]).toBe(RESULT_CSV_COLUMNS.join(','));
+    expect(lines).toHaveLength(5);
+    const json = await results.exportJson([saved.id]);
+    expect(resultsFromJson(json)[0].items).toEqual(items.results);
+
+    const imported = await results.importJson(json);
+    expect(imported).toHaveLength(1);
+    expect(imported[0].id).not.toBe(saved.id);
+    expect((await results.get(imported[0].id)).items).toEqual(items.results);
+    await expect(results.importJson('{"runs": []}')).rejects.toThrow(/cannot be imported/);
+
+    await results.delete(saved.id);
+    await expect(results.get(saved.id)).rejects.toThrow(/No saved evaluation/);
+    expect((await results.list()).map((s) => s.id).sort()).toEqual([older.id, imported[0].id].sort());
+    await expect(results.exportCsv([])).rejects.toThrow(/at least one/);
+    store.close();
+  });
+});
+
+describe('workload', () => {
+  it('counts prefill, decode and candidate work of prepared items', async () => {
+    const prepared = await prepareItems(evalModel, shortItems(2), SETTINGS);
+    const w = workloadOf(prepared);
+    const prompt = prepared.reduce((a, p) => a + p.promptIds.length, 0);
+    expect(w).toEqual({
+      items: 2,
+      promptTokens: prompt,
+      decodeSteps: 2 * (SETTINGS.maxNewTokens - 1),
+      rankTokens: prepared.reduce((a, p) => a + p.promptIds.length - 1 + p.candidates!.ids.reduce((n, c) => n + c.length, 0), 0),
+    });
+  });
+});
