@@ -126,7 +126,8 @@ describe('cross-entropy fused with the lm_head', () => {
     const [h, b, labels] = [gpu.tensor('h', [2, 4]), gpu.tensor('b', [10]), gpu.tensor('labels', [2], 'i32')];
     const fwd = (count: number, p = partials, l = labels) => () => crossEntropyForward(gpu, loss, rowLoss, lse, p, h, w, b, l, 2, 4, 10, count);
     expect(fwd(0)).toThrow(/count \(labels that are not -100\) must be an integer >= 1, got 0/);
-    expect(fwd(3)).toThrow(/count 3 exceeds the 2 rows/);
+    // With gradient accumulation the divisor counts every micro-batch's labels: more than this call's rows is fine.
+    expect(fwd(3)).not.toThrow();
     expect(fwd(1, gpu.tensor('partials', [2, 4]))).toThrow(/partials has shape \[2,4\], expected \[2,2\]/);
     expect(fwd(1, partials, gpu.tensor('labels', [2], 'u32'))).toThrow(/labels is u32, expected i32/);
     expect(() => crossEntropyBackward(gpu, h, gpu.tensor('g', [2, 5]), lse, h, w, b, labels, 2, 4, 10, 1)).toThrow(/h \(written\) overlaps h/);

@@ -105,7 +105,8 @@ function commonArgs(
   if (hiddenSize % 2 !== 0) throw new Error(`${kernel}: hidden size ${hiddenSize} must be even (f16 weights are read in pairs)`);
   if (vocab >= 2 ** 31) throw new Error(`${kernel}: vocab ${vocab} does not fit the i32 labels`);
   expectCount(kernel, 'count (labels that are not -100)', count, 1);
-  if (count > rows) throw new Error(`${kernel}: count ${count} exceeds the ${rows} rows`);
+  // count may exceed this call's rows: with gradient accumulation it counts the labels of every
+  // micro-batch of the step, so that the step's loss is the mean over all of them.
   expectDType(kernel, hidden, 'f32');
   expectShape(kernel, hidden, [rows, hiddenSize]);
   expectDType(kernel, bias, 'f32');
