@@ -9,13 +9,18 @@ struct Params {
   head_dim: u32,
   splits: u32,
   grid_x: u32,
+  stats_offset: u32, // where the (m, l) pairs start in `partial`
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read_write> lse: array<f32>;
-@group(0) @binding(3) var<storage, read> partial_o: array<f32>;
-@group(0) @binding(4) var<storage, read> partial_ml: array<vec2<f32>>;
+// [splits, B*H*T, D] unnormalised outputs, then from stats_offset [splits, B*H*T] (m, l) pairs.
+@group(0) @binding(3) var<storage, read> partial: array<f32>;
+
+fn partial_ml(slot: u32) -> vec2<f32> {
+  return vec2<f32>(partial[p.stats_offset + 2u * slot], partial[p.stats_offset + 2u * slot + 1u]);
+}
 
 override WG: u32 = 64u;
 
@@ -29,10 +34,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let h = bh % p.heads;
 
   var m = -1.0e30;
-  for (var s = 0u; s < p.splits; s++) { m = max(m, partial_ml[s * p.query_rows + query_row].x); }
+  for (var s = 0u; s < p.splits; s++) { m = max(m, partial_ml(s * p.query_rows + query_row).x); }
   var l = 0.0;
   for (var s = 0u; s < p.splits; s++) {
-    let ml = partial_ml[s * p.query_rows + query_row];
+    let ml = partial_ml(s * p.query_rows + query_row);
     l += ml.y * exp(ml.x - m);
   }
   let has_keys = l > 0.0; // false only for padded queries
@@ -42,7 +47,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     var acc = 0.0;
     for (var s = 0u; s < p.splits; s++) {
       let slot = s * p.query_rows + query_row;
-      acc += partial_o[slot * p.head_dim + d] * exp(partial_ml[slot].x - m);
+      acc += partial[slot * p.head_dim + d] * exp(partial_ml(slot).x - m);
     }
     out[out_base + d] = acc * inv_l;
   }

@@ -4,7 +4,9 @@
 // state (m, l, o) in registers, and the states merge in a tree at the end. For long caches the key
 // range is also split over `splits` workgroups (flash-decoding): each writes its partial state and
 // attention.combine.wgsl merges them; with one split the result goes straight to out and lse.
-// Masking (causal, cache positions, valid_lengths) as in attention.fwd.wgsl.
+// Masking (causal, cache positions, valid_lengths, left_pad) as in attention.fwd.wgsl. The splits
+// divide each sequence's own rows (from left_pad[b] on), so a padded sequence's splits hold the same
+// keys as the sequence's alone, and none is wasted on padding.
 //
 // Prepended by src/engine/kernels/attention.ts:  const D4: u32 = ceil(D / 4). Per-thread head rows
 // are arrays of D4 vec4s indexed only in loops over that constant, which unroll, keeping them in registers.
@@ -18,20 +20,23 @@ struct Params {
   kv_rows: u32,      // rows per sequence in k and v
   use_lengths: u32,
   scale: f32,
-  chunk: u32,        // keys per split
   splits: u32,
   query_rows: u32,   // B*H*T: the stride of one split in the partials
+  stats_offset: u32, // where the (m, l) pairs start in `partial`
+  use_left_pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read_write> lse: array<f32>;
-@group(0) @binding(3) var<storage, read_write> partial_o: array<f32>;         // [splits, B*H*T, D], unnormalised
-@group(0) @binding(4) var<storage, read_write> partial_ml: array<vec2<f32>>;  // [splits, B*H*T]: (m, l)
-@group(0) @binding(5) var<storage, read> q: array<f32>;
-@group(0) @binding(6) var<storage, read> k: array<f32>;
-@group(0) @binding(7) var<storage, read> v: array<f32>;
-@group(0) @binding(8) var<storage, read> valid_lengths: array<u32>;
+// [splits, B*H*T, D] unnormalised outputs, then from stats_offset [splits, B*H*T] (m, l) pairs: one
+// binding, so that the kernel stays within the 8 storage buffers every WebGPU device offers.
+@group(0) @binding(3) var<storage, read_write> partial: array<f32>;
+@group(0) @binding(4) var<storage, read> q: array<f32>;
+@group(0) @binding(5) var<storage, read> k: array<f32>;
+@group(0) @binding(6) var<storage, read> v: array<f32>;
+@group(0) @binding(7) var<storage, read> valid_lengths: array<u32>;
+@group(0) @binding(8) var<storage, read> left_pad: array<u32>;
 
 override WG: u32 = 64u; // a power of two
 
@@ -71,11 +76,14 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
 
   var valid_len = p.kv_len;
   if (p.use_lengths != 0u) { valid_len = min(valid_len, valid_lengths[b]); }
+  var key_first = 0u; // rows before it are left padding
+  if (p.use_left_pad != 0u) { key_first = min(left_pad[b], p.kv_len); }
   let pos = p.past_len + t;
   var key_end = 0u; // exclusive; 0 for a padded query
-  if (pos < valid_len) { key_end = pos + 1u; }
-  let key_begin = split * p.chunk;
-  let key_stop = min(key_begin + p.chunk, key_end);
+  if (pos < valid_len && pos >= key_first) { key_end = pos + 1u; }
+  let chunk = (p.kv_len - key_first + p.splits - 1u) / p.splits; // keys per split
+  let key_begin = key_first + split * chunk;
+  let key_stop = min(key_begin + chunk, key_end);
 
   var qr: array<vec4<f32>, D4>;
   var o: array<vec4<f32>, D4>;
@@ -131,10 +139,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       lse[query_row] = select(0.0, m + log(l), has_keys);
     } else {
       let slot = split * p.query_rows + query_row;
-      partial_ml[slot] = vec2<f32>(m, l);
+      partial[p.stats_offset + 2u * slot] = m;
+      partial[p.stats_offset + 2u * slot + 1u] = l;
       for (var c = 0u; c < D4; c++) {
         for (var e = 0u; e < 4u; e++) {
-          if (4u * c + e < p.head_dim) { partial_o[slot * p.head_dim + 4u * c + e] = o[c][e]; }
+          if (4u * c + e < p.head_dim) { partial[slot * p.head_dim + 4u * c + e] = o[c][e]; }
         }
       }
     }

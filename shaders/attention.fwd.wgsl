@@ -7,6 +7,10 @@
 //
 // Causal with a KV cache: query t sits at position past_len + t and sees keys 0..past_len+t. With
 // use_lengths, keys at or past valid_lengths[b] are masked and queries there write zeros (padding).
+// With use_left_pad (batched generation), sequence b starts at cache row left_pad[b]: its keys before
+// it are never loaded (whatever the padding rows hold cannot reach the softmax) and its queries there
+// write zeros. The key loop starts at the sequence's first row, so its tiles and lanes see the same
+// keys as the sequence run alone.
 //
 // Prepended by src/engine/kernels/attention.ts:  const D4: u32 = ceil(D / 4). Per-thread head rows
 // are arrays of D4 vec4s indexed only in loops over that constant, which unroll, keeping them in registers.
@@ -20,6 +24,7 @@ struct Params {
   kv_rows: u32,      // rows per sequence in k and v: T for fresh projections, Tmax for the cache
   use_lengths: u32,
   scale: f32,
+  use_left_pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -29,6 +34,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read> k: array<f32>;
 @group(0) @binding(5) var<storage, read> v: array<f32>;
 @group(0) @binding(6) var<storage, read> valid_lengths: array<u32>;
+@group(0) @binding(7) var<storage, read> left_pad: array<u32>;
 
 override ROWS: u32 = 16u;
 override LANES: u32 = 4u; // a power of two, at least 2
@@ -75,10 +81,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
 
   var valid_len = p.kv_len;
   if (p.use_lengths != 0u) { valid_len = min(valid_len, valid_lengths[b]); }
+  var key_first = 0u; // rows before it are left padding
+  if (p.use_left_pad != 0u) { key_first = left_pad[b]; }
   let pos = p.past_len + t;
-  let row_active = t < p.seq && pos < valid_len;
-  // Keys the block needs: through its last query's position, short of the padding; none when every
-  // query of the block is padding. Uniform across the workgroup, so the barriers below are too.
+  let row_active = t < p.seq && pos < valid_len && pos >= key_first;
+  // Keys the block needs: from the sequence's first row through its last query's position, short of
+  // the padding; none when every query of the block is padding (key_end <= key_first then). Uniform
+  // across the workgroup, so the barriers below are too.
   var key_end = 0u;
   if (p.past_len + t0 < valid_len) { key_end = min(p.past_len + min(t0 + ROWS, p.seq), valid_len); }
 
@@ -91,7 +100,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   var m = NEG_BIG;
   var l = 0.0;
 
-  for (var k0 = 0u; k0 < key_end; k0 += BK) {
+  for (var k0 = key_first; k0 < key_end; k0 += BK) {
     for (var i = lid; i < BK * D4; i += threads) {
       let j = i / D4;
       let c = i % D4;

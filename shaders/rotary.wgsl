@@ -3,6 +3,9 @@
 // pos = past_len + t. The cos/sin table [positions, R/2] is computed in float64 on the CPU, so no
 // GPU sin/cos (inaccurate for large arguments) is involved. One file serves both directions: the
 // backward applies the transposed rotation, which is the same rotation with sin negated (sin_sign).
+// With use_left_pad, sequence b is left-padded by left_pad[b] rows (batched generation): its token t
+// sits at pos = past_len + t - left_pad[b], so its real tokens get the positions they would have
+// alone; padding rows (pos < 0) take position 0, their values are never attended to.
 
 struct Params {
   rows: u32,      // B*T
@@ -13,11 +16,13 @@ struct Params {
   past_len: u32,
   sin_sign: f32,  // 1 forward, -1 backward
   grid_x: u32,    // workgroups along x; the rest fold into y
+  use_left_pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;
 @group(0) @binding(2) var<storage, read> cos_sin: array<vec2<f32>>;
+@group(0) @binding(3) var<storage, read> left_pad: array<u32>; // [B]; a placeholder unless use_left_pad
 
 override WG: u32 = 256u;
 
@@ -28,7 +33,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let pair = index % p.half;
   let head = (index / p.half) % p.heads;
   let row = index / (p.half * p.heads);
-  let pos = p.past_len + row % p.seq;
+  var pos = p.past_len + row % p.seq;
+  if (p.use_left_pad != 0u) {
+    let pad = left_pad[row / p.seq];
+    pos = select(0u, pos - pad, pos >= pad);
+  }
 
   let cs = cos_sin[pos * p.half + pair];
   let s = cs.y * p.sin_sign;

@@ -120,4 +120,77 @@ describe('generation with the KV cache', () => {
       pastLen += seq;
     }
   });
+
+  // Batched generation of prompts of different lengths: left-padded to the longest, prefilled
+  // together, then decoded one token per sequence per step. The padding rows hold NaN all the way
+  // (rotated and appended to the cache like any row); every real row must equal that sequence's
+  // own causal pass, at its own positions.
+  it('left-padded prompts of different lengths decode as each would alone', async () => {
+    const gpu = await testGpu();
+    const [heads, headDim, rotaryDim, theta] = [2, 32, 8, 10000];
+    const prompts = [9, 1, 4];
+    const decodeSteps = [1, 1, 2, 1];
+    const batch = prompts.length;
+    const longest = Math.max(...prompts);
+    const leftPad = prompts.map((n) => longest - n);
+    const steps = [longest, ...decodeSteps];
+    const total = steps.reduce((a, b) => a + b, 0); // cache rows
+    const width = heads * headDim;
+    const random = rng(4242);
+    // each sequence's own q, k, v (before rotary), its prompt then its decoded tokens
+    const own = prompts.map((n) => {
+      const rows = n + total - longest;
+      return { rows, q: randomArray(rows * width, random, 3), k: randomArray(rows * width, random), v: randomArray(rows * width, random) };
+    });
+    const refs = own.map((x) => {
+      const s = { batch: 1, seq: x.rows, heads, headDim, rotaryDim, theta };
+      return attentionForwardRef(rotaryRef(x.q, s), rotaryRef(x.k, s), x.v, { batch: 1, seq: x.rows, heads, headDim });
+    });
+
+    const table = createRotaryTable(gpu, theta, rotaryDim, total);
+    const kCache = gpu.tensor('k_cache', [batch, total + 3, width]);
+    const vCache = gpu.tensor('v_cache', [batch, total + 3, width]);
+    const workspace = createAttentionSplitWorkspace(gpu, headDim, 64);
+    const padTensor = gpu.upload('left_pad', [batch], Uint32Array.from(leftPad), 'u32');
+    let pastLen = 0;
+    for (const seq of steps) {
+      // rows pastLen..pastLen+seq-1 of the padded batch: NaN before a sequence's start
+      const rows = (pick: (x: (typeof own)[number]) => Float32Array) => {
+        const part = new Float32Array(batch * seq * width).fill(Number.NaN);
+        for (let b = 0; b < batch; b++) {
+          for (let t = 0; t < seq; t++) {
+            const r = pastLen + t - leftPad[b];
+            if (r >= 0) part.set(pick(own[b]).subarray(r * width, (r + 1) * width), (b * seq + t) * width);
+          }
+        }
+        return part;
+      };
+      const qs = gpu.upload('q', [batch * seq, width], rows((x) => x.q));
+      const ks = gpu.upload('k', [batch * seq, width], rows((x) => x.k));
+      const vs = gpu.upload('v', [batch * seq, width], rows((x) => x.v));
+      const out = gpu.tensor('out', [batch * seq, width]);
+      const lse = gpu.tensor('lse', [batch, heads, seq]);
+      const shape = { batch, seq, heads, headDim, pastLen };
+      rotaryForward(gpu, qs, table, shape, { leftPad: padTensor });
+      rotaryForward(gpu, ks, table, shape, { leftPad: padTensor });
+      kvCacheAppend(gpu, kCache, vCache, ks, vs, shape);
+      attentionForward(gpu, out, lse, qs, kCache, vCache, shape, { leftPad: padTensor, splitWorkspace: workspace, splits: seq === 1 ? 2 : undefined });
+
+      // expected: each sequence's reference rows, zeros where the row is padding
+      const expectOut = new Float64Array(batch * seq * width);
+      const expectLse = new Float64Array(batch * heads * seq);
+      for (let b = 0; b < batch; b++) {
+        for (let t = 0; t < seq; t++) {
+          const r = pastLen + t - leftPad[b];
+          if (r < 0) continue;
+          expectOut.set(refs[b].out.subarray(r * width, (r + 1) * width), (b * seq + t) * width);
+          for (let h = 0; h < heads; h++) expectLse[(b * heads + h) * seq + t] = refs[b].lse[h * own[b].rows + r];
+        }
+      }
+      const tag = `left-padded step at ${pastLen} of ${seq}`;
+      expect(compareTensors(`out ${tag}`, await gpu.readF32(out), expectOut).relError).toBeLessThan(1e-5);
+      expect(compareTensors(`lse ${tag}`, await gpu.readF32(lse), expectLse).relError).toBeLessThan(1e-5);
+      pastLen += seq;
+    }
+  });
 });

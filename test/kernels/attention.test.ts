@@ -28,6 +28,13 @@ const FRESH: ForwardCase[] = [
   { batch: 2, seq: 130, heads: 1, headDim: 32, lengths: [77, 130] },
   { batch: 2, seq: 5, heads: 3, headDim: 16, lengths: [0, 3] },
   { batch: 1, seq: 40, heads: 2, headDim: 80, qScale: 300 },
+  // Left padding: none, mixed, all but one row padded, with right padding too, a long padded prompt.
+  { batch: 1, seq: 1, heads: 1, headDim: 80, leftPad: [0] },
+  { batch: 2, seq: 65, heads: 1, headDim: 32, leftPad: [0, 0] },
+  { batch: 3, seq: 17, heads: 2, headDim: 80, leftPad: [0, 5, 16] },
+  { batch: 2, seq: 130, heads: 2, headDim: 16, leftPad: [47, 3] },
+  { batch: 2, seq: 33, heads: 2, headDim: 7, leftPad: [10, 0], lengths: [33, 20] },
+  { batch: 2, seq: 300, heads: 2, headDim: 80, leftPad: [299, 120] },
 ];
 
 // From a KV cache whose rows past pastLen + seq hold garbage that must stay unseen.
@@ -39,10 +46,17 @@ const CACHED: ForwardCase[] = [
   { batch: 2, seq: 3, heads: 2, headDim: 32, pastLen: 10, maxLen: 16, lengths: [12, 13] },
   { batch: 2, seq: 1, heads: 2, headDim: 80, pastLen: 300, maxLen: 320, lengths: [301, 150] },
   { batch: 1, seq: 1, heads: 2, headDim: 80, pastLen: 2047, maxLen: 2048 },
+  // Left-padded batches decoding: a sequence of one real token, mixed pads, right padding too, long.
+  { batch: 3, seq: 1, heads: 2, headDim: 80, pastLen: 40, maxLen: 64, leftPad: [40, 0, 13] },
+  { batch: 2, seq: 3, heads: 3, headDim: 32, pastLen: 20, maxLen: 30, leftPad: [7, 22] },
+  { batch: 2, seq: 5, heads: 2, headDim: 16, pastLen: 11, maxLen: 20, leftPad: [3, 0], lengths: [14, 16] },
+  { batch: 2, seq: 1, heads: 2, headDim: 80, pastLen: 1000, maxLen: 1010, leftPad: [600, 1] },
 ];
 
 function tag(c: ForwardCase): string {
-  const extra = `${c.qScale ? ` q±${c.qScale}` : ''}${c.pastLen ? ` past${c.pastLen}/${c.maxLen}` : ''}${c.lengths ? ` len[${Array.from(c.lengths)}]` : ''}`;
+  const extra =
+    `${c.qScale ? ` q±${c.qScale}` : ''}${c.pastLen ? ` past${c.pastLen}/${c.maxLen}` : ''}` +
+    `${c.lengths ? ` len[${Array.from(c.lengths)}]` : ''}${c.leftPad ? ` pad[${Array.from(c.leftPad)}]` : ''}`;
   return `B${c.batch} T${c.seq} H${c.heads} D${c.headDim}${extra}`;
 }
 
@@ -61,6 +75,14 @@ function inputs(c: ForwardCase): Inputs {
   const q = randomArray(c.batch * c.seq * width, random, c.qScale ?? 3);
   const k = randomArray(c.batch * kvRows * width, random);
   const v = randomArray(c.batch * kvRows * width, random);
+  // Left padding holds NaN in k, v and q: any of it reaching a softmax or an output would show.
+  for (let b = 0; b < c.batch; b++) {
+    const pad = c.leftPad?.[b] ?? 0;
+    k.fill(Number.NaN, b * kvRows * width, (b * kvRows + pad) * width);
+    v.fill(Number.NaN, b * kvRows * width, (b * kvRows + pad) * width);
+    const padded = Math.min(c.seq, Math.max(0, pad - (c.pastLen ?? 0)));
+    q.fill(Number.NaN, b * c.seq * width, (b * c.seq + padded) * width);
+  }
   return { q, k, v, ref: attentionForwardRef(q, k, v, { ...c, kvRows }) };
 }
 
@@ -70,6 +92,7 @@ async function runForward(gpu: GpuRuntime, c: ForwardCase, x: Inputs, options: A
   const out = gpu.tensor('out', [c.batch * c.seq, width]);
   const lse = gpu.tensor('lse', [c.batch, c.heads, c.seq]);
   const validLengths = c.lengths ? gpu.upload('lengths', [c.batch], Uint32Array.from(c.lengths), 'u32') : undefined;
+  const leftPad = c.leftPad ? gpu.upload('left_pad', [c.batch], Uint32Array.from(c.leftPad), 'u32') : undefined;
   attentionForward(
     gpu,
     out,
@@ -78,7 +101,7 @@ async function runForward(gpu: GpuRuntime, c: ForwardCase, x: Inputs, options: A
     gpu.upload('k', kvShape, x.k),
     gpu.upload('v', kvShape, x.v),
     c,
-    { ...options, validLengths },
+    { ...options, validLengths, leftPad },
   );
   return { out: await gpu.readF32(out), lse: await gpu.readF32(lse) };
 }
@@ -86,12 +109,13 @@ async function runForward(gpu: GpuRuntime, c: ForwardCase, x: Inputs, options: A
 function check(name: string, c: ForwardCase, got: { out: Float32Array; lse: Float32Array }, ref: Inputs['ref']): void {
   expect(compareTensors(`${name}.out ${tag(c)}`, got.out, ref.out).relError).toBeLessThan(1e-5);
   expect(compareTensors(`${name}.lse ${tag(c)}`, got.lse, ref.lse).relError).toBeLessThan(1e-5);
-  // padded queries: exactly zero, not merely small
-  if (!c.lengths) return;
+  // padded queries (right or left): exactly zero, not merely small
+  if (!c.lengths && !c.leftPad) return;
   const width = c.heads * c.headDim;
   for (let b = 0; b < c.batch; b++) {
     for (let t = 0; t < c.seq; t++) {
-      if ((c.pastLen ?? 0) + t < c.lengths[b]) continue;
+      const pos = (c.pastLen ?? 0) + t;
+      if (pos < (c.lengths?.[b] ?? Infinity) && pos >= (c.leftPad?.[b] ?? 0)) continue;
       for (let i = 0; i < width; i++) expect(got.out[(b * c.seq + t) * width + i]).toBe(0);
       for (let h = 0; h < c.heads; h++) expect(got.lse[(b * c.heads + h) * c.seq + t]).toBe(0);
     }
@@ -156,6 +180,60 @@ describe('attention forward', () => {
     check('auto-split', c, { out: await gpu.readF32(out), lse: await gpu.readF32(lse) }, x.ref);
   });
 
+  it('a left-padded sequence gives what it gives alone, in every kernel', async () => {
+    // Sequence 1 of a batch of 2 is a sequence run alone, shifted `pad` rows right; sequence 0 is unpadded.
+    const gpu = await testGpu();
+    const [heads, headDim] = [2, 80];
+    const width = heads * headDim;
+    const scenarios = [
+      { name: 'prefill', seq: 37, pastLen: 0, pad: 12 },
+      { name: 'decode', seq: 1, pastLen: 300, pad: 45 },
+      { name: 'chunk', seq: 3, pastLen: 70, pad: 70 },
+    ];
+    for (const sc of scenarios) {
+      const random = rng(sc.seq * 13 + sc.pad);
+      const fresh = sc.pastLen === 0;
+      const kvRows = fresh ? sc.seq : sc.pastLen + sc.seq + 5;
+      // alone: the sequence without padding (fresh: pad fewer queries; cached: pad fewer cache rows)
+      const aloneSeq = fresh ? sc.seq - sc.pad : sc.seq;
+      const aloneRows = fresh ? aloneSeq : kvRows - sc.pad;
+      const alone = {
+        q: randomArray(aloneSeq * width, random, 3),
+        k: randomArray(aloneRows * width, random),
+        v: randomArray(aloneRows * width, random),
+      };
+      const pair = (x: Float32Array, rows: number, shift: number) => {
+        const out = randomArray(2 * rows * width, random); // sequence 0: unpadded
+        out.fill(Number.NaN, rows * width, (rows + shift) * width);
+        out.set(x, (rows + shift) * width);
+        return out;
+      };
+      const q = pair(alone.q, sc.seq, fresh ? sc.pad : 0);
+      const k = pair(alone.k, kvRows, sc.pad);
+      const v = pair(alone.v, kvRows, sc.pad);
+      const kvShape = (b: number, rows: number) => (fresh ? [b * rows, width] : [b, rows, width]);
+      const workspace = createAttentionSplitWorkspace(gpu, headDim, 3 * 2 * heads * sc.seq);
+      const variants: AttentionForwardOptions[] = [{ path: 'tiled' }, { path: 'decode' }, { path: 'decode', splitWorkspace: workspace, splits: 3 }];
+      for (const options of variants) {
+        const outB = gpu.tensor('out', [2 * sc.seq, width]);
+        const lseB = gpu.tensor('lse', [2, heads, sc.seq]);
+        const shapeB = { batch: 2, seq: sc.seq, heads, headDim, pastLen: sc.pastLen };
+        const leftPad = gpu.upload('left_pad', [2], Uint32Array.of(0, sc.pad), 'u32');
+        attentionForward(gpu, outB, lseB, gpu.upload('q', [2 * sc.seq, width], q), gpu.upload('k', kvShape(2, kvRows), k), gpu.upload('v', kvShape(2, kvRows), v), shapeB, { ...options, leftPad });
+        const outA = gpu.tensor('out', [aloneSeq, width]);
+        const lseA = gpu.tensor('lse', [1, heads, aloneSeq]);
+        const shapeA = { batch: 1, seq: aloneSeq, heads, headDim, pastLen: fresh ? 0 : sc.pastLen - sc.pad };
+        attentionForward(gpu, outA, lseA, gpu.upload('q', [aloneSeq, width], alone.q), gpu.upload('k', kvShape(1, aloneRows), alone.k), gpu.upload('v', kvShape(1, aloneRows), alone.v), shapeA, options);
+        const tag = `${sc.name} pad ${sc.pad} ${options.path}${options.splits ? ` split${options.splits}` : ''}`;
+        const padded = (await gpu.readF32(outB)).subarray((sc.seq + sc.seq - aloneSeq) * width);
+        const lse = await gpu.readF32(lseB);
+        const paddedLse = Float32Array.from({ length: heads * aloneSeq }, (_, i) => lse[(heads + Math.floor(i / aloneSeq)) * sc.seq + sc.seq - aloneSeq + (i % aloneSeq)]);
+        expect(compareTensors(`left-padded vs alone out ${tag}`, padded, await gpu.readF32(outA)).relError).toBeLessThan(1e-6);
+        expect(compareTensors(`left-padded vs alone lse ${tag}`, paddedLse, await gpu.readF32(lseA)).relError).toBeLessThan(1e-6);
+      }
+    }
+  });
+
   it('handles a long sequence (T = 2100) in the tiled kernel', async () => {
     const gpu = await testGpu();
     const c: ForwardCase = { batch: 1, seq: 2100, heads: 1, headDim: 32 };
@@ -177,6 +255,8 @@ describe('attention forward', () => {
     );
     expect(() => fwd({}, shape, { validLengths: t('lengths', [3], 'u32') })).toThrow(/lengths has shape \[3\], expected \[2\]/);
     expect(() => fwd({}, shape, { validLengths: t('lengths', [2]) })).toThrow(/lengths is f32, expected u32 or i32/);
+    expect(() => fwd({}, shape, { leftPad: t('left_pad', [3], 'u32') })).toThrow(/left_pad has shape \[3\], expected \[2\]/);
+    expect(() => fwd({}, shape, { leftPad: t('left_pad', [2]) })).toThrow(/left_pad is f32, expected u32 or i32/);
     expect(() => fwd({}, { ...shape, headDim: 0 })).toThrow(/headDim must be a positive integer, got 0/);
     expect(() => fwd({}, shape, { path: 'decode', splits: 2 })).toThrow(/2 splits need a split workspace/);
     expect(() => fwd({ out: q })).toThrow(/q and q share memory; q is written/);

@@ -6,7 +6,8 @@
  * Layouts as in src/engine/kernels/attention.ts: q and out [batch*seq, heads*headDim]; k and v
  * [batch, kvRows, heads*headDim] (kvRows = seq for fresh projections, the cache capacity otherwise);
  * lse [batch, heads, seq]. Query t of sequence b sits at position pastLen + t and sees keys
- * 0..pastLen+t that are also below lengths[b]; a query at or past lengths[b] gives zeros.
+ * 0..pastLen+t that are also below lengths[b]; a query at or past lengths[b] gives zeros. With
+ * leftPad, sequence b starts at row leftPad[b]: it sees no key before that, and a query before it gives zeros.
  */
 
 export interface AttentionRefShape {
@@ -19,6 +20,8 @@ export interface AttentionRefShape {
   kvRows?: number;
   /** Valid positions per sequence (right padding); none means all. */
   lengths?: ArrayLike<number>;
+  /** Rows of left padding per sequence; none means 0. */
+  leftPad?: ArrayLike<number>;
 }
 
 function dims(s: AttentionRefShape) {
@@ -30,7 +33,7 @@ function dims(s: AttentionRefShape) {
   return { pastLen, kvLen, kvRows, width, validLen, scale: 1 / Math.sqrt(s.headDim) };
 }
 
-/** The probabilities of one query row (over keys 0..n-1) and its log-sum-exp, or null for a padded query. */
+/** The probabilities of one query row (over keys first..first+n-1) and its log-sum-exp, or null for a padded query. */
 function softmaxRow(
   q: ArrayLike<number>,
   k: ArrayLike<number>,
@@ -38,16 +41,17 @@ function softmaxRow(
   b: number,
   h: number,
   t: number,
-): { p: Float64Array; lse: number } | null {
+): { first: number; p: Float64Array; lse: number } | null {
   const { pastLen, kvRows, width, validLen, scale } = dims(s);
   const pos = pastLen + t;
   const len = validLen(b);
-  if (pos >= len) return null;
-  const n = pos + 1;
+  const first = s.leftPad ? s.leftPad[b] : 0;
+  if (pos >= len || pos < first) return null;
+  const n = pos + 1 - first;
   const scores = new Float64Array(n);
   const qBase = (b * s.seq + t) * width + h * s.headDim;
   for (let j = 0; j < n; j++) {
-    const kBase = (b * kvRows + j) * width + h * s.headDim;
+    const kBase = (b * kvRows + first + j) * width + h * s.headDim;
     let dot = 0;
     for (let d = 0; d < s.headDim; d++) dot += q[qBase + d] * k[kBase + d];
     scores[j] = dot * scale;
@@ -57,7 +61,7 @@ function softmaxRow(
   let sum = 0;
   for (let j = 0; j < n; j++) sum += Math.exp(scores[j] - max);
   const lse = max + Math.log(sum);
-  return { p: scores.map((x) => Math.exp(x - lse)), lse };
+  return { first, p: scores.map((x) => Math.exp(x - lse)), lse };
 }
 
 export function attentionForwardRef(q: ArrayLike<number>, k: ArrayLike<number>, v: ArrayLike<number>, s: AttentionRefShape) {
@@ -72,7 +76,7 @@ export function attentionForwardRef(q: ArrayLike<number>, k: ArrayLike<number>, 
         lse[(b * s.heads + h) * s.seq + t] = row.lse;
         const oBase = (b * s.seq + t) * width + h * s.headDim;
         row.p.forEach((pj, j) => {
-          const vBase = (b * kvRows + j) * width + h * s.headDim;
+          const vBase = (b * kvRows + row.first + j) * width + h * s.headDim;
           for (let d = 0; d < s.headDim; d++) out[oBase + d] += pj * v[vBase + d];
         });
       }
@@ -105,13 +109,13 @@ export function attentionBackwardRef(
         const n = row.p.length;
         const dP = new Float64Array(n);
         for (let j = 0; j < n; j++) {
-          const vBase = (b * kvRows + j) * width + h * s.headDim;
+          const vBase = (b * kvRows + row.first + j) * width + h * s.headDim;
           for (let d = 0; d < s.headDim; d++) dP[j] += dout[qBase + d] * v[vBase + d];
         }
         let expected = 0;
         for (let j = 0; j < n; j++) expected += row.p[j] * dP[j];
         for (let j = 0; j < n; j++) {
-          const kvBase = (b * kvRows + j) * width + h * s.headDim;
+          const kvBase = (b * kvRows + row.first + j) * width + h * s.headDim;
           const dS = row.p[j] * (dP[j] - expected) * scale;
           for (let d = 0; d < s.headDim; d++) {
             dv[kvBase + d] += row.p[j] * dout[qBase + d];

@@ -2,6 +2,8 @@
  * Float64 CPU reference of partial rotary embedding, "rotate half" convention (GPT-NeoX, Phi-2):
  * within the first R dims of each head, dims i and i + R/2 (i < R/2) rotate by angle
  * position * theta^(-2i/R), position = pastLen + t. The backward is the transposed rotation (angle negated).
+ * With leftPad, sequence b starts leftPad[b] rows late: position = pastLen + t - leftPad[b], and the
+ * padding rows before it (negative positions) take position 0.
  */
 
 export interface RotaryRefShape {
@@ -12,6 +14,8 @@ export interface RotaryRefShape {
   rotaryDim: number;
   theta: number;
   pastLen?: number;
+  /** Rows of left padding per sequence. */
+  leftPad?: ArrayLike<number>;
 }
 
 /** x [batch*seq, heads*headDim]; `transpose` applies R^T (the backward of the forward rotation). */
@@ -22,7 +26,8 @@ export function rotaryRef(x: ArrayLike<number>, s: RotaryRefShape, transpose = f
   const width = heads * headDim;
   const out = Float64Array.from(x);
   for (let r = 0; r < batch * seq; r++) {
-    const pos = pastLen + (r % seq);
+    const pad = s.leftPad ? s.leftPad[Math.floor(r / seq)] : 0;
+    const pos = Math.max(0, pastLen + (r % seq) - pad);
     for (let h = 0; h < heads; h++) {
       const base = r * width + h * headDim;
       for (let i = 0; i < half; i++) {

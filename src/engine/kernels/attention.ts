@@ -11,13 +11,16 @@ import { tensorBytes, type GpuTensor } from '../gpu/tensor';
 import { expectDType, expectShape } from './check';
 
 /**
- * Causal multi-head flash attention, forward and backward, with a KV cache and right padding.
+ * Causal multi-head flash attention, forward and backward, with a KV cache, right padding and (in the
+ * forward) left padding.
  *
  * Layouts: q, out, dq, dout [batch*seq, heads*headDim] straight from the projections (head h in
  * columns h*headDim ..); k and v either fresh [batch*seq, heads*headDim] (training, prefill without
  * a cache: pastLen 0) or one layer's KV cache [batch, maxLen, heads*headDim] holding positions
  * 0..pastLen+seq-1; lse [batch, heads, seq], the natural log-sum-exp of each query's scaled scores.
  * Query t sits at position pastLen + t and attends keys 0..pastLen+t; scores are scaled by 1/sqrt(headDim).
+ * Left padding (batched generation of prompts of different lengths) moves a sequence's start from
+ * row 0 to row leftPad[b]: its keys before that are never read, its queries before it give zeros.
  *
  * Kernels: prefill and training use a tiled kernel (queries in blocks, keys streamed through
  * workgroup memory, online softmax); decode (a few queries) uses one workgroup per query with the
@@ -36,10 +39,12 @@ export interface AttentionShape {
 }
 
 export interface AttentionSplitWorkspace {
-  /** [capacity, headDim]: unnormalised partial outputs, one row per (split, sequence, head, query). */
-  readonly partialOut: GpuTensor;
-  /** [capacity, 2]: the partial (max, sum) of each. */
-  readonly partialStats: GpuTensor;
+  /**
+   * [capacity * (headDim + 2)]: first the unnormalised partial outputs, a headDim row per (split,
+   * sequence, head, query), then the partial (max, sum) of each. One buffer, so that the decode
+   * kernel binds no more than the 8 storage buffers every device offers.
+   */
+  readonly partial: GpuTensor;
   readonly headDim: number;
   readonly capacity: number;
 }
@@ -48,6 +53,9 @@ export interface AttentionForwardOptions {
   /** [batch] u32 or i32: valid positions per sequence (right padding). Keys at or past it are
    * ignored and queries there produce zeros (and lse 0). */
   validLengths?: GpuTensor;
+  /** [batch] u32 or i32: rows of left padding per sequence, below pastLen + seq. Keys at cache rows
+   * before it are never read and queries there produce zeros (and lse 0). */
+  leftPad?: GpuTensor;
   /** Lets the decode kernel split long key ranges over several workgroups. Without it, each
    * query is one workgroup: correct, but few workgroups when batch * heads * seq is small. */
   splitWorkspace?: AttentionSplitWorkspace;
@@ -117,7 +125,7 @@ function shader(name: string, code: string, d4: number): ShaderSource {
   return { name: `${name}[d4=${d4}]`, code: `const D4: u32 = ${d4}u;\n${code}` };
 }
 
-const placeholders = new WeakMap<GpuRuntime, { lengths: GpuTensor; partialOut: GpuTensor; partialStats: GpuTensor }>();
+const placeholders = new WeakMap<GpuRuntime, { lengths: GpuTensor; leftPad: GpuTensor; partial: GpuTensor }>();
 
 /** Tiny stand-ins for optional bindings the shader skips (a uniform flag says so). */
 function placeholder(gpu: GpuRuntime) {
@@ -125,8 +133,8 @@ function placeholder(gpu: GpuRuntime) {
   if (!p) {
     p = {
       lengths: gpu.tensor('attention.no_lengths', [4], 'u32'),
-      partialOut: gpu.tensor('attention.no_partial_out', [4]),
-      partialStats: gpu.tensor('attention.no_partial_stats', [4]),
+      leftPad: gpu.tensor('attention.no_left_pad', [4], 'u32'),
+      partial: gpu.tensor('attention.no_partial', [4]),
     };
     placeholders.set(gpu, p);
   }
@@ -137,12 +145,7 @@ function placeholder(gpu: GpuRuntime) {
 export function createAttentionSplitWorkspace(gpu: GpuRuntime, headDim: number, capacity = 4096): AttentionSplitWorkspace {
   if (!Number.isInteger(headDim) || headDim < 1) throw new Error(`attention: headDim must be a positive integer, got ${headDim}`);
   if (!Number.isInteger(capacity) || capacity < 2) throw new Error(`attention: split workspace capacity must be an integer >= 2, got ${capacity}`);
-  return {
-    partialOut: gpu.tensor('attention.partial_out', [capacity, headDim]),
-    partialStats: gpu.tensor('attention.partial_stats', [capacity, 2]),
-    headDim,
-    capacity,
-  };
+  return { partial: gpu.tensor('attention.partial', [capacity * (headDim + 2)]), headDim, capacity };
 }
 
 interface Dims {
@@ -228,9 +231,12 @@ export function attentionForward(
   expectShape(kernel, lse, [d.batch, d.heads, d.seq]);
   const { kvRows, kvLen } = kvLayout(kernel, k, v, d);
   checkLengths(kernel, options.validLengths, d.batch);
+  checkLengths(kernel, options.leftPad, d.batch);
   const lengths = options.validLengths ?? placeholder(gpu).lengths;
-  expectNoOverlap(kernel, [out, lse], [q, k, v, lengths]);
+  const leftPad = options.leftPad ?? placeholder(gpu).leftPad;
+  expectNoOverlap(kernel, [out, lse], [q, k, v, lengths, leftPad]);
   const useLengths = options.validLengths ? 1 : 0;
+  const useLeftPad = options.leftPad ? 1 : 0;
   const limit = gpu.device.limits.maxComputeWorkgroupStorageSize;
   const path = options.path ?? (d.seq <= DECODE_MAX_SEQ ? 'decode' : 'tiled');
 
@@ -247,8 +253,9 @@ export function attentionForward(
         ['u32', kvRows],
         ['u32', useLengths],
         ['f32', d.scale],
+        ['u32', useLeftPad],
       ]),
-      [out, lse, q, k, v, lengths],
+      [out, lse, q, k, v, lengths, leftPad],
       [Math.ceil(d.seq / c.rows), d.batch * d.heads],
     );
     return;
@@ -258,12 +265,13 @@ export function attentionForward(
   const workspace = options.splitWorkspace;
   if (workspace) {
     if (workspace.headDim !== d.headDim) throw new Error(`${kernel}: split workspace is for headDim ${workspace.headDim}, not ${d.headDim}`);
-    expectNoOverlap(kernel, [out, lse, workspace.partialOut, workspace.partialStats], [q, k, v, lengths]);
+    expectNoOverlap(kernel, [out, lse, workspace.partial], [q, k, v, lengths, leftPad]);
   }
   const splits = chooseSplits(kernel, options.splits, workspace, queryRows, kvLen);
-  const chunk = Math.ceil(kvLen / splits);
   const wg = fitDecodeThreads(d.d4, limit);
-  const partial = splits > 1 ? workspace! : placeholder(gpu);
+  const partial = splits > 1 ? workspace!.partial : placeholder(gpu).partial;
+  // The (m, l) pairs follow the outputs of the rows this call uses.
+  const statsOffset = splits > 1 ? splits * queryRows * d.headDim : 0;
   gpu.encoder.dispatch(
     gpu.pipelines.get(shader('attention.decode', decodeCode, d.d4), { WG: wg }),
     packUniforms([
@@ -275,11 +283,12 @@ export function attentionForward(
       ['u32', kvRows],
       ['u32', useLengths],
       ['f32', d.scale],
-      ['u32', chunk],
       ['u32', splits],
       ['u32', queryRows],
+      ['u32', statsOffset],
+      ['u32', useLeftPad],
     ]),
-    [out, lse, partial.partialOut, partial.partialStats, q, k, v, lengths],
+    [out, lse, partial, q, k, v, lengths, leftPad],
     [splits, d.batch * d.heads, d.seq],
   );
   if (splits === 1) return;
@@ -293,8 +302,9 @@ export function attentionForward(
       ['u32', d.headDim],
       ['u32', splits],
       ['u32', gx],
+      ['u32', statsOffset],
     ]),
-    [out, lse, workspace!.partialOut, workspace!.partialStats],
+    [out, lse, workspace!.partial],
     [gx, gy],
   );
 }

@@ -3,6 +3,7 @@ import { packUniforms } from '../gpu/encoder';
 import { grid, type GpuRuntime } from '../gpu/runtime';
 import type { GpuTensor } from '../gpu/tensor';
 import { expectDType, expectShape } from './check';
+import { expectDisjoint } from './kernel-args';
 
 const ROTARY = { name: 'rotary', code: rotaryCode };
 const WG = 256;
@@ -26,6 +27,28 @@ export interface RotaryShape {
   headDim: number;
   /** Positions already in the KV cache: token t of this call sits at pastLen + t (0 in training). */
   pastLen?: number;
+}
+
+export interface RotaryOptions {
+  /**
+   * [batch] u32: rows of left padding per sequence (batched generation of prompts of different
+   * lengths). Token t of sequence b then sits at position pastLen + t - leftPad[b]; padding rows
+   * themselves (negative positions) take position 0. Positions stay within pastLen + seq, so the
+   * table check is the same.
+   */
+  leftPad?: GpuTensor;
+}
+
+const placeholders = new WeakMap<GpuRuntime, GpuTensor>();
+
+/** A stand-in for the left-padding binding when there is none (a uniform flag tells the shader). */
+function noLeftPad(gpu: GpuRuntime): GpuTensor {
+  let t = placeholders.get(gpu);
+  if (!t) {
+    t = gpu.tensor('rotary.no_left_pad', [4], 'u32');
+    placeholders.set(gpu, t);
+  }
+  return t;
 }
 
 /**
@@ -59,16 +82,16 @@ export function createRotaryTable(gpu: GpuRuntime, theta: number, rotaryDim: num
 }
 
 /** Rotates q or k [batch*seq, heads*headDim] in place. */
-export function rotaryForward(gpu: GpuRuntime, x: GpuTensor, table: RotaryTable, shape: RotaryShape): void {
-  rotate(gpu, 'rotaryForward', x, table, shape, 1);
+export function rotaryForward(gpu: GpuRuntime, x: GpuTensor, table: RotaryTable, shape: RotaryShape, options: RotaryOptions = {}): void {
+  rotate(gpu, 'rotaryForward', x, table, shape, 1, options);
 }
 
 /** The backward of rotaryForward, in place on dq or dk: the transposed (inverse) rotation. */
-export function rotaryBackward(gpu: GpuRuntime, dx: GpuTensor, table: RotaryTable, shape: RotaryShape): void {
-  rotate(gpu, 'rotaryBackward', dx, table, shape, -1);
+export function rotaryBackward(gpu: GpuRuntime, dx: GpuTensor, table: RotaryTable, shape: RotaryShape, options: RotaryOptions = {}): void {
+  rotate(gpu, 'rotaryBackward', dx, table, shape, -1, options);
 }
 
-function rotate(gpu: GpuRuntime, kernel: string, x: GpuTensor, table: RotaryTable, shape: RotaryShape, sinSign: 1 | -1): void {
+function rotate(gpu: GpuRuntime, kernel: string, x: GpuTensor, table: RotaryTable, shape: RotaryShape, sinSign: 1 | -1, options: RotaryOptions): void {
   const { batch, seq, heads, headDim } = shape;
   const pastLen = shape.pastLen ?? 0;
   for (const [name, value] of Object.entries({ batch, seq, heads, headDim, pastLen })) {
@@ -87,6 +110,12 @@ function rotate(gpu: GpuRuntime, kernel: string, x: GpuTensor, table: RotaryTabl
   }
   expectDType(kernel, x, 'f32');
   expectShape(kernel, x, [batch * seq, heads * headDim]);
+  const { leftPad } = options;
+  if (leftPad) {
+    expectDType(kernel, leftPad, 'u32');
+    expectShape(kernel, leftPad, [batch]);
+    expectDisjoint(kernel, x, [leftPad]);
+  }
   const half = table.rotaryDim / 2;
   const [gx, gy] = grid(Math.ceil((batch * seq * heads * half) / WG));
   gpu.encoder.dispatch(
@@ -100,8 +129,9 @@ function rotate(gpu: GpuRuntime, kernel: string, x: GpuTensor, table: RotaryTabl
       ['u32', pastLen],
       ['f32', sinSign],
       ['u32', gx],
+      ['u32', leftPad ? 1 : 0],
     ]),
-    [x, table.tensor],
+    [x, table.tensor, leftPad ?? noLeftPad(gpu)],
     [gx, gy],
   );
 }

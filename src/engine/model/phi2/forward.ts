@@ -186,8 +186,7 @@ export class Phi2Model {
 
   destroy(): void {
     this.rotary.tensor.buffer.destroy();
-    this.split.partialOut.buffer.destroy();
-    this.split.partialStats.buffer.destroy();
+    this.split.partial.buffer.destroy();
     for (const t of [this.logitsBuffer, this.lastRows, this.lengthsBuffer, this.headScratch, this.loraXa]) t?.buffer.destroy();
   }
 }
