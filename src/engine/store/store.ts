@@ -34,6 +34,14 @@ export interface StorageUsage {
   persisted: boolean;
 }
 
+export interface ReadAheadOptions {
+  /** Record reads kept in flight (default DEFAULT_READAHEAD). */
+  readahead?: number;
+}
+
+/** Four records of ~4 MB in flight: measured best in Chromium (more reads at once slow each other). */
+export const DEFAULT_READAHEAD = 4;
+
 export interface StoreOpenOptions {
   /** Database name; tests use their own. */
   name?: string;
@@ -152,9 +160,7 @@ export class WeightStore {
     return updated;
   }
 
-  /** One record, checked against its own checksum and its entry's. */
-  async readRecord(entry: TensorEntry, index: number): Promise<TensorRecord> {
-    const record = await this.run(`reading ${entry.key} record ${index}`, () => this.db.get(STORES.records, [entry.modelId, entry.key, index]));
+  private verified(entry: TensorEntry, index: number, record: TensorRecord | undefined): TensorRecord {
     if (!record) {
       throw new StoreError('missing', `Record ${index} of ${entry.key} (model ${entry.modelId}) is missing from storage; import the model again.`);
     }
@@ -170,9 +176,44 @@ export class WeightStore {
   }
 
   /** The records of a tensor one at a time, verified (never all in memory). */
-  async *readRecords(entry: TensorEntry): AsyncGenerator<TensorRecord> {
-    if (!entry.complete) throw new StoreError('missing', `${entry.key} of model ${entry.modelId} is incomplete (${entry.recordsDone} of ${entry.recordCount} records).`);
-    for (let i = 0; i < entry.recordCount; i++) yield await this.readRecord(entry, i);
+  readRecords(entry: TensorEntry, options: ReadAheadOptions = {}): AsyncGenerator<TensorRecord> {
+    return this.streamRecords([entry], options);
+  }
+
+  /**
+   * The records of several tensors, in order, each verified. Up to `readahead` reads are in flight
+   * while the caller works on the current record: IndexedDB fetches (in the browser's storage
+   * process) then overlap the checksum and whatever the caller does with the data, which is what
+   * makes loading a model run at the speed of the slower of the two rather than their sum. Memory
+   * stays bounded by `readahead` records.
+   */
+  async *streamRecords(entries: readonly TensorEntry[], options: ReadAheadOptions = {}): AsyncGenerator<TensorRecord> {
+    const readahead = options.readahead ?? DEFAULT_READAHEAD;
+    if (!Number.isInteger(readahead) || readahead < 1) throw new RangeError(`readahead must be a positive integer, got ${readahead}`);
+    for (const e of entries) {
+      if (!e.complete) throw new StoreError('missing', `${e.key} of model ${e.modelId} is incomplete (${e.recordsDone} of ${e.recordCount} records).`);
+    }
+    const order = entries.flatMap((e) => Array.from({ length: e.recordCount }, (_, index) => ({ entry: e, index })));
+    const inFlight: Array<Promise<TensorRecord | undefined>> = [];
+    let next = 0;
+    const issue = () => {
+      const { entry, index } = order[next++];
+      const read = this.run(`reading ${entry.key} record ${index}`, () => this.db.get(STORES.records, [entry.modelId, entry.key, index]));
+      read.catch(() => undefined); // handled when its turn comes; a generator closed early leaves it unread
+      inFlight.push(read);
+    };
+    while (next < Math.min(order.length, readahead)) issue();
+    for (let i = 0; i < order.length; i++) {
+      const record = await inFlight.shift()!;
+      if (next < order.length) issue();
+      yield this.verified(order[i].entry, order[i].index, record);
+    }
+  }
+
+  /** One record, checked against its own checksum and its entry's. */
+  async readRecord(entry: TensorEntry, index: number): Promise<TensorRecord> {
+    const record = await this.run(`reading ${entry.key} record ${index}`, () => this.db.get(STORES.records, [entry.modelId, entry.key, index]));
+    return this.verified(entry, index, record);
   }
 
   /**

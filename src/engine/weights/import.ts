@@ -428,48 +428,66 @@ class Importer {
       pieceBytes: this.pieceBytes,
       resume: resumed ? { header: resume.header, offset: resume.offset } : undefined,
     });
-    for await (const event of events) {
-      this.checkAborted(file);
-      if (event.kind === 'header') {
-        if (!resumed) await this.acceptHeader(file, event.header, opened);
-        continue;
-      }
-      const { tensor } = event;
-      const spec = this.layout.spec(tensor.name);
-      if (!spec) continue; // a derived buffer the engine recomputes
-      let entry = this.entries.get(spec.key)!;
-      const index = event.offset / this.pieceBytes(tensor);
-      let codec = codecs.get(tensor.name);
-      if (!codec) {
-        codec = new RowCodec({ file, tensor: tensor.name, source: tensor.dtype as FloatSourceDType, stored: entry.dtype, cols: entry.cols });
-        codecs.set(tensor.name, codec);
-      }
-      const rowStart = index * entry.rowsPerRecord;
-      if (index < entry.recordsDone) {
-        const again = codec.encode(event.bytes, rowStart);
-        const checksum = recordChecksum(again.data.buffer as ArrayBuffer, (again.scales?.buffer as ArrayBuffer | undefined) ?? null);
-        if (checksum !== entry.checksums[index]) {
-          throw new HubError('changed', `${file} differs from the part stored before (${tensor.name} record ${index}).`, file);
+    // One record's commit stays in flight while the next is read and converted: IndexedDB writes
+    // (in the browser's storage process) overlap the quantisation instead of adding to it. The next
+    // commit waits for the previous one, so records still land in order.
+    let committing: Promise<void> | null = null;
+    try {
+      for await (const event of events) {
+        this.checkAborted(file);
+        if (event.kind === 'header') {
+          if (!resumed) await this.acceptHeader(file, event.header, opened);
+          continue;
         }
-        continue;
+        const { tensor } = event;
+        const spec = this.layout.spec(tensor.name);
+        if (!spec) continue; // a derived buffer the engine recomputes
+        // Possibly one record behind (a commit in flight), which never makes a new record look stored.
+        const known = this.entries.get(spec.key)!;
+        const index = event.offset / this.pieceBytes(tensor);
+        let codec = codecs.get(tensor.name);
+        if (!codec) {
+          codec = new RowCodec({ file, tensor: tensor.name, source: tensor.dtype as FloatSourceDType, stored: known.dtype, cols: known.cols });
+          codecs.set(tensor.name, codec);
+        }
+        const rowStart = index * known.rowsPerRecord;
+        if (index < known.recordsDone) {
+          const again = codec.encode(event.bytes, rowStart);
+          const checksum = recordChecksum(again.data.buffer as ArrayBuffer, (again.scales?.buffer as ArrayBuffer | undefined) ?? null);
+          if (checksum !== known.checksums[index]) {
+            throw new HubError('changed', `${file} differs from the part stored before (${tensor.name} record ${index}).`, file);
+          }
+          continue;
+        }
+        const encoded = codec.encode(event.bytes, rowStart);
+        const data = encoded.data.buffer as ArrayBuffer;
+        const scales = (encoded.scales?.buffer as ArrayBuffer | undefined) ?? null;
+        const record: TensorRecord = {
+          modelId: known.modelId,
+          key: known.key,
+          index,
+          rowStart,
+          rows: event.bytes.length / codec.sourceRowBytes,
+          data,
+          scales,
+          checksum: recordChecksum(data, scales),
+        };
+        if (committing) await committing;
+        committing = this.commit(this.entries.get(spec.key)!, record);
+        committing.catch(() => undefined); // awaited before the next commit or at the end
       }
-      const encoded = codec.encode(event.bytes, rowStart);
-      const data = encoded.data.buffer as ArrayBuffer;
-      const scales = (encoded.scales?.buffer as ArrayBuffer | undefined) ?? null;
-      const record: TensorRecord = {
-        modelId: entry.modelId,
-        key: entry.key,
-        index,
-        rowStart,
-        rows: event.bytes.length / codec.sourceRowBytes,
-        data,
-        scales,
-        checksum: recordChecksum(data, scales),
-      };
-      entry = await this.store.writeRecord(entry, record, remainingBytes(this.entries.values()));
-      this.entries.set(entry.key, entry);
-      if (entry.complete) this.progress.tensorDone();
+      if (committing) await committing;
+    } finally {
+      // Stopped early (pause, a dropped connection): let the commit in flight settle, so what resumes
+      // sees exactly what was stored.
+      if (committing) await committing.catch(() => undefined);
     }
+  }
+
+  private async commit(entry: TensorEntry, record: TensorRecord): Promise<void> {
+    const updated = await this.store.writeRecord(entry, record, remainingBytes(this.entries.values()));
+    this.entries.set(updated.key, updated);
+    if (updated.complete) this.progress.tensorDone();
   }
 
   /** Checks a freshly read header against the index, the layout and what is stored. */

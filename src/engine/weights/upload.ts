@@ -1,7 +1,7 @@
 import type { GpuRuntime } from '../gpu/runtime';
 import type { GpuTensor } from '../gpu/tensor';
 import { StoreError } from '../store/errors';
-import type { TensorEntry } from '../store/schema';
+import type { TensorEntry, TensorRecord } from '../store/schema';
 import type { WeightStore } from '../store/store';
 import { parsePhiConfig, type PhiConfig } from './config';
 import { LINEAR_NAMES, PhiLayout, storedDType, type LinearName, type QuantScheme } from './layout';
@@ -9,7 +9,8 @@ import { LINEAR_NAMES, PhiLayout, storedDType, type LinearName, type QuantScheme
 /**
  * Moves a stored model into GPU buffers, record by record: each record (a few MB, checksum-verified)
  * is written at its offset with queue.writeBuffer and dropped, so the model never sits in JS memory
- * whole. The embedding and lm_head, which can exceed one storage binding, are split into row ranges
+ * whole. Reads run a few records ahead (WeightStore.streamRecords), so IndexedDB, the checksums and
+ * the GPU copies overlap. The embedding and lm_head, which can exceed one storage binding, are split into row ranges
  * that each fit device.limits.maxStorageBufferBindingSize (and maxBufferSize).
  */
 
@@ -62,9 +63,11 @@ export interface LoadOptions {
   maxBindingBytes?: number;
   /** Bytes written between waits for the queue, bounding staging memory (default 64 MiB). */
   flushBytes?: number;
+  /** Record reads kept in flight (the store's default when absent). */
+  readahead?: number;
 }
 
-type StoreReader = Pick<WeightStore, 'getModel' | 'getTensors' | 'readRecords'>;
+type StoreReader = Pick<WeightStore, 'getModel' | 'getTensors' | 'streamRecords'>;
 
 /** Row ranges of `rows` rows of `rowBytes` each, every range at most `maxBytes` long. */
 export function rowChunks(rows: number, rowBytes: number, maxBytes: number): Array<[number, number]> {
@@ -110,79 +113,85 @@ export async function loadModelToGpu(
     created.push(t);
     return t;
   };
-  const bytesTotal = [...entries.values()].reduce((a, e) => a + e.bytes, 0);
-  let bytesDone = 0;
-  let sinceFlush = 0;
-  let tensorsDone = 0;
   const queue = gpu.device.queue;
-
   const write = (t: GpuTensor, byteOffset: number, data: ArrayBuffer, from = 0, length = data.byteLength) => {
     queue.writeBuffer(t.buffer, t.byteOffset + byteOffset, data, from, length);
   };
-  const afterRecord = async (e: TensorEntry, index: number, bytes: number) => {
-    bytesDone += bytes;
-    if (index === e.recordCount - 1) tensorsDone++;
-    sinceFlush += bytes;
-    if (sinceFlush >= flushBytes) {
-      sinceFlush = 0;
-      await queue.onSubmittedWorkDone();
-    }
-    onProgress?.({ bytesDone, bytesTotal, tensorsDone, tensorsTotal: entries.size });
-  };
+  /** Where each stored tensor's records go, by key; filled as the buffers are made. */
+  const destinations = new Map<string, (r: TensorRecord) => void>();
 
-  /** A whole tensor into one buffer (with the scales of an int8 weight into a second). */
-  const loadWhole = async (e: TensorEntry, scales?: GpuTensor): Promise<GpuTensor> => {
+  /** A whole tensor in one buffer (with the scales of an int8 weight in a second). */
+  const whole = (e: TensorEntry, withScales = false): { t: GpuTensor; scales?: GpuTensor } => {
     const t = tensor(e.key, e.shape, e.dtype);
+    const scales = withScales ? tensor(e.key.replace(/\.weight$/, '.scales'), [e.rows], 'f32') : undefined;
     const rowBytes = e.cols * (e.dtype === 'i8' ? 1 : e.dtype === 'f16' ? 2 : 4);
-    for await (const r of store.readRecords(e)) {
+    destinations.set(e.key, (r) => {
       write(t, r.rowStart * rowBytes, r.data);
-      if (scales) {
-        if (!r.scales) throw new StoreError('corrupt', `Record ${r.index} of ${e.key} has no scales; import the model again.`);
-        write(scales, r.rowStart * 4, r.scales);
-      }
-      await afterRecord(e, r.index, r.data.byteLength + (r.scales?.byteLength ?? 0));
-    }
-    return t;
+      if (!scales) return;
+      if (!r.scales) throw new StoreError('corrupt', `Record ${r.index} of ${e.key} has no scales; import the model again.`);
+      write(scales, r.rowStart * 4, r.scales);
+    });
+    return { t, scales };
   };
 
-  /** A [V, C] f16 matrix into row chunks; a record may straddle two chunks. */
-  const loadChunked = async (e: TensorEntry): Promise<RowChunk[]> => {
+  /** A [V, C] f16 matrix in row chunks; a record may straddle two chunks. */
+  const chunked = (e: TensorEntry): RowChunk[] => {
     if (e.dtype !== 'f16') throw new Error(`internal: ${e.key} is ${e.dtype}, chunking handles f16`);
     const rowBytes = e.cols * 2;
     const chunks: RowChunk[] = rowChunks(e.rows, rowBytes, maxBinding).map(([s, end], i, all) => ({
       rows: [s, end] as const,
       tensor: tensor(all.length > 1 ? `${e.key}[${s}:${end}]` : e.key, [end - s, e.cols], 'f16'),
     }));
-    for await (const r of store.readRecords(e)) {
+    destinations.set(e.key, (r) => {
       for (const c of chunks) {
         const from = Math.max(r.rowStart, c.rows[0]);
         const to = Math.min(r.rowStart + r.rows, c.rows[1]);
-        if (from >= to) continue;
-        write(c.tensor, (from - c.rows[0]) * rowBytes, r.data, (from - r.rowStart) * rowBytes, (to - from) * rowBytes);
+        if (from < to) write(c.tensor, (from - c.rows[0]) * rowBytes, r.data, (from - r.rowStart) * rowBytes, (to - from) * rowBytes);
       }
-      await afterRecord(e, r.index, r.data.byteLength);
-    }
+    });
     return chunks;
   };
 
   const get = (key: string): TensorEntry => entries.get(key)!;
   try {
-    const embedding = await loadChunked(get('embed.weight'));
+    // Every buffer first, then one stream of records (read ahead) fills them.
+    const layerNorm = (prefix: string): LayerNormWeights => ({ weight: whole(get(`${prefix}.weight`)).t, bias: whole(get(`${prefix}.bias`)).t });
+    const embedding = chunked(get('embed.weight'));
     const layers: PhiBlockWeights[] = [];
     for (let i = 0; i < config.numLayers; i++) {
-      const ln = { weight: await loadWhole(get(`layers.${i}.ln.weight`)), bias: await loadWhole(get(`layers.${i}.ln.bias`)) };
-      const block = { ln } as PhiBlockWeights;
+      const block = { ln: layerNorm(`layers.${i}.ln`) } as PhiBlockWeights;
       for (const name of LINEAR_NAMES) {
         const w = get(`layers.${i}.${name}.weight`);
-        const scales = w.dtype === 'i8' ? tensor(`layers.${i}.${name}.scales`, [w.rows], 'f32') : undefined;
-        const weight = await loadWhole(w, scales);
-        const bias = await loadWhole(get(`layers.${i}.${name}.bias`));
+        const { t: weight, scales } = whole(w, w.dtype === 'i8');
+        const bias = whole(get(`layers.${i}.${name}.bias`)).t;
         block[name] = scales ? { weight, scales, bias } : { weight, bias };
       }
       layers.push(block);
     }
-    const finalLn = { weight: await loadWhole(get('final_ln.weight')), bias: await loadWhole(get('final_ln.bias')) };
-    const lmHead = { weight: await loadChunked(get('lm_head.weight')), bias: await loadWhole(get('lm_head.bias')) };
+    const finalLn = layerNorm('final_ln');
+    const lmHead = { weight: chunked(get('lm_head.weight')), bias: whole(get('lm_head.bias')).t };
+
+    const bytesTotal = [...entries.values()].reduce((a, e) => a + e.bytes, 0);
+    let bytesDone = 0;
+    let tensorsDone = 0;
+    let sinceFlush = 0;
+    // The queue's staging memory is bounded by waiting, every flushBytes, for the previous flush's
+    // writes rather than the current ones: the GPU side copies one batch while the next is read.
+    let previousFlush: Promise<unknown> = Promise.resolve();
+    const ordered = [...destinations.keys()].map(get);
+    for await (const r of store.streamRecords(ordered, { readahead: options.readahead })) {
+      destinations.get(r.key)!(r);
+      const bytes = r.data.byteLength + (r.scales?.byteLength ?? 0);
+      bytesDone += bytes;
+      sinceFlush += bytes;
+      if (r.index === get(r.key).recordCount - 1) tensorsDone++;
+      if (sinceFlush >= flushBytes) {
+        sinceFlush = 0;
+        await previousFlush;
+        previousFlush = queue.onSubmittedWorkDone();
+      }
+      onProgress?.({ bytesDone, bytesTotal, tensorsDone, tensorsTotal: entries.size });
+    }
     await queue.onSubmittedWorkDone();
     const bytes = created.reduce((a, t) => a + t.buffer.size, 0);
     return {

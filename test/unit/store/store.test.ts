@@ -111,6 +111,48 @@ describe('IndexedDB store', () => {
     expect(err.code).toBe('missing');
   });
 
+  it('streams the records of several tensors in order with reads ahead, each verified', async () => {
+    const store = await WeightStore.open(testPlatform());
+    const tensors: TensorEntry[] = [];
+    for (const key of ['layers.0.q.weight', 'layers.0.k.weight', 'layers.0.v.weight']) {
+      let e = entry(key);
+      await store.putModelWithTensors(manifest(), [e]);
+      for (let i = 0; i < 3; i++) e = await store.writeRecord(e, record(e, i, 10 * tensors.length + i));
+      tensors.push(e);
+    }
+    const expected = tensors.flatMap((e, t) => [0, 1, 2].map((i) => `${e.key}#${i}:${10 * t + i}`));
+    for (const readahead of [1, 2, 4, 100]) {
+      const seen: string[] = [];
+      for await (const r of store.streamRecords(tensors, { readahead })) seen.push(`${r.key}#${r.index}:${new Uint8Array(r.data)[0]}`);
+      expect(seen, `readahead ${readahead}`).toEqual(expected);
+    }
+    await expect(store.streamRecords(tensors, { readahead: 0 }).next()).rejects.toThrow(/readahead must be a positive integer/);
+
+    // A damaged record in the middle stops the stream there, with what was read before delivered.
+    const damaged = record(tensors[1], 1, 11);
+    new Uint8Array(damaged.data)[3] ^= 0x01;
+    await store.db.put('records', damaged);
+    const before: string[] = [];
+    const err = await storeError(
+      (async () => {
+        for await (const r of store.streamRecords(tensors, { readahead: 4 })) before.push(`${r.key}#${r.index}`);
+      })(),
+    );
+    expect(err.code).toBe('corrupt');
+    expect(err.message).toMatch(/Record 1 of layers\.0\.k\.weight/);
+    expect(before).toEqual(['layers.0.q.weight#0', 'layers.0.q.weight#1', 'layers.0.q.weight#2', 'layers.0.k.weight#0']);
+
+    // Leaving early with reads still in flight is quiet (no unhandled rejection) and leaves the store usable.
+    await store.db.delete('records', [MODEL, tensors[2].key, 2]);
+    for await (const r of store.streamRecords(tensors, { readahead: 8 })) {
+      if (r.index === 0) break;
+    }
+    expect((await store.readRecord(tensors[0], 2)).index).toBe(2);
+    // An incomplete tensor is refused before any read.
+    await expect(store.streamRecords([{ ...tensors[0], complete: false, recordsDone: 2 }]).next()).rejects.toThrow(/incomplete \(2 of 3 records\)/);
+    store.close();
+  });
+
   it('deletes one model completely and leaves the others', async () => {
     const store = await WeightStore.open(testPlatform());
     for (const id of [MODEL, 'other']) {
