@@ -31,6 +31,13 @@ export interface ForwardCall {
   seq: number;
   /** Valid tokens per sequence when right-padded (all seq when absent). Logits 'last' read position len-1. */
   lengths?: readonly number[];
+  /**
+   * Rows of left padding per sequence, constant over a generation (batched generation of prompts of
+   * different lengths: each ends at the batch's last position). Sequence b's tokens start at cache
+   * row leftPad[b] and take positions from 0 there, as they would alone; nothing attends to the
+   * padding rows. Logits 'last' read position seq-1 of every sequence.
+   */
+  leftPad?: readonly number[];
   logits: LogitsWanted;
   /**
    * Hidden states to copy out, as transformers' output_hidden_states gives them: [0] the embeddings,
@@ -48,6 +55,7 @@ export class Phi2Model {
   private logitsBuffer: GpuTensor | null = null;
   private lastRows: GpuTensor | null = null;
   private lengthsBuffer: GpuTensor | null = null;
+  private leftPadBuffer: GpuTensor | null = null;
   private headScratch: GpuTensor | null = null;
   private loraXa: GpuTensor | null = null;
 
@@ -89,6 +97,7 @@ export class Phi2Model {
     };
     capture(0, a.residual);
     const validLengths = call.lengths ? this.uploadLengths(call.lengths, pastLen, T) : undefined;
+    const leftPad = call.leftPad ? this.uploadLeftPad(call.leftPad, B, pastLen, T) : undefined;
 
     const shape = { batch: B, seq: T, heads: d.heads, headDim: d.headDim, pastLen };
     for (let l = 0; l < d.layers; l++) {
@@ -106,11 +115,12 @@ export class Phi2Model {
       linear(a.q, a.normed, 'q', C, C);
       linear(a.k, a.normed, 'k', C, C);
       linear(a.v, a.normed, 'v', C, C);
-      rotaryForward(gpu, a.q, this.rotary, shape);
-      rotaryForward(gpu, a.k, this.rotary, shape);
+      rotaryForward(gpu, a.q, this.rotary, shape, { leftPad });
+      rotaryForward(gpu, a.k, this.rotary, shape, { leftPad });
       kvCacheAppend(gpu, cache.keys[l], cache.values[l], a.k, a.v, { ...shape, pastLen });
       attentionForward(gpu, a.attn, a.lse, a.q, cache.keys[l], cache.values[l], shape, {
         validLengths,
+        leftPad,
         splitWorkspace: this.split,
       });
       linear(a.residual, a.attn, 'dense', C, C, true);
@@ -173,8 +183,23 @@ export class Phi2Model {
     return viewTensor(t, [lengths.length], 'valid_lengths');
   }
 
+  /** The left padding as the kernels read it; none when no sequence is padded (the same kernels then run as without). */
+  private uploadLeftPad(leftPad: readonly number[], batch: number, pastLen: number, seq: number): GpuTensor | undefined {
+    if (leftPad.length !== batch) throw new Error(`forward: ${leftPad.length} left paddings for a batch of ${batch}`);
+    for (const [b, pad] of leftPad.entries()) {
+      // Every sequence keeps at least its last position: the one whose logits 'last' reads.
+      if (!Number.isInteger(pad) || pad < 0 || pad >= pastLen + seq) {
+        throw new Error(`forward: left padding ${pad} of sequence ${b} outside 0..${pastLen + seq - 1}`);
+      }
+    }
+    if (leftPad.every((pad) => pad === 0)) return undefined;
+    const t = this.ensure('leftPadBuffer', [batch], 'u32');
+    this.gpu.device.queue.writeBuffer(t.buffer, 0, new Uint32Array(leftPad));
+    return viewTensor(t, [batch], 'left_pad');
+  }
+
   /** A scratch buffer kept across calls, grown when a call needs more. */
-  private ensure(key: 'logitsBuffer' | 'lastRows' | 'lengthsBuffer' | 'headScratch' | 'loraXa', shape: number[], dtype: 'f32' | 'u32' = 'f32'): GpuTensor {
+  private ensure(key: 'logitsBuffer' | 'lastRows' | 'lengthsBuffer' | 'leftPadBuffer' | 'headScratch' | 'loraXa', shape: number[], dtype: 'f32' | 'u32' = 'f32'): GpuTensor {
     const bytes = shape.reduce((x, y) => x * y, 1) * 4;
     const current = this[key];
     if (current && current.buffer.size >= bytes) return viewTensor(current, shape);
@@ -187,7 +212,7 @@ export class Phi2Model {
   destroy(): void {
     this.rotary.tensor.buffer.destroy();
     this.split.partial.buffer.destroy();
-    for (const t of [this.logitsBuffer, this.lastRows, this.lengthsBuffer, this.headScratch, this.loraXa]) t?.buffer.destroy();
+    for (const t of [this.logitsBuffer, this.lastRows, this.lengthsBuffer, this.leftPadBuffer, this.headScratch, this.loraXa]) t?.buffer.destroy();
   }
 }
 

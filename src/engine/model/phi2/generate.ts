@@ -10,6 +10,13 @@ import type { LoraState } from './lora-state';
  * one token at a time against the KV cache on the GPU; each step reads back only the chosen token id,
  * which is what streaming needs anyway. Sampling happens on the GPU from a seeded counter hash, so a
  * seed replays a generation exactly.
+ *
+ * Several prompts generate together as Hugging Face's batched generate does: left-padded to the
+ * longest, so that every sequence ends at the batch's last position, then one token per sequence per
+ * step from one [batch, 1] forward and one readback of the batch's ids. Decode reads all the weights
+ * once per step whatever the batch, so B sequences decode nearly B times faster than one by one. The
+ * kernels give a padded sequence its own positions and never attend to the padding, so each sequence
+ * gets the tokens it gets alone (up to f32 rounding in matmuls over a different row count).
  */
 
 export interface GenerateOptions {
@@ -25,12 +32,41 @@ export interface GenerateOptions {
   adapter?: LoraState | null;
 }
 
+export interface BatchGenerateOptions {
+  /** New tokens per sequence at most: one number for all, or one per prompt. */
+  maxNewTokens: number | readonly number[];
+  sampling?: SamplingOptions;
+  /**
+   * One seed for all, or one per prompt. A sequence draws the numbers `generate` draws alone with
+   * the same seed, so where it sits in a batch changes nothing.
+   */
+  seed?: number | readonly number[];
+  /** Token ids that end a sequence (end-of-text by default); the stop token is not returned. */
+  stopTokens?: readonly number[];
+  /** Ends every sequence not yet finished (stopped 'cancelled') before the next step. */
+  signal?: AbortSignal;
+  /**
+   * Called with each sequence's new token as soon as the step that chose it is read back, sequences
+   * in order. Returning true ends that sequence there: its tokens so far, this one included, are
+   * kept and it reports 'cancelled', as generate does when its signal is aborted from onToken.
+   */
+  onToken?: (sequence: number, token: number, index: number) => boolean | void;
+  /** A LoRA adapter applied unmerged to every step; null or absent: the base model. */
+  adapter?: LoraState | null;
+}
+
 export interface Generation {
   tokens: number[];
   stopped: 'stop-token' | 'max-tokens' | 'cancelled' | 'context-full';
 }
 
-/** Reusable buffers for generation: one workspace, one KV cache, sized for the longest call. */
+/** The id that fills left padding: any valid id does, nothing attends to those rows. */
+const PAD_TOKEN = 0;
+
+/**
+ * Reusable buffers for generation: one workspace, one KV cache (seen as [batch, positions] of each
+ * call, see KvCache.view), sized for the largest call so far.
+ */
 export class Generator {
   private ws: Phi2Workspace | null = null;
   private cache: KvCache | null = null;
@@ -46,43 +82,114 @@ export class Generator {
     return this.model.gpu;
   }
 
-  private buffers(promptTokens: number, totalTokens: number): { ws: Phi2Workspace; cache: KvCache } {
+  /** A workspace for `tokens` rows and a cache of `batch` x `positions`, grown when a call needs more. */
+  private buffers(tokens: number, batch: number, positions: number): { ws: Phi2Workspace; cache: KvCache } {
     const d = this.model.dims;
-    if (!this.ws || this.ws.maxTokens < promptTokens) {
+    if (!this.ws || this.ws.maxTokens < tokens) {
       this.ws?.destroy();
-      this.ws = new Phi2Workspace(this.gpu, d, Math.max(promptTokens, 64));
+      this.ws = new Phi2Workspace(this.gpu, d, Math.max(tokens, 64));
     }
-    if (!this.cache || this.cache.maxSeq < totalTokens) {
+    if (!this.cache || this.cache.capacity < batch * positions) {
       this.cache?.destroy();
-      this.cache = new KvCache(this.gpu, d, 1, Math.min(d.maxPositions, Math.max(totalTokens, 256)));
+      this.cache = new KvCache(this.gpu, d, 1, Math.max(batch * positions, 256));
     }
-    this.cache.reset();
-    return { ws: this.ws, cache: this.cache };
+    if (this.next.shape[0] < batch) {
+      this.next.buffer.destroy();
+      this.uniforms.buffer.destroy();
+      this.next = this.gpu.tensor('next_token', [batch], 'u32');
+      this.uniforms = this.gpu.tensor('sampling_uniforms', [batch]);
+    }
+    return { ws: this.ws, cache: this.cache.view(batch, positions) };
   }
 
+  /** One prompt: generateBatch with a batch of one. */
   async generate(prompt: readonly number[], opts: GenerateOptions): Promise<Generation> {
     const d = this.model.dims;
     if (!prompt.length) throw new Error('generate: the prompt is empty; give at least one token');
     if (prompt.length >= d.maxPositions) throw new Error(`generate: the prompt has ${prompt.length} tokens; the model takes at most ${d.maxPositions - 1}`);
-    const maxNew = Math.min(opts.maxNewTokens, d.maxPositions - prompt.length);
+    const { onToken, ...rest } = opts;
+    const [generation] = await this.generateBatch([prompt], {
+      ...rest,
+      onToken: onToken && ((_sequence, token, index) => void onToken(token, index)),
+    });
+    return generation;
+  }
+
+  /**
+   * Generates a continuation of each prompt, all together (see the top of this file). Each sequence
+   * ends at a stop token, at its budget of new tokens (fewer near the end of the model's context:
+   * 'context-full'), when onToken says so, or when the signal aborts; finished sequences ride along
+   * until the last one ends, their further tokens unused. Results are in prompt order.
+   */
+  async generateBatch(prompts: ReadonlyArray<readonly number[]>, opts: BatchGenerateOptions): Promise<Generation[]> {
+    const d = this.model.dims;
+    const B = prompts.length;
+    if (B === 0) throw new Error('generateBatch: no prompts');
+    const perSequence = (name: string, value: number | readonly number[] | undefined, fallback: number): number[] => {
+      const values = typeof value === 'object' ? [...value] : new Array<number>(B).fill(value ?? fallback);
+      if (values.length !== B) throw new Error(`generateBatch: ${values.length} values of ${name} for ${B} prompts`);
+      return values;
+    };
+    const maxNew = perSequence('maxNewTokens', opts.maxNewTokens, 0);
+    const seeds = perSequence('seed', opts.seed, 0);
+    prompts.forEach((prompt, b) => {
+      if (!prompt.length) throw new Error(`generateBatch: prompt ${b} is empty; give at least one token`);
+      if (prompt.length >= d.maxPositions) throw new Error(`generateBatch: prompt ${b} has ${prompt.length} tokens; the model takes at most ${d.maxPositions - 1}`);
+      if (!Number.isInteger(maxNew[b]) || maxNew[b] < 0) throw new Error(`generateBatch: maxNewTokens of prompt ${b} must be a non-negative integer, got ${maxNew[b]}`);
+    });
+    const longest = Math.max(...prompts.map((p) => p.length));
+    const budget = prompts.map((p, b) => Math.min(maxNew[b], d.maxPositions - p.length));
+    const steps = Math.max(...budget);
+    // Padding puts every sequence's tokens at cache rows up to longest + steps - 1 (the last token is not fed back).
+    if (longest + steps - 1 > d.maxPositions) {
+      throw new Error(
+        `generateBatch: prompts of up to ${longest} tokens and up to ${steps} new tokens need ${longest + steps - 1} positions; ` +
+          `the model has ${d.maxPositions}. Generate the longest prompts in another batch, or fewer new tokens.`,
+      );
+    }
     const sampling = opts.sampling ?? GREEDY;
     const stops = new Set(opts.stopTokens ?? (d.eosTokenId === null ? [] : [d.eosTokenId]));
-    const { ws, cache } = this.buffers(prompt.length, prompt.length + maxNew);
-    const tokens: number[] = [];
-    let input = Uint32Array.from(prompt);
-    for (let step = 0; step < maxNew; step++) {
-      if (opts.signal?.aborted) return { tokens, stopped: 'cancelled' };
-      const logits = this.model.forward(ws, cache, { ids: input, batch: 1, seq: input.length, logits: 'last', adapter: opts.adapter })!;
-      const u = samplingUniforms(opts.seed ?? 0, step, 1);
-      this.gpu.device.queue.writeBuffer(this.uniforms.buffer, 0, u.buffer as ArrayBuffer);
-      sampleTokens(this.gpu, this.next, viewTensor(logits, [1, d.vocab]), this.uniforms, 1, d.vocab, sampling);
-      const token = new Uint32Array(await this.gpu.read(this.next))[0];
-      if (stops.has(token)) return { tokens, stopped: 'stop-token' };
-      tokens.push(token);
-      opts.onToken?.(token, step);
-      input = Uint32Array.of(token);
+    const results: Generation[] = prompts.map(() => ({ tokens: [], stopped: 'max-tokens' }));
+    const done = budget.map((n) => n === 0);
+    const finish = (b: number, stopped: Generation['stopped']) => {
+      results[b].stopped = stopped;
+      done[b] = true;
+    };
+    if (steps === 0) return results;
+
+    const { ws, cache } = this.buffers(B * longest, B, longest + steps - 1);
+    const leftPad = prompts.map((p) => longest - p.length);
+    let input = new Uint32Array(B * longest).fill(PAD_TOKEN);
+    prompts.forEach((p, b) => input.set(p, b * longest + leftPad[b]));
+    const next = viewTensor(this.next, [B], 'next_token');
+    const uniforms = viewTensor(this.uniforms, [B], 'sampling_uniforms');
+    for (let step = 0; step < steps; step++) {
+      if (opts.signal?.aborted) {
+        done.forEach((isDone, b) => isDone || finish(b, 'cancelled'));
+        break;
+      }
+      const seq = step === 0 ? longest : 1;
+      const logits = this.model.forward(ws, cache, { ids: input, batch: B, seq, leftPad, logits: 'last', adapter: opts.adapter })!;
+      const u = Float32Array.from(seeds, (seed) => samplingUniforms(seed, step, 1)[0]);
+      this.gpu.device.queue.writeBuffer(uniforms.buffer, uniforms.byteOffset, u.buffer as ArrayBuffer);
+      sampleTokens(this.gpu, next, viewTensor(logits, [B, d.vocab]), uniforms, B, d.vocab, sampling);
+      const chosen = new Uint32Array(await this.gpu.read(next));
+      for (let b = 0; b < B; b++) {
+        if (done[b]) continue;
+        const token = chosen[b];
+        if (stops.has(token)) {
+          finish(b, 'stop-token');
+          continue;
+        }
+        results[b].tokens.push(token);
+        if (opts.onToken?.(b, token, step) === true) finish(b, 'cancelled');
+        else if (results[b].tokens.length === budget[b]) finish(b, budget[b] < maxNew[b] ? 'context-full' : 'max-tokens');
+      }
+      if (done.every(Boolean)) break;
+      // Finished sequences are fed their own last choice: any token does, their output is unused.
+      input = chosen;
     }
-    return { tokens, stopped: maxNew < opts.maxNewTokens ? 'context-full' : 'max-tokens' };
+    return results;
   }
 
   /**

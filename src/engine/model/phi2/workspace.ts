@@ -82,15 +82,36 @@ export class KvCache {
   /** Positions filled so far (the same for every sequence of the batch). */
   length = 0;
 
+  /** `of`: another cache whose memory this one views (see view()); absent: new buffers. */
   constructor(
-    gpu: GpuRuntime,
+    private readonly gpu: GpuRuntime,
     readonly dims: Phi2Dims,
     readonly batch: number,
     readonly maxSeq: number,
+    of?: KvCache,
   ) {
     const shape = [batch, maxSeq, dims.hidden];
-    this.keys = Array.from({ length: dims.layers }, (_, l) => gpu.tensor(`k_cache.${l}`, shape));
-    this.values = Array.from({ length: dims.layers }, (_, l) => gpu.tensor(`v_cache.${l}`, shape));
+    if (of) {
+      this.keys = of.keys.map((t) => viewTensor(t, shape));
+      this.values = of.values.map((t) => viewTensor(t, shape));
+    } else {
+      this.keys = Array.from({ length: dims.layers }, (_, l) => this.gpu.tensor(`k_cache.${l}`, shape));
+      this.values = Array.from({ length: dims.layers }, (_, l) => this.gpu.tensor(`v_cache.${l}`, shape));
+    }
+  }
+
+  /** Positions it holds in all: batch x maxSeq. */
+  get capacity(): number {
+    return this.batch * this.maxSeq;
+  }
+
+  /**
+   * The same memory as `batch` sequences of `maxSeq` positions (at most capacity in all), emptied:
+   * one allocation serves batches of any shape. Destroying the view destroys this cache's buffers.
+   */
+  view(batch: number, maxSeq: number): KvCache {
+    if (batch * maxSeq > this.capacity) throw new Error(`KV cache: ${batch} x ${maxSeq} positions exceed its ${this.capacity}`);
+    return new KvCache(this.gpu, this.dims, batch, maxSeq, this);
   }
 
   reset(): void {
