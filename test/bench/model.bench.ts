@@ -172,6 +172,26 @@ export async function decodeRow(env: BenchEnv, fixture: ModelFixture, n: Iterati
       cache.length = ctx;
       model.forward(ws, cache, { ids: next, batch: 1, seq: 1, logits: 'last' });
     });
+    // CPU time to record one decode step (the kernels' JS) and to encode and submit it: what bounds
+    // tokens/s once the GPU is fast. On SwiftShader the submit also carries some of the driver's work.
+    const recordMs: number[] = [];
+    const submitMs: number[] = [];
+    const hitsBefore = gpu.encoder.bindGroups.hits;
+    const missesBefore = gpu.encoder.bindGroups.misses;
+    for (let i = 0; i < 20; i++) {
+      const t0 = performance.now();
+      cache.length = ctx;
+      model.forward(ws, cache, { ids: next, batch: 1, seq: 1, logits: 'last' });
+      const t1 = performance.now();
+      gpu.encoder.submit();
+      recordMs.push(t1 - t0);
+      submitMs.push(performance.now() - t1);
+      await gpu.device.queue.onSubmittedWorkDone();
+    }
+    const reused = gpu.encoder.bindGroups.hits - hitsBefore;
+    const reuse = reused / (reused + gpu.encoder.bindGroups.misses - missesBefore);
+    ws.destroy();
+    cache.destroy();
     const stats = summarize(perToken);
     const row: BenchRow = {
       id: 'model.decode',
@@ -187,6 +207,7 @@ export async function decodeRow(env: BenchEnv, fixture: ModelFixture, n: Iterati
       notes: [
         `first token (prefill of ${ctx} + sampling) ${summarize(firstToken).median.toFixed(1)} ms`,
         ...(profile ? [`GPU time per token ${profile.totalMs.toFixed(3)} ms in ${profile.dispatches} dispatches (each timed alone)`] : []),
+        `CPU time per step: recording ${summarize(recordMs).median.toFixed(3)} ms, encoding and submitting ${summarize(submitMs).median.toFixed(3)} ms (${(100 * reuse).toFixed(0)}% of bind groups reused)`,
       ],
       timing: 'wall-clock',
     };

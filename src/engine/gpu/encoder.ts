@@ -1,4 +1,5 @@
-import { tensorBytes, type GpuTensor } from './tensor';
+import { BindGroupCache } from './bind-groups';
+import type { GpuTensor } from './tensor';
 import { BufferUsage } from './usage';
 
 /**
@@ -31,11 +32,15 @@ export class KernelEncoder {
   private used = 0;
   /** Dispatches recorded since the last submit; for tests and profiles. */
   dispatches = 0;
+  /** Bind groups reused across submits (a new arena, a new id: stale ones are never hit). */
+  readonly bindGroups: BindGroupCache;
 
   constructor(
     readonly device: GPUDevice,
     private readonly timer?: DispatchTimer,
-  ) {}
+  ) {
+    this.bindGroups = new BindGroupCache(device);
+  }
 
   dispatch(
     pipeline: GPUComputePipeline,
@@ -98,14 +103,7 @@ export class KernelEncoder {
   > = [];
 
   private bindGroup(item: PendingDispatch): GPUBindGroup {
-    const entries: GPUBindGroupEntry[] = [
-      { binding: 0, resource: { buffer: this.arena!, offset: item.uniformOffset, size: UNIFORM_SLOT } },
-    ];
-    // Exactly the tensor's bytes: two views of one buffer then never overlap in WebGPU's eyes.
-    item.tensors.forEach((t, i) =>
-      entries.push({ binding: i + 1, resource: { buffer: t.buffer, offset: t.byteOffset, size: tensorBytes(t.shape, t.dtype) } }),
-    );
-    return this.device.createBindGroup({ label: item.label, layout: item.pipeline.getBindGroupLayout(0), entries });
+    return this.bindGroups.get(item.pipeline, this.arena!, item.uniformOffset, UNIFORM_SLOT, item.tensors, item.label);
   }
 
   private writeUniforms(data: ArrayBuffer | ArrayBufferView): number {
@@ -135,6 +133,7 @@ export class KernelEncoder {
   destroy(): void {
     this.arena?.destroy();
     this.arena = null;
+    this.bindGroups.clear();
   }
 }
 

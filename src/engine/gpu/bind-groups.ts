@@ -1,0 +1,72 @@
+import { tensorBytes, type GpuTensor } from './tensor';
+
+/**
+ * Bind groups kept across submits. A decode step records the same ~450 dispatches with the same
+ * buffers every token, and a training step ~3,800; creating each dispatch's bind group anew (and
+ * asking the pipeline for its layout, which returns a new object every call) costs the CPU time of
+ * the whole step on a fast GPU. Keyed by the pipeline, the uniform slot and every binding's buffer,
+ * offset and size, so a hit is exactly the bind group that would be created. Bind groups of
+ * destroyed buffers are never hit again (a new buffer gets a new id) and go when the cache is full.
+ */
+export class BindGroupCache {
+  private readonly groups = new Map<string, GPUBindGroup>();
+  private readonly layouts = new WeakMap<GPUComputePipeline, GPUBindGroupLayout>();
+  private readonly ids = new WeakMap<object, number>();
+  private nextId = 1;
+  hits = 0;
+  misses = 0;
+
+  constructor(
+    private readonly device: GPUDevice,
+    /** Entries kept before the cache starts over: several steps' worth of distinct dispatches. */
+    private readonly capacity = 16384,
+  ) {}
+
+  get size(): number {
+    return this.groups.size;
+  }
+
+  /** Binding 0 = `uniforms` at `uniformOffset` (`uniformSize` bytes), then the tensors in order. */
+  get(
+    pipeline: GPUComputePipeline,
+    uniforms: GPUBuffer,
+    uniformOffset: number,
+    uniformSize: number,
+    tensors: readonly GpuTensor[],
+    label: string,
+  ): GPUBindGroup {
+    let key = `${this.id(pipeline)}|${this.id(uniforms)}@${uniformOffset}`;
+    for (const t of tensors) key += `|${this.id(t.buffer)}@${t.byteOffset}+${tensorBytes(t.shape, t.dtype)}`;
+    const cached = this.groups.get(key);
+    if (cached) {
+      this.hits++;
+      return cached;
+    }
+    this.misses++;
+    let layout = this.layouts.get(pipeline);
+    if (!layout) {
+      layout = pipeline.getBindGroupLayout(0);
+      this.layouts.set(pipeline, layout);
+    }
+    const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: uniforms, offset: uniformOffset, size: uniformSize } }];
+    // Exactly the tensor's bytes: two views of one buffer then never overlap in WebGPU's eyes.
+    tensors.forEach((t, i) => entries.push({ binding: i + 1, resource: { buffer: t.buffer, offset: t.byteOffset, size: tensorBytes(t.shape, t.dtype) } }));
+    const group = this.device.createBindGroup({ label, layout, entries });
+    if (this.groups.size >= this.capacity) this.groups.clear();
+    this.groups.set(key, group);
+    return group;
+  }
+
+  clear(): void {
+    this.groups.clear();
+  }
+
+  private id(o: object): number {
+    let id = this.ids.get(o);
+    if (id === undefined) {
+      id = this.nextId++;
+      this.ids.set(o, id);
+    }
+    return id;
+  }
+}
