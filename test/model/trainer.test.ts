@@ -227,6 +227,30 @@ describe('training batches', () => {
     lora.destroy();
   });
 
+  it('two accumulated micro-batches of one take the same step as one batch of two', async () => {
+    // Each micro-step uploads its tokens while the previous one's kernels may not have been submitted:
+    // they must still see their own tokens.
+    const gpu = await testGpu();
+    const m = await model(gpu, 'f16');
+    const data = syntheticData(11, m.dims.vocab);
+    const run = async (batchSize: number, gradAccumulation: number) => {
+      const lora = freshLora(m, 21);
+      const cfg = config({ batchSize, gradAccumulation, residDropout: 0, lora: { ...LORA, dropout: 0 }, schedule: { kind: 'constant', lr: 1e-2, warmupSteps: 0, totalSteps: 1 } });
+      const trainer = new Trainer(m, lora, cfg, data, clock);
+      expect(await trainer.run()).toBe('finished');
+      const out = { loss: trainer.records[0].loss, params: await lora.readFlat('params') };
+      trainer.destroy();
+      lora.destroy();
+      return out;
+    };
+    const together = await run(2, 1);
+    const accumulated = await run(1, 2);
+    console.log(`loss: one batch of two ${together.loss}, two accumulated micro-batches ${accumulated.loss}`);
+    expect(Math.abs(accumulated.loss - together.loss) / together.loss).toBeLessThan(1e-5);
+    const c = compareTensors('LoRA weights after one step, accumulated vs batched', accumulated.params, together.params);
+    expect(c.relError).toBeLessThan(1e-5);
+  });
+
   it('loss on the response only masks exactly the prompt tokens; loss on every token masks none', async () => {
     const read = (f: string) => readFileSync(join(MODELS.tiny, f), 'utf8');
     const tokenizer = await loadTokenizer({ 'tokenizer.json': read('tokenizer.json'), 'tokenizer_config.json': read('tokenizer_config.json') });

@@ -1,7 +1,7 @@
 import type { GpuContext } from './device';
 import { KernelEncoder, type DispatchTimer } from './encoder';
 import { PipelineCache } from './pipelines';
-import { createTensor, readTensor, uploadTensor, type DType, type GpuTensor } from './tensor';
+import { createTensor, readTensor, uploadTensor, writeTensor, type DType, type GpuTensor, type HostArray } from './tensor';
 
 /**
  * What every kernel receives: the device, the pipeline cache and the encoder that batches dispatches.
@@ -32,6 +32,16 @@ export class GpuRuntime {
     dtype: DType = 'f32',
   ): GpuTensor {
     return uploadTensor(this.device, name, shape, data, dtype);
+  }
+
+  /**
+   * Host data into a tensor, in order with the kernels: what was recorded before the write runs
+   * before it. (queue.writeBuffer alone takes effect ahead of every command not yet submitted, so a
+   * second batch's tokens would reach the first batch's kernels.)
+   */
+  write(t: GpuTensor, data: HostArray): void {
+    this.encoder.submit();
+    writeTensor(this.device, t, data);
   }
 
   /** Submits what was recorded and reads a tensor back. */

@@ -30,7 +30,7 @@ export function createTensor(device: GPUDevice, name: string, shape: readonly nu
   return { buffer, shape: [...shape], dtype, byteOffset: 0, name };
 }
 
-type HostArray = Float32Array | Int32Array | Uint32Array | Uint16Array | Int8Array | Uint8Array;
+export type HostArray = Float32Array | Int32Array | Uint32Array | Uint16Array | Int8Array | Uint8Array;
 
 export function uploadTensor(
   device: GPUDevice,

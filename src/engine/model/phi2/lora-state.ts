@@ -72,7 +72,7 @@ export class LoraState {
   initialise(random: () => number): void {
     const host = new Float32Array(this.size);
     this.modules.forEach((m, i) => host.set(initLoraA(this.settings.r, m.module.inFeatures, random), this.offsets[i].a));
-    this.gpu.device.queue.writeBuffer(this.params.buffer, 0, host);
+    this.gpu.write(this.params, host);
   }
 
   /** Sets weights from PEFT-named host tensors (adapter_model.safetensors), A [r, in] and B [out, r] each. */
@@ -83,7 +83,7 @@ export class LoraState {
       host.set(checked(get(names.a), this.settings.r * m.module.inFeatures, names.a), this.offsets[i].a);
       host.set(checked(get(names.b), m.module.outFeatures * this.settings.r, names.b), this.offsets[i].b);
     });
-    this.gpu.device.queue.writeBuffer(this.params.buffer, 0, host);
+    this.gpu.write(this.params, host);
   }
 
   /** Sets the whole flat parameter buffer (a checkpoint). */
@@ -91,7 +91,7 @@ export class LoraState {
     if (data.length !== this.size) throw new Error(`LoRA ${which}: ${data.length} floats for a layout of ${this.size}`);
     const t = which === 'params' ? this.params : which === 'expAvg' ? this.expAvg : this.expAvgSq;
     if (!t) throw new Error(`LoRA ${which}: no training buffers yet`);
-    this.gpu.device.queue.writeBuffer(t.buffer, 0, data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+    this.gpu.write(t, data);
   }
 
   /** Allocates gradients and AdamW moments (zeroed), and gradient views per module. */
@@ -99,7 +99,7 @@ export class LoraState {
     if (this.grads) return;
     const zeros = (name: string) => {
       const t = this.gpu.tensor(name, [this.size]);
-      this.gpu.device.queue.writeBuffer(t.buffer, 0, new Float32Array(this.size));
+      this.gpu.write(t, new Float32Array(this.size));
       return t;
     };
     this.grads = zeros('lora.grads');

@@ -168,9 +168,9 @@ export class Phi2TrainStep {
     const validLengths = batch.lengths ? v(t.lengths, [B]) : undefined;
 
     const shifted = shiftLabels(batch.labels, B, T);
-    gpu.device.queue.writeBuffer(t.ids.buffer, 0, batch.ids.buffer as ArrayBuffer, batch.ids.byteOffset, batch.ids.byteLength);
-    gpu.device.queue.writeBuffer(t.labels.buffer, 0, shifted.buffer as ArrayBuffer, shifted.byteOffset, shifted.byteLength);
-    if (batch.lengths) gpu.device.queue.writeBuffer(t.lengths.buffer, 0, Uint32Array.from(batch.lengths));
+    gpu.write(ids, batch.ids);
+    gpu.write(labels, shifted);
+    if (validLengths) gpu.write(validLengths, Uint32Array.from(batch.lengths!));
 
     const loraDrop = (l: number, name: LinearName): LoraDropout | null =>
       opts.loraDropout > 0 ? { p: opts.loraDropout, seed: opts.seed >>> 0, salt: l * SITES_PER_LAYER + LINEAR_NAMES.indexOf(name) } : null;
