@@ -194,6 +194,7 @@ class SharedPipelinesRuntime extends GpuRuntime {
 class AllocationOnlyEncoder extends KernelEncoder {
   override dispatch(): void {
     this.dispatches++;
+    this.recorded++;
   }
 
   override copy(): void {}
@@ -274,8 +275,9 @@ export async function profileDispatches(env: BenchEnv, gpu: GpuRuntime, record: 
   env.timer.enabled = true;
   let dispatches = 0;
   try {
+    const before = gpu.encoder.recorded;
     record();
-    dispatches = gpu.encoder.dispatches;
+    dispatches = gpu.encoder.recorded - before;
     await gpu.finish();
   } finally {
     env.timer.enabled = false;
@@ -312,8 +314,9 @@ export async function runCase(env: BenchEnv, c: BenchCase, iters = 20, warmup = 
     for (let i = 0; i < iters && (perIter.length === 0 || performance.now() - start < budgetMs); i++) {
       if (env.timer) env.timer.enabled = timed;
       const t0 = performance.now();
+      const before = gpu.encoder.recorded;
       record(gpu);
-      const dispatches = gpu.encoder.dispatches;
+      const dispatches = gpu.encoder.recorded - before;
       await gpu.finish();
       const wall = performance.now() - t0;
       if (env.timer) env.timer.enabled = false;

@@ -260,9 +260,10 @@ export async function trainMemoryRow(env: BenchEnv, fixture: ModelFixture, batch
         record();
         gpu.encoder.submit();
         const t0 = performance.now();
+        const before = gpu.encoder.recorded;
         record();
         const ms = performance.now() - t0;
-        const dispatches = gpu.encoder.dispatches;
+        const dispatches = gpu.encoder.recorded - before;
         const row: BenchRow = {
           id: 'train.memory',
           shape: `${batch}x${T}`,

@@ -32,6 +32,8 @@ export class KernelEncoder {
   private used = 0;
   /** Dispatches recorded since the last submit; for tests and profiles. */
   dispatches = 0;
+  /** Dispatches recorded since the encoder was made (across submits); for profiles. */
+  recorded = 0;
   /** Bind groups reused across submits (a new arena, a new id: stale ones are never hit). */
   readonly bindGroups: BindGroupCache;
 
@@ -56,6 +58,7 @@ export class KernelEncoder {
     const uniformOffset = this.writeUniforms(uniforms);
     this.pending.push({ pipeline, uniformOffset, tensors, workgroups: [x, y, z], label });
     this.dispatches++;
+    this.recorded++;
   }
 
   /** Records a buffer copy in order with the dispatches. */

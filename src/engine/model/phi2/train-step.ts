@@ -224,6 +224,8 @@ export class Phi2TrainStep {
       const saved = v(this.blockInputs[l], [M, C]);
       gpu.encoder.copy(x, saved, M * C * 4);
       blockForward(l, saved, x);
+      // Block by block, so the GPU runs one block while the CPU records the next.
+      gpu.encoder.submit();
     }
     const finalH = v(t.finalH, [M, C]);
     const finalMean = v(t.finalMean, [M]);
@@ -286,6 +288,7 @@ export class Phi2TrainStep {
       linearBackward(l, 'v', dh, dv, h, C, C, true);
       // Both branches read h = LN(x_l); x_l also flows straight through the residual.
       layernormBackward(gpu, dx, dh, input, model.params.blocks[l].ln.weight, mean, rstd, M, C, true);
+      gpu.encoder.submit();
     }
   }
 
