@@ -23,6 +23,7 @@ import {
   RTX_4090_CLASS,
   runPrepared,
   type RunnerSettings,
+  ThroughputMeter,
   type RunProgress,
   userDatasetItems,
   withModel,
@@ -35,7 +36,7 @@ import type { EvalItem } from '../../src/engine/eval/types';
 import type { GpuRuntime } from '../../src/engine/gpu/runtime';
 import type { GpuTensor } from '../../src/engine/gpu/tensor';
 import { KvCache, Phi2Model, Phi2Workspace } from '../../src/engine/model/phi2/forward';
-import { Generator } from '../../src/engine/model/phi2/generate';
+import { Generator, type Generation } from '../../src/engine/model/phi2/generate';
 import { loadPhi2FromSource } from '../../src/engine/model/phi2/load';
 import { LoraState } from '../../src/engine/model/phi2/lora-state';
 import { destroyParams } from '../../src/engine/model/phi2/params';
@@ -190,6 +191,50 @@ describe('evaluation runner on tiny-phi', () => {
     expect(suiteRun.results[2].generatedTokens).toBe(direct.tokens.length);
   });
 
+  it('generates in batches with exactly the results of generating item by item', async () => {
+    const items = [...smallSuite(11), ...shortItems(4)];
+    const settings = { ...SETTINGS, rankCandidates: false }; // candidate scoring does not batch
+    const prepared = await prepareItems(evalModel, items, settings);
+    expect(new Set(prepared.map((p) => p.promptIds.length)).size).toBeGreaterThan(2); // prompts of different lengths
+    const run = async (generationBatch: number | undefined) => {
+      const sizes: number[] = [];
+      const order: number[] = [];
+      const meter = new ThroughputMeter();
+      const counting: EvalModel = {
+        ...evalModel,
+        generator: {
+          generateBatch: (prompts, opts) => {
+            sizes.push(prompts.length);
+            return generator.generateBatch(prompts, opts);
+          },
+        },
+      };
+      const outcome = await runPrepared(counting, prepared, { ...settings, generationBatch }, { now, meter, onItem: (_r, i) => order.push(i) });
+      return { outcome, sizes, order, meter };
+    };
+    const single = await run(1);
+    const byDefault = await run(undefined);
+    const threes = await run(3);
+    expect(single.sizes).toEqual([1, 1, 1, 1, 1, 1, 1]);
+    expect(byDefault.sizes).toEqual([4, 3]);
+    expect(threes.sizes).toEqual([3, 3, 1]);
+    const strip = (o: typeof single) => o.outcome.results.map(({ ms: _ms, ...r }) => r);
+    for (const batched of [byDefault, threes]) {
+      expect(batched.order).toEqual([0, 1, 2, 3, 4, 5, 6]);
+      expect(batched.outcome.cancelled).toBe(false);
+      expect(strip(batched)).toEqual(strip(single));
+      expect([batched.outcome.promptTokens, batched.outcome.generatedTokens]).toEqual([single.outcome.promptTokens, single.outcome.generatedTokens]);
+      // The meter counts the same work: every item's prompt and every sequence's decode tokens.
+      for (const key of ['generations', 'generationSteps', 'prefillTokens', 'decodeSteps'] as const) expect(batched.meter[key]).toBe(single.meter[key]);
+      expect(batched.meter.decodeMsPerToken).toBeGreaterThan(0);
+      expect(batched.meter.prefillTokensPerSecond).toBeGreaterThan(0);
+    }
+    console.log(
+      `decode ms/token: one by one ${single.meter.decodeMsPerToken?.toFixed(1)}, batches of 4 ${byDefault.meter.decodeMsPerToken?.toFixed(1)}, of 3 ${threes.meter.decodeMsPerToken?.toFixed(1)}`,
+    );
+    for (const r of single.outcome.results) console.log(`${r.id}: ${r.promptTokens} prompt tokens -> ${JSON.stringify(r.generation)} (${r.stopped})`);
+  }, 600_000);
+
   it('reports progress per item, with time left once rates are known and 0 at the end', () => {
     expect(progress.map((p) => p.done)).toEqual([0, 1, 2, 3]);
     expect(progress.every((p) => p.total === 3)).toBe(true);
@@ -287,52 +332,93 @@ describe('evaluation runner on tiny-phi', () => {
     expect(first.cancelled).toBe(true);
     expect(first.results.map((r) => r.id)).toEqual(['short/0']);
 
-    // Abort while the second item's generation is under way, after its second token.
+    // Item by item: abort while the second item's generation is under way, after its second token.
     const during = new AbortController();
-    let item = 0;
+    let batch = 0;
     let steps = 0;
     const watching: EvalModel = {
       ...evalModel,
       generator: {
-        generate: (prompt, opts) => {
-          item++;
-          return generator.generate(prompt, {
+        generateBatch: (prompts, opts) => {
+          batch++;
+          return generator.generateBatch(prompts, {
             ...opts,
-            onToken: (t, i) => {
-              opts.onToken?.(t, i);
+            onToken: (s, t, i) => {
               steps++;
-              if (item === 2 && i === 1) during.abort();
+              if (batch === 2 && i === 1) during.abort();
+              return opts.onToken?.(s, t, i);
             },
           });
         },
       },
     };
-    const second = await runPrepared(watching, prepared, SETTINGS, { now, signal: during.signal });
+    const second = await runPrepared(watching, prepared, { ...SETTINGS, generationBatch: 1 }, { now, signal: during.signal });
     expect(second.cancelled).toBe(true);
     expect(second.results.map((r) => r.id)).toEqual(['short/0']);
     // The generation stopped at the next token: no further steps ran after the abort.
     expect(steps).toBe(first.results[0].generatedTokens + 2);
+
+    // In one batch (all three items): an abort after the batch's second step drops the whole batch.
+    const inBatch = new AbortController();
+    let batchSize = 0;
+    let lastStep = -1;
+    const cut = await runPrepared(
+      {
+        ...evalModel,
+        generator: {
+          generateBatch: (prompts, opts) => {
+            batchSize = prompts.length;
+            return generator.generateBatch(prompts, {
+              ...opts,
+              onToken: (s, t, i) => {
+                lastStep = i;
+                if (i === 1 && s === prompts.length - 1) inBatch.abort();
+                return opts.onToken?.(s, t, i);
+              },
+            });
+          },
+        },
+      },
+      prepared,
+      SETTINGS,
+      { now, signal: inBatch.signal },
+    );
+    expect(batchSize).toBe(3);
+    expect(cut.cancelled).toBe(true);
+    expect(cut.results).toEqual([]);
+    expect(lastStep).toBe(1); // no step after the abort
     await expect(prepareItems(evalModel, items, SETTINGS, { signal: AbortSignal.abort() })).rejects.toBeInstanceOf(EvalCancelledError);
   });
 
   it('stops generating once the answer is complete, at the next step, with the same verdict', async () => {
     // A scripted generator (tiny-phi's gibberish never ends a line) that behaves as the Generator does:
-    // it checks the signal before each step and reports each token as it is chosen.
-    const script = tokenizer.encode(' Yes\nQuestion: and then more words follow here');
+    // it checks the signal before each step, reports each token as it is chosen, and ends a sequence
+    // when onToken says so. Sequence b of a batch says scripts[b].
+    const scripts = [' Yes\nQuestion: and then more words follow here', ' Answer: No\nQuestion: more'].map((t) => tokenizer.encode(t));
+    const script = scripts[0];
     const newline = tokenizer.encode(' Yes\n').length;
     let steps = 0;
     const scripted: EvalModel = {
       ...evalModel,
       generator: {
-        generate: async (_prompt, opts) => {
-          const tokens: number[] = [];
-          for (let i = 0; i < Math.min(opts.maxNewTokens, script.length); i++) {
-            if (opts.signal?.aborted) return { tokens, stopped: 'cancelled' };
+        generateBatch: async (prompts, opts) => {
+          const budget = prompts.map((_, b) => Math.min(typeof opts.maxNewTokens === 'number' ? opts.maxNewTokens : opts.maxNewTokens[b], scripts[b].length));
+          const out: Generation[] = prompts.map(() => ({ tokens: [], stopped: 'max-tokens' }));
+          const done = budget.map((n) => n === 0);
+          for (let i = 0; !done.every(Boolean); i++) {
+            if (opts.signal?.aborted) {
+              done.forEach((d, b) => d || (out[b].stopped = 'cancelled'));
+              break;
+            }
             steps++;
-            tokens.push(script[i]);
-            opts.onToken?.(script[i], i);
+            for (let b = 0; b < prompts.length; b++) {
+              if (done[b]) continue;
+              out[b].tokens.push(scripts[b][i]);
+              if (opts.onToken?.(b, scripts[b][i], i) === true) [out[b].stopped, done[b]] = ['cancelled', true];
+              else if (i + 1 === budget[b]) done[b] = true;
+            }
           }
-          return { tokens, stopped: 'max-tokens' };
+          return out;
         },
       },
     };
@@ -347,6 +433,18 @@ describe('evaluation runner on tiny-phi', () => {
     expect(steps).toBe(newline);
     expect(early.results[0].verdict).toEqual({ correct: true, extracted: 'Yes' });
     expect(early.results[0].verdict).toEqual(full.results[0].verdict);
+
+    // Two items generated together: each ends at its own answer; the batch runs until the later one.
+    const pair = shortItems(2); // targets "Yes", "No"
+    const fullPair = await evaluateItems(scripted, pair, settings, { now });
+    steps = 0;
+    const earlyPair = await evaluateItems(scripted, pair, { ...settings, stopWhenAnswered: true }, { now });
+    const answers = [' Yes\n', ' Answer: No\n'];
+    expect(earlyPair.results.map((r) => r.generation)).toEqual(answers);
+    expect(earlyPair.results.map((r) => [r.stopped, r.generatedTokens])).toEqual(answers.map((a) => ['answered', tokenizer.encode(a).length]));
+    expect(steps).toBe(Math.max(...answers.map((a) => tokenizer.encode(a).length)));
+    expect(earlyPair.results.map((r) => r.verdict)).toEqual(fullPair.results.map((r) => r.verdict));
+    expect(earlyPair.results.map((r) => r.verdict.correct)).toEqual([true, true]);
 
     // On the real model the rule's part is never complete in a few tokens of gibberish: nothing changes.
     const real = await evaluateItems(evalModel, items, { ...settings, maxNewTokens: 4, stopWhenAnswered: true }, { now });

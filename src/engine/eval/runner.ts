@@ -1,9 +1,11 @@
 import { SeededRandom } from '../data/random';
 import { viewTensor } from '../gpu/tensor';
+import { GEMV_ROWS } from '../kernels/matmul';
 import { gatherLogProbs } from '../kernels/softmax';
 import { KvCache, type Phi2Model, Phi2Workspace } from '../model/phi2/forward';
 import type { Generator } from '../model/phi2/generate';
 import type { LoraState } from '../model/phi2/lora-state';
+import type { Phi2Dims } from '../model/phi2/params';
 import type { PhiTokenizer } from '../tokenizer';
 import { modelInput, toItemResult, type EvalItemResult, type EvalSettings } from './results';
 import { firstBracketedList, isListTarget, stripAnswerPrefixes } from './scoring';
@@ -15,12 +17,17 @@ import type { EvalItem } from './types';
  *   1. prepare: every item's model input (the paper's `Instruct: {prompt}\nOutput:` wrapper for the
  *      bundled suites; a saved dataset's rows go as they are, their template is already in them) is
  *      tokenised once, lengths are checked against the model's positions before any GPU work starts;
- *   2. per item: greedy generation of up to maxNewTokens (the paper: 50) with the Generator, scored with
- *      the README's rule (scoring.ts); where the item has candidate labels, their log-likelihoods after
- *      the prompt (CandidateScorer), which rank classification uses.
+ *   2. in batches of consecutive items: greedy generation of up to maxNewTokens (the paper: 50) for all
+ *      of them together (Generator.generateBatch), each scored with the README's rule (scoring.ts);
+ *      then per item, where it has candidate labels, their log-likelihoods after the prompt
+ *      (CandidateScorer), which rank classification uses. Results are reported in item order.
  *
- * The Generator decodes one sequence at a time (the forward's KV cache has one position counter for all
- * sequences, so prompts of different lengths cannot decode together). Candidates share their prompt:
+ * Decode reads all the weights once per step, so prompts generated together (left-padded to the
+ * longest, one token per sequence per step) cost about what one costs: a batch of B decodes nearly B
+ * times as many tokens per second. A batch holds up to generationBatch items (default
+ * DEFAULT_GENERATION_BATCH), fewer where their KV cache (f32: layers x 2 x hidden x 4 bytes per position
+ * and sequence, 655 KB for Phi-2) would pass GENERATION_CACHE_BYTES; each sequence ends on its own, and
+ * verdicts are those of generating item by item (generationBatch 1). Candidates share their prompt:
  * CandidateScorer runs the prompt once into a KV cache and each candidate continues from it, rather
  * than a right-padded batch of (prompt + candidate) rows (Generator.scoreCandidates), which repeats the
  * prompt per candidate and projects every position onto the vocabulary. With labels of 1-3 tokens after
@@ -31,8 +38,11 @@ import type { EvalItem } from './types';
  * ## How long the paper replication takes on an RTX 4090-class GPU (estimate, method)
  * Workload, measured with Phi-2's tokenizer on the 730 prompts wrapped as the paper sent them:
  * 241,780 prompt tokens (mean 331, longest 1,138) and at most 730 x 50 = 36,500 generated tokens.
- * - Decode is bound by reading the weights once per token: ~3 GB of int8 weights at ~1 TB/s is ~3 ms per
- *   token (DESIGN.md), plus ~0.3 ms to read the sampled id back each step: 3.3 ms/token.
+ * - Decode is bound by reading the weights once per step: ~3 GB of int8 weights at ~1 TB/s is ~3 ms per
+ *   step (DESIGN.md), plus ~0.3 ms to read the sampled ids back: 3.3 ms/token one sequence at a time.
+ *   Batches of 4 (paper prompts of ~380 positions fit 4 in the cache budget) divide that by up to 4, less
+ *   the steps where a batch waits for its longest generation; RTX_4090_CLASS keeps the batch-1 figure, an
+ *   upper bound, and the rates measured on this GPU replace it.
  * - Prefill is bound by arithmetic: ~5.0 GFLOP per token (2 x 2.5e9 parameters in the blocks; attention
  *   adds ~4*L*T*C = 0.1 GFLOP at T = 330; the lm_head runs for the last position only). Our f32 WGSL tiled
  *   matmul reaches 28-30 TFLOP/s on an H100 (DESIGN.md); assuming ~20 TFLOP/s effective on a 4090 with
@@ -52,7 +62,7 @@ import type { EvalItem } from './types';
 export interface EvalModel {
   model: Phi2Model;
   tokenizer: Pick<PhiTokenizer, 'encode' | 'decode'>;
-  generator: Pick<Generator, 'generate'>;
+  generator: Pick<Generator, 'generateBatch'>;
 }
 
 export interface RunnerSettings extends EvalSettings {
@@ -60,9 +70,24 @@ export interface RunnerSettings extends EvalSettings {
   rankCandidates: boolean;
   /** End a generation once the part the scoring rule reads is complete; verdicts do not change. */
   stopWhenAnswered: boolean;
+  /**
+   * Items generated together at most (fewer where the KV cache would pass GENERATION_CACHE_BYTES);
+   * 1 generates item by item. Absent: DEFAULT_GENERATION_BATCH. Verdicts do not change.
+   */
+  generationBatch?: number;
 }
 
 export const MAX_NEW_TOKENS_LIMIT = 512;
+export const GENERATION_BATCH_LIMIT = 64;
+/**
+ * Items per generation batch by default: the decode matmuls' GEMV path reads each weight once for up
+ * to GEMV_ROWS (4) rows. More rows go to the tiled GEMM, whose 64-row tiles do 8 to 13 times the useful
+ * arithmetic at 5 to 8 rows (Phi-2: ~0.3 TFLOP per step, several times the 4-row step's weight read),
+ * so with today's kernels 4 decodes the most tokens per second.
+ */
+export const DEFAULT_GENERATION_BATCH = GEMV_ROWS;
+/** KV cache a generation batch may use (f32 keys and values of every layer): 1 GiB, 1,638 Phi-2 positions. */
+export const GENERATION_CACHE_BYTES = 2 ** 30;
 
 export interface RunItemResult extends EvalItemResult {
   /** How this item's verdict was reached ('rank' only for items with candidate labels). */
@@ -105,6 +130,46 @@ export function checkRunnerSettings(s: RunnerSettings): void {
     throw new EvalSetupError(`max new tokens must be an integer from 0 to ${MAX_NEW_TOKENS_LIMIT}, got ${s.maxNewTokens}`);
   }
   if (s.scoring === 'rank' && !s.rankCandidates) throw new EvalSetupError('rank scoring needs the candidate log-likelihoods (rankCandidates)');
+  const batch = s.generationBatch;
+  if (batch !== undefined && (!Number.isInteger(batch) || batch < 1 || batch > GENERATION_BATCH_LIMIT)) {
+    throw new EvalSetupError(`the generation batch must be an integer from 1 to ${GENERATION_BATCH_LIMIT}, got ${batch}`);
+  }
+}
+
+/**
+ * How runPrepared groups items, as [first, end) ranges in order covering every item: runs of
+ * consecutive items that generate, each as long as `maxBatch` allows and as their KV cache fits
+ * GENERATION_CACHE_BYTES and the model's positions (left padding puts every sequence at the longest
+ * prompt's length: rows up to longest prompt + largest budget - 1); an item that does not generate
+ * is a range of its own.
+ */
+export function generationBatches(prepared: readonly PreparedItem[], dims: Phi2Dims, maxBatch: number): Array<[number, number]> {
+  const bytesPerPosition = dims.layers * 2 * dims.hidden * 4;
+  const ranges: Array<[number, number]> = [];
+  let first = 0;
+  let longest = 0;
+  let budget = 0;
+  for (let i = 0; i < prepared.length; i++) {
+    const p = prepared[i];
+    const open = i > first && prepared[first].newTokenBudget > 0;
+    if (open && p.newTokenBudget > 0) {
+      const size = i - first + 1;
+      const l = Math.max(longest, p.promptIds.length);
+      const b = Math.max(budget, p.newTokenBudget);
+      const rows = l + b - 1;
+      if (size <= maxBatch && size * rows * bytesPerPosition <= GENERATION_CACHE_BYTES && rows <= dims.maxPositions) {
+        longest = l;
+        budget = b;
+        continue;
+      }
+    }
+    if (i > first) ranges.push([first, i]);
+    first = i;
+    longest = p.promptIds.length;
+    budget = p.newTokenBudget;
+  }
+  if (prepared.length > first) ranges.push([first, prepared.length]);
+  return ranges;
 }
 
 /** The input for an item: saved datasets already carry their template, so only bundled suites are wrapped. */
@@ -257,12 +322,16 @@ export class ThroughputMeter {
   generations = 0;
   generationSteps = 0;
 
-  recordGeneration(promptTokens: number, prefillMs: number, decodeSteps: number, decodeMs: number): void {
+  /**
+   * A generation of `generations` sequences together (1: one item): their prompt tokens and prefill
+   * time, and their decode tokens (each sequence's after its first, summed) and decode time.
+   */
+  recordGeneration(promptTokens: number, prefillMs: number, decodeSteps: number, decodeMs: number, generations = 1): void {
     this.prefillTokens += promptTokens;
     this.prefillMs += prefillMs;
     this.decodeSteps += decodeSteps;
     this.decodeMs += decodeMs;
-    this.generations++;
+    this.generations += generations;
     this.generationSteps += decodeSteps;
   }
 
@@ -350,8 +419,9 @@ export interface RunOutcome {
 }
 
 /**
- * Runs prepared items in order. Cancelling (options.signal) stops at the next token: the item under
- * way is dropped, those finished are returned with cancelled = true.
+ * Runs prepared items, generating in batches (generationBatches) and reporting each item in order.
+ * Cancelling (options.signal) stops at the next token or before the next candidate scoring: a batch
+ * whose generation is under way is dropped; the items finished are returned with cancelled = true.
  */
 export async function runPrepared(model: EvalModel, prepared: readonly PreparedItem[], settings: RunnerSettings, options: RunOptions): Promise<RunOutcome> {
   checkRunnerSettings(settings);
@@ -389,34 +459,42 @@ export async function runPrepared(model: EvalModel, prepared: readonly PreparedI
   report(null);
 
   const scorer = prepared.some((p) => p.candidates) ? new CandidateScorer(model.model) : null;
+  const batches = generationBatches(prepared, model.model.dims, settings.generationBatch ?? DEFAULT_GENERATION_BATCH);
   try {
-    for (const [i, p] of prepared.entries()) {
+    run: for (const [first, end] of batches) {
       if (signal?.aborted) break;
-      const t0 = now();
-      let tokens: number[] = [];
-      let stopped: RunItemResult['stopped'] = null;
-      if (p.newTokenBudget > 0) {
-        const outcome = await generateOne(model, p, settings, adapter, signal, now, meter);
-        if (outcome === null) break; // cancelled mid-generation
-        tokens = outcome.tokens;
-        stopped = outcome.stopped;
-        promptTokens += p.promptIds.length;
-        generatedTokens += tokens.length;
+      const group = prepared.slice(first, end);
+      const tg = now();
+      let generations: ItemGeneration[] = group.map(() => ({ tokens: [], stopped: null }));
+      if (group[0].newTokenBudget > 0) {
+        const outcome = await generateGroup(model, group, settings, adapter, signal, now, meter);
+        if (outcome === null) break; // cancelled mid-generation: the batch's items are dropped
+        generations = outcome;
+        for (const [k, p] of group.entries()) {
+          promptTokens += p.promptIds.length;
+          generatedTokens += generations[k].tokens.length;
+        }
       }
-      let logLikelihoods: number[] | undefined;
-      if (p.candidates) {
-        if (signal?.aborted) break;
-        const tr = now();
-        logLikelihoods = await scorer!.score(p.promptIds, p.candidates.ids, adapter);
-        meter.recordRank(perItem[i].rankTokens, now() - tr);
+      // Each item's time: its share of the batch's generation, and its own candidate scoring.
+      const generationShare = (now() - tg) / group.length;
+      for (const [k, p] of group.entries()) {
+        const i = first + k;
+        const t0 = now();
+        const { tokens, stopped } = generations[k];
+        let logLikelihoods: number[] | undefined;
+        if (p.candidates) {
+          if (signal?.aborted) break run;
+          logLikelihoods = await scorer!.score(p.promptIds, p.candidates.ids, adapter);
+          meter.recordRank(perItem[i].rankTokens, now() - t0);
+        }
+        const generation = tokens.length ? model.tokenizer.decode(tokens) : '';
+        const base = toItemResult(p.item, generation, p.scoredBy, { logLikelihoods, ms: generationShare + now() - t0 });
+        const result: RunItemResult = { ...base, scoredBy: p.scoredBy, promptTokens: p.promptIds.length, generatedTokens: tokens.length, stopped };
+        results.push(result);
+        if (result.verdict.correct) correct++;
+        options.onItem?.(result, i);
+        report(p.item.id);
       }
-      const generation = tokens.length ? model.tokenizer.decode(tokens) : '';
-      const base = toItemResult(p.item, generation, p.scoredBy, { logLikelihoods, ms: now() - t0 });
-      const result: RunItemResult = { ...base, scoredBy: p.scoredBy, promptTokens: p.promptIds.length, generatedTokens: tokens.length, stopped };
-      results.push(result);
-      if (result.verdict.correct) correct++;
-      options.onItem?.(result, i);
-      report(p.item.id);
     }
   } finally {
     scorer?.destroy();
@@ -424,48 +502,54 @@ export async function runPrepared(model: EvalModel, prepared: readonly PreparedI
   return { results, cancelled: results.length < prepared.length, durationMs: now() - start, rates: meter.rates(), promptTokens, generatedTokens };
 }
 
-/** One greedy generation with throughput bookkeeping; null when the run was cancelled during it. */
-async function generateOne(
+interface ItemGeneration {
+  tokens: number[];
+  stopped: RunItemResult['stopped'];
+}
+
+/**
+ * Greedy generation of a batch of items together, with throughput bookkeeping; null when the run was
+ * cancelled during it. With stopWhenAnswered each sequence ends as soon as its answer is complete.
+ */
+async function generateGroup(
   model: EvalModel,
-  p: PreparedItem,
+  group: readonly PreparedItem[],
   settings: RunnerSettings,
   adapter: LoraState | null,
   signal: AbortSignal | undefined,
   now: () => number,
   meter: ThroughputMeter,
-): Promise<{ tokens: number[]; stopped: NonNullable<RunItemResult['stopped']> } | null> {
-  // The item's own signal ends its generation early (answered) or follows the run's (cancelled).
-  const item = new AbortController();
-  const follow = () => item.abort();
-  signal?.addEventListener('abort', follow);
-  let answered = false;
+): Promise<ItemGeneration[] | null> {
+  const answered = group.map(() => false);
+  const sofar: number[][] = group.map(() => []);
   let firstTokenAt: number | null = null;
-  const sofar: number[] = [];
   const t0 = now();
-  try {
-    const gen = await model.generator.generate(p.promptIds, {
-      maxNewTokens: p.newTokenBudget,
-      signal: item.signal,
+  const gens = await model.generator.generateBatch(
+    group.map((p) => p.promptIds),
+    {
+      maxNewTokens: group.map((p) => p.newTokenBudget),
+      signal,
       adapter,
-      onToken: (token, index) => {
-        if (index === 0) firstTokenAt = now();
-        sofar.push(token);
-        if (settings.stopWhenAnswered && answerComplete(model.tokenizer.decode(sofar), p.item.target)) {
-          answered = true;
-          item.abort();
+      onToken: (sequence, token) => {
+        firstTokenAt ??= now();
+        sofar[sequence].push(token);
+        if (settings.stopWhenAnswered && answerComplete(model.tokenizer.decode(sofar[sequence]), group[sequence].item.target)) {
+          answered[sequence] = true;
+          return true;
         }
       },
-    });
-    const end = now();
-    if (gen.stopped === 'cancelled' && !answered) return null;
-    // Forward passes: one per returned token, plus the one that produced a stop token.
-    const passes = gen.tokens.length + (gen.stopped === 'stop-token' ? 1 : 0);
-    const prefillEnd = firstTokenAt ?? end;
-    meter.recordGeneration(p.promptIds.length, prefillEnd - t0, Math.max(0, passes - 1), firstTokenAt === null ? 0 : end - firstTokenAt);
-    return { tokens: gen.tokens, stopped: answered ? 'answered' : (gen.stopped as 'stop-token' | 'max-tokens' | 'context-full') };
-  } finally {
-    signal?.removeEventListener('abort', follow);
-  }
+    },
+  );
+  const end = now();
+  if (gens.some((g, k) => g.stopped === 'cancelled' && !answered[k])) return null;
+  // Forward passes each sequence took part in: one per returned token, plus the one that chose a stop
+  // token. Decode counts every sequence's tokens after its first, so its rate is tokens per second
+  // over the batch, and the mean per item predicts the items left.
+  const decodeTokens = gens.reduce((sum, g) => sum + Math.max(0, g.tokens.length + (g.stopped === 'stop-token' ? 1 : 0) - 1), 0);
+  const prefillEnd = firstTokenAt ?? end;
+  const promptTokens = group.reduce((sum, p) => sum + p.promptIds.length, 0);
+  meter.recordGeneration(promptTokens, prefillEnd - t0, decodeTokens, firstTokenAt === null ? 0 : end - firstTokenAt, group.length);
+  return gens.map((g, k) => ({ tokens: g.tokens, stopped: answered[k] ? 'answered' : (g.stopped as 'stop-token' | 'max-tokens' | 'context-full') }));
 }
 
 /**
