@@ -193,9 +193,9 @@ export class Phi2Model {
       }
     }
     if (leftPad.every((pad) => pad === 0)) return undefined;
-    const t = this.ensure('leftPadBuffer', [batch], 'u32');
-    this.gpu.device.queue.writeBuffer(t.buffer, 0, new Uint32Array(leftPad));
-    return viewTensor(t, [batch], 'left_pad');
+    const t = viewTensor(this.ensure('leftPadBuffer', [batch], 'u32'), [batch], 'left_pad');
+    this.gpu.write(t, new Uint32Array(leftPad));
+    return t;
   }
 
   /** A scratch buffer kept across calls, grown when a call needs more. */

@@ -170,8 +170,7 @@ export class Generator {
       }
       const seq = step === 0 ? longest : 1;
       const logits = this.model.forward(ws, cache, { ids: input, batch: B, seq, leftPad, logits: 'last', adapter: opts.adapter })!;
-      const u = Float32Array.from(seeds, (seed) => samplingUniforms(seed, step, 1)[0]);
-      this.gpu.device.queue.writeBuffer(uniforms.buffer, uniforms.byteOffset, u.buffer as ArrayBuffer);
+      this.gpu.write(uniforms, Float32Array.from(seeds, (seed) => samplingUniforms(seed, step, 1)[0]));
       sampleTokens(this.gpu, next, viewTensor(logits, [B, d.vocab]), uniforms, B, d.vocab, sampling);
       const chosen = new Uint32Array(await this.gpu.read(next));
       for (let b = 0; b < B; b++) {
