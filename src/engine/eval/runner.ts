@@ -590,8 +590,6 @@ export class CandidateScorer {
       cache.reset();
       if (P > 1) {
         this.model.forward(ws, cache, { ids: Uint32Array.from(prompt.slice(0, P - 1)), batch: 1, seq: P - 1, logits: 'none', adapter });
-        // forward() writes its ids with queue.writeBuffer, which overtakes unsubmitted commands: submit first.
-        gpu.encoder.submit();
       }
       candidates.forEach((c, b) => {
         cache.length = P - 1;
@@ -600,7 +598,6 @@ export class CandidateScorer {
         const logits = this.model.forward(ws, cache, { ids, batch: 1, seq: n, logits: 'all', adapter })!;
         const at = offsets[b] * 4;
         gatherLogProbs(gpu, viewTensor(logProbs, [n], 'candidate_logprobs', at), logits, viewTensor(targetTensor, [n], 'candidate_targets', at), n, dims.vocab);
-        gpu.encoder.submit();
       });
       const lp = await gpu.readF32(logProbs);
       return candidates.map((c, b) => {

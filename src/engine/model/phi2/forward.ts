@@ -24,6 +24,9 @@ import { KvCache, Phi2Workspace } from './workspace';
 
 export type LogitsWanted = 'all' | 'last' | 'none';
 
+/** Blocks recorded per submit: a few submits per pass (each costs a little) overlap recording and running. */
+const SUBMIT_EVERY_BLOCKS = 4;
+
 export interface ForwardCall {
   /** Token ids [batch * seq], batch-major. */
   ids: Uint32Array;
@@ -89,7 +92,7 @@ export class Phi2Model {
     if (pastLen + T > d.maxPositions) throw new Error(`forward: position ${pastLen + T - 1} is past the model's ${d.maxPositions} positions`);
     const a = ws.at(M, B, T);
 
-    gpu.device.queue.writeBuffer(a.ids.buffer, a.ids.byteOffset, call.ids.buffer as ArrayBuffer, call.ids.byteOffset, call.ids.byteLength);
+    gpu.write(a.ids, call.ids);
     embeddingForward(gpu, a.residual, a.ids, params.embedding, M, C, d.vocab, call.ids);
     const capture = (i: number, t: GpuTensor) => {
       const target = call.captureHidden?.[i];
@@ -128,6 +131,8 @@ export class Phi2Model {
       geluForward(gpu, a.gelu, a.fc1, M * d.intermediate);
       linear(a.residual, a.gelu, 'fc2', C, d.intermediate, true);
       if (l < d.layers - 1) capture(l + 1, a.residual);
+      // Every few blocks, hand the GPU what is recorded, so it runs while the CPU records the rest.
+      if (l % SUBMIT_EVERY_BLOCKS === SUBMIT_EVERY_BLOCKS - 1) gpu.encoder.submit();
     }
     cache.length = pastLen + T;
 
@@ -175,12 +180,12 @@ export class Phi2Model {
   }
 
   private uploadLengths(lengths: readonly number[], pastLen: number, seq: number): GpuTensor {
-    const t = this.ensure('lengthsBuffer', [lengths.length], 'u32');
     for (const len of lengths) {
       if (!Number.isInteger(len) || len < 1 || len > pastLen + seq) throw new Error(`forward: valid length ${len} outside 1..${pastLen + seq}`);
     }
-    this.gpu.device.queue.writeBuffer(t.buffer, 0, new Uint32Array(lengths));
-    return viewTensor(t, [lengths.length], 'valid_lengths');
+    const t = viewTensor(this.ensure('lengthsBuffer', [lengths.length], 'u32'), [lengths.length], 'valid_lengths');
+    this.gpu.write(t, new Uint32Array(lengths));
+    return t;
   }
 
   /** The left padding as the kernels read it; none when no sequence is padded (the same kernels then run as without). */
