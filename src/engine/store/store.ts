@@ -9,6 +9,7 @@ import {
   upgradeSchema,
   type ModelManifest,
   type TensorEntry,
+  type StoredRecord,
   type TensorRecord,
   type TokenizerFiles,
 } from './schema';
@@ -16,7 +17,7 @@ import {
 interface Phi2Schema extends DBSchema {
   models: { key: string; value: ModelManifest };
   tensors: { key: [string, string]; value: TensorEntry; indexes: { byModel: string } };
-  records: { key: [string, string, number]; value: TensorRecord };
+  records: { key: [string, string, number]; value: StoredRecord };
   tokenizers: { key: string; value: TokenizerFiles };
   adapters: { key: string; value: { id: string } & Record<string, unknown> };
   checkpoints: { key: string; value: { id: string } & Record<string, unknown> };
@@ -154,7 +155,7 @@ export class WeightStore {
     };
     const bytes = record.data.byteLength + (record.scales?.byteLength ?? 0);
     await this.transact([STORES.records, STORES.tensors], `storing ${entry.key} record ${record.index}`, neededBytes ?? bytes, (tx, add) => {
-      add(tx.objectStore(STORES.records).put(record));
+      add(tx.objectStore(STORES.records).put({ ...record, data: new Blob([record.data]) }));
       add(tx.objectStore(STORES.tensors).put(updated));
     });
     return updated;
@@ -198,7 +199,7 @@ export class WeightStore {
     let next = 0;
     const issue = () => {
       const { entry, index } = order[next++];
-      const read = this.run(`reading ${entry.key} record ${index}`, () => this.db.get(STORES.records, [entry.modelId, entry.key, index]));
+      const read = this.run(`reading ${entry.key} record ${index}`, () => this.getRecord(entry, index));
       read.catch(() => undefined); // handled when its turn comes; a generator closed early leaves it unread
       inFlight.push(read);
     };
@@ -212,8 +213,16 @@ export class WeightStore {
 
   /** One record, checked against its own checksum and its entry's. */
   async readRecord(entry: TensorEntry, index: number): Promise<TensorRecord> {
-    const record = await this.run(`reading ${entry.key} record ${index}`, () => this.db.get(STORES.records, [entry.modelId, entry.key, index]));
+    const record = await this.run(`reading ${entry.key} record ${index}`, () => this.getRecord(entry, index));
     return this.verified(entry, index, record);
+  }
+
+  /** A stored record with its bytes in memory (unverified). */
+  private async getRecord(entry: TensorEntry, index: number): Promise<TensorRecord | undefined> {
+    const stored = await this.db.get(STORES.records, [entry.modelId, entry.key, index]);
+    if (!stored) return undefined;
+    const data = stored.data instanceof Blob ? await stored.data.arrayBuffer() : stored.data;
+    return { ...stored, data };
   }
 
   /**

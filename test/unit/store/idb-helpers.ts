@@ -28,8 +28,9 @@ export class LimitedDisk {
     const original = proto.put as (this: IDBObjectStore, value: unknown, key?: IDBValidKey) => IDBRequest;
     const disk = this;
     proto.put = function (this: IDBObjectStore & { transaction: IDBTransaction & Record<string, Function> }, value: unknown, key?: IDBValidKey) {
-      const v = value as { data?: ArrayBuffer; scales?: ArrayBuffer | null };
-      const bytes = this.name === 'records' ? (v.data?.byteLength ?? 0) + (v.scales?.byteLength ?? 0) : 0;
+      const v = value as { data?: Blob | ArrayBuffer; scales?: ArrayBuffer | null };
+      const dataBytes = v.data instanceof Blob ? v.data.size : (v.data?.byteLength ?? 0);
+      const bytes = this.name === 'records' ? dataBytes + (v.scales?.byteLength ?? 0) : 0;
       if (bytes && disk.used + bytes > disk.budget) {
         disk.failures++;
         if (disk.mode === 'request') {

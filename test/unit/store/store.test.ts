@@ -86,6 +86,10 @@ describe('IndexedDB store', () => {
     expect(back).toEqual([1, 0, 2, 2, 3, 4]);
     expect(await store.verifyModel(MODEL)).toBe(e.bytes);
     await expect(store.writeRecord(entry(), record(e, 1))).rejects.toThrow(/record 1 written after 0 records/);
+    // Data goes in as a Blob; a record of the first version (an ArrayBuffer) reads the same.
+    expect((await store.db.get('records', [MODEL, e.key, 1]))!.data).toBeInstanceOf(Blob);
+    await store.db.put('records', record(e, 1));
+    expect(new Uint8Array((await store.readRecord(stored, 1)).data)).toEqual(new Uint8Array(record(e, 1).data));
   });
 
   it('detects damaged, swapped and missing records', async () => {
