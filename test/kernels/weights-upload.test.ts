@@ -124,7 +124,7 @@ describe('loading stored weights to the GPU', () => {
       const progress: LoadProgress[] = [];
       // tiny-phi: a binding limit of 1 MB splits its 6.5 MB embedding and head into row chunks
       const maxBindingBytes = model === 'tiny-phi' ? 1_000_000 : undefined;
-      const w = await loadModelToGpu(gpu, store, manifest.id, (p) => progress.push(p), { maxBindingBytes, flushBytes: 1_000_000 });
+      const w = await loadModelToGpu(gpu, store, manifest.id, (p) => progress.push(p), { maxBindingBytes, stagingChunkBytes: 1_000_000 });
       try {
         const { hiddenSize: C, intermediateSize: I, vocabSize: V, numLayers } = w.config;
         expect(w.scheme).toBe(scheme);

@@ -1,4 +1,5 @@
 import type { GpuRuntime } from '../gpu/runtime';
+import { StagingWriter } from '../gpu/staging';
 import type { GpuTensor } from '../gpu/tensor';
 import { StoreError } from '../store/errors';
 import type { TensorEntry, TensorRecord } from '../store/schema';
@@ -8,9 +9,9 @@ import { LINEAR_NAMES, PhiLayout, storedDType, type LinearName, type QuantScheme
 
 /**
  * Moves a stored model into GPU buffers, record by record: each record (a few MB, checksum-verified)
- * is written at its offset with queue.writeBuffer and dropped, so the model never sits in JS memory
- * whole. Reads run a few records ahead (WeightStore.streamRecords), so IndexedDB, the checksums and
- * the GPU copies overlap. The embedding and lm_head, which can exceed one storage binding, are split into row ranges
+ * is copied to its offset and dropped, so the model never sits in JS memory
+ * whole. Reads run a few records ahead (WeightStore.streamRecords) and bytes reach the GPU through a
+ * ring of mapped staging buffers (StagingWriter), so IndexedDB, the checksums and the GPU copies overlap. The embedding and lm_head, which can exceed one storage binding, are split into row ranges
  * that each fit device.limits.maxStorageBufferBindingSize (and maxBufferSize).
  */
 
@@ -61,8 +62,8 @@ export interface LoadProgress {
 export interface LoadOptions {
   /** Binding-size cap used for row chunking (default: the device's limits); tests lower it. */
   maxBindingBytes?: number;
-  /** Bytes written between waits for the queue, bounding staging memory (default 64 MiB). */
-  flushBytes?: number;
+  /** Bytes per staging buffer of the upload ring (StagingWriter's default when absent); tests lower it. */
+  stagingChunkBytes?: number;
   /** Record reads kept in flight (the store's default when absent). */
   readahead?: number;
 }
@@ -93,7 +94,6 @@ export async function loadModelToGpu(
   const entries = new Map((await store.getTensors(modelId)).map((e) => [e.key, e]));
   const limits = gpu.device.limits;
   const maxBinding = Math.min(options.maxBindingBytes ?? Infinity, limits.maxStorageBufferBindingSize, limits.maxBufferSize);
-  const flushBytes = options.flushBytes ?? 64 * 2 ** 20;
 
   for (const spec of layout.specs) {
     const e = entries.get(spec.key);
@@ -113,23 +113,22 @@ export async function loadModelToGpu(
     created.push(t);
     return t;
   };
-  const queue = gpu.device.queue;
-  const write = (t: GpuTensor, byteOffset: number, data: ArrayBuffer, from = 0, length = data.byteLength) => {
-    queue.writeBuffer(t.buffer, t.byteOffset + byteOffset, data, from, length);
-  };
+  const staging = new StagingWriter(gpu.device, { chunkBytes: options.stagingChunkBytes });
+  const write = (t: GpuTensor, byteOffset: number, data: ArrayBuffer, from = 0, length = data.byteLength) =>
+    staging.write(t.buffer, t.byteOffset + byteOffset, data, from, length);
   /** Where each stored tensor's records go, by key; filled as the buffers are made. */
-  const destinations = new Map<string, (r: TensorRecord) => void>();
+  const destinations = new Map<string, (r: TensorRecord) => Promise<void>>();
 
   /** A whole tensor in one buffer (with the scales of an int8 weight in a second). */
   const whole = (e: TensorEntry, withScales = false): { t: GpuTensor; scales?: GpuTensor } => {
     const t = tensor(e.key, e.shape, e.dtype);
     const scales = withScales ? tensor(e.key.replace(/\.weight$/, '.scales'), [e.rows], 'f32') : undefined;
     const rowBytes = e.cols * (e.dtype === 'i8' ? 1 : e.dtype === 'f16' ? 2 : 4);
-    destinations.set(e.key, (r) => {
-      write(t, r.rowStart * rowBytes, r.data);
+    destinations.set(e.key, async (r) => {
+      await write(t, r.rowStart * rowBytes, r.data);
       if (!scales) return;
       if (!r.scales) throw new StoreError('corrupt', `Record ${r.index} of ${e.key} has no scales; import the model again.`);
-      write(scales, r.rowStart * 4, r.scales);
+      await write(scales, r.rowStart * 4, r.scales);
     });
     return { t, scales };
   };
@@ -142,11 +141,11 @@ export async function loadModelToGpu(
       rows: [s, end] as const,
       tensor: tensor(all.length > 1 ? `${e.key}[${s}:${end}]` : e.key, [end - s, e.cols], 'f16'),
     }));
-    destinations.set(e.key, (r) => {
+    destinations.set(e.key, async (r) => {
       for (const c of chunks) {
         const from = Math.max(r.rowStart, c.rows[0]);
         const to = Math.min(r.rowStart + r.rows, c.rows[1]);
-        if (from < to) write(c.tensor, (from - c.rows[0]) * rowBytes, r.data, (from - r.rowStart) * rowBytes, (to - from) * rowBytes);
+        if (from < to) await write(c.tensor, (from - c.rows[0]) * rowBytes, r.data, (from - r.rowStart) * rowBytes, (to - from) * rowBytes);
       }
     });
     return chunks;
@@ -174,25 +173,14 @@ export async function loadModelToGpu(
     const bytesTotal = [...entries.values()].reduce((a, e) => a + e.bytes, 0);
     let bytesDone = 0;
     let tensorsDone = 0;
-    let sinceFlush = 0;
-    // The queue's staging memory is bounded by waiting, every flushBytes, for the previous flush's
-    // writes rather than the current ones: the GPU side copies one batch while the next is read.
-    let previousFlush: Promise<unknown> = Promise.resolve();
     const ordered = [...destinations.keys()].map(get);
     for await (const r of store.streamRecords(ordered, { readahead: options.readahead })) {
-      destinations.get(r.key)!(r);
-      const bytes = r.data.byteLength + (r.scales?.byteLength ?? 0);
-      bytesDone += bytes;
-      sinceFlush += bytes;
+      await destinations.get(r.key)!(r);
+      bytesDone += r.data.byteLength + (r.scales?.byteLength ?? 0);
       if (r.index === get(r.key).recordCount - 1) tensorsDone++;
-      if (sinceFlush >= flushBytes) {
-        sinceFlush = 0;
-        await previousFlush;
-        previousFlush = queue.onSubmittedWorkDone();
-      }
       onProgress?.({ bytesDone, bytesTotal, tensorsDone, tensorsTotal: entries.size });
     }
-    await queue.onSubmittedWorkDone();
+    await staging.close();
     const bytes = created.reduce((a, t) => a + t.buffer.size, 0);
     return {
       config,
@@ -207,6 +195,7 @@ export async function loadModelToGpu(
       },
     };
   } catch (err) {
+    staging.destroy();
     for (const t of created) t.buffer.destroy();
     throw err;
   }
