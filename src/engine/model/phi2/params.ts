@@ -1,5 +1,6 @@
 import type { GpuTensor } from '../../gpu/tensor';
 import type { F16RowChunk } from '../../kernels/row-chunks';
+import { LINEAR_NAMES, type LinearName } from '../../weights/layout';
 
 /**
  * Phi-2's parameters on the GPU, named as the model uses them. The loader fills this from the
@@ -56,8 +57,8 @@ export interface Phi2Params {
   lmHeadBias: GpuTensor;
 }
 
-export const LINEAR_NAMES = ['q', 'k', 'v', 'dense', 'fc1', 'fc2'] as const;
-export type LinearName = (typeof LINEAR_NAMES)[number];
+// The six linear layers of a block, in the order the stored layout lists them.
+export { LINEAR_NAMES, type LinearName } from '../../weights/layout';
 
 /** Every GPU buffer of the model, for destruction and memory accounting. */
 export function paramTensors(p: Phi2Params): GpuTensor[] {
