@@ -195,7 +195,9 @@ describe('the Model page', () => {
     expect(shard2.length).toBeGreaterThanOrEqual(2);
     const resumed = shard2.find((r) => r.range !== null);
     expect(resumed?.status).toBe(206);
-    expect(Number(/^bytes=(\d+)-$/.exec(resumed?.range ?? '')?.[1])).toBeGreaterThan(0);
+    // The page asks for `bytes=N-`; Chromium's HTTP cache, holding the part that arrived before the drop,
+    // may forward it with an explicit end. Either way the transfer continued from N > 0.
+    expect(Number(/^bytes=(\d+)-(\d*)$/.exec(resumed?.range ?? '')?.[1]), `resumed with Range ${resumed?.range}`).toBeGreaterThan(0);
     expect(await task().innerText()).toMatch(/Retrying in/);
 
     const stored = row(INT8_ID);
