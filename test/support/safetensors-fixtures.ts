@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ModelManifest, TensorEntry, TensorRecord } from '../../src/engine/store/schema';
-import { recordChecksum } from '../../src/engine/store/store';
+import { RecordChecksums } from '../../src/engine/store/record-checksum';
 import { crc32 } from '../../src/engine/weights/checksum';
 import { parsePhiConfig } from '../../src/engine/weights/config';
 import { SAFETENSORS_DTYPE_BITS, type SafetensorsDType } from '../../src/engine/weights/dtypes';
@@ -292,7 +292,7 @@ export class ChecksumSink implements ImportTarget {
   entries = new Map<string, TensorEntry>();
   records = 0;
   bytes = 0;
-  /** CRC-32 over every record's checksum, in order: one number for the whole import. */
+  /** CRC-32 over every record's checksum (as text), in order: one number for the whole import. */
   digest = 0;
 
   constructor(private readonly onRecord?: (entry: TensorEntry, record: TensorRecord) => void) {}
@@ -312,11 +312,11 @@ export class ChecksumSink implements ImportTarget {
   }
   async writeRecord(entry: TensorEntry, record: TensorRecord): Promise<TensorEntry> {
     if (record.index !== entry.recordsDone) throw new Error(`${entry.key}: record ${record.index} after ${entry.recordsDone}`);
-    if (recordChecksum(record.data, record.scales) !== record.checksum) throw new Error(`${entry.key}: record ${record.index} checksum mismatch`);
+    if (!(await RecordChecksums.load()).matches(record.checksum, record.data, record.scales)) throw new Error(`${entry.key}: record ${record.index} checksum mismatch`);
     this.onRecord?.(entry, record);
     this.records++;
     this.bytes += record.data.byteLength + (record.scales?.byteLength ?? 0);
-    this.digest = crc32(new Uint32Array([record.checksum]), this.digest);
+    this.digest = crc32(new TextEncoder().encode(String(record.checksum)), this.digest);
     const updated = { ...entry, recordsDone: record.index + 1, checksums: [...entry.checksums, record.checksum], complete: record.index + 1 === entry.recordCount };
     this.entries.set(entry.key, updated);
     return updated;

@@ -12,4 +12,5 @@ export {
   type TensorRecord,
   type TokenizerFiles,
 } from './schema';
-export { WeightStore, recordChecksum, type StorageUsage, type StoreOpenOptions } from './store';
+export { WeightStore, type StorageUsage, type StoreOpenOptions } from './store';
+export { RecordChecksums, describeChecksum, type RecordChecksum } from './record-checksum';

@@ -19,7 +19,7 @@
  * A model is a manifest (config.json as found, where it came from, the quantisation scheme, the state
  * of each safetensors file) plus one entry per parameter and that parameter's data in records of a few
  * MB: whole rows `[rowStart, rowStart + rows)` of the stored layout (see weights/layout.ts), each with
- * its CRC-32. A record and its entry's progress (`recordsDone`, `checksums`) are written in one
+ * its checksum (XXH64; CRC-32 in stores of the first version, see ./record-checksum.ts). A record and its entry's progress (`recordsDone`, `checksums`) are written in one
  * transaction, so a tensor is marked complete only once all its records have committed, an interrupted
  * import resumes at the first missing record, and a failed write (a full disk) leaves nothing torn.
  * The manifest is marked complete only when every entry is. Records are verified against both
@@ -39,6 +39,7 @@
  */
 
 import type { QuantScheme, StoredDType } from '../weights/layout';
+import type { RecordChecksum } from './record-checksum';
 
 export const DB_NAME = 'phi2-lora';
 export const DB_VERSION = 1;
@@ -109,8 +110,8 @@ export interface TensorEntry {
   bytes: number;
   /** Records 0..recordsDone-1 have committed. */
   recordsDone: number;
-  /** CRC-32 of each committed record (data then scales). */
-  checksums: number[];
+  /** The checksum of each committed record (data then scales). */
+  checksums: RecordChecksum[];
   complete: boolean;
 }
 
@@ -124,7 +125,7 @@ export interface TensorRecord {
   data: ArrayBuffer;
   /** 'i8' only. */
   scales: ArrayBuffer | null;
-  checksum: number;
+  checksum: RecordChecksum;
 }
 
 /** A record as IndexedDB holds it: the data in a Blob (an ArrayBuffer in stores of the first version). */

@@ -1,6 +1,6 @@
 import { wrap, type DBSchema, type IDBPDatabase, type IDBPTransaction, type StoreNames } from 'idb';
 import type { Platform } from '../platform/types';
-import { crc32 } from '../weights/checksum';
+import { RecordChecksums, describeChecksum } from './record-checksum';
 import { StoreError, formatBytes, isQuotaError } from './errors';
 import {
   DB_NAME,
@@ -48,12 +48,6 @@ export interface StoreOpenOptions {
   name?: string;
 }
 
-/** The CRC-32 a record carries: over its data, then its scales. */
-export function recordChecksum(data: ArrayBuffer, scales: ArrayBuffer | null): number {
-  const c = crc32(new Uint8Array(data));
-  return scales ? crc32(new Uint8Array(scales), c) : c;
-}
-
 /**
  * The app's IndexedDB (schema in ./schema.ts), through the `idb` package over the Platform's factory.
  * idb recognises IndexedDB objects by the global IDBRequest/IDBDatabase classes: under Node those come
@@ -63,6 +57,7 @@ export class WeightStore {
   private constructor(
     readonly db: IDBPDatabase<Phi2Schema>,
     private readonly platform: Pick<Platform, 'storage'>,
+    private readonly checksums: RecordChecksums,
   ) {}
 
   static async open(platform: Pick<Platform, 'indexedDB' | 'storage'>, options: StoreOpenOptions = {}): Promise<WeightStore> {
@@ -96,7 +91,7 @@ export class WeightStore {
     const db = raw as IDBPDatabase<Phi2Schema>;
     // Let a newer version of the app in another tab upgrade the schema.
     db.addEventListener('versionchange', () => db.close());
-    return new WeightStore(db, platform);
+    return new WeightStore(db, platform, await RecordChecksums.load());
   }
 
   close(): void {
@@ -165,12 +160,13 @@ export class WeightStore {
     if (!record) {
       throw new StoreError('missing', `Record ${index} of ${entry.key} (model ${entry.modelId}) is missing from storage; import the model again.`);
     }
-    const actual = recordChecksum(record.data, record.scales);
-    if (actual !== record.checksum || actual !== entry.checksums[index]) {
+    const expected = entry.checksums[index];
+    const actual = this.checksums.recompute(expected, record.data, record.scales);
+    if (actual !== record.checksum || actual !== expected) {
       throw new StoreError(
         'corrupt',
-        `Record ${index} of ${entry.key} (model ${entry.modelId}) is damaged: CRC-32 ${hex(actual)}, stored ${hex(record.checksum)}, ` +
-          `expected ${hex(entry.checksums[index])}. Delete the model and import it again.`,
+        `Record ${index} of ${entry.key} (model ${entry.modelId}) is damaged: its bytes give ${describeChecksum(actual)}, ` +
+          `the record says ${describeChecksum(record.checksum)}, its tensor expects ${describeChecksum(expected)}. Delete the model and import it again.`,
       );
     }
     return record;
@@ -371,8 +367,4 @@ export class WeightStore {
 function describe(err: unknown): string {
   if (err && typeof err === 'object' && 'name' in err && 'message' in err) return `${(err as Error).name}: ${(err as Error).message}`;
   return String(err);
-}
-
-function hex(n: number | undefined): string {
-  return n === undefined ? 'none' : `0x${(n >>> 0).toString(16).padStart(8, '0')}`;
 }

@@ -1,5 +1,5 @@
 import type { WeightStore } from '../store/store';
-import { recordChecksum } from '../store/store';
+import { RecordChecksums } from '../store/record-checksum';
 import type { ModelManifest, ModelSource, StoredFileState, TensorEntry, TensorRecord } from '../store/schema';
 import { parsePhiConfig, type PhiConfig } from './config';
 import { dtypeBytes, isFloatSource, type FloatSourceDType } from './dtypes';
@@ -140,6 +140,7 @@ class Importer {
   private index: ShardIndex | null = null;
   private manifest!: ModelManifest;
   private entries = new Map<string, TensorEntry>();
+  private checksums!: RecordChecksums;
 
   constructor(private readonly options: ImportOptions) {
     this.source = options.source;
@@ -154,6 +155,7 @@ class Importer {
 
   async run(): Promise<ModelManifest> {
     this.progress.phase('metadata');
+    this.checksums = await RecordChecksums.load();
     const configText = await this.readSmall('config.json');
     if (configText === null) throw this.missing('config.json');
     let configJson: Record<string, unknown>;
@@ -453,8 +455,7 @@ class Importer {
         const rowStart = index * known.rowsPerRecord;
         if (index < known.recordsDone) {
           const again = codec.encode(event.bytes, rowStart);
-          const checksum = recordChecksum(again.data.buffer as ArrayBuffer, (again.scales?.buffer as ArrayBuffer | undefined) ?? null);
-          if (checksum !== known.checksums[index]) {
+          if (!this.checksums.matches(known.checksums[index], again.data, again.scales ?? null)) {
             throw new HubError('changed', `${file} differs from the part stored before (${tensor.name} record ${index}).`, file);
           }
           continue;
@@ -470,7 +471,7 @@ class Importer {
           rows: event.bytes.length / codec.sourceRowBytes,
           data,
           scales,
-          checksum: recordChecksum(data, scales),
+          checksum: this.checksums.of(data, scales),
         };
         if (committing) await committing;
         committing = this.commit(this.entries.get(spec.key)!, record);

@@ -2,7 +2,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { LimitedDisk, testPlatform } from './idb-helpers';
 import { StoreError } from '../../../src/engine/store/errors';
 import { DB_VERSION, STORES, type ModelManifest, type TensorEntry, type TensorRecord } from '../../../src/engine/store/schema';
-import { WeightStore, recordChecksum } from '../../../src/engine/store/store';
+import { WeightStore } from '../../../src/engine/store/store';
+import { RecordChecksums } from '../../../src/engine/store/record-checksum';
+import { crc32 } from '../../../src/engine/weights/checksum';
+
+const checksums = await RecordChecksums.load();
 
 const MODEL = 'test/model@abc:int8';
 
@@ -45,7 +49,7 @@ function entry(key = 'layers.0.q.weight', modelId = MODEL): TensorEntry {
 function record(e: TensorEntry, index: number, fill = index + 1): TensorRecord {
   const data = new Uint8Array(2 * 8).fill(fill).buffer;
   const scales = new Float32Array([fill, fill / 2]).buffer;
-  return { modelId: e.modelId, key: e.key, index, rowStart: index * 2, rows: 2, data, scales, checksum: recordChecksum(data, scales) };
+  return { modelId: e.modelId, key: e.key, index, rowStart: index * 2, rows: 2, data, scales, checksum: checksums.of(data, scales) };
 }
 
 async function storeError(p: Promise<unknown>): Promise<StoreError> {
@@ -90,6 +94,33 @@ describe('IndexedDB store', () => {
     expect((await store.db.get('records', [MODEL, e.key, 1]))!.data).toBeInstanceOf(Blob);
     await store.db.put('records', record(e, 1));
     expect(new Uint8Array((await store.readRecord(stored, 1)).data)).toEqual(new Uint8Array(record(e, 1).data));
+  });
+
+  it('reads and checks the CRC-32 records of the first version beside XXH64 ones', async () => {
+    const store = await WeightStore.open(testPlatform());
+    // What the first version wrote: ArrayBuffer data, a numeric CRC-32 over data then scales.
+    const firstVersion = (e: TensorEntry, index: number): TensorRecord => {
+      const r = record(e, index);
+      return { ...r, checksum: crc32(new Uint8Array(r.scales!), crc32(new Uint8Array(r.data))) };
+    };
+    let e = entry();
+    await store.putModelWithTensors(manifest(), [e]);
+    e = await store.writeRecord(e, firstVersion(e, 0));
+    await store.db.put('records', firstVersion(e, 0)); // its data as an ArrayBuffer, as then
+    e = await store.writeRecord(e, record(e, 1)); // an import of the first version resumed now
+    e = await store.writeRecord(e, record(e, 2));
+    expect(e.checksums.map((c) => typeof c)).toEqual(['number', 'string', 'string']);
+    expect(e.checksums[1]).toMatch(/^[0-9a-f]{16}$/);
+    expect(await store.verifyModel(MODEL)).toBe(e.bytes);
+    const damaged = firstVersion(e, 0);
+    new Uint8Array(damaged.data)[7] ^= 0x04;
+    await store.db.put('records', damaged);
+    const err = await storeError(store.readRecord(e, 0));
+    expect(err.code).toBe('corrupt');
+    expect(err.message).toMatch(/Record 0 of layers\.0\.q\.weight .* its bytes give CRC-32 0x[0-9a-f]{8}, the record says CRC-32 0x[0-9a-f]{8}/);
+    // A CRC-32 where the entry recorded an XXH64 (or the reverse) never passes.
+    await store.db.put('records', firstVersion(e, 1));
+    expect((await storeError(store.readRecord(e, 1))).message).toMatch(/its tensor expects XXH64 [0-9a-f]{16}/);
   });
 
   it('detects damaged, swapped and missing records', async () => {
