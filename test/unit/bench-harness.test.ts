@@ -348,3 +348,26 @@ describe('results files and BENCHMARKS.md rows', () => {
     expect(oursCell({ name: 'x', ms: 1.5, tokensPerSec: 12.345, timing: 'wall-clock' })).toBe('12.3 tok/s, 1.500 ms');
   });
 });
+
+describe('weights rows', async () => {
+  const { weightsRows } = await import('../bench/weights.bench');
+  const s = benchShapes('full');
+  const run = { modelId: 'm', inputBytes: 5.56e9, storedBytes: 3.05e9, conversionSeconds: null, importSeconds: 25, records: 800, loadSeconds: 6.1, gpuBytes: 3.05e9 };
+
+  it('judge import and load at full size, and the load after a reload when there is one', () => {
+    const rows = weightsRows({ ...run, reloadSeconds: 5 }, 'chromium', s, 'int8');
+    expect(rows.map((r) => r.id)).toEqual(['weights.import.chromium', 'weights.load.chromium', 'weights.load.chromium.reload']);
+    const [imported, loaded, reloaded] = rows;
+    expect(imported.mbps).toBeCloseTo(222.4, 1);
+    expect(imported.goals![0].met).toBe(true);
+    expect(loaded.mbps).toBeCloseTo(500, 0);
+    expect(loaded.goals![0].met).toBe(true);
+    expect(reloaded.mbps).toBeCloseTo(610, 0);
+    expect(reloaded.goals![0]).toMatchObject({ target: 500, met: true });
+    expect(reloaded.notes!.at(-1)).toMatch(/freshly loaded page/);
+    expect(weightsRows({ ...run, loadSeconds: 7 }, 'node', s, 'int8').map((r) => [r.id, r.goals![0].met])).toEqual([
+      ['weights.import.node', true],
+      ['weights.load.node', false],
+    ]);
+  });
+});

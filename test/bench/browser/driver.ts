@@ -6,13 +6,16 @@ import { chromium } from 'playwright-core';
 import type { QuantScheme } from '../../../src/engine/weights/layout';
 import { CHROMIUM_ARGS } from '../../support/browser';
 import { serveStatic } from '../../support/static-server';
-import type { PageWeightsResult, Phi2BenchPage } from './page';
+import type { WeightsRunResult } from '../weights-run';
+import type { PageLoadResult, Phi2BenchPage } from './page';
 
 /**
  * The Node side of the browser benchmark (`npm run bench -- --browser`): bundles page.ts for the
  * browser, serves it from localhost (WebGPU needs a secure context), opens it in Debian's headless
- * Chromium with the flags the browser tests use, and runs the import and load there. A persistent
- * profile (not an incognito context) so IndexedDB has a disk-sized quota, as in a normal visit.
+ * Chromium with the flags the browser tests use, and runs the import and load there: the load once
+ * right after the import, and once more after a reload of the page (a fresh page, device and JS heap,
+ * as when the app is opened again and starts Phi-2 from IndexedDB). A persistent profile (not an
+ * incognito context) so IndexedDB has a disk-sized quota, as in a normal visit.
  *
  * Built at run time by bench.ts (esbuild, playwright-core left external) rather than bundled into
  * .bench/bench.mjs, so the bundle that travels to the GPU machine stays free of playwright.
@@ -49,7 +52,9 @@ export interface BrowserWeightsOptions {
   executablePath?: string;
 }
 
-export async function runBrowserWeights(o: BrowserWeightsOptions): Promise<PageWeightsResult> {
+export type BrowserWeightsResult = WeightsRunResult & Pick<PageLoadResult, 'adapter' | 'userAgent'>;
+
+export async function runBrowserWeights(o: BrowserWeightsOptions): Promise<BrowserWeightsResult> {
   const out = join(o.root, '.bench/browser/page');
   mkdirSync(out, { recursive: true });
   await build({
@@ -74,12 +79,24 @@ export async function runBrowserWeights(o: BrowserWeightsOptions): Promise<PageW
     const page = context.pages()[0] ?? (await context.newPage());
     page.on('console', (msg) => console.log(`    [chromium ${msg.type()}] ${msg.text()}`));
     page.on('pageerror', (err) => console.log(`    [chromium pageerror] ${err.message}`));
+    const bench = async () => {
+      await page.waitForFunction(() => 'phi2Bench' in globalThis, undefined, { timeout: 60_000 });
+      return page.evaluateHandle(() => (globalThis as unknown as { phi2Bench: Phi2BenchPage }).phi2Bench);
+    };
     await page.goto(`${server.url}/index.html`);
-    await page.waitForFunction(() => 'phi2Bench' in globalThis, undefined, { timeout: 60_000 });
-    return await page.evaluate(
-      ({ configJson, scheme }) => (globalThis as unknown as { phi2Bench: Phi2BenchPage }).phi2Bench.weights(configJson, scheme),
-      { configJson: o.configJson, scheme: o.scheme },
-    );
+    let api = await bench();
+    const imported = await api.evaluate((b, { configJson, scheme }) => b.importWeights(configJson, scheme), { configJson: o.configJson, scheme: o.scheme });
+    try {
+      const { dbName, modelId } = imported;
+      const loaded = await api.evaluate((b, a) => b.loadWeights(a.dbName, a.modelId), { dbName, modelId });
+      await page.reload();
+      api = await bench();
+      console.log('    (page reloaded)');
+      const reloaded = await api.evaluate((b, a) => b.loadWeights(a.dbName, a.modelId), { dbName, modelId });
+      return { ...imported, ...loaded, reloadSeconds: reloaded.loadSeconds };
+    } finally {
+      await api.evaluate((b, dbName) => b.dropWeights(dbName), imported.dbName).catch(() => undefined);
+    }
   } finally {
     await context.close();
     await server.close();
