@@ -1,6 +1,6 @@
 /**
  * Shared pieces of the adapter tests: small PEFT adapters made here, the app database over
- * fake-indexeddb, and a disk that fills up for the adapter and checkpoint stores.
+ * fake-indexeddb. A disk that fills up is the store tests' LimitedDisk (../store/idb-helpers).
  */
 import 'fake-indexeddb/auto';
 import { IDBFactory } from 'fake-indexeddb';
@@ -34,49 +34,6 @@ export async function freshStore(): Promise<WeightStore> {
     { indexedDB: new IDBFactory(), storage: { persist: async () => true, persisted: async () => true, estimate: async () => null } },
     { name: `adapters-test-${++dbCount}` },
   );
-}
-
-/**
- * A disk of `budget` bytes for the chunked values (anything with an ArrayBuffer `data`) of the
- * adapters and checkpoints stores: past it, a put fails with QuotaExceededError as browsers report it.
- */
-export class FullDisk {
-  used = 0;
-  private restore: (() => void) | null = null;
-
-  constructor(public budget: number) {}
-
-  install(): this {
-    const proto = (globalThis as unknown as { IDBObjectStore: { prototype: Record<string, unknown> } }).IDBObjectStore.prototype;
-    const original = proto.put as (this: IDBObjectStore, value: unknown, key?: IDBValidKey) => IDBRequest;
-    const disk = this;
-    proto.put = function (this: IDBObjectStore & { transaction: IDBTransaction & Record<string, Function> }, value: unknown, key?: IDBValidKey) {
-      const data = (value as { data?: unknown }).data;
-      const bytes = (this.name === 'adapters' || this.name === 'checkpoints') && data instanceof ArrayBuffer ? data.byteLength : 0;
-      if (bytes && disk.used + bytes > disk.budget) {
-        return this.transaction._execRequestAsync({
-          operation: () => {
-            throw new DOMException('The quota has been exceeded.', 'QuotaExceededError');
-          },
-          source: this,
-        });
-      }
-      if (bytes) {
-        disk.used += bytes;
-        this.transaction.addEventListener('abort', () => (disk.used -= bytes));
-      }
-      return original.call(this, value, key);
-    };
-    this.restore = () => {
-      proto.put = original;
-    };
-    return this;
-  }
-
-  uninstall(): void {
-    this.restore?.();
-    this.restore = null;
-  }
 }
 
 /** Every key of an object store (to see what a delete left behind). */

@@ -6,9 +6,10 @@ import { StoreError } from '../../../src/engine/store/errors';
 import { CheckpointStore } from '../../../src/engine/train/checkpoints';
 import type { TrainCheckpoint } from '../../../src/engine/train/trainer';
 import { randomArray, rng } from '../../support/compare';
-import { FullDisk, freshStore, keysOf, makeAdapter, SETTINGS } from './helpers';
+import { LimitedDisk } from '../store/idb-helpers';
+import { freshStore, keysOf, makeAdapter, SETTINGS } from './helpers';
 
-let disk: FullDisk | null = null;
+let disk: LimitedDisk | null = null;
 afterEach(() => {
   disk?.uninstall();
   disk = null;
@@ -86,7 +87,7 @@ describe('AdapterStore', () => {
 
   it('on a full disk stores nothing and says how much was needed', async () => {
     const { store, db } = await adapterStore(1000);
-    disk = new FullDisk(1500).install();
+    disk = new LimitedDisk(1500).install();
     const error = await store.put(makeAdapter(1), { name: 'big', origin: { kind: 'upload', files: [] } }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(StoreError);
     expect((error as StoreError).code).toBe('quota');
@@ -159,7 +160,7 @@ describe('CheckpointStore', () => {
     const store = new CheckpointStore<null>(db.db as never, Date.now, 1000);
     const first = checkpoint(2, 600, 1);
     await store.save('run-a', first, null);
-    disk = new FullDisk(3000).install();
+    disk = new LimitedDisk(3000).install();
     const error = await store.save('run-a', checkpoint(4, 600, 2), null).catch((e: unknown) => e);
     expect((error as StoreError).code).toBe('quota');
     disk.uninstall();

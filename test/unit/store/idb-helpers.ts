@@ -9,9 +9,10 @@ import type { Platform, StorageInfo } from '../../../src/engine/platform/types';
 export type QuotaFailure = 'request' | 'commit';
 
 /**
- * A disk of `budget` bytes for tensor records: once the stored records would exceed it, a write fails
- * the way browsers report it: the put request fails with QuotaExceededError ('request'), or the
- * transaction aborts with it as its error ('commit'). Rolled-back writes free their bytes.
+ * A disk of `budget` bytes for the bulky values: tensor records (data and scales) and the chunks of
+ * adapters and checkpoints. Once they would exceed it, a write fails the way browsers report it: the
+ * put request fails with QuotaExceededError ('request'), or the transaction aborts with it as its
+ * error ('commit'). Rolled-back writes free their bytes.
  */
 export class LimitedDisk {
   used = 0;
@@ -28,9 +29,7 @@ export class LimitedDisk {
     const original = proto.put as (this: IDBObjectStore, value: unknown, key?: IDBValidKey) => IDBRequest;
     const disk = this;
     proto.put = function (this: IDBObjectStore & { transaction: IDBTransaction & Record<string, Function> }, value: unknown, key?: IDBValidKey) {
-      const v = value as { data?: Blob | ArrayBuffer; scales?: ArrayBuffer | null };
-      const dataBytes = v.data instanceof Blob ? v.data.size : (v.data?.byteLength ?? 0);
-      const bytes = this.name === 'records' ? dataBytes + (v.scales?.byteLength ?? 0) : 0;
+      const bytes = bulkyBytes(this.name, value);
       if (bytes && disk.used + bytes > disk.budget) {
         disk.failures++;
         if (disk.mode === 'request') {
@@ -71,6 +70,14 @@ export class LimitedDisk {
       estimate: async () => ({ usage: this.used, quota: reportedQuota ?? this.budget }),
     };
   }
+}
+
+/** What a put of `value` into `store` adds to the disk, as LimitedDisk counts it. */
+function bulkyBytes(store: string, value: unknown): number {
+  const v = value as { data?: unknown; scales?: ArrayBuffer | null };
+  const data = v.data instanceof Blob ? v.data.size : v.data instanceof ArrayBuffer ? v.data.byteLength : 0;
+  if (store === 'records') return data + (v.scales?.byteLength ?? 0);
+  return store === 'adapters' || store === 'checkpoints' ? data : 0;
 }
 
 export function testPlatform(storage?: StorageInfo): Pick<Platform, 'indexedDB' | 'storage' | 'now'> {
