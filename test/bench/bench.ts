@@ -7,6 +7,7 @@
  * `--browser` runs the import and load in headless Chromium instead; `report` turns results into
  * BENCHMARKS.md rows. See USAGE in args.ts.
  */
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -33,9 +34,20 @@ interface Failure {
 }
 
 /** The commit measured: the flag, BENCH_COMMIT, or .bench/commit written when the bundle was made. */
+/**
+ * The commit measured: --commit, BENCH_COMMIT, the checkout's own (git, here), else what
+ * gpu-prepare.sh recorded in .bench/commit for a copy without git (the GPU machine).
+ */
 function commitOf(o: RunOptions): string | null {
   if (o.commit) return o.commit;
   if (process.env.BENCH_COMMIT) return process.env.BENCH_COMMIT;
+  if (existsSync('.git')) {
+    try {
+      return execFileSync('git', ['describe', '--always', '--dirty', '--abbrev=12'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    } catch {
+      // no git program: fall through
+    }
+  }
   return existsSync('.bench/commit') ? readFileSync('.bench/commit', 'utf8').trim() || null : null;
 }
 
