@@ -87,6 +87,41 @@ async function withModel<T>(env: BenchEnv, fixture: ModelFixture, fn: (gpu: GpuR
 
 const onRealGpu = (env: BenchEnv, s: BenchShapes) => s.mode === 'full' && !env.swiftshader;
 
+/** What a training case works with: a seeded adapter, its train step and one random batch. */
+interface TrainSetup {
+  gpu: GpuRuntime;
+  d: Phi2Model['dims'];
+  lora: LoraState;
+  step: Phi2TrainStep;
+  data: ReturnType<typeof randomBatch>;
+  labelCount: number;
+}
+
+/** Runs `fn` with a LoRA train step of `batch` x the fixture's tokens on the model, freed afterwards. */
+async function withTrainStep<T>(env: BenchEnv, fixture: ModelFixture, batch: number, fn: (t: TrainSetup) => Promise<T>, allocationOnly = false): Promise<T> {
+  await fixture.params();
+  env.memory.resetPeak();
+  return withModel(
+    env,
+    fixture,
+    async (gpu, model) => {
+      const d = model.dims;
+      const rng = new XorShift32(51);
+      const lora = new LoraState(gpu, d, fixture.shapes.lora);
+      lora.initialise(() => rng.next());
+      const step = new Phi2TrainStep(model, lora, batch, fixture.shapes.tokens);
+      try {
+        const data = randomBatch(d.vocab, batch, fixture.shapes.tokens);
+        return await fn({ gpu, d, lora, step, data, labelCount: step.countLabels(data) });
+      } finally {
+        step.destroy();
+        lora.destroy();
+      }
+    },
+    allocationOnly,
+  );
+}
+
 /** One prompt of `tokens` tokens through every block into the KV cache, logits of its last position. */
 export async function prefillRow(env: BenchEnv, fixture: ModelFixture, n: IterationCounts): Promise<BenchRow> {
   const s = fixture.shapes;
@@ -238,49 +273,36 @@ function randomBatch(vocab: number, batch: number, seq: number) {
 export async function trainMemoryRow(env: BenchEnv, fixture: ModelFixture, batch: number): Promise<BenchRow> {
   const s = fixture.shapes;
   const T = s.tokens;
-  await fixture.params();
-  env.memory.resetPeak();
-  return withModel(
+  return withTrainStep(
     env,
     fixture,
-    async (gpu, model) => {
-      const d = model.dims;
-      const rng = new XorShift32(51);
-      const lora = new LoraState(gpu, d, s.lora);
-      lora.initialise(() => rng.next());
-      const step = new Phi2TrainStep(model, lora, batch, T);
-      try {
-        const data = randomBatch(d.vocab, batch, T);
-        const labelCount = step.countLabels(data);
-        const record = () => {
-          step.microStep(data, { residDropout: d.residDropout, loraDropout: s.lora.dropout, seed: 1, labelCount });
-          step.optimizerStep({ lr: 2.5e-5, step: 1, maxGradNorm: 1 });
-        };
-        // The first recording creates pipelines and lazy buffers; the second costs only the recording.
-        record();
-        gpu.encoder.submit();
-        const t0 = performance.now();
-        const before = gpu.encoder.recorded;
-        record();
-        const ms = performance.now() - t0;
-        const dispatches = gpu.encoder.recorded - before;
-        const row: BenchRow = {
-          id: 'train.memory',
-          shape: `${batch}x${T}`,
-          name: `train.memory ${fixture.scheme} r${s.lora.r} ${batch}x${T}`,
-          ms,
-          peakBytes: env.memory.peak,
-          estimateBytes: trainingEstimate(fixture, d, batch),
-          // The recording time leaves out bind groups and command encoding, which a real submit adds.
-          notes: [`allocation only: ${dispatches} dispatches checked and recorded in ${ms.toFixed(1)} ms, then dropped`],
-          timing: 'wall-clock',
-        };
-        if (batch === 1 && fixture.scheme === 'int8') row.goals = [judge(row, 'peakBytes', '<=', GOALS.trainPeakBytes, s.mode === 'full')];
-        return row;
-      } finally {
-        step.destroy();
-        lora.destroy();
-      }
+    batch,
+    async ({ gpu, d, step, data, labelCount }) => {
+      const record = () => {
+        step.microStep(data, { residDropout: d.residDropout, loraDropout: s.lora.dropout, seed: 1, labelCount });
+        step.optimizerStep({ lr: 2.5e-5, step: 1, maxGradNorm: 1 });
+      };
+      // The first recording creates pipelines and lazy buffers; the second costs only the recording.
+      record();
+      gpu.encoder.submit();
+      const t0 = performance.now();
+      const before = gpu.encoder.recorded;
+      record();
+      const ms = performance.now() - t0;
+      const dispatches = gpu.encoder.recorded - before;
+      const row: BenchRow = {
+        id: 'train.memory',
+        shape: `${batch}x${T}`,
+        name: `train.memory ${fixture.scheme} r${s.lora.r} ${batch}x${T}`,
+        ms,
+        peakBytes: env.memory.peak,
+        estimateBytes: trainingEstimate(fixture, d, batch),
+        // The recording time leaves out bind groups and command encoding, which a real submit adds.
+        notes: [`allocation only: ${dispatches} dispatches checked and recorded in ${ms.toFixed(1)} ms, then dropped`],
+        timing: 'wall-clock',
+      };
+      if (batch === 1 && fixture.scheme === 'int8') row.goals = [judge(row, 'peakBytes', '<=', GOALS.trainPeakBytes, s.mode === 'full')];
+      return row;
     },
     true,
   );
@@ -295,56 +317,42 @@ export async function trainMemoryRow(env: BenchEnv, fixture: ModelFixture, batch
 export async function trainRow(env: BenchEnv, fixture: ModelFixture, batch: number, n: IterationCounts): Promise<BenchRow> {
   const s = fixture.shapes;
   const T = s.tokens;
-  await fixture.params();
-  env.memory.resetPeak();
-  return withModel(env, fixture, async (gpu, model) => {
-    const d = model.dims;
-    const rng = new XorShift32(51);
-    const lora = new LoraState(gpu, d, s.lora);
-    lora.initialise(() => rng.next());
-    const step = new Phi2TrainStep(model, lora, batch, T);
-    try {
-      const data = randomBatch(d.vocab, batch, T);
-      const labelCount = step.countLabels(data);
-      let optimizerSteps = 0;
-      const stats = await timeWall(
-        n.iters,
-        n.warmup,
-        async () => {
-          step.microStep(data, { residDropout: d.residDropout, loraDropout: s.lora.dropout, seed: optimizerSteps, labelCount });
-          step.optimizerStep({ lr: 2.5e-5, step: ++optimizerSteps, maxGradNorm: 1 });
-          await gpu.finish();
-        },
-        n.budgetMs,
-      );
-      const loss = (await gpu.readF32(step.loss))[0];
-      if (!Number.isFinite(loss)) throw new Error(`train: the loss is ${loss}; the benchmark's model or data is broken`);
-      const estimate = trainingEstimate(fixture, d, batch);
-      const row: BenchRow = {
-        id: 'train.step',
-        shape: `${batch}x${T}`,
-        name: `train.step ${fixture.scheme} r${s.lora.r} ${batch}x${T}`,
-        ms: stats.median,
-        minMs: stats.min,
-        maxMs: stats.max,
-        iters: stats.count,
-        tokensPerSec: (batch * T) / (stats.median / 1e3),
-        peakBytes: env.memory.peak,
-        estimateBytes: estimate,
-        notes: [`LoRA ${lora.size} floats (params, grads, 2 moments); loss after ${optimizerSteps} steps ${loss.toFixed(4)}`],
-        timing: 'wall-clock',
-      };
-      if (batch === 1 && fixture.scheme === 'int8') {
-        row.goals = [
-          judge(row, 'tokensPerSec', '>=', GOALS.trainTokensPerSec, onRealGpu(env, s)),
-          // Memory does not depend on the device: judged at the real shapes anywhere.
-          judge(row, 'peakBytes', '<=', GOALS.trainPeakBytes, s.mode === 'full'),
-        ];
-      }
-      return row;
-    } finally {
-      step.destroy();
-      lora.destroy();
+  return withTrainStep(env, fixture, batch, async ({ gpu, d, lora, step, data, labelCount }) => {
+    let optimizerSteps = 0;
+    const stats = await timeWall(
+      n.iters,
+      n.warmup,
+      async () => {
+        step.microStep(data, { residDropout: d.residDropout, loraDropout: s.lora.dropout, seed: optimizerSteps, labelCount });
+        step.optimizerStep({ lr: 2.5e-5, step: ++optimizerSteps, maxGradNorm: 1 });
+        await gpu.finish();
+      },
+      n.budgetMs,
+    );
+    const loss = (await gpu.readF32(step.loss))[0];
+    if (!Number.isFinite(loss)) throw new Error(`train: the loss is ${loss}; the benchmark's model or data is broken`);
+    const estimate = trainingEstimate(fixture, d, batch);
+    const row: BenchRow = {
+      id: 'train.step',
+      shape: `${batch}x${T}`,
+      name: `train.step ${fixture.scheme} r${s.lora.r} ${batch}x${T}`,
+      ms: stats.median,
+      minMs: stats.min,
+      maxMs: stats.max,
+      iters: stats.count,
+      tokensPerSec: (batch * T) / (stats.median / 1e3),
+      peakBytes: env.memory.peak,
+      estimateBytes: estimate,
+      notes: [`LoRA ${lora.size} floats (params, grads, 2 moments); loss after ${optimizerSteps} steps ${loss.toFixed(4)}`],
+      timing: 'wall-clock',
+    };
+    if (batch === 1 && fixture.scheme === 'int8') {
+      row.goals = [
+        judge(row, 'tokensPerSec', '>=', GOALS.trainTokensPerSec, onRealGpu(env, s)),
+        // Memory does not depend on the device: judged at the real shapes anywhere.
+        judge(row, 'peakBytes', '<=', GOALS.trainPeakBytes, s.mode === 'full'),
+      ];
     }
+    return row;
   });
 }
