@@ -3,7 +3,7 @@ import type { Engine } from './engine';
 import { Phi2Model } from './model/phi2/forward';
 import { Generator } from './model/phi2/generate';
 import { LoraState } from './model/phi2/lora-state';
-import { phi2ParamsFromStored } from './model/phi2/build';
+import { phi2ParamsFromWeights } from './model/phi2/build';
 import type { Phi2Dims } from './model/phi2/params';
 import { WeightStore } from './store';
 import { loadStoredTokenizer, type PhiTokenizer } from './tokenizer';
@@ -70,7 +70,7 @@ export class Session {
     const weights = await loadModelToGpu(gpu, store, modelId, onProgress);
     try {
       const tokenizer = await loadStoredTokenizer(store, modelId);
-      const model = new Phi2Model(gpu, phi2ParamsFromStored(weights));
+      const model = new Phi2Model(gpu, phi2ParamsFromWeights(weights));
       this.destroyWeights = () => weights.destroy();
       this.current = {
         id: modelId,

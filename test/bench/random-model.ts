@@ -1,6 +1,7 @@
 import type { GpuRuntime } from '../../src/engine/gpu/runtime';
 import { tensorBytes, type GpuTensor } from '../../src/engine/gpu/tensor';
-import { Phi2ParamsBuilder } from '../../src/engine/model/phi2/build';
+import { phi2ParamsFromWeights } from '../../src/engine/model/phi2/build';
+import { PhiWeightsWriter } from '../../src/engine/weights/gpu-weights';
 import type { Phi2Params } from '../../src/engine/model/phi2/params';
 import type { PhiConfig } from '../../src/engine/weights/config';
 import { storedDType, type QuantScheme } from '../../src/engine/weights/layout';
@@ -56,19 +57,18 @@ export class WeightPools {
 const STORED_BYTES = { i8: 1, f16: 2, f32: 4 } as const;
 
 /**
- * A Phi model with random weights, assembled by Phi2ParamsBuilder (the loader's own assembly, with its
+ * A Phi model with random weights, put on the GPU by PhiWeightsWriter (the loader's own, with its
  * row chunking of tables larger than one binding): linear weights uniform with std 0.02, int8 or f16
  * as the scheme says; embedding and lm_head f16; LayerNorm weights 1; biases 0.
  */
 export async function randomPhiParams(gpu: GpuRuntime, config: PhiConfig, scheme: QuantScheme, seed = 1): Promise<Phi2Params> {
-  const builder = new Phi2ParamsBuilder(gpu, config, scheme);
+  const writer = new PhiWeightsWriter(gpu, config, scheme);
   const pools = new WeightPools(seed);
-  let sinceFlush = 0;
-  for (const spec of builder.layout.specs) {
+  for (const spec of writer.layout.specs) {
     const dtype = storedDType(spec, scheme);
     if (spec.shape.length === 1) {
       const value = (spec.module === 'ln' || spec.module === 'final_ln') && spec.part === 'weight' ? 1 : 0;
-      builder.write(spec.key, 0, new Uint32Array(new Float32Array(spec.shape[0]).fill(value).buffer));
+      await writer.write(spec.key, 0, new Float32Array(spec.shape[0]).fill(value));
       continue;
     }
     if (dtype === 'f32') throw new Error(`randomPhiParams: ${spec.key} is a matrix stored as f32; only i8 and f16 matrices are expected`);
@@ -77,14 +77,8 @@ export async function randomPhiParams(gpu: GpuRuntime, config: PhiConfig, scheme
     const rowsPerPiece = Math.max(1, Math.floor(POOL_BYTES / rowBytes));
     for (let row = 0; row < rows; row += rowsPerPiece) {
       const n = Math.min(rowsPerPiece, rows - row);
-      builder.write(spec.key, row, pools.window(dtype, (n * rowBytes) / 4), dtype === 'i8' ? int8Scales(n) : undefined);
-      sinceFlush += n * rowBytes;
-      if (sinceFlush >= FLUSH_BYTES) {
-        sinceFlush = 0;
-        await gpu.device.queue.onSubmittedWorkDone();
-      }
+      await writer.write(spec.key, row, pools.window(dtype, (n * rowBytes) / 4), dtype === 'i8' ? int8Scales(n) : undefined);
     }
   }
-  await gpu.device.queue.onSubmittedWorkDone();
-  return builder.finish();
+  return phi2ParamsFromWeights(await writer.finish());
 }

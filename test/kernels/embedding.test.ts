@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { GpuTensor } from '../../src/engine/gpu/tensor';
 import { embeddingForward } from '../../src/engine/kernels/embedding';
-import { planRowChunks, type F16RowChunk } from '../../src/engine/kernels/row-chunks';
+import type { F16RowChunk } from '../../src/engine/kernels/row-chunks';
 import { numberToF16Bits } from '../../src/engine/kernels/weight-formats';
 import { embeddingForwardRef } from '../reference/embedding';
 import { compareTensors, rng } from '../support/compare';
@@ -91,12 +91,5 @@ describe('embedding', () => {
     expect(() => embeddingForward(gpu, out, ids, gpu.tensor('f32_table', [10, 4]), 2, 4, 10)).toThrow(/f32_table is f32, expected f16/);
     expect(() => embeddingForward(gpu, gpu.tensor('o', [2, 3]), ids, gpu.tensor('w', [10, 3], 'f16'), 2, 3, 10)).toThrow(/hidden=3 must be even/);
     expect(() => embeddingForward(gpu, out, gpu.tensor('fids', [2]), table, 2, 4, 10)).toThrow(/fids is f32, expected u32 or i32/);
-  });
-
-  it('plans chunks of whole rows under a byte limit', () => {
-    expect(planRowChunks(51200, 5120, 128 * 2 ** 20)).toEqual([[0, 25600], [25600, 25600]]);
-    expect(planRowChunks(10, 4, 12)).toEqual([[0, 3], [3, 3], [6, 2], [8, 2]]);
-    expect(planRowChunks(7, 4, 1000)).toEqual([[0, 7]]);
-    expect(() => planRowChunks(7, 4096, 1000)).toThrow(/one row of 4096 bytes exceeds/);
   });
 });

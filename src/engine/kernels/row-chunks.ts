@@ -35,23 +35,3 @@ export function f16RowChunks(kernel: string, rows: F16Rows, totalRows: number, c
   if (next !== totalRows) throw new Error(`${kernel}: the chunks hold ${next} rows, expected ${totalRows}`);
   return chunks;
 }
-
-/**
- * How to split `totalRows` rows of `rowBytes` each into runs of whole rows of at most `maxBytes`
- * (a device's maxStorageBufferBindingSize): [firstRow, rowCount] per chunk, as even as possible.
- */
-export function planRowChunks(totalRows: number, rowBytes: number, maxBytes: number): Array<[number, number]> {
-  const perChunk = Math.floor(maxBytes / rowBytes);
-  if (perChunk < 1) throw new Error(`planRowChunks: one row of ${rowBytes} bytes exceeds the ${maxBytes}-byte limit`);
-  const count = Math.ceil(totalRows / perChunk);
-  const base = Math.floor(totalRows / count);
-  const extra = totalRows % count;
-  const plan: Array<[number, number]> = [];
-  let first = 0;
-  for (let i = 0; i < count; i++) {
-    const n = base + (i < extra ? 1 : 0);
-    plan.push([first, n]);
-    first += n;
-  }
-  return plan;
-}

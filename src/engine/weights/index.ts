@@ -73,17 +73,17 @@ export {
 } from './safetensors';
 export { INDEX_FILE, SINGLE_FILE, checkShardAgainstIndex, parseShardIndex, readShardedStream, type ShardIndex } from './sharded';
 export type { CheckpointSource, OpenedFile } from './source';
+export { loadModelToGpu, type LoadOptions, type LoadProgress } from './upload';
 export {
-  loadModelToGpu,
+  PhiWeightsWriter,
   rowChunks,
   type LayerNormWeights,
   type LinearWeights,
-  type LoadOptions,
-  type LoadProgress,
   type PhiBlockWeights,
   type PhiWeights,
   type RowChunk,
-} from './upload';
+  type WeightsWriterOptions,
+} from './gpu-weights';
 
 import type { Platform } from '../platform/types';
 import type { WeightStore } from '../store/store';

@@ -7,7 +7,8 @@ import { RowCodec } from '../../weights/quantize';
 import { readSafetensorsStream } from '../../weights/safetensors';
 import { INDEX_FILE, parseShardIndex, SINGLE_FILE, type ShardIndex } from '../../weights/sharded';
 import type { CheckpointSource } from '../../weights/source';
-import { Phi2ParamsBuilder } from './build';
+import { PhiWeightsWriter } from '../../weights/gpu-weights';
+import { phi2ParamsFromWeights } from './build';
 import type { Phi2Params } from './params';
 
 /** Source rows are converted in pieces of about this many bytes: bounded memory, few GPU writes. */
@@ -33,41 +34,46 @@ export async function loadPhi2FromSource(
   const configText = await source.readText('config.json');
   if (configText === null) throw new CheckpointError('files-incomplete', `${source.displayName} has no config.json`, 'config.json');
   const config = parsePhiConfig(configText);
-  const builder = new Phi2ParamsBuilder(gpu, config, scheme);
-  const indexText = await source.readText(INDEX_FILE);
-  const index: ShardIndex | null = indexText === null ? null : parseShardIndex(indexText);
-  const files = index ? [...index.shards] : [SINGLE_FILE];
-  if (index) builder.layout.checkNames(index.weightMap.keys(), INDEX_FILE, true);
+  const writer = new PhiWeightsWriter(gpu, config, scheme);
+  try {
+    const indexText = await source.readText(INDEX_FILE);
+    const index: ShardIndex | null = indexText === null ? null : parseShardIndex(indexText);
+    const files = index ? [...index.shards] : [SINGLE_FILE];
+    if (index) writer.layout.checkNames(index.weightMap.keys(), INDEX_FILE, true);
 
-  for (const file of files) {
-    const opened = await source.open(file, 0);
-    let codec: RowCodec | null = null;
-    let done = 0;
-    for await (const event of readSafetensorsStream(opened.body, {
-      file,
-      fileSize: opened.size ?? undefined,
-      pieceBytes: (t) => {
-        const rowBytes = t.shape.length ? ((t.end - t.begin) / (t.shape.length === 1 ? 1 : t.shape[0])) : t.end - t.begin;
-        return Math.max(rowBytes, Math.floor(PIECE_BYTES / rowBytes) * rowBytes) || 1;
-      },
-    })) {
-      if (event.kind === 'header') {
-        if (!index) builder.layout.checkNames(event.header.tensors.map((t) => t.name), file, true);
-        continue;
+    for (const file of files) {
+      const opened = await source.open(file, 0);
+      let codec: RowCodec | null = null;
+      let done = 0;
+      for await (const event of readSafetensorsStream(opened.body, {
+        file,
+        fileSize: opened.size ?? undefined,
+        pieceBytes: (t) => {
+          const rowBytes = t.shape.length ? ((t.end - t.begin) / (t.shape.length === 1 ? 1 : t.shape[0])) : t.end - t.begin;
+          return Math.max(rowBytes, Math.floor(PIECE_BYTES / rowBytes) * rowBytes) || 1;
+        },
+      })) {
+        if (event.kind === 'header') {
+          if (!index) writer.layout.checkNames(event.header.tensors.map((t) => t.name), file, true);
+          continue;
+        }
+        const { tensor, offset, bytes, last } = event;
+        const spec = writer.layout.checkTensor(tensor, file);
+        if (!spec) continue;
+        if (offset === 0) {
+          if (!isFloatSource(tensor.dtype)) throw new CheckpointError('tensor-dtype', `${tensor.name} is ${tensor.dtype}; weights must be F16, BF16, F32 or F64`, file, tensor.name);
+          codec = new RowCodec({ file, tensor: tensor.name, source: tensor.dtype, stored: storedDType(spec, scheme), cols: spec.shape[spec.shape.length - 1] });
+        }
+        const rowStart = offset / codec!.sourceRowBytes;
+        const encoded = codec!.encode(bytes, rowStart);
+        await writer.write(spec.key, rowStart, encoded.data, encoded.scales);
+        done += bytes.length;
+        if (last) onProgress?.({ file, bytesDone: done, bytesTotal: opened.size });
       }
-      const { tensor, offset, bytes, last } = event;
-      const spec = builder.layout.checkTensor(tensor, file);
-      if (!spec) continue;
-      if (offset === 0) {
-        if (!isFloatSource(tensor.dtype)) throw new CheckpointError('tensor-dtype', `${tensor.name} is ${tensor.dtype}; weights must be F16, BF16, F32 or F64`, file, tensor.name);
-        codec = new RowCodec({ file, tensor: tensor.name, source: tensor.dtype, stored: storedDType(spec, scheme), cols: spec.shape[spec.shape.length - 1] });
-      }
-      const rowStart = offset / codec!.sourceRowBytes;
-      const encoded = codec!.encode(bytes, rowStart);
-      builder.write(spec.key, rowStart, encoded.data, encoded.scales);
-      done += bytes.length;
-      if (last) onProgress?.({ file, bytesDone: done, bytesTotal: opened.size });
     }
+    return { config, params: phi2ParamsFromWeights(await writer.finish()) };
+  } catch (err) {
+    writer.destroy();
+    throw err;
   }
-  return { config, params: builder.finish() };
 }
