@@ -33,7 +33,6 @@ interface Failure {
   message: string;
 }
 
-/** The commit measured: the flag, BENCH_COMMIT, or .bench/commit written when the bundle was made. */
 /**
  * The commit measured: --commit, BENCH_COMMIT, the checkout's own (git, here), else what
  * gpu-prepare.sh recorded in .bench/commit for a copy without git (the GPU machine).

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import type { GpuTensor } from '../../src/engine/gpu/tensor';
 import { parsePhiConfig } from '../../src/engine/weights/config';
 import { PhiWeightsWriter, rowChunks } from '../../src/engine/weights/gpu-weights';
 import { testGpu } from '../support/gpu';
@@ -45,7 +46,7 @@ describe('PhiWeightsWriter', () => {
     try {
       expect(weights.embedding.map((c) => c.rows)).toEqual(rowChunks(100, 128, 30 * 128));
       expect(weights.embedding.map((c) => c.rows)).toEqual([[0, 30], [30, 60], [60, 90], [90, 100]]);
-      const read = async (t: { buffer: GPUBuffer }) => new Uint8Array(await gpu.read(t as never));
+      const read = async (t: GpuTensor) => new Uint8Array(await gpu.read(t));
       const joined = async (chunks: typeof weights.embedding) => {
         const parts = await Promise.all(chunks.map((c) => read(c.tensor)));
         return Uint8Array.from(parts.flatMap((p) => [...p]));

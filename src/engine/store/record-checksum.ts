@@ -1,5 +1,6 @@
 import { createXXHash64, type IHasher } from 'hash-wasm';
 import { crc32 } from '../weights/checksum';
+import { StoreError } from './errors';
 
 /**
  * The checksum a stored record carries, which also says how it was made: a string is XXH64 as 16 hex
@@ -17,9 +18,23 @@ export class RecordChecksums {
 
   private static loading: Promise<RecordChecksums> | null = null;
 
-  /** The shared instance (one WebAssembly module per thread; safe because every digest is synchronous). */
+  /**
+   * The shared instance (one WebAssembly module per thread; safe because every digest is synchronous).
+   * Where WebAssembly is refused (a page whose Content-Security-Policy lacks 'wasm-unsafe-eval'), the
+   * StoreError says so; a later call tries again.
+   */
   static load(): Promise<RecordChecksums> {
-    RecordChecksums.loading ??= createXXHash64().then((h) => new RecordChecksums(h));
+    RecordChecksums.loading ??= createXXHash64().then(
+      (h) => new RecordChecksums(h),
+      (err: unknown) => {
+        RecordChecksums.loading = null;
+        throw new StoreError(
+          'unavailable',
+          `Stored weights are checksummed with WebAssembly, which this page could not start (${err instanceof Error ? err.message : String(err)}). ` +
+            "Use a browser with WebAssembly enabled, and if the app is served with a Content-Security-Policy, allow 'wasm-unsafe-eval'.",
+        );
+      },
+    );
     return RecordChecksums.loading;
   }
 

@@ -19,8 +19,8 @@
  * A model is a manifest (config.json as found, where it came from, the quantisation scheme, the state
  * of each safetensors file) plus one entry per parameter and that parameter's data in records of a few
  * MB: whole rows `[rowStart, rowStart + rows)` of the stored layout (see weights/layout.ts), each with
- * its checksum (XXH64; CRC-32 in stores of the first version, see ./record-checksum.ts). A record and its entry's progress (`recordsDone`, `checksums`) are written in one
- * transaction, so a tensor is marked complete only once all its records have committed, an interrupted
+ * its checksum (XXH64; CRC-32 in stores of the first version, see ./record-checksum.ts). A record and
+ * its entry's progress (`recordsDone`, `checksums`) are written in one transaction, so a tensor is marked complete only once all its records have committed, an interrupted
  * import resumes at the first missing record, and a failed write (a full disk) leaves nothing torn.
  * The manifest is marked complete only when every entry is. Records are verified against both
  * checksums when loaded.
