@@ -1,5 +1,5 @@
 // gelu_new backward: dinp = dout * gelu'(x) from the saved pre-activation x.
-// With s = sigmoid(2u) = 0.5 * (1 + tanh(u)) (see gelu.fwd.wgsl) and 1 - tanh(u)^2 = 4 s (1 - s):
+// With s = sigmoid(2u) = 0.5 * (1 + tanh(u)) (see lib/gelu.wgsl, prepended) and 1 - tanh(u)^2 = 4 s (1 - s):
 //   gelu'(x) = s + x * 2 s (1 - s) * du/dx,   du/dx = sqrt(2/pi) * (1 + 3 * 0.044715 * x^2).
 // x is clamped to +-GELU_CLAMP, where gelu'(x) is 1 or 0 in f32, so x^2 cannot overflow.
 // With accumulate = 1 the gradient is added to dinp.
@@ -16,10 +16,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read> inp: array<f32>;
 
 override WG: u32 = 256u;
-
-const SQRT_2_OVER_PI: f32 = 0.7978845608028654;
-const GELU_COEF: f32 = 0.044715;
-const GELU_CLAMP: f32 = 15.0;
 
 fn gelu_grad(x: f32) -> f32 {
   let xc = clamp(x, -GELU_CLAMP, GELU_CLAMP);

@@ -1,6 +1,6 @@
 // Linear layer input gradient, tiled GEMM: dinp[m, k] (= or +=) sum_n dout[m, n] * W[n, k], with W the
 // dequantised frozen weight [N, K] (no weight gradient: the base model is frozen under LoRA).
-// A weight format (matmul.int8 / matmul.f16: weight_quad, row_scale) is prepended by matmul.ts.
+// A weight format (matmul.int8 / matmul.f16: weight_quad_at, row_words) is prepended by matmul.ts.
 //
 // The scheme of matmul.fwd with the roles turned: a 64 x 64 tile of dinp per 256 threads, each thread
 // a 4 x 4 block in vec4 registers, stepping through N by BR = 16. The weight tile is read along its
@@ -21,7 +21,16 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> dinp: array<f32>;
 @group(0) @binding(2) var<storage, read> dout: array<f32>;
 @group(0) @binding(3) var<storage, read> weight: array<u32>;
-@group(0) @binding(4) var<storage, read> scales: array<f32>;
+@group(0) @binding(4) var<storage, read> scales: array<f32>; // unread for f16 weights (another tensor is bound)
+
+fn weight_quad(n: u32, quad: u32) -> vec4<f32> {
+  return weight_quad_at(n * row_words(p.K), quad, p.K);
+}
+
+fn row_scale(n: u32) -> f32 {
+  if (HAS_SCALES) { return scales[n]; }
+  return 1.0;
+}
 
 const TILE = 64u;
 const BR = 16u;

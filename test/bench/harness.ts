@@ -1,8 +1,8 @@
 import { acquireGpu, type GpuContext } from '../../src/engine/gpu/device';
-import { KernelEncoder, type DispatchTimer } from '../../src/engine/gpu/encoder';
+import { KernelEncoder, type DispatchTimer, type RecordedPass } from '../../src/engine/gpu/encoder';
 import { PipelineCache } from '../../src/engine/gpu/pipelines';
 import { GpuRuntime } from '../../src/engine/gpu/runtime';
-import { DTYPE_BYTES, numel, type GpuTensor } from '../../src/engine/gpu/tensor';
+import { DTYPE_BYTES, numel, tensorBytes, type GpuTensor } from '../../src/engine/gpu/tensor';
 import { TimestampProfiler } from '../../src/engine/gpu/timing';
 import { nodePlatform } from '../../src/engine/platform/node';
 import type { Platform } from '../../src/engine/platform/types';
@@ -212,10 +212,20 @@ class AllocationOnlyEncoder extends KernelEncoder {
   }
 
   override submit(): void {
+    if (this.isCapturing) return;
     if (this.pendingWork) this.submits++;
     this.pendingWork = false;
     this.dispatches = 0;
   }
+
+  override replay(pass: RecordedPass): void {
+    if (this.isCapturing) throw new Error('replay: not inside a capture');
+    this.submit();
+    this.recorded += pass.dispatches;
+    this.pendingWork = true;
+  }
+
+  protected override execute(): void {}
 }
 
 /** An encoder that does all the CPU work of a submit (bind groups, encoding, finish) and drops the command buffer. */
@@ -248,13 +258,21 @@ class AllocationOnlyRuntime extends SharedPipelinesRuntime {
  */
 class RecordAndEncodeRuntime extends SharedPipelinesRuntime {
   override readonly encoder: KernelEncoder;
+  private copyTarget: GpuTensor | null = null;
 
   constructor(ctx: GpuContext, pipelines: PipelineCache) {
     super(ctx, undefined, pipelines);
     this.encoder = new RecordAndEncodeEncoder(ctx.device);
   }
 
+  /** The read's copy is encoded as a real read's is (into a buffer that is never mapped); the data is zeros. */
   override read(t: GpuTensor): Promise<ArrayBuffer> {
+    const bytes = tensorBytes(t.shape, t.dtype);
+    if (!this.copyTarget || this.copyTarget.buffer.size < bytes) {
+      this.copyTarget?.buffer.destroy();
+      this.copyTarget = this.tensor('read-target', [Math.max(bytes, 4096) / 4], 'u32');
+    }
+    this.encoder.copy(t, this.copyTarget, bytes);
     this.encoder.submit();
     return zeros(t);
   }

@@ -418,12 +418,14 @@ export async function dispatchRows(env: BenchEnv, fixture: ModelFixture): Promis
       cache.destroy();
 
       // Generation's own loop: the counters at each token; a decode step is what happens between two.
+      // (The loop submits step s + 1 before it hands out step s's tokens, and nothing after the last:
+      // an interval before the last token is one whole step.)
       const generator = new Generator(model);
       const stamps: Array<{ dispatches: number; submits: number; at: number }> = [];
       try {
         const prompt = Array.from(randomTokens(ctx, model.dims.vocab, 43));
         await generator.generate(prompt, {
-          maxNewTokens: 4,
+          maxNewTokens: 6,
           stopTokens: [],
           onToken: () => stamps.push({ dispatches: gpu.encoder.recorded, submits: gpu.encoder.submits, at: performance.now() }),
         });
@@ -479,11 +481,12 @@ export async function decodeCpuRow(env: BenchEnv, fixture: ModelFixture): Promis
       const stamps: number[] = [];
       try {
         const prompt = Array.from(randomTokens(ctx, model.dims.vocab, 43));
-        await generator.generate(prompt, { maxNewTokens: CPU_WARMUP + CPU_STEPS + 1, stopTokens: [], onToken: () => stamps.push(performance.now()) });
+        await generator.generate(prompt, { maxNewTokens: CPU_WARMUP + CPU_STEPS + 2, stopTokens: [], onToken: () => stamps.push(performance.now()) });
       } finally {
         generator.destroy();
       }
-      const steps = stamps.slice(CPU_WARMUP).map((t, i, all) => (i ? t - all[i - 1] : NaN)).slice(1);
+      // Intervals between tokens after the warm-up, without the last (after which nothing is submitted).
+      const steps = stamps.slice(CPU_WARMUP, -1).map((t, i, all) => (i ? t - all[i - 1] : NaN)).slice(1);
       const stats = summarize(steps);
       const row: BenchRow = {
         id: 'model.decode.cpu',

@@ -7,6 +7,12 @@ import { BufferUsage } from './usage';
  * uniforms (its shapes) go into one shared arena buffer, written once per submit, so a whole forward
  * pass costs one writeBuffer and one submit. Binding 0 of every kernel is its uniform block; the
  * tensors follow in the order the kernel module lists them.
+ *
+ * A pass that repeats with nothing changed but a position (a decode step: the same kernels on the
+ * same buffers, one token further on) can be captured once and replayed: capture() keeps what was
+ * recorded, with its own uniform buffer and bind groups made once, and replay() only patches the
+ * uniform words that hold the position, uploads them and encodes the dispatches. No kernel's
+ * JavaScript (argument checks, uniform packing, cache keys) runs again.
  */
 
 const UNIFORM_SLOT = 256; // minUniformBufferOffsetAlignment's largest allowed value
@@ -17,6 +23,44 @@ interface PendingDispatch {
   tensors: readonly GpuTensor[];
   workgroups: [number, number, number];
   label: string;
+}
+
+type PendingItem = PendingDispatch | { copy: { src: GpuTensor; dst: GpuTensor; bytes: number } } | { replay: RecordedPass };
+
+/** A dispatch ready to encode: its bind group is made. */
+interface ReadyDispatch {
+  pipeline: GPUComputePipeline;
+  bindGroup: GPUBindGroup;
+  workgroups: [number, number, number];
+}
+
+type ReadyItem = ReadyDispatch | { copy: { src: GpuTensor; dst: GpuTensor; bytes: number } };
+
+/** A captured pass (KernelEncoder.capture): replayed with its position words shifted. */
+export class RecordedPass {
+  private readonly words: Uint32Array;
+
+  constructor(
+    readonly items: readonly ReadyItem[],
+    /** Its own uniform buffer and the bytes that go into it. */
+    readonly arena: GPUBuffer | null,
+    readonly uniforms: ArrayBuffer,
+    /** Byte offsets in `uniforms` of the u32 words that hold a position, and their values at capture. */
+    private readonly positions: ReadonlyArray<{ offset: number; value: number }>,
+    /** Dispatches it runs. */
+    readonly dispatches: number,
+  ) {
+    this.words = new Uint32Array(uniforms);
+  }
+
+  /** Sets every position word to its captured value plus `shift`. */
+  shiftPositions(shift: number): void {
+    for (const { offset, value } of this.positions) this.words[offset >> 2] = value + shift;
+  }
+
+  destroy(): void {
+    this.arena?.destroy();
+  }
 }
 
 export interface DispatchTimer {
@@ -46,21 +90,115 @@ export class KernelEncoder {
     this.bindGroups = new BindGroupCache(device);
   }
 
+  /**
+   * Records one dispatch. `positionWords`: the u32 words of the uniform block that hold a position
+   * (past_len, and sizes that grow with it one for one), which a replay of a captured pass shifts.
+   */
   dispatch(
     pipeline: GPUComputePipeline,
     uniforms: ArrayBuffer | ArrayBufferView,
     tensors: readonly GpuTensor[],
     workgroups: readonly [number, number?, number?],
     label = pipeline.label,
+    positionWords: readonly number[] = [],
   ): void {
     const [x, y = 1, z = 1] = workgroups;
     const max = this.device.limits.maxComputeWorkgroupsPerDimension;
     if (x > max || y > max || z > max) throw new Error(`${label}: dispatch ${x}x${y}x${z} exceeds ${max} per dimension`);
     if (x === 0 || y === 0 || z === 0) return;
     const uniformOffset = this.writeUniforms(uniforms);
+    if (this.capturing) {
+      const view = new DataView(this.staging);
+      for (const w of positionWords) this.positions.push({ offset: uniformOffset + 4 * w, value: view.getUint32(uniformOffset + 4 * w, true) });
+    }
     this.pending.push({ pipeline, uniformOffset, tensors, workgroups: [x, y, z], label });
     this.dispatches++;
     this.recorded++;
+  }
+
+  /** Whether a capture is under way (host writes cannot be part of one). */
+  get isCapturing(): boolean {
+    return this.capturing;
+  }
+
+  /**
+   * Runs `record` (which records dispatches and copies, and no host writes) and keeps what it recorded
+   * as a pass to replay instead of submitting it. Nothing runs until the first replay. Work recorded
+   * before is submitted first.
+   */
+  capture(record: () => void): RecordedPass {
+    if (this.capturing) throw new Error('capture: a capture is already under way');
+    this.submit();
+    const recordedBefore = this.recorded;
+    this.capturing = true;
+    this.positions = [];
+    let items: PendingItem[];
+    try {
+      record();
+    } finally {
+      this.capturing = false;
+      items = this.pending;
+      this.pending = [];
+    }
+    const dispatches = this.recorded - recordedBefore;
+    // Capturing runs nothing: the replays count.
+    this.recorded = recordedBefore;
+    this.dispatches = 0;
+    const uniforms = this.staging.slice(0, this.used);
+    this.used = 0;
+    const arena = uniforms.byteLength
+      ? this.device.createBuffer({ label: 'recorded-pass-uniforms', size: uniforms.byteLength, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST })
+      : null;
+    const ready: ReadyItem[] = [];
+    for (const item of items) {
+      if ('replay' in item) continue; // cannot be: replay() refuses to run inside a capture
+      if ('copy' in item) ready.push(item);
+      else ready.push({ pipeline: item.pipeline, bindGroup: this.bindGroups.get(item.pipeline, arena!, item.uniformOffset, UNIFORM_SLOT, item.tensors, item.label), workgroups: item.workgroups });
+    }
+    return new RecordedPass(ready, arena, uniforms, this.positions, dispatches);
+  }
+
+  /**
+   * Runs a captured pass once more, with its position words at their captured values plus `shift`:
+   * its uniforms are uploaded now and its dispatches go into the next submit, with whatever is
+   * recorded after it (a readback's copy). Work recorded before it is submitted first, and so is
+   * one replay before the next (each upload of the pass's uniforms must meet its own dispatches).
+   */
+  replay(pass: RecordedPass, shift: number): void {
+    if (this.capturing) throw new Error('replay: not inside a capture');
+    this.submit();
+    if (pass.arena) {
+      pass.shiftPositions(shift);
+      this.device.queue.writeBuffer(pass.arena, 0, pass.uniforms);
+    }
+    this.pending.push({ replay: pass });
+    this.recorded += pass.dispatches;
+  }
+
+  /** Dispatches and copies into `encoder`, one compute pass between copies. */
+  private encode(encoder: GPUCommandEncoder, items: readonly ReadyItem[]): void {
+    let pass: GPUComputePassEncoder | null = null;
+    let pipeline: GPUComputePipeline | null = null;
+    for (const item of items) {
+      if ('copy' in item) {
+        pass?.end();
+        pass = null;
+        const { src, dst, bytes } = item.copy;
+        encoder.copyBufferToBuffer(src.buffer, src.byteOffset, dst.buffer, dst.byteOffset, bytes);
+        continue;
+      }
+      if (!pass) {
+        pass = encoder.beginComputePass();
+        pipeline = null;
+      }
+      if (item.pipeline !== pipeline) {
+        pass.setPipeline(item.pipeline);
+        pipeline = item.pipeline;
+      }
+      pass.setBindGroup(0, item.bindGroup);
+      pass.dispatchWorkgroups(...item.workgroups);
+    }
+    pass?.end();
   }
 
   /** Records a buffer copy in order with the dispatches. */
@@ -68,14 +206,22 @@ export class KernelEncoder {
     this.pending.push({ copy: { src, dst, bytes } });
   }
 
-  /** Encodes everything recorded, writes the uniform arena once and submits. */
+  /** Encodes everything recorded, writes the uniform arena once and submits. Inside a capture, nothing. */
   submit(): void {
-    if (!this.pending.length) return;
-    this.ensureArena();
-    this.device.queue.writeBuffer(this.arena!, 0, this.staging, 0, this.used);
+    if (!this.pending.length || this.capturing) return;
+    if (this.used) {
+      this.ensureArena();
+      this.device.queue.writeBuffer(this.arena!, 0, this.staging, 0, this.used);
+    }
     const encoder = this.device.createCommandEncoder();
     let pass: GPUComputePassEncoder | null = null;
     for (const item of this.pending) {
+      if ('replay' in item) {
+        pass?.end();
+        pass = null;
+        this.encode(encoder, item.replay.items);
+        continue;
+      }
       if ('copy' in item) {
         pass?.end();
         pass = null;
@@ -109,9 +255,9 @@ export class KernelEncoder {
     this.device.queue.submit([commands]);
   }
 
-  private pending: Array<
-    PendingDispatch | { copy: { src: GpuTensor; dst: GpuTensor; bytes: number } }
-  > = [];
+  private pending: PendingItem[] = [];
+  private capturing = false;
+  private positions: Array<{ offset: number; value: number }> = [];
 
   private bindGroup(item: PendingDispatch): GPUBindGroup {
     return this.bindGroups.get(item.pipeline, this.arena!, item.uniformOffset, UNIFORM_SLOT, item.tensors, item.label);

@@ -80,6 +80,9 @@ const MAX_HEAD_DIM = 256;
 
 const VEC4_BYTES = 16;
 
+/** past_len and kv_len in both forward kernels' uniforms: what a replayed decode step shifts (gpu/encoder.ts). */
+const POSITION_WORDS = [3, 4];
+
 interface TileConfig {
   /** Rows (queries, or keys in dk/dv) a workgroup owns. */
   rows: number;
@@ -257,6 +260,8 @@ export function attentionForward(
       ]),
       [out, lse, q, k, v, lengths, leftPad],
       [Math.ceil(d.seq / c.rows), d.batch * d.heads],
+      undefined,
+      POSITION_WORDS,
     );
     return;
   }
@@ -290,6 +295,8 @@ export function attentionForward(
     ]),
     [out, lse, partial, q, k, v, lengths, leftPad],
     [splits, d.batch * d.heads, d.seq],
+    undefined,
+    POSITION_WORDS,
   );
   if (splits === 1) return;
   const [gx, gy] = grid(queryRows);

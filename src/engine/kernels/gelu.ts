@@ -1,13 +1,14 @@
 import geluBwd from '../../../shaders/gelu.bwd.wgsl?raw';
 import geluFwd from '../../../shaders/gelu.fwd.wgsl?raw';
+import geluLib from '../../../shaders/lib/gelu.wgsl?raw';
 import { packUniforms } from '../gpu/encoder';
 import type { GpuRuntime } from '../gpu/runtime';
 import type { GpuTensor } from '../gpu/tensor';
 import { expectDType, expectElements } from './check';
 import { FLAT_WG, expectCount, expectDisjoint, flatGrid } from './kernel-args';
 
-const FWD = { name: 'gelu.fwd', code: geluFwd };
-const BWD = { name: 'gelu.bwd', code: geluBwd };
+const FWD = { name: 'gelu.fwd', code: geluLib + geluFwd };
+const BWD = { name: 'gelu.bwd', code: geluLib + geluBwd };
 
 /** out = gelu_new(inp) element-wise over n elements (Phi-2's MLP activation, the tanh approximation). */
 export function geluForward(gpu: GpuRuntime, out: GpuTensor, inp: GpuTensor, n: number): void {

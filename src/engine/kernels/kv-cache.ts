@@ -62,5 +62,7 @@ export function kvCacheAppend(
     ]),
     [kCache, vCache, k, v],
     [gx, gy],
+    undefined,
+    [4], // past_len, shifted when a decode step is replayed
   );
 }

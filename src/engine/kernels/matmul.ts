@@ -1,9 +1,11 @@
 import matmulBwd from '../../../shaders/matmul.bwd.wgsl?raw';
 import matmulF16 from '../../../shaders/matmul.f16.wgsl?raw';
 import matmulFwd from '../../../shaders/matmul.fwd.wgsl?raw';
-import matmulGemv from '../../../shaders/matmul.gemv.wgsl?raw';
 import matmulInt8 from '../../../shaders/matmul.int8.wgsl?raw';
+import linearGemm from '../../../shaders/lib/linear_gemm.wgsl?raw';
+import linearGemv from '../../../shaders/lib/linear_gemv.wgsl?raw';
 import { packUniforms } from '../gpu/encoder';
+import type { ShaderSource } from '../gpu/pipelines';
 import { grid, type GpuRuntime } from '../gpu/runtime';
 import { tensorBytes, type GpuTensor } from '../gpu/tensor';
 import { expectDType, expectShape } from './check';
@@ -54,9 +56,16 @@ export interface MatmulForwardOptions {
 
 const FORMAT_CODE: Record<WeightFormat, string> = { int8: matmulInt8, f16: matmulF16 };
 
-function shader(body: 'fwd' | 'gemv' | 'bwd', format: WeightFormat) {
-  const code = { fwd: matmulFwd, gemv: matmulGemv, bwd: matmulBwd }[body];
-  return { name: `matmul.${body}.${format}`, code: FORMAT_CODE[format] + code };
+/** A weight format's access functions, then the kernel, then its body. */
+export function weightShader(name: string, format: WeightFormat, kernel: string, body = ''): ShaderSource {
+  return { name: `${name}.${format}`, code: FORMAT_CODE[format] + kernel + body };
+}
+
+const BODIES = { gemm: linearGemm, gemv: linearGemv } as const;
+
+function shader(body: 'fwd' | 'gemv' | 'bwd', format: WeightFormat): ShaderSource {
+  if (body === 'bwd') return weightShader('matmul.bwd', format, matmulBwd);
+  return weightShader(`matmul.${body}`, format, matmulFwd, BODIES[body === 'fwd' ? 'gemm' : 'gemv']);
 }
 
 function expectPositiveInt(kernel: string, sizes: Record<string, number>): void {
@@ -66,7 +75,7 @@ function expectPositiveInt(kernel: string, sizes: Record<string, number>): void 
 }
 
 /** The weight's format, after checking its dtype, shape, packing constraint and scales. */
-function weightFormat(kernel: string, weight: GpuTensor, scales: GpuTensor | null, N: number, K: number): WeightFormat {
+export function weightFormat(kernel: string, weight: GpuTensor, scales: GpuTensor | null, N: number, K: number): WeightFormat {
   expectShape(kernel, weight, [N, K]);
   if (weight.dtype === 'i8') {
     if (K % 4 !== 0) throw new Error(`${kernel}: int8 weight ${weight.name} needs K % 4 == 0 (four per u32 word), got K=${K}`);
@@ -113,6 +122,29 @@ export function expectBindable(kernel: string, gpu: GpuRuntime, written: readonl
 }
 
 /**
+ * One binding that covers several views of the same buffer, and where each starts in it (in 4-byte
+ * words): how a kernel reads the weights, scales or biases of several layers packed in one buffer
+ * (weights/gpu-weights.ts). Null when they are not all in one buffer.
+ */
+export function spanning(name: string, parts: readonly GpuTensor[]): { tensor: GpuTensor; offsets: number[] } | null {
+  const buffer = parts[0].buffer;
+  if (parts.some((t) => t.buffer !== buffer || t.byteOffset % 4 !== 0)) return null;
+  const start = Math.min(...parts.map((t) => t.byteOffset));
+  const end = Math.max(...parts.map((t) => t.byteOffset + tensorBytes(t.shape, t.dtype)));
+  return { tensor: { buffer, shape: [(end - start) / 4], dtype: 'u32', byteOffset: start, name }, offsets: parts.map((t) => (t.byteOffset - start) / 4) };
+}
+
+/** One layer's share of matmulForwardSum: its activations, frozen weight, scales (int8) and bias. */
+export interface LinearTerm {
+  inp: GpuTensor;
+  weight: GpuTensor;
+  scales: GpuTensor | null;
+  bias: GpuTensor | null;
+  /** The row length of inp and weight. */
+  K: number;
+}
+
+/**
  * out[M, N] (= or +=) inp[M, K] · dequant(weight)[N, K]^T + bias[N].
  * int8 weights need `scales` [N]; f16 weights take none. Without a bias nothing is added.
  */
@@ -128,50 +160,95 @@ export function matmulForward(
   K: number,
   opts: MatmulForwardOptions = {},
 ): void {
-  const k = 'matmulForward';
-  expectPositiveInt(k, { M, N, K });
-  const format = weightFormat(k, weight, scales, N, K);
-  expectDType(k, out, 'f32');
-  expectDType(k, inp, 'f32');
-  expectShape(k, inp, [M, K]);
-  expectShape(k, out, [M, N]);
-  if (bias) {
-    expectDType(k, bias, 'f32');
-    expectShape(k, bias, [N]);
-  }
-  const weights = scales ? [weight, scales] : [weight];
-  expectBindable(k, gpu, [out], [inp, ...(bias ? [bias] : []), ...weights]);
+  linearForward(gpu, 'matmulForward', out, [{ inp, weight, scales, bias, K }], M, N, opts);
+}
 
-  // Without a bias, inp fills the bias slot (two read-only bindings may share a buffer) and
-  // has_bias = 0 keeps it unread, so one pipeline serves layers with and without a bias.
-  const tensors = [out, inp, bias ?? inp, ...weights];
-  const accumulate = opts.accumulate ? 1 : 0;
-  const hasBias = bias ? 1 : 0;
+/**
+ * out[M, N] (= or +=) a.inp · dequant(a.weight)^T + a.bias + b.inp · dequant(b.weight)^T + b.bias:
+ * two linear layers with the same outputs added in one pass (Phi's dense(attn) + fc2(gelu) into the
+ * residual). One dispatch when the two weights share a buffer, and so do their scales and their
+ * biases (a block's packed parameters); two matmulForward dispatches otherwise.
+ */
+export function matmulForwardSum(gpu: GpuRuntime, out: GpuTensor, a: LinearTerm, b: LinearTerm, M: number, N: number, opts: MatmulForwardOptions = {}): void {
+  const packed =
+    spanning('weights', [a.weight, b.weight]) &&
+    (!a.scales || !b.scales || spanning('scales', [a.scales, b.scales])) &&
+    (!a.bias || !b.bias || spanning('bias', [a.bias, b.bias])) &&
+    Boolean(a.bias) === Boolean(b.bias) &&
+    a.weight.dtype === b.weight.dtype;
+  if (!packed) {
+    matmulForward(gpu, out, a.inp, a.weight, a.scales, a.bias, M, N, a.K, opts);
+    matmulForward(gpu, out, b.inp, b.weight, b.scales, b.bias, M, N, b.K, { ...opts, accumulate: true });
+    return;
+  }
+  linearForward(gpu, 'matmulForwardSum', out, [a, b], M, N, opts);
+}
+
+export interface LinearLaunch {
+  path: 'gemm' | 'gemv';
+  /** The body's WGSL, appended to the kernel's. */
+  body: string;
+  constants: Record<string, number>;
+  /** The uniforms tiles_m, tiles (GEMM) and row_groups, groups (GEMV); the other pair is 0. */
+  counts: { tilesM: number; tiles: number; rowGroups: number; groups: number };
+  gx: number;
+  gy: number;
+}
+
+/** The launch of a linear body (lib/linear_gemm.wgsl or lib/linear_gemv.wgsl) over M x N outputs with rows of up to K. */
+export function linearLaunch(M: number, N: number, K: number, opts: Pick<MatmulForwardOptions, 'path' | 'foldAt'>): LinearLaunch {
   const path = opts.path ?? (M <= GEMV_ROWS ? 'gemv' : 'gemm');
   if (path === 'gemv') {
     const lanes = gemvLanes(K);
     const rowGroups = Math.ceil(N / (WORKGROUP / lanes));
     const groups = rowGroups * Math.ceil(M / GEMV_ROWS);
     const [gx, gy] = grid(groups, opts.foldAt);
-    gpu.encoder.dispatch(
-      gpu.pipelines.get(shader('gemv', format), { LANES: lanes }),
-      packUniforms([
-        ['u32', M], ['u32', N], ['u32', K], ['u32', accumulate], ['u32', hasBias],
-        ['u32', rowGroups], ['u32', groups], ['u32', gx],
-      ]),
-      tensors,
-      [gx, gy],
-    );
-    return;
+    return { path, body: linearGemv, constants: { LANES: lanes }, counts: { tilesM: 0, tiles: 0, rowGroups, groups }, gx, gy };
   }
   const tilesM = Math.ceil(M / GEMM_TILE);
   const tiles = tilesM * Math.ceil(N / GEMM_TILE);
   const [gx, gy] = grid(tiles, opts.foldAt);
+  return { path, body: linearGemm, constants: {}, counts: { tilesM, tiles, rowGroups: 0, groups: 0 }, gx, gy };
+}
+
+function linearForward(gpu: GpuRuntime, k: string, out: GpuTensor, terms: readonly LinearTerm[], M: number, N: number, opts: MatmulForwardOptions): void {
+  expectPositiveInt(k, { M, N, ...Object.fromEntries(terms.map((t, i) => [`K${i ? i + 1 : ''}`, t.K])) });
+  const formats = terms.map((t) => weightFormat(k, t.weight, t.scales, N, t.K));
+  const format = formats[0];
+  expectDType(k, out, 'f32');
+  expectShape(k, out, [M, N]);
+  for (const t of terms) {
+    expectDType(k, t.inp, 'f32');
+    expectShape(k, t.inp, [M, t.K]);
+    if (t.bias) {
+      expectDType(k, t.bias, 'f32');
+      expectShape(k, t.bias, [N]);
+    }
+  }
+  const weights = spanning('weights', terms.map((t) => t.weight))!;
+  const scales = format === 'int8' ? spanning('scales', terms.map((t) => t.scales!)) : null;
+  const biases = terms[0].bias ? spanning('bias', terms.map((t) => t.bias!)) : null;
+  const inp = terms[0].inp;
+  const inp2 = terms[1]?.inp ?? inp;
+  expectBindable(k, gpu, [out], [inp, inp2, weights.tensor, ...(scales ? [scales.tensor] : []), ...(biases ? [biases.tensor] : [])]);
+
+  // Without a bias (or scales, for f16) inp fills the slot (two read-only bindings may share a
+  // buffer) and a flag keeps it unread, so one pipeline serves every case.
+  const tensors = [out, inp, inp2, biases?.tensor ?? inp, weights.tensor, scales?.tensor ?? inp];
+  const seg = (i: number) => ({
+    K: terms[i]?.K ?? 0,
+    w: weights.offsets[i] ?? 0,
+    s: scales?.offsets[i] ?? 0,
+    b: biases?.offsets[i] ?? 0,
+  });
+  const [s0, s1] = [seg(0), seg(1)];
+  const { path, constants, counts, gx, gy } = linearLaunch(M, N, Math.max(...terms.map((t) => t.K)), opts);
   gpu.encoder.dispatch(
-    gpu.pipelines.get(shader('fwd', format)),
+    gpu.pipelines.get(shader(path === 'gemv' ? 'gemv' : 'fwd', format), constants),
     packUniforms([
-      ['u32', M], ['u32', N], ['u32', K], ['u32', accumulate], ['u32', hasBias],
-      ['u32', tilesM], ['u32', tiles], ['u32', gx],
+      ['u32', M], ['u32', N], ['u32', opts.accumulate ? 1 : 0], ['u32', biases ? 1 : 0], ['u32', terms.length],
+      ['u32', s0.K], ['u32', s1.K], ['u32', s0.w], ['u32', s1.w], ['u32', s0.s], ['u32', s1.s], ['u32', s0.b], ['u32', s1.b],
+      ['u32', counts.tilesM], ['u32', counts.tiles], ['u32', counts.rowGroups], ['u32', counts.groups], ['u32', gx],
     ]),
     tensors,
     [gx, gy],
@@ -211,7 +288,8 @@ export function matmulBackwardInput(
   gpu.encoder.dispatch(
     gpu.pipelines.get(shader('bwd', format)),
     packUniforms([['u32', M], ['u32', N], ['u32', K], ['u32', accumulate ? 1 : 0], ['u32', tilesM], ['u32', tiles], ['u32', gx]]),
-    [dinp, dout, ...weights],
+    // f16 weights have no scales: dout fills the slot, unread.
+    [dinp, dout, weight, scales ?? dout],
     [gx, gy],
   );
 }

@@ -133,5 +133,7 @@ function rotate(gpu: GpuRuntime, kernel: string, x: GpuTensor, table: RotaryTabl
     ]),
     [x, table.tensor, leftPad ?? noLeftPad(gpu)],
     [gx, gy],
+    undefined,
+    [5], // past_len, shifted when a decode step is replayed
   );
 }

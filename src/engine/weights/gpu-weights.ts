@@ -86,6 +86,61 @@ function asBytes(b: Bytes): Uint8Array {
   return b instanceof ArrayBuffer ? new Uint8Array(b) : new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 }
 
+const scalesKey = (weightKey: string) => weightKey.replace(/\.weight$/, '.scales');
+
+/**
+ * Each block's parameters in three buffers, every tensor a view at an aligned offset:
+ *   layers.{i}.in_proj   q, k, v and fc1 weights (the matmuls that read LN(x))
+ *   layers.{i}.out_proj  dense and fc2 weights (the matmuls whose outputs add into the residual)
+ *   layers.{i}.vectors   the LayerNorm's weight and bias, every bias and every int8 scale
+ * so that one binding of each serves the fused block kernels (kernels/projections.ts), which stay
+ * within the 8 storage buffers every device offers. Every other kernel sees the same views as separate
+ * tensors. A group that would exceed the largest binding is not packed (its tensors get their own
+ * buffers and the model runs the block unfused).
+ */
+class LayerPacking {
+  private readonly places = new Map<string, { group: string; offset: number }>();
+  private readonly groups = new Map<string, { bytes: number; tensor: GpuTensor | null }>();
+
+  constructor(specs: readonly ParamSpec[], scheme: QuantScheme, alignment: number, maxBinding: number) {
+    const align = (n: number) => Math.ceil(n / alignment) * alignment;
+    const members = new Map<string, Array<{ key: string; bytes: number }>>();
+    const add = (group: string, key: string, bytes: number) => {
+      if (!members.has(group)) members.set(group, []);
+      members.get(group)!.push({ key, bytes });
+    };
+    for (const spec of specs) {
+      if (spec.layer === null) continue;
+      const dtype = storedDType(spec, scheme);
+      const bytes = spec.shape.reduce((a, b) => a * b, 1) * ELEMENT_BYTES[dtype];
+      const prefix = `layers.${spec.layer}`;
+      if (spec.part === 'weight' && spec.module !== 'ln') {
+        add(`${prefix}.${spec.module === 'dense' || spec.module === 'fc2' ? 'out_proj' : 'in_proj'}`, spec.key, bytes);
+        if (dtype === 'i8') add(`${prefix}.vectors`, scalesKey(spec.key), spec.shape[0] * 4);
+      } else {
+        add(`${prefix}.vectors`, spec.key, bytes);
+      }
+    }
+    for (const [group, list] of members) {
+      let offset = 0;
+      for (const m of list) {
+        this.places.set(m.key, { group, offset });
+        offset = align(offset + m.bytes);
+      }
+      if (offset <= maxBinding) this.groups.set(group, { bytes: offset, tensor: null });
+    }
+  }
+
+  /** The view of `key` in its group's buffer (made on first use), or null when it is not packed. */
+  view(key: string, shape: number[], dtype: GpuTensor['dtype'], create: (name: string, shape: number[], dtype: GpuTensor['dtype']) => GpuTensor): GpuTensor | null {
+    const place = this.places.get(key);
+    const group = place && this.groups.get(place.group);
+    if (!place || !group) return null;
+    group.tensor ??= create(place.group, [group.bytes / 4], 'u32');
+    return { buffer: group.tensor.buffer, shape, dtype, byteOffset: place.offset, name: key };
+  }
+}
+
 export class PhiWeightsWriter {
   readonly layout: PhiLayout;
   private readonly created: GpuTensor[] = [];
@@ -109,6 +164,8 @@ export class PhiWeightsWriter {
       return t;
     };
     try {
+      const packing = new LayerPacking(this.layout.specs, scheme, limits.minStorageBufferOffsetAlignment, maxBinding);
+      const place = (key: string, shape: number[], dtype: GpuTensor['dtype']): GpuTensor => packing.view(key, shape, dtype, tensor) ?? tensor(key, shape, dtype);
       for (const spec of this.layout.specs) {
         const dtype = storedDType(spec, scheme);
         const rows = spec.shape.length === 1 ? 1 : spec.shape[0];
@@ -125,9 +182,9 @@ export class PhiWeightsWriter {
           if (rows * rowBytes > deviceBinding) {
             throw new RangeError(`${spec.key} (${rows * rowBytes} bytes) exceeds this GPU's largest storage binding (${deviceBinding} bytes)`);
           }
-          chunks = [{ rows: [0, rows], tensor: tensor(spec.key, [...spec.shape], dtype) }];
+          chunks = [{ rows: [0, rows], tensor: place(spec.key, [...spec.shape], dtype) }];
         }
-        const scales = dtype === 'i8' ? tensor(spec.key.replace(/\.weight$/, '.scales'), [rows], 'f32') : null;
+        const scales = dtype === 'i8' ? place(scalesKey(spec.key), [rows], 'f32') : null;
         this.destinations.set(spec.key, { spec, dtype, rows, rowBytes, chunks, scales, rowsWritten: 0 });
       }
     } catch (err) {

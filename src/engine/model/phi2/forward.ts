@@ -5,11 +5,12 @@ import { embeddingForward } from '../../kernels/embedding';
 import { geluForward } from '../../kernels/gelu';
 import { kvCacheAppend } from '../../kernels/kv-cache';
 import { layernormForward } from '../../kernels/layernorm';
-import { matmulForward } from '../../kernels/matmul';
+import { matmulForward, matmulForwardSum } from '../../kernels/matmul';
+import { inProjectionForward, inProjectionPacking } from '../../kernels/projections';
 import { createRotaryTable, rotaryForward, type RotaryTable } from '../../kernels/rotary';
 import { loraForward } from '../../kernels/lora';
 import type { LoraState } from './lora-state';
-import type { LinearName, LinearParams, Phi2Params } from './params';
+import { LINEAR_NAMES, type LinearName, type LinearParams, type Phi2Params } from './params';
 import { KvCache, Phi2Workspace } from './workspace';
 
 /**
@@ -28,8 +29,11 @@ export type LogitsWanted = 'all' | 'last' | 'none';
 const SUBMIT_EVERY_BLOCKS = 4;
 
 export interface ForwardCall {
-  /** Token ids [batch * seq], batch-major. */
-  ids: Uint32Array;
+  /**
+   * Token ids [batch * seq], batch-major: from the host, or a u32 tensor already on the GPU (a decode
+   * step's input is the previous step's sampled tokens, which never leave the GPU).
+   */
+  ids: Uint32Array | GpuTensor;
   batch: number;
   seq: number;
   /** Valid tokens per sequence when right-padded (all seq when absent). Logits 'last' read position len-1. */
@@ -60,13 +64,18 @@ export class Phi2Model {
   private lengthsBuffer: GpuTensor | null = null;
   private leftPadBuffer: GpuTensor | null = null;
   private headScratch: GpuTensor | null = null;
+  /** What leftPadBuffer holds. */
+  private leftPadWritten: { buffer: GPUBuffer; values: number[] } | null = null;
   private loraXa: GpuTensor | null = null;
+  /** Per block: whether its input projections run fused (packed weights, even head and MLP sizes). */
+  private readonly fused: boolean[];
 
   constructor(
     readonly gpu: GpuRuntime,
     readonly params: Phi2Params,
   ) {
     const d = params.dims;
+    this.fused = params.blocks.map((b) => d.headDim % 2 === 0 && d.intermediate % 2 === 0 && inProjectionPacking(b) !== null);
     this.rotary = createRotaryTable(gpu, d.ropeTheta, d.rotaryDim, d.maxPositions);
     this.split = createAttentionSplitWorkspace(gpu, d.headDim, 8192);
   }
@@ -86,14 +95,20 @@ export class Phi2Model {
     const M = B * T;
     const C = d.hidden;
     const pastLen = cache.length;
-    if (call.ids.length !== M) throw new Error(`forward: ${call.ids.length} ids for batch ${B} x seq ${T}`);
+    const idCount = call.ids instanceof Uint32Array ? call.ids.length : call.ids.shape.reduce((x, y) => x * y, 1);
+    if (idCount !== M) throw new Error(`forward: ${idCount} ids for batch ${B} x seq ${T}`);
     if (cache.batch !== B) throw new Error(`forward: the KV cache holds ${cache.batch} sequences, the call has ${B}`);
     if (pastLen + T > cache.maxSeq) throw new Error(`forward: ${pastLen + T} positions exceed the KV cache's ${cache.maxSeq}`);
     if (pastLen + T > d.maxPositions) throw new Error(`forward: position ${pastLen + T - 1} is past the model's ${d.maxPositions} positions`);
     const a = ws.at(M, B, T);
 
-    gpu.write(a.ids, call.ids);
-    embeddingForward(gpu, a.residual, a.ids, params.embedding, M, C, d.vocab, call.ids);
+    if (call.ids instanceof Uint32Array) {
+      gpu.write(a.ids, call.ids);
+      embeddingForward(gpu, a.residual, a.ids, params.embedding, M, C, d.vocab, call.ids);
+    } else {
+      // Ids made on the GPU (sampled) are in range; the kernel clamps them regardless.
+      embeddingForward(gpu, a.residual, viewTensor(call.ids, [M], 'input_ids'), params.embedding, M, C, d.vocab);
+    }
     const capture = (i: number, t: GpuTensor) => {
       const target = call.captureHidden?.[i];
       if (target) gpu.encoder.copy(t, target, M * C * 4);
@@ -106,30 +121,38 @@ export class Phi2Model {
     for (let l = 0; l < d.layers; l++) {
       const p = params.blocks[l];
       layernormForward(gpu, a.normed, a.mean, a.rstd, a.residual, p.ln.weight, p.ln.bias, M, C, d.layerNormEps);
-      const linear = (out: GpuTensor, inp: GpuTensor, name: LinearName, N: number, K: number, accumulate = false) => {
-        this.linear(out, inp, p[name], M, N, K, accumulate);
-        const lora = call.adapter?.at(l, name);
-        if (lora) {
-          const r = call.adapter!.settings.r;
-          const xa = viewTensor(this.ensure('loraXa', [M, r]), [M, r], 'lora_xa');
-          loraForward(gpu, out, xa, inp, lora.A, lora.B, M, N, K, r, call.adapter!.scaling);
-        }
-      };
-      linear(a.q, a.normed, 'q', C, C);
-      linear(a.k, a.normed, 'k', C, C);
-      linear(a.v, a.normed, 'v', C, C);
-      rotaryForward(gpu, a.q, this.rotary, shape, { leftPad });
-      rotaryForward(gpu, a.k, this.rotary, shape, { leftPad });
-      kvCacheAppend(gpu, cache.keys[l], cache.values[l], a.k, a.v, { ...shape, pastLen });
-      attentionForward(gpu, a.attn, a.lse, a.q, cache.keys[l], cache.values[l], shape, {
-        validLengths,
-        leftPad,
-        splitWorkspace: this.split,
-      });
-      linear(a.residual, a.attn, 'dense', C, C, true);
-      linear(a.fc1, a.normed, 'fc1', d.intermediate, C);
-      geluForward(gpu, a.gelu, a.fc1, M * d.intermediate);
-      linear(a.residual, a.gelu, 'fc2', C, d.intermediate, true);
+      const adapted = LINEAR_NAMES.some((name) => call.adapter?.at(l, name));
+      if (this.fused[l] && !adapted) {
+        // q, k, v (rotary, KV append) and gelu(fc1) in one pass; dense(attn) + fc2(gelu) in another.
+        inProjectionForward(gpu, a.q, cache.keys[l], cache.values[l], a.gelu, a.normed, p, this.rotary, { ...shape, intermediate: d.intermediate }, { leftPad });
+        attentionForward(gpu, a.attn, a.lse, a.q, cache.keys[l], cache.values[l], shape, { validLengths, leftPad, splitWorkspace: this.split });
+        matmulForwardSum(gpu, a.residual, { inp: a.attn, ...p.dense, K: C }, { inp: a.gelu, ...p.fc2, K: d.intermediate }, M, C, { accumulate: true });
+      } else {
+        const linear = (out: GpuTensor, inp: GpuTensor, name: LinearName, N: number, K: number, accumulate = false) => {
+          this.linear(out, inp, p[name], M, N, K, accumulate);
+          const lora = call.adapter?.at(l, name);
+          if (lora) {
+            const r = call.adapter!.settings.r;
+            const xa = viewTensor(this.ensure('loraXa', [M, r]), [M, r], 'lora_xa');
+            loraForward(gpu, out, xa, inp, lora.A, lora.B, M, N, K, r, call.adapter!.scaling);
+          }
+        };
+        linear(a.q, a.normed, 'q', C, C);
+        linear(a.k, a.normed, 'k', C, C);
+        linear(a.v, a.normed, 'v', C, C);
+        rotaryForward(gpu, a.q, this.rotary, shape, { leftPad });
+        rotaryForward(gpu, a.k, this.rotary, shape, { leftPad });
+        kvCacheAppend(gpu, cache.keys[l], cache.values[l], a.k, a.v, { ...shape, pastLen });
+        attentionForward(gpu, a.attn, a.lse, a.q, cache.keys[l], cache.values[l], shape, {
+          validLengths,
+          leftPad,
+          splitWorkspace: this.split,
+        });
+        linear(a.residual, a.attn, 'dense', C, C, true);
+        linear(a.fc1, a.normed, 'fc1', d.intermediate, C);
+        geluForward(gpu, a.gelu, a.fc1, M * d.intermediate);
+        linear(a.residual, a.gelu, 'fc2', C, d.intermediate, true);
+      }
       if (l < d.layers - 1) capture(l + 1, a.residual);
       // Every few blocks, hand the GPU what is recorded, so it runs while the CPU records the rest.
       if (l % SUBMIT_EVERY_BLOCKS === SUBMIT_EVERY_BLOCKS - 1) gpu.encoder.submit();
@@ -141,6 +164,8 @@ export class Phi2Model {
     capture(d.layers, a.normed);
     if (call.logits === 'none') return null;
     if (call.logits === 'all') return this.lmHead(a.normed, M);
+    // One token per sequence: its rows are the last positions already.
+    if (T === 1 && !call.lengths) return this.lmHead(a.normed, B);
     // Gather each sequence's last valid position, then project only those rows.
     const rows = this.ensure('lastRows', [B, C]);
     for (let b = 0; b < B; b++) {
@@ -199,7 +224,12 @@ export class Phi2Model {
     }
     if (leftPad.every((pad) => pad === 0)) return undefined;
     const t = viewTensor(this.ensure('leftPadBuffer', [batch], 'u32'), [batch], 'left_pad');
-    this.gpu.write(t, new Uint32Array(leftPad));
+    // The same padding every step of a generation: written once (so a decode step can be captured).
+    const same = this.leftPadWritten?.buffer === t.buffer && this.leftPadWritten.values.length === batch && leftPad.every((pad, b) => pad === this.leftPadWritten!.values[b]);
+    if (!same) {
+      this.gpu.write(t, new Uint32Array(leftPad));
+      this.leftPadWritten = { buffer: t.buffer, values: [...leftPad] };
+    }
     return t;
   }
 

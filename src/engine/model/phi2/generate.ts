@@ -1,4 +1,5 @@
 import type { GpuRuntime } from '../../gpu/runtime';
+import type { RecordedPass } from '../../gpu/encoder';
 import { viewTensor, type GpuTensor } from '../../gpu/tensor';
 import { sampleTokens, samplingUniforms, GREEDY, type SamplingOptions } from '../../kernels/sampling';
 import { gatherLogProbs } from '../../kernels/softmax';
@@ -147,7 +148,6 @@ export class Generator {
           `the model has ${d.maxPositions}. Generate the longest prompts in another batch, or fewer new tokens.`,
       );
     }
-    const sampling = opts.sampling ?? GREEDY;
     const stops = new Set(opts.stopTokens ?? (d.eosTokenId === null ? [] : [d.eosTokenId]));
     const results: Generation[] = prompts.map(() => ({ tokens: [], stopped: 'max-tokens' }));
     const done = budget.map((n) => n === 0);
@@ -156,37 +156,73 @@ export class Generator {
       done[b] = true;
     };
     if (steps === 0) return results;
+    const sampling = opts.sampling ?? GREEDY;
 
     const { ws, cache } = this.buffers(B * longest, B, longest + steps - 1);
     const leftPad = prompts.map((p) => longest - p.length);
-    let input = new Uint32Array(B * longest).fill(PAD_TOKEN);
+    const input = new Uint32Array(B * longest).fill(PAD_TOKEN);
     prompts.forEach((p, b) => input.set(p, b * longest + leftPad[b]));
     const next = viewTensor(this.next, [B], 'next_token');
     const uniforms = viewTensor(this.uniforms, [B], 'sampling_uniforms');
-    for (let step = 0; step < steps; step++) {
-      if (opts.signal?.aborted) {
-        done.forEach((isDone, b) => isDone || finish(b, 'cancelled'));
-        break;
-      }
-      const seq = step === 0 ? longest : 1;
-      const logits = this.model.forward(ws, cache, { ids: input, batch: B, seq, leftPad, logits: 'last', adapter: opts.adapter })!;
-      this.gpu.write(uniforms, Float32Array.from(seeds, (seed) => samplingUniforms(seed, step, 1)[0]));
-      sampleTokens(this.gpu, next, viewTensor(logits, [B, d.vocab]), uniforms, B, d.vocab, sampling);
-      const chosen = new Uint32Array(await this.gpu.read(next));
-      for (let b = 0; b < B; b++) {
-        if (done[b]) continue;
-        const token = chosen[b];
-        if (stops.has(token)) {
-          finish(b, 'stop-token');
-          continue;
+    const random = sampling.temperature > 0 && sampling.topK !== 1;
+    const setUniforms = (step: number) => {
+      if (random) this.gpu.write(uniforms, Float32Array.from(seeds, (seed) => samplingUniforms(seed, step, 1)[0]));
+    };
+    const sample = (logits: GpuTensor) => sampleTokens(this.gpu, next, viewTensor(logits, [B, d.vocab]), uniforms, B, d.vocab, sampling);
+
+    if (opts.signal?.aborted) {
+      done.forEach((isDone, b) => isDone || finish(b, 'cancelled'));
+      return results;
+    }
+    // Step 0: the prompts. Its tokens are read back while the next step runs.
+    setUniforms(0);
+    sample(this.model.forward(ws, cache, { ids: input, batch: B, seq: longest, leftPad, logits: 'last', adapter: opts.adapter })!);
+    let pending = this.gpu.read(next);
+    // Later steps: one token per sequence, fed from `next` on the GPU. The step is recorded once and
+    // replayed one position further each time; step s + 1 is submitted before step s's tokens are
+    // read, so the GPU never waits for the host. The stop checks lag one step: a step submitted after
+    // every sequence ended is wasted, never used.
+    let decode: RecordedPass | null = null;
+    let capturedAt = 0;
+    try {
+      for (let step = 0; step < steps; step++) {
+        let following: Promise<ArrayBuffer> | null = null;
+        if (step + 1 < steps && !opts.signal?.aborted) {
+          setUniforms(step + 1);
+          const at = cache.length;
+          if (!decode) {
+            capturedAt = at;
+            // Finished sequences are fed their own last choice: any token does, their output is unused.
+            decode = this.gpu.encoder.capture(() => sample(this.model.forward(ws, cache, { ids: next, batch: B, seq: 1, leftPad, logits: 'last', adapter: opts.adapter })!));
+          }
+          this.gpu.encoder.replay(decode, at - capturedAt);
+          cache.length = at + 1;
+          following = this.gpu.read(next);
         }
-        results[b].tokens.push(token);
-        if (opts.onToken?.(b, token, step) === true) finish(b, 'cancelled');
-        else if (results[b].tokens.length === budget[b]) finish(b, budget[b] < maxNew[b] ? 'context-full' : 'max-tokens');
+        const chosen = new Uint32Array(await pending);
+        for (let b = 0; b < B; b++) {
+          if (done[b]) continue;
+          const token = chosen[b];
+          if (stops.has(token)) {
+            finish(b, 'stop-token');
+            continue;
+          }
+          results[b].tokens.push(token);
+          if (opts.onToken?.(b, token, step) === true) finish(b, 'cancelled');
+          else if (results[b].tokens.length === budget[b]) finish(b, budget[b] < maxNew[b] ? 'context-full' : 'max-tokens');
+        }
+        if (!done.every(Boolean) && (opts.signal?.aborted || !following)) done.forEach((isDone, b) => isDone || finish(b, 'cancelled'));
+        if (done.every(Boolean)) {
+          // A step submitted ahead is not needed; its readback settles unobserved.
+          following?.catch(() => undefined);
+          break;
+        }
+        pending = following!;
       }
-      if (done.every(Boolean)) break;
-      // Finished sequences are fed their own last choice: any token does, their output is unused.
-      input = chosen;
+    } finally {
+      // A step still in flight may use the pass's uniforms: destroy them once the queue is done.
+      const pass = decode as RecordedPass | null;
+      if (pass) void this.gpu.device.queue.onSubmittedWorkDone().then(() => pass.destroy());
     }
     return results;
   }

@@ -75,10 +75,18 @@ export class Phi2Workspace {
   }
 }
 
-/** Keys and values of every layer for `batch` sequences of up to `maxSeq` positions, on the GPU. */
+/**
+ * Keys and values of every layer for `batch` sequences of up to `maxSeq` positions, on the GPU. Each
+ * layer's keys and values share one buffer (keys first, values from `valueOffset` floats on), so the
+ * fused projection kernel that appends to both binds one buffer; every other kernel sees two tensors.
+ */
 export class KvCache {
   readonly keys: GpuTensor[];
   readonly values: GpuTensor[];
+  /** Each layer's whole buffer (f32): keys at 0, values at `valueOffset`. */
+  readonly layers: GpuTensor[];
+  /** Where the values start in each layer's buffer, in floats (a multiple of the binding alignment). */
+  readonly valueOffset: number;
   /** Positions filled so far (the same for every sequence of the batch). */
   length = 0;
 
@@ -92,12 +100,15 @@ export class KvCache {
   ) {
     const shape = [batch, maxSeq, dims.hidden];
     if (of) {
-      this.keys = of.keys.map((t) => viewTensor(t, shape));
-      this.values = of.values.map((t) => viewTensor(t, shape));
+      this.layers = of.layers;
+      this.valueOffset = of.valueOffset;
     } else {
-      this.keys = Array.from({ length: dims.layers }, (_, l) => this.gpu.tensor(`k_cache.${l}`, shape));
-      this.values = Array.from({ length: dims.layers }, (_, l) => this.gpu.tensor(`v_cache.${l}`, shape));
+      const align = gpu.device.limits.minStorageBufferOffsetAlignment / 4;
+      this.valueOffset = Math.ceil((batch * maxSeq * dims.hidden) / align) * align;
+      this.layers = Array.from({ length: dims.layers }, (_, l) => this.gpu.tensor(`kv_cache.${l}`, [this.valueOffset + batch * maxSeq * dims.hidden]));
     }
+    this.keys = this.layers.map((t, l) => viewTensor(t, shape, `k_cache.${l}`));
+    this.values = this.layers.map((t, l) => viewTensor(t, shape, `v_cache.${l}`, this.valueOffset * 4));
   }
 
   /** Positions it holds in all: batch x maxSeq. */
@@ -119,6 +130,6 @@ export class KvCache {
   }
 
   destroy(): void {
-    for (const t of [...this.keys, ...this.values]) t.buffer.destroy();
+    for (const t of this.layers) t.buffer.destroy();
   }
 }
