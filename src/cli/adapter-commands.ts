@@ -18,7 +18,7 @@ export function readAdapterDir(dir: string): AdapterFiles {
   return { [ADAPTER_CONFIG]: read(ADAPTER_CONFIG), [ADAPTER_WEIGHTS]: read(ADAPTER_WEIGHTS) };
 }
 
-export const EXPORT_GGUF_USAGE = 'usage: export-gguf --adapter ADAPTER_DIR --out FILE.gguf [--type f32|f16] [--name NAME (the folder's)]   (a LoRA adapter for llama.cpp and Ollama)';
+export const EXPORT_GGUF_USAGE = 'usage: export-gguf --adapter ADAPTER_DIR --out FILE.gguf [--type f32|f16] [--name NAME (default: the folder name)]   (a LoRA adapter for llama.cpp and Ollama)';
 
 export async function exportGgufCommand(args: string[]): Promise<number> {
   const f = parseFlags(args, ['adapter', 'out', 'type', 'name'], EXPORT_GGUF_USAGE);
