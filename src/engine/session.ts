@@ -96,7 +96,7 @@ export class Session {
         weightMode: weights.scheme,
         model,
         tokenizer,
-        generator: new Generator(model),
+        generator: new Generator(model, { decodableVocab: Math.min(tokenizer.vocabSize, model.dims.vocab) }),
         gpuBytes: weights.bytes,
       };
       return this.current;
