@@ -47,7 +47,7 @@ export interface RunView {
   totalSteps: number;
   examples: number;
   tokens: number;
-  skipped: { empty: number; noLoss: number; truncated: number } | null;
+  skipped: { empty: number; noLoss: number; truncated: number; answerCut: number } | null;
   estimate: MemoryEstimate | null;
   lastCheckpoint: { step: number; savedAt: number } | null;
 }
