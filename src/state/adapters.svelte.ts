@@ -210,6 +210,14 @@ export class AdaptersState {
     });
   }
 
+  /** The adapter as a GGUF LoRA adapter for llama.cpp and Ollama, downloaded. */
+  exportGguf(id: string, type: 'f32' | 'f16'): Promise<boolean> {
+    return this.act(id, `Writing the ${type.toUpperCase()} GGUF file…`, async () => {
+      const f = await engine().exportAdapterGguf(id, type);
+      saveBlob(f.blob, f.fileName);
+    });
+  }
+
   // ---- share links
 
   async inspectShare(): Promise<void> {

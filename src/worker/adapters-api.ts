@@ -1,8 +1,8 @@
-import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, decodeAdapter, unzipAdapter, zipAdapter, type AdapterFiles } from '../engine/adapters/files';
+import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, decodeAdapter, readAdapterConfigBytes, unzipAdapter, zipAdapter, type AdapterFiles } from '../engine/adapters/files';
 import { downloadAdapter, locateAdapter, locationLabel, locationName, previewAdapter, type AdapterDownloadProgress, type AdapterLocation } from '../engine/adapters/hub';
 import { loraModules, loraParameterCount, type LinearShapes, type LoraSettings } from '../engine/adapters/lora-config';
 import { mergeAdapter } from '../engine/adapters/merge';
-import { AdapterError } from '../engine/adapters/peft';
+import { AdapterError, resolveAdapterConfig, type PeftLoraConfig } from '../engine/adapters/peft';
 import { AdapterStore, DownloadCache, describeAdapterFiles, type AdapterInfo, type AdapterOrigin } from '../engine/adapters/store';
 import type { Engine } from '../engine/engine';
 import { withModel } from '../engine/eval/runner';
@@ -101,11 +101,17 @@ export interface MergeResult {
   weightMode: 'int8' | 'f16';
 }
 
-/** Whether settings can apply to a model's shapes, and the parameter count they give there. */
-function fitOf(settings: LoraSettings, parameterCount: number | null, shapes: LinearShapes): string | null {
-  if (settings.layers !== 'all') {
-    const bad = settings.layers.filter((l) => l >= shapes.layers);
-    if (bad.length) return `It adapts layers ${bad.join(', ')}, but the model has only ${shapes.layers} layers: it was made for a larger model.`;
+/**
+ * Why an adapter cannot apply to a model of these shapes (null: it can): its config resolved on the
+ * model's module names (layers, r), then its parameter count against what that gives.
+ */
+function fitOf(config: PeftLoraConfig, parameterCount: number | null, shapes: LinearShapes): string | null {
+  let settings: LoraSettings;
+  try {
+    settings = resolveAdapterConfig(config, shapes, ADAPTER_CONFIG);
+  } catch (err) {
+    if (err instanceof AdapterError) return err.message;
+    throw err;
   }
   if (parameterCount !== null) {
     const want = loraParameterCount(settings, shapes);
@@ -114,6 +120,10 @@ function fitOf(settings: LoraSettings, parameterCount: number | null, shapes: Li
     }
   }
   return null;
+}
+
+function storedConfig(info: Pick<AdapterInfo, 'config'>): PeftLoraConfig {
+  return readAdapterConfigBytes(new TextEncoder().encode(info.config));
 }
 
 function shapesOf(loaded: LoadedModel): LinearShapes {
@@ -161,8 +171,8 @@ class AdaptersWorkspace {
   async list(): Promise<AdaptersOverview> {
     const loaded = this.session.loaded;
     const onGpu = new Set(loaded ? this.session.loadedAdapters() : []);
-    const adapters = (await (await this.store()).list()).map(({ config: _c, checksums: _s, ...info }) => {
-      const problem = loaded ? fitOf(info.settings, info.parameterCount, shapesOf(loaded)) : null;
+    const adapters = (await (await this.store()).list()).map(({ config, checksums: _s, ...info }) => {
+      const problem = loaded ? fitOf(storedConfig({ config }), info.parameterCount, shapesOf(loaded)) : null;
       return { ...info, loaded: onGpu.has(info.id), fits: loaded ? problem === null : null, fitProblem: problem, sourceUrl: sourceUrl(info.origin) };
     });
     let model: AdaptersOverview['model'] = null;
@@ -190,12 +200,13 @@ class AdaptersWorkspace {
       return;
     }
     const described = describeAdapterFiles(files);
+    const config = readAdapterConfigBytes(files[ADAPTER_CONFIG]);
     const models = (await (await this.session.store()).listModels()).filter((m) => m.complete);
     const problems: string[] = [];
     for (const m of models) {
       try {
         const c = parsePhiConfig(m.config);
-        const problem = fitOf(described.settings, described.parameterCount, { hidden: c.hiddenSize, intermediate: c.intermediateSize, layers: c.numLayers });
+        const problem = fitOf(config, described.parameterCount, { hidden: c.hiddenSize, intermediate: c.intermediateSize, layers: c.numLayers });
         if (!problem) return;
         problems.push(`${m.name}: ${problem}`);
       } catch {
@@ -253,16 +264,20 @@ class AdaptersWorkspace {
     const loaded = this.session.loaded;
     let parameterCount: number | null = null;
     let problem: string | null = null;
-    if (preview.settings && loaded) {
-      parameterCount = loraParameterCount(preview.settings, shapesOf(loaded));
-      problem = fitOf(preview.settings, null, shapesOf(loaded));
-      // The size says the rest: float32 or float16 values of exactly this many parameters, plus a header.
-      // F16 or BF16 values take 2 bytes each, F32 4, and the JSON header well under 512 bytes a tensor.
-      const tensors = 2 * loraModules(preview.settings, shapesOf(loaded)).length;
-      if (!problem && preview.bytes !== null && preview.bytes < parameterCount * 2) {
-        problem = `The weights file is ${preview.bytes.toLocaleString('en-US')} bytes, too small for the ${parameterCount.toLocaleString('en-US')} parameters r ${preview.settings.r} needs on this model: it was made for a smaller model.`;
-      } else if (!problem && preview.bytes !== null && preview.bytes > parameterCount * 4 + 512 * tensors + 4096) {
-        problem = `The weights file is ${preview.bytes.toLocaleString('en-US')} bytes, more than the ${parameterCount.toLocaleString('en-US')} parameters r ${preview.settings.r} needs on this model can take: it was made for a larger model.`;
+    if (preview.config && loaded) {
+      const shapes = shapesOf(loaded);
+      problem = fitOf(preview.config, null, shapes);
+      if (!problem) {
+        const settings = resolveAdapterConfig(preview.config, shapes, ADAPTER_CONFIG);
+        parameterCount = loraParameterCount(settings, shapes);
+        // The size says the rest: float32 or float16 values of exactly this many parameters, plus a header.
+        // F16 or BF16 values take 2 bytes each, F32 4, and the JSON header well under 512 bytes a tensor.
+        const tensors = 2 * loraModules(settings, shapes).length;
+        if (preview.bytes !== null && preview.bytes < parameterCount * 2) {
+          problem = `The weights file is ${preview.bytes.toLocaleString('en-US')} bytes, too small for the ${parameterCount.toLocaleString('en-US')} parameters r ${settings.r} needs on this model: it was made for a smaller model.`;
+        } else if (preview.bytes !== null && preview.bytes > parameterCount * 4 + 512 * tensors + 4096) {
+          problem = `The weights file is ${preview.bytes.toLocaleString('en-US')} bytes, more than the ${parameterCount.toLocaleString('en-US')} parameters r ${settings.r} needs on this model can take: it was made for a larger model.`;
+        }
       }
     }
     const stored = await this.storedFrom(location.url);
@@ -275,7 +290,7 @@ class AdaptersWorkspace {
       baseModel: preview.baseModel,
       parameterCount,
       bytes: preview.bytes,
-      fits: preview.settings && loaded ? problem === null : null,
+      fits: preview.config && loaded ? problem === null : null,
       fitProblem: problem,
       storedId: stored?.id ?? null,
     };

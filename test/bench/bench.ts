@@ -15,7 +15,7 @@ import { pathToFileURL } from 'node:url';
 import { BenchUsageError, parseBenchArgs, selected, USAGE, type BenchGroup, type ReportOptions, type RunOptions } from './args';
 import { formatTable, openBenchGpu, runCase, type BenchCase, type BenchEnv, type BenchRow } from './harness';
 import { kernelCases } from './kernels.bench';
-import { decodeRow, ModelFixture, prefillRow, trainMemoryRow, trainRow } from './model.bench';
+import { decodeCpuRow, decodeRow, dispatchRows, ModelFixture, prefillRow, trainMemoryRow, trainRow } from './model.bench';
 import { insertRows, markdownRows, MARKERS, parseResults, type ReferenceResults, type WebgpuResults } from './report';
 import { benchShapes, type BenchShapes } from './shapes';
 import { nodeWeightsRows, weightsRows } from './weights.bench';
@@ -65,6 +65,8 @@ function plan(o: RunOptions, env: BenchEnv | null, s: BenchShapes, fixture: () =
   };
   const T = s.tokens;
   const tasks: BenchTask[] = [
+    { group: 'model', id: 'model.dispatches', name: `model.dispatches ${o.scheme} prefill, decode, train`, run: () => dispatchRows(env!, fixture()) },
+    { group: 'model', id: 'model.decode.cpu', name: `model.decode.cpu ${o.scheme} b1 ctx${s.decodeContext}`, run: async () => [await decodeCpuRow(env!, fixture())] },
     { group: 'model', id: 'model.prefill', name: `model.prefill ${o.scheme} 1x${T}`, run: async () => [await prefillRow(env!, fixture(), counts.model)] },
     { group: 'model', id: 'model.decode', name: `model.decode ${o.scheme} b1 ctx${s.decodeContext}`, run: async () => [await decodeRow(env!, fixture(), counts.model)] },
     ...s.trainBatches.map((b): BenchTask => ({

@@ -2,6 +2,7 @@ import { acquireGpu, type GpuContext } from '../../src/engine/gpu/device';
 import { KernelEncoder, type DispatchTimer } from '../../src/engine/gpu/encoder';
 import { PipelineCache } from '../../src/engine/gpu/pipelines';
 import { GpuRuntime } from '../../src/engine/gpu/runtime';
+import { DTYPE_BYTES, numel, type GpuTensor } from '../../src/engine/gpu/tensor';
 import { TimestampProfiler } from '../../src/engine/gpu/timing';
 import { nodePlatform } from '../../src/engine/platform/node';
 import type { Platform } from '../../src/engine/platform/types';
@@ -35,7 +36,7 @@ export interface BenchCase {
 
 /** A target figure (from the issues) and whether this run met it. */
 export interface Goal {
-  metric: 'tokensPerSec' | 'mbps' | 'peakBytes';
+  metric: 'tokensPerSec' | 'mbps' | 'peakBytes' | 'dispatches' | 'cpuMsMin';
   op: '>=' | '<=';
   target: number;
   /** null where the goal does not apply: small shapes, or a CPU emulating the GPU. */
@@ -67,6 +68,12 @@ export interface BenchRow {
   peakBytes?: number;
   /** What src/engine/train/memory.ts predicts for the same configuration, beside the measured peak. */
   estimateBytes?: number;
+  /** Dispatches and command-buffer submits of one pass (model.dispatches). */
+  dispatches?: number;
+  submits?: number;
+  /** CPU milliseconds to record and encode one decode step: best and median (model.decode.cpu). */
+  cpuMsMin?: number;
+  cpuMsMedian?: number;
   goals?: Goal[];
   /** GPU time by kernel for one iteration, largest first (where timestamps exist). */
   breakdown?: KernelTime[];
@@ -192,16 +199,33 @@ class SharedPipelinesRuntime extends GpuRuntime {
  * configuration allocates can so be measured at full size on any device, SwiftShader included.
  */
 class AllocationOnlyEncoder extends KernelEncoder {
+  private pendingWork = false;
+
   override dispatch(): void {
     this.dispatches++;
     this.recorded++;
+    this.pendingWork = true;
   }
 
-  override copy(): void {}
+  override copy(): void {
+    this.pendingWork = true;
+  }
 
   override submit(): void {
+    if (this.pendingWork) this.submits++;
+    this.pendingWork = false;
     this.dispatches = 0;
   }
+}
+
+/** An encoder that does all the CPU work of a submit (bind groups, encoding, finish) and drops the command buffer. */
+class RecordAndEncodeEncoder extends KernelEncoder {
+  protected override execute(): void {}
+}
+
+/** Reads give zeros of the tensor's size: nothing ran, but a generation loop can step through. */
+async function zeros(t: GpuTensor): Promise<ArrayBuffer> {
+  return new ArrayBuffer(numel(t.shape) * DTYPE_BYTES[t.dtype]);
 }
 
 class AllocationOnlyRuntime extends SharedPipelinesRuntime {
@@ -212,24 +236,54 @@ class AllocationOnlyRuntime extends SharedPipelinesRuntime {
     this.encoder = new AllocationOnlyEncoder(ctx.device);
   }
 
-  override async read(): Promise<ArrayBuffer> {
-    throw new Error('an allocation-only runtime runs nothing, so it has nothing to read back');
+  override read(t: GpuTensor): Promise<ArrayBuffer> {
+    this.encoder.submit();
+    return zeros(t);
+  }
+}
+
+/**
+ * A runtime whose CPU does everything for each submit, up to finished command buffers, which it
+ * drops: what recording and encoding cost, measured without the GPU's time (model.decode.cpu).
+ */
+class RecordAndEncodeRuntime extends SharedPipelinesRuntime {
+  override readonly encoder: KernelEncoder;
+
+  constructor(ctx: GpuContext, pipelines: PipelineCache) {
+    super(ctx, undefined, pipelines);
+    this.encoder = new RecordAndEncodeEncoder(ctx.device);
+  }
+
+  override read(t: GpuTensor): Promise<ArrayBuffer> {
+    this.encoder.submit();
+    return zeros(t);
   }
 }
 
 const sharedPipelines = new WeakMap<GPUDevice, PipelineCache>();
 
+/** What a runtime does with what is recorded: run it (default), count it only, or encode it and drop it. */
+export type RuntimeMode = 'run' | 'allocation-only' | 'record-and-encode';
+
 /**
  * A new runtime on the bench device: its own encoder and per-runtime scratch buffers, shared
- * pipelines. `allocationOnly` gives one whose dispatches are counted and dropped (see above).
+ * pipelines. 'allocation-only' gives one whose dispatches are counted and dropped, 'record-and-encode'
+ * one that encodes and drops them (see above); in both, reads give zeros.
  */
-export function freshRuntime(env: Pick<BenchEnv, 'ctx' | 'timer'>, options: { allocationOnly?: boolean } = {}): GpuRuntime {
+export function freshRuntime(env: Pick<BenchEnv, 'ctx' | 'timer'>, options: { mode?: RuntimeMode } = {}): GpuRuntime {
   let pipelines = sharedPipelines.get(env.ctx.device);
   if (!pipelines) {
     pipelines = new PipelineCache(env.ctx.device);
     sharedPipelines.set(env.ctx.device, pipelines);
   }
-  return options.allocationOnly ? new AllocationOnlyRuntime(env.ctx, pipelines) : new SharedPipelinesRuntime(env.ctx, env.timer ?? undefined, pipelines);
+  switch (options.mode ?? 'run') {
+    case 'allocation-only':
+      return new AllocationOnlyRuntime(env.ctx, pipelines);
+    case 'record-and-encode':
+      return new RecordAndEncodeRuntime(env.ctx, pipelines);
+    default:
+      return new SharedPipelinesRuntime(env.ctx, env.timer ?? undefined, pipelines);
+  }
 }
 
 export interface Samples {
@@ -369,7 +423,7 @@ export function formatBytes(bytes: number): string {
 }
 
 export function formatGoal(g: Goal): string {
-  const unit = { tokensPerSec: ' tok/s', mbps: ' MB/s', peakBytes: '' }[g.metric];
+  const unit = { tokensPerSec: ' tok/s', mbps: ' MB/s', peakBytes: '', dispatches: ' dispatches', cpuMsMin: ' ms of CPU' }[g.metric];
   const target = g.metric === 'peakBytes' ? `${formatBytes(g.target)} (${(g.target / 1e9).toFixed(1)} GB)` : `${g.target}${unit}`;
   const verdict = g.met === null ? 'n/a here' : g.met ? 'met' : 'MISSED';
   return `${g.op} ${target}: ${verdict}`;
@@ -399,6 +453,8 @@ export function formatTable(rows: BenchRow[]): string {
     ['tokens/s', (r) => rate(r.tokensPerSec)],
     ['MB/s', (r) => rate(r.mbps)],
     ['peak GPU memory', (r) => (r.peakBytes !== undefined ? formatBytes(r.peakBytes) : '')],
+    ['dispatches', (r) => (r.dispatches !== undefined ? `${r.dispatches} (${r.submits} submits)` : '')],
+    ['CPU ms best / median', (r) => (r.cpuMsMin !== undefined ? `${r.cpuMsMin.toFixed(3)} / ${r.cpuMsMedian!.toFixed(3)}` : '')],
     ['goal', (r) => (r.goals ?? []).map(formatGoal).join('; ')],
     ['timing', (r) => r.timing],
   ];

@@ -6,7 +6,7 @@ import { destroyParams, type Phi2Params } from '../../src/engine/model/phi2/para
 import { Phi2TrainStep } from '../../src/engine/model/phi2/train-step';
 import { trainingMemory } from '../../src/engine/train/memory';
 import type { QuantScheme } from '../../src/engine/weights/layout';
-import { freshRuntime, judge, profileDispatches, summarize, timeWall, type BenchEnv, type BenchRow } from './harness';
+import { freshRuntime, judge, profileDispatches, summarize, timeWall, type BenchEnv, type BenchRow, type RuntimeMode } from './harness';
 import { randomTokens, XorShift32 } from './random';
 import { randomPhiParams } from './random-model';
 import type { BenchShapes } from './shapes';
@@ -26,6 +26,11 @@ export const GOALS = {
   trainPeakBytes: 5e9,
   importMBps: 200,
   loadMBps: 500,
+  /** Dispatches of one pass (issue 14: decode and prefill; issue 15: a LoRA step), and the CPU of a decode step. */
+  prefillDispatches: 200,
+  decodeDispatches: 170,
+  trainDispatches: 1500,
+  decodeCpuMs: 1.5,
 } as const;
 
 export interface IterationCounts {
@@ -70,10 +75,10 @@ export class ModelFixture {
 }
 
 /** Runs fn with a fresh runtime and a Phi2Model over the shared weights; frees every buffer made meanwhile. */
-async function withModel<T>(env: BenchEnv, fixture: ModelFixture, fn: (gpu: GpuRuntime, model: Phi2Model) => Promise<T>, allocationOnly = false): Promise<T> {
+async function withModel<T>(env: BenchEnv, fixture: ModelFixture, fn: (gpu: GpuRuntime, model: Phi2Model) => Promise<T>, mode: RuntimeMode = 'run'): Promise<T> {
   const params = await fixture.params();
   const scope = env.memory.openScope();
-  const gpu = freshRuntime(env, { allocationOnly });
+  const gpu = freshRuntime(env, { mode });
   const model = new Phi2Model(gpu, params);
   try {
     return await fn(gpu, model);
@@ -98,7 +103,7 @@ interface TrainSetup {
 }
 
 /** Runs `fn` with a LoRA train step of `batch` x the fixture's tokens on the model, freed afterwards. */
-async function withTrainStep<T>(env: BenchEnv, fixture: ModelFixture, batch: number, fn: (t: TrainSetup) => Promise<T>, allocationOnly = false): Promise<T> {
+async function withTrainStep<T>(env: BenchEnv, fixture: ModelFixture, batch: number, fn: (t: TrainSetup) => Promise<T>, mode: RuntimeMode = 'run'): Promise<T> {
   await fixture.params();
   env.memory.resetPeak();
   return withModel(
@@ -118,7 +123,7 @@ async function withTrainStep<T>(env: BenchEnv, fixture: ModelFixture, batch: num
         lora.destroy();
       }
     },
-    allocationOnly,
+    mode,
   );
 }
 
@@ -304,7 +309,7 @@ export async function trainMemoryRow(env: BenchEnv, fixture: ModelFixture, batch
       if (batch === 1 && fixture.scheme === 'int8') row.goals = [judge(row, 'peakBytes', '<=', GOALS.trainPeakBytes, s.mode === 'full')];
       return row;
     },
-    true,
+    'allocation-only',
   );
 }
 
@@ -355,4 +360,147 @@ export async function trainRow(env: BenchEnv, fixture: ModelFixture, batch: numb
     }
     return row;
   });
+}
+
+/** Dispatches and submits of what `fn` records, everything before it flushed and everything after it submitted. */
+function countPass(gpu: GpuRuntime, fn: () => void): { dispatches: number; submits: number } {
+  gpu.encoder.submit();
+  const dispatches = gpu.encoder.recorded;
+  const submits = gpu.encoder.submits;
+  fn();
+  gpu.encoder.submit();
+  return { dispatches: gpu.encoder.recorded - dispatches, submits: gpu.encoder.submits - submits };
+}
+
+/**
+ * Dispatches and command-buffer submits of a prefill of one `tokens`-token prompt (Phi2Model.forward,
+ * logits of the last position), of one decode step of Generator.generate after a `decodeContext`-token
+ * prompt (forward, sampling and the token's readback), and of one LoRA training step at 1 x `tokens`
+ * (micro-step and optimizer step). Recorded with an allocation-only runtime (nothing runs; reads give
+ * zeros), so the counts are Phi-2's real ones on any machine. Each pass is recorded once before it is
+ * counted, so pipelines and lazily made buffers are not in the figures.
+ */
+export async function dispatchRows(env: BenchEnv, fixture: ModelFixture): Promise<BenchRow[]> {
+  const s = fixture.shapes;
+  const T = s.tokens;
+  const ctx = s.decodeContext;
+  const full = s.mode === 'full';
+  const row = (shape: string, counts: { dispatches: number; submits: number }, ms: number, goal: number, note: string): BenchRow => {
+    const r: BenchRow = {
+      id: 'model.dispatches',
+      shape,
+      name: `model.dispatches ${fixture.scheme} ${shape}`,
+      ms,
+      ...counts,
+      notes: [`allocation only: ${note}; recorded in ${ms.toFixed(1)} ms, nothing run`],
+      timing: 'wall-clock',
+    };
+    r.goals = [judge(r, 'dispatches', '<=', goal, full)];
+    return r;
+  };
+  const rows: BenchRow[] = [];
+  await withModel(
+    env,
+    fixture,
+    async (gpu, model) => {
+      const ws = new Phi2Workspace(gpu, model.dims, T);
+      const cache = new KvCache(gpu, model.dims, 1, T);
+      const ids = randomTokens(T, model.dims.vocab, 41);
+      const prefill = () => {
+        cache.reset();
+        model.forward(ws, cache, { ids, batch: 1, seq: T, logits: 'last' });
+      };
+      countPass(gpu, prefill);
+      const t0 = performance.now();
+      const counts = countPass(gpu, prefill);
+      rows.push(row(`prefill 1x${T}`, counts, performance.now() - t0, GOALS.prefillDispatches, 'Phi2Model.forward, logits of the last position'));
+      ws.destroy();
+      cache.destroy();
+
+      // Generation's own loop: the counters at each token; a decode step is what happens between two.
+      const generator = new Generator(model);
+      const stamps: Array<{ dispatches: number; submits: number; at: number }> = [];
+      try {
+        const prompt = Array.from(randomTokens(ctx, model.dims.vocab, 43));
+        await generator.generate(prompt, {
+          maxNewTokens: 4,
+          stopTokens: [],
+          onToken: () => stamps.push({ dispatches: gpu.encoder.recorded, submits: gpu.encoder.submits, at: performance.now() }),
+        });
+      } finally {
+        generator.destroy();
+      }
+      const [a, b] = [stamps[2], stamps[3]];
+      rows.push(
+        row(`decode ctx${ctx}`, { dispatches: b.dispatches - a.dispatches, submits: b.submits - a.submits }, b.at - a.at, GOALS.decodeDispatches, 'one step of Generator.generate: forward, sampling, readback'),
+      );
+    },
+    'allocation-only',
+  );
+  rows.push(
+    await withTrainStep(
+      env,
+      fixture,
+      1,
+      async ({ gpu, d, step, data, labelCount }) => {
+        const record = () => {
+          step.microStep(data, { residDropout: d.residDropout, loraDropout: s.lora.dropout, seed: 1, labelCount });
+          step.optimizerStep({ lr: 2.5e-5, step: 1, maxGradNorm: 1 });
+        };
+        countPass(gpu, record);
+        const t0 = performance.now();
+        const counts = countPass(gpu, record);
+        return row(`train 1x${T}`, counts, performance.now() - t0, GOALS.trainDispatches, `LoRA r ${s.lora.r} micro-step and optimizer step`);
+      },
+      'allocation-only',
+    ),
+  );
+  return rows;
+}
+
+/** Decode steps measured by model.decode.cpu, after the warm-up steps (pipelines, bind groups). */
+const CPU_STEPS = 60;
+const CPU_WARMUP = 5;
+
+/**
+ * CPU time of one decode step at batch 1 after a `decodeContext`-token prompt: everything
+ * Generator.generate does on the CPU for a token (recording, bind groups, encoding, finished command
+ * buffers, the loop's own work), with a runtime that drops the command buffers instead of running
+ * them, so the GPU's time is not in it. Times between consecutive tokens, best and median of 60.
+ */
+export async function decodeCpuRow(env: BenchEnv, fixture: ModelFixture): Promise<BenchRow> {
+  const s = fixture.shapes;
+  const ctx = s.decodeContext;
+  return withModel(
+    env,
+    fixture,
+    async (gpu, model) => {
+      const generator = new Generator(model);
+      const stamps: number[] = [];
+      try {
+        const prompt = Array.from(randomTokens(ctx, model.dims.vocab, 43));
+        await generator.generate(prompt, { maxNewTokens: CPU_WARMUP + CPU_STEPS + 1, stopTokens: [], onToken: () => stamps.push(performance.now()) });
+      } finally {
+        generator.destroy();
+      }
+      const steps = stamps.slice(CPU_WARMUP).map((t, i, all) => (i ? t - all[i - 1] : NaN)).slice(1);
+      const stats = summarize(steps);
+      const row: BenchRow = {
+        id: 'model.decode.cpu',
+        shape: `b1 ctx${ctx}`,
+        name: `model.decode.cpu ${fixture.scheme} b1 ctx${ctx}`,
+        ms: stats.median,
+        minMs: stats.min,
+        maxMs: stats.max,
+        iters: stats.count,
+        cpuMsMin: stats.min,
+        cpuMsMedian: stats.median,
+        notes: [`record and encode only (command buffers dropped, reads give zeros): ${stats.count} steps of Generator.generate after ${CPU_WARMUP} warm-up steps`],
+        timing: 'wall-clock',
+      };
+      row.goals = [judge(row, 'cpuMsMin', '<=', GOALS.decodeCpuMs, s.mode === 'full')];
+      return row;
+    },
+    'record-and-encode',
+  );
 }

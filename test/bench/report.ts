@@ -72,6 +72,8 @@ export function parseResults(text: string, file: string): WebgpuResults | Refere
   return data as WebgpuResults | ReferenceResults;
 }
 
+/** Rows measured without running anything on the GPU: allocated memory, dispatch counts, CPU time of a step. */
+const CPU_ONLY_IDS = ['train.memory', 'model.dispatches', 'model.decode.cpu'];
 
 /** The figures of one of our rows, most telling first. */
 export function oursCell(r: BenchRow): string {
@@ -80,9 +82,11 @@ export function oursCell(r: BenchRow): string {
   if (r.tflops !== undefined) parts.push(`${round(r.tflops)} TFLOP/s`);
   if (r.gbps !== undefined) parts.push(`${round(r.gbps)} GB/s`);
   if (r.mbps !== undefined) parts.push(`${round(r.mbps)} MB/s`);
+  if (r.dispatches !== undefined) parts.push(`${r.dispatches} dispatches, ${r.submits} submits`);
+  if (r.cpuMsMin !== undefined) parts.push(`CPU ${r.cpuMsMin.toFixed(3)} ms best, ${r.cpuMsMedian!.toFixed(3)} ms median`);
   if (r.peakBytes !== undefined) parts.push(`peak ${formatBytes(r.peakBytes)}${r.estimateBytes !== undefined ? ` (estimate ${formatBytes(r.estimateBytes)})` : ''}`);
   // An allocation-only row's time is only how long recording took, not a figure to compare.
-  if (r.id !== 'train.memory') parts.push(`${r.ms >= 1000 ? (r.ms / 1e3).toFixed(2) + ' s' : r.ms.toFixed(3) + ' ms'}`);
+  if (!CPU_ONLY_IDS.includes(r.id ?? '')) parts.push(`${r.ms >= 1000 ? (r.ms / 1e3).toFixed(2) + ' s' : r.ms.toFixed(3) + ' ms'}`);
   return parts.join(', ');
 }
 
@@ -102,9 +106,9 @@ export function referenceCell(refs: readonly ReferenceRow[], memoryOnly = false)
 
 const cell = (text: string) => text.replace(/\|/g, '\\|').replace(/\n/g, ' ');
 
-/** Rows whose figures do not depend on the GPU: CPU-bound import and load, and allocated memory. */
+/** Rows whose figures do not depend on the GPU: CPU-bound import and load, and the CPU-only rows above. */
 export function deviceIndependent(r: BenchRow): boolean {
-  return (r.id?.startsWith('weights.') ?? false) || r.id === 'train.memory';
+  return (r.id?.startsWith('weights.') ?? false) || CPU_ONLY_IDS.includes(r.id ?? '');
 }
 
 /**

@@ -304,6 +304,18 @@ describe('results files and BENCHMARKS.md rows', () => {
     expect(markdownRows(webgpu([load], true), null, '0123456789abcdef0123-dirty')[0]).toContain('| 0123456789ab-dirty |');
   });
 
+  it('keeps dispatch counts and decode CPU time from a SwiftShader run, with their goals and without a time', () => {
+    const dispatches: BenchRow = { id: 'model.dispatches', shape: 'decode ctx512', name: 'model.dispatches int8 decode ctx512', ms: 6, dispatches: 164, submits: 2, timing: 'wall-clock' };
+    dispatches.goals = [judge(dispatches, 'dispatches', '<=', 170, true)];
+    const cpu: BenchRow = { id: 'model.decode.cpu', shape: 'b1 ctx512', name: 'model.decode.cpu int8 b1 ctx512', ms: 1.9, cpuMsMin: 1.25, cpuMsMedian: 1.9, timing: 'wall-clock' };
+    cpu.goals = [judge(cpu, 'cpuMsMin', '<=', 1.5, true)];
+    const rows = markdownRows(webgpu([prefill, dispatches, cpu], true), null, 'feedbeef');
+    expect(rows).toHaveLength(2);
+    expect(rows[0]).toContain('| model.dispatches int8 decode ctx512 | 164 dispatches, 2 submits | — | <= 170 dispatches: met |');
+    expect(rows[1]).toContain('| CPU 1.250 ms best, 1.900 ms median | — | <= 1.5 ms of CPU: met |');
+    expect(formatTable([dispatches, cpu])).toMatch(/164 \(2 submits\)[\s\S]*1\.250 \/ 1\.900/);
+  });
+
   it('escapes pipes inside cells', () => {
     const rows = markdownRows(webgpu([{ ...prefill, name: 'a | b' }]), null, null);
     expect(rows[0]).toContain('a \\| b');

@@ -1,7 +1,8 @@
-import { strFromU8, strToU8, unzipSync, zipSync } from 'fflate';
+import { strToU8, unzipSync, zipSync } from 'fflate';
 import { parseSafetensors, serializeSafetensors } from '../weights/safetensors';
 import type { LinearShapes, LoraSettings } from './lora-config';
-import { AdapterError, exportAdapterConfig, parseAdapterConfig, planAdapterTensors } from './peft';
+import { AdapterError, exportAdapterConfig, planAdapterTensors, readAdapterConfig, resolveAdapterConfig, type PeftLoraConfig } from './peft';
+import { readAdapterConfigJson } from './config-json';
 
 /**
  * A PEFT adapter as files: adapter_config.json + adapter_model.safetensors, alone or in one .zip.
@@ -61,24 +62,39 @@ export function unzipAdapter(zip: Uint8Array): AdapterFiles {
   return { [ADAPTER_CONFIG]: config, [ADAPTER_WEIGHTS]: weights };
 }
 
-/** Reads and checks an adapter against the model's linear shapes. */
+/** Reads adapter_config.json (bounded: see readAdapterConfigJson) and checks its values. */
+export function readAdapterConfigBytes(bytes: Uint8Array): PeftLoraConfig {
+  return readAdapterConfig(readAdapterConfigJson(bytes, ADAPTER_CONFIG), ADAPTER_CONFIG);
+}
+
+/**
+ * Reads and checks an adapter against the model's linear shapes: its settings resolved on the model's
+ * own module names, every expected tensor present with its shape, and every value finite.
+ */
 export function decodeAdapter(files: AdapterFiles, model: LinearShapes): AdapterTensors {
-  let json: unknown;
-  try {
-    json = JSON.parse(strFromU8(files[ADAPTER_CONFIG]));
-  } catch (err) {
-    throw new AdapterError(`${ADAPTER_CONFIG} is not valid JSON: ${(err as Error).message}`);
-  }
-  const { baseModel, ...settings } = parseAdapterConfig(json);
+  const config = readAdapterConfigBytes(files[ADAPTER_CONFIG]);
+  const settings = resolveAdapterConfig(config, model, ADAPTER_CONFIG);
   const file = parseSafetensors(files[ADAPTER_WEIGHTS], ADAPTER_WEIGHTS);
   const infos = new Map(file.header.tensors.map((t) => [t.name, { shape: t.shape, dtype: t.dtype }]));
   const plan = planAdapterTensors(settings, model, infos);
   const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
   for (const p of plan) {
     for (const name of [p.a, p.b]) {
+      const data = file.float32(name);
+      const bad = data.findIndex((x) => !Number.isFinite(x));
+      if (bad >= 0) {
+        throw new AdapterError(
+          `${ADAPTER_WEIGHTS}: ${name} holds ${describeNonFinite(data[bad])} at element ${bad.toLocaleString('en-US')}; a usable adapter has finite weights only. ` +
+            'The training that produced it diverged, or the file is damaged.',
+        );
+      }
       const canonical = name.replace('.default.weight', '.weight');
-      tensors.set(canonical, { shape: [...infos.get(name)!.shape], data: file.float32(name) });
+      tensors.set(canonical, { shape: [...infos.get(name)!.shape], data });
     }
   }
-  return { settings, baseModel, tensors };
+  return { settings, baseModel: config.baseModel, tensors };
+}
+
+function describeNonFinite(x: number): string {
+  return Number.isNaN(x) ? 'NaN' : x > 0 ? 'infinity' : '-infinity';
 }

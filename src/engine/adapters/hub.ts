@@ -3,8 +3,9 @@ import { HubError } from '../weights/errors';
 import { HUB_BASE_URL, parseContentRange } from '../weights/hub';
 import { backoffDelay, DEFAULT_RETRY, isRetryable, sleep, type RetryPolicy } from '../weights/retry';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, unzipAdapter, type AdapterFiles } from './files';
-import type { LoraSettings } from './lora-config';
-import { AdapterError, parseAdapterConfig } from './peft';
+import { readAdapterConfigJson } from './config-json';
+import type { LinearShapes, LoraSettings } from './lora-config';
+import { AdapterError, readAdapterConfig, resolveAdapterConfig, type PeftLoraConfig } from './peft';
 import { CHUNK_BYTES, type DownloadCache } from './store';
 
 
@@ -99,8 +100,10 @@ export function locationName(loc: AdapterLocation): string {
 
 export interface AdapterPreview {
   location: AdapterLocation;
-  /** From adapter_config.json; null for a .zip until it is downloaded. */
+  /** From adapter_config.json (resolved on the model given, else on NOMINAL_LAYERS layers); null for a .zip until it is downloaded. */
   settings: LoraSettings | null;
+  /** adapter_config.json as read, to resolve against a model later; null for a .zip. */
+  config: PeftLoraConfig | null;
   baseModel: string | null;
   /** Bytes of adapter_model.safetensors (folder) or of the .zip; null when the server does not say. */
   bytes: number | null;
@@ -155,29 +158,28 @@ function statusError(status: number, url: string, what: string): HubError {
 }
 
 /** adapter_config.json and the size of the weights (or of the .zip): what a person confirms before downloading. */
-export async function previewAdapter(platform: Fetcher, location: AdapterLocation, signal?: AbortSignal): Promise<AdapterPreview> {
-  if (location.kind === 'zip') return { location, settings: null, baseModel: null, bytes: await remoteSize(platform, location.url, 'the adapter .zip', signal) };
-  const { settings, baseModel } = await fetchConfig(platform, location, signal);
+export async function previewAdapter(platform: Fetcher, location: AdapterLocation, signal?: AbortSignal, model: LinearShapes | null = null): Promise<AdapterPreview> {
+  if (location.kind === 'zip') return { location, settings: null, config: null, baseModel: null, bytes: await remoteSize(platform, location.url, 'the adapter .zip', signal) };
+  const { config } = await fetchConfig(platform, location, signal);
   const bytes = await remoteSize(platform, fileUrl(location, ADAPTER_WEIGHTS), ADAPTER_WEIGHTS, signal);
-  return { location, settings, baseModel, bytes };
+  return { location, settings: resolveAdapterConfig(config, model, ADAPTER_CONFIG), config, baseModel: config.baseModel, bytes };
 }
 
-async function fetchConfig(platform: Fetcher, location: AdapterLocation, signal?: AbortSignal): Promise<{ text: string; settings: LoraSettings; baseModel: string | null }> {
+async function fetchConfig(platform: Fetcher, location: AdapterLocation, signal?: AbortSignal): Promise<{ bytes: Uint8Array; config: PeftLoraConfig }> {
   const url = fileUrl(location, ADAPTER_CONFIG);
   const res = await request(platform, url, { signal }, ADAPTER_CONFIG);
   if (res.status !== 200) {
     await res.body?.cancel().catch(() => undefined);
     throw statusError(res.status, url, ADAPTER_CONFIG);
   }
-  const text = await res.text();
+  const bytes = new Uint8Array(await res.arrayBuffer());
   let json: unknown;
   try {
-    json = JSON.parse(text);
+    json = readAdapterConfigJson(bytes, ADAPTER_CONFIG);
   } catch (err) {
-    throw new AdapterError(`${url} is not JSON (${(err as Error).message}): the URL does not point at a PEFT adapter folder.`);
+    throw new AdapterError(`${(err as Error).message} (from ${url}: does the URL point at a PEFT adapter folder?)`);
   }
-  const { baseModel, ...settings } = parseAdapterConfig(json, ADAPTER_CONFIG);
-  return { text, settings, baseModel };
+  return { bytes, config: readAdapterConfig(json, ADAPTER_CONFIG) };
 }
 
 /** Content-Length of a HEAD request (after redirects), or null when the server does not say. */
@@ -194,7 +196,7 @@ export async function downloadAdapter(platform: Fetcher, location: AdapterLocati
   if (location.kind === 'zip') return unzipAdapter(await downloadFile(platform, location.url, 'the adapter .zip', options));
   const config = await fetchConfig(platform, location, options.signal);
   const weights = await downloadFile(platform, fileUrl(location, ADAPTER_WEIGHTS), ADAPTER_WEIGHTS, options);
-  return { [ADAPTER_CONFIG]: new TextEncoder().encode(config.text), [ADAPTER_WEIGHTS]: weights };
+  return { [ADAPTER_CONFIG]: config.bytes, [ADAPTER_WEIGHTS]: weights };
 }
 
 function normaliseEtag(etag: string | null): string | null {

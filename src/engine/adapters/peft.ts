@@ -1,3 +1,4 @@
+import { AdapterError } from './errors';
 import {
   LORA_TARGETS,
   loraModules,
@@ -5,8 +6,8 @@ import {
   type LinearShapes,
   type LoraModule,
   type LoraSettings,
-  type LoraTarget,
 } from './lora-config';
+import { readModuleSelector, resolveSelection, type SelectionRules } from './target-modules';
 
 /**
  * PEFT's on-disk format for LoRA adapters: adapter_config.json plus adapter_model.safetensors with
@@ -15,12 +16,7 @@ import {
  * adapters for other models or with wrong shapes, saying which.
  */
 
-export class AdapterError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'AdapterError';
-  }
-}
+export { AdapterError };
 
 export interface AdapterConfigJson {
   peft_type: 'LORA';
@@ -69,53 +65,149 @@ export function exportAdapterConfig(s: LoraSettings, baseModel: string | null, r
   };
 }
 
-/** Reads adapter_config.json into settings, refusing what this engine cannot apply. */
-export function parseAdapterConfig(json: unknown, source = 'adapter_config.json'): LoraSettings & { baseModel: string | null } {
-  if (!json || typeof json !== 'object') throw new AdapterError(`${source} is not a JSON object.`);
+/** Ranks above this are refused: PEFT adapters of this size class use 4-256. */
+export const MAX_LORA_RANK = 1024;
+/** lora_alpha above this is refused: scaling by it would swamp the model (PEFT adapters use 1-1024). */
+export const MAX_LORA_ALPHA = 65536;
+/** PEFT's LoraConfig default for lora_alpha. */
+export const PEFT_DEFAULT_ALPHA = 8;
+/** Layers assumed where no model is at hand to resolve a selection against: Phi-2's. */
+export const NOMINAL_LAYERS = 32;
+
+/** adapter_config.json with every value checked, before the model it is applied to is known. */
+export interface PeftLoraConfig {
+  r: number;
+  alpha: number;
+  dropout: number;
+  useRslora: boolean;
+  baseModel: string | null;
+  /** Which modules it adapts, as PEFT decides it (./target-modules.ts). */
+  selection: SelectionRules;
+}
+
+/** Reads adapter_config.json, refusing what this engine cannot apply and values no LoRA adapter has, naming the field. */
+export function readAdapterConfig(json: unknown, source = 'adapter_config.json'): PeftLoraConfig {
+  if (!json || typeof json !== 'object' || Array.isArray(json)) throw new AdapterError(`${source} is not a JSON object.`);
   const c = json as Record<string, unknown>;
-  const peftType = c.peft_type ?? 'LORA';
-  if (peftType !== 'LORA') throw new AdapterError(`${source}: peft_type is "${peftType}"; only LoRA adapters are supported.`);
-  if (c.task_type !== undefined && c.task_type !== null && c.task_type !== 'CAUSAL_LM') {
-    throw new AdapterError(`${source}: task_type is "${c.task_type}"; a causal language-model adapter (CAUSAL_LM) is needed.`);
+  const field = (key: string): unknown => (Object.hasOwn(c, key) ? c[key] : undefined);
+  const shown = (v: unknown) => describeJsonValue(v);
+  const peftType = field('peft_type') ?? 'LORA';
+  if (peftType !== 'LORA') throw new AdapterError(`${source}: peft_type is ${shown(peftType)}; only LoRA adapters are supported.`);
+  const taskType = field('task_type');
+  if (taskType !== undefined && taskType !== null && taskType !== 'CAUSAL_LM') {
+    throw new AdapterError(`${source}: task_type is ${shown(taskType)}; a causal language-model adapter (CAUSAL_LM) is needed.`);
   }
-  const r = c.r;
-  const alpha = c.lora_alpha ?? r;
-  if (typeof r !== 'number' || !Number.isInteger(r) || r < 1) throw new AdapterError(`${source}: r must be a positive integer (found ${JSON.stringify(r)}).`);
-  if (typeof alpha !== 'number' || !(alpha > 0)) throw new AdapterError(`${source}: lora_alpha must be a positive number (found ${JSON.stringify(alpha)}).`);
-  if (c.use_dora === true) throw new AdapterError(`${source}: DoRA adapters (use_dora: true) are not supported.`);
-  if (c.fan_in_fan_out === true) throw new AdapterError(`${source}: fan_in_fan_out adapters are for GPT-2-style Conv1D layers, not Phi.`);
-  if (c.bias !== undefined && c.bias !== 'none') throw new AdapterError(`${source}: bias "${c.bias}" is not supported; adapters must have bias "none".`);
+  const r = field('r');
+  if (typeof r !== 'number' || !Number.isInteger(r) || r < 1 || r > MAX_LORA_RANK) {
+    throw new AdapterError(`${source}: r must be a positive integer of at most ${MAX_LORA_RANK} (found ${shown(r)}).`);
+  }
+  // PEFT's LoraConfig has lora_alpha = 8 when the file leaves it out, whatever r is.
+  const alphaValue = field('lora_alpha');
+  const alpha = alphaValue === undefined || alphaValue === null ? PEFT_DEFAULT_ALPHA : alphaValue;
+  if (typeof alpha !== 'number' || !Number.isFinite(alpha) || alpha <= 0 || alpha > MAX_LORA_ALPHA) {
+    throw new AdapterError(`${source}: lora_alpha must be a positive number of at most ${MAX_LORA_ALPHA} (found ${shown(alpha)}).`);
+  }
+  const dropoutValue = field('lora_dropout');
+  const dropout = dropoutValue === undefined || dropoutValue === null ? 0 : dropoutValue;
+  if (typeof dropout !== 'number' || !(dropout >= 0 && dropout < 1)) {
+    throw new AdapterError(`${source}: lora_dropout must be a probability at least 0 and below 1 (found ${shown(dropout)}).`);
+  }
+  const rslora = field('use_rslora');
+  if (rslora !== undefined && rslora !== null && typeof rslora !== 'boolean') throw new AdapterError(`${source}: use_rslora must be true or false (found ${shown(rslora)}).`);
+  if (field('use_dora') === true) throw new AdapterError(`${source}: DoRA adapters (use_dora: true) are not supported.`);
+  if (field('fan_in_fan_out') === true) throw new AdapterError(`${source}: fan_in_fan_out adapters are for GPT-2-style Conv1D layers, not Phi.`);
+  const bias = field('bias');
+  if (bias !== undefined && bias !== 'none') throw new AdapterError(`${source}: bias ${shown(bias)} is not supported; adapters must have bias "none".`);
   for (const key of ['rank_pattern', 'alpha_pattern'] as const) {
-    const v = c[key];
+    const v = field(key);
     if (v && typeof v === 'object' && Object.keys(v).length) throw new AdapterError(`${source}: per-module ${key} is not supported.`);
   }
-  let targets: LoraTarget[];
-  const tm = c.target_modules;
-  if (typeof tm === 'string') {
-    // A regular expression over module names; resolve it against Phi's six linear layers.
-    const re = new RegExp(tm);
-    targets = LORA_TARGETS.filter((t) => re.test(`model.layers.0.self_attn.${t}`) || re.test(`model.layers.0.mlp.${t}`));
-  } else if (Array.isArray(tm)) {
-    const unknown = tm.filter((t) => !LORA_TARGETS.includes(t as LoraTarget));
-    if (unknown.length) {
-      throw new AdapterError(
-        `${source}: target_modules ${JSON.stringify(unknown)} are not layers of Phi (${LORA_TARGETS.join(', ')}). ` +
-          'This adapter was made for another model architecture.',
-      );
-    }
-    targets = LORA_TARGETS.filter((t) => tm.includes(t));
-  } else throw new AdapterError(`${source}: target_modules is missing.`);
-  if (!targets.length) throw new AdapterError(`${source}: target_modules selects none of Phi's linear layers.`);
-  const layers = c.layers_to_transform;
+  const target = readModuleSelector(field('target_modules'), 'target_modules', source);
+  if (!target) throw new AdapterError(`${source}: target_modules is missing.`);
+  const exclude = readModuleSelector(field('exclude_modules'), 'exclude_modules', source);
+  const layersToTransform = readLayerList(field('layers_to_transform'), source);
+  const patternValue = field('layers_pattern');
+  const layersPattern =
+    patternValue === undefined || patternValue === null
+      ? []
+      : typeof patternValue === 'string'
+        ? [patternValue]
+        : Array.isArray(patternValue) && patternValue.every((p) => typeof p === 'string') && patternValue.length <= 100
+          ? (patternValue as string[])
+          : (() => {
+              throw new AdapterError(`${source}: layers_pattern must be a module name or a list of them (found ${shown(patternValue)}).`);
+            })();
+  if (target.kind === 'pattern' && (layersToTransform || layersPattern.length)) {
+    // PEFT's LoraConfig refuses the same combination.
+    throw new AdapterError(`${source}: layers_to_transform and layers_pattern cannot be used when target_modules is a regular expression (a string).`);
+  }
+  const baseModel = field('base_model_name_or_path');
   return {
     r,
     alpha,
-    dropout: typeof c.lora_dropout === 'number' ? c.lora_dropout : 0,
-    useRslora: c.use_rslora === true,
-    targets,
-    layers: Array.isArray(layers) ? (layers as number[]) : typeof layers === 'number' ? [layers] : 'all',
-    baseModel: typeof c.base_model_name_or_path === 'string' ? c.base_model_name_or_path : null,
+    dropout,
+    useRslora: rslora === true,
+    baseModel: typeof baseModel === 'string' ? baseModel : null,
+    selection: { target, exclude, layersToTransform, layersPattern },
   };
+}
+
+function readLayerList(value: unknown, source: string): number[] | null {
+  if (value === undefined || value === null) return null;
+  const list = typeof value === 'number' ? [value] : value;
+  if (!Array.isArray(list) || list.length > 100_000 || !list.every((l) => Number.isSafeInteger(l) && (l as number) >= 0)) {
+    throw new AdapterError(`${source}: layers_to_transform must be a layer number or a list of them, each 0 or more (found ${describeJsonValue(value)}).`);
+  }
+  return list as number[];
+}
+
+/**
+ * The LoRA settings this config gives on a model: PEFT's selection against the model's module names,
+ * with layers_to_transform checked against its layers and r against its layers' sizes. Without shapes
+ * (nothing to compare with yet), the selection is made on NOMINAL_LAYERS layers, or as many as
+ * layers_to_transform names.
+ */
+export function resolveAdapterConfig(config: PeftLoraConfig, model: LinearShapes | null, source = 'adapter_config.json'): LoraSettings {
+  const named = config.selection.layersToTransform ?? [];
+  if (model) {
+    const outside = named.filter((l) => l >= model.layers);
+    if (outside.length) {
+      throw new AdapterError(
+        `${source}: layers_to_transform names layer${outside.length > 1 ? 's' : ''} ${outside.slice(0, 8).join(', ')}${outside.length > 8 ? ', ...' : ''}, ` +
+          `but the model has ${model.layers} layers (0 to ${model.layers - 1}): the adapter was made for a larger model.`,
+      );
+    }
+  }
+  const layers = model?.layers ?? Math.max(NOMINAL_LAYERS, ...named.map((l) => l + 1));
+  const { targets, layers: chosen } = resolveSelection(config.selection, layers, source);
+  const settings: LoraSettings = { r: config.r, alpha: config.alpha, dropout: config.dropout, useRslora: config.useRslora, targets, layers: chosen };
+  if (model) {
+    for (const module of loraModules(settings, model)) {
+      const limit = Math.min(module.inFeatures, module.outFeatures);
+      if (config.r > limit) {
+        throw new AdapterError(
+          `${source}: r is ${config.r}, larger than ${module.path.replace(/^base_model\.model\./, '')} allows (${module.inFeatures} -> ${module.outFeatures}, so at most ${limit}).`,
+        );
+      }
+    }
+  }
+  return settings;
+}
+
+/** Reads adapter_config.json into settings for a model with `model`'s shapes (null: none at hand, see resolveAdapterConfig). */
+export function parseAdapterConfig(json: unknown, source = 'adapter_config.json', model: LinearShapes | null = null): LoraSettings & { baseModel: string | null } {
+  const config = readAdapterConfig(json, source);
+  return { ...resolveAdapterConfig(config, model, source), baseModel: config.baseModel };
+}
+
+/** A short, bounded description of a JSON value for messages (never stringifies a deep or long value whole). */
+export function describeJsonValue(v: unknown): string {
+  if (v === null) return 'null';
+  if (typeof v === 'string') return JSON.stringify(v.length > 60 ? `${v.slice(0, 60)}…` : v);
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  if (Array.isArray(v)) return `a list of ${v.length}`;
+  if (typeof v === 'object') return 'an object';
+  return typeof v;
 }
 
 const TENSOR_NAME = /^base_model\.model\.model\.layers\.(\d+)\.(self_attn|mlp)\.(\w+)\.lora_([AB])(?:\.default)?\.weight$/;

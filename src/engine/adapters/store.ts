@@ -3,9 +3,9 @@ import { StoreError, formatBytes, isQuotaError } from '../store/errors';
 import { STORES } from '../store/schema';
 import { crc32 } from '../weights/checksum';
 import { parseSafetensors } from '../weights/safetensors';
-import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, type AdapterFiles } from './files';
-import type { LoraSettings } from './lora-config';
-import { AdapterError, parseAdapterConfig } from './peft';
+import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, readAdapterConfigBytes, type AdapterFiles } from './files';
+import type { LinearShapes, LoraSettings } from './lora-config';
+import { AdapterError, resolveAdapterConfig } from './peft';
 
 /**
  * LoRA adapters kept between visits, in the app database's `adapters` object store (reserved by
@@ -177,19 +177,20 @@ export interface AdapterInfo {
   checksums: number[];
 }
 
-/** What the info says about an adapter, from its two files alone (no model needed). */
-export function describeAdapterFiles(files: AdapterFiles): { settings: LoraSettings; baseModel: string | null; parameterCount: number; dtype: string } {
-  let json: unknown;
-  try {
-    json = JSON.parse(new TextDecoder().decode(files[ADAPTER_CONFIG]));
-  } catch (err) {
-    throw new AdapterError(`${ADAPTER_CONFIG} is not valid JSON: ${(err as Error).message}`);
-  }
-  const { baseModel, ...settings } = parseAdapterConfig(json);
+/**
+ * What the info says about an adapter, from its two files: settings resolved on `model` when one is at
+ * hand (else on NOMINAL_LAYERS layers, for display), parameters, dtype.
+ */
+export function describeAdapterFiles(
+  files: AdapterFiles,
+  model: LinearShapes | null = null,
+): { settings: LoraSettings; baseModel: string | null; parameterCount: number; dtype: string } {
+  const config = readAdapterConfigBytes(files[ADAPTER_CONFIG]);
+  const settings = resolveAdapterConfig(config, model, ADAPTER_CONFIG);
   const header = parseSafetensors(files[ADAPTER_WEIGHTS], ADAPTER_WEIGHTS).header;
   const parameterCount = header.tensors.reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0);
   const dtypes = [...new Set(header.tensors.map((t) => t.dtype))];
-  return { settings, baseModel, parameterCount, dtype: dtypes.join('+') || 'none' };
+  return { settings, baseModel: config.baseModel, parameterCount, dtype: dtypes.join('+') || 'none' };
 }
 
 const INFO = 'adapter/';

@@ -42,11 +42,11 @@ describe('PEFT adapter config', () => {
   });
 
   it("refuses adapters for other architectures and features it can't apply", () => {
-    expect(() => parseAdapterConfig({ r: 8, target_modules: ['c_attn', 'c_proj'] })).toThrow(/not layers of Phi.*another model architecture/);
+    expect(() => parseAdapterConfig({ r: 8, target_modules: ['c_attn', 'c_proj'] })).toThrow(/selects none of the layers of this Phi model.*another model architecture/);
     expect(() => parseAdapterConfig({ peft_type: 'IA3', r: 8, target_modules: ['q_proj'] })).toThrow(/only LoRA/);
     expect(() => parseAdapterConfig({ r: 8, target_modules: ['q_proj'], use_dora: true })).toThrow(/DoRA/);
     expect(() => parseAdapterConfig({ r: 8, target_modules: ['q_proj'], task_type: 'SEQ_CLS' })).toThrow(/CAUSAL_LM/);
-    expect(() => parseAdapterConfig({ r: 0, target_modules: ['q_proj'] })).toThrow(/r must be a positive integer/);
+    expect(() => parseAdapterConfig({ r: 0, target_modules: ['q_proj'] })).toThrow(/r must be a positive integer of at most 1024/);
   });
 
   it('refuses tensors of the wrong shape, naming the tensor and the sizes', () => {
