@@ -689,10 +689,10 @@ export class DataWorkspace {
       shapes: request.shapes,
     };
     const template = parseTemplate(request.template);
-    // Fit every prompt within the maximum length by taking fewer exemplars, never by cutting: in tokens with
-    // a tokenizer, else in UTF-8 bytes (each token covers at least one byte, so a byte count never undercounts).
+    // Fit every prompt within the maximum length in tokens by taking fewer exemplars, never by cutting. Without
+    // a tokenizer nothing can be measured: the prompts are kept whole, the page says so, and the Train page
+    // leaves out any prompt whose answer its maximum length would cut.
     const tok = await this.findTokenizer();
-    const textLength = tok ? (text: string) => tok.tokenizer.encode(text).length : (text: string) => new TextEncoder().encode(text).length;
     let measured = 0;
     const fitted = generateSymbolTuningData(pools, {
       seed,
@@ -701,24 +701,26 @@ export class DataWorkspace {
       kinds,
       instruction: request.instruction,
       shapes: request.shapes,
-      fit: {
-        maxLength: maxTokens,
-        length: (e) => {
-          if (onProgress && ++measured % 200 === 0) onProgress(measured, count);
-          return textLength(renderTemplate(template, e));
+      ...(tok && {
+        fit: {
+          maxLength: maxTokens,
+          length: (e: InstructionExample) => {
+            if (onProgress && ++measured % 200 === 0) onProgress(measured, count);
+            return tok.tokenizer.encode(renderTemplate(template, e)).length;
+          },
         },
-      },
+      }),
     });
     if (fitted.examples.length === 0) {
       throw new DataInputError(
-        `None of the ${count.toLocaleString('en-US')} prompts fits in ${maxTokens} ${tok ? 'tokens' : 'bytes'}, even with one exemplar per class: ` +
+        `None of the ${count.toLocaleString('en-US')} prompts fits in ${maxTokens} tokens, even with one exemplar per class: ` +
           'raise the maximum length or choose pools with shorter texts.',
       );
     }
     const generated = fitted.examples;
     const rows = generated.map((e) => splitPromptCompletion(template, e));
     const fit: SymbolTuningFit = {
-      unit: tok ? 'tokens' : 'bytes',
+      fitted: tok !== null,
       maxLength: maxTokens,
       perClass,
       shortened: fitted.shortened,

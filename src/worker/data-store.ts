@@ -57,8 +57,8 @@ export interface SymbolTuningSettings {
  * (never a cut query or answer); one too long with a single exemplar per class is dropped.
  */
 export interface SymbolTuningFit {
-  /** 'tokens' with a tokenizer; 'bytes' (UTF-8, never fewer than tokens) without one. */
-  unit: 'tokens' | 'bytes';
+  /** Measured in tokens and fitted; false without a tokenizer (the prompts are whole, maybe too long). */
+  fitted: boolean;
   maxLength: number;
   /** Exemplars per class asked for: the most a prompt has. */
   perClass: number;

@@ -19,8 +19,6 @@ import { serveStatic, type StaticServer } from '../support/static-server';
 const DIST = process.env.PHI2_E2E_DIST ?? join(import.meta.dirname, '../../dist');
 const DATA = join(import.meta.dirname, '../../public/data');
 const TOKENIZER = join(import.meta.dirname, '../../../shared/fixtures/phi2-tokenizer');
-/** How the page fits symbol-tuning prompts within 512 tokens before it has a tokenizer: by UTF-8 bytes. */
-const byteFit = { maxLength: 512, length: (e: { question: string; response: string }) => new TextEncoder().encode(renderTemplate(parseTemplate(PAPER_TEMPLATE), e)).length };
 
 // OpenOrca-like rows: every third is chain-of-thought (kept by the preset); questions of varied length.
 const orca = Array.from({ length: 260 }, (_, i) => ({
@@ -139,10 +137,9 @@ describe('the Data page', () => {
 
     const catalog = parseTaskCatalog(readFileSync(join(DATA, 'tasks.json'), 'utf8'));
     const sst2 = await loadSymbolTuningPool(diskFetch, 'http://app.test/data/', catalog, 'sst2');
-    // No tokenizer on the page yet: the prompts are fitted within 512 UTF-8 bytes, never fewer than tokens.
-    const expected = generateSymbolTuningData([sst2], { seed: 4242, count: 20, perClass: 4, kinds: ['integer', 'letters', 'word'], instruction: 'none', shapes: 'varied', fit: byteFit }).examples;
-    expect(expected.length).toBe(20);
-    expect(await page.getByTestId('symbol-fit').innerText()).toMatch(/in bytes/);
+    // No tokenizer on the page yet: the prompts stay whole, and the page says they are not fitted.
+    const expected = generateSymbolTuningData([sst2], { seed: 4242, count: 20, perClass: 4, kinds: ['integer', 'letters', 'word'], instruction: 'none', shapes: 'varied' }).examples;
+    expect(await page.getByTestId('symbol-fit').innerText()).toMatch(/Not fitted to 512 tokens: without a tokenizer/);
     const shown = await page.getByTestId('prepared-example').first().textContent();
     expect(shown).toBe(renderTemplate(parseTemplate(PAPER_TEMPLATE), expected[0]));
     expect(shown!.startsWith(`### Instruct: ${expected[0].question}`)).toBe(true);
@@ -160,7 +157,7 @@ describe('the Data page', () => {
     // What the Train page will read: prompt + completion is the text shown above.
     const catalog = parseTaskCatalog(readFileSync(join(DATA, 'tasks.json'), 'utf8'));
     const sst2 = await loadSymbolTuningPool(diskFetch, 'http://app.test/data/', catalog, 'sst2');
-    const expected = generateSymbolTuningData([sst2], { seed: 4242, count: 20, perClass: 4, fit: byteFit }).examples;
+    const expected = generateSymbolTuningData([sst2], { seed: 4242, count: 20, perClass: 4 }).examples;
     const stored = await page.evaluate(async () => {
       const phi2 = (globalThis as unknown as { phi2: EngineApi }).phi2;
       const [first] = await phi2.listDatasets();
