@@ -2,6 +2,7 @@ import { LORA_TARGETS, type LoraTarget } from '../engine/adapters/lora-config';
 import type { MemoryEstimate } from '../engine/train/memory';
 import { APP_TRAINING_CHOICES, PAPER_TRAINING, type PaperPreset } from '../engine/train/paper';
 import { Comlink, engine } from '../worker/client';
+import { saveBlob } from './adapters.svelte';
 import type { StepRecord, TrainEvent, TrainingSetup, TrainOutcome, TrainPhase, TrainProblem, TrainProgress } from '../worker/train-api';
 import { formatLayers, paperPlan, parseLayers, planMemory, planProblems, totalStepsOf, type TrainDataSource, type TrainPlan } from '../worker/train-plan';
 
@@ -248,6 +249,26 @@ export class TrainState {
     if (this.status === 'idle') return;
     this.status = 'cancelling';
     await engine().cancelTraining();
+  }
+
+  /** "Run this on a cluster": the run as a TRL + PEFT folder (.zip), or why it cannot be made. */
+  cluster = $state<{ status: 'idle' | 'working' | 'done' | 'failed'; message: string | null }>({ status: 'idle', message: null });
+
+  async exportCluster(): Promise<void> {
+    if (this.cluster.status === 'working') return;
+    if (this.problems.length) {
+      this.cluster = { status: 'failed', message: `Some settings need changing first: ${this.problems.join(' ')}` };
+      return;
+    }
+    this.cluster = { status: 'working', message: null };
+    try {
+      const plan = $state.snapshot(this.effectivePlan) as TrainPlan;
+      const f = await engine().exportClusterRun(plan);
+      saveBlob(f.blob, f.fileName);
+      this.cluster = { status: 'done', message: `${f.fileName}: ${f.rows} rows, train.py for ${f.baseModel}; its README.md has the command for one GPU, DDP, DeepSpeed ZeRO-2 and FSDP.` };
+    } catch (err) {
+      this.cluster = { status: 'failed', message: message(err) };
+    }
   }
 
   async discard(runId: string): Promise<void> {

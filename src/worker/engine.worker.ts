@@ -11,6 +11,7 @@ import { gpuApi } from './gpu-api';
 import { modelApi } from './model-api';
 import { trainApi } from './train-api';
 import { adaptersApi } from './adapters-api';
+import { inspectApi } from './inspect-api';
 import { exportApi } from './export-api';
 
 // The worker is the only place the engine meets the browser: it builds the browser platform and
@@ -27,6 +28,7 @@ const api: EngineApi = {
   ...demoApi(engine, session),
   ...trainApi(engine, session),
   ...adaptersApi(engine, session),
+  ...inspectApi(engine, session),
   ...exportApi(engine, session),
 };
 

@@ -582,7 +582,28 @@ class TrainWorkspace {
       const adapters = await this.adapters();
       const info = await adapters.put(files, {
         name: meta.plan.name,
-        origin: { kind: 'training', runId, dataset: meta.datasetName, steps: config.schedule.totalSteps },
+        origin: {
+          kind: 'training',
+          runId,
+          dataset: meta.datasetName,
+          steps: config.schedule.totalSteps,
+          training: {
+            model: meta.modelName,
+            lr: config.schedule.lr,
+            schedule: config.schedule.kind,
+            warmupSteps: config.schedule.warmupSteps,
+            totalSteps: config.schedule.totalSteps,
+            batchSize: config.batchSize,
+            gradAccumulation: config.gradAccumulation,
+            maxLength: config.maxLength,
+            lossOn: meta.plan.lossOn,
+            weightDecay: config.weightDecay,
+            maxGradNorm: config.maxGradNorm,
+            seed: config.seed,
+            examples: meta.data.examples,
+            tokens: meta.data.tokens,
+          },
+        },
         id: await adapters.newId(meta.plan.name, this.session.loadedAdapters()),
       });
       release();

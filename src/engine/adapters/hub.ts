@@ -1,6 +1,7 @@
 import type { Platform } from '../platform/types';
 import { HubError } from '../weights/errors';
-import { HUB_BASE_URL, parseContentRange } from '../weights/hub';
+import { HUB_BASE_URL, insecureUrlProblem, parseContentRange } from '../weights/hub';
+import { diagnoseRedirects } from '../weights/redirects';
 import { backoffDelay, DEFAULT_RETRY, isRetryable, sleep, type RetryPolicy } from '../weights/retry';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, unzipAdapter, type AdapterFiles } from './files';
 import { readAdapterConfigJson } from './config-json';
@@ -43,6 +44,14 @@ const REPO_ID = /^([A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*)(?:@([^\s@/][^\s@]*))?
 export function locateAdapter(input: string, options: { hubBaseUrl?: string; revision?: string } = {}): AdapterLocation {
   const text = input.trim();
   const hub = (options.hubBaseUrl ?? HUB_BASE_URL).replace(/\/+$/, '');
+  let hubUrl: URL;
+  try {
+    hubUrl = new URL(hub);
+  } catch {
+    throw new AdapterError(`The Hub base URL "${hub}" is not a URL.`);
+  }
+  const hubInsecure = insecureUrlProblem(hubUrl);
+  if (hubInsecure) throw new AdapterError(`The Hub base URL "${hub}" cannot be used: ${hubInsecure}.`);
   if (!text) throw new AdapterError('Enter a Hub repository id (owner/name) or the URL of an adapter folder or .zip.');
   const id = REPO_ID.exec(text);
   if (id && !text.includes('://')) {
@@ -56,14 +65,22 @@ export function locateAdapter(input: string, options: { hubBaseUrl?: string; rev
   } catch {
     throw new AdapterError(`"${text}" is neither a Hub repository id (owner/name) nor a URL.`);
   }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new AdapterError(`"${text}" is not an http(s) URL.`);
+  const insecure = insecureUrlProblem(url);
+  if (insecure) throw new AdapterError(`"${text}" cannot be downloaded: ${insecure}.`);
+  const badEscape = /%(?![0-9A-Fa-f]{2})/.exec(url.pathname);
+  if (badEscape) {
+    const at = url.pathname.slice(badEscape.index, badEscape.index + 3);
+    throw new AdapterError(
+      `"${text}" has a malformed percent-escape ("${at}" in its path): a "%" must be followed by two hexadecimal digits. Write a literal "%" as %25, or copy the link again.`,
+    );
+  }
   url.hash = '';
   const parts = url.pathname.split('/').filter(Boolean);
   // /{owner}/{name}/{resolve|tree|blob}/{revision}/{path...}: the Hub's file, folder and page URLs.
   const mode = parts[2];
   const isHubPath = parts.length >= 4 && (mode === 'resolve' || mode === 'tree' || mode === 'blob');
   const repo = isHubPath ? `${parts[0]}/${parts[1]}` : null;
-  const revision = isHubPath ? decodeURIComponent(parts[3]) : null;
+  const revision = isHubPath ? decodePart(parts[3]) : null;
   if (url.pathname.toLowerCase().endsWith('.zip')) {
     if (isHubPath && mode !== 'resolve') parts[2] = 'resolve';
     url.pathname = `/${parts.join('/')}`;
@@ -81,10 +98,19 @@ export function locateAdapter(input: string, options: { hubBaseUrl?: string; rev
   return { kind: 'folder', url: url.toString(), repo, revision };
 }
 
+/** A percent-encoded path segment as text; as it is where it cannot be decoded. */
+function decodePart(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return part;
+  }
+}
+
 /** A short human name for a location: the repository, or the URL's last part. */
 export function locationLabel(loc: AdapterLocation): string {
   const parts = new URL(loc.url).pathname.split('/').filter(Boolean);
-  const last = decodeURIComponent(parts[parts.length - 1] ?? new URL(loc.url).host);
+  const last = decodePart(parts[parts.length - 1] ?? new URL(loc.url).host);
   const repo = loc.repo && loc.revision && loc.revision !== 'main' ? `${loc.repo}@${loc.revision}` : loc.repo;
   if (loc.kind === 'zip') return repo ? `${repo}: ${last}` : last;
   return repo ?? last;
@@ -93,7 +119,7 @@ export function locationLabel(loc: AdapterLocation): string {
 /** A name for an adapter from where it came: the repository's name, or the .zip's or folder's. */
 export function locationName(loc: AdapterLocation): string {
   const parts = new URL(loc.url).pathname.split('/').filter(Boolean);
-  const last = decodeURIComponent(parts[parts.length - 1] ?? 'adapter');
+  const last = decodePart(parts[parts.length - 1] ?? 'adapter');
   if (loc.kind === 'zip') return last.replace(/\.zip$/i, '');
   return loc.repo ? loc.repo.split('/')[1] : last;
 }
@@ -142,6 +168,8 @@ async function request(platform: Fetcher, url: string, init: RequestInit, what: 
     return await platform.fetch(url, { redirect: 'follow', ...init });
   } catch (err) {
     if (init.signal?.aborted) throw abortError();
+    const redirects = await diagnoseRedirects(platform, url, init.signal ?? undefined);
+    if (redirects) throw new HubError('redirects', `${what}: ${redirects}`, what);
     throw new HubError('network', `Could not reach ${new URL(url).host} for ${what}: ${(err as Error).message}. Check the connection and try again.`, what);
   }
 }

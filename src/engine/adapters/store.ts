@@ -152,8 +152,27 @@ export async function readChunks(
   return out;
 }
 
+/** How a run here trained, kept with its adapter for its model card. */
+export interface TrainingRecord {
+  /** The base weights it trained on (the stored model's name). */
+  model: string;
+  lr: number;
+  schedule: 'constant' | 'linear' | 'cosine';
+  warmupSteps: number;
+  totalSteps: number;
+  batchSize: number;
+  gradAccumulation: number;
+  maxLength: number;
+  lossOn: 'all' | 'response';
+  weightDecay: number;
+  maxGradNorm: number;
+  seed: number;
+  examples: number;
+  tokens: number;
+}
+
 export type AdapterOrigin =
-  | { kind: 'training'; runId: string; dataset: string; steps: number }
+  | { kind: 'training'; runId: string; dataset: string; steps: number; training?: TrainingRecord }
   | { kind: 'upload'; files: string[] }
   | { kind: 'hub'; repo: string; revision: string; url: string }
   | { kind: 'url'; url: string };

@@ -44,7 +44,7 @@ describe('locateAdapter', () => {
   it('refuses what is neither, saying what it expected', () => {
     expect(() => locateAdapter('   ')).toThrow(/Enter a Hub repository id/);
     expect(() => locateAdapter('not a repo')).toThrow(/neither a Hub repository id \(owner\/name\) nor a URL/);
-    expect(() => locateAdapter('ftp://x/y')).toThrow(/not an http\(s\) URL/);
+    expect(() => locateAdapter('ftp://x/y')).toThrow(/ftp URLs are not downloaded; use an https:\/\/ URL/);
   });
 });
 

@@ -63,6 +63,15 @@ export interface Generation {
 /** The id that fills left padding: any valid id does, nothing attends to those rows. */
 const PAD_TOKEN = 0;
 
+export interface GeneratorOptions {
+  /**
+   * Ids below this are the only ones generated: the tokenizer's size (PhiTokenizer.vocabSize). Phi-2's
+   * lm_head has 51,200 rows for 50,295 tokens; an id past the tokenizer's cannot be decoded, so every
+   * generator that feeds text to a tokenizer passes it. Default: every row of the lm_head.
+   */
+  decodableVocab?: number;
+}
+
 /**
  * Reusable buffers for generation: one workspace, one KV cache (seen as [batch, positions] of each
  * call, see KvCache.view), sized for the largest call so far.
@@ -72,8 +81,18 @@ export class Generator {
   private cache: KvCache | null = null;
   private next: GpuTensor;
   private uniforms: GpuTensor;
+  /** Ids at or past this are never chosen (GeneratorOptions.decodableVocab). */
+  readonly decodableVocab: number;
 
-  constructor(readonly model: Phi2Model) {
+  constructor(
+    readonly model: Phi2Model,
+    options: GeneratorOptions = {},
+  ) {
+    const valid = options.decodableVocab ?? model.dims.vocab;
+    if (!Number.isInteger(valid) || valid < 1 || valid > model.dims.vocab) {
+      throw new Error(`Generator: the decodable vocabulary must be an integer from 1 to the model's ${model.dims.vocab}, got ${valid}`);
+    }
+    this.decodableVocab = valid;
     this.next = model.gpu.tensor('next_token', [1], 'u32');
     this.uniforms = model.gpu.tensor('sampling_uniforms', [1]);
   }
@@ -171,7 +190,7 @@ export class Generator {
       const seq = step === 0 ? longest : 1;
       const logits = this.model.forward(ws, cache, { ids: input, batch: B, seq, leftPad, logits: 'last', adapter: opts.adapter })!;
       this.gpu.write(uniforms, Float32Array.from(seeds, (seed) => samplingUniforms(seed, step, 1)[0]));
-      sampleTokens(this.gpu, next, viewTensor(logits, [B, d.vocab]), uniforms, B, d.vocab, sampling);
+      sampleTokens(this.gpu, next, viewTensor(logits, [B, d.vocab]), uniforms, B, d.vocab, sampling, this.decodableVocab);
       const chosen = new Uint32Array(await this.gpu.read(next));
       for (let b = 0; b < B; b++) {
         if (done[b]) continue;

@@ -1,0 +1,255 @@
+import type { LinearShapes, LoraTarget } from '../engine/adapters/lora-config';
+import { AdapterStore } from '../engine/adapters/store';
+import type { Engine } from '../engine/engine';
+import { wrapPaperPrompt } from '../engine/eval/prompts';
+import { withModel } from '../engine/eval/runner';
+import { AdapterFactors } from '../engine/inspect/factors';
+import { checkContrastiveOptions, ContrastiveError, generateContrastive, type ContrastDirection } from '../engine/inspect/contrastive';
+import { checkIntruderSettings, intrudersOf, type IntruderResult, type IntruderSettings } from '../engine/inspect/intruders';
+import { adapterSpectra, type UpdateCell } from '../engine/inspect/spectra';
+import { LoraState, TARGET_OF } from '../engine/model/phi2/lora-state';
+import type { LinearName } from '../engine/model/phi2/params';
+import type { LoadedModel, Session } from '../engine/session';
+
+export type { UpdateCell, UpdateSpectrum } from '../engine/inspect/spectra';
+export type { IntruderResult, IntruderSettings } from '../engine/inspect/intruders';
+export type { ContrastDirection } from '../engine/inspect/contrastive';
+
+/**
+ * The Inspect view's side of the worker: what an adapter changed, three ways.
+ *  - Spectra: every module's update scaling·B·A (norm, singular values, effective rank) from the stored
+ *    factors, and the cosine of two adapters' updates; needs no model on the GPU.
+ *  - Intruder dimensions: top singular vectors of the loaded model's weights with and without the
+ *    adapter, on the GPU, per module.
+ *  - Contrastive generation: text the adapter makes likely and the base model does not (or the
+ *    reverse), streamed.
+ * Each long call has a jobId: progress arrives through its callback after every module or token, and
+ * cancelInspect(jobId) stops it at the next one (spectra and intruders then reject with an AbortError;
+ * a contrastive run resolves with what it generated).
+ */
+export interface InspectApi {
+  inspectSpectra(request: SpectraRequest, onProgress?: (p: InspectProgress<UpdateCell>) => void): Promise<UpdateCell[]>;
+  inspectIntruders(request: IntrudersRequest, onProgress?: (p: InspectProgress<IntruderResult>) => void): Promise<IntruderResult[]>;
+  runContrast(request: ContrastRequest, onUpdate?: (u: ContrastUpdate) => void): Promise<ContrastUpdate>;
+  cancelInspect(jobId: string): Promise<void>;
+}
+
+export interface SpectraRequest {
+  jobId: string;
+  /** A stored adapter's id, and optionally a second one to compare with. */
+  adapter: string;
+  compareWith: string | null;
+}
+
+export interface IntrudersRequest {
+  jobId: string;
+  adapter: string;
+  /** Modules to examine; 'all' for every module the adapter adapts. */
+  modules: 'all' | Array<{ layer: number; target: LoraTarget }>;
+  settings: IntruderSettings;
+}
+
+export interface ContrastRequest {
+  jobId: string;
+  prompt: string;
+  /** 'paper' sends `Instruct: {prompt}\nOutput:`; 'none' the prompt as it is. */
+  wrapper: 'paper' | 'none';
+  adapter: string;
+  direction: ContrastDirection;
+  samples: number;
+  maxNewTokens: number;
+  plausibility: number;
+  temperature: number;
+  seed: number;
+}
+
+export interface InspectProgress<T> {
+  jobId: string;
+  done: number;
+  total: number;
+  /** What the step just finished produced. */
+  item: T;
+}
+
+export interface ContrastTokenView {
+  token: number;
+  /** The token's own text (bytes of a split character show as the replacement character). */
+  text: string;
+  score: number;
+  logpExpert: number;
+  logpAmateur: number;
+}
+
+export interface ContrastSampleView {
+  /** Everything generated so far, decoded again each time (a character can span tokens). */
+  text: string;
+  tokens: ContrastTokenView[];
+  stopped: 'stop-token' | 'max-tokens' | 'cancelled' | 'context-full' | null;
+}
+
+export interface ContrastUpdate {
+  jobId: string;
+  /** The exact text the model was given. */
+  input: string;
+  promptTokens: number;
+  samples: ContrastSampleView[];
+  done: boolean;
+}
+
+export class InspectInputError extends Error {
+  override name = 'InspectInputError';
+}
+
+function shapesOf(loaded: LoadedModel): LinearShapes {
+  return { hidden: loaded.dims.hidden, intermediate: loaded.dims.intermediate, layers: loaded.dims.layers };
+}
+
+const LINEAR_OF = Object.fromEntries(Object.entries(TARGET_OF).map(([linear, target]) => [target, linear])) as Record<LoraTarget, LinearName>;
+
+class InspectWorkspace {
+  private readonly jobs = new Map<string, AbortController>();
+
+  constructor(private readonly session: Session) {}
+
+  private start(jobId: string): AbortController {
+    if (this.jobs.has(jobId)) throw new InspectInputError(`Job ${jobId} is already running.`);
+    const controller = new AbortController();
+    this.jobs.set(jobId, controller);
+    return controller;
+  }
+
+  private async factors(id: string): Promise<AdapterFactors> {
+    const store = AdapterStore.over(await this.session.store());
+    const loaded = this.session.loaded;
+    return new AdapterFactors(await store.files(id), loaded ? shapesOf(loaded) : undefined);
+  }
+
+  async spectra(request: SpectraRequest, onProgress?: (p: InspectProgress<UpdateCell>) => void): Promise<UpdateCell[]> {
+    const controller = this.start(request.jobId);
+    try {
+      const first = await this.factors(request.adapter);
+      const second = request.compareWith ? await this.factors(request.compareWith) : null;
+      return await adapterSpectra(first, second, {
+        signal: controller.signal,
+        onProgress: (p) => onProgress?.({ jobId: request.jobId, done: p.done, total: p.total, item: p.cell }),
+      });
+    } finally {
+      this.jobs.delete(request.jobId);
+    }
+  }
+
+  async intruders(request: IntrudersRequest, onProgress?: (p: InspectProgress<IntruderResult>) => void): Promise<IntruderResult[]> {
+    const loaded = this.session.requireModel();
+    const adapter = await this.factors(request.adapter);
+    const modules = request.modules === 'all' ? adapter.modules : request.modules.map((m) => {
+      const found = adapter.modules.find((x) => x.layer === m.layer && x.target === m.target);
+      if (!found) throw new InspectInputError(`The adapter does not adapt ${m.target} of layer ${m.layer}.`);
+      return found;
+    });
+    if (!modules.length) throw new InspectInputError('Choose at least one module.');
+    for (const m of modules) {
+      try {
+        checkIntruderSettings(request.settings, m.outFeatures, m.inFeatures);
+      } catch (err) {
+        throw new InspectInputError(`${(err as Error).message} (${m.target}: ${m.outFeatures} x ${m.inFeatures})`);
+      }
+    }
+    const controller = this.start(request.jobId);
+    try {
+      return await withModel(loaded.generator, 'the intruder analysis on the Adapters page', async () => {
+        const results: IntruderResult[] = [];
+        for (const m of modules) {
+          controller.signal.throwIfAborted();
+          const p = loaded.model.params.blocks[m.layer][LINEAR_OF[m.target]];
+          const f = adapter.factors(m);
+          const result = await intrudersOf(
+            loaded.model.gpu,
+            m,
+            { weight: p.weight, scales: p.scales, N: m.outFeatures, K: m.inFeatures },
+            { A: f.A, B: f.B, r: f.r, scaling: f.scaling },
+            request.settings,
+            { signal: controller.signal },
+          );
+          results.push(result);
+          onProgress?.({ jobId: request.jobId, done: results.length, total: modules.length, item: result });
+        }
+        return results;
+      });
+    } finally {
+      this.jobs.delete(request.jobId);
+    }
+  }
+
+  async contrast(request: ContrastRequest, onUpdate?: (u: ContrastUpdate) => void): Promise<ContrastUpdate> {
+    const loaded = this.session.requireModel();
+    if (request.prompt.trim() === '') throw new InspectInputError('The prompt is empty: type one.');
+    const input = request.wrapper === 'paper' ? wrapPaperPrompt(request.prompt) : request.prompt;
+    const ids = loaded.tokenizer.encode(input);
+    const options = {
+      maxNewTokens: request.maxNewTokens,
+      samples: request.samples,
+      direction: request.direction,
+      plausibility: request.plausibility,
+      temperature: request.temperature,
+      seed: request.seed,
+    };
+    try {
+      checkContrastiveOptions(loaded.model, ids.length, options);
+    } catch (err) {
+      if (err instanceof ContrastiveError) throw new InspectInputError(err.message);
+      throw err;
+    }
+    // A loaded adapter is used as it is on the GPU; a stored one is put there for this run only.
+    const onGpu = this.session.loadedAdapters().includes(request.adapter);
+    let temporary: LoraState | null = null;
+    let lora: LoraState;
+    if (onGpu) lora = this.session.adapter(request.adapter)!;
+    else {
+      const f = await this.factors(request.adapter);
+      temporary = new LoraState(loaded.model.gpu, loaded.dims, f.settings);
+      temporary.setWeights((name) => {
+        const m = f.modules.find((x) => name.startsWith(`${x.path}.`))!;
+        const factors = f.factors(m);
+        return name.includes('lora_A') ? factors.A : factors.B;
+      });
+      lora = temporary;
+    }
+    const controller = this.start(request.jobId);
+    const samples: ContrastSampleView[] = Array.from({ length: request.samples }, () => ({ text: '', tokens: [], stopped: null }));
+    const ids2: number[][] = samples.map(() => []);
+    const view = (done: boolean): ContrastUpdate => ({ jobId: request.jobId, input, promptTokens: ids.length, samples: samples.map((s) => ({ ...s, tokens: [...s.tokens] })), done });
+    try {
+      const result = await withModel(loaded.generator, 'contrastive generation on the Adapters page', () =>
+        generateContrastive(loaded.model, lora, ids, {
+          ...options,
+          signal: controller.signal,
+          onToken: (s, choice) => {
+            ids2[s].push(choice.token);
+            samples[s].text = loaded.tokenizer.decode(ids2[s]);
+            samples[s].tokens.push({ token: choice.token, text: loaded.tokenizer.decode([choice.token]), score: choice.score, logpExpert: choice.logpExpert, logpAmateur: choice.logpAmateur });
+            onUpdate?.(view(false));
+          },
+        }),
+      );
+      result.forEach((r, s) => (samples[s].stopped = r.stopped));
+      return view(true);
+    } finally {
+      this.jobs.delete(request.jobId);
+      temporary?.destroy();
+    }
+  }
+
+  cancel(jobId: string): void {
+    this.jobs.get(jobId)?.abort();
+  }
+}
+
+export function inspectApi(_engine: Pick<Engine, 'platform'>, session: Session): InspectApi {
+  const w = new InspectWorkspace(session);
+  return {
+    inspectSpectra: (request, onProgress) => w.spectra(request, onProgress),
+    inspectIntruders: (request, onProgress) => w.intruders(request, onProgress),
+    runContrast: (request, onUpdate) => w.contrast(request, onUpdate),
+    cancelInspect: async (jobId) => w.cancel(jobId),
+  };
+}
