@@ -24,7 +24,8 @@ export interface JobView {
   cancelling: boolean;
 }
 
-export type MapMetric = 'norm' | 'effectiveRank' | 'secondNorm' | 'secondEffectiveRank' | 'cosine';
+/** What the update maps are coloured by (the cosine map is shown beside them when two adapters are compared). */
+export type MapMetric = 'norm' | 'effectiveRank';
 
 /** Defaults: the paper's k = 10, ε = 0.5 (one of the thresholds it plots). */
 export const INTRUDER_DEFAULTS = { k: 10, threshold: 0.5, compareWith: 64, iterations: 8 };
@@ -87,7 +88,6 @@ export class InspectState {
     this.cells = [];
     this.cellsFor = pair;
     this.selected = null;
-    if (!pair[1] && (this.metric === 'cosine' || this.metric === 'secondNorm' || this.metric === 'secondEffectiveRank')) this.metric = 'norm';
     try {
       this.cells = await engine().inspectSpectra(
         { jobId, adapter: pair[0], compareWith: pair[1] },

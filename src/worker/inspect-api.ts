@@ -5,10 +5,9 @@ import { wrapPaperPrompt } from '../engine/eval/prompts';
 import { withModel } from '../engine/eval/runner';
 import { AdapterFactors } from '../engine/inspect/factors';
 import { checkContrastiveOptions, ContrastiveError, generateContrastive, type ContrastDirection } from '../engine/inspect/contrastive';
-import { checkIntruderSettings, intrudersOf, type IntruderResult, type IntruderSettings } from '../engine/inspect/intruders';
+import { adapterIntruders, type IntruderResult, type IntruderSettings } from '../engine/inspect/intruders';
 import { adapterSpectra, type UpdateCell } from '../engine/inspect/spectra';
-import { LoraState, TARGET_OF } from '../engine/model/phi2/lora-state';
-import type { LinearName } from '../engine/model/phi2/params';
+import { LoraState } from '../engine/model/phi2/lora-state';
 import type { LoadedModel, Session } from '../engine/session';
 
 export type { UpdateCell, UpdateSpectrum } from '../engine/inspect/spectra';
@@ -104,8 +103,6 @@ function shapesOf(loaded: LoadedModel): LinearShapes {
   return { hidden: loaded.dims.hidden, intermediate: loaded.dims.intermediate, layers: loaded.dims.layers };
 }
 
-const LINEAR_OF = Object.fromEntries(Object.entries(TARGET_OF).map(([linear, target]) => [target, linear])) as Record<LoraTarget, LinearName>;
-
 class InspectWorkspace {
   private readonly jobs = new Map<string, AbortController>();
 
@@ -141,40 +138,18 @@ class InspectWorkspace {
   async intruders(request: IntrudersRequest, onProgress?: (p: InspectProgress<IntruderResult>) => void): Promise<IntruderResult[]> {
     const loaded = this.session.requireModel();
     const adapter = await this.factors(request.adapter);
-    const modules = request.modules === 'all' ? adapter.modules : request.modules.map((m) => {
-      const found = adapter.modules.find((x) => x.layer === m.layer && x.target === m.target);
-      if (!found) throw new InspectInputError(`The adapter does not adapt ${m.target} of layer ${m.layer}.`);
-      return found;
-    });
-    if (!modules.length) throw new InspectInputError('Choose at least one module.');
-    for (const m of modules) {
-      try {
-        checkIntruderSettings(request.settings, m.outFeatures, m.inFeatures);
-      } catch (err) {
-        throw new InspectInputError(`${(err as Error).message} (${m.target}: ${m.outFeatures} x ${m.inFeatures})`);
-      }
-    }
     const controller = this.start(request.jobId);
     try {
-      return await withModel(loaded.generator, 'the intruder analysis on the Adapters page', async () => {
-        const results: IntruderResult[] = [];
-        for (const m of modules) {
-          controller.signal.throwIfAborted();
-          const p = loaded.model.params.blocks[m.layer][LINEAR_OF[m.target]];
-          const f = adapter.factors(m);
-          const result = await intrudersOf(
-            loaded.model.gpu,
-            m,
-            { weight: p.weight, scales: p.scales, N: m.outFeatures, K: m.inFeatures },
-            { A: f.A, B: f.B, r: f.r, scaling: f.scaling },
-            request.settings,
-            { signal: controller.signal },
-          );
-          results.push(result);
-          onProgress?.({ jobId: request.jobId, done: results.length, total: modules.length, item: result });
-        }
-        return results;
-      });
+      return await withModel(loaded.generator, 'the intruder analysis on the Adapters page', () =>
+        adapterIntruders(loaded.model.gpu, loaded.model.params, adapter, request.settings, {
+          modules: request.modules === 'all' ? undefined : request.modules,
+          signal: controller.signal,
+          onProgress: (p) => onProgress?.({ jobId: request.jobId, done: p.done, total: p.total, item: p.result }),
+        }).catch((err: unknown) => {
+          // Settings and module choices the engine refuses are the user's to fix: say so plainly.
+          throw err instanceof RangeError ? new InspectInputError(err.message) : err;
+        }),
+      );
     } finally {
       this.jobs.delete(request.jobId);
     }

@@ -70,8 +70,9 @@ describe('the Inspect view', () => {
     await page.getByTestId('inspect-adapter').selectOption('tiny-before');
     await page.getByTestId('inspect-compare').selectOption('tiny-after');
     await page.getByTestId('compute-spectra').click();
-    const map = page.getByTestId('update-map');
-    await expect.poll(() => map.getAttribute('data-cells'), { timeout: 60_000 }).toBe('12');
+    // Side by side: each adapter's map, then the cosine of their updates.
+    const maps = page.getByTestId('update-map');
+    await expect.poll(() => maps.evaluateAll((els) => els.map((e) => e.getAttribute('data-cells'))), { timeout: 60_000 }).toEqual(['12', '12', '12']);
     await expect.poll(() => page.getByTestId('compute-spectra').isEnabled()).toBe(true);
     const cell = await page.getByTestId('selected-cell').innerText();
     expect(cell).toMatch(/‖ΔW‖ [\d.e-]+, effective rank [\d.]+; tiny-after: ‖ΔW‖ [\d.e-]+, effective rank [\d.]+; cosine 0\.\d{4}/);
@@ -91,9 +92,13 @@ describe('the Inspect view', () => {
     expect(png.name).toBe('update_tiny-before_tiny-after_map_norm.png');
     expect(png.bytes.subarray(0, 8)).toEqual(PNG_SIGNATURE);
     // The selected module's singular values: r 4 of them for each adapter.
-    const values = await download(() => spectra.getByTestId('export-csv').nth(1).click());
+    const cosineMap = await download(() => spectra.getByTestId('export-png').nth(2).click());
+    expect(cosineMap.name).toBe('update_tiny-before_tiny-after_map_cosine.png');
+    expect(cosineMap.bytes.subarray(0, 8)).toEqual(PNG_SIGNATURE);
+    const values = await download(() => spectra.getByTestId('export-csv').last().click());
+    expect(values.name).toMatch(/^update_tiny-before_tiny-after_singular-values_layer\d_[a-z_0-9]+\.csv$/);
     expect(values.bytes.toString('utf8').trim().split('\r\n')).toHaveLength(5);
-    expect((await download(() => spectra.getByTestId('export-png').nth(1).click())).bytes.subarray(0, 8)).toEqual(PNG_SIGNATURE);
+    expect((await download(() => spectra.getByTestId('export-png').last().click())).bytes.subarray(0, 8)).toEqual(PNG_SIGNATURE);
     await screenshot(page, 'inspect-update-map');
   });
 
