@@ -195,7 +195,7 @@ class InspectWorkspace {
     }
     const controller = this.start(request.jobId);
     const samples: ContrastSampleView[] = Array.from({ length: request.samples }, () => ({ text: '', tokens: [], stopped: null }));
-    const ids2: number[][] = samples.map(() => []);
+    const chosen: number[][] = samples.map(() => []);
     const view = (done: boolean): ContrastUpdate => ({ jobId: request.jobId, input, promptTokens: ids.length, samples: samples.map((s) => ({ ...s, tokens: [...s.tokens] })), done });
     try {
       const result = await withModel(loaded.generator, 'contrastive generation on the Adapters page', () =>
@@ -203,11 +203,12 @@ class InspectWorkspace {
           ...options,
           signal: controller.signal,
           onToken: (s, choice) => {
-            ids2[s].push(choice.token);
-            samples[s].text = loaded.tokenizer.decode(ids2[s]);
+            chosen[s].push(choice.token);
+            samples[s].text = loaded.tokenizer.decode(chosen[s]);
             samples[s].tokens.push({ token: choice.token, text: loaded.tokenizer.decode([choice.token]), score: choice.score, logpExpert: choice.logpExpert, logpAmateur: choice.logpAmateur });
-            onUpdate?.(view(false));
           },
+          // Every sample's token of a step arrives together: one update per step, not one per sample.
+          onStep: () => onUpdate?.(view(false)),
         }),
       );
       result.forEach((r, s) => (samples[s].stopped = r.stopped));
