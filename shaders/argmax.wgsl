@@ -1,12 +1,14 @@
 // Argmax of each row, one workgroup per row: the first index of the largest value on ties, like
 // torch.argmax. Each invocation scans a strided subset in increasing index order keeping the first
 // strict maximum; the tree merge keeps the larger value, and on equal values the smaller index.
-// Logits must not be NaN.
+// Logits must not be NaN. Only the first `valid` columns are candidates (a vocabulary's ids the
+// tokenizer can decode; the lm_head may have more rows).
 
 struct Params {
   rows: u32,
   cols: u32,
   grid_x: u32,
+  valid: u32, // 1 <= valid <= cols
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -25,7 +27,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let base = row * p.cols;
   var v = -3.4028234663852886e38;
   var i = 0xffffffffu; // no element yet: loses every tie
-  for (var c = lid; c < p.cols; c += WG) {
+  for (var c = lid; c < p.valid; c += WG) {
     let x = logits[base + c];
     if (x > v || i == 0xffffffffu) { v = x; i = c; }
   }

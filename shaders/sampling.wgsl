@@ -1,5 +1,7 @@
 // Token sampling from logits rows, one workgroup per row, lib/row_reduce.wgsl prepended.
-// The procedure, which test/reference/sampling.ts repeats on the CPU:
+// Only the first `valid` entries of a row are candidates: the lm_head may have more rows than the
+// tokenizer has tokens (Phi-2: 51,200 against 50,295), and an id past the tokenizer's cannot be decoded.
+// The procedure, which test/reference/sampling.ts repeats on the CPU over those entries:
 //  1. Order the row by (logit descending, index ascending): "pi". Greedy (temperature <= 0 or
 //     top_k == 1) returns pi's first element, the argmax (first index among equal maxima).
 //  2. Weights w_i = exp((x_i - max) / temperature).
@@ -20,7 +22,8 @@ struct Params {
   top_k: u32,       // 0 or >= vocab: no top-k
   temperature: f32, // <= 0: greedy
   top_p: f32,       // >= 1: no top-p; > 0
-  index_bits: u32,  // 2^index_bits >= vocab
+  index_bits: u32,  // 2^index_bits >= valid
+  valid: u32,       // entries [0, valid) of a row are candidates; 1 <= valid <= vocab
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -54,7 +57,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let row = wid.x + wid.y * p.grid_x;
   if (row >= p.rows) { return; } // uniform across the workgroup
   let base = row * p.vocab;
-  let n = p.vocab;
+  let n = p.valid;
 
   // 1. argmax: first strict maximum per invocation, merged keeping the smaller index on ties.
   var bv = LOWEST_F32;

@@ -5,6 +5,8 @@
 import { readFile } from 'node:fs/promises';
 import { Engine } from '../engine/engine';
 import { nodePlatform } from '../engine/platform/node';
+import { contrastCommand, CONTRAST_USAGE } from './contrast';
+import { exportGgufCommand, EXPORT_GGUF_USAGE } from './adapter-commands';
 import { CliUsageError, scoreCommand, SCORE_USAGE } from './score';
 import {
   forwardCommand,
@@ -13,9 +15,8 @@ import {
   GENERATE_USAGE,
   loraGradCommand,
   LORA_GRAD_USAGE,
-  trainCommand,
-  TRAIN_USAGE,
 } from './model-commands';
+import { trainCommand, TRAIN_USAGE } from './train-command';
 
 /** Runs a command, turning usage errors into exit code 2 with the message, other errors into 1. */
 function guarded(run: Command): Command {
@@ -45,6 +46,8 @@ const COMMANDS: Record<string, { summary: string; run: Command }> = {
   generate: { summary: GENERATE_USAGE.replace('usage: ', ''), run: guarded(generateCommand) },
   'lora-grad': { summary: LORA_GRAD_USAGE.replace('usage: ', ''), run: guarded(loraGradCommand) },
   train: { summary: TRAIN_USAGE.replace('usage: ', ''), run: guarded(trainCommand) },
+  contrast: { summary: CONTRAST_USAGE.replace('usage: ', ''), run: guarded((args) => contrastCommand(args)) },
+  'export-gguf': { summary: EXPORT_GGUF_USAGE.replace('usage: ', ''), run: guarded(exportGgufCommand) },
   score: {
     summary: `score generations: ${SCORE_USAGE.replace(/^usage: score /, '')}`,
     run: async (args) => {

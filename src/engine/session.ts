@@ -34,6 +34,7 @@ export class SessionError extends Error {
 
 export class Session {
   private storePromise: Promise<WeightStore> | null = null;
+  private openStore: WeightStore | null = null;
   private current: LoadedModel | null = null;
   private destroyWeights: (() => void) | null = null;
   private readonly adapters = new Map<string, { state: LoraState; meta: AdapterTensors }>();
@@ -44,8 +45,25 @@ export class Session {
     engine.onGpuLost(() => this.forgetGpu());
   }
 
+  /**
+   * The app database. A failed open is not kept (the next call tries again: the user may have left a
+   * private window, or closed the tab that blocked it), and a store closed under us (another tab's
+   * upgrade) is opened again, which says in words that this tab must be reloaded when it must.
+   */
   store(): Promise<WeightStore> {
-    this.storePromise ??= WeightStore.open(this.engine.platform);
+    if (!this.storePromise || this.openStore?.closedReason) {
+      const opening = WeightStore.open(this.engine.platform);
+      this.storePromise = opening;
+      this.openStore = null;
+      opening.then(
+        (store) => {
+          if (this.storePromise === opening) this.openStore = store;
+        },
+        () => {
+          if (this.storePromise === opening) this.storePromise = null;
+        },
+      );
+    }
     return this.storePromise;
   }
 
@@ -78,7 +96,7 @@ export class Session {
         weightMode: weights.scheme,
         model,
         tokenizer,
-        generator: new Generator(model),
+        generator: new Generator(model, { decodableVocab: Math.min(tokenizer.vocabSize, model.dims.vocab) }),
         gpuBytes: weights.bytes,
       };
       return this.current;

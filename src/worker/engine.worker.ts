@@ -11,6 +11,8 @@ import { gpuApi } from './gpu-api';
 import { modelApi } from './model-api';
 import { trainApi } from './train-api';
 import { adaptersApi } from './adapters-api';
+import { inspectApi } from './inspect-api';
+import { exportApi } from './export-api';
 
 // The worker is the only place the engine meets the browser: it builds the browser platform and
 // exposes the engine to the page through comlink, one area at a time. All GPU work happens here,
@@ -26,6 +28,8 @@ const api: EngineApi = {
   ...demoApi(engine, session),
   ...trainApi(engine, session),
   ...adaptersApi(engine, session),
+  ...inspectApi(engine, session),
+  ...exportApi(engine, session),
 };
 
 Comlink.expose(api);

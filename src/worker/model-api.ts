@@ -250,6 +250,8 @@ export function describeProblem(err: unknown, fallbackTitle = 'Something went wr
         return { code: err.code, status, title: 'The Hub is limiting requests (HTTP 429)', message, advice: 'Wait a minute, then resume: everything stored so far is kept.' };
       case 'network':
         return { code: err.code, title: 'The connection failed', message, advice: 'Check the network, then resume: the download continues where it stopped.' };
+      case 'redirects':
+        return { code: err.code, status, title: 'The server redirects in a loop', message, advice: 'Check the repository, revision and base URL under "Advanced".' };
       case 'http':
         return { code: err.code, status, title: `The server answered HTTP ${status ?? 'an error'}`, message, advice: 'Resume later: everything stored so far is kept.' };
       case 'changed':

@@ -14,6 +14,7 @@ import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { BenchUsageError, parseBenchArgs, selected, USAGE, type BenchGroup, type ReportOptions, type RunOptions } from './args';
 import { formatTable, openBenchGpu, runCase, type BenchCase, type BenchEnv, type BenchRow } from './harness';
+import { inspectCases } from './inspect.bench';
 import { kernelCases } from './kernels.bench';
 import { decodeCpuRow, decodeRow, dispatchRows, ModelFixture, prefillRow, trainMemoryRow, trainRow } from './model.bench';
 import { insertRows, markdownRows, MARKERS, parseResults, type ReferenceResults, type WebgpuResults } from './report';
@@ -84,7 +85,7 @@ function plan(o: RunOptions, env: BenchEnv | null, s: BenchShapes, fixture: () =
     { group: 'weights', id: 'weights.node', name: `weights.import+load ${o.scheme} (node, fake-indexeddb)`, run: () => nodeWeightsRows(env!, s, o.scheme) },
   ];
   return {
-    cases: o.groups.includes('kernels') ? kernelCases(s).filter((c) => selected(o.filters, c)) : [],
+    cases: o.groups.includes('kernels') ? [...kernelCases(s), ...inspectCases(s)].filter((c) => selected(o.filters, c)) : [],
     tasks: tasks.filter((t) => o.groups.includes(t.group) && selected(o.filters, t)),
   };
 }

@@ -5,10 +5,10 @@ import { sampleRef } from '../reference/sampling';
 import { rng } from '../support/compare';
 import { testGpu } from '../support/gpu';
 
-async function sampleOnGpu(gpu: GpuRuntime, logits: Float32Array, u: Float32Array, vocab: number, options: SamplingOptions): Promise<number[]> {
+async function sampleOnGpu(gpu: GpuRuntime, logits: Float32Array, u: Float32Array, vocab: number, options: SamplingOptions, valid = vocab): Promise<number[]> {
   const rows = u.length;
   const ids = gpu.tensor('ids', [rows], 'u32');
-  sampleTokens(gpu, ids, gpu.upload('logits', [rows, vocab], logits), gpu.upload('u', [rows], u), rows, vocab, options);
+  sampleTokens(gpu, ids, gpu.upload('logits', [rows, vocab], logits), gpu.upload('u', [rows], u), rows, vocab, options, valid);
   return Array.from(new Uint32Array(await gpu.read(ids)));
 }
 
@@ -155,6 +155,52 @@ describe('sampling', () => {
     expect(disagree).toEqual([]);
   });
 
+  // vocab, valid: Phi-2's lm_head and tokenizer; a short row; a single candidate.
+  for (const [vocab, valid] of [
+    [51_200, 50_295],
+    [300, 257],
+    [64, 1],
+  ] as const) {
+    it(`never picks an id at or past valid, even where those logits are the largest: ${valid} of ${vocab}`, async () => {
+      const gpu = await testGpu();
+      const random = rng(vocab + valid);
+      const options: SamplingOptions[] = [
+        { temperature: 0, topK: 0, topP: 1 },
+        { temperature: 1, topK: 0, topP: 1 },
+        { temperature: 0.8, topK: 40, topP: 1 },
+        { temperature: 1.2, topK: 0, topP: 0.9 },
+        { temperature: 1, topK: valid + 5, topP: 0.95 },
+      ];
+      for (const option of options) {
+        const rows = 3;
+        const logits = new Float32Array(rows * vocab);
+        const u = new Float32Array(rows);
+        const expected: number[] = [];
+        for (let r = 0; r < rows; r++) {
+          for (let attempt = 0; ; attempt++) {
+            expect(attempt).toBeLessThan(50);
+            const row = modelLikeLogits(vocab, random);
+            // The masked tail holds the row's largest logits by far: without the mask it would always win.
+            for (let i = valid; i < vocab; i++) row[i] = 40 + random();
+            const ur = Math.fround(random());
+            const ref = sampleRef(row.subarray(0, valid), ur, option);
+            if (ref.cutMargin < MARGIN || ref.walkMargin < MARGIN) continue;
+            logits.set(row, r * vocab);
+            u[r] = ur;
+            expected.push(ref.id);
+            break;
+          }
+        }
+        const got = await sampleOnGpu(gpu, logits, u, vocab, option, valid);
+        console.log(`sampling ${valid} of ${vocab} ${JSON.stringify(option)}: ours ${got} ref ${expected}`);
+        expect(got, JSON.stringify(option)).toEqual(expected);
+        expect(got.every((id) => id < valid)).toBe(true);
+        // The whole row, unmasked, picks from the tail: the mask is what keeps it out.
+        expect((await sampleOnGpu(gpu, logits, u, vocab, option)).every((id) => id >= valid)).toBe(true);
+      }
+    });
+  }
+
   it('makes reproducible uniforms in [0, 1) and refuses bad options', async () => {
     const a = samplingUniforms(7, 3, 1000);
     expect(Array.from(a)).toEqual(Array.from(samplingUniforms(7, 3, 1000)));
@@ -166,5 +212,7 @@ describe('sampling', () => {
     expect(() => sampleTokens(gpu, ids, logits, u, 2, 10, { temperature: 1, topK: 0, topP: 0 })).toThrow(/topP must be in \(0, 1\]/);
     expect(() => sampleTokens(gpu, ids, logits, u, 2, 10, { temperature: 1, topK: 2.5, topP: 1 })).toThrow(/topK must be an integer/);
     expect(() => sampleTokens(gpu, gpu.tensor('ids', [2]), logits, u, 2, 10, { temperature: 1, topK: 0, topP: 1 })).toThrow(/ids is f32, expected u32/);
+    expect(() => sampleTokens(gpu, ids, logits, u, 2, 10, { temperature: 1, topK: 0, topP: 1 }, 11)).toThrow(/valid \(11\) must be at most vocab \(10\)/);
+    expect(() => sampleTokens(gpu, ids, logits, u, 2, 10, { temperature: 1, topK: 0, topP: 1 }, 0)).toThrow(/valid must be an integer >= 1/);
   });
 });

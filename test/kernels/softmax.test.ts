@@ -65,6 +65,21 @@ describe('log-softmax, argmax, gather log-probs', () => {
     expect(Array.from(argmaxRef(x, rows.length, cols))).toEqual([5, 3, 0, 1999, 0]);
   });
 
+  it('argmax looks only at the first valid columns', async () => {
+    const gpu = await testGpu();
+    const [cols, valid] = [51_200, 50_295];
+    const random = rng(5);
+    const x = randomArray(2 * cols, random, 8, 2);
+    x.fill(100, valid, cols); // the masked tail of row 0 beats everything
+    x.fill(100, cols + valid, 2 * cols);
+    const am = gpu.tensor('argmax', [2], 'u32');
+    argmaxRows(gpu, am, gpu.upload('logits', [2, cols], x), 2, cols, valid);
+    const expected = [0, 1].map((r) => argmaxRef(x.subarray(r * cols, r * cols + valid), 1, valid)[0]);
+    expect(expected.every((id) => id < valid)).toBe(true);
+    expect(Array.from(new Uint32Array(await gpu.read(am)))).toEqual(expected);
+    expect(() => argmaxRows(gpu, am, gpu.tensor('l', [2, 10]), 2, 10, 11)).toThrow(/valid must be an integer from 1 to cols \(10\)/);
+  });
+
   it('stays finite for logits far from zero, and marks an out-of-range id with NaN', async () => {
     const gpu = await testGpu();
     const [rows, cols] = [3, 3_000];

@@ -1,7 +1,9 @@
 import 'fake-indexeddb/auto';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { generateCommand } from '../../src/cli/model-commands';
 import { parseAdapterConfig } from '../../src/engine/adapters/peft';
 import { paperItems, parsePaperPrompts } from '../../src/engine/eval/paper';
 import { wrapPaperPrompt } from '../../src/engine/eval/prompts';
@@ -42,7 +44,8 @@ import { LoraState } from '../../src/engine/model/phi2/lora-state';
 import { destroyParams } from '../../src/engine/model/phi2/params';
 import { WeightStore } from '../../src/engine/store';
 import { loadTokenizer, type PhiTokenizer } from '../../src/engine/tokenizer';
-import { parseSafetensors } from '../../src/engine/weights/safetensors';
+import type { SafetensorsDType } from '../../src/engine/weights/dtypes';
+import { parseSafetensors, serializeSafetensors } from '../../src/engine/weights/safetensors';
 import { directorySource, MODELS } from '../support/fixtures';
 import { testGpu } from '../support/gpu';
 
@@ -62,7 +65,7 @@ beforeAll(async () => {
   model = new Phi2Model(gpu, (await loadPhi2FromSource(gpu, await directorySource(MODELS.tiny), 'int8')).params);
   const files = Object.fromEntries(['tokenizer.json', 'tokenizer_config.json'].map((f) => [f, readFileSync(join(MODELS.tiny, f), 'utf8')]));
   tokenizer = await loadTokenizer(files);
-  generator = new Generator(model);
+  generator = new Generator(model, { decodableVocab: tokenizer.vocabSize });
   evalModel = { model, tokenizer, generator };
 });
 
@@ -592,4 +595,98 @@ describe('workload', () => {
       rankTokens: prepared.reduce((a, p) => a + p.promptIds.length - 1 + p.candidates!.ids.reduce((n, c) => n + c.length, 0), 0),
     });
   });
+});
+
+/**
+ * tiny-phi with its lm_head's bias raised by 30 on the rows the tokenizer has no token for (50,295 of
+ * 51,200, as Phi-2): every one of those ids outscores every real token, at every step.
+ */
+function checkpointFavouringUndecodableIds(decodable: number): string {
+  const dir = mkdtempSync(join(tmpdir(), 'phi2-undecodable-'));
+  for (const f of ['config.json', 'model.safetensors.index.json', 'model-00001-of-00002.safetensors', 'tokenizer.json', 'tokenizer_config.json']) {
+    copyFileSync(join(MODELS.tiny, f), join(dir, f));
+  }
+  const shard = 'model-00002-of-00002.safetensors';
+  const file = parseSafetensors(new Uint8Array(readFileSync(join(MODELS.tiny, shard))), shard);
+  const tensors = file.header.tensors.map((t) => {
+    const data = file.bytes(t.name).slice();
+    if (t.name === 'lm_head.bias') {
+      expect(t.dtype).toBe('F16');
+      new Uint16Array(data.buffer, data.byteOffset, data.byteLength / 2).fill(0x4f80, decodable); // 30.0 in f16
+    }
+    return { name: t.name, dtype: t.dtype as SafetensorsDType, shape: t.shape, data };
+  });
+  writeFileSync(join(dir, shard), serializeSafetensors(tensors));
+  return dir;
+}
+
+describe('a checkpoint whose lm_head favours ids the tokenizer cannot decode', () => {
+  let dir: string;
+  let biased: Phi2Model;
+
+  beforeAll(async () => {
+    dir = checkpointFavouringUndecodableIds(tokenizer.vocabSize);
+    biased = new Phi2Model(gpu, (await loadPhi2FromSource(gpu, await directorySource(dir), 'int8')).params);
+  });
+
+  afterAll(() => {
+    biased?.destroy();
+    if (biased) destroyParams(biased.params);
+  });
+
+  it('generates only decodable ids: greedy, sampled, batched, evaluated and from the CLI, the same text as the plain checkpoint', async () => {
+    expect(tokenizer.vocabSize).toBe(50_295);
+    expect(biased.dims.vocab).toBe(51_200);
+    const prompts = ['Instruct: Is this tweet hateful?\nOutput:', 'Question: 2 + 2\nAnswer:', 'Hello'].map((t) => tokenizer.encode(t));
+    const unmasked = new Generator(biased);
+    const masked = new Generator(biased, { decodableVocab: tokenizer.vocabSize });
+    try {
+      // Without the mask the raised rows win every step: the checkpoint does what the test needs.
+      const raw = await unmasked.generate(prompts[0], { maxNewTokens: 6, stopTokens: [] });
+      expect(raw.tokens.length).toBe(6);
+      expect(raw.tokens.every((id) => id >= tokenizer.vocabSize)).toBe(true);
+      expect(() => tokenizer.decode(raw.tokens)).toThrow(/not in the vocabulary/);
+
+      // With it: the plain checkpoint's tokens exactly (only the masked rows differ), greedy and sampled.
+      const sampled = { sampling: { temperature: 0.9, topK: 40, topP: 0.95 }, seed: 7 };
+      for (const [opts, some] of [[{}, prompts], [sampled, prompts.slice(0, 1)]] as const) {
+        for (const prompt of some) {
+          const ours = await masked.generate(prompt, { maxNewTokens: 8, stopTokens: [], ...opts });
+          const plain = await generator.generate(prompt, { maxNewTokens: 8, stopTokens: [], ...opts });
+          expect(ours.tokens).toEqual(plain.tokens);
+          expect(ours.tokens.every((id) => id < tokenizer.vocabSize)).toBe(true);
+          expect(typeof tokenizer.decode(ours.tokens)).toBe('string');
+        }
+      }
+      const batch = await masked.generateBatch(prompts, { maxNewTokens: 5, stopTokens: [] });
+      const plainBatch = await generator.generateBatch(prompts, { maxNewTokens: 5, stopTokens: [] });
+      expect(batch.map((g) => g.tokens)).toEqual(plainBatch.map((g) => g.tokens));
+      console.log(`masked generations: ${batch.map((g) => JSON.stringify(tokenizer.decode(g.tokens))).join(', ')}`);
+
+      // The evaluation runner (the Evaluate page's path): every item finishes with its text.
+      const items = shortItems(3);
+      const run = await evaluateItems({ model: biased, tokenizer, generator: masked }, items, SETTINGS, { now });
+      const plainRun = await evaluateItems(evalModel, items, SETTINGS, { now });
+      expect(run.results.map((r) => r.generation)).toEqual(plainRun.results.map((r) => r.generation));
+      // Rank classification reads log-probabilities, never the mask: the raised rows take their share.
+      expect(run.results[0].logLikelihoods![0]).toBeLessThan(plainRun.results[0].logLikelihoods![0] - 1);
+    } finally {
+      unmasked.destroy();
+      masked.destroy();
+    }
+
+    // The CLI's generate: its own generator, masked by the tokenizer it reads from the directory.
+    const written: string[] = [];
+    const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      written.push(String(chunk));
+      return true;
+    });
+    try {
+      expect(await generateCommand(['--model', dir, '--prompt', 'Hello', '--max-new-tokens', '6'])).toBe(0);
+    } finally {
+      spy.mockRestore();
+    }
+    const plain = await generator.generate(tokenizer.encode('Hello'), { maxNewTokens: 6 });
+    expect(written.join('')).toBe(`${tokenizer.decode(plain.tokens)}\n`);
+  }, 600_000);
 });

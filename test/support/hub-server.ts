@@ -11,12 +11,16 @@
  * file that changes between requests (its F16 weights negated: still a valid checkpoint, different
  * bytes and ETag), throttling, and ignoring Range. Every fault is counted down, so the server never
  * loops; close() ends every connection and timer.
+ *
+ * With `tokens`, it also takes what @huggingface/hub sends to publish a repository (hub-write-api.ts):
+ * repositories created that way are then served here like the others.
  */
 import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { join } from 'node:path';
+import { HubWriteApi, type HubUser } from './hub-write-api';
 
 export const TEST_REVISION = '0123456789abcdef0123456789abcdef01234567';
 
@@ -37,6 +41,8 @@ export interface FileFaults {
   ignoreRange?: boolean;
   /** Leave Content-Range out of 206 answers, as a browser hides it when CORS does not expose it. */
   omitContentRange?: boolean;
+  /** Send the body chunked, without Content-Length (the size is then known only from the bytes). */
+  omitContentLength?: boolean;
 }
 
 export interface HubServerOptions {
@@ -48,6 +54,8 @@ export interface HubServerOptions {
   redirectAbove?: number;
   faults?: Record<string, FileFaults>;
   seed?: number;
+  /** Access tokens the write API accepts, and whose they are. */
+  tokens?: Record<string, HubUser>;
 }
 
 export interface LoggedRequest {
@@ -74,6 +82,8 @@ export class HubServer {
   private random: () => number;
   private closed = false;
   url = '';
+  /** Repositories created, commits made and LFS objects received through the write API. */
+  readonly write: HubWriteApi;
 
   private constructor(private readonly options: HubServerOptions) {
     this.faults = structuredClone(options.faults ?? {});
@@ -90,6 +100,7 @@ export class HubServer {
         this.files.set(`${repo}/${name}`, [version(bytes), version(changedVersion(name, bytes))]);
       }
     }
+    this.write = new HubWriteApi(options.tokens ?? {}, () => this.url);
     this.server = createServer((req, res) => this.handle(req, res));
     this.server.on('connection', (socket) => {
       this.sockets.add(socket);
@@ -143,7 +154,10 @@ export class HubServer {
       res.writeHead(status, { ...CORS, ...headers });
       res.end(body);
     };
-    if (req.method === 'OPTIONS') return send(204, { 'Access-Control-Allow-Headers': 'Range', 'Access-Control-Allow-Methods': 'GET, HEAD' });
+    if (req.method === 'OPTIONS') {
+      return send(204, { 'Access-Control-Allow-Headers': 'Range, Authorization, Content-Type, Accept, X-Request-Id', 'Access-Control-Allow-Methods': 'GET, HEAD, POST, PUT' });
+    }
+    if (this.write.handle(req, send)) return;
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(405);
     const url = new URL(req.url ?? '/', 'http://x');
     const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
@@ -153,10 +167,13 @@ export class HubServer {
     if ((!cdn && p[2] !== 'resolve') || p.length !== (cdn ? 4 : 5)) return send(404, {}, 'Not found');
     const repo = `${p[0]}/${p[1]}`;
     const [revision, file] = cdn ? [p[2], p[3]] : [p[3], p[4]];
-    if (!Object.prototype.hasOwnProperty.call(this.options.repos, repo)) return send(404, { 'X-Error-Code': 'RepoNotFound' }, 'Repository not found');
+    const published = this.write.repos.get(repo);
+    if (!Object.prototype.hasOwnProperty.call(this.options.repos, repo) && !published) return send(404, { 'X-Error-Code': 'RepoNotFound' }, 'Repository not found');
+    if (published?.private && this.write.user(req)?.name !== p[0]) return send(401, { 'X-Error-Code': 'RepoNotFound' }, 'Repository not found');
     if (!(this.options.revisions ?? ['main', TEST_REVISION]).includes(revision)) return send(404, { 'X-Error-Code': 'RevisionNotFound' }, 'Invalid rev id');
     const key = `${repo}/${file}`;
-    const versions = this.files.get(key);
+    const publishedFile = published?.files.get(file);
+    const versions = publishedFile ? [version(publishedFile)] : this.files.get(key);
     if (!versions) return send(404, { 'X-Error-Code': 'EntryNotFound' }, 'Entry not found');
 
     const faults = this.faults[file] ?? {};
@@ -168,7 +185,7 @@ export class HubServer {
       faults.serverErrors--;
       return send(500, {}, 'Internal Error');
     }
-    const current = versions[this.versionIndex(repo, file)];
+    const current = versions[Math.min(versions.length - 1, this.versionIndex(repo, file))];
     if (!cdn && current.bytes.length > (this.options.redirectAbove ?? 65536)) {
       return send(302, { Location: `/cdn/${p[0]}/${p[1]}/${encodeURIComponent(revision)}/${encodeURIComponent(file)}`, 'X-Linked-Etag': current.etag });
     }
@@ -196,6 +213,7 @@ export class HubServer {
       'Content-Type': 'application/octet-stream',
     };
     if (status === 206 && !faults.omitContentRange) headers['Content-Range'] = `bytes ${start}-${end}/${size}`;
+    if (faults.omitContentLength) delete headers['Content-Length'];
     log.status = status;
     res.writeHead(status, { ...CORS, ...headers });
     if (req.method === 'HEAD') return void res.end();

@@ -1,4 +1,4 @@
-import { describeExcessNesting, findExcessNesting } from '../json-depth';
+import { describeExcessNesting, findExcessNesting } from '../untrusted-json';
 import { AdapterError } from './errors';
 
 /**

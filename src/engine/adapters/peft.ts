@@ -1,3 +1,4 @@
+import { briefJson } from '../untrusted-json';
 import { AdapterError } from './errors';
 import {
   LORA_TARGETS,
@@ -73,6 +74,8 @@ export const MAX_LORA_ALPHA = 65536;
 export const PEFT_DEFAULT_ALPHA = 8;
 /** Layers assumed where no model is at hand to resolve a selection against: Phi-2's. */
 export const NOMINAL_LAYERS = 32;
+/** Phi-2's linear shapes: what bounds an adapter's size where no model is at hand. */
+export const NOMINAL_SHAPES: LinearShapes = { hidden: 2560, intermediate: 10240, layers: NOMINAL_LAYERS };
 
 /** adapter_config.json with every value checked, before the model it is applied to is known. */
 export interface PeftLoraConfig {
@@ -90,7 +93,7 @@ export function readAdapterConfig(json: unknown, source = 'adapter_config.json')
   if (!json || typeof json !== 'object' || Array.isArray(json)) throw new AdapterError(`${source} is not a JSON object.`);
   const c = json as Record<string, unknown>;
   const field = (key: string): unknown => (Object.hasOwn(c, key) ? c[key] : undefined);
-  const shown = (v: unknown) => describeJsonValue(v);
+  const shown = (v: unknown) => briefJson(v);
   const peftType = field('peft_type') ?? 'LORA';
   if (peftType !== 'LORA') throw new AdapterError(`${source}: peft_type is ${shown(peftType)}; only LoRA adapters are supported.`);
   const taskType = field('task_type');
@@ -156,7 +159,7 @@ function readLayerList(value: unknown, source: string): number[] | null {
   if (value === undefined || value === null) return null;
   const list = typeof value === 'number' ? [value] : value;
   if (!Array.isArray(list) || list.length > 100_000 || !list.every((l) => Number.isSafeInteger(l) && (l as number) >= 0)) {
-    throw new AdapterError(`${source}: layers_to_transform must be a layer number or a list of them, each 0 or more (found ${describeJsonValue(value)}).`);
+    throw new AdapterError(`${source}: layers_to_transform must be a layer number or a list of them, each 0 or more (found ${briefJson(value)}).`);
   }
   return list as number[];
 }
@@ -198,16 +201,6 @@ export function resolveAdapterConfig(config: PeftLoraConfig, model: LinearShapes
 export function parseAdapterConfig(json: unknown, source = 'adapter_config.json', model: LinearShapes | null = null): LoraSettings & { baseModel: string | null } {
   const config = readAdapterConfig(json, source);
   return { ...resolveAdapterConfig(config, model, source), baseModel: config.baseModel };
-}
-
-/** A short, bounded description of a JSON value for messages (never stringifies a deep or long value whole). */
-export function describeJsonValue(v: unknown): string {
-  if (v === null) return 'null';
-  if (typeof v === 'string') return JSON.stringify(v.length > 60 ? `${v.slice(0, 60)}…` : v);
-  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
-  if (Array.isArray(v)) return `a list of ${v.length}`;
-  if (typeof v === 'object') return 'an object';
-  return typeof v;
 }
 
 const TENSOR_NAME = /^base_model\.model\.model\.layers\.(\d+)\.(self_attn|mlp)\.(\w+)\.lora_([AB])(?:\.default)?\.weight$/;

@@ -152,8 +152,27 @@ export async function readChunks(
   return out;
 }
 
+/** How a run here trained, kept with its adapter for its model card. */
+export interface TrainingRecord {
+  /** The base weights it trained on (the stored model's name). */
+  model: string;
+  lr: number;
+  schedule: 'constant' | 'linear' | 'cosine';
+  warmupSteps: number;
+  totalSteps: number;
+  batchSize: number;
+  gradAccumulation: number;
+  maxLength: number;
+  lossOn: 'all' | 'response';
+  weightDecay: number;
+  maxGradNorm: number;
+  seed: number;
+  examples: number;
+  tokens: number;
+}
+
 export type AdapterOrigin =
-  | { kind: 'training'; runId: string; dataset: string; steps: number }
+  | { kind: 'training'; runId: string; dataset: string; steps: number; training?: TrainingRecord }
   | { kind: 'upload'; files: string[] }
   | { kind: 'hub'; repo: string; revision: string; url: string }
   | { kind: 'url'; url: string };
@@ -394,6 +413,22 @@ export class DownloadCache {
       s.put(info as unknown as StoredValue),
     ]);
     return checksums;
+  }
+
+  /** Every download kept unfinished (cut by a reload, a closed tab or a dropped connection), newest first. */
+  async list(): Promise<PartialDownload[]> {
+    let all: PartialDownload[];
+    try {
+      all = (await this.db.getAll(STORES.adapters, prefixRange(DOWNLOAD))) as unknown as PartialDownload[];
+    } catch (err) {
+      throw storeFailure(err, 'listing unfinished downloads', 0);
+    }
+    return all.sort((a, b) => b.updatedAt - a.updatedAt);
+  }
+
+  /** Forgets every unfinished download and its bytes. */
+  async clearAll(): Promise<void> {
+    await writeTransaction(this.db, STORES.adapters, 'forgetting unfinished downloads', 0, (s) => [s.delete(prefixRange(DOWNLOAD)), s.delete(prefixRange(DOWNLOAD_BYTES))]);
   }
 
   async clear(url: string): Promise<void> {

@@ -1,6 +1,6 @@
 import { MAX_FIELD_CHARS, PROBLEM_EXCERPT_CHARS } from './limits';
 import type { ParsedRecord, ParsedUpload } from './parse';
-import { byLine, excerpt, type RowProblem } from './problems';
+import { byLine, excerpt, jsonExcerpt, type RowProblem } from './problems';
 
 /**
  * Which uploaded columns play which part. Instruction data maps input (the question) and output (the
@@ -92,9 +92,17 @@ export function mapRows(parsed: ParsedUpload, mapping: ColumnMapping, options: M
   const rows: DatasetRow[] = [];
   for (const record of parsed.records) {
     const found: RowProblem[] = [];
-    const input = readText(record, mapping.input, 'input', maxChars, found);
-    const output = mapping.output === undefined ? undefined : readText(record, mapping.output, 'output', maxChars, found);
-    const label = mapping.label === undefined ? undefined : readLabel(record, mapping.label, mapping.labelMap, found);
+    let input: string | undefined;
+    let output: string | undefined;
+    let label: string | undefined;
+    try {
+      input = readText(record, mapping.input, 'input', maxChars, found);
+      output = mapping.output === undefined ? undefined : readText(record, mapping.output, 'output', maxChars, found);
+      label = mapping.label === undefined ? undefined : readLabel(record, mapping.label, mapping.labelMap, found);
+    } catch (err) {
+      // One row that cannot be read never costs the others: it is reported like any bad row.
+      found.push({ line: record.line, kind: 'not-text', message: `The row could not be read: ${(err as Error)?.message ?? String(err)}.` });
+    }
     if (found.length > 0) {
       problems.push(...found);
       continue;
@@ -108,8 +116,16 @@ export function mapRows(parsed: ParsedUpload, mapping: ColumnMapping, options: M
   return { mapping, rows, problems, badRowCount: new Set(problems.map((p) => p.line)).size };
 }
 
+/**
+ * A row's value in a column. Column names are data: only the row's own properties count, so a column
+ * called "constructor" or "toString" that a row lacks is missing, not a function inherited from Object.
+ */
+export function cell(record: ParsedRecord, column: string): unknown {
+  return Object.hasOwn(record.values, column) ? record.values[column] : undefined;
+}
+
 function readText(record: ParsedRecord, column: string, role: string, maxChars: number, found: RowProblem[]): string | undefined {
-  const value = record.values[column];
+  const value = cell(record, column);
   const line = record.line;
   if (value === undefined || value === null) {
     found.push({ line, kind: 'missing-field', column, message: `Missing ${role}: the row has no value in column "${column}".` });
@@ -121,7 +137,7 @@ function readText(record: ParsedRecord, column: string, role: string, maxChars: 
       kind: 'not-text',
       column,
       message: `The ${role} in column "${column}" is ${Array.isArray(value) ? 'an array' : 'an object'}, not text.`,
-      excerpt: excerpt(JSON.stringify(value), PROBLEM_EXCERPT_CHARS),
+      excerpt: jsonExcerpt(value, PROBLEM_EXCERPT_CHARS),
     });
     return undefined;
   }
@@ -150,7 +166,7 @@ function readLabel(
   labelMap: Record<string, string> | undefined,
   found: RowProblem[],
 ): string | undefined {
-  const value = record.values[column];
+  const value = cell(record, column);
   const line = record.line;
   if (value === undefined || value === null) {
     found.push({ line, kind: 'missing-field', column, message: `Missing label: the row has no value in column "${column}".` });
@@ -178,7 +194,7 @@ function readLabel(
 export function distinctValues(parsed: ParsedUpload, column: string, limit = 1000): Array<{ value: string; count: number }> {
   const counts = new Map<string, number>();
   for (const r of parsed.records) {
-    const v = r.values[column];
+    const v = cell(r, column);
     if (v === undefined || v === null || typeof v === 'object') continue;
     const key = String(v).trim();
     if (key === '') continue;

@@ -1,6 +1,7 @@
 import Papa from 'papaparse';
 import { MAX_ROWS, MAX_UPLOAD_BYTES, PROBLEM_EXCERPT_CHARS } from './limits';
 import { excerpt, UploadError, type RowProblem } from './problems';
+import { describeExcessNesting, findExcessNesting } from '../untrusted-json';
 import { decodeUtf8, type InvalidUtf8Line } from './utf8';
 
 /**
@@ -159,6 +160,18 @@ function isWholeJsonArray(text: string): boolean {
   );
 }
 
+/** A row nested deeper than MAX_JSON_DEPTH, as a problem (everything after parsing would recurse through it); null when it is not. */
+function tooDeep(raw: string, line: number): RowProblem | null {
+  const deep = findExcessNesting(raw);
+  if (!deep) return null;
+  return {
+    line,
+    kind: 'too-deep',
+    message: `The row is JSON ${describeExcessNesting(deep)}; a dataset row holds text, numbers or shallow lists.`,
+    excerpt: excerpt(raw, PROBLEM_EXCERPT_CHARS),
+  };
+}
+
 function rowLimitNote(maxRows: number): string {
   return `The file has more than ${maxRows.toLocaleString('en-US')} rows; only the first ${maxRows.toLocaleString('en-US')} were read.`;
 }
@@ -195,6 +208,11 @@ function parseJsonl(text: string, maxRows: number): ParsedRows {
       break;
     }
     rowsSeen++;
+    const deep = tooDeep(raw, line);
+    if (deep) {
+      problems.push(deep);
+      continue;
+    }
     let value: unknown;
     try {
       value = JSON.parse(raw);
@@ -257,8 +275,14 @@ function parseJsonArray(text: string, lines: LineIndex, maxRows: number): Parsed
     rowsSeen++;
     let value: unknown;
     let failed: string | null = null;
+    const deep = raw === '' ? null : tooDeep(raw, line);
     if (raw === '') failed = 'Malformed JSON: an empty element (two commas in a row, or a comma before "]").';
-    else {
+    else if (deep) {
+      problems.push(deep);
+      i = end;
+      if (text[i] === ',') i++;
+      continue;
+    } else {
       try {
         value = JSON.parse(raw);
       } catch (err) {
@@ -361,8 +385,8 @@ function parseDelimited(text: string, delimiter: string, lines: LineIndex, maxRo
         });
         return;
       }
-      const values: Record<string, unknown> = {};
-      header.forEach((name, k) => (values[name] = fields[k]));
+      // Own properties whatever the names: a column called "__proto__" is a column like any other.
+      const values: Record<string, unknown> = Object.fromEntries(header.map((name, k) => [name, fields[k]]));
       records.push({ line, endLine, values });
     },
   });

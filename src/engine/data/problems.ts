@@ -3,6 +3,7 @@ export type RowProblemKind =
   | 'invalid-utf8' // bytes on the row's line(s) are not UTF-8
   | 'malformed-json' // a JSONL line or JSON array element does not parse
   | 'not-an-object' // valid JSON, but not a {column: value} object
+  | 'too-deep' // valid JSON nested deeper than any dataset row (untrusted-json.ts MAX_JSON_DEPTH)
   | 'field-count' // a CSV/TSV row with more or fewer fields than the header
   | 'csv-quotes' // a CSV/TSV quoted field that never closes
   | 'missing-field' // a mapped column absent or null in this row
@@ -34,4 +35,40 @@ export function excerpt(text: string, max: number): string {
 
 export function byLine(a: RowProblem, b: RowProblem): number {
   return a.line - b.line;
+}
+
+/**
+ * The start of a JSON value as text, at most `max` characters (then "…"). Written without recursion and
+ * stopped as soon as it is long enough, so a cell nested thousands deep or holding millions of items
+ * costs no more than a short one.
+ */
+export function jsonExcerpt(value: unknown, max: number): string {
+  type Frame = { close: string; entries: Array<[string | null, unknown]>; next: number };
+  let out = '';
+  const stack: Frame[] = [];
+  const open = (v: unknown): void => {
+    if (Array.isArray(v)) {
+      out += '[';
+      stack.push({ close: ']', entries: v.map((x) => [null, x]), next: 0 });
+    } else if (v !== null && typeof v === 'object') {
+      out += '{';
+      stack.push({ close: '}', entries: Object.entries(v), next: 0 });
+    } else {
+      out += v === undefined ? 'null' : (JSON.stringify(v) ?? 'null');
+    }
+  };
+  open(value);
+  while (stack.length && out.length <= max) {
+    const top = stack[stack.length - 1];
+    if (top.next === top.entries.length) {
+      out += top.close;
+      stack.pop();
+      continue;
+    }
+    const [key, v] = top.entries[top.next];
+    out += top.next++ > 0 ? ',' : '';
+    if (key !== null) out += `${JSON.stringify(key)}:`;
+    open(v);
+  }
+  return excerpt(out, max);
 }

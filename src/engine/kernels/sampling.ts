@@ -25,7 +25,9 @@ export const GREEDY: SamplingOptions = { temperature: 0, topK: 0, topP: 1 };
 /**
  * ids [rows] (u32) = one token per row of logits [rows, vocab]: greedy, or temperature / top-k /
  * top-p sampling driven by uniforms [rows] (f32 in [0, 1), e.g. from samplingUniforms), so that a
- * seed replays a generation exactly. The procedure is spelled out in shaders/sampling.wgsl.
+ * seed replays a generation exactly. The procedure is spelled out in shaders/sampling.wgsl. Only ids
+ * below `valid` (the tokenizer's size; default: the whole row) are ever chosen: the rest of the row is
+ * as if it were not there.
  */
 export function sampleTokens(
   gpu: GpuRuntime,
@@ -35,10 +37,13 @@ export function sampleTokens(
   rows: number,
   vocab: number,
   options: SamplingOptions,
+  valid: number = vocab,
 ): void {
   const k = 'sampleTokens';
   expectCount(k, 'rows', rows);
   expectCount(k, 'vocab', vocab, 1);
+  expectCount(k, 'valid', valid, 1);
+  if (valid > vocab) throw new Error(`${k}: valid (${valid}) must be at most vocab (${vocab})`);
   expectDType(k, logits, 'f32');
   expectShape(k, logits, [rows, vocab]);
   expectDType(k, ids, 'u32');
@@ -61,7 +66,8 @@ export function sampleTokens(
       ['u32', Math.min(topK, 0xffffffff)],
       ['f32', temperature],
       ['f32', topP],
-      ['u32', vocab <= 1 ? 1 : 32 - Math.clz32(vocab - 1)],
+      ['u32', valid <= 1 ? 1 : 32 - Math.clz32(valid - 1)],
+      ['u32', valid],
     ]),
     [ids, logits, uniforms],
     [gx, gy],

@@ -49,13 +49,17 @@ export function logSoftmaxForward(
   gpu.encoder.dispatch(gpu.pipelines.get(LOG_SOFTMAX, { WG }), packUniforms([['u32', rows], ['u32', cols], ['u32', gx]]), [out, lse, logits], [gx, gy]);
 }
 
-/** ids [rows] (u32) = argmax per row, the first index among equal maxima (torch.argmax). */
-export function argmaxRows(gpu: GpuRuntime, ids: GpuTensor, logits: GpuTensor, rows: number, cols: number): void {
+/**
+ * ids [rows] (u32) = argmax per row over its first `valid` columns (default: all), the first index
+ * among equal maxima (torch.argmax).
+ */
+export function argmaxRows(gpu: GpuRuntime, ids: GpuTensor, logits: GpuTensor, rows: number, cols: number, valid: number = cols): void {
   const k = 'argmaxRows';
   const [gx, gy] = rowArgs(k, logits, rows, cols);
   expectIds(k, ids, rows, false);
   expectDisjoint(k, ids, [logits]);
-  gpu.encoder.dispatch(gpu.pipelines.get(ARGMAX, { WG }), packUniforms([['u32', rows], ['u32', cols], ['u32', gx]]), [ids, logits], [gx, gy]);
+  if (!Number.isInteger(valid) || valid < 1 || valid > cols) throw new Error(`${k}: valid must be an integer from 1 to cols (${cols}), got ${valid}`);
+  gpu.encoder.dispatch(gpu.pipelines.get(ARGMAX, { WG }), packUniforms([['u32', rows], ['u32', cols], ['u32', gx], ['u32', valid]]), [ids, logits], [gx, gy]);
 }
 
 /**

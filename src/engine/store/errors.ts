@@ -34,6 +34,36 @@ export function isQuotaError(err: unknown): boolean {
   return e.cause !== undefined && e.cause !== err && isQuotaError(e.cause);
 }
 
+/**
+ * Why a write was refused for lack of space, from what still has to be stored and what the browser
+ * reports. Browsers estimate quota loosely and refuse for reasons of their own (a nearly full disk, a
+ * cap below the estimate in private windows), so a refusal while the estimate shows room is said as
+ * such, never as "more are needed" than is free.
+ */
+export function describeQuota(neededBytes: number, usage: number | null, quota: number | null): string {
+  const kept = 'Everything stored so far is kept';
+  if (usage === null || quota === null) {
+    return (
+      `Browser storage is full: the browser refused to store more, and does not say how much space this site has; ${formatBytes(neededBytes)} still have to be stored. ` +
+      `${kept}: free some space (delete other models, or other sites\u2019 data) and resume.`
+    );
+  }
+  const available = Math.max(0, quota - usage);
+  const used = `${formatBytes(usage)} of ${formatBytes(quota)} used`;
+  if (available < neededBytes) {
+    return (
+      `Browser storage is full: ${formatBytes(neededBytes)} more are needed but only ${formatBytes(available)} are available (${used}). ` +
+      `${kept}: free some space (delete other models, or other sites\u2019 data) and resume.`
+    );
+  }
+  return (
+    `The browser refused to store more although it reports ${formatBytes(available)} free for this site (${used}), ` +
+    `more than the ${formatBytes(neededBytes)} still to store: its estimate is approximate, and the disk itself may be nearly full ` +
+    `or the browser may keep this site below that estimate (private windows do). ${kept}: free space on the disk, or delete other models ` +
+    'or other sites\u2019 data, and resume.'
+  );
+}
+
 export function formatBytes(n: number): string {
   if (n < 1024) return `${n} B`;
   const units = ['KiB', 'MiB', 'GiB', 'TiB'];

@@ -1,7 +1,7 @@
 import { wrap, type DBSchema, type IDBPDatabase, type IDBPTransaction, type StoreNames } from 'idb';
 import type { Platform } from '../platform/types';
 import { RecordChecksums, describeChecksum } from './record-checksum';
-import { StoreError, formatBytes, isQuotaError } from './errors';
+import { StoreError, describeQuota, isQuotaError } from './errors';
 import {
   DB_NAME,
   DB_VERSION,
@@ -54,11 +54,31 @@ export interface StoreOpenOptions {
  * from `import 'fake-indexeddb/auto'`.
  */
 export class WeightStore {
+  /** Why the connection was closed under us (another tab's upgrade, the browser), or null while open. */
+  private closedBecause: string | null = null;
+
   private constructor(
     readonly db: IDBPDatabase<Phi2Schema>,
     private readonly platform: Pick<Platform, 'storage'>,
     private readonly checksums: RecordChecksums,
-  ) {}
+  ) {
+    // A newer version of the app in another tab needs this connection closed to upgrade the schema:
+    // let it, and say so to whoever uses this store next, instead of failing with "connection is closing".
+    db.addEventListener('versionchange', () => {
+      this.closedBecause =
+        'The app was updated in another tab, which upgraded its storage, so this tab can no longer use it. Reload this page to continue: nothing stored is lost.';
+      db.close();
+    });
+    // The browser closes a connection itself when the site's data is cleared or the disk fails.
+    db.addEventListener('close', () => {
+      this.closedBecause ??= 'The browser closed the app\u2019s storage (its data may have been cleared in the browser\u2019s settings). Reload this page to continue.';
+    });
+  }
+
+  /** Why this store can no longer be used (reload the page), or null while it can. */
+  get closedReason(): string | null {
+    return this.closedBecause;
+  }
 
   static async open(platform: Pick<Platform, 'indexedDB' | 'storage'>, options: StoreOpenOptions = {}): Promise<WeightStore> {
     const name = options.name ?? DB_NAME;
@@ -86,12 +106,15 @@ export class WeightStore {
       raw = await Promise.race([wrap(request), blocked]);
     } catch (err) {
       if (err instanceof StoreError) throw err;
+      if ((err as { name?: string } | null)?.name === 'VersionError') {
+        throw new StoreError(
+          'unavailable',
+          'A newer version of the app, opened in another tab, has upgraded its storage; this tab still runs the older one. Reload this page to get the new version: nothing stored is lost.',
+        );
+      }
       throw new StoreError('unavailable', `IndexedDB could not open "${name}": ${describe(err)}`);
     }
-    const db = raw as IDBPDatabase<Phi2Schema>;
-    // Let a newer version of the app in another tab upgrade the schema.
-    db.addEventListener('versionchange', () => db.close());
-    return new WeightStore(db, platform, await RecordChecksums.load());
+    return new WeightStore(raw as IDBPDatabase<Phi2Schema>, platform, await RecordChecksums.load());
   }
 
   close(): void {
@@ -304,6 +327,7 @@ export class WeightStore {
   // ---- failure handling
 
   private async run<T>(what: string, op: () => Promise<T>): Promise<T> {
+    if (this.closedBecause) throw new StoreError('unavailable', this.closedBecause);
     try {
       return await op();
     } catch (err) {
@@ -323,6 +347,7 @@ export class WeightStore {
     neededBytes: number,
     body: (tx: IDBPTransaction<Phi2Schema, S[], 'readwrite'>, add: (request: Promise<unknown>) => void) => void,
   ): Promise<void> {
+    if (this.closedBecause) throw new StoreError('unavailable', this.closedBecause);
     let tx: IDBPTransaction<Phi2Schema, S[], 'readwrite'>;
     try {
       tx = this.db.transaction(names, 'readwrite');
@@ -349,18 +374,7 @@ export class WeightStore {
 
   private async quotaError(neededBytes: number): Promise<StoreError> {
     const { usage, quota } = await this.usage();
-    const available = usage !== null && quota !== null ? Math.max(0, quota - usage) : null;
-    const have =
-      available !== null
-        ? `only ${formatBytes(available)} are available (${formatBytes(usage!)} of ${formatBytes(quota!)} used)`
-        : 'the browser does not say how much is available';
-    return new StoreError(
-      'quota',
-      `Browser storage is full: ${formatBytes(neededBytes)} more are needed but ${have}. ` +
-        'Everything stored so far is kept: free some space (delete other models, or other sites\u2019 data) and resume.',
-      neededBytes,
-      available,
-    );
+    return new StoreError('quota', describeQuota(neededBytes, usage, quota), neededBytes, usage !== null && quota !== null ? Math.max(0, quota - usage) : null);
   }
 }
 

@@ -1,6 +1,7 @@
 import type { Platform } from '../platform/types';
 import type { ModelSource } from '../store/schema';
 import { HubError } from './errors';
+import { diagnoseRedirects } from './redirects';
 import { abortedError } from './retry';
 import type { CheckpointSource, OpenedFile } from './source';
 
@@ -27,6 +28,22 @@ export interface HubSettings {
 
 export const DEFAULT_HUB_SETTINGS: HubSettings = { repo: PHI2_REPO, revision: PHI2_REVISION, baseUrl: HUB_BASE_URL };
 
+/** Hosts plain http may reach: this machine only (development servers, local mirrors). */
+const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+/**
+ * Why a download may not come from `url`, or null when it may: https anywhere, plain http only from
+ * this machine (anything else could be read or changed on the way, and the page's Content-Security-Policy
+ * refuses it too).
+ */
+export function insecureUrlProblem(url: URL): string | null {
+  if (url.protocol === 'https:') return null;
+  if (url.protocol === 'http:') {
+    return LOOPBACK.has(url.hostname) || url.hostname.endsWith('.localhost') ? null : `plain http is only allowed for localhost; use https://${url.host}${url.pathname} instead`;
+  }
+  return `${url.protocol.replace(/:$/, '')} URLs are not downloaded; use an https:// URL`;
+}
+
 const REPO_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*(\/[A-Za-z0-9][A-Za-z0-9._-]*)?$/;
 
 export function checkHubSettings(s: HubSettings): HubSettings {
@@ -40,7 +57,8 @@ export function checkHubSettings(s: HubSettings): HubSettings {
   } catch {
     throw new HubError('not-found', `"${s.baseUrl}" is not a URL.`);
   }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new HubError('not-found', `"${s.baseUrl}" is not an http(s) URL.`);
+  const insecure = insecureUrlProblem(url);
+  if (insecure) throw new HubError('not-found', `"${s.baseUrl}" cannot be used: ${insecure}.`);
   return { ...s, baseUrl: s.baseUrl.replace(/\/+$/, '') };
 }
 
@@ -71,10 +89,13 @@ export class HubSource implements CheckpointSource {
   private async get(file: string, offset: number, signal?: AbortSignal): Promise<Response> {
     const init: RequestInit = { method: 'GET', redirect: 'follow', signal };
     if (offset > 0) init.headers = { Range: `bytes=${offset}-` };
+    const url = hubFileUrl(this.settings, file);
     try {
-      return await this.platform.fetch(hubFileUrl(this.settings, file), init);
+      return await this.platform.fetch(url, init);
     } catch (err) {
       if (signal?.aborted) throw abortedError(file);
+      const redirects = await diagnoseRedirects(this.platform, url, signal);
+      if (redirects) throw new HubError('redirects', redirects, file);
       throw new HubError('network', `Could not reach ${this.settings.baseUrl} for ${this.where(file)}: ${(err as Error).message}`, file);
     }
   }

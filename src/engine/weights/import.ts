@@ -1,7 +1,7 @@
 import type { WeightStore } from '../store/store';
 import { RecordChecksums } from '../store/record-checksum';
 import type { ModelManifest, ModelSource, StoredFileState, TensorEntry, TensorRecord } from '../store/schema';
-import { parsePhiConfig, type PhiConfig } from './config';
+import { parsePhiConfig, readConfigJson, type PhiConfig } from './config';
 import { dtypeBytes, isFloatSource, type FloatSourceDType } from './dtypes';
 import { CheckpointError, HubError, SafetensorsError } from './errors';
 import { PhiLayout, storedBytes, storedDType, type ParamSpec, type QuantScheme } from './layout';
@@ -158,12 +158,7 @@ class Importer {
     this.checksums = await RecordChecksums.load();
     const configText = await this.readSmall('config.json');
     if (configText === null) throw this.missing('config.json');
-    let configJson: Record<string, unknown>;
-    try {
-      configJson = JSON.parse(configText);
-    } catch (err) {
-      throw new CheckpointError('config-invalid', `config.json is not valid JSON: ${(err as Error).message}`, 'config.json');
-    }
+    const configJson = readConfigJson(configText) as Record<string, unknown>;
     this.config = parsePhiConfig(configJson);
     this.layout = new PhiLayout(this.config);
 

@@ -7,6 +7,7 @@ import {
   requireLittleEndian,
   type SafetensorsDType,
 } from './dtypes';
+import { briefJson, describeExcessNesting, findExcessNesting } from '../untrusted-json';
 import { SafetensorsError } from './errors';
 
 /**
@@ -29,6 +30,9 @@ import { SafetensorsError } from './errors';
 
 /** The reference implementation's cap on the JSON header. */
 export const MAX_HEADER_BYTES = 100_000_000;
+
+/** Nesting allowed in a header: tensor entries are 3 deep; a little room for metadata written loosely. */
+export const MAX_HEADER_DEPTH = 8;
 
 export interface SafetensorsTensorInfo {
   readonly name: string;
@@ -90,6 +94,9 @@ export function parseSafetensorsHeader(headerBytes: Uint8Array, file: string, fi
     throw new SafetensorsError('header-json', file, 'the header is not valid UTF-8');
   }
   if (text[0] !== '{') throw new SafetensorsError('header-json', file, `the header does not start with '{' (found ${JSON.stringify(text.slice(0, 16))})`);
+  // Every value of a valid header is at most 3 levels deep; a deep one would overflow whatever walks it later.
+  const deep = findExcessNesting(text, MAX_HEADER_DEPTH);
+  if (deep) throw new SafetensorsError('header-json', file, `the header is JSON ${describeExcessNesting(deep)}; a safetensors header is an object of tensor entries and string metadata`);
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
@@ -171,7 +178,7 @@ function checkMetadata(value: unknown, file: string): Record<string, string> {
   }
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-    if (typeof v !== 'string') throw new SafetensorsError('metadata', file, `__metadata__.${k} is not a string (${JSON.stringify(v)})`);
+    if (typeof v !== 'string') throw new SafetensorsError('metadata', file, `__metadata__.${k.length > 60 ? `${k.slice(0, 60)}…` : k} is not a string (found ${briefJson(v)})`);
     out[k] = v;
   }
   return out;
@@ -187,19 +194,19 @@ function checkEntry(name: string, value: unknown, file: string): SafetensorsTens
     throw new SafetensorsError(
       'unknown-dtype',
       file,
-      `unknown dtype ${JSON.stringify(dtype)}; safetensors defines ${Object.keys(SAFETENSORS_DTYPE_BITS).join(', ')}`,
+      `unknown dtype ${briefJson(dtype)}; safetensors defines ${Object.keys(SAFETENSORS_DTYPE_BITS).join(', ')}`,
       name,
     );
   }
   if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-    throw new SafetensorsError('header-entry', file, `shape ${JSON.stringify(shape)} is not a list of non-negative integers`, name);
+    throw new SafetensorsError('header-entry', file, `shape ${briefJson(shape)} is not a list of non-negative integers`, name);
   }
   if (
     !Array.isArray(offsets) ||
     offsets.length !== 2 ||
     !offsets.every((o) => Number.isSafeInteger(o) && o >= 0)
   ) {
-    throw new SafetensorsError('header-entry', file, `data_offsets ${JSON.stringify(offsets)} is not a pair of non-negative integers`, name);
+    throw new SafetensorsError('header-entry', file, `data_offsets ${briefJson(offsets)} is not a pair of non-negative integers`, name);
   }
   const [begin, end] = offsets as [number, number];
   if (end < begin) throw new SafetensorsError('offsets-out-of-range', file, `data_offsets [${begin}, ${end}] end before they begin`, name);

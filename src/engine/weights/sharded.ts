@@ -1,3 +1,4 @@
+import { briefJson, describeExcessNesting, findExcessNesting } from '../untrusted-json';
 import { SafetensorsError } from './errors';
 import { readSafetensorsStream, type ByteSource, type SafetensorsEvent, type StreamReadOptions } from './safetensors';
 
@@ -23,6 +24,8 @@ export interface ShardIndex {
 export function parseShardIndex(json: string | unknown, file = INDEX_FILE): ShardIndex {
   let parsed: unknown = json;
   if (typeof json === 'string') {
+    const deep = findExcessNesting(json);
+    if (deep) throw new SafetensorsError('index-json', file, `the index is JSON ${describeExcessNesting(deep)}`);
     try {
       parsed = JSON.parse(json);
     } catch (err) {
@@ -39,11 +42,11 @@ export function parseShardIndex(json: string | unknown, file = INDEX_FILE): Shar
   const weightMap = new Map<string, string>();
   for (const [name, shard] of Object.entries(map as Record<string, unknown>)) {
     if (typeof shard !== 'string' || !shard) {
-      throw new SafetensorsError('index-json', file, `weight_map entry is not a file name (${JSON.stringify(shard)})`, name);
+      throw new SafetensorsError('index-json', file, `weight_map entry is not a file name (found ${briefJson(shard)})`, name);
     }
     if (shard.includes('/') || shard.includes('\\') || shard === '.' || shard === '..') {
       // Shards live beside the index; a path would let an index point the download anywhere.
-      throw new SafetensorsError('index-json', file, `shard ${JSON.stringify(shard)} is not a plain file name`, name);
+      throw new SafetensorsError('index-json', file, `shard ${briefJson(shard)} is not a plain file name`, name);
     }
     weightMap.set(name, shard);
   }

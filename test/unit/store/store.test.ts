@@ -236,6 +236,23 @@ describe('IndexedDB store', () => {
     });
   }
 
+  it('never claims more is needed than is free when the browser refuses with room to spare', async () => {
+    // The browser reports 1 GB free but refuses the write anyway (a nearly full disk, a private window's cap).
+    disk = new LimitedDisk(60).install();
+    const store = await WeightStore.open(testPlatform(disk.storage(1_000_000_000)));
+    let e = entry();
+    await store.putModelWithTensors(manifest(), [e]);
+    e = await store.writeRecord(e, record(e, 0));
+    e = await store.writeRecord(e, record(e, 1));
+    const err = await storeError(store.writeRecord(e, record(e, 2), 580_000));
+    expect(err.code).toBe('quota');
+    expect(err.message).not.toMatch(/more are needed/);
+    expect(err.message).toMatch(/The browser refused to store more although it reports 953\.7 MiB free for this site \(48 B of 953\.7 MiB used\), more than the 566\.4 KiB still to store/);
+    expect(err.message).toMatch(/Everything stored so far is kept: free space on the disk/);
+    expect(err.needed).toBe(580_000);
+    expect(err.available).toBe(1_000_000_000 - 48);
+  });
+
   it('checks free space up front and reports usage and persistence', async () => {
     disk = new LimitedDisk(10_000);
     const store = await WeightStore.open(testPlatform(disk.storage()));

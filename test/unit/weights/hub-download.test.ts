@@ -278,7 +278,8 @@ describe('Hub download', () => {
     expect(err).toBeInstanceOf(StoreError);
     expect((err as StoreError).code).toBe('quota');
     expect((err as StoreError).needed).toBeGreaterThan(0);
-    expect(err.message).toMatch(/more are needed but only .* are available/);
+    // The estimate says there is room: the message says the browser refused anyway, never that more is needed than is free.
+    expect(err.message).toMatch(/The browser refused to store more although it reports .* free for this site .*, more than the .* still to store/);
     const model = (await store.listModels())[0];
     const entries = await store.getTensors(model.id);
     expect(entries.some((e) => e.recordsDone > 0)).toBe(true);

@@ -64,6 +64,15 @@ export interface Generation {
 /** The id that fills left padding: any valid id does, nothing attends to those rows. */
 const PAD_TOKEN = 0;
 
+export interface GeneratorOptions {
+  /**
+   * Ids below this are the only ones generated: the tokenizer's size (PhiTokenizer.vocabSize). Phi-2's
+   * lm_head has 51,200 rows for 50,295 tokens; an id past the tokenizer's cannot be decoded, so every
+   * generator that feeds text to a tokenizer passes it. Default: every row of the lm_head.
+   */
+  decodableVocab?: number;
+}
+
 /**
  * Reusable buffers for generation: one workspace, one KV cache (seen as [batch, positions] of each
  * call, see KvCache.view), sized for the largest call so far.
@@ -73,8 +82,18 @@ export class Generator {
   private cache: KvCache | null = null;
   private next: GpuTensor;
   private uniforms: GpuTensor;
+  /** Ids at or past this are never chosen (GeneratorOptions.decodableVocab). */
+  readonly decodableVocab: number;
 
-  constructor(readonly model: Phi2Model) {
+  constructor(
+    readonly model: Phi2Model,
+    options: GeneratorOptions = {},
+  ) {
+    const valid = options.decodableVocab ?? model.dims.vocab;
+    if (!Number.isInteger(valid) || valid < 1 || valid > model.dims.vocab) {
+      throw new Error(`Generator: the decodable vocabulary must be an integer from 1 to the model's ${model.dims.vocab}, got ${valid}`);
+    }
+    this.decodableVocab = valid;
     this.next = model.gpu.tensor('next_token', [1], 'u32');
     this.uniforms = model.gpu.tensor('sampling_uniforms', [1]);
   }
@@ -168,7 +187,7 @@ export class Generator {
     const setUniforms = (step: number) => {
       if (random) this.gpu.write(uniforms, Float32Array.from(seeds, (seed) => samplingUniforms(seed, step, 1)[0]));
     };
-    const sample = (logits: GpuTensor) => sampleTokens(this.gpu, next, viewTensor(logits, [B, d.vocab]), uniforms, B, d.vocab, sampling);
+    const sample = (logits: GpuTensor) => sampleTokens(this.gpu, next, viewTensor(logits, [B, d.vocab]), uniforms, B, d.vocab, sampling, this.decodableVocab);
 
     if (opts.signal?.aborted) {
       done.forEach((isDone, b) => isDone || finish(b, 'cancelled'));

@@ -2,10 +2,10 @@ import type { GpuRuntime } from '../../gpu/runtime';
 import { parsePhiConfig, type PhiConfig } from '../../weights/config';
 import { isFloatSource } from '../../weights/dtypes';
 import { CheckpointError } from '../../weights/errors';
-import { storedDType, type QuantScheme } from '../../weights/layout';
+import { PhiLayout, storedDType, type QuantScheme } from '../../weights/layout';
 import { RowCodec } from '../../weights/quantize';
-import { readSafetensorsStream } from '../../weights/safetensors';
-import { INDEX_FILE, parseShardIndex, SINGLE_FILE, type ShardIndex } from '../../weights/sharded';
+import { readSafetensorsStream, type ByteSource, type SafetensorsHeader } from '../../weights/safetensors';
+import { checkShardAgainstIndex, INDEX_FILE, parseShardIndex, SINGLE_FILE, type ShardIndex } from '../../weights/sharded';
 import type { CheckpointSource } from '../../weights/source';
 import { PhiWeightsWriter } from '../../weights/gpu-weights';
 import { phi2ParamsFromWeights } from './build';
@@ -34,12 +34,22 @@ export async function loadPhi2FromSource(
   const configText = await source.readText('config.json');
   if (configText === null) throw new CheckpointError('files-incomplete', `${source.displayName} has no config.json`, 'config.json');
   const config = parsePhiConfig(configText);
+  const indexText = await source.readText(INDEX_FILE);
+  const index: ShardIndex | null = indexText === null ? null : parseShardIndex(indexText);
+  const files = index ? [...index.shards] : [SINGLE_FILE];
+  // Nothing is allocated from config.json until every header agrees with it: each file's tensors
+  // named and shaped as the config implies, and present in the file's bytes.
+  const layout = new PhiLayout(config);
+  if (index) layout.checkNames(index.weightMap.keys(), INDEX_FILE, true);
+  for (const file of files) {
+    const opened = await source.open(file, 0);
+    const header = await readHeaderOnly(opened.body, file, opened.size ?? undefined);
+    if (index) checkShardAgainstIndex(index, file, header.tensors.map((t) => t.name));
+    else layout.checkNames(header.tensors.map((t) => t.name), file, true);
+    for (const t of header.tensors) layout.checkTensor(t, file);
+  }
   const writer = new PhiWeightsWriter(gpu, config, scheme);
   try {
-    const indexText = await source.readText(INDEX_FILE);
-    const index: ShardIndex | null = indexText === null ? null : parseShardIndex(indexText);
-    const files = index ? [...index.shards] : [SINGLE_FILE];
-    if (index) writer.layout.checkNames(index.weightMap.keys(), INDEX_FILE, true);
 
     for (const file of files) {
       const opened = await source.open(file, 0);
@@ -53,10 +63,7 @@ export async function loadPhi2FromSource(
           return Math.max(rowBytes, Math.floor(PIECE_BYTES / rowBytes) * rowBytes) || 1;
         },
       })) {
-        if (event.kind === 'header') {
-          if (!index) writer.layout.checkNames(event.header.tensors.map((t) => t.name), file, true);
-          continue;
-        }
+        if (event.kind === 'header') continue; // checked above
         const { tensor, offset, bytes, last } = event;
         const spec = writer.layout.checkTensor(tensor, file);
         if (!spec) continue;
@@ -75,5 +82,17 @@ export async function loadPhi2FromSource(
   } catch (err) {
     writer.destroy();
     throw err;
+  }
+}
+
+/** A safetensors file's header (checked against the file's size when known), leaving the rest unread. */
+async function readHeaderOnly(body: ByteSource, file: string, fileSize: number | undefined): Promise<SafetensorsHeader> {
+  const events = readSafetensorsStream(body, { file, fileSize });
+  try {
+    const first = await events.next();
+    if (first.done || first.value.kind !== 'header') throw new CheckpointError('files-incomplete', `${file} ended before its header`, file);
+    return first.value.header;
+  } finally {
+    await events.return(undefined); // cancels the source
   }
 }

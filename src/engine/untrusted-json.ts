@@ -40,3 +40,20 @@ export function findExcessNesting(text: string, limit = MAX_JSON_DEPTH): TooDeep
 export function describeExcessNesting(t: TooDeep): string {
   return `nested more than ${t.limit} levels deep (at character ${(t.at + 1).toLocaleString('en-US')})`;
 }
+
+/**
+ * A short description of a JSON value for messages: short strings and numbers as they are, anything
+ * else by its kind and size. Never serialises a value whole (it may be huge or deeply nested).
+ */
+export function briefJson(v: unknown): string {
+  if (v === undefined) return 'nothing';
+  if (v === null) return 'null';
+  if (typeof v === 'string') return JSON.stringify(v.length > 60 ? `${v.slice(0, 60)}…` : v);
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  if (Array.isArray(v)) {
+    const flat = v.length <= 8 && v.every((x) => x === null || typeof x === 'number' || typeof x === 'boolean' || (typeof x === 'string' && x.length <= 20));
+    return flat ? JSON.stringify(v) : `a list of ${v.length}`;
+  }
+  if (typeof v === 'object') return `an object with ${Object.keys(v).length} keys`;
+  return typeof v;
+}
