@@ -1,7 +1,11 @@
 // Flash-attention forward, one query per workgroup (decode: T = 1, or a few new tokens after a
 // KV cache). No query block shares the keys, so nothing is staged in workgroup memory: each of the
-// WG threads streams its own keys (j = lid, lid + WG, ...) from k and v, keeping an online-softmax
-// state (m, l, o) in registers, and the states merge in a tree at the end. For long caches the key
+// WG threads streams its own keys (j = lid, lid + WG, ...) from k and v, a head row of each as D4
+// 16-byte loads (320 contiguous bytes of k and of v per key at head_dim 80, every sector used whole),
+// keeping an online-softmax state (m, l, o) in registers, and the states merge in a tree at the end.
+// Bytes read per query and head: 2 * head_dim * 4 per key, once; the splits (attention.ts) give a
+// 512-position cache at batch 1 on Phi-2 8 splits x 32 heads = 256 workgroups of 64 threads, one
+// key each per thread, so the 10.5 MB a layer reads stream from every SM rather than from 32. For long caches the key
 // range is also split over `splits` workgroups (flash-decoding): each writes its partial state and
 // attention.combine.wgsl merges them; with one split the result goes straight to out and lse.
 // Masking (causal, cache positions, valid_lengths, left_pad) as in attention.fwd.wgsl. The splits
@@ -33,8 +37,8 @@ struct Params {
 // binding, so that the kernel stays within the 8 storage buffers every WebGPU device offers.
 @group(0) @binding(3) var<storage, read_write> partial: array<f32>;
 @group(0) @binding(4) var<storage, read> q: array<f32>;
-@group(0) @binding(5) var<storage, read> k: array<f32>;
-@group(0) @binding(6) var<storage, read> v: array<f32>;
+// Bindings 5 and 6 (k and v) and their loads key4 / value4 are prepended (attention.ts): as vec4
+// arrays where head_dim % 4 == 0, so a key or value row is D4 16-byte loads, else as scalars.
 @group(0) @binding(7) var<storage, read> valid_lengths: array<u32>;
 @group(0) @binding(8) var<storage, read> left_pad: array<u32>;
 
@@ -45,22 +49,12 @@ const NEG_BIG: f32 = -1.0e30;
 var<workgroup> merge_o: array<vec4<f32>, WG / 2u * D4>;
 var<workgroup> merge_ml: array<vec2<f32>, WG / 2u>;
 
-const Q: u32 = 0u;
-const K: u32 = 1u;
-const V: u32 = 2u;
 
-// Elements 4c..4c+3 of the head row at `base` of q, k or v; zero past the head's end.
-fn load_head4(src: u32, base: u32, c: u32) -> vec4<f32> {
+// Elements 4c..4c+3 of the query's head row at `base`; zero past the head's end.
+fn query4(base: u32, c: u32) -> vec4<f32> {
   var r = vec4<f32>(0.0);
   for (var e = 0u; e < 4u; e++) {
-    let d = 4u * c + e;
-    if (d < p.head_dim) {
-      switch src {
-        case Q: { r[e] = q[base + d]; }
-        case K: { r[e] = k[base + d]; }
-        default: { r[e] = v[base + d]; }
-      }
-    }
+    if (4u * c + e < p.head_dim) { r[e] = q[base + 4u * c + e]; }
   }
   return r;
 }
@@ -88,14 +82,14 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   var qr: array<vec4<f32>, D4>;
   var o: array<vec4<f32>, D4>;
   let q_base = (b * p.seq + t) * width + h * p.head_dim;
-  for (var c = 0u; c < D4; c++) { qr[c] = load_head4(Q, q_base, c) * p.scale; }
+  for (var c = 0u; c < D4; c++) { qr[c] = query4(q_base, c) * p.scale; }
   var m = NEG_BIG;
   var l = 0.0;
 
   for (var key = key_begin + lid; key < key_stop; key += WG) {
     let base = (b * p.kv_rows + key) * width + h * p.head_dim;
     var s = 0.0;
-    for (var c = 0u; c < D4; c++) { s += dot(qr[c], load_head4(K, base, c)); }
+    for (var c = 0u; c < D4; c++) { s += dot(qr[c], key4(base, c)); }
     if (s > m) {
       let a = exp(m - s);
       l *= a;
@@ -104,7 +98,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     }
     let e = exp(s - m);
     l += e;
-    for (var c = 0u; c < D4; c++) { o[c] += e * load_head4(V, base, c); }
+    for (var c = 0u; c < D4; c++) { o[c] += e * value4(base, c); }
   }
 
   for (var half = WG / 2u; half > 0u; half /= 2u) {

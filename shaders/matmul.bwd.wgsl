@@ -1,6 +1,6 @@
 // Linear layer input gradient, tiled GEMM: dinp[m, k] (= or +=) sum_n dout[m, n] * W[n, k], with W the
 // dequantised frozen weight [N, K] (no weight gradient: the base model is frozen under LoRA).
-// A weight format (matmul.int8 / matmul.f16: weight_quad_at, row_words) is prepended by matmul.ts.
+// A weight format (matmul.int8 / matmul.f16: quad_values, row_words) is prepended by matmul.ts.
 //
 // The scheme of matmul.fwd with the roles turned: a 64 x 64 tile of dinp per 256 threads, each thread
 // a 4 x 4 block in vec4 registers, stepping through N by BR = 16. The weight tile is read along its
@@ -23,8 +23,12 @@ struct Params {
 @group(0) @binding(3) var<storage, read> weight: array<u32>;
 @group(0) @binding(4) var<storage, read> scales: array<f32>; // unread for f16 weights (another tensor is bound)
 
+// W[n, 4*quad .. 4*quad + 3] unscaled; the caller guarantees 4*quad < K.
 fn weight_quad(n: u32, quad: u32) -> vec4<f32> {
-  return weight_quad_at(n * row_words(p.K), quad, p.K);
+  let i = n * row_words(p.K) + quad * QUAD_WORDS;
+  var hi = 0u;
+  if (QUAD_WORDS == 2u && 4u * quad + 2u < p.K) { hi = weight[i + 1u]; }
+  return quad_values(weight[i], hi);
 }
 
 fn row_scale(n: u32) -> f32 {

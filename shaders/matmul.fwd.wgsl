@@ -29,12 +29,10 @@ struct Params {
   grid_x: u32,     // workgroups along x; the rest fold into y
 }
 
+// Bindings 1-3 (weights, activations of segments 0 and 1) are declared by the body.
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read> inp: array<f32>;
-@group(0) @binding(3) var<storage, read> inp2: array<f32>;  // segment 1's activations (inp again with one segment)
-@group(0) @binding(4) var<storage, read> bias: array<f32>;
-@group(0) @binding(5) var<storage, read> weight: array<u32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read> bias: array<f32>;
 @group(0) @binding(6) var<storage, read> scales: array<f32>; // unread for f16 weights (another tensor is bound)
 
 fn seg_count() -> u32 {
@@ -45,13 +43,8 @@ fn seg_k(s: u32) -> u32 {
   return select(p.k0, p.k1, s == 1u);
 }
 
-fn row_base(s: u32, n: u32) -> u32 {
+fn row_word(s: u32, n: u32) -> u32 {
   return select(p.w_off0, p.w_off1, s == 1u) + n * row_words(seg_k(s));
-}
-
-fn act(s: u32, i: u32) -> f32 {
-  if (s == 0u) { return inp[i]; }
-  return inp2[i];
 }
 
 fn finish(m: u32, n: u32, s: u32, v: f32) {

@@ -1,7 +1,7 @@
 // Phi's block input projections in one pass, from h = LN(x) [M, C]:
-//   q   = rotary(h Wq^T + bq)            into q_out [M, C]
+//   q   = rotary(h Wq^T + bq)            into out at q_offset, [M, C]
 //   k   = rotary(h Wk^T + bk), v = h Wv^T + bv   appended to the layer's KV cache at past_len..
-//   fc1 = gelu_new(h Wfc1^T + bfc1)      into gelu_out [M, I]
+//   fc1 = gelu_new(h Wfc1^T + bfc1)      into out at gelu_offset, [M, I]
 // as one matmul of N = 3C + I output columns ("slots"), each part with its own epilogue. A weight
 // format goes before this file and a body (lib/linear_gemm.wgsl or lib/linear_gemv.wgsl) after it.
 //
@@ -28,6 +28,10 @@ struct Params {
   kv_rows: u32,    // positions per sequence in the cache
   v_offset: u32,   // where values start in kv, in floats
   use_left_pad: u32,
+  gelu_offset: u32, // where gelu starts in out, in floats (q starts at 0)
+  pad0: u32,
+  pad1: u32,
+  pad2: u32,
   w_off: vec4<u32>, // word of row 0 of q, k, v, fc1 in weight
   s_off: vec4<u32>, // element of row 0 of each part's scales (int8) in vectors
   b_off: vec4<u32>, // ... and of its bias
@@ -38,12 +42,10 @@ struct Params {
   grid_x: u32,
 }
 
+// Bindings 1-3 (weights, h, and h again as the unused second segment) are declared by the body.
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> q_out: array<f32>;
-@group(0) @binding(2) var<storage, read_write> kv: array<f32>;
-@group(0) @binding(3) var<storage, read_write> gelu_out: array<f32>;
-@group(0) @binding(4) var<storage, read> inp: array<f32>;
-@group(0) @binding(5) var<storage, read> weight: array<u32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>; // q, then gelu (one workspace buffer)
+@group(0) @binding(5) var<storage, read_write> kv: array<f32>;
 @group(0) @binding(6) var<storage, read> vectors: array<f32>;
 @group(0) @binding(7) var<storage, read> cos_sin: array<vec2<f32>>;
 @group(0) @binding(8) var<storage, read> left_pad: array<u32>; // [B]; a placeholder unless use_left_pad
@@ -73,13 +75,9 @@ fn seg_k(s: u32) -> u32 {
   return p.K;
 }
 
-fn row_base(s: u32, slot: u32) -> u32 {
+fn row_word(s: u32, slot: u32) -> u32 {
   let part = part_of(slot);
   return p.w_off[part] + part_row(part, slot - part * p.C) * row_words(p.K);
-}
-
-fn act(s: u32, i: u32) -> f32 {
-  return inp[i];
 }
 
 fn affine(part: u32, row: u32, v: f32) -> f32 {
@@ -108,11 +106,11 @@ fn store_pair(m: u32, slot: u32, s: u32, v: vec2<f32>) {
     y = vec2<f32>(y.x * cs.x - y.y * cs.y, y.y * cs.x + y.x * cs.y);
   }
   if (part == Q) {
-    q_out[m * p.C + r0] = y.x;
-    q_out[m * p.C + r1] = y.y;
+    out[m * p.C + r0] = y.x;
+    out[m * p.C + r1] = y.y;
   } else if (part == FC1) {
-    gelu_out[m * p.I + r0] = gelu_new(y.x);
-    gelu_out[m * p.I + r1] = gelu_new(y.y);
+    out[p.gelu_offset + m * p.I + r0] = gelu_new(y.x);
+    out[p.gelu_offset + m * p.I + r1] = gelu_new(y.y);
   } else {
     let row = (b * p.kv_rows + p.past_len + t) * p.C + select(0u, p.v_offset, part == V_PART);
     kv[row + r0] = y.x;

@@ -1,8 +1,9 @@
 // Tiled GEMM body of the linear layers' forward: for each K segment s of the kernel (one, or two
-// whose sums add: dense(attn) + fc2(gelu)), out[m, n] gets sum_k act(s, m, k) * W_s[n, k], handed to
-// the kernel's epilogue two columns at a time. Prepended: a weight format (weight_quad_at, row_words)
-// and the kernel (its Params with M, N, tiles_m, tiles, grid_x; the hooks seg_count, seg_k, row_base,
-// act and store_pair).
+// whose sums add: dense(attn) + fc2(gelu)), out[m, n] gets sum_k act_s[m, k] * W_s[n, k], handed to
+// the kernel's epilogue two columns at a time. Prepended: a weight format (quad_values, row_words)
+// and the kernel (its Params with M, N, tiles_m, tiles, grid_x; bindings from 4 on; the hooks
+// seg_count, seg_k, row_word and store_pair). This body declares the operands: the weights of every
+// segment, and the activations of segments 0 and 1 ([M, K_s] row-major each).
 //
 // 256 threads as 16 x 16 compute a 64 x 64 output tile, each thread a 4 x 4 block of it in four vec4
 // registers, stepping through K by BK = 16 with both operands staged in workgroup memory transposed
@@ -12,12 +13,29 @@
 // variables) so that every backend keeps the accumulators in registers. The per-row scale is applied
 // in the epilogue: sum_k x*q*s = s * sum_k x*q.
 
+@group(0) @binding(1) var<storage, read> weight: array<u32>;
+@group(0) @binding(2) var<storage, read> inp: array<f32>;
+@group(0) @binding(3) var<storage, read> inp2: array<f32>; // segment 1's activations (inp again with one segment)
+
 const TILE = 64u; // output rows and columns per workgroup (matmul.ts GEMM_TILE)
 const BK = 16u;
 const V = TILE / 4u; // vec4s per k row of a staged tile
 
 var<workgroup> x_tile: array<vec4<f32>, BK * V>; // [k][m / 4]
 var<workgroup> w_tile: array<vec4<f32>, BK * V>; // [k][n / 4]
+
+fn act(s: u32, i: u32) -> f32 {
+  if (s == 0u) { return inp[i]; }
+  return inp2[i];
+}
+
+// W_s[row at word `base`, 4*quad .. 4*quad + 3], unscaled; the caller guarantees 4*quad < K.
+fn weight_quad(base: u32, quad: u32, K: u32) -> vec4<f32> {
+  let i = base + quad * QUAD_WORDS;
+  var hi = 0u;
+  if (QUAD_WORDS == 2u && 4u * quad + 2u < K) { hi = weight[i + 1u]; }
+  return quad_values(weight[i], hi);
+}
 
 // Four consecutive columns n..n+3 of row m, as two pairs.
 fn store_quad(m: u32, n: u32, s: u32, v: vec4<f32>) {
@@ -46,7 +64,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   for (var s = 0u; s < seg_count(); s++) {
     let K = seg_k(s);
     var w_base = 0u;
-    if (wn < p.N) { w_base = row_base(s, wn); }
+    if (wn < p.N) { w_base = row_word(s, wn); }
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
@@ -64,7 +82,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
         }
       }
       var w = vec4<f32>(0.0);
-      if (wn < p.N && k < K) { w = weight_quad_at(w_base, k >> 2u, K); }
+      if (wn < p.N && k < K) { w = weight_quad(w_base, k >> 2u, K); }
       let st = 4u * load_quad * V + slot;
       x_tile[st][lane] = x.x;
       x_tile[st + V][lane] = x.y;

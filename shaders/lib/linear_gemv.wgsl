@@ -1,66 +1,83 @@
-// GEMV body of the linear layers' forward for a few rows of activations (decoding, one token per
-// sequence): the result of lib/linear_gemm.wgsl, organised for memory bandwidth, which bounds it. Each
-// weight is read once and used for up to four rows of activations. Prepended: a weight format
-// (weight_quad_at, row_words) and the kernel (its Params with M, N, row_groups, groups, grid_x; the
-// hooks seg_count, seg_k, row_base, act and store_pair).
+// GEMV body of the linear layers' forward for a few rows of activations (decoding: one token per
+// sequence), at the memory bandwidth, which bounds it: for each K segment s of the kernel, out[m, n]
+// gets sum_k act_s[m, k] * W_s[n, k], handed to the kernel's epilogue two rows at a time. For rows of
+// whole 16-byte chunks (int8 K % 16 == 0, f16 K % 8 == 0); lib/linear_gemv_words.wgsl takes any K.
+// Prepended, in order: `const ROWS` (even) and `const MROWS` (1..4); a weight format (row_words,
+// chunk_dot, CHUNK_VALUES); a workgroup reduction (lib/reduce_subgroup.wgsl or reduce_shared.wgsl:
+// workgroup_sums); the kernel (its Params with M, N, row_groups, groups, grid_x; bindings from 4 on;
+// the hooks seg_count, seg_k, row_word and store_pair).
 //
-// LANES consecutive threads share one output row n and stride through its quads together, so a warp
-// reads one contiguous run of the row per step; they then reduce their partial sums in workgroup
-// memory. A workgroup covers 256 / LANES output rows (an even number, so both rows of every pair the
-// epilogue takes are in it) and one chunk of four rows of activations.
+// A workgroup computes ROWS output rows for MROWS rows of activations. Each of its WG threads takes
+// the 16-byte chunks c = lid, lid + WG, ... of every one of the ROWS weight rows: one vec4<u32> load
+// per row and chunk (16 int8 or 8 f16 weights), so a warp reads 512 contiguous bytes of each row per
+// step and every thread has ROWS independent loads in flight. The chunk's activations (4 vec4 for
+// int8, 2 for f16, per activation row) are loaded once into registers and used for all ROWS rows;
+// they come from L1/L2, where every workgroup finds the same few kilobytes. Each thread so keeps
+// ROWS * MROWS partial sums, reduced across the workgroup once at the end (subgroupAdd where the
+// device has subgroups, a shared-memory tree otherwise).
+//
+// Bytes read per output (one activation row, int8): K weight bytes + 8 (scale, bias) from memory,
+// plus 4K/ROWS of activations from cache. Phi-2 at decode reads 2.52 GB of int8 weights a token; with
+// 8 rows a workgroup the q/k/v/fc1 pass has 2,240 workgroups and the dense+fc2 and fc2 passes 320,
+// each thread with 8 loads of 16 bytes in flight: about 32 KB in flight per workgroup, well past the
+// ~20 KB an H100 SM needs to cover its memory latency at its share of 3.35 TB/s, so the loop should
+// run at the bandwidth; the reduction (two barriers) and epilogue are a few percent of a workgroup's
+// time at K = 2560 and less at 10240.
 
-override LANES: u32 = 64u; // threads per output row: a power of two, at most 128
-const WG = 256u;
+@group(0) @binding(1) var<storage, read> weight: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read> inp: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> inp2: array<vec4<f32>>; // segment 1's activations (inp again with one segment)
 
-var<workgroup> partial: array<vec4<f32>, WG>; // one sum per row of activations in the chunk
+override WG: u32 = 256u; // a power of two
 
-// act(s, m, 4*quad .. 4*quad + 3), or zeros for a row past the chunk. Elements past K (the
-// half-filled last quad of an f16 row) read as zero.
-fn act_quad(s: u32, m: u32, K: u32, quad: u32, present: bool) -> vec4<f32> {
-  if (!present) { return vec4<f32>(0.0); }
-  let base = m * K + 4u * quad;
-  if (4u * quad + 2u < K) { return vec4<f32>(act(s, base), act(s, base + 1u), act(s, base + 2u), act(s, base + 3u)); }
-  return vec4<f32>(act(s, base), act(s, base + 1u), 0.0, 0.0);
+const RM = ROWS * MROWS;
+const XV = CHUNK_VALUES / 4u; // activation vec4s per chunk
+
+fn act4(s: u32, i: u32) -> vec4<f32> {
+  if (s == 0u) { return inp[i]; }
+  return inp2[i];
 }
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let group = wid.x + wid.y * p.grid_x;
   if (group >= p.groups) { return; } // uniform per workgroup
-  let n = (group % p.row_groups) * (WG / LANES) + lid / LANES;
-  let m0 = (group / p.row_groups) * 4u;
-  let lane = lid % LANES;
-  let rows = min(p.M - m0, 4u); // rows of activations in this chunk
+  let slot0 = (group % p.row_groups) * ROWS;
+  let m0 = (group / p.row_groups) * MROWS;
+  let rows = min(p.M - m0, MROWS);
 
   for (var s = 0u; s < seg_count(); s++) {
     let K = seg_k(s);
-    var acc = vec4<f32>(0.0);
-    if (n < p.N) {
-      let base = row_base(s, n);
-      let quads = (K + 3u) / 4u;
-      for (var q = lane; q < quads; q += LANES) {
-        let w = weight_quad_at(base, q, K);
-        acc += vec4<f32>(
-          dot(w, act_quad(s, m0, K, q, true)),
-          dot(w, act_quad(s, m0 + 1u, K, q, rows > 1u)),
-          dot(w, act_quad(s, m0 + 2u, K, q, rows > 2u)),
-          dot(w, act_quad(s, m0 + 3u, K, q, rows > 3u)),
-        );
+    let chunks = row_words(K) / 4u;
+    let xv = K / 4u; // activation vec4s per row
+    // Each row's first chunk; rows past N read row 0's chunks, and their sums are dropped.
+    var base: array<u32, ROWS>;
+    for (var r = 0u; r < ROWS; r++) {
+      if (slot0 + r < p.N) { base[r] = row_word(s, slot0 + r) / 4u; }
+    }
+    var acc: array<f32, RM>;
+    for (var c = lid; c < chunks; c += WG) {
+      var x: array<array<vec4<f32>, 4>, MROWS>;
+      for (var m = 0u; m < MROWS; m++) {
+        if (m < rows) {
+          for (var j = 0u; j < XV; j++) { x[m][j] = act4(s, (m0 + m) * xv + c * XV + j); }
+        }
+      }
+      for (var r = 0u; r < ROWS; r++) {
+        let w = weight[base[r] + c];
+        for (var m = 0u; m < MROWS; m++) { acc[r * MROWS + m] += chunk_dot(w, x[m]); }
       }
     }
-    partial[lid] = acc;
-    workgroupBarrier();
-    for (var half = LANES / 2u; half > 0u; half >>= 1u) {
-      if (lane < half) { partial[lid] += partial[lid + half]; }
-      workgroupBarrier();
+    workgroup_sums(lid, acc);
+    // One thread per (pair of rows, activation row) hands the epilogue its two sums.
+    if (lid < (ROWS / 2u) * MROWS) {
+      let pair = lid / MROWS;
+      let m = lid % MROWS;
+      let slot = slot0 + 2u * pair;
+      if (m < rows && slot < p.N) {
+        store_pair(m0 + m, slot, s, vec2<f32>(sums[2u * pair * MROWS + m], sums[(2u * pair + 1u) * MROWS + m]));
+      }
     }
-    // The lane 0 of an even row hands the epilogue its row and the next one.
-    if (lane == 0u && n % 2u == 0u && n < p.N) {
-      let first = partial[lid];
-      var second = vec4<f32>(0.0);
-      if (n + 1u < p.N) { second = partial[lid + LANES]; }
-      for (var i = 0u; i < rows; i++) { store_pair(m0 + i, n, s, vec2<f32>(first[i], second[i])); }
-    }
-    workgroupBarrier(); // the next segment reuses `partial`
+    workgroupBarrier(); // the next segment reuses `sums`
   }
 }

@@ -22,6 +22,7 @@ async function defaultLimitsGpu(): Promise<GpuRuntime> {
     lost: device.lost,
     hasF16: false,
     hasSubgroups: false,
+    subgroupKernels: false,
     hasTimestamps: false,
     report: { adapter: { vendor: '', architecture: '', device: '', description: '', isFallback: false }, features: [], enabled: { 'shader-f16': false, subgroups: false, 'timestamp-query': false }, limits: {} },
   });

@@ -57,6 +57,8 @@ interface Case {
   accumulate?: boolean;
   path?: 'gemm' | 'gemv';
   foldAt?: number;
+  gemvBody?: 'vec4' | 'words';
+  subgroups?: boolean;
 }
 
 async function checkForward(c: Case): Promise<void> {
@@ -72,9 +74,12 @@ async function checkForward(c: Case): Promise<void> {
     accumulate: c.accumulate,
     path: c.path,
     foldAt: c.foldAt,
+    gemvBody: c.gemvBody,
+    subgroups: c.subgroups,
   });
   const ref = matmulForwardRef(x, w.dense, b, M, N, K, prior);
-  const tag = `${format} ${M}x${N}x${K}${c.path ? ` ${c.path}` : ''}${c.foldAt ? ` fold@${c.foldAt}` : ''}${c.accumulate ? ' +=' : ''}${b ? '' : ' nobias'}`;
+  const body = c.gemvBody ? ` ${c.gemvBody}${c.subgroups === undefined ? '' : c.subgroups ? '+subgroups' : ' shared-memory'}` : '';
+  const tag = `${format} ${M}x${N}x${K}${c.path ? ` ${c.path}` : ''}${body}${c.foldAt ? ` fold@${c.foldAt}` : ''}${c.accumulate ? ' +=' : ''}${b ? '' : ' nobias'}`;
   expect(compareTensors(`mm.fwd ${tag}`, await gpu.readF32(out), ref).relError).toBeLessThan(1e-5);
 }
 
@@ -145,6 +150,44 @@ describe('matmul forward', () => {
     // the same index arithmetic cheaply, including a partly empty last row of the grid.
     await checkForward({ format: 'int8', M: 130, N: 200, K: 20, foldAt: 5 });
     await checkForward({ format: 'f16', M: 6, N: 77, K: 10, path: 'gemv', foldAt: 7 });
+  });
+});
+
+describe('GEMV at the memory bandwidth (vec4 loads, several rows a workgroup)', () => {
+  // Both reductions on this machine: SwiftShader has subgroups (probed linear at acquisition), and the
+  // shared-memory tree is compiled explicitly.
+  const variants = async () => {
+    const gpu = await testGpu();
+    expect(gpu.ctx.subgroupKernels).toBe(gpu.ctx.hasSubgroups);
+    return gpu.ctx.subgroupKernels ? [true, false] : [false];
+  };
+
+  it('matches float64 for 1 to 4 rows of activations, odd N, with and without subgroups', async () => {
+    for (const subgroups of await variants()) {
+      for (const M of [1, 2, 3, 4]) {
+        await checkForward({ format: 'int8', M, N: 13, K: 528, path: 'gemv', gemvBody: 'vec4', subgroups });
+        await checkForward({ format: 'f16', M, N: 7, K: 264, path: 'gemv', gemvBody: 'vec4', subgroups, accumulate: M % 2 === 0 });
+      }
+    }
+  });
+
+  it('short and long rows (1 chunk to 640 chunks a thread-stride apart), one output row, no bias', async () => {
+    for (const subgroups of await variants()) {
+      for (const K of [16, 48, 4096, 10240]) await checkForward({ format: 'int8', M: 1, N: 3, K, path: 'gemv', gemvBody: 'vec4', subgroups, bias: K !== 48 });
+      await checkForward({ format: 'f16', M: 1, N: 1, K: 8, path: 'gemv', gemvBody: 'vec4', subgroups });
+      await checkForward({ format: 'f16', M: 2, N: 9, K: 2560, path: 'gemv', gemvBody: 'vec4', subgroups });
+    }
+  });
+
+  it('chunks of four rows of activations past four, and a folded grid', async () => {
+    for (const subgroups of await variants()) {
+      await checkForward({ format: 'int8', M: 9, N: 21, K: 512, path: 'gemv', gemvBody: 'vec4', subgroups, foldAt: 3 });
+    }
+  });
+
+  it('is the default for decode-sized rows, and refuses rows that are not whole chunks', async () => {
+    await checkForward({ format: 'int8', M: 1, N: 2560, K: 2560 });
+    await expect(checkForward({ format: 'int8', M: 1, N: 4, K: 84, path: 'gemv', gemvBody: 'vec4' })).rejects.toThrow(/whole 16-byte chunks/);
   });
 });
 

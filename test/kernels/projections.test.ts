@@ -40,6 +40,8 @@ function randomLayers(format: Format, shapes: Array<[number, number]>, random: (
 interface Case extends InProjectionRefShape {
   format: Format;
   path?: 'gemm' | 'gemv';
+  gemvBody?: 'vec4' | 'words';
+  subgroups?: boolean;
 }
 
 async function checkInProjection(c: Case): Promise<void> {
@@ -63,14 +65,17 @@ async function checkInProjection(c: Case): Promise<void> {
     { name: 'k_cache', shape: [B, maxLen, C], dtype: 'f32', data: kPrior },
     { name: 'v_cache', shape: [B, maxLen, C], dtype: 'f32', data: vPrior },
   ]);
-  const q = gpu.tensor('q', [M, C]);
-  const gelu = gpu.tensor('gelu', [M, I]);
+  const [q, gelu] = packedTensors(gpu, 'outputs', [
+    { name: 'q', shape: [M, C], dtype: 'f32', data: new Float32Array(M * C) },
+    { name: 'gelu', shape: [M, I], dtype: 'f32', data: new Float32Array(M * I) },
+  ]);
   const table = createRotaryTable(gpu, c.theta, c.rotaryDim, pastLen + T + 3);
   const leftPad = c.leftPad ? gpu.upload('left_pad', [B], Uint32Array.from(c.leftPad), 'u32') : undefined;
-  inProjectionForward(gpu, q, kCache, vCache, gelu, gpu.upload('h', [M, C], h), weights, table, { batch: B, seq: T, heads, headDim, intermediate: I, pastLen }, { path: c.path, leftPad });
+  inProjectionForward(gpu, q, kCache, vCache, gelu, gpu.upload('h', [M, C], h), weights, table, { batch: B, seq: T, heads, headDim, intermediate: I, pastLen }, { path: c.path, gemvBody: c.gemvBody, subgroups: c.subgroups, leftPad });
   const [dq, dk, dv, df] = layers.dense;
   const ref = inProjectionRef(h, { q: dq, k: dk, v: dv, fc1: df }, c, kPrior, vPrior);
-  const tag = `${c.format} B${B} T${T} H${heads}x${headDim} R${c.rotaryDim} I${I} past${pastLen}${c.leftPad ? ` pad[${Array.from(c.leftPad)}]` : ''} ${c.path ?? 'auto'}`;
+  const body = c.gemvBody ? ` ${c.gemvBody}${c.subgroups === undefined ? '' : c.subgroups ? '+subgroups' : ' shared-memory'}` : '';
+  const tag = `${c.format} B${B} T${T} H${heads}x${headDim} R${c.rotaryDim} I${I} past${pastLen}${c.leftPad ? ` pad[${Array.from(c.leftPad)}]` : ''} ${c.path ?? 'auto'}${body}`;
   expect(compareTensors(`in_proj q ${tag}`, await gpu.readF32(q), ref.q).relError).toBeLessThan(1e-5);
   expect(compareTensors(`in_proj k cache ${tag}`, await gpu.readF32(kCache), ref.kCache).relError).toBeLessThan(1e-5);
   expect(compareTensors(`in_proj v cache ${tag}`, await gpu.readF32(vCache), ref.vCache).relError).toBeLessThan(1e-5);
@@ -94,6 +99,16 @@ describe('fused input projections (q, k, v with rotary and the KV append, gelu(f
   it('takes either body on the same shape', async () => {
     for (const path of ['gemv', 'gemm'] as const) {
       await checkInProjection({ format: 'int8', batch: 2, seq: 2, heads: 2, headDim: 16, rotaryDim: 8, theta: 10000, intermediate: 18, pastLen: 5, maxLen: 8, leftPad: [1, 0], path });
+    }
+  });
+
+  it('on the vec4 GEMV, with subgroups and with the shared-memory reduction', async () => {
+    const gpu = await testGpu();
+    expect(gpu.ctx.subgroupKernels).toBe(gpu.ctx.hasSubgroups);
+    for (const subgroups of gpu.ctx.subgroupKernels ? [true, false] : [false]) {
+      for (const format of ['int8', 'f16'] as const) {
+        await checkInProjection({ format, batch: 3, seq: 1, heads: 2, headDim: 16, rotaryDim: 8, theta: 10000, intermediate: 48, pastLen: 6, maxLen: 8, leftPad: [0, 2, 5], path: 'gemv', gemvBody: 'vec4', subgroups });
+      }
     }
   });
 

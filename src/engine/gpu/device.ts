@@ -1,3 +1,5 @@
+import { BufferUsage, MapMode } from './usage';
+
 /**
  * Acquiring a GPU device: the adapter's full limits, the optional features we can use, and clear
  * errors when WebGPU, an adapter, or the limits Phi-2 needs are missing. A lost device is reported
@@ -64,6 +66,11 @@ export interface GpuContext {
   readonly report: GpuReport;
   readonly hasF16: boolean;
   readonly hasSubgroups: boolean;
+  /**
+   * Whether the engine's subgroup kernels may run: subgroups enabled, and found (by a probe at
+   * acquisition) to be consecutive ranges of local_invocation_index, which those kernels assume.
+   */
+  readonly subgroupKernels: boolean;
   readonly hasTimestamps: boolean;
   /** Resolves once if the device is lost (destroyed, driver reset, GPU removed). */
   readonly lost: Promise<GPUDeviceLostInfo>;
@@ -133,6 +140,7 @@ export async function acquireGpu(
     lost,
     hasF16: enabled['shader-f16'],
     hasSubgroups: enabled.subgroups,
+    subgroupKernels: enabled.subgroups && (await subgroupsAreLinear(device)),
     hasTimestamps: enabled['timestamp-query'],
     report: {
       adapter: {
@@ -147,4 +155,58 @@ export async function acquireGpu(
       limits,
     },
   };
+}
+
+/**
+ * Every invocation counts itself in `flags[1]` and flags in `flags[0]` whether its subgroup is not a
+ * consecutive, full range of local_invocation_index.
+ */
+const SUBGROUP_PROBE = `enable subgroups;
+@group(0) @binding(0) var<storage, read_write> flags: array<atomic<u32>, 2>;
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(subgroup_invocation_id) id: u32, @builtin(subgroup_size) size: u32) {
+  let members = subgroupAdd(1u);
+  if (id != lid % size || members != size || 256u % size != 0u) { atomicOr(&flags[0], 1u); }
+  atomicAdd(&flags[1], 1u);
+}`;
+const PROBE_WORKGROUPS = 4;
+
+/**
+ * Runs SUBGROUP_PROBE once. Kernels that reduce with subgroupAdd over slices of a workgroup need
+ * subgroups to be consecutive invocations, which every implementation seen does but WGSL does not
+ * promise; where the probe fails (or cannot run) they take their workgroup-memory path instead.
+ */
+async function subgroupsAreLinear(device: GPUDevice): Promise<boolean> {
+  const buffers: GPUBuffer[] = [];
+  try {
+    device.pushErrorScope('validation');
+    let read: GPUBuffer | null = null;
+    try {
+      const module = device.createShaderModule({ label: 'subgroup-probe', code: SUBGROUP_PROBE });
+      const pipeline = device.createComputePipeline({ label: 'subgroup-probe', layout: 'auto', compute: { module, entryPoint: 'main' } });
+      const flags = device.createBuffer({ label: 'subgroup-probe', size: 8, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC });
+      read = device.createBuffer({ label: 'subgroup-probe-read', size: 8, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST });
+      buffers.push(flags, read);
+      const encoder = device.createCommandEncoder();
+      const pass = encoder.beginComputePass();
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: flags } }] }));
+      pass.dispatchWorkgroups(PROBE_WORKGROUPS);
+      pass.end();
+      encoder.copyBufferToBuffer(flags, 0, read, 0, 8);
+      device.queue.submit([encoder.finish()]);
+    } finally {
+      // An invalid shader or pipeline is not an exception in WebGPU but an error in the scope.
+      if (await device.popErrorScope()) read = null;
+    }
+    if (!read) return false;
+    await read.mapAsync(MapMode.READ);
+    const [bad, ran] = new Uint32Array(read.getMappedRange());
+    read.unmap();
+    return bad === 0 && ran === PROBE_WORKGROUPS * 256;
+  } catch {
+    return false;
+  } finally {
+    for (const b of buffers) b.destroy();
+  }
 }

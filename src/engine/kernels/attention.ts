@@ -71,10 +71,10 @@ export interface AttentionBackwardOptions {
 
 /** Up to this many queries per sequence, one workgroup per query beats blocks of 16 mostly empty rows. */
 const DECODE_MAX_SEQ = 4;
-/** Decode workgroups to aim for when splitting the keys: enough to occupy every unit of a large GPU. */
-const TARGET_WORKGROUPS = 256;
-/** Fewer keys than this per split cost more in merging than they gain in parallelism. */
-const MIN_KEYS_PER_SPLIT = 256;
+/** Decode workgroups to aim for when splitting the keys: several per unit of a large GPU (132 on an H100). */
+const TARGET_WORKGROUPS = 512;
+/** Fewer keys than this per split leave threads of the decode workgroup (64) without a key. */
+const MIN_KEYS_PER_SPLIT = 64;
 /** Register arrays hold a head row per thread; beyond this they would spill wholesale. */
 const MAX_HEAD_DIM = 256;
 
@@ -126,6 +126,36 @@ function fitDecodeThreads(d4: number, limit: number): number {
 /** The shader with the head size prepended: q, o and gradient rows live in registers as D4 vec4s. */
 function shader(name: string, code: string, d4: number): ShaderSource {
   return { name: `${name}[d4=${d4}]`, code: `const D4: u32 = ${d4}u;\n${code}` };
+}
+
+/** The decode kernel's k and v: vec4 arrays where a head row is whole vec4s, scalars otherwise. */
+const DECODE_KV = {
+  vec4: `
+@group(0) @binding(5) var<storage, read> k: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read> v: array<vec4<f32>>;
+fn key4(base: u32, c: u32) -> vec4<f32> { return k[base / 4u + c]; }
+fn value4(base: u32, c: u32) -> vec4<f32> { return v[base / 4u + c]; }
+`,
+  scalar: `
+@group(0) @binding(5) var<storage, read> k: array<f32>;
+@group(0) @binding(6) var<storage, read> v: array<f32>;
+fn key4(base: u32, c: u32) -> vec4<f32> {
+  var r = vec4<f32>(0.0);
+  for (var e = 0u; e < 4u; e++) { if (4u * c + e < p.head_dim) { r[e] = k[base + 4u * c + e]; } }
+  return r;
+}
+fn value4(base: u32, c: u32) -> vec4<f32> {
+  var r = vec4<f32>(0.0);
+  for (var e = 0u; e < 4u; e++) { if (4u * c + e < p.head_dim) { r[e] = v[base + 4u * c + e]; } }
+  return r;
+}
+`,
+};
+
+function decodeShader(d4: number, headDim: number, k: GpuTensor, v: GpuTensor): ShaderSource {
+  const kind = headDim % 4 === 0 && k.byteOffset % 16 === 0 && v.byteOffset % 16 === 0 ? 'vec4' : 'scalar';
+  const s = shader('attention.decode', DECODE_KV[kind] + decodeCode, d4);
+  return { ...s, name: `${s.name}[${kind}]` };
 }
 
 const placeholders = new WeakMap<GpuRuntime, { lengths: GpuTensor; leftPad: GpuTensor; partial: GpuTensor }>();
@@ -278,7 +308,7 @@ export function attentionForward(
   // The (m, l) pairs follow the outputs of the rows this call uses.
   const statsOffset = splits > 1 ? splits * queryRows * d.headDim : 0;
   gpu.encoder.dispatch(
-    gpu.pipelines.get(shader('attention.decode', decodeCode, d.d4), { WG: wg }),
+    gpu.pipelines.get(decodeShader(d.d4, d.headDim, k, v), { WG: wg }),
     packUniforms([
       ['u32', d.seq],
       ['u32', d.heads],

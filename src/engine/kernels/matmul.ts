@@ -1,71 +1,23 @@
 import matmulBwd from '../../../shaders/matmul.bwd.wgsl?raw';
-import matmulF16 from '../../../shaders/matmul.f16.wgsl?raw';
 import matmulFwd from '../../../shaders/matmul.fwd.wgsl?raw';
-import matmulInt8 from '../../../shaders/matmul.int8.wgsl?raw';
-import linearGemm from '../../../shaders/lib/linear_gemm.wgsl?raw';
-import linearGemv from '../../../shaders/lib/linear_gemv.wgsl?raw';
 import { packUniforms } from '../gpu/encoder';
-import type { ShaderSource } from '../gpu/pipelines';
 import { grid, type GpuRuntime } from '../gpu/runtime';
 import { tensorBytes, type GpuTensor } from '../gpu/tensor';
 import { expectDType, expectShape } from './check';
+import { formatShader, GEMM_TILE, linearLaunch, linearShader, spanning, type LinearPathOptions, type WeightFormat } from './linear';
 
 /**
  * Linear layers with frozen int8 or f16 weights (PyTorch nn.Linear: W [N, K], y = x W^T + b):
- * the forward pass and the input gradient. Activations and arithmetic are f32.
- *
- * Weight layouts (packing helpers in weight-formats.ts):
- *  - 'i8' tensors [N, K], K % 4 == 0: four int8 per u32 word along K, with `scales` f32 [N];
- *  - 'f16' tensors [N, K], K % 2 == 0: two halves per u32 word along K, no scales.
- *
- * Each shader is a body (tiled GEMM, GEMV or input-gradient GEMM) prefixed with the weight format's
- * access functions, so one body serves both formats; shapes are uniforms, so one pipeline per
- * (body, format) serves every shape.
+ * the forward pass (one layer, or two summed) and the input gradient. Activations and arithmetic are
+ * f32. The forward's bodies and weight formats are in linear.ts; shapes are uniforms, so one pipeline
+ * per (body, format) serves every shape.
  */
 
-export type WeightFormat = 'int8' | 'f16';
+export { GEMV_ROWS, spanning, type WeightFormat } from './linear';
 
-/** Rows of inp up to which the forward pass uses the GEMV path (decode): the vec4 of sums per thread in matmul.gemv.wgsl. */
-export const GEMV_ROWS = 4;
-/** Threads that share one weight row in the GEMV path, at most. */
-const GEMV_LANES = 64;
-
-/**
- * Lanes per weight row: GEMV_LANES for long rows, which they read in coalesced sweeps (256 bytes of
- * int8 per step); for short rows fewer, down to one, so that each thread still reads about sixteen
- * quads and a workgroup covers more rows (tiny models' K = 64 is 16 quads: one lane per row).
- */
-function gemvLanes(K: number): number {
-  const quads = Math.ceil(K / 4);
-  let lanes = 1;
-  while (lanes < GEMV_LANES && lanes * 16 < quads) lanes *= 2;
-  return lanes;
-}
-const WORKGROUP = 256;
-/** Output rows and columns per GEMM workgroup (TILE in matmul.fwd.wgsl and matmul.bwd.wgsl). */
-const GEMM_TILE = 64;
-
-export interface MatmulForwardOptions {
+export interface MatmulForwardOptions extends LinearPathOptions {
   /** Add into out instead of overwriting it. */
   accumulate?: boolean;
-  /** Force a path (tests, benchmarks); by default GEMV for M <= GEMV_ROWS, else the tiled GEMM. */
-  path?: 'gemm' | 'gemv';
-  /** Workgroups per grid dimension before the grid folds into y (tests); 65535 by default. */
-  foldAt?: number;
-}
-
-const FORMAT_CODE: Record<WeightFormat, string> = { int8: matmulInt8, f16: matmulF16 };
-
-/** A weight format's access functions, then the kernel, then its body. */
-export function weightShader(name: string, format: WeightFormat, kernel: string, body = ''): ShaderSource {
-  return { name: `${name}.${format}`, code: FORMAT_CODE[format] + kernel + body };
-}
-
-const BODIES = { gemm: linearGemm, gemv: linearGemv } as const;
-
-function shader(body: 'fwd' | 'gemv' | 'bwd', format: WeightFormat): ShaderSource {
-  if (body === 'bwd') return weightShader('matmul.bwd', format, matmulBwd);
-  return weightShader(`matmul.${body}`, format, matmulFwd, BODIES[body === 'fwd' ? 'gemm' : 'gemv']);
 }
 
 function expectPositiveInt(kernel: string, sizes: Record<string, number>): void {
@@ -121,19 +73,6 @@ export function expectBindable(kernel: string, gpu: GpuRuntime, written: readonl
   });
 }
 
-/**
- * One binding that covers several views of the same buffer, and where each starts in it (in 4-byte
- * words): how a kernel reads the weights, scales or biases of several layers packed in one buffer
- * (weights/gpu-weights.ts). Null when they are not all in one buffer.
- */
-export function spanning(name: string, parts: readonly GpuTensor[]): { tensor: GpuTensor; offsets: number[] } | null {
-  const buffer = parts[0].buffer;
-  if (parts.some((t) => t.buffer !== buffer || t.byteOffset % 4 !== 0)) return null;
-  const start = Math.min(...parts.map((t) => t.byteOffset));
-  const end = Math.max(...parts.map((t) => t.byteOffset + tensorBytes(t.shape, t.dtype)));
-  return { tensor: { buffer, shape: [(end - start) / 4], dtype: 'u32', byteOffset: start, name }, offsets: parts.map((t) => (t.byteOffset - start) / 4) };
-}
-
 /** One layer's share of matmulForwardSum: its activations, frozen weight, scales (int8) and bias. */
 export interface LinearTerm {
   inp: GpuTensor;
@@ -184,33 +123,6 @@ export function matmulForwardSum(gpu: GpuRuntime, out: GpuTensor, a: LinearTerm,
   linearForward(gpu, 'matmulForwardSum', out, [a, b], M, N, opts);
 }
 
-export interface LinearLaunch {
-  path: 'gemm' | 'gemv';
-  /** The body's WGSL, appended to the kernel's. */
-  body: string;
-  constants: Record<string, number>;
-  /** The uniforms tiles_m, tiles (GEMM) and row_groups, groups (GEMV); the other pair is 0. */
-  counts: { tilesM: number; tiles: number; rowGroups: number; groups: number };
-  gx: number;
-  gy: number;
-}
-
-/** The launch of a linear body (lib/linear_gemm.wgsl or lib/linear_gemv.wgsl) over M x N outputs with rows of up to K. */
-export function linearLaunch(M: number, N: number, K: number, opts: Pick<MatmulForwardOptions, 'path' | 'foldAt'>): LinearLaunch {
-  const path = opts.path ?? (M <= GEMV_ROWS ? 'gemv' : 'gemm');
-  if (path === 'gemv') {
-    const lanes = gemvLanes(K);
-    const rowGroups = Math.ceil(N / (WORKGROUP / lanes));
-    const groups = rowGroups * Math.ceil(M / GEMV_ROWS);
-    const [gx, gy] = grid(groups, opts.foldAt);
-    return { path, body: linearGemv, constants: { LANES: lanes }, counts: { tilesM: 0, tiles: 0, rowGroups, groups }, gx, gy };
-  }
-  const tilesM = Math.ceil(M / GEMM_TILE);
-  const tiles = tilesM * Math.ceil(N / GEMM_TILE);
-  const [gx, gy] = grid(tiles, opts.foldAt);
-  return { path, body: linearGemm, constants: {}, counts: { tilesM, tiles, rowGroups: 0, groups: 0 }, gx, gy };
-}
-
 function linearForward(gpu: GpuRuntime, k: string, out: GpuTensor, terms: readonly LinearTerm[], M: number, N: number, opts: MatmulForwardOptions): void {
   expectPositiveInt(k, { M, N, ...Object.fromEntries(terms.map((t, i) => [`K${i ? i + 1 : ''}`, t.K])) });
   const formats = terms.map((t) => weightFormat(k, t.weight, t.scales, N, t.K));
@@ -234,7 +146,7 @@ function linearForward(gpu: GpuRuntime, k: string, out: GpuTensor, terms: readon
 
   // Without a bias (or scales, for f16) inp fills the slot (two read-only bindings may share a
   // buffer) and a flag keeps it unread, so one pipeline serves every case.
-  const tensors = [out, inp, inp2, biases?.tensor ?? inp, weights.tensor, scales?.tensor ?? inp];
+  const tensors = [weights.tensor, inp, inp2, out, biases?.tensor ?? inp, scales?.tensor ?? inp];
   const seg = (i: number) => ({
     K: terms[i]?.K ?? 0,
     w: weights.offsets[i] ?? 0,
@@ -242,9 +154,10 @@ function linearForward(gpu: GpuRuntime, k: string, out: GpuTensor, terms: readon
     b: biases?.offsets[i] ?? 0,
   });
   const [s0, s1] = [seg(0), seg(1)];
-  const { path, constants, counts, gx, gy } = linearLaunch(M, N, Math.max(...terms.map((t) => t.K)), opts);
+  const launch = linearLaunch(gpu, M, N, format, terms.map((t, i) => ({ K: t.K, word: weights.offsets[i] })), opts);
+  const { counts, gx, gy } = launch;
   gpu.encoder.dispatch(
-    gpu.pipelines.get(shader(path === 'gemv' ? 'gemv' : 'fwd', format), constants),
+    gpu.pipelines.get(linearShader('matmul.fwd', matmulFwd, format, launch), launch.constants),
     packUniforms([
       ['u32', M], ['u32', N], ['u32', opts.accumulate ? 1 : 0], ['u32', biases ? 1 : 0], ['u32', terms.length],
       ['u32', s0.K], ['u32', s1.K], ['u32', s0.w], ['u32', s1.w], ['u32', s0.s], ['u32', s1.s], ['u32', s0.b], ['u32', s1.b],
@@ -286,7 +199,7 @@ export function matmulBackwardInput(
   const tiles = tilesM * Math.ceil(K / GEMM_TILE);
   const [gx, gy] = grid(tiles, opts.foldAt);
   gpu.encoder.dispatch(
-    gpu.pipelines.get(shader('bwd', format)),
+    gpu.pipelines.get(formatShader('matmul.bwd', format, matmulBwd)),
     packUniforms([['u32', M], ['u32', N], ['u32', K], ['u32', accumulate ? 1 : 0], ['u32', tilesM], ['u32', tiles], ['u32', gx]]),
     // f16 weights have no scales: dout fills the slot, unread.
     [dinp, dout, weight, scales ?? dout],

@@ -4,7 +4,8 @@ import { packUniforms } from '../gpu/encoder';
 import type { GpuRuntime } from '../gpu/runtime';
 import type { GpuTensor } from '../gpu/tensor';
 import { expectDType, expectShape } from './check';
-import { expectBindable, linearLaunch, spanning, weightFormat, weightShader, type MatmulForwardOptions } from './matmul';
+import { linearLaunch, linearShader, spanning, type LinearPathOptions } from './linear';
+import { expectBindable, weightFormat } from './matmul';
 import type { RotaryTable } from './rotary';
 
 /**
@@ -41,7 +42,7 @@ export interface InProjectionShape {
   pastLen: number;
 }
 
-export interface InProjectionOptions extends Pick<MatmulForwardOptions, 'path' | 'foldAt'> {
+export interface InProjectionOptions extends LinearPathOptions {
   /** [batch] u32: rows of left padding per sequence, which shift the rotary positions (see rotary.ts). */
   leftPad?: GpuTensor;
 }
@@ -76,7 +77,8 @@ function noLeftPad(gpu: GpuRuntime): GpuTensor {
 /**
  * q [B*T, C] = rotary(h Wq^T + bq); kCache/vCache [B, maxSeq, C] rows pastLen.. = rotary(h Wk^T + bk),
  * h Wv^T + bv; gelu [B*T, I] = gelu_new(h Wfc1^T + bfc1). kCache and vCache must be views of one
- * buffer (a layer of KvCache); the weights packed as inProjectionPacking requires. One dispatch.
+ * buffer (a layer of KvCache), keys first, and so must q and gelu (Phi2Workspace), q first; the
+ * weights packed as inProjectionPacking requires. One dispatch.
  */
 export function inProjectionForward(
   gpu: GpuRuntime,
@@ -121,6 +123,9 @@ export function inProjectionForward(
   if (pastLen + T > rotary.positions) throw new Error(`${k}: positions up to ${pastLen + T - 1} need a rotary table of ${pastLen + T} positions, this one has ${rotary.positions}`);
   const kv = spanning('kv', [kCache, vCache]);
   if (!kv || kv.offsets[0] !== 0) throw new Error(`${k}: ${kCache.name} and ${vCache.name} must be views of one buffer, keys first`);
+  // Both outputs in one binding (the kernel binds 8 storage buffers, all a device must offer).
+  const outs = spanning('projection_out', [q, gelu]);
+  if (!outs || outs.offsets[0] !== 0) throw new Error(`${k}: ${q.name} and ${gelu.name} must be views of one buffer, q first (Phi2Workspace allocates them so)`);
   const { leftPad } = opts;
   if (leftPad) {
     expectDType(k, leftPad, 'u32');
@@ -128,24 +133,26 @@ export function inProjectionForward(
   }
   const leftPadBinding = leftPad ?? noLeftPad(gpu);
   const kvTensor = { ...kv.tensor, dtype: 'f32' as const };
-  expectBindable(k, gpu, [q, kvTensor, gelu], [h, packing.weights!.tensor, packing.vectors!.tensor, rotary.tensor, leftPadBinding]);
+  const outTensor = { ...outs.tensor, dtype: 'f32' as const };
+  expectBindable(k, gpu, [outTensor, kvTensor], [h, packing.weights!.tensor, packing.vectors!.tensor, rotary.tensor, leftPadBinding]);
 
   const N = 3 * C + I;
-  const launch = linearLaunch(M, N, C, opts);
   const [wq, wk, wv, wf] = packing.weights!.offsets;
+  const launch = linearLaunch(gpu, M, N, format, [wq, wk, wv, wf].map((word) => ({ K: C, word })), opts);
   const [bq, bk, bv, bf, sq = 0, sk = 0, sv = 0, sf = 0] = packing.vectors!.offsets;
   gpu.encoder.dispatch(
-    gpu.pipelines.get(weightShader(`projection.in.${launch.path}`, format, geluLib + projectionIn, launch.body), launch.constants),
+    gpu.pipelines.get(linearShader('projection.in', geluLib + projectionIn, format, launch), launch.constants),
     packUniforms([
       ['u32', M], ['u32', N], ['u32', C], ['u32', C], ['u32', I], ['u32', headDim], ['u32', rotary.rotaryDim / 2],
       ['u32', T], ['u32', pastLen], ['u32', maxLen], ['u32', kv.offsets[1]], ['u32', leftPad ? 1 : 0],
-      // The twelve words above end at byte 48, where the vec4 fields may start.
+      // gelu's offset and three words of padding: the vec4 fields start at byte 64.
+      ['u32', outs.offsets[1]], ['u32', 0], ['u32', 0], ['u32', 0],
       ['u32', wq], ['u32', wk], ['u32', wv], ['u32', wf],
       ['u32', sq], ['u32', sk], ['u32', sv], ['u32', sf],
       ['u32', bq], ['u32', bk], ['u32', bv], ['u32', bf],
       ['u32', launch.counts.tilesM], ['u32', launch.counts.tiles], ['u32', launch.counts.rowGroups], ['u32', launch.counts.groups], ['u32', launch.gx],
     ]),
-    [q, kvTensor, gelu, h, packing.weights!.tensor, packing.vectors!.tensor, rotary.tensor, leftPadBinding],
+    [packing.weights!.tensor, h, h, outTensor, kvTensor, packing.vectors!.tensor, rotary.tensor, leftPadBinding],
     [launch.gx, launch.gy],
     undefined,
     [8], // past_len, shifted when a decode step is replayed

@@ -18,9 +18,12 @@ import { KvCache, Phi2Workspace } from './workspace';
  *   x = embed(ids)
  *   per block:  h = LN(x);  x = x + dense(attn(rotary(q(h)), rotary(k(h)), v(h))) + fc2(gelu_new(fc1(h)))
  *   logits = lm_head(final_LN(x))
- * The two branch outputs accumulate straight into the residual stream (the matmuls add into x), so a
- * block costs no separate residual passes. Keys and values go to the KV cache, so a prompt is
- * processed once and each new token attends to everything before it.
+ * A block is four dispatches (five when decode attention splits its keys): the LayerNorm; q, k, v and
+ * fc1 as one matmul whose epilogue rotates q and k, appends k and v to the KV cache and applies gelu
+ * (kernels/projections.ts); attention; dense(attn) + fc2(gelu) as one matmul that adds into the
+ * residual stream. Blocks whose weights are not packed that way (weights/gpu-weights.ts), or that
+ * carry a LoRA adapter, run the same maths one layer at a time. Keys and values go to the KV cache,
+ * so a prompt is processed once and each new token attends to everything before it.
  */
 
 export type LogitsWanted = 'all' | 'last' | 'none';

@@ -10,7 +10,9 @@ import type { LoraState } from './lora-state';
  * Text generation and candidate scoring on Phi2Model. Generation runs the prompt once (prefill), then
  * one token at a time against the KV cache on the GPU; each step reads back only the chosen token id,
  * which is what streaming needs anyway. Sampling happens on the GPU from a seeded counter hash, so a
- * seed replays a generation exactly.
+ * seed replays a generation exactly. The sampled ids stay on the GPU as the next step's input; a
+ * decode step is recorded once and replayed (gpu/encoder.ts), and each is submitted before the
+ * previous token is read back, so the CPU neither records kernels per token nor makes the GPU wait.
  *
  * Several prompts generate together as Hugging Face's batched generate does: left-padded to the
  * longest, so that every sequence ends at the batch's last position, then one token per sequence per

@@ -20,6 +20,8 @@ export class Phi2Workspace {
   readonly fc1: GpuTensor;
   readonly gelu: GpuTensor;
   readonly ids: GpuTensor;
+  /** The buffer that holds q and gelu. */
+  private readonly projections: GpuTensor;
   private all: GpuTensor[];
 
   constructor(
@@ -34,15 +36,19 @@ export class Phi2Workspace {
     this.normed = t('ln_out', [M, C]);
     this.mean = t('ln_mean', [M]);
     this.rstd = t('ln_rstd', [M]);
-    this.q = t('q', [M, C]);
+    // q and gelu share one buffer: the fused input projection writes both through one binding.
+    const align = gpu.device.limits.minStorageBufferOffsetAlignment / 4;
+    const geluAt = Math.ceil((M * C) / align) * align;
+    this.projections = t('q_and_gelu', [geluAt + M * I]);
+    this.q = viewTensor(this.projections, [M, C], 'q');
+    this.gelu = viewTensor(this.projections, [M, I], 'gelu_out', geluAt * 4);
     this.k = t('k', [M, C]);
     this.v = t('v', [M, C]);
     this.attn = t('attn_out', [M, C]);
     this.lse = t('attn_lse', [M * H]);
     this.fc1 = t('fc1_out', [M, I]);
-    this.gelu = t('gelu_out', [M, I]);
     this.ids = t('input_ids', [M], 'u32');
-    this.all = [this.residual, this.normed, this.mean, this.rstd, this.q, this.k, this.v, this.attn, this.lse, this.fc1, this.gelu, this.ids];
+    this.all = [this.residual, this.normed, this.mean, this.rstd, this.projections, this.k, this.v, this.attn, this.lse, this.fc1, this.ids];
   }
 
   /** Views of every buffer for `tokens` rows. */
