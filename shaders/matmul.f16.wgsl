@@ -24,3 +24,8 @@ fn quad_values(lo: u32, hi: u32) -> vec4<f32> {
 fn chunk_dot(w: vec4<u32>, x: array<vec4<f32>, 4>) -> f32 {
   return dot(vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)), x[0]) + dot(vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w)), x[1]);
 }
+
+// The 8 elements of four words in the first two vec4s (the other two zero).
+fn chunk_values(w: vec4<u32>) -> array<vec4<f32>, 4> {
+  return array<vec4<f32>, 4>(vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)), vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w)), vec4<f32>(0.0), vec4<f32>(0.0));
+}

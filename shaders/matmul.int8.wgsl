@@ -29,3 +29,8 @@ fn quad_values(lo: u32, hi: u32) -> vec4<f32> {
 fn chunk_dot(w: vec4<u32>, x: array<vec4<f32>, 4>) -> f32 {
   return dot(int8x4(w.x), x[0]) + dot(int8x4(w.y), x[1]) + dot(int8x4(w.z), x[2]) + dot(int8x4(w.w), x[3]);
 }
+
+// The 16 elements of four words, four per vec4.
+fn chunk_values(w: vec4<u32>) -> array<vec4<f32>, 4> {
+  return array<vec4<f32>, 4>(int8x4(w.x), int8x4(w.y), int8x4(w.z), int8x4(w.w));
+}

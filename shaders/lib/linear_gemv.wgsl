@@ -3,9 +3,10 @@
 // gets sum_k act_s[m, k] * W_s[n, k], handed to the kernel's epilogue two rows at a time. For rows of
 // whole 16-byte chunks (int8 K % 16 == 0, f16 K % 8 == 0); lib/linear_gemv_words.wgsl takes any K.
 // Prepended, in order: `const ROWS` (even) and `const MROWS` (1..4); a weight format (row_words,
-// chunk_dot, CHUNK_VALUES); a workgroup reduction (lib/reduce_subgroup.wgsl or reduce_shared.wgsl:
-// workgroup_sums); the kernel (its Params with M, N, row_groups, groups, grid_x; bindings from 4 on;
-// the hooks seg_count, seg_k, row_word and store_pair).
+// chunk_dot, CHUNK_VALUES); the operands as vectors (lib/linear_operands_vec4.wgsl: load_w4,
+// load_x4); a workgroup reduction (lib/reduce_subgroup.wgsl or reduce_shared.wgsl: workgroup_sums);
+// the kernel (its Params with M, N, row_groups, groups, grid_x; bindings from 4 on; the hooks
+// seg_count, seg_k, row_word and store_pair).
 //
 // A workgroup computes ROWS output rows for MROWS rows of activations. Each of its WG threads takes
 // the 16-byte chunks c = lid, lid + WG, ... of every one of the ROWS weight rows: one vec4<u32> load
@@ -24,19 +25,10 @@
 // run at the bandwidth; the reduction (two barriers) and epilogue are a few percent of a workgroup's
 // time at K = 2560 and less at 10240.
 
-@group(0) @binding(1) var<storage, read> weight: array<vec4<u32>>;
-@group(0) @binding(2) var<storage, read> inp: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> inp2: array<vec4<f32>>; // segment 1's activations (inp again with one segment)
-
 override WG: u32 = 256u; // a power of two
 
 const RM = ROWS * MROWS;
 const XV = CHUNK_VALUES / 4u; // activation vec4s per chunk
-
-fn act4(s: u32, i: u32) -> vec4<f32> {
-  if (s == 0u) { return inp[i]; }
-  return inp2[i];
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -49,22 +41,21 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   for (var s = 0u; s < seg_count(); s++) {
     let K = seg_k(s);
     let chunks = row_words(K) / 4u;
-    let xv = K / 4u; // activation vec4s per row
-    // Each row's first chunk; rows past N read row 0's chunks, and their sums are dropped.
+    // Each row's first word; rows past N read row 0's words, and their sums are dropped.
     var base: array<u32, ROWS>;
     for (var r = 0u; r < ROWS; r++) {
-      if (slot0 + r < p.N) { base[r] = row_word(s, slot0 + r) / 4u; }
+      if (slot0 + r < p.N) { base[r] = row_word(s, slot0 + r); }
     }
     var acc: array<f32, RM>;
     for (var c = lid; c < chunks; c += WG) {
       var x: array<array<vec4<f32>, 4>, MROWS>;
       for (var m = 0u; m < MROWS; m++) {
         if (m < rows) {
-          for (var j = 0u; j < XV; j++) { x[m][j] = act4(s, (m0 + m) * xv + c * XV + j); }
+          for (var j = 0u; j < XV; j++) { x[m][j] = load_x4(s, m0 + m, c * CHUNK_VALUES + 4u * j, K); }
         }
       }
       for (var r = 0u; r < ROWS; r++) {
-        let w = weight[base[r] + c];
+        let w = load_w4(base[r], c, K);
         for (var m = 0u; m < MROWS; m++) { acc[r * MROWS + m] += chunk_dot(w, x[m]); }
       }
     }

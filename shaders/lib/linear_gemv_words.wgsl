@@ -1,8 +1,9 @@
 // GEMV body of the linear layers' forward for a few rows of activations (decoding, one token per
 // sequence): the result of lib/linear_gemm.wgsl, organised for memory bandwidth, which bounds it. Each
 // weight is read once and used for up to four rows of activations. Prepended: a weight format
-// (quad_values, row_words) and the kernel (its Params with M, N, row_groups, groups, grid_x; bindings
-// from 4 on; the hooks seg_count, seg_k, row_word and store_pair). This body declares the operands.
+// (quad_values, row_words), the operands as words (lib/linear_operands_words.wgsl: weight, act) and
+// the kernel (its Params with M, N, row_groups, groups, grid_x; bindings from 4 on; the hooks
+// seg_count, seg_k, row_word and store_pair).
 // It takes any K; lib/linear_gemv_vec4.wgsl is the faster body for rows of whole 16-byte chunks.
 //
 // LANES consecutive threads share one output row n and stride through its quads together, so a warp
@@ -10,19 +11,10 @@
 // memory. A workgroup covers 256 / LANES output rows (an even number, so both rows of every pair the
 // epilogue takes are in it) and one chunk of four rows of activations.
 
-@group(0) @binding(1) var<storage, read> weight: array<u32>;
-@group(0) @binding(2) var<storage, read> inp: array<f32>;
-@group(0) @binding(3) var<storage, read> inp2: array<f32>; // segment 1's activations (inp again with one segment)
-
 override LANES: u32 = 64u; // threads per output row: a power of two, at most 128
 const WG = 256u;
 
 var<workgroup> partial: array<vec4<f32>, WG>; // one sum per row of activations in the chunk
-
-fn act(s: u32, i: u32) -> f32 {
-  if (s == 0u) { return inp[i]; }
-  return inp2[i];
-}
 
 // W_s[row at word `base`, 4*quad .. 4*quad + 3], unscaled; the caller guarantees 4*quad < K.
 fn weight_quad(base: u32, quad: u32, K: u32) -> vec4<f32> {

@@ -59,6 +59,7 @@ interface Case {
   foldAt?: number;
   gemvBody?: 'vec4' | 'words';
   subgroups?: boolean;
+  gemmTile?: { bn: 64 | 128; stages: 1 | 2 };
 }
 
 async function checkForward(c: Case): Promise<void> {
@@ -76,10 +77,12 @@ async function checkForward(c: Case): Promise<void> {
     foldAt: c.foldAt,
     gemvBody: c.gemvBody,
     subgroups: c.subgroups,
+    gemmTile: c.gemmTile,
   });
   const ref = matmulForwardRef(x, w.dense, b, M, N, K, prior);
   const body = c.gemvBody ? ` ${c.gemvBody}${c.subgroups === undefined ? '' : c.subgroups ? '+subgroups' : ' shared-memory'}` : '';
-  const tag = `${format} ${M}x${N}x${K}${c.path ? ` ${c.path}` : ''}${body}${c.foldAt ? ` fold@${c.foldAt}` : ''}${c.accumulate ? ' +=' : ''}${b ? '' : ' nobias'}`;
+  const tile = c.gemmTile ? ` 128x${c.gemmTile.bn}${c.gemmTile.stages === 1 ? ' single-buffered' : ''}` : '';
+  const tag = `${format} ${M}x${N}x${K}${c.path ? ` ${c.path}` : ''}${body}${tile}${c.foldAt ? ` fold@${c.foldAt}` : ''}${c.accumulate ? ' +=' : ''}${b ? '' : ' nobias'}`;
   expect(compareTensors(`mm.fwd ${tag}`, await gpu.readF32(out), ref).relError).toBeLessThan(1e-5);
 }
 
@@ -150,6 +153,23 @@ describe('matmul forward', () => {
     // the same index arithmetic cheaply, including a partly empty last row of the grid.
     await checkForward({ format: 'int8', M: 130, N: 200, K: 20, foldAt: 5 });
     await checkForward({ format: 'f16', M: 6, N: 77, K: 10, path: 'gemv', foldAt: 7 });
+  });
+});
+
+describe('register-blocked GEMM (8 x 8 a thread, 128 x 128 or 128 x 64 tiles)', () => {
+  it('matches float64 across tile edges, both widths, double- and single-buffered, vec4 and word operands', async () => {
+    for (const gemmTile of [{ bn: 128, stages: 2 }, { bn: 64, stages: 2 }, { bn: 128, stages: 1 }] as const) {
+      // K = 48: whole 16-element steps (vec4 loads); K = 84 and 82: word loads with a partial last step.
+      await checkForward({ format: 'int8', M: 129, N: 130, K: 48, path: 'gemm', gemmTile });
+      await checkForward({ format: 'int8', M: 5, N: 65, K: 84, path: 'gemm', gemmTile, accumulate: true });
+      await checkForward({ format: 'f16', M: 128, N: 63, K: 32, path: 'gemm', gemmTile, bias: false });
+      await checkForward({ format: 'f16', M: 200, N: 129, K: 82, path: 'gemm', gemmTile });
+    }
+  });
+
+  it('long rows of a real layer, and one row (a decode batch past four goes here)', async () => {
+    await checkForward({ format: 'int8', M: 130, N: 96, K: 2560, path: 'gemm' });
+    await checkForward({ format: 'f16', M: 1, N: 257, K: 1024, path: 'gemm' });
   });
 });
 

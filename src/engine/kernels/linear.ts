@@ -1,8 +1,11 @@
 import matmulF16 from '../../../shaders/matmul.f16.wgsl?raw';
 import matmulInt8 from '../../../shaders/matmul.int8.wgsl?raw';
+import gemmCore from '../../../shaders/lib/gemm_core.wgsl?raw';
 import linearGemm from '../../../shaders/lib/linear_gemm.wgsl?raw';
 import linearGemv from '../../../shaders/lib/linear_gemv.wgsl?raw';
 import linearGemvWords from '../../../shaders/lib/linear_gemv_words.wgsl?raw';
+import operandsVec4 from '../../../shaders/lib/linear_operands_vec4.wgsl?raw';
+import operandsWords from '../../../shaders/lib/linear_operands_words.wgsl?raw';
 import reduceShared from '../../../shaders/lib/reduce_shared.wgsl?raw';
 import reduceSubgroup from '../../../shaders/lib/reduce_subgroup.wgsl?raw';
 import type { ShaderSource } from '../gpu/pipelines';
@@ -28,8 +31,10 @@ const WORDS_PER_ELEMENT: Record<WeightFormat, number> = { int8: 1 / 4, f16: 1 / 
 
 /** Rows of activations up to which the forward pass uses a GEMV body (decode). */
 export const GEMV_ROWS = 4;
-/** Output rows and columns per GEMM workgroup (TILE in lib/linear_gemm.wgsl and matmul.bwd.wgsl). */
-export const GEMM_TILE = 64;
+/** Rows a GEMM workgroup computes (BM in lib/gemm_core.wgsl), its k step, and tiles below which the narrower one is taken. */
+const GEMM_BM = 128;
+const GEMM_BK = 16;
+const GEMM_WIDE_TILES = 256;
 /** Threads of the word GEMV's workgroup, and at most this many per weight row. */
 const WORDS_WORKGROUP = 256;
 const WORDS_LANES = 64;
@@ -45,6 +50,8 @@ export interface LinearPathOptions {
   gemvBody?: 'vec4' | 'words';
   /** Use subgroup operations where the body has them (default: where the device can, gpu/device.ts); false forces the fallback. */
   subgroups?: boolean;
+  /** Force the GEMM tile width and buffering (tests); chosen from the shape and the device by default. */
+  gemmTile?: { bn: 64 | 128; stages: 1 | 2 };
 }
 
 /** One K segment of a launch: its row length and the word where its weights start in the binding. */
@@ -57,8 +64,9 @@ export interface LinearLaunch {
   path: 'gemm' | 'gemv';
   /** Names the variant, for the pipeline cache: 'gemm', 'gemv.words', 'gemv.vec4[r8,m1,sg]'. */
   variant: string;
-  /** WGSL before the format (enable directives, consts) and after the kernel (the body). */
+  /** WGSL before the format (enable directives, consts), between the format and the kernel (operands, reduction) and after it (the body). */
   prefix: string;
+  operands: string;
   body: string;
   constants: Record<string, number>;
   /** The uniforms tiles_m, tiles (GEMM) and row_groups, groups (GEMV); the other pair is 0. */
@@ -93,7 +101,9 @@ function wholeChunks(format: WeightFormat, segments: readonly LinearSegment[]): 
 const nextPow2 = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
 
 /**
- * The body and grid of a linear forward over M x N outputs. GEMV: the vec4 body where rows are whole
+ * The body and grid of a linear forward over M x N outputs. GEMM: 128 x 128 tiles, or 128 x 64 where
+ * the wide ones would be too few to fill a large GPU (Phi-2's 512 x 2560 outputs: 160 tiles rather
+ * than 80), double-buffered where workgroup memory allows. GEMV: the vec4 body where rows are whole
  * 16-byte chunks and at least VEC4_MIN_CHUNKS long (every real model's), with 8 output rows a
  * workgroup for one activation row (fewer for more, so the partial sums stay in registers) and up to
  * 256 threads along K; the word body otherwise (tests' awkward shapes, tiny models).
@@ -101,13 +111,28 @@ const nextPow2 = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
 export function linearLaunch(gpu: GpuRuntime, M: number, N: number, format: WeightFormat, segments: readonly LinearSegment[], opts: LinearPathOptions = {}): LinearLaunch {
   const path = opts.path ?? (M <= GEMV_ROWS ? 'gemv' : 'gemm');
   const K = Math.max(...segments.map((s) => s.K));
-  if (path === 'gemm') {
-    const tilesM = Math.ceil(M / GEMM_TILE);
-    const tiles = tilesM * Math.ceil(N / GEMM_TILE);
-    const [gx, gy] = grid(tiles, opts.foldAt);
-    return { path, variant: 'gemm', prefix: '', body: linearGemm, constants: {}, counts: { tilesM, tiles, rowGroups: 0, groups: 0 }, gx, gy };
-  }
   const chunks = wholeChunks(format, segments);
+  if (path === 'gemm') {
+    // Whole 16-element steps read as 16-byte vectors; other rows word by word, masked.
+    const vec4 = chunks !== null && segments.every((s) => s.K % GEMM_BK === 0);
+    const wide = Math.ceil(M / GEMM_BM) * Math.ceil(N / 128) >= GEMM_WIDE_TILES;
+    const bn = opts.gemmTile?.bn ?? (wide ? 128 : 64);
+    const stages = opts.gemmTile?.stages ?? (2 * GEMM_BK * (GEMM_BM + bn) * 4 <= gpu.device.limits.maxComputeWorkgroupStorageSize ? 2 : 1);
+    const tilesM = Math.ceil(M / GEMM_BM);
+    const tiles = tilesM * Math.ceil(N / bn);
+    const [gx, gy] = grid(tiles, opts.foldAt);
+    return {
+      path,
+      variant: `gemm[bn${bn},s${stages},${vec4 ? 'vec4' : 'words'}]`,
+      prefix: `const BN = ${bn}u;\nconst STAGES = ${stages}u;\n`,
+      operands: vec4 ? operandsVec4 : operandsWords,
+      body: gemmCore + linearGemm,
+      constants: {},
+      counts: { tilesM, tiles, rowGroups: 0, groups: 0 },
+      gx,
+      gy,
+    };
+  }
   const vec4 = opts.gemvBody ? opts.gemvBody === 'vec4' : chunks !== null && chunks >= VEC4_MIN_CHUNKS;
   if (vec4 && chunks === null) throw new Error(`linear: the vec4 GEMV needs rows of whole 16-byte chunks (int8 K % 16, f16 K % 8, aligned starts); K=${K}`);
   if (!vec4) {
@@ -115,7 +140,7 @@ export function linearLaunch(gpu: GpuRuntime, M: number, N: number, format: Weig
     const rowGroups = Math.ceil(N / (WORDS_WORKGROUP / lanes));
     const groups = rowGroups * Math.ceil(M / GEMV_ROWS);
     const [gx, gy] = grid(groups, opts.foldAt);
-    return { path, variant: 'gemv.words', prefix: '', body: linearGemvWords, constants: { LANES: lanes }, counts: { tilesM: 0, tiles: 0, rowGroups, groups }, gx, gy };
+    return { path, variant: 'gemv.words', prefix: '', operands: operandsWords, body: linearGemvWords, constants: { LANES: lanes }, counts: { tilesM: 0, tiles: 0, rowGroups, groups }, gx, gy };
   }
   const mrows = Math.min(M, GEMV_ROWS);
   const rows = { 1: 8, 2: 4, 3: 2, 4: 2 }[mrows]!;
@@ -128,7 +153,8 @@ export function linearLaunch(gpu: GpuRuntime, M: number, N: number, format: Weig
     path,
     variant: `gemv.vec4[r${rows},m${mrows}${subgroups ? ',sg' : ''}]`,
     prefix: `${subgroups ? 'enable subgroups;\n' : ''}const ROWS = ${rows}u;\nconst MROWS = ${mrows}u;\n`,
-    body: (subgroups ? reduceSubgroup : reduceShared) + linearGemv,
+    operands: operandsVec4 + (subgroups ? reduceSubgroup : reduceShared),
+    body: linearGemv,
     constants: { WG: workgroup },
     counts: { tilesM: 0, tiles: 0, rowGroups, groups },
     gx,
@@ -138,7 +164,7 @@ export function linearLaunch(gpu: GpuRuntime, M: number, N: number, format: Weig
 
 /** The shader of a kernel file with a launch's body, for one weight format. */
 export function linearShader(name: string, kernel: string, format: WeightFormat, launch: LinearLaunch): ShaderSource {
-  return { name: `${name}.${launch.variant}.${format}`, code: launch.prefix + FORMAT_CODE[format] + kernel + launch.body };
+  return { name: `${name}.${launch.variant}.${format}`, code: launch.prefix + FORMAT_CODE[format] + launch.operands + kernel + launch.body };
 }
 
 /** A weight format's functions before a kernel that has no body (matmul.bwd). */

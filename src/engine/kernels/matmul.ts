@@ -4,7 +4,7 @@ import { packUniforms } from '../gpu/encoder';
 import { grid, type GpuRuntime } from '../gpu/runtime';
 import { tensorBytes, type GpuTensor } from '../gpu/tensor';
 import { expectDType, expectShape } from './check';
-import { formatShader, GEMM_TILE, linearLaunch, linearShader, spanning, type LinearPathOptions, type WeightFormat } from './linear';
+import { formatShader, linearLaunch, linearShader, spanning, type LinearPathOptions, type WeightFormat } from './linear';
 
 /**
  * Linear layers with frozen int8 or f16 weights (PyTorch nn.Linear: W [N, K], y = x W^T + b):
@@ -14,6 +14,9 @@ import { formatShader, GEMM_TILE, linearLaunch, linearShader, spanning, type Lin
  */
 
 export { GEMV_ROWS, spanning, type WeightFormat } from './linear';
+
+/** Rows and columns of dinp per input-gradient workgroup (TILE in matmul.bwd.wgsl). */
+const BWD_TILE = 64;
 
 export interface MatmulForwardOptions extends LinearPathOptions {
   /** Add into out instead of overwriting it. */
@@ -195,8 +198,8 @@ export function matmulBackwardInput(
   const weights = scales ? [weight, scales] : [weight];
   expectBindable(k, gpu, [dinp], [dout, ...weights]);
 
-  const tilesM = Math.ceil(M / GEMM_TILE);
-  const tiles = tilesM * Math.ceil(K / GEMM_TILE);
+  const tilesM = Math.ceil(M / BWD_TILE);
+  const tiles = tilesM * Math.ceil(K / BWD_TILE);
   const [gx, gy] = grid(tiles, opts.foldAt);
   gpu.encoder.dispatch(
     gpu.pipelines.get(formatShader('matmul.bwd', format, matmulBwd)),
