@@ -7,13 +7,14 @@ import { resolve } from 'node:path';
  * The built app's Content-Security-Policy. Scripts and workers come from the app itself only;
  * 'wasm-unsafe-eval' lets hash-wasm (record checksums) compile WebAssembly, and nothing may eval
  * text. Downloads go to https anywhere (the Hub, its CDN, mirrors, share links) and to plain http on
- * this machine only (development servers). Inline styles stay allowed: Svelte sets style attributes.
+ * this machine only (development servers); blob: is the page's own exports, read back. Inline
+ * styles stay allowed: Svelte sets style attributes.
  */
 export const CONTENT_SECURITY_POLICY = [
   "default-src 'self'",
   "script-src 'self' 'wasm-unsafe-eval'",
   "worker-src 'self'",
-  "connect-src 'self' https: http://localhost:* http://127.0.0.1:*",
+  "connect-src 'self' blob: https: http://localhost:* http://127.0.0.1:*",
   "img-src 'self' data: blob:",
   "style-src 'self' 'unsafe-inline'",
   "font-src 'self'",

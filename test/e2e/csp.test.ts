@@ -68,7 +68,7 @@ describe('the Content-Security-Policy', () => {
     const worker = page.workers().find((w) => w.url().includes('engine.worker')) ?? (await page.waitForEvent('worker'));
     await expect.poll(() => [...policies.keys()].some((p) => p.includes('engine.worker')), { timeout: 30_000 }).toBe(true);
     for (const [path, policy] of policies) {
-      if (path === '/' || path.endsWith('.js')) expect(policy, path).toMatch(/script-src 'self' 'wasm-unsafe-eval'.*connect-src 'self' https: http:\/\/localhost:\*/);
+      if (path === '/' || path.endsWith('.js')) expect(policy, path).toMatch(/script-src 'self' 'wasm-unsafe-eval'.*connect-src 'self' blob: https: http:\/\/localhost:\*/);
     }
     const meta = await page.evaluate(() => document.querySelector('meta[http-equiv="Content-Security-Policy"]')?.getAttribute('content') ?? '');
     expect(meta).toMatch(/default-src 'self'; script-src 'self' 'wasm-unsafe-eval'/);
