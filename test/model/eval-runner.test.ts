@@ -330,8 +330,9 @@ describe('evaluation runner on tiny-phi', () => {
   it('cancels between items and in the middle of a generation, keeping what finished', async () => {
     const items = shortItems(3);
     const prepared = await prepareItems(evalModel, items, SETTINGS);
+    // Item by item (batches of one): results come a batch at a time, so a batch is whole or not there.
     const between = new AbortController();
-    const first = await runPrepared(evalModel, prepared, SETTINGS, { now, signal: between.signal, onItem: () => between.abort() });
+    const first = await runPrepared(evalModel, prepared, { ...SETTINGS, generationBatch: 1 }, { now, signal: between.signal, onItem: () => between.abort() });
     expect(first.cancelled).toBe(true);
     expect(first.results.map((r) => r.id)).toEqual(['short/0']);
 
@@ -397,7 +398,7 @@ describe('evaluation runner on tiny-phi', () => {
     // A scripted generator (tiny-phi's gibberish never ends a line) that behaves as the Generator does:
     // it checks the signal before each step, reports each token as it is chosen, and ends a sequence
     // when onToken says so. Sequence b of a batch says scripts[b].
-    const scripts = [' Yes\nQuestion: and then more words follow here', ' Answer: No\nQuestion: more'].map((t) => tokenizer.encode(t));
+    const scripts = [' Yes\nQuestion: and then more words follow here', ' Answer: No\nQuestion: more words of another question'].map((t) => tokenizer.encode(t));
     const script = scripts[0];
     const newline = tokenizer.encode(' Yes\n').length;
     let steps = 0;
@@ -450,6 +451,7 @@ describe('evaluation runner on tiny-phi', () => {
     steps = 0;
     const earlyPair = await evaluateItems(scripted, pair, { ...settings, stopWhenAnswered: true }, { now });
     const stops = scripts.map((sc, b) => settledAt(sc, pair[b]));
+    for (const [b, n] of stops.entries()) expect(n > 0 && n < scripts[b].length, `script ${b} settles at ${n}`).toBe(true);
     expect(earlyPair.results.map((r) => r.generation)).toEqual(scripts.map((sc, b) => tokenizer.decode(sc.slice(0, stops[b]))));
     expect(earlyPair.results.map((r) => [r.stopped, r.generatedTokens])).toEqual(stops.map((n) => ['answered', n]));
     expect(steps).toBe(Math.max(...stops));
