@@ -16,9 +16,10 @@ import type { PreparedItem } from './prepare';
  *   matmul reaches 28-30 TFLOP/s on an H100 (DESIGN.md); assuming ~20 TFLOP/s effective on a 4090 with
  *   int8 dequantisation in the inner loop gives ~0.25 ms/token, ~4,000 prompt tokens/s.
  * - Generation scoring, as the paper: 241,780 / 4,000 = 60 s of prefill + 36,500 x 3.3 ms = 120 s of
- *   decode: about 3 minutes at most (every generation running to 50 tokens). With "stop when answered",
- *   classification answers end at their first newline (~5 tokens) and lists at their first "]" (~25):
- *   ~400 x 5 + 330 x 25 = 10,250 tokens, 34 s of decode: about 1.6 minutes.
+ *   decode: about 3 minutes at most (every generation running to 50 tokens, which the paper replication
+ *   always does). With "stop when answered" (custom suites), classification answers end a few tokens
+ *   into the line after the answer (~10 tokens) and lists at their first "]" (~25): ~400 x 10 + 330 x 25
+ *   = 12,250 tokens, 40 s of decode: about 1.7 minutes for the same prompts.
  * - Rank classification runs the 400 classification prompts (~207,000 tokens) once more into a cache,
  *   then 1-3 tokens per candidate: about 207,000 / 4,000 = 52 s more (when not sharing the generation's
  *   prefill).
