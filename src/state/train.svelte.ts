@@ -1,6 +1,8 @@
 import { LORA_TARGETS, type LoraTarget } from '../engine/adapters/lora-config';
 import type { MemoryEstimate } from '../engine/train/memory';
+import { APP_TRAINING_CHOICES, PAPER_TRAINING, type PaperPreset } from '../engine/train/paper';
 import { Comlink, engine } from '../worker/client';
+import { saveBlob } from './adapters.svelte';
 import type { StepRecord, TrainEvent, TrainingSetup, TrainOutcome, TrainPhase, TrainProblem, TrainProgress } from '../worker/train-api';
 import { formatLayers, paperPlan, parseLayers, planMemory, planProblems, totalStepsOf, type TrainDataSource, type TrainPlan } from '../worker/train-plan';
 
@@ -13,20 +15,29 @@ export { formatLayers, parseLayers };
  * component, so a run carries on, and is shown again, while the user looks at other pages.
  */
 
-export type PresetId = 'instruction' | 'symbol';
+export type PresetId = PaperPreset;
+
+const P = PAPER_TRAINING;
+const A = APP_TRAINING_CHOICES;
+const SHARED = `LoRA r ${P.lora.r}, alpha ${P.lora.alpha}, dropout ${P.lora.dropout} on all six linear layers; learning rate ${P.learningRate.toExponential()}; ${P.maxLength} tokens; ${P.epochs === 1 ? 'one epoch' : `${P.epochs} epochs`}`;
 
 export const PRESETS: Array<{ id: PresetId; label: string; description: string }> = [
   {
     id: 'instruction',
     label: 'Paper: instruction tuning',
-    description: 'LoRA r 64, alpha 64, dropout 0.05 on all six linear layers; learning rate 2.5e-5; 512 tokens; loss on every token.',
+    description: `${SHARED}; batch size ${P.batchSize.instruction}; loss on every token.`,
   },
   {
     id: 'symbol',
     label: 'Paper: symbol tuning, continuing an instruction adapter',
-    description: 'The same LoRA and optimiser, starting from a stored instruction adapter’s weights, on symbol-tuning data.',
+    description: `The same LoRA and optimiser with batch size ${P.batchSize.symbol}, starting from a stored instruction adapter’s weights, on symbol-tuning data.`,
   },
 ];
+
+/** What the paper does not state, as the page says it: the app's choices (transformers' Trainer defaults). */
+export const APP_CHOICES_NOTE =
+  `The paper does not state the schedule, warm-up, weight decay, clipping or seed: the app chooses transformers’ Trainer defaults ` +
+  `(${A.schedule} decay, ${A.warmupSteps} warm-up steps, weight decay ${A.weightDecay}, gradient norm clipped at ${A.maxGradNorm}, seed ${A.seed}).`;
 
 /** Which run is on screen: none, one being set up (tokenising, loading), training, or stopping. */
 export type RunStatus = 'idle' | 'starting' | 'running' | 'pausing' | 'cancelling';
@@ -37,7 +48,7 @@ export interface RunView {
   totalSteps: number;
   examples: number;
   tokens: number;
-  skipped: { empty: number; noLoss: number; truncated: number } | null;
+  skipped: { empty: number; noLoss: number; truncated: number; answerCut: number } | null;
   estimate: MemoryEstimate | null;
   lastCheckpoint: { step: number; savedAt: number } | null;
 }
@@ -238,6 +249,26 @@ export class TrainState {
     if (this.status === 'idle') return;
     this.status = 'cancelling';
     await engine().cancelTraining();
+  }
+
+  /** "Run this on a cluster": the run as a TRL + PEFT folder (.zip), or why it cannot be made. */
+  cluster = $state<{ status: 'idle' | 'working' | 'done' | 'failed'; message: string | null }>({ status: 'idle', message: null });
+
+  async exportCluster(): Promise<void> {
+    if (this.cluster.status === 'working') return;
+    if (this.problems.length) {
+      this.cluster = { status: 'failed', message: `Some settings need changing first: ${this.problems.join(' ')}` };
+      return;
+    }
+    this.cluster = { status: 'working', message: null };
+    try {
+      const plan = $state.snapshot(this.effectivePlan) as TrainPlan;
+      const f = await engine().exportClusterRun(plan);
+      saveBlob(f.blob, f.fileName);
+      this.cluster = { status: 'done', message: `${f.fileName}: ${f.rows} rows, train.py for ${f.baseModel}; its README.md has the command for one GPU, DDP, DeepSpeed ZeRO-2 and FSDP.` };
+    } catch (err) {
+      this.cluster = { status: 'failed', message: message(err) };
+    }
   }
 
   async discard(runId: string): Promise<void> {

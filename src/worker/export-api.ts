@@ -2,20 +2,26 @@ import { ADAPTER_CONFIG } from '../engine/adapters/files';
 import { encodeGgufAdapter, ggufFileName, type GgufAdapterType } from '../engine/adapters/gguf';
 import { modelCard, type EvaluationSummary } from '../engine/adapters/model-card';
 import { AdapterError } from '../engine/adapters/peft';
+import { HUB_BASE_URL } from '../engine/weights/hub';
 import { checkRepoName, configForHub, publishAdapter, type PublishProgress, type PublishResult } from '../engine/adapters/publish';
 import { AdapterStore, type AdapterInfo } from '../engine/adapters/store';
 import type { Engine } from '../engine/engine';
 import { ResultsStore } from '../engine/eval/results-store';
 import type { Session } from '../engine/session';
-import { HUB_BASE_URL } from '../engine/weights/hub';
+import { clusterRunZip, type ClusterRun } from '../engine/export/cluster-run';
+import { parsePhiConfig, PHI2_CONFIG_JSON } from '../engine/weights/config';
+import { PHI2_REPO, PHI2_REVISION } from '../engine/weights/hub';
 import type { ExportedFile } from './adapters-api';
+import { UserDataStore, type TrainingExample } from './data-store';
+import { DEMO_ROWS } from './train-api';
+import { planProblems, trainConfigOf, type TrainPlan } from './train-plan';
 
 export type { PublishProgress, PublishResult } from '../engine/adapters/publish';
 
 /**
- * Getting adapters out of the browser, where others use them: a GGUF LoRA adapter for llama.cpp and
- * Ollama, and a model repository on the Hugging Face Hub. Errors are thrown with messages that say
- * what to do; comlink carries them.
+ * Getting work out of the browser, where others use it: a GGUF LoRA adapter for llama.cpp and Ollama,
+ * a model repository on the Hugging Face Hub, and a training run as a folder that runs on a cluster.
+ * Errors are thrown with messages that say what to do; comlink carries them.
  */
 export interface ExportApi {
   /** A stored adapter as one GGUF LoRA adapter file (F32 or F16 tensors). */
@@ -28,6 +34,11 @@ export interface ExportApi {
    */
   publishAdapter(id: string, request: PublishRequest, onProgress?: (p: PublishProgress) => void): Promise<PublishResult>;
   cancelPublish(): Promise<void>;
+  /**
+   * The Train page's run as a folder for TRL + PEFT under accelerate (one GPU, DDP, DeepSpeed ZeRO-2,
+   * FSDP), zipped: the prepared rows, train.py with the run's settings, the configs and a README.
+   */
+  exportClusterRun(plan: TrainPlan): Promise<ExportedFile & { rows: number; baseModel: string }>;
 }
 
 export interface PublishRequest {
@@ -119,6 +130,59 @@ class ExportWorkspace {
   cancelPublish(): void {
     this.publishing?.abort();
   }
+
+  /** The plan's rows as the Train page reads them, and whether their answers come last (symbol tuning). */
+  private async rowsOf(plan: TrainPlan): Promise<{ rows: readonly TrainingExample[]; answerLast: boolean }> {
+    if (plan.data.kind === 'demo') return { rows: DEMO_ROWS, answerLast: false };
+    const store = await UserDataStore.open(this.engine.platform.indexedDB);
+    try {
+      const info = await store.info(plan.data.id);
+      return { rows: await store.rows(plan.data.id), answerLast: info.kind === 'symbol-tuning' };
+    } finally {
+      store.close();
+    }
+  }
+
+  /** The base model the run trains: the loaded one (its Hub repository and revision), else Phi-2 as pinned here. */
+  private async base(): Promise<{ repo: string; revision: string | null; residDropout: number; maxPositions: number; layers: number; hidden: number; intermediate: number; heads: number; vocab: number }> {
+    const loaded = this.session.loaded;
+    if (!loaded) {
+      const c = parsePhiConfig(PHI2_CONFIG_JSON);
+      return { repo: PHI2_REPO, revision: PHI2_REVISION, residDropout: c.residPdrop, maxPositions: c.maxPositions, layers: c.numLayers, hidden: c.hiddenSize, intermediate: c.intermediateSize, heads: c.numHeads, vocab: c.vocabSize };
+    }
+    const d = loaded.dims;
+    const dims = { residDropout: d.residDropout, maxPositions: d.maxPositions, layers: d.layers, hidden: d.hidden, intermediate: d.intermediate, heads: d.heads, vocab: d.vocab };
+    const manifest = await (await this.session.store()).getModel(loaded.id).catch(() => undefined);
+    if (manifest?.source.kind === 'hub') return { repo: manifest.source.repo, revision: manifest.source.revision, ...dims };
+    // Local files: the Hub id their config.json names, when it names one.
+    const named = typeof manifest?.config._name_or_path === 'string' ? manifest.config._name_or_path : '';
+    return { repo: /^[\w.-]+\/[\w.-]+$/.test(named) ? named : PHI2_REPO, revision: null, ...dims };
+  }
+
+  async clusterRun(plan: TrainPlan): Promise<ExportedFile & { rows: number; baseModel: string }> {
+    const base = await this.base();
+    const model = { shape: { vocab: base.vocab, hidden: base.hidden, intermediate: base.intermediate, layers: base.layers, heads: base.heads }, maxPositions: base.maxPositions };
+    const problems = planProblems(plan, model);
+    if (problems.length) throw new AdapterError(`Some settings need changing first: ${problems.join(' ')}`);
+    const { rows, answerLast } = await this.rowsOf(plan);
+    if (!rows.length) throw new AdapterError('The chosen dataset has no rows.');
+    const initAdapter = plan.baseAdapterId ? await (await this.adapters()).files(plan.baseAdapterId) : null;
+    const run: ClusterRun = {
+      name: plan.name,
+      baseModel: base.repo,
+      baseRevision: base.revision,
+      config: trainConfigOf(plan, rows.length, base.residDropout),
+      length: plan.length,
+      lossOn: plan.lossOn,
+      appendEos: plan.appendEos,
+      dropRowsCutByMaxLength: answerLast,
+      rows,
+      initAdapter,
+    };
+    const folder = `${plan.name.trim().replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^-+|-+$/g, '') || 'run'}-cluster`;
+    const zip = clusterRunZip(run, folder);
+    return { fileName: `${folder}.zip`, blob: new Blob([zip as BlobPart], { type: 'application/zip' }), rows: rows.length, baseModel: base.repo };
+  }
 }
 
 export function exportApi(engine: Pick<Engine, 'platform'>, session: Session): ExportApi {
@@ -128,5 +192,6 @@ export function exportApi(engine: Pick<Engine, 'platform'>, session: Session): E
     adapterModelCard: (id, request) => w.card(id, request),
     publishAdapter: (id, request, onProgress) => w.publish(id, request, onProgress),
     cancelPublish: async () => w.cancelPublish(),
+    exportClusterRun: (plan) => w.clusterRun(plan),
   };
 }

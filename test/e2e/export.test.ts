@@ -1,17 +1,20 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gguf, GGMLQuantizationType } from '@huggingface/gguf';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { unzipSync } from 'fflate';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS } from '../../src/engine/adapters/files';
+import { DEMO_ROWS } from '../../src/worker/train-api';
 import { launchBrowser, openPage, screenshot } from '../support/browser';
 import { HubServer } from '../support/hub-server';
 import { serveStatic, type StaticServer } from '../support/static-server';
 
-// Adapters leaving the browser, in the built app in Chromium: Export → GGUF (read back with an
-// independent GGUF reader), Publish to the Hub against the stand-in Hub's write API, and the share
-// link it makes, opened in a fresh page, bringing the published adapter back.
+// Work leaving the browser, in the built app in Chromium: Export → GGUF (read back with an independent
+// GGUF reader), Publish to the Hub against the stand-in Hub's write API and the share link it makes
+// (opened in a fresh page, bringing the published adapter back), and the Train page's cluster folder.
 const DIST = process.env.PHI2_E2E_DIST ?? join(import.meta.dirname, '../../dist');
 const FIXTURES = join(import.meta.dirname, '../../../shared/fixtures');
 const TINY_ADAPTER = join(FIXTURES, 'tiny-phi/golden/adapter');
@@ -136,5 +139,35 @@ describe('adapters out of the browser', () => {
     await adapter.getByTestId('publish-submit').click();
     await expect.poll(() => adapter.getByTestId('publish-error').count(), { timeout: 30_000 }).toBe(1);
     expect(await adapter.getByTestId('publish-error').innerText()).toMatch(/refused the token \(HTTP 401\)/);
+  });
+
+  it("writes the Train page's run as a cluster folder with the page's settings and rows", async () => {
+    await page.evaluate(() => (location.hash = 'train'));
+    await page.getByTestId('train-setup').waitFor();
+    await page.getByTestId('length-unit').selectOption('steps');
+    await page.getByTestId('train-steps').fill('37');
+    await page.getByTestId('batch-size').fill('3');
+    await page.getByTestId('grad-accumulation').fill('5');
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByTestId('cluster-export').click()]);
+    expect(download.suggestedFilename()).toMatch(/-cluster\.zip$/);
+    const zipPath = join(work, download.suggestedFilename());
+    await download.saveAs(zipPath);
+    expect(await page.getByTestId('cluster-result').innerText()).toContain(`${DEMO_ROWS.length} rows`);
+    const entries = unzipSync(new Uint8Array(readFileSync(zipPath)));
+    const folder = download.suggestedFilename().replace(/\.zip$/, '');
+    const text = (p: string) => new TextDecoder().decode(entries[`${folder}/${p}`]);
+    const rows = text('train.jsonl').trim().split('\n').map((l) => JSON.parse(l));
+    expect(rows).toEqual(DEMO_ROWS.map((r) => ({ prompt: r.prompt, completion: r.completion })));
+    const script = join(work, 'train.py');
+    writeFileSync(script, text('train.py'));
+    execFileSync('python3', ['-m', 'py_compile', script]);
+    const settings = JSON.parse(
+      execFileSync('python3', ['-c', 'import ast,json,sys\nt=ast.parse(open(sys.argv[1]).read())\nn=next(n for n in t.body if isinstance(n,ast.Assign) and n.targets[0].id=="SETTINGS")\nprint(json.dumps(ast.literal_eval(n.value)))', script], { encoding: 'utf8' }),
+    );
+    // The page's preset (the paper's LoRA and learning rate) with the fields changed above.
+    expect(settings).toMatchObject({ base_model: 'microsoft/phi-2', r: 64, lora_alpha: 64, lora_dropout: 0.05, learning_rate: 2.5e-5, steps: 37, epochs: null, batch_size: 3, gradient_accumulation: 5, max_length: 512, loss_on: 'all' });
+    expect(settings.target_modules).toEqual(['q_proj', 'k_proj', 'v_proj', 'dense', 'fc1', 'fc2']);
+    for (const n of ['single_gpu', 'multi_gpu', 'deepspeed_zero2', 'fsdp']) expect(entries[`${folder}/accelerate/${n}.yaml`]).toBeDefined();
+    await screenshot(page, 'train-cluster');
   });
 });
