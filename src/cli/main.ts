@@ -15,9 +15,8 @@ import {
   GENERATE_USAGE,
   loraGradCommand,
   LORA_GRAD_USAGE,
-  trainCommand,
-  TRAIN_USAGE,
 } from './model-commands';
+import { trainCommand, TRAIN_USAGE } from './train-command';
 
 /** Runs a command, turning usage errors into exit code 2 with the message, other errors into 1. */
 function guarded(run: Command): Command {

@@ -1,10 +1,6 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { decodeAdapter, encodeAdapter, ADAPTER_CONFIG, ADAPTER_WEIGHTS } from '../engine/adapters/files';
-import { LORA_TARGETS, PAPER_LORA, validateLoraSettings, type LoraSettings, type LoraTarget } from '../engine/adapters/lora-config';
-import { parseTemplate, tokenizeInstructionData, PAPER_TEMPLATE } from '../engine/data/template';
-import { parseUpload } from '../engine/data/parse';
-import { mapRows, toInstructionExamples } from '../engine/data/mapping';
+import { decodeAdapter, ADAPTER_CONFIG, ADAPTER_WEIGHTS } from '../engine/adapters/files';
 import { Engine } from '../engine/engine';
 import type { GpuRuntime } from '../engine/gpu/runtime';
 import { KvCache, Phi2Model, Phi2Workspace } from '../engine/model/phi2/forward';
@@ -13,16 +9,15 @@ import { loadPhi2FromSource } from '../engine/model/phi2/load';
 import { LoraState } from '../engine/model/phi2/lora-state';
 import { Phi2TrainStep } from '../engine/model/phi2/train-step';
 import { nodePlatform } from '../engine/platform/node';
-import { Trainer, type TrainConfig } from '../engine/train/trainer';
 import { loadTokenizer } from '../engine/tokenizer';
 import type { QuantScheme } from '../engine/weights/layout';
 import { serializeSafetensors } from '../engine/weights/safetensors';
 import { CliUsageError, idMatrix, intFlag, numberFlag, parseFlags, required } from './args';
 import { directorySource } from './node-files';
 
-/** The model commands of the CLI: forward, generate, lora-grad, train. Each loads a Hub-style checkpoint directory. */
+/** The model commands of the CLI: forward, generate, lora-grad (train is in train-command.ts). Each loads a Hub-style checkpoint directory. */
 
-async function openModel(dir: string, weights: string | undefined): Promise<{ gpu: GpuRuntime; model: Phi2Model; scheme: QuantScheme }> {
+export async function openModel(dir: string, weights: string | undefined): Promise<{ gpu: GpuRuntime; model: Phi2Model; scheme: QuantScheme }> {
   const scheme = (weights ?? 'int8') as QuantScheme;
   if (scheme !== 'int8' && scheme !== 'f16') throw new CliUsageError(`--weights must be int8 or f16, got "${weights}"`);
   const engine = new Engine(await nodePlatform());
@@ -31,7 +26,7 @@ async function openModel(dir: string, weights: string | undefined): Promise<{ gp
   return { gpu, model: new Phi2Model(gpu, params), scheme };
 }
 
-async function openTokenizer(dir: string) {
+export async function openTokenizer(dir: string) {
   const read = (name: string) => {
     try {
       return readFileSync(join(dir, name), 'utf8');
@@ -95,11 +90,22 @@ export async function generateCommand(args: string[]): Promise<number> {
   return 0;
 }
 
-function loadAdapterDir(model: Phi2Model, dir: string): LoraState {
-  const read = (name: string) => new Uint8Array(readFileSync(join(dir, name)));
+/** An adapter folder's PEFT files, decoded and checked against the model's shapes. */
+export function readAdapterDir(model: Phi2Model, dir: string): ReturnType<typeof decodeAdapter> {
+  const read = (name: string) => {
+    try {
+      return new Uint8Array(readFileSync(join(dir, name)));
+    } catch {
+      throw new CliUsageError(`${dir} has no ${name}: an adapter folder holds ${ADAPTER_CONFIG} and ${ADAPTER_WEIGHTS}`);
+    }
+  };
   const d = model.dims;
-  const a = decodeAdapter({ [ADAPTER_CONFIG]: read(ADAPTER_CONFIG), [ADAPTER_WEIGHTS]: read(ADAPTER_WEIGHTS) }, { hidden: d.hidden, intermediate: d.intermediate, layers: d.layers });
-  const state = new LoraState(model.gpu, d, a.settings);
+  return decodeAdapter({ [ADAPTER_CONFIG]: read(ADAPTER_CONFIG), [ADAPTER_WEIGHTS]: read(ADAPTER_WEIGHTS) }, { hidden: d.hidden, intermediate: d.intermediate, layers: d.layers });
+}
+
+function loadAdapterDir(model: Phi2Model, dir: string): LoraState {
+  const a = readAdapterDir(model, dir);
+  const state = new LoraState(model.gpu, model.dims, a.settings);
   state.setWeights((name) => a.tensors.get(name)!.data);
   return state;
 }
@@ -129,76 +135,5 @@ export async function loraGradCommand(args: string[]): Promise<number> {
     ]),
   );
   console.error(`loss ${loss[0]}; wrote it and ${grads.size} LoRA gradients to ${out}`);
-  return 0;
-}
-
-export const TRAIN_USAGE = [
-  'usage: train --model DIR --data FILE --out ADAPTER_DIR [options]',
-  '  data: JSONL, JSON, CSV or TSV with question/response columns (--input COL --output COL to choose)',
-  '  --steps N (100)  --batch N (1)  --accumulation N (1)  --lr X (2.5e-5)  --warmup N (10)  --schedule linear|cosine|constant',
-  '  --r N (64)  --alpha X (64)  --lora-dropout X (0.05)  --targets q_proj,k_proj,v_proj,dense,fc1,fc2  --rslora true|false',
-  '  --max-length N (512)  --loss-on all|response  --template TEXT  --seed N (42)  --weights int8|f16  --resid-dropout X (config)',
-].join('\n');
-
-export async function trainCommand(args: string[]): Promise<number> {
-  const known = ['model', 'data', 'out', 'steps', 'batch', 'accumulation', 'lr', 'warmup', 'schedule', 'r', 'alpha', 'lora-dropout', 'targets', 'rslora', 'max-length', 'loss-on', 'template', 'seed', 'weights', 'input', 'output', 'resid-dropout'];
-  const f = parseFlags(args, known, TRAIN_USAGE);
-  const dir = required(f, 'model', TRAIN_USAGE);
-  const dataPath = required(f, 'data', TRAIN_USAGE);
-  const outDir = required(f, 'out', TRAIN_USAGE);
-  const targets = (f.get('targets') ?? PAPER_LORA.targets.join(',')).split(',').map((t) => t.trim()) as LoraTarget[];
-  const lora: LoraSettings = {
-    r: intFlag(f, 'r', PAPER_LORA.r, 1),
-    alpha: numberFlag(f, 'alpha', PAPER_LORA.alpha),
-    dropout: numberFlag(f, 'lora-dropout', PAPER_LORA.dropout),
-    useRslora: f.get('rslora') === 'true',
-    targets: LORA_TARGETS.filter((t) => targets.includes(t)),
-    layers: 'all',
-  };
-  const unknownTargets = targets.filter((t) => !LORA_TARGETS.includes(t));
-  if (unknownTargets.length) throw new CliUsageError(`--targets: unknown modules ${unknownTargets.join(', ')}`);
-  const tokenizer = await openTokenizer(dir);
-  const parsed = parseUpload(new Uint8Array(readFileSync(dataPath)), { fileName: dataPath });
-  const mapped = mapRows(parsed, { input: f.get('input') ?? 'question', output: f.get('output') ?? 'response' });
-  if (mapped.problems.length) {
-    for (const p of mapped.problems.slice(0, 10)) console.error(`${dataPath}: ${JSON.stringify(p)}`);
-    console.error(`${mapped.badRowCount} bad rows left out${mapped.problems.length > 10 ? ' (first 10 problems shown)' : ''}`);
-  }
-  const template = f.get('template') ?? PAPER_TEMPLATE;
-  parseTemplate(template);
-  const lossOn = (f.get('loss-on') ?? 'all') as 'all' | 'response';
-  const data = tokenizeInstructionData(toInstructionExamples(mapped.rows), tokenizer, template, { maxTokens: intFlag(f, 'max-length', 512, 2), lossOn });
-  const { gpu, model } = await openModel(dir, f.get('weights'));
-  const problems = validateLoraSettings(lora, model.dims.layers);
-  if (problems.length) throw new CliUsageError(problems.join(' '));
-  const steps = intFlag(f, 'steps', 100, 1);
-  const config: TrainConfig = {
-    lora,
-    schedule: { kind: (f.get('schedule') ?? 'linear') as TrainConfig['schedule']['kind'], lr: numberFlag(f, 'lr', 2.5e-5), warmupSteps: intFlag(f, 'warmup', Math.min(10, steps - 1)), totalSteps: steps },
-    batchSize: intFlag(f, 'batch', 1, 1),
-    gradAccumulation: intFlag(f, 'accumulation', 1, 1),
-    maxLength: intFlag(f, 'max-length', 512, 2),
-    weightDecay: 0,
-    maxGradNorm: 1,
-    residDropout: numberFlag(f, 'resid-dropout', model.dims.residDropout),
-    seed: intFlag(f, 'seed', 42),
-    checkpointEvery: 0,
-    maxNonFiniteSteps: 5,
-  };
-  const state = new LoraState(gpu, model.dims, lora);
-  let s = config.seed >>> 0 || 1;
-  state.initialise(() => ((s = (Math.imul(s, 16807) >>> 0) % 2147483647) / 2147483647));
-  console.error(`training on ${data.rows.length} rows (${data.truncatedRows} truncated, ${data.trainedTokens} trained tokens), ${steps} steps`);
-  const trainer = new Trainer(model, state, config, data.rows, {
-    now: () => performance.now(),
-    onStep: (rec, p) =>
-      console.error(`step ${rec.step}/${p.totalSteps}  loss ${rec.loss.toFixed(4)}  |g| ${rec.gradNorm.toFixed(3)}  lr ${rec.lr.toExponential(2)}  ${p.tokensPerSecond.toFixed(0)} tok/s  eta ${p.etaSeconds?.toFixed(0) ?? '?'} s${rec.skipped ? '  (skipped: non-finite)' : ''}`),
-  });
-  await trainer.run();
-  mkdirSync(outDir, { recursive: true });
-  const files = encodeAdapter(lora, dir, state.unflatten(await state.readFlat('params')));
-  writeFileSync(join(outDir, ADAPTER_CONFIG), files[ADAPTER_CONFIG]);
-  writeFileSync(join(outDir, ADAPTER_WEIGHTS), files[ADAPTER_WEIGHTS]);
-  console.error(`wrote the adapter to ${outDir}`);
   return 0;
 }

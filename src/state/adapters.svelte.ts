@@ -148,7 +148,9 @@ export class AdaptersState {
       await this.refresh();
       return info;
     } catch (err) {
-      this.downloadError = (err as Error)?.name === 'AbortError' ? 'Stopped. What arrived is kept: start again to continue from there.' : message(err);
+      this.downloadError = (err as Error)?.name === 'AbortError' ? 'Stopped: nothing of it was kept.' : message(err);
+      // A download cut short keeps what arrived: the list of unfinished downloads shows it.
+      await this.refresh();
       return null;
     } finally {
       this.download = null;
@@ -158,6 +160,16 @@ export class AdaptersState {
   async cancelDownload(): Promise<void> {
     if (this.download) this.download = { ...this.download, cancelling: true };
     await engine().cancelAdapterDownload();
+  }
+
+  /** Forgets an unfinished download (its URL as listed), or every one (null). */
+  async clearPartial(url: string | null): Promise<void> {
+    try {
+      await engine().clearPartialDownload(url);
+    } catch (err) {
+      this.error = message(err);
+    }
+    await this.refresh();
   }
 
   private async act(id: string, label: string, task: () => Promise<unknown>): Promise<boolean> {

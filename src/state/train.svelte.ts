@@ -1,5 +1,6 @@
 import { LORA_TARGETS, type LoraTarget } from '../engine/adapters/lora-config';
 import type { MemoryEstimate } from '../engine/train/memory';
+import { APP_TRAINING_CHOICES, PAPER_TRAINING, type PaperPreset } from '../engine/train/paper';
 import { Comlink, engine } from '../worker/client';
 import { saveBlob } from './adapters.svelte';
 import type { StepRecord, TrainEvent, TrainingSetup, TrainOutcome, TrainPhase, TrainProblem, TrainProgress } from '../worker/train-api';
@@ -14,20 +15,29 @@ export { formatLayers, parseLayers };
  * component, so a run carries on, and is shown again, while the user looks at other pages.
  */
 
-export type PresetId = 'instruction' | 'symbol';
+export type PresetId = PaperPreset;
+
+const P = PAPER_TRAINING;
+const A = APP_TRAINING_CHOICES;
+const SHARED = `LoRA r ${P.lora.r}, alpha ${P.lora.alpha}, dropout ${P.lora.dropout} on all six linear layers; learning rate ${P.learningRate.toExponential()}; ${P.maxLength} tokens; ${P.epochs === 1 ? 'one epoch' : `${P.epochs} epochs`}`;
 
 export const PRESETS: Array<{ id: PresetId; label: string; description: string }> = [
   {
     id: 'instruction',
     label: 'Paper: instruction tuning',
-    description: 'LoRA r 64, alpha 64, dropout 0.05 on all six linear layers; learning rate 2.5e-5; 512 tokens; loss on every token.',
+    description: `${SHARED}; batch size ${P.batchSize.instruction}; loss on every token.`,
   },
   {
     id: 'symbol',
     label: 'Paper: symbol tuning, continuing an instruction adapter',
-    description: 'The same LoRA and optimiser, starting from a stored instruction adapter’s weights, on symbol-tuning data.',
+    description: `The same LoRA and optimiser with batch size ${P.batchSize.symbol}, starting from a stored instruction adapter’s weights, on symbol-tuning data.`,
   },
 ];
+
+/** What the paper does not state, as the page says it: the app's choices (transformers' Trainer defaults). */
+export const APP_CHOICES_NOTE =
+  `The paper does not state the schedule, warm-up, weight decay, clipping or seed: the app chooses transformers’ Trainer defaults ` +
+  `(${A.schedule} decay, ${A.warmupSteps} warm-up steps, weight decay ${A.weightDecay}, gradient norm clipped at ${A.maxGradNorm}, seed ${A.seed}).`;
 
 /** Which run is on screen: none, one being set up (tokenising, loading), training, or stopping. */
 export type RunStatus = 'idle' | 'starting' | 'running' | 'pausing' | 'cancelling';
@@ -38,7 +48,7 @@ export interface RunView {
   totalSteps: number;
   examples: number;
   tokens: number;
-  skipped: { empty: number; noLoss: number; truncated: number } | null;
+  skipped: { empty: number; noLoss: number; truncated: number; answerCut: number } | null;
   estimate: MemoryEstimate | null;
   lastCheckpoint: { step: number; savedAt: number } | null;
 }

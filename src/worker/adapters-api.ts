@@ -1,9 +1,11 @@
-import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, decodeAdapter, readAdapterConfigBytes, unzipAdapter, zipAdapter, type AdapterFiles } from '../engine/adapters/files';
-import { downloadAdapter, locateAdapter, locationLabel, locationName, previewAdapter, type AdapterDownloadProgress, type AdapterLocation } from '../engine/adapters/hub';
+import { MAX_ADAPTER_CONFIG_BYTES } from '../engine/adapters/config-json';
+import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, adapterWeightsLimit, decodeAdapter, readAdapterConfigBytes, zipAdapter, type AdapterFiles } from '../engine/adapters/files';
+import { adapterZipLimit, downloadAdapter, locateAdapter, locationLabel, locationName, previewAdapter, type AdapterDownloadProgress, type AdapterLocation } from '../engine/adapters/hub';
 import { loraModules, loraParameterCount, type LinearShapes, type LoraSettings } from '../engine/adapters/lora-config';
 import { mergeAdapter } from '../engine/adapters/merge';
-import { AdapterError, resolveAdapterConfig, type PeftLoraConfig } from '../engine/adapters/peft';
-import { AdapterStore, DownloadCache, describeAdapterFiles, type AdapterInfo, type AdapterOrigin } from '../engine/adapters/store';
+import { AdapterError, NOMINAL_SHAPES, resolveAdapterConfig, type PeftLoraConfig } from '../engine/adapters/peft';
+import { AdapterStore, DownloadCache, describeAdapterFiles, type AdapterInfo, type AdapterOrigin, type PartialDownload } from '../engine/adapters/store';
+import { unzipAdapter } from '../engine/adapters/zip';
 import type { Engine } from '../engine/engine';
 import { withModel } from '../engine/eval/runner';
 import type { LoadedModel, Session } from '../engine/session';
@@ -20,8 +22,9 @@ export type { AdapterDownloadProgress } from '../engine/adapters/hub';
  * checked against the model before it is kept or loaded, and a mismatch says what differs.
  *
  * Short calls throw errors whose messages say what happened and what to do; comlink carries the
- * message. One download runs at a time; cancelAdapterDownload stops it (what arrived is kept, so
- * starting it again resumes).
+ * message. One download runs at a time; cancelAdapterDownload stops it and keeps nothing of it. A
+ * download cut short otherwise (a reload, a closed tab, a dropped connection) keeps what arrived, so
+ * that starting it again resumes; the page lists those and can clear them.
  */
 export interface AdaptersApi {
   listAdapters(): Promise<AdaptersOverview>;
@@ -38,7 +41,10 @@ export interface AdaptersApi {
    * there already, then loaded beside the model and made active.
    */
   loadAdapterFromHub(repoOrUrl: string, onProgress?: (p: AdapterDownloadProgress) => void, hubBaseUrl?: string): Promise<AdapterInfo>;
+  /** Stops the running download; nothing of it is kept. */
   cancelAdapterDownload(): Promise<void>;
+  /** Forgets an unfinished download (by the URL listed in the overview), or all of them (null). */
+  clearPartialDownload(url: string | null): Promise<void>;
   /** Puts a stored adapter on the GPU beside the model and makes it active. */
   loadAdapter(id: string): Promise<void>;
   unloadAdapter(id: string): Promise<void>;
@@ -77,7 +83,11 @@ export interface AdaptersOverview {
   active: string | null;
   /** Adapters merged into the loaded weights, in order. */
   merged: string[];
+  /** Downloads cut short (a reload, a dropped connection) with what arrived kept: starting them again resumes. */
+  partialDownloads: PartialDownloadInfo[];
 }
+
+export type PartialDownloadInfo = Pick<PartialDownload, 'url' | 'received' | 'size' | 'updatedAt'>;
 
 export interface AdapterSourcePreview {
   kind: AdapterLocation['kind'];
@@ -180,7 +190,39 @@ class AdaptersWorkspace {
       const manifest = await (await this.session.store()).getModel(loaded.id).catch(() => undefined);
       model = { id: loaded.id, name: manifest?.name ?? loaded.id, weightMode: loaded.weightMode };
     }
-    return { adapters, model, active: loaded ? this.session.activeAdapter : null, merged: loaded ? [...(this.merged.get(loaded) ?? [])] : [] };
+    const partialDownloads = (await (await this.downloads()).list()).map(({ url, received, size, updatedAt }) => ({ url, received, size, updatedAt }));
+    return { adapters, model, active: loaded ? this.session.activeAdapter : null, merged: loaded ? [...(this.merged.get(loaded) ?? [])] : [], partialDownloads };
+  }
+
+  private async downloads(): Promise<DownloadCache> {
+    return DownloadCache.over(await this.session.store());
+  }
+
+  async clearPartialDownload(url: string | null): Promise<void> {
+    const cache = await this.downloads();
+    if (url === null) await cache.clearAll();
+    else await cache.clear(url);
+  }
+
+  /**
+   * The shapes that bound an adapter's size before it is read: the loaded model's, else the largest of
+   * the stored models' and Phi-2's, dimension by dimension.
+   */
+  private async boundingShapes(): Promise<LinearShapes> {
+    const loaded = this.session.loaded;
+    if (loaded) return shapesOf(loaded);
+    const bound = { ...NOMINAL_SHAPES };
+    for (const m of await (await this.session.store()).listModels()) {
+      try {
+        const c = parsePhiConfig(m.config);
+        bound.hidden = Math.max(bound.hidden, c.hiddenSize);
+        bound.intermediate = Math.max(bound.intermediate, c.intermediateSize);
+        bound.layers = Math.max(bound.layers, c.numLayers);
+      } catch {
+        // a config this version cannot read bounds nothing
+      }
+    }
+    return bound;
   }
 
   /**
@@ -220,9 +262,15 @@ class AdaptersWorkspace {
     const zip = files.find((f) => f.name.toLowerCase().endsWith('.zip'));
     let adapter: AdapterFiles;
     let defaultName: string;
+    const shapes = await this.boundingShapes();
+    const limitFor = (config: PeftLoraConfig) => adapterWeightsLimit(resolveAdapterConfig(config, shapes, ADAPTER_CONFIG), shapes);
+    const tooLarge = (f: File, limit: number, why: string) =>
+      new AdapterError(`${f.name} is ${f.size.toLocaleString('en-US')} bytes, more than the ${limit.toLocaleString('en-US')} ${why}: it is not that file of an adapter.`);
     if (zip) {
       if (files.length > 1) throw new AdapterError('Choose either one .zip or the two adapter files, not both.');
-      adapter = unzipAdapter(new Uint8Array(await zip.arrayBuffer()));
+      const zipLimit = adapterZipLimit(shapes);
+      if (zip.size > zipLimit) throw tooLarge(zip, zipLimit, 'an adapter .zip can be');
+      adapter = unzipAdapter(new Uint8Array(await zip.arrayBuffer()), limitFor);
       defaultName = fileStem(zip.name);
     } else {
       const config = files.find((f) => f.name === ADAPTER_CONFIG) ?? (files.length === 2 ? files.find((f) => f.name.endsWith('.json')) : undefined);
@@ -234,7 +282,12 @@ class AdaptersWorkspace {
             (files.some((f) => f.name.endsWith('.bin')) ? ' adapter_model.bin (a PyTorch pickle) cannot be read here: save the adapter with safe_serialization=True.' : ''),
         );
       }
-      adapter = { [ADAPTER_CONFIG]: new Uint8Array(await config.arrayBuffer()), [ADAPTER_WEIGHTS]: new Uint8Array(await weights.arrayBuffer()) };
+      // Sizes are checked before the bytes are read: the config's own cap, then what the config allows the weights.
+      if (config.size > MAX_ADAPTER_CONFIG_BYTES) throw tooLarge(config, MAX_ADAPTER_CONFIG_BYTES, 'a PEFT adapter config can be');
+      const configBytes = new Uint8Array(await config.arrayBuffer());
+      const weightsLimit = limitFor(readAdapterConfigBytes(configBytes));
+      if (weights.size > weightsLimit) throw tooLarge(weights, weightsLimit, 'its adapter_config.json allows (every LoRA parameter in F32, and a header)');
+      adapter = { [ADAPTER_CONFIG]: configBytes, [ADAPTER_WEIGHTS]: new Uint8Array(await weights.arrayBuffer()) };
       const base = describeAdapterFiles(adapter).baseModel;
       defaultName = base ? `${base.split('/').pop()}-lora` : 'uploaded-adapter';
     }
@@ -307,9 +360,12 @@ class AdaptersWorkspace {
         const files = await downloadAdapter(this.engine.platform, location, {
           signal: controller.signal,
           onProgress: onProgress && throttled(onProgress, () => this.engine.platform.now()),
-          cache: DownloadCache.over(await this.session.store()),
+          cache: await this.downloads(),
+          shapes: await this.boundingShapes(),
         });
         await this.check(files);
+        // Stopped after the last byte arrived: still nothing is kept.
+        if (controller.signal.aborted) throw Object.assign(new Error('The download was stopped; nothing of it was kept.'), { name: 'AbortError' });
         info = await (await this.store()).put(files, { name: request.name?.trim() || locationName(location), origin: originOf(location) });
       } finally {
         if (this.download === controller) this.download = null;
@@ -377,6 +433,7 @@ export function adaptersApi(engine: Pick<Engine, 'platform'>, session: Session):
     downloadAdapter: (repoOrUrl, onProgress, options) => w.downloadInto(repoOrUrl, onProgress, options),
     loadAdapterFromHub: (repoOrUrl, onProgress, hubBaseUrl) => w.downloadInto(repoOrUrl, onProgress, { hubBaseUrl, load: true }),
     cancelAdapterDownload: async () => w.cancelDownload(),
+    clearPartialDownload: (url) => w.clearPartialDownload(url),
     loadAdapter: (id) => w.load(id),
     unloadAdapter: async (id) => w.unload(id),
     setActiveAdapter: async (id) => w.setActive(id),

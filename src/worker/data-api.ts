@@ -17,7 +17,7 @@ import type { RowProblem, RowProblemKind } from '../engine/data/problems';
 import { lengthStats, type TokenLengthStats } from '../engine/data/summary';
 import { generateSymbolTuningData } from '../engine/data/symbol-tuning';
 import { SYMBOL_KINDS, type SymbolKind } from '../engine/data/symbols';
-import { type InstructionExample, parseTemplate, splitPromptCompletion } from '../engine/data/template';
+import { type InstructionExample, parseTemplate, renderTemplate, splitPromptCompletion } from '../engine/data/template';
 import { decodeUtf8 } from '../engine/data/utf8';
 import { loadSymbolTuningPool } from '../engine/eval/bundled';
 import { type LabeledPool, parseTaskCatalog, type TaskCatalog, userPool } from '../engine/eval/tasks';
@@ -25,6 +25,7 @@ import {
   checkDatasetName,
   type PreparedKind,
   type SavedDatasetInfo,
+  type SymbolTuningFit,
   type SymbolTuningSettings,
   type TrainingExample,
   UserDataStore,
@@ -32,7 +33,7 @@ import {
 import { MAX_HUB_ROWS, MAX_PER_CLASS, MAX_SYMBOL_PROMPTS, MAX_TRAIN_TOKENS } from './data-limits';
 import { type NamedTokenizer, TokenizerFinder } from './data-tokenizer';
 
-export type { PreparedKind, SavedDatasetInfo, SymbolTuningSettings, TrainingExample } from './data-store';
+export type { PreparedKind, SavedDatasetInfo, SymbolTuningFit, SymbolTuningSettings, TrainingExample } from './data-store';
 export type { TrlJsonlKind } from '../engine/data/export';
 
 /**
@@ -215,6 +216,8 @@ export interface PreparedSummary {
   lengths: LengthReport;
   /** Rows longer than maxTokens (cut at the end when training); null without a tokenizer. */
   truncatedRows: number | null;
+  /** Symbol tuning: how the prompts were fitted within maxTokens. */
+  symbolFit?: SymbolTuningFit;
 }
 
 export interface TrainingDataset {
@@ -227,6 +230,8 @@ export const PREVIEW_ROWS = 8;
 export const PREVIEW_CHARS = 600;
 export const PREPARED_PREVIEW_ROWS = 3;
 export const PREPARED_PREVIEW_CHARS = 20_000;
+/** Dropped symbol-tuning prompts listed one by one (the rest are counted). */
+export const MAX_REPORTED_DROPPED = 20;
 /** Rows tokenised for the mapping report's histogram (preparing counts every row). */
 export const LENGTH_SAMPLE_ROWS = 5000;
 export const HISTOGRAM_BINS = 24;
@@ -683,19 +688,56 @@ export class DataWorkspace {
       instruction: request.instruction,
       shapes: request.shapes,
     };
-    const generated = generateSymbolTuningData(pools, { seed, count, perClass, kinds, instruction: request.instruction, shapes: request.shapes });
     const template = parseTemplate(request.template);
+    // Fit every prompt within the maximum length in tokens by taking fewer exemplars, never by cutting. Without
+    // a tokenizer nothing can be measured: the prompts are kept whole, the page says so, and the Train page
+    // leaves out any prompt whose answer its maximum length would cut.
+    const tok = await this.findTokenizer();
+    let measured = 0;
+    const fitted = generateSymbolTuningData(pools, {
+      seed,
+      count,
+      perClass,
+      kinds,
+      instruction: request.instruction,
+      shapes: request.shapes,
+      ...(tok && {
+        fit: {
+          maxLength: maxTokens,
+          length: (e: InstructionExample) => {
+            if (onProgress && ++measured % 200 === 0) onProgress(measured, count);
+            return tok.tokenizer.encode(renderTemplate(template, e)).length;
+          },
+        },
+      }),
+    });
+    if (fitted.examples.length === 0) {
+      throw new DataInputError(
+        `None of the ${count.toLocaleString('en-US')} prompts fits in ${maxTokens} tokens, even with one exemplar per class: ` +
+          'raise the maximum length or choose pools with shorter texts.',
+      );
+    }
+    const generated = fitted.examples;
     const rows = generated.map((e) => splitPromptCompletion(template, e));
+    const fit: SymbolTuningFit = {
+      fitted: tok !== null,
+      maxLength: maxTokens,
+      perClass,
+      shortened: fitted.shortened,
+      dropped: fitted.dropped.length,
+      droppedExamples: fitted.dropped.slice(0, MAX_REPORTED_DROPPED).map((d) => ({ pool: d.source, length: d.length })),
+      perClassCounts: fitted.perClassCounts,
+    };
     return this.finishPrepared(
       {
         kind: 'symbol-tuning',
         template: request.template,
         maxTokens,
-        description: `symbol tuning from ${from}; ${count.toLocaleString('en-US')} prompts, ${perClass} per class, seed ${seed}`,
+        description: `symbol tuning from ${from}; ${generated.length.toLocaleString('en-US')} prompts, up to ${perClass} exemplars per class, seed ${seed}`,
         suggestedName: `${shortName} symbol tuning (seed ${seed})`,
       },
       rows,
-      settings,
+      { ...settings, fit },
       onProgress,
       generated.slice(0, PREPARED_PREVIEW_ROWS).map((e) => {
         const words = pools.find((p) => p.id === e.source)!.labelWords;
@@ -733,6 +775,7 @@ export class DataWorkspace {
       }),
       lengths,
       truncatedRows: lengths.unit === 'tokens' ? lengths.stats.overLimit : null,
+      ...(symbolTuning?.fit ? { symbolFit: symbolTuning.fit } : {}),
     };
     this.prepared = { summary, rows, symbolTuning };
     return summary;

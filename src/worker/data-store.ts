@@ -48,6 +48,28 @@ export interface SymbolTuningSettings {
   kinds: string[];
   instruction: 'none' | 'include' | 'mixed';
   shapes: 'paper' | 'varied';
+  /** How the prompts were fitted within the maximum length (absent in datasets saved before fitting). */
+  fit?: SymbolTuningFit;
+}
+
+/**
+ * Symbol-tuning prompts fitted within a maximum length: a prompt too long gets fewer exemplars per class
+ * (never a cut query or answer); one too long with a single exemplar per class is dropped.
+ */
+export interface SymbolTuningFit {
+  /** Measured in tokens and fitted; false without a tokenizer (the prompts are whole, maybe too long). */
+  fitted: boolean;
+  maxLength: number;
+  /** Exemplars per class asked for: the most a prompt has. */
+  perClass: number;
+  /** Prompts given fewer exemplars per class than asked. */
+  shortened: number;
+  /** Prompts left out. */
+  dropped: number;
+  /** The first dropped prompts: their pool and length with one exemplar per class. */
+  droppedExamples: Array<{ pool: string; length: number }>;
+  /** Exemplars per class -> prompts with that many. */
+  perClassCounts: Record<number, number>;
 }
 
 export interface SavedDatasetInfo {

@@ -5,10 +5,9 @@ import { wrapPaperPrompt } from '../engine/eval/prompts';
 import { withModel } from '../engine/eval/runner';
 import { AdapterFactors } from '../engine/inspect/factors';
 import { checkContrastiveOptions, ContrastiveError, generateContrastive, type ContrastDirection } from '../engine/inspect/contrastive';
-import { checkIntruderSettings, intrudersOf, type IntruderResult, type IntruderSettings } from '../engine/inspect/intruders';
+import { adapterIntruders, type IntruderResult, type IntruderSettings } from '../engine/inspect/intruders';
 import { adapterSpectra, type UpdateCell } from '../engine/inspect/spectra';
-import { LoraState, TARGET_OF } from '../engine/model/phi2/lora-state';
-import type { LinearName } from '../engine/model/phi2/params';
+import { LoraState } from '../engine/model/phi2/lora-state';
 import type { LoadedModel, Session } from '../engine/session';
 
 export type { UpdateCell, UpdateSpectrum } from '../engine/inspect/spectra';
@@ -44,8 +43,8 @@ export interface SpectraRequest {
 export interface IntrudersRequest {
   jobId: string;
   adapter: string;
-  /** Modules to examine; 'all' for every module the adapter adapts. */
-  modules: 'all' | Array<{ layer: number; target: LoraTarget }>;
+  /** Modules to examine: 'all' the adapter adapts, one target module in every layer that has it, or a list. */
+  modules: 'all' | LoraTarget | Array<{ layer: number; target: LoraTarget }>;
   settings: IntruderSettings;
 }
 
@@ -104,8 +103,6 @@ function shapesOf(loaded: LoadedModel): LinearShapes {
   return { hidden: loaded.dims.hidden, intermediate: loaded.dims.intermediate, layers: loaded.dims.layers };
 }
 
-const LINEAR_OF = Object.fromEntries(Object.entries(TARGET_OF).map(([linear, target]) => [target, linear])) as Record<LoraTarget, LinearName>;
-
 class InspectWorkspace {
   private readonly jobs = new Map<string, AbortController>();
 
@@ -118,17 +115,18 @@ class InspectWorkspace {
     return controller;
   }
 
-  private async factors(id: string): Promise<AdapterFactors> {
+  /** A stored adapter's factors, checked against the loaded model's shapes (`model`) or against its own tensors. */
+  private async factors(id: string, model: LoadedModel | null): Promise<AdapterFactors> {
     const store = AdapterStore.over(await this.session.store());
-    const loaded = this.session.loaded;
-    return new AdapterFactors(await store.files(id), loaded ? shapesOf(loaded) : undefined);
+    return new AdapterFactors(await store.files(id), model ? shapesOf(model) : undefined);
   }
 
   async spectra(request: SpectraRequest, onProgress?: (p: InspectProgress<UpdateCell>) => void): Promise<UpdateCell[]> {
     const controller = this.start(request.jobId);
     try {
-      const first = await this.factors(request.adapter);
-      const second = request.compareWith ? await this.factors(request.compareWith) : null;
+      // The update map needs no model: an adapter for another model can be inspected too.
+      const first = await this.factors(request.adapter, null);
+      const second = request.compareWith ? await this.factors(request.compareWith, null) : null;
       return await adapterSpectra(first, second, {
         signal: controller.signal,
         onProgress: (p) => onProgress?.({ jobId: request.jobId, done: p.done, total: p.total, item: p.cell }),
@@ -140,41 +138,22 @@ class InspectWorkspace {
 
   async intruders(request: IntrudersRequest, onProgress?: (p: InspectProgress<IntruderResult>) => void): Promise<IntruderResult[]> {
     const loaded = this.session.requireModel();
-    const adapter = await this.factors(request.adapter);
-    const modules = request.modules === 'all' ? adapter.modules : request.modules.map((m) => {
-      const found = adapter.modules.find((x) => x.layer === m.layer && x.target === m.target);
-      if (!found) throw new InspectInputError(`The adapter does not adapt ${m.target} of layer ${m.layer}.`);
-      return found;
-    });
-    if (!modules.length) throw new InspectInputError('Choose at least one module.');
-    for (const m of modules) {
-      try {
-        checkIntruderSettings(request.settings, m.outFeatures, m.inFeatures);
-      } catch (err) {
-        throw new InspectInputError(`${(err as Error).message} (${m.target}: ${m.outFeatures} x ${m.inFeatures})`);
-      }
-    }
+    const adapter = await this.factors(request.adapter, loaded);
+    const target = typeof request.modules === 'string' && request.modules !== 'all' ? request.modules : null;
+    if (target && !adapter.modules.some((m) => m.target === target)) throw new InspectInputError(`The adapter does not adapt ${target} in any layer.`);
     const controller = this.start(request.jobId);
     try {
-      return await withModel(loaded.generator, 'the intruder analysis on the Adapters page', async () => {
-        const results: IntruderResult[] = [];
-        for (const m of modules) {
-          controller.signal.throwIfAborted();
-          const p = loaded.model.params.blocks[m.layer][LINEAR_OF[m.target]];
-          const f = adapter.factors(m);
-          const result = await intrudersOf(
-            loaded.model.gpu,
-            m,
-            { weight: p.weight, scales: p.scales, N: m.outFeatures, K: m.inFeatures },
-            { A: f.A, B: f.B, r: f.r, scaling: f.scaling },
-            request.settings,
-            { signal: controller.signal },
-          );
-          results.push(result);
-          onProgress?.({ jobId: request.jobId, done: results.length, total: modules.length, item: result });
-        }
-        return results;
-      });
+      return await withModel(loaded.generator, 'the intruder analysis on the Adapters page', () =>
+        adapterIntruders(loaded.model.gpu, loaded.model.params, adapter, request.settings, {
+          modules:
+            request.modules === 'all' ? undefined : target ? adapter.modules.filter((m) => m.target === target) : (request.modules as Array<{ layer: number; target: LoraTarget }>),
+          signal: controller.signal,
+          onProgress: (p) => onProgress?.({ jobId: request.jobId, done: p.done, total: p.total, item: p.result }),
+        }).catch((err: unknown) => {
+          // Settings and module choices the engine refuses are the user's to fix: say so plainly.
+          throw err instanceof RangeError ? new InspectInputError(err.message) : err;
+        }),
+      );
     } finally {
       this.jobs.delete(request.jobId);
     }
@@ -205,7 +184,7 @@ class InspectWorkspace {
     let lora: LoraState;
     if (onGpu) lora = this.session.adapter(request.adapter)!;
     else {
-      const f = await this.factors(request.adapter);
+      const f = await this.factors(request.adapter, loaded);
       temporary = new LoraState(loaded.model.gpu, loaded.dims, f.settings);
       temporary.setWeights((name) => {
         const m = f.modules.find((x) => name.startsWith(`${x.path}.`))!;
@@ -216,7 +195,7 @@ class InspectWorkspace {
     }
     const controller = this.start(request.jobId);
     const samples: ContrastSampleView[] = Array.from({ length: request.samples }, () => ({ text: '', tokens: [], stopped: null }));
-    const ids2: number[][] = samples.map(() => []);
+    const chosen: number[][] = samples.map(() => []);
     const view = (done: boolean): ContrastUpdate => ({ jobId: request.jobId, input, promptTokens: ids.length, samples: samples.map((s) => ({ ...s, tokens: [...s.tokens] })), done });
     try {
       const result = await withModel(loaded.generator, 'contrastive generation on the Adapters page', () =>
@@ -224,11 +203,12 @@ class InspectWorkspace {
           ...options,
           signal: controller.signal,
           onToken: (s, choice) => {
-            ids2[s].push(choice.token);
-            samples[s].text = loaded.tokenizer.decode(ids2[s]);
+            chosen[s].push(choice.token);
+            samples[s].text = loaded.tokenizer.decode(chosen[s]);
             samples[s].tokens.push({ token: choice.token, text: loaded.tokenizer.decode([choice.token]), score: choice.score, logpExpert: choice.logpExpert, logpAmateur: choice.logpAmateur });
-            onUpdate?.(view(false));
           },
+          // Every sample's token of a step arrives together: one update per step, not one per sample.
+          onStep: () => onUpdate?.(view(false)),
         }),
       );
       result.forEach((r, s) => (samples[s].stopped = r.stopped));

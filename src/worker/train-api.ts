@@ -83,7 +83,7 @@ export type TrainEvent =
       examples: number;
       tokens: number;
       /** Examples left out, and why. */
-      skipped: { empty: number; noLoss: number; truncated: number };
+      skipped: { empty: number; noLoss: number; truncated: number; answerCut: number };
       estimate: MemoryEstimate;
     }
   | { kind: 'step'; record: StepRecord; progress: TrainProgress }
@@ -196,12 +196,14 @@ function describe(err: unknown): TrainProblem {
 }
 
 const PROGRESS_ROWS = 256;
+/** Tokenised whole, then cut here, so that a row's length before the cut is known. */
+const UNCUT = 2 ** 30;
 
 interface PreparedData {
   examples: TrainExample[];
   name: string;
   tokens: number;
-  skipped: { empty: number; noLoss: number; truncated: number };
+  skipped: { empty: number; noLoss: number; truncated: number; answerCut: number };
 }
 
 interface Job {
@@ -306,6 +308,7 @@ class TrainWorkspace {
   private async prepareData(plan: TrainPlan, loaded: LoadedModel, emit: (e: TrainEvent) => void): Promise<PreparedData> {
     let rows: readonly TrainingExample[];
     let name: string;
+    let answerLast = false;
     if (plan.data.kind === 'demo') {
       rows = DEMO_ROWS;
       name = 'Demo set (built in)';
@@ -319,6 +322,8 @@ class TrainWorkspace {
       try {
         const info = await store.info(plan.data.id);
         name = info.name;
+        // A symbol-tuning prompt ends with its answer: cut at the maximum length, it would teach nothing.
+        answerLast = info.kind === 'symbol-tuning';
         rows = await store.rows(plan.data.id);
       } catch (err) {
         throw new Problem({ code: 'data', title: 'The dataset could not be read', message: `${(err as Error).message} Choose another dataset on this page.` });
@@ -327,16 +332,22 @@ class TrainWorkspace {
       }
     }
     const examples: TrainExample[] = [];
-    const skipped = { empty: 0, noLoss: 0, truncated: 0 };
+    const skipped = { empty: 0, noLoss: 0, truncated: 0, answerCut: 0 };
     let tokens = 0;
     const eos = plan.appendEos ? (loaded.tokenizer.eosTokenId ?? loaded.dims.eosTokenId ?? undefined) : undefined;
     for (let at = 0; at < rows.length; at += PROGRESS_ROWS) {
       emit({ kind: 'phase', phase: 'tokenizing', message: `Tokenising ${name}`, done: at, total: rows.length });
       const part = rows.slice(at, at + PROGRESS_ROWS).map((r) => ({ question: r.prompt, response: r.completion }));
       // prompt + completion is the templated text: the identity template reproduces it (data-api.ts).
-      const t = tokenizeInstructionData(part, loaded.tokenizer, '{question}{response}', { maxTokens: plan.maxLength, lossOn: plan.lossOn, eosTokenId: eos });
-      skipped.truncated += t.truncatedRows;
-      for (const row of t.rows) {
+      const t = tokenizeInstructionData(part, loaded.tokenizer, '{question}{response}', { maxTokens: UNCUT, lossOn: plan.lossOn, eosTokenId: eos });
+      for (const whole of t.rows) {
+        const text = whole.input_ids.length - (eos === undefined ? 0 : 1);
+        if (answerLast && text > plan.maxLength) {
+          skipped.answerCut++;
+          continue;
+        }
+        if (whole.input_ids.length > plan.maxLength) skipped.truncated++;
+        const row = { input_ids: whole.input_ids.slice(0, plan.maxLength), labels: whole.labels.slice(0, plan.maxLength) };
         if (row.input_ids.length < 2) {
           skipped.empty++;
           continue;
@@ -356,8 +367,10 @@ class TrainWorkspace {
       throw new Problem({
         code: 'data',
         title: 'Nothing to train on',
-        message: `None of the ${rows.length} rows of ${name} has a token to learn from at ${plan.maxLength} tokens` +
-          (plan.lossOn === 'response' ? ' with the loss on the response only (the prompts fill the length): raise the maximum length or train on every token.' : '.'),
+        message: skipped.answerCut
+          ? `The maximum length of ${plan.maxLength} tokens would cut the answer off ${skipped.answerCut} of the ${rows.length} symbol-tuning prompts of ${name}, and the rest have nothing to learn from: raise the maximum length, or prepare the prompts again at this length on the Data page.`
+          : `None of the ${rows.length} rows of ${name} has a token to learn from at ${plan.maxLength} tokens` +
+            (plan.lossOn === 'response' ? ' with the loss on the response only (the prompts fill the length): raise the maximum length or train on every token.' : '.'),
       });
     }
     return { examples, name, tokens, skipped };

@@ -1,5 +1,6 @@
-import { LORA_TARGETS, PAPER_LORA, validateLoraSettings, type LoraSettings } from '../engine/adapters/lora-config';
+import { validateLoraSettings, type LoraSettings } from '../engine/adapters/lora-config';
 import { trainingMemory, type MemoryEstimate, type ModelShape, type TrainingShape } from '../engine/train/memory';
+import { APP_TRAINING_CHOICES, PAPER_TRAINING, stepsForEpochs, type PaperPreset } from '../engine/train/paper';
 import type { ScheduleKind } from '../engine/train/schedule';
 import type { TrainConfig } from '../engine/train/trainer';
 
@@ -15,7 +16,7 @@ export type TrainDataSource = { kind: 'saved'; id: string } | { kind: 'demo' };
 export interface TrainPlan {
   /** Name of the adapter the run produces. */
   name: string;
-  preset: 'instruction' | 'symbol' | 'custom';
+  preset: PaperPreset | 'custom';
   data: TrainDataSource;
   /** Loss on every token (the paper) or on the response (completion) only. */
   lossOn: 'all' | 'response';
@@ -53,28 +54,29 @@ export interface TrainingModelInfo {
 // The paper's presets
 
 /**
- * The paper's settings: LoRA r 64, alpha 64, dropout 0.05 on all six linear layers, learning rate
- * 2.5e-5, 512-token sequences, loss on every token; one epoch over the chosen data. Symbol tuning uses
- * the same LoRA and continues from an instruction adapter's weights.
+ * A preset: the paper's settings (engine/train/paper.ts) with the app's choices where the paper is
+ * silent. Instruction tuning starts a fresh adapter with batch size 2; symbol tuning continues an
+ * instruction adapter's weights with batch size 4; both run one epoch over the chosen data.
  */
-export function paperPlan(preset: 'instruction' | 'symbol', data: TrainDataSource, baseAdapterId: string | null = null): TrainPlan {
+export function paperPlan(preset: PaperPreset, data: TrainDataSource, baseAdapterId: string | null = null): TrainPlan {
+  const app = APP_TRAINING_CHOICES;
   return {
     name: preset === 'instruction' ? 'phi-2-instruction' : 'phi-2-instruction-symbol',
     preset,
     data,
-    lossOn: 'all',
+    lossOn: PAPER_TRAINING.lossOn,
     appendEos: false,
     baseAdapterId: preset === 'symbol' ? baseAdapterId : null,
-    lora: { ...PAPER_LORA, targets: [...LORA_TARGETS] },
-    schedule: { kind: 'linear', lr: 2.5e-5, warmupSteps: 10 },
-    length: { unit: 'epochs', epochs: 1 },
-    batchSize: 1,
-    gradAccumulation: 4,
-    maxLength: 512,
-    weightDecay: 0,
-    maxGradNorm: 1,
-    seed: 42,
-    checkpointEvery: 50,
+    lora: { ...PAPER_TRAINING.lora, targets: [...PAPER_TRAINING.lora.targets] },
+    schedule: { kind: app.schedule, lr: PAPER_TRAINING.learningRate, warmupSteps: app.warmupSteps },
+    length: { unit: 'epochs', epochs: PAPER_TRAINING.epochs },
+    batchSize: PAPER_TRAINING.batchSize[preset],
+    gradAccumulation: app.gradAccumulation,
+    maxLength: PAPER_TRAINING.maxLength,
+    weightDecay: app.weightDecay,
+    maxGradNorm: app.maxGradNorm,
+    seed: app.seed,
+    checkpointEvery: app.checkpointEvery,
     gpuMemoryBytes: null,
   };
 }
@@ -111,7 +113,7 @@ export function planProblems(plan: TrainPlan, model: Pick<TrainingModelInfo, 'sh
 /** Optimizer steps of a plan over `examples` examples. */
 export function totalStepsOf(plan: TrainPlan, examples: number): number {
   if (plan.length.unit === 'steps') return plan.length.steps;
-  return Math.max(1, Math.ceil((plan.length.epochs * examples) / (plan.batchSize * plan.gradAccumulation)));
+  return stepsForEpochs(plan.length.epochs, examples, plan.batchSize, plan.gradAccumulation);
 }
 
 export function trainConfigOf(plan: TrainPlan, examples: number, residDropout: number): TrainConfig {
@@ -127,7 +129,7 @@ export function trainConfigOf(plan: TrainPlan, examples: number, residDropout: n
     residDropout,
     seed: plan.seed,
     checkpointEvery: plan.checkpointEvery,
-    maxNonFiniteSteps: 5,
+    maxNonFiniteSteps: APP_TRAINING_CHOICES.maxNonFiniteSteps,
   };
 }
 

@@ -137,7 +137,9 @@ describe('the Data page', () => {
 
     const catalog = parseTaskCatalog(readFileSync(join(DATA, 'tasks.json'), 'utf8'));
     const sst2 = await loadSymbolTuningPool(diskFetch, 'http://app.test/data/', catalog, 'sst2');
-    const expected = generateSymbolTuningData([sst2], { seed: 4242, count: 20, perClass: 4, kinds: ['integer', 'letters', 'word'], instruction: 'none', shapes: 'varied' });
+    // No tokenizer on the page yet: the prompts stay whole, and the page says they are not fitted.
+    const expected = generateSymbolTuningData([sst2], { seed: 4242, count: 20, perClass: 4, kinds: ['integer', 'letters', 'word'], instruction: 'none', shapes: 'varied' }).examples;
+    expect(await page.getByTestId('symbol-fit').innerText()).toMatch(/Not fitted to 512 tokens: without a tokenizer/);
     const shown = await page.getByTestId('prepared-example').first().textContent();
     expect(shown).toBe(renderTemplate(parseTemplate(PAPER_TEMPLATE), expected[0]));
     expect(shown!.startsWith(`### Instruct: ${expected[0].question}`)).toBe(true);
@@ -155,7 +157,7 @@ describe('the Data page', () => {
     // What the Train page will read: prompt + completion is the text shown above.
     const catalog = parseTaskCatalog(readFileSync(join(DATA, 'tasks.json'), 'utf8'));
     const sst2 = await loadSymbolTuningPool(diskFetch, 'http://app.test/data/', catalog, 'sst2');
-    const expected = generateSymbolTuningData([sst2], { seed: 4242, count: 20, perClass: 4 });
+    const expected = generateSymbolTuningData([sst2], { seed: 4242, count: 20, perClass: 4 }).examples;
     const stored = await page.evaluate(async () => {
       const phi2 = (globalThis as unknown as { phi2: EngineApi }).phi2;
       const [first] = await phi2.listDatasets();

@@ -5,7 +5,7 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { zipAdapter } from '../../src/engine/adapters/files';
 import type { EngineApi } from '../../src/worker/api';
-import { launchBrowser, openPage, screenshot } from '../support/browser';
+import { launchBrowser, openPage, screenshot, SCREENSHOTS } from '../support/browser';
 import { HubServer, TEST_REVISION } from '../support/hub-server';
 import { serveStatic, type StaticServer } from '../support/static-server';
 
@@ -70,8 +70,9 @@ describe('the Inspect view', () => {
     await page.getByTestId('inspect-adapter').selectOption('tiny-before');
     await page.getByTestId('inspect-compare').selectOption('tiny-after');
     await page.getByTestId('compute-spectra').click();
-    const map = page.getByTestId('update-map');
-    await expect.poll(() => map.getAttribute('data-cells'), { timeout: 60_000 }).toBe('12');
+    // Side by side: each adapter's map, then the cosine of their updates.
+    const maps = page.getByTestId('update-map');
+    await expect.poll(() => maps.evaluateAll((els) => els.map((e) => e.getAttribute('data-cells'))), { timeout: 60_000 }).toEqual(['12', '12', '12']);
     await expect.poll(() => page.getByTestId('compute-spectra').isEnabled()).toBe(true);
     const cell = await page.getByTestId('selected-cell').innerText();
     expect(cell).toMatch(/‖ΔW‖ [\d.e-]+, effective rank [\d.]+; tiny-after: ‖ΔW‖ [\d.e-]+, effective rank [\d.]+; cosine 0\.\d{4}/);
@@ -91,9 +92,13 @@ describe('the Inspect view', () => {
     expect(png.name).toBe('update_tiny-before_tiny-after_map_norm.png');
     expect(png.bytes.subarray(0, 8)).toEqual(PNG_SIGNATURE);
     // The selected module's singular values: r 4 of them for each adapter.
-    const values = await download(() => spectra.getByTestId('export-csv').nth(1).click());
+    const cosineMap = await download(() => spectra.getByTestId('export-png').nth(2).click());
+    expect(cosineMap.name).toBe('update_tiny-before_tiny-after_map_cosine.png');
+    expect(cosineMap.bytes.subarray(0, 8)).toEqual(PNG_SIGNATURE);
+    const values = await download(() => spectra.getByTestId('export-csv').last().click());
+    expect(values.name).toMatch(/^update_tiny-before_tiny-after_singular-values_layer\d_[a-z_0-9]+\.csv$/);
     expect(values.bytes.toString('utf8').trim().split('\r\n')).toHaveLength(5);
-    expect((await download(() => spectra.getByTestId('export-png').nth(1).click())).bytes.subarray(0, 8)).toEqual(PNG_SIGNATURE);
+    expect((await download(() => spectra.getByTestId('export-png').last().click())).bytes.subarray(0, 8)).toEqual(PNG_SIGNATURE);
     await screenshot(page, 'inspect-update-map');
   });
 
@@ -103,6 +108,12 @@ describe('the Inspect view', () => {
     await panel.getByLabel('k (fine-tuned top vectors)').fill('4');
     await panel.getByLabel('Pre-trained vectors compared').fill('16');
     await panel.getByLabel('Iterations').fill('3');
+    // One module in every layer first, then all of them.
+    await panel.getByLabel('Modules').selectOption('fc2');
+    await panel.getByTestId('compute-intruders').click();
+    await expect.poll(() => page.getByTestId('intruder-chart').getAttribute('data-modules'), { timeout: 240_000 }).toBe('2');
+    await expect.poll(() => panel.getByTestId('compute-intruders').isEnabled()).toBe(true);
+    await panel.getByLabel('Modules').selectOption('all');
     await panel.getByTestId('compute-intruders').click();
     await expect.poll(() => page.getByTestId('intruder-chart').getAttribute('data-modules'), { timeout: 240_000 }).toBe('12');
     expect(await panel.getByTestId('intruder-total').innerText()).toMatch(/^\d+ intruders in 12 modules \(top 4, ε 0\.5\)$/);
@@ -137,5 +148,6 @@ describe('the Inspect view', () => {
     expect(shown).toBeLessThan(200);
     expect(await samples.innerText()).toContain('cancelled');
     await screenshot(page, 'inspect-contrast');
+    await page.getByTestId('inspect-view').screenshot({ path: `${SCREENSHOTS}/inspect-view.png` });
   });
 });

@@ -388,6 +388,23 @@ describe('the Train and Adapters worker APIs', () => {
     expect(savedEvents.find((e) => e.kind === 'started')).toMatchObject({ examples: 3, totalSteps: 1 });
     if (fromSaved.status === 'finished') await adapters.deleteAdapter(fromSaved.adapter.id);
 
+    // A symbol-tuning set: a prompt that the maximum length would cut before its answer is left out, not trained on.
+    const symbolData = await UserDataStore.open(platform.indexedDB);
+    const symbolRows = [
+      { prompt: 'x: a\ny: 1\nx: b\ny: ', completion: '2' },
+      { prompt: 'x: c\ny: 2\nx: d\ny: ', completion: '1' },
+      { prompt: `x: ${'a long premise that goes on '.repeat(3)}\ny: 1\nx: b\ny: `, completion: '2' },
+    ];
+    await symbolData.save({ id: 'ds-2', name: 'Symbols', kind: 'symbol-tuning', description: 'test', rowCount: 3, template: '{question}{response}', maxTokens: 16, truncatedRows: 1, chars: 0, createdAt: 2, updatedAt: 2 }, symbolRows);
+    symbolData.close();
+    const symbolEvents: TrainEvent[] = [];
+    const fromSymbols = await train.startTraining({ ...plan, name: 'From symbols', data: { kind: 'saved', id: 'ds-2' }, maxLength: 16, appendEos: true, length: { unit: 'epochs', epochs: 1 }, batchSize: 2 }, (e) => symbolEvents.push(e));
+    expect(fromSymbols).toMatchObject({ status: 'finished' });
+    expect(symbolEvents.find((e) => e.kind === 'started')).toMatchObject({ examples: 2, skipped: { answerCut: 1, truncated: 0 } });
+    if (fromSymbols.status === 'finished') await adapters.deleteAdapter(fromSymbols.adapter.id);
+    const allCut = await train.startTraining({ ...plan, name: 'Cut', data: { kind: 'saved', id: 'ds-2' }, maxLength: 4 });
+    expect(allCut).toMatchObject({ status: 'failed', problem: { code: 'data', message: expect.stringMatching(/would cut the answer off 3 of the 3 symbol-tuning prompts/) } });
+
     // The adapters page sees it on the GPU; its .zip imports again as a second adapter.
     await adapters.setActiveAdapter('demo-run');
     let overview = await adapters.listAdapters();

@@ -41,6 +41,8 @@ export interface FileFaults {
   ignoreRange?: boolean;
   /** Leave Content-Range out of 206 answers, as a browser hides it when CORS does not expose it. */
   omitContentRange?: boolean;
+  /** Send the body chunked, without Content-Length (the size is then known only from the bytes). */
+  omitContentLength?: boolean;
 }
 
 export interface HubServerOptions {
@@ -211,6 +213,7 @@ export class HubServer {
       'Content-Type': 'application/octet-stream',
     };
     if (status === 206 && !faults.omitContentRange) headers['Content-Range'] = `bytes ${start}-${end}/${size}`;
+    if (faults.omitContentLength) delete headers['Content-Length'];
     log.status = status;
     res.writeHead(status, { ...CORS, ...headers });
     if (req.method === 'HEAD') return void res.end();

@@ -1,6 +1,6 @@
-import { strToU8, unzipSync, zipSync } from 'fflate';
+import { strToU8, zipSync } from 'fflate';
 import { parseSafetensors, serializeSafetensors } from '../weights/safetensors';
-import type { LinearShapes, LoraSettings } from './lora-config';
+import { loraModules, loraParameterCount, type LinearShapes, type LoraSettings } from './lora-config';
 import { AdapterError, exportAdapterConfig, planAdapterTensors, readAdapterConfig, resolveAdapterConfig, type PeftLoraConfig } from './peft';
 import { readAdapterConfigJson } from './config-json';
 
@@ -42,24 +42,14 @@ export function zipAdapter(files: AdapterFiles): Uint8Array {
   return zipSync({ [ADAPTER_CONFIG]: files[ADAPTER_CONFIG], [ADAPTER_WEIGHTS]: [files[ADAPTER_WEIGHTS], { level: 0 }] });
 }
 
-/** The two files from a .zip (at its root or in one folder). */
-export function unzipAdapter(zip: Uint8Array): AdapterFiles {
-  let entries: Record<string, Uint8Array>;
-  try {
-    entries = unzipSync(zip);
-  } catch (err) {
-    throw new AdapterError(`The file is not a readable .zip archive: ${(err as Error).message}`);
-  }
-  const find = (name: string) => Object.entries(entries).find(([path]) => path === name || path.endsWith(`/${name}`))?.[1];
-  const config = find(ADAPTER_CONFIG);
-  const weights = find(ADAPTER_WEIGHTS);
-  if (!config || !weights) {
-    throw new AdapterError(
-      `The archive lacks ${[!config && ADAPTER_CONFIG, !weights && ADAPTER_WEIGHTS].filter(Boolean).join(' and ')}; ` +
-        `a PEFT adapter has both (found: ${Object.keys(entries).join(', ') || 'nothing'}).`,
-    );
-  }
-  return { [ADAPTER_CONFIG]: config, [ADAPTER_WEIGHTS]: weights };
+/**
+ * The largest adapter_model.safetensors an adapter with these settings can be on a model of these
+ * shapes: every LoRA parameter in F32, plus a generous JSON header (512 bytes a tensor, 64 KiB of
+ * metadata). Downloads and archives are cut off past it.
+ */
+export function adapterWeightsLimit(settings: LoraSettings, shapes: LinearShapes): number {
+  const tensors = 2 * loraModules(settings, shapes).length;
+  return loraParameterCount(settings, shapes) * 4 + tensors * 512 + 64 * 1024;
 }
 
 /** Reads adapter_config.json (bounded: see readAdapterConfigJson) and checks its values. */

@@ -3,10 +3,11 @@ import { HubError } from '../weights/errors';
 import { HUB_BASE_URL, insecureUrlProblem, parseContentRange } from '../weights/hub';
 import { diagnoseRedirects } from '../weights/redirects';
 import { backoffDelay, DEFAULT_RETRY, isRetryable, sleep, type RetryPolicy } from '../weights/retry';
-import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, unzipAdapter, type AdapterFiles } from './files';
-import { readAdapterConfigJson } from './config-json';
-import type { LinearShapes, LoraSettings } from './lora-config';
-import { AdapterError, readAdapterConfig, resolveAdapterConfig, type PeftLoraConfig } from './peft';
+import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, adapterWeightsLimit, type AdapterFiles } from './files';
+import { unzipAdapter } from './zip';
+import { MAX_ADAPTER_CONFIG_BYTES, readAdapterConfigJson } from './config-json';
+import { LORA_TARGETS, type LinearShapes, type LoraSettings } from './lora-config';
+import { AdapterError, MAX_LORA_RANK, NOMINAL_SHAPES, readAdapterConfig, resolveAdapterConfig, type PeftLoraConfig } from './peft';
 import { CHUNK_BYTES, type DownloadCache } from './store';
 
 
@@ -146,9 +147,15 @@ export interface AdapterDownloadProgress {
 export interface DownloadOptions {
   signal?: AbortSignal;
   onProgress?(p: AdapterDownloadProgress): void;
-  /** Keeps what arrived so a later call resumes; null to keep nothing. */
+  /** Keeps what arrived so a later call resumes (after a reload or a dropped connection); null to keep nothing. */
   cache?: DownloadCache | null;
   retry?: RetryPolicy;
+  /** The model the adapter is for, which bounds its size (default: Phi-2's shapes). */
+  shapes?: LinearShapes;
+  /** downloadFile: refuse a file larger than this, from its Content-Length or the bytes received. */
+  maxBytes?: number;
+  /** Why maxBytes is what it is, for the message. */
+  limitReason?: string;
 }
 
 type Fetcher = Pick<Platform, 'fetch'>;
@@ -158,7 +165,7 @@ function fileUrl(loc: AdapterLocation, file: string): string {
 }
 
 function abortError(): Error {
-  const err = new Error('The download was stopped. Start it again to continue where it stopped.');
+  const err = new Error('The download was stopped; nothing of it was kept.');
   err.name = 'AbortError';
   return err;
 }
@@ -200,7 +207,7 @@ async function fetchConfig(platform: Fetcher, location: AdapterLocation, signal?
     await res.body?.cancel().catch(() => undefined);
     throw statusError(res.status, url, ADAPTER_CONFIG);
   }
-  const bytes = new Uint8Array(await res.arrayBuffer());
+  const bytes = await readCapped(res, MAX_ADAPTER_CONFIG_BYTES, url, signal);
   let json: unknown;
   try {
     json = readAdapterConfigJson(bytes, ADAPTER_CONFIG);
@@ -208,6 +215,44 @@ async function fetchConfig(platform: Fetcher, location: AdapterLocation, signal?
     throw new AdapterError(`${(err as Error).message} (from ${url}: does the URL point at a PEFT adapter folder?)`);
   }
   return { bytes, config: readAdapterConfig(json, ADAPTER_CONFIG) };
+}
+
+/** A small response's body, refused as soon as it (or its Content-Length) passes `cap` bytes. */
+async function readCapped(res: Response, cap: number, url: string, signal?: AbortSignal): Promise<Uint8Array> {
+  const tooLarge = (n: string) =>
+    new AdapterError(`${url} is ${n} bytes; a PEFT adapter config is a few kilobytes (at most ${cap / 1024} KiB accepted): the URL does not point at an adapter folder.`);
+  const declared = contentLength(res);
+  if (declared !== null && declared > cap) {
+    await res.body?.cancel().catch(() => undefined);
+    throw tooLarge(declared.toLocaleString('en-US'));
+  }
+  if (!res.body) return new Uint8Array(0);
+  const reader = res.body.getReader();
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  try {
+    for (;;) {
+      let r: ReadableStreamReadResult<Uint8Array>;
+      try {
+        r = await reader.read();
+      } catch (err) {
+        if (signal?.aborted) throw abortError();
+        throw new HubError('network', `The connection dropped while reading ${url}: ${(err as Error).message}`, ADAPTER_CONFIG);
+      }
+      if (r.done) break;
+      total += r.value.length;
+      if (total > cap) throw tooLarge(`more than ${cap.toLocaleString('en-US')}`);
+      parts.push(r.value);
+    }
+  } finally {
+    await reader.cancel().catch(() => undefined);
+  }
+  return concat(parts, total);
+}
+
+function contentLength(res: Response): number | null {
+  const length = res.headers.get('content-length');
+  return length !== null && /^\d+$/.test(length.trim()) ? Number(length) : null;
 }
 
 /** Content-Length of a HEAD request (after redirects), or null when the server does not say. */
@@ -219,11 +264,31 @@ async function remoteSize(platform: Fetcher, url: string, what: string, signal?:
   return length !== null && /^\d+$/.test(length.trim()) ? Number(length) : null;
 }
 
-/** Downloads an adapter's two files (a folder) or its .zip, with progress, retries and resume. */
+/** The largest adapter .zip downloaded: any rank this engine takes on `shapes`, in F32, and never more than 2 GiB. */
+export function adapterZipLimit(shapes: LinearShapes): number {
+  const widest = adapterWeightsLimit({ r: MAX_LORA_RANK, alpha: 1, dropout: 0, useRslora: false, targets: [...LORA_TARGETS], layers: 'all' }, shapes);
+  return Math.min(2 * 2 ** 30, widest + MAX_ADAPTER_CONFIG_BYTES + 64 * 1024);
+}
+
+/**
+ * Downloads an adapter's two files (a folder) or its .zip, with progress, retries and resume. Sizes are
+ * bounded before the bytes are read: adapter_config.json by MAX_ADAPTER_CONFIG_BYTES, the weights by
+ * what the config implies on `options.shapes` (adapterWeightsLimit), a .zip by adapterZipLimit and then
+ * entry by entry as it is unpacked.
+ */
 export async function downloadAdapter(platform: Fetcher, location: AdapterLocation, options: DownloadOptions = {}): Promise<AdapterFiles> {
-  if (location.kind === 'zip') return unzipAdapter(await downloadFile(platform, location.url, 'the adapter .zip', options));
+  const shapes = options.shapes ?? NOMINAL_SHAPES;
+  const limitFor = (config: PeftLoraConfig) => adapterWeightsLimit(resolveAdapterConfig(config, shapes, ADAPTER_CONFIG), shapes);
+  if (location.kind === 'zip') {
+    const zip = await downloadFile(platform, location.url, 'the adapter .zip', { ...options, maxBytes: adapterZipLimit(shapes), limitReason: 'the largest adapter .zip this app takes' });
+    return unzipAdapter(zip, limitFor);
+  }
   const config = await fetchConfig(platform, location, options.signal);
-  const weights = await downloadFile(platform, fileUrl(location, ADAPTER_WEIGHTS), ADAPTER_WEIGHTS, options);
+  const weights = await downloadFile(platform, fileUrl(location, ADAPTER_WEIGHTS), ADAPTER_WEIGHTS, {
+    ...options,
+    maxBytes: limitFor(config.config),
+    limitReason: `the most an adapter with r ${config.config.r} on these layers can take, in F32`,
+  });
   return { [ADAPTER_CONFIG]: config.bytes, [ADAPTER_WEIGHTS]: weights };
 }
 
@@ -294,76 +359,98 @@ export async function downloadFile(platform: Fetcher, url: string, what: string,
     }
   };
 
-  let failures = 0;
-  let restarts = 0;
-  for (;;) {
-    if (signal?.aborted) throw abortError();
-    const offset = received();
-    const before = offset;
-    try {
-      const init: RequestInit = { signal };
-      if (offset > 0) init.headers = { Range: `bytes=${offset}-` };
-      const res = await request(platform, url, init, what);
-      const resEtag = normaliseEtag(res.headers.get('etag'));
-      if (res.status === 416 || (res.status === 200 && offset > 0) || (offset > 0 && etag && resEtag && resEtag !== etag)) {
-        // The file shrank, the server ignores Range, or the file changed: only a fresh start is safe.
-        await res.body?.cancel().catch(() => undefined);
-        if (++restarts > 2) throw new HubError('changed', `${what} kept changing on the server while it downloaded; try again later.`, what, res.status);
-        await restart(res.status === 200 ? `The server cannot resume ${what}; downloading it from the start.` : `${what} changed on the server; downloading it from the start.`);
-        continue;
-      }
-      if (res.status !== 200 && res.status !== 206) {
-        await res.body?.cancel().catch(() => undefined);
-        throw statusError(res.status, url, what);
-      }
-      etag ??= resEtag;
-      const length = res.headers.get('content-length');
-      const contentLength = length !== null && /^\d+$/.test(length.trim()) ? Number(length) : null;
-      if (res.status === 206) {
-        const range = parseContentRange(res.headers.get('content-range'));
-        if (range && range.start !== offset) {
-          await res.body?.cancel().catch(() => undefined);
-          throw new HubError('bad-response', `Asked for ${what} from byte ${offset} but the server sent bytes from ${range.start}.`, what, 206);
-        }
-        size = range?.total ?? (contentLength !== null ? offset + contentLength : size);
-      } else size = contentLength;
-      if (!res.body) throw new HubError('bad-response', `The response for ${what} has no body.`, what, res.status);
-      onProgress?.({ file: what, received: offset, total: size, notice });
-      notice = undefined;
-      const reader = res.body.getReader();
+  const maxBytes = options.maxBytes ?? Infinity;
+  const tooLarge = (n: number, exact: boolean) =>
+    new AdapterError(
+      `${what} is ${exact ? '' : 'more than '}${n.toLocaleString('en-US')} bytes, more than the ${maxBytes.toLocaleString('en-US')} it can be ` +
+        `(${options.limitReason ?? 'the limit for an adapter'}): it is not this adapter's file, so it was not downloaded.`,
+    );
+  try {
+    return await receive();
+  } catch (err) {
+    // Stopped by the user, or refused for its size: nothing of it is kept. A dropped connection keeps
+    // what arrived, so that starting again (also after a reload) resumes.
+    if ((err as Error).name === 'AbortError' || err instanceof AdapterError) await cache?.clear(url).catch(() => undefined);
+    throw err;
+  }
+
+  async function receive(): Promise<Uint8Array> {
+    let failures = 0;
+    let restarts = 0;
+    for (;;) {
+      if (signal?.aborted) throw abortError();
+      const offset = received();
+      const before = offset;
       try {
-        for (;;) {
-          let r: ReadableStreamReadResult<Uint8Array>;
-          try {
-            r = await reader.read();
-          } catch (err) {
-            if (signal?.aborted) throw abortError();
-            throw new HubError('network', `The connection dropped after ${received()} bytes of ${what}: ${(err as Error).message}`, what);
-          }
-          if (r.done) break;
-          tail.push(r.value);
-          tailBytes += r.value.length;
-          if (size !== null && received() > size) throw new HubError('bad-response', `The server sent more than the ${size} bytes of ${what} it announced.`, what);
-          await flushFullChunks();
-          onProgress?.({ file: what, received: received(), total: size });
+        const init: RequestInit = { signal };
+        if (offset > 0) init.headers = { Range: `bytes=${offset}-` };
+        const res = await request(platform, url, init, what);
+        const resEtag = normaliseEtag(res.headers.get('etag'));
+        if (res.status === 416 || (res.status === 200 && offset > 0) || (offset > 0 && etag && resEtag && resEtag !== etag)) {
+          // The file shrank, the server ignores Range, or the file changed: only a fresh start is safe.
+          await res.body?.cancel().catch(() => undefined);
+          if (++restarts > 2) throw new HubError('changed', `${what} kept changing on the server while it downloaded; try again later.`, what, res.status);
+          await restart(res.status === 200 ? `The server cannot resume ${what}; downloading it from the start.` : `${what} changed on the server; downloading it from the start.`);
+          continue;
         }
-      } finally {
-        reader.releaseLock();
+        if (res.status !== 200 && res.status !== 206) {
+          await res.body?.cancel().catch(() => undefined);
+          throw statusError(res.status, url, what);
+        }
+        etag ??= resEtag;
+        const length = res.headers.get('content-length');
+        const contentLength = length !== null && /^\d+$/.test(length.trim()) ? Number(length) : null;
+        if (res.status === 206) {
+          const range = parseContentRange(res.headers.get('content-range'));
+          if (range && range.start !== offset) {
+            await res.body?.cancel().catch(() => undefined);
+            throw new HubError('bad-response', `Asked for ${what} from byte ${offset} but the server sent bytes from ${range.start}.`, what, 206);
+          }
+          size = range?.total ?? (contentLength !== null ? offset + contentLength : size);
+        } else size = contentLength;
+        if (size !== null && size > maxBytes) {
+          await res.body?.cancel().catch(() => undefined);
+          throw tooLarge(size, true);
+        }
+        if (!res.body) throw new HubError('bad-response', `The response for ${what} has no body.`, what, res.status);
+        onProgress?.({ file: what, received: offset, total: size, notice });
+        notice = undefined;
+        const reader = res.body.getReader();
+        try {
+          for (;;) {
+            let r: ReadableStreamReadResult<Uint8Array>;
+            try {
+              r = await reader.read();
+            } catch (err) {
+              if (signal?.aborted) throw abortError();
+              throw new HubError('network', `The connection dropped after ${received()} bytes of ${what}: ${(err as Error).message}`, what);
+            }
+            if (r.done) break;
+            tail.push(r.value);
+            tailBytes += r.value.length;
+            if (size !== null && received() > size) throw new HubError('bad-response', `The server sent more than the ${size} bytes of ${what} it announced.`, what);
+            if (received() > maxBytes) throw tooLarge(maxBytes, false);
+            await flushFullChunks();
+            onProgress?.({ file: what, received: received(), total: size });
+          }
+        } finally {
+          reader.releaseLock();
+        }
+        if (size !== null && received() !== size) throw new HubError('bad-response', `The server sent ${received()} of the ${size} bytes of ${what}.`, what);
+        const out = concat([...chunks, ...tail], received());
+        await cache?.clear(url).catch(() => undefined);
+        return out;
+      } catch (err) {
+        if ((err as Error).name === 'AbortError' || signal?.aborted) throw abortError();
+        if (!isRetryable(err, true)) throw err;
+        failures = received() > before ? 1 : failures + 1;
+        if (failures >= policy.attempts) throw err;
+        notice = `${(err as Error).message} Retrying (${failures} of ${policy.attempts - 1})…`;
+        onProgress?.({ file: what, received: received(), total: size, notice });
+        await sleep(backoffDelay(failures, policy), signal).catch(() => {
+          throw abortError();
+        });
       }
-      if (size !== null && received() !== size) throw new HubError('bad-response', `The server sent ${received()} of the ${size} bytes of ${what}.`, what);
-      const out = concat([...chunks, ...tail], received());
-      await cache?.clear(url).catch(() => undefined);
-      return out;
-    } catch (err) {
-      if ((err as Error).name === 'AbortError' || signal?.aborted) throw abortError();
-      if (!isRetryable(err, true)) throw err;
-      failures = received() > before ? 1 : failures + 1;
-      if (failures >= policy.attempts) throw err;
-      notice = `${(err as Error).message} Retrying (${failures} of ${policy.attempts - 1})…`;
-      onProgress?.({ file: what, received: received(), total: size, notice });
-      await sleep(backoffDelay(failures, policy), signal).catch(() => {
-        throw abortError();
-      });
     }
   }
 }

@@ -74,6 +74,8 @@ export const MAX_LORA_ALPHA = 65536;
 export const PEFT_DEFAULT_ALPHA = 8;
 /** Layers assumed where no model is at hand to resolve a selection against: Phi-2's. */
 export const NOMINAL_LAYERS = 32;
+/** Phi-2's linear shapes: what bounds an adapter's size where no model is at hand. */
+export const NOMINAL_SHAPES: LinearShapes = { hidden: 2560, intermediate: 10240, layers: NOMINAL_LAYERS };
 
 /** adapter_config.json with every value checked, before the model it is applied to is known. */
 export interface PeftLoraConfig {

@@ -415,6 +415,22 @@ export class DownloadCache {
     return checksums;
   }
 
+  /** Every download kept unfinished (cut by a reload, a closed tab or a dropped connection), newest first. */
+  async list(): Promise<PartialDownload[]> {
+    let all: PartialDownload[];
+    try {
+      all = (await this.db.getAll(STORES.adapters, prefixRange(DOWNLOAD))) as unknown as PartialDownload[];
+    } catch (err) {
+      throw storeFailure(err, 'listing unfinished downloads', 0);
+    }
+    return all.sort((a, b) => b.updatedAt - a.updatedAt);
+  }
+
+  /** Forgets every unfinished download and its bytes. */
+  async clearAll(): Promise<void> {
+    await writeTransaction(this.db, STORES.adapters, 'forgetting unfinished downloads', 0, (s) => [s.delete(prefixRange(DOWNLOAD)), s.delete(prefixRange(DOWNLOAD_BYTES))]);
+  }
+
   async clear(url: string): Promise<void> {
     await writeTransaction(this.db, STORES.adapters, `forgetting the download of ${url}`, 0, (s) => [
       s.delete(DOWNLOAD + url),

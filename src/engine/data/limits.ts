@@ -1,3 +1,5 @@
+import { PAPER_TRAINING } from '../train/paper';
+
 /**
  * Hard limits on what an upload may hold. They keep one tab's memory bounded (a 200 MB file becomes about
  * 400 MB of UTF-16 string plus the parsed rows) and are stated in the UI next to the file picker.
@@ -15,5 +17,5 @@ export const MAX_FIELD_CHARS = 100_000;
 /** How much of a bad line is kept in its problem report, so the user can see what went wrong. */
 export const PROBLEM_EXCERPT_CHARS = 200;
 
-/** Default sequence length for training rows, as in the paper. */
-export const DEFAULT_MAX_TOKENS = 512;
+/** Default sequence length for training rows: the paper's. */
+export const DEFAULT_MAX_TOKENS = PAPER_TRAINING.maxLength;

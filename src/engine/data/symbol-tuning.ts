@@ -1,4 +1,4 @@
-import { type Exemplar, type FewShotShape, paperShape, type QueryEnding, renderFewShot } from '../eval/prompts';
+import { type FewShotShape, paperShape, type QueryEnding, renderFewShot } from '../eval/prompts';
 import type { LabeledPool } from '../eval/tasks';
 import { drawFewShot } from './few-shot';
 import { SeededRandom } from './random';
@@ -7,10 +7,19 @@ import type { InstructionExample } from './template';
 
 /**
  * Symbol tuning (Wei et al., 2023): few-shot prompts from any labelled classification data whose labels are
- * replaced by arbitrary symbols, so the mapping can only be learnt from the exemplars in the prompt. The
- * paper tuned on 10-shot prompts, 5 per class. Each example is {question: the few-shot prompt, response:
- * the query's symbol}, ready for the instruction template.
+ * replaced by arbitrary symbols, so the mapping can only be learnt from the exemplars in the prompt. Each
+ * example is {question: the few-shot prompt, response: the query's symbol}, ready for the instruction template.
+ *
+ * By default each prompt holds SYMBOL_TUNING_PER_CLASS exemplars of every class: the paper's text speaks of
+ * "four shots" (section 7.4), and the data it tuned on (tasksource/icl-symbol-tuning-instruct) holds four
+ * exemplars per class. With a `fit`, no prompt is cut: a prompt whose whole training text would pass the
+ * maximum length gets fewer exemplars per class (the same number for every class, at least one), and one that
+ * does not fit even with one exemplar per class is dropped and reported. Training then never truncates a
+ * prompt's query or its answer.
  */
+
+/** Exemplars per class unless the user chooses otherwise: the paper's "four shots". */
+export const SYMBOL_TUNING_PER_CLASS = 4;
 
 /** Input/output line prefixes for the 'varied' shapes; Question/Answer is the paper's evaluation shape. */
 export const SYMBOL_TUNING_PREFIXES: ReadonlyArray<readonly [string, string]> = [
@@ -24,11 +33,19 @@ export const SYMBOL_TUNING_PREFIXES: ReadonlyArray<readonly [string, string]> = 
   ['Student', 'Teacher'],
 ];
 
+/** How long a prompt may be, and how its length is measured. */
+export interface PromptFit {
+  /** The longest training text allowed, in the unit `length` counts. */
+  maxLength: number;
+  /** The length of the whole training text of an example (prompt, answer and the template around them). */
+  length(example: InstructionExample): number;
+}
+
 export interface SymbolTuningOptions {
   seed: number;
-  /** Number of prompts. */
+  /** Number of prompts drawn (fewer come out when `fit` drops some). */
   count: number;
-  /** Exemplars per class (default 5). */
+  /** Exemplars per class (default SYMBOL_TUNING_PER_CLASS); with `fit`, the most a prompt gets. */
   perClass?: number;
   /**
    * Which half of the symbol space: 'tuning' for training data (default), 'evaluation' for held-out prompts
@@ -42,6 +59,8 @@ export interface SymbolTuningOptions {
   shapes?: 'paper' | 'varied';
   /** Default 'paper' (the query block ends "Answer: \n", as at evaluation time). */
   queryEnding?: QueryEnding;
+  /** Fit every prompt within a maximum length by taking fewer exemplars (never by cutting). */
+  fit?: PromptFit;
 }
 
 export interface SymbolTuningExample extends InstructionExample {
@@ -51,24 +70,52 @@ export interface SymbolTuningExample extends InstructionExample {
   /** Class -> the symbol that stands for it in this prompt. */
   symbols: Record<string, string>;
   shape: FewShotShape;
+  /** Exemplars of each class in this prompt. */
+  perClass: number;
 }
 
-export function generateSymbolTuningData(pools: readonly LabeledPool[], options: SymbolTuningOptions): SymbolTuningExample[] {
+/** A prompt left out because even one exemplar per class made it too long. */
+export interface DroppedPrompt {
+  id: string;
+  source: string;
+  /** Its length with one exemplar per class, in the fit's unit. */
+  length: number;
+}
+
+export interface SymbolTuningData {
+  examples: SymbolTuningExample[];
+  /** Prompts given fewer exemplars per class than asked, to fit. */
+  shortened: number;
+  dropped: DroppedPrompt[];
+  /** Exemplars per class -> how many prompts have that many. */
+  perClassCounts: Record<number, number>;
+}
+
+export function generateSymbolTuningData(pools: readonly LabeledPool[], options: SymbolTuningOptions): SymbolTuningData {
   if (pools.length === 0) throw new Error('symbol tuning needs at least one labelled pool');
   if (!Number.isInteger(options.count) || options.count < 1) throw new Error(`count must be a positive integer, got ${options.count}`);
-  const perClass = options.perClass ?? 5;
+  const perClass = options.perClass ?? SYMBOL_TUNING_PER_CLASS;
   const set = options.symbolSet ?? 'tuning';
   const instructionMode = options.instruction ?? 'none';
-  const out: SymbolTuningExample[] = [];
+  const out: SymbolTuningData = { examples: [], shortened: 0, dropped: [], perClassCounts: {} };
   for (let n = 0; n < options.count; n++) {
     // Round-robin over pools: each contributes equally, whatever their sizes.
     const pool = pools[n % pools.length];
+    const id = `symbol-tuning/${set}/${pool.id}/${n}`;
     const rng = SeededRandom.from(options.seed, 'symbol-tuning', set, pool.id, n);
     const draw = drawFewShot(pool, rng, perClass, 'balanced');
     const avoid = [...Object.values(pool.labelWords), ...Object.values(pool.flippedWords)];
     const symbols = drawSymbols(rng, pool.classes.length, { set, kinds: options.kinds, avoid });
     const symbolOf: Record<string, string> = Object.fromEntries(pool.classes.map((c, k) => [c, symbols[k]]));
-    const exemplars: Exemplar[] = rng.shuffle(draw.exemplars.map((e) => ({ text: e.text, label: symbolOf[e.label] })));
+    // A shorter prompt keeps the first k exemplars of every class in this shuffled order, so the random
+    // draws never depend on the fit: rank = place among the exemplars of its class.
+    const shuffled = rng.shuffle(draw.exemplars.map((e) => ({ text: e.text, label: symbolOf[e.label] })));
+    const seen = new Map<string, number>();
+    const exemplars = shuffled.map((e) => {
+      const rank = seen.get(e.label) ?? 0;
+      seen.set(e.label, rank + 1);
+      return { ...e, rank };
+    });
     const withInstruction =
       pool.instruction !== undefined && (instructionMode === 'include' || (instructionMode === 'mixed' && rng.int(0, 1) === 1));
     let shape: FewShotShape;
@@ -82,14 +129,25 @@ export function generateSymbolTuningData(pools: readonly LabeledPool[], options:
       shape = { inputPrefix, outputPrefix };
       if (withInstruction) shape.instruction = pool.instruction;
     }
-    out.push({
-      id: `symbol-tuning/${set}/${pool.id}/${n}`,
-      source: pool.id,
-      question: renderFewShot(shape, exemplars, draw.query.text, options.queryEnding ?? 'paper'),
-      response: symbolOf[draw.query.label],
-      symbols: symbolOf,
-      shape,
+    const response = symbolOf[draw.query.label];
+    const render = (k: number): InstructionExample => ({
+      question: renderFewShot(shape, k === perClass ? exemplars : exemplars.filter((e) => e.rank < k), draw.query.text, options.queryEnding ?? 'paper'),
+      response,
     });
+    let k = perClass;
+    let example = render(k);
+    if (options.fit) {
+      const { maxLength, length } = options.fit;
+      // Removing a block never lengthens the text, so the first k that fits, from the top, is the most that fit.
+      while (k > 1 && length(example) > maxLength) example = render(--k);
+      if (k === 1 && length(example) > maxLength) {
+        out.dropped.push({ id, source: pool.id, length: length(example) });
+        continue;
+      }
+    }
+    if (k < perClass) out.shortened++;
+    out.perClassCounts[k] = (out.perClassCounts[k] ?? 0) + 1;
+    out.examples.push({ id, source: pool.id, ...example, symbols: symbolOf, shape, perClass: k });
   }
   return out;
 }

@@ -36,6 +36,8 @@ export interface ContrastiveOptions {
   signal?: AbortSignal;
   /** Each sample's new token and its scores, as soon as the step that chose it is read back. */
   onToken?: (sample: number, choice: ContrastiveChoice, index: number) => void;
+  /** After each step's tokens (one call per step, for a streaming view to send once). */
+  onStep?: (step: number) => void;
 }
 
 export interface ContrastiveSample {
@@ -47,6 +49,8 @@ export interface ContrastiveSample {
 
 /** Most samples generated together: each costs two KV caches. */
 export const MAX_CONTRAST_SAMPLES = 8;
+/** The two KV caches of a run at most (Phi-2: 8 samples of 600 positions take 3.1 GB; 2 GiB allows 4 of them). */
+export const MAX_CONTRAST_CACHE_BYTES = 2 * 1024 ** 3;
 
 export class ContrastiveError extends Error {
   override name = 'ContrastiveError';
@@ -73,6 +77,14 @@ export function checkContrastiveOptions(model: Phi2Model, promptTokens: number, 
   }
   if (!Number.isSafeInteger(o.seed) || o.seed < 0) throw new ContrastiveError(`The seed must be a whole number of 0 or more, got ${o.seed}.`);
   if (o.direction !== 'adapter-over-base' && o.direction !== 'base-over-adapter') throw new ContrastiveError(`Unknown direction "${o.direction}".`);
+  const positions = Math.min(promptTokens + o.maxNewTokens, d.maxPositions);
+  const bytes = contrastiveCacheBytes(model, o.samples, positions);
+  if (bytes > MAX_CONTRAST_CACHE_BYTES) {
+    throw new ContrastiveError(
+      `${o.samples} samples of up to ${positions} positions need ${(bytes / 1e9).toFixed(1)} GB of GPU memory for the two KV caches ` +
+        `(the adapter's and the base model's); at most ${(MAX_CONTRAST_CACHE_BYTES / 1e9).toFixed(1)} GB is allowed. Use fewer samples, fewer new tokens or a shorter prompt.`,
+    );
+  }
 }
 
 /**
@@ -129,6 +141,7 @@ export async function generateContrastive(model: Phi2Model, adapter: LoraState, 
           done[s] = true;
         }
       }
+      opts.onStep?.(step);
       if (done.every(Boolean)) break;
       // Finished samples are fed their own last choice: any token does, their output is unused.
       input = Uint32Array.from(choices, (c) => c.token);

@@ -1,7 +1,10 @@
-import type { LoraTarget } from '../adapters/lora-config';
+import type { LoraModule, LoraTarget } from '../adapters/lora-config';
 import type { GpuRuntime } from '../gpu/runtime';
 import { viewTensor, type GpuTensor } from '../gpu/tensor';
 import { gramScratchFloats, rowsGram } from '../kernels/rows';
+import { TARGET_OF } from '../model/phi2/lora-state';
+import type { LinearName, Phi2Params } from '../model/phi2/params';
+import type { AdapterFactors } from './factors';
 import { FrozenWeightOperator, topSingularTriplets, type LowRankUpdate, type SingularTriplets, type SubspaceOptions } from './subspace';
 
 /**
@@ -45,11 +48,18 @@ export interface WeightRef {
   K: number;
 }
 
+/**
+ * Most singular vectors computed per matrix: each orthonormalisation solves a p x p eigenproblem on the
+ * CPU, whose cost grows as p³ (at 256 + 10, about a quarter of a second in a browser).
+ */
+export const MAX_SINGULAR_VECTORS = 256;
+
 export function checkIntruderSettings(s: IntruderSettings, N: number, K: number): void {
-  const side = Math.min(N, K);
-  if (!Number.isInteger(s.k) || s.k < 1 || s.k > side) throw new RangeError(`k must be a whole number from 1 to ${side}, got ${s.k}.`);
+  const side = Math.min(N, K, MAX_SINGULAR_VECTORS);
+  const why = side < Math.min(N, K) ? ` (at most ${MAX_SINGULAR_VECTORS}: the CPU work per step grows as its cube)` : '';
+  if (!Number.isInteger(s.k) || s.k < 1 || s.k > side) throw new RangeError(`k must be a whole number from 1 to ${side}${why}, got ${s.k}.`);
   if (!Number.isInteger(s.compareWith) || s.compareWith < s.k || s.compareWith > side) {
-    throw new RangeError(`The pre-trained vectors compared with must be from k (${s.k}) to ${side}, got ${s.compareWith}.`);
+    throw new RangeError(`The pre-trained vectors compared with must be from k (${s.k}) to ${side}${why}, got ${s.compareWith}.`);
   }
   if (!(s.threshold > 0 && s.threshold < 1)) throw new RangeError(`The cosine threshold must be between 0 and 1, got ${s.threshold}.`);
 }
@@ -114,4 +124,54 @@ export async function intrudersOf(
     cos.buffer.destroy();
     scratch.buffer.destroy();
   }
+}
+
+/** The weight of one adapted module in the model's parameters, as the GPU holds it. */
+export function moduleWeight(params: Phi2Params, module: Pick<LoraModule, 'layer' | 'target' | 'inFeatures' | 'outFeatures'>): WeightRef {
+  const linear = LINEAR_OF[module.target];
+  const block = params.blocks[module.layer];
+  if (!block) throw new RangeError(`The model has no layer ${module.layer}.`);
+  const p = block[linear];
+  if (p.weight.shape[0] !== module.outFeatures || p.weight.shape[1] !== module.inFeatures) {
+    throw new RangeError(`${module.target} of layer ${module.layer} is [${p.weight.shape}] in the model, but the adapter's update is [${module.outFeatures}, ${module.inFeatures}].`);
+  }
+  return { weight: p.weight, scales: p.scales, N: module.outFeatures, K: module.inFeatures };
+}
+
+const LINEAR_OF = Object.fromEntries(Object.entries(TARGET_OF).map(([linear, target]) => [target, linear])) as Record<LoraTarget, LinearName>;
+
+export interface AdapterIntruderOptions {
+  /** Modules to examine (by default every module the adapter adapts). */
+  modules?: ReadonlyArray<{ layer: number; target: LoraTarget }>;
+  signal?: AbortSignal;
+  onProgress?: (p: { done: number; total: number; result: IntruderResult }) => void;
+}
+
+/**
+ * Intruder dimensions of every chosen module of an adapter against the model's weights, one module at
+ * a time (each ends with a readback, so progress is real and a cancel lands between modules).
+ */
+export async function adapterIntruders(gpu: GpuRuntime, params: Phi2Params, adapter: AdapterFactors, s: IntruderSettings, opts: AdapterIntruderOptions = {}): Promise<IntruderResult[]> {
+  const modules = (opts.modules ?? adapter.modules).map((m) => {
+    const found = adapter.modules.find((x) => x.layer === m.layer && x.target === m.target);
+    if (!found) throw new RangeError(`The adapter does not adapt ${m.target} of layer ${m.layer}.`);
+    return found;
+  });
+  if (!modules.length) throw new RangeError('Choose at least one module.');
+  for (const m of modules) {
+    try {
+      checkIntruderSettings(s, m.outFeatures, m.inFeatures);
+    } catch (err) {
+      throw new RangeError(`${(err as Error).message} (${m.target} is ${m.outFeatures} x ${m.inFeatures})`);
+    }
+  }
+  const results: IntruderResult[] = [];
+  for (const m of modules) {
+    opts.signal?.throwIfAborted();
+    const f = adapter.factors(m);
+    const result = await intrudersOf(gpu, m, moduleWeight(params, m), { A: f.A, B: f.B, r: f.r, scaling: f.scaling }, s, { signal: opts.signal });
+    results.push(result);
+    opts.onProgress?.({ done: results.length, total: modules.length, result });
+  }
+  return results;
 }

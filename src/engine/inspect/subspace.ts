@@ -194,7 +194,9 @@ export async function topSingularTriplets(gpu: GpuRuntime, op: WeightOperator, c
 
     gpu.write(blocks.K[0], gaussianRows(p, K, opts.seed >>> 0));
     await orthonormalise('K');
-    for (let it = 0; it < opts.iterations; it++) {
+    // Once the subspace holds M's whole row space (after one pass when p = min(N, K)), more passes change nothing.
+    const iterations = p >= Math.min(N, K) ? Math.min(1, opts.iterations) : opts.iterations;
+    for (let it = 0; it < iterations; it++) {
       opts.signal?.throwIfAborted();
       op.apply(blocks.N[0], blocks.K[0], p);
       await orthonormalise('N');

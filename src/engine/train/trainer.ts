@@ -34,23 +34,6 @@ export interface TrainConfig {
   maxNonFiniteSteps: number;
 }
 
-/** The paper's training settings (lr 2.5e-5, LoRA r 64 / alpha 64 / dropout 0.05, 512 tokens). */
-export function paperTrainConfig(lora: LoraSettings, totalSteps: number, batchSize = 4): TrainConfig {
-  return {
-    lora,
-    schedule: { kind: 'linear', lr: 2.5e-5, warmupSteps: Math.min(100, Math.floor(totalSteps / 10)), totalSteps },
-    batchSize,
-    gradAccumulation: 1,
-    maxLength: 512,
-    weightDecay: 0.0,
-    maxGradNorm: 1.0,
-    residDropout: 0.1,
-    seed: 42,
-    checkpointEvery: 50,
-    maxNonFiniteSteps: 5,
-  };
-}
-
 export interface TrainCheckpoint {
   version: 1;
   config: TrainConfig;

@@ -1,4 +1,5 @@
 import { DEFAULT_MAX_TOKENS } from '../../engine/data/limits';
+import { SYMBOL_TUNING_PER_CLASS } from '../../engine/data/symbol-tuning';
 import { SYMBOL_KINDS, type SymbolKind } from '../../engine/data/symbols';
 import { PAPER_TEMPLATE, parseTemplate } from '../../engine/data/template';
 import type { BundledPoolInfo, PreparedSummary, SavedDatasetInfo } from '../../worker/data-api';
@@ -31,7 +32,8 @@ export class PrepareState {
   /** The task instruction for the user's own labelled rows (optional). */
   sourceInstruction = $state('');
   count = $state<number | null>(200);
-  perClass = $state<number | null>(5);
+  /** The most exemplars per class a prompt gets (fewer where they would not fit the maximum length). */
+  perClass = $state<number | null>(SYMBOL_TUNING_PER_CLASS);
   kinds = $state<SymbolKind[]>([...SYMBOL_KINDS]);
   instruction = $state<'none' | 'include' | 'mixed'>('none');
   shapes = $state<'paper' | 'varied'>('varied');

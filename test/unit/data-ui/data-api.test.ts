@@ -144,7 +144,7 @@ describe('uploads, validation and bad rows', () => {
         { input: 'boring plot', label: 'negative' },
       ])],
       { seed: 3, count: 4, perClass: 2, kinds: ['word'], instruction: 'none', shapes: 'paper' },
-    );
+    ).examples;
     const template = parseTemplate(PAPER_TEMPLATE);
     expect(prepared.examples.map((e) => e.prompt + e.completion)).toEqual(expected.slice(0, 3).map((e) => renderTemplate(template, e)));
     expect(prepared.examples[0].symbols).toEqual(expected[0].symbols);
@@ -256,14 +256,16 @@ describe('symbol tuning from the bundled pools', () => {
     const local = makeFetch([]);
     const sst2 = await loadSymbolTuningPool(local, DATA_URL, catalog, 'sst2');
     const rte = await loadSymbolTuningPool(local, DATA_URL, catalog, 'rte');
-    const expected = generateSymbolTuningData([sst2, rte], { seed: 1234, count: 50, perClass: 5 });
+    // No tokenizer here: the prompts cannot be measured, so they stay whole and the summary says they are not fitted.
     const template = parseTemplate(PAPER_TEMPLATE);
+    const expected = generateSymbolTuningData([sst2, rte], { seed: 1234, count: 50, perClass: 5 });
     expect(prepared.rowCount).toBe(50);
+    expect(prepared.symbolFit).toMatchObject({ fitted: false, maxLength: 512, perClass: 5, shortened: 0, dropped: 0 });
     expect(prepared.examples).toHaveLength(3);
     prepared.examples.forEach((e, k) => {
-      expect(e.prompt + e.completion).toBe(renderTemplate(template, expected[k]));
-      expect(e.completion).toBe(expected[k].response);
-      expect(e.pool).toBe(k % 2 === 0 ? 'sst2' : 'rte');
+      expect(e.prompt + e.completion).toBe(renderTemplate(template, expected.examples[k]));
+      expect(e.completion).toBe(expected.examples[k].response);
+      expect(e.pool).toBe(expected.examples[k].source);
     });
     await expect(
       w.prepareSymbolTuning({ pools: { kind: 'bundled', ids: ['nope'], dataUrl: DATA_URL }, seed: 1, count: 1, perClass: 1, kinds: ['word'], instruction: 'none', shapes: 'paper', template: PAPER_TEMPLATE, maxTokens: 512 }),
@@ -271,6 +273,38 @@ describe('symbol tuning from the bundled pools', () => {
     await expect(
       w.prepareSymbolTuning({ pools: { kind: 'bundled', ids: ['sst2'], dataUrl: DATA_URL }, seed: 1, count: 1, perClass: 1, kinds: [], instruction: 'none', shapes: 'paper', template: PAPER_TEMPLATE, maxTokens: 512 }),
     ).rejects.toThrow('Choose at least one kind of symbol.');
+  });
+
+  it('fits the prompts in tokens once a tokenizer is at hand, and says how many were shortened or dropped', async () => {
+    const { w, platform } = workspace();
+    const files = {
+      'tokenizer.json': readFileSync(join(TOKENIZER, 'tokenizer.json'), 'utf8'),
+      'tokenizer_config.json': readFileSync(join(TOKENIZER, 'tokenizer_config.json'), 'utf8'),
+    };
+    const store = await WeightStore.open(platform);
+    await store.putModel({ id: 'phi-2-int8', name: 'microsoft/phi-2', complete: false } as Parameters<WeightStore['putModel']>[0]);
+    await store.putTokenizer('phi-2-int8', files);
+    store.close();
+    const request = { pools: { kind: 'bundled' as const, ids: ['rte'], dataUrl: DATA_URL }, seed: 7, count: 30, perClass: 4, kinds: ['word' as const], instruction: 'none' as const, shapes: 'paper' as const, template: PAPER_TEMPLATE, maxTokens: 512 };
+    const prepared = await w.prepareSymbolTuning(request);
+    const tok = await loadTokenizer(files);
+    const template = parseTemplate(PAPER_TEMPLATE);
+    const rte = await loadSymbolTuningPool(makeFetch([]), DATA_URL, parseTaskCatalog(readFileSync(join(DATA, 'tasks.json'), 'utf8')), 'rte');
+    const expected = generateSymbolTuningData([rte], { ...request, fit: { maxLength: 512, length: (e) => tok.encode(renderTemplate(template, e)).length } });
+    expect(prepared.symbolFit).toEqual({
+      fitted: true,
+      maxLength: 512,
+      perClass: 4,
+      shortened: expected.shortened,
+      dropped: expected.dropped.length,
+      droppedExamples: expected.dropped.map((d) => ({ pool: 'rte', length: d.length })),
+      perClassCounts: expected.perClassCounts,
+    });
+    // Most RTE prompts are too long at 4 per class; none is cut now.
+    expect(expected.shortened).toBeGreaterThan(15);
+    expect(prepared.truncatedRows).toBe(0);
+    expect(prepared.rowCount).toBe(expected.examples.length);
+    await expect(w.prepareSymbolTuning({ ...request, maxTokens: 40 })).rejects.toThrow(/None of the 30 prompts fits in 40 tokens, even with one exemplar per class/);
   });
 });
 

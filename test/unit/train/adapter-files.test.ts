@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { decodeAdapter, encodeAdapter, unzipAdapter, zipAdapter, ADAPTER_CONFIG, ADAPTER_WEIGHTS } from '../../../src/engine/adapters/files';
+import { decodeAdapter, encodeAdapter, zipAdapter, ADAPTER_CONFIG, ADAPTER_WEIGHTS } from '../../../src/engine/adapters/files';
+import { unzipAdapter } from '../../../src/engine/adapters/zip';
 import { FIXTURES } from '../../support/fixtures';
 
 const dir = join(FIXTURES, 'tiny-phi/golden/adapter');
@@ -23,9 +24,9 @@ describe('adapter files', () => {
   });
 
   it('round-trips through a .zip and refuses archives without both files', () => {
-    const back = unzipAdapter(zipAdapter(files()));
+    const back = unzipAdapter(zipAdapter(files()), () => 1 << 20);
     expect(decodeAdapter(back, TINY).tensors.size).toBe(24);
-    expect(() => unzipAdapter(new Uint8Array([1, 2, 3]))).toThrow(/not a readable .zip/);
+    expect(() => unzipAdapter(new Uint8Array([1, 2, 3]), () => 1 << 20)).toThrow(/not a readable .zip/);
   });
 
   it('refuses an adapter for a model of another size', () => {

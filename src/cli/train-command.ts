@@ -1,0 +1,154 @@
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { encodeAdapter, ADAPTER_CONFIG, ADAPTER_WEIGHTS } from '../engine/adapters/files';
+import { LORA_TARGETS, validateLoraSettings, type LoraSettings, type LoraTarget } from '../engine/adapters/lora-config';
+import { mapRows, toInstructionExamples } from '../engine/data/mapping';
+import { parseUpload } from '../engine/data/parse';
+import { parseTemplate, PAPER_TEMPLATE, tokenizeInstructionData } from '../engine/data/template';
+import { LoraState } from '../engine/model/phi2/lora-state';
+import { APP_TRAINING_CHOICES, PAPER_TRAINING, paperTrainConfig, stepsForEpochs, type PaperPreset } from '../engine/train/paper';
+import type { ScheduleKind } from '../engine/train/schedule';
+import { Trainer, type TrainConfig } from '../engine/train/trainer';
+import { CliUsageError, intFlag, numberFlag, parseFlags, required } from './args';
+import { openModel, openTokenizer, readAdapterDir } from './model-commands';
+
+/**
+ * `train`: a LoRA adapter from question/response rows, with the paper's settings by default
+ * (engine/train/paper.ts): one epoch, batch 2 (`--preset symbol`: batch 4, continuing the adapter given
+ * with --from), lr 2.5e-5, 512 tokens, r 64 / alpha 64 / dropout 0.05 on all six linear layers. Every
+ * setting can be changed; the ones the paper does not state are the app's choices, and the usage says so.
+ */
+
+const P = PAPER_TRAINING;
+const A = APP_TRAINING_CHOICES;
+
+export const TRAIN_USAGE = [
+  'usage: train --model DIR --data FILE --out ADAPTER_DIR [options]',
+  '  data: JSONL, JSON, CSV or TSV with question/response columns (--input COL --output COL to choose)',
+  "  the paper's settings (the defaults):",
+  `    --preset instruction|symbol (instruction: batch ${P.batchSize.instruction}; symbol: batch ${P.batchSize.symbol}, continuing --from ADAPTER_DIR)`,
+  `    --epochs X (${P.epochs}, or --steps N)  --batch N (the preset's)  --lr X (${P.learningRate.toExponential()})  --max-length N (${P.maxLength})`,
+  `    --r N (${P.lora.r})  --alpha X (${P.lora.alpha})  --lora-dropout X (${P.lora.dropout})  --targets ${P.lora.targets.join(',')}  --loss-on all|response (${P.lossOn})`,
+  "  where the paper is silent, the app's choices (transformers' Trainer defaults):",
+  `    --schedule linear|cosine|constant (${A.schedule})  --warmup N (${A.warmupSteps})  --weight-decay X (${A.weightDecay})  --clip X (${A.maxGradNorm}, 0: off)`,
+  `    --seed N (${A.seed})  --accumulation N (${A.gradAccumulation})`,
+  '  --rslora true|false  --template TEXT  --weights int8|f16  --resid-dropout X (the model config\'s)',
+].join('\n');
+
+const FLAGS = [
+  'model', 'data', 'out', 'preset', 'from', 'epochs', 'steps', 'batch', 'accumulation', 'lr', 'warmup', 'schedule', 'weight-decay', 'clip',
+  'r', 'alpha', 'lora-dropout', 'targets', 'rslora', 'max-length', 'loss-on', 'template', 'seed', 'weights', 'input', 'output', 'resid-dropout',
+] as const;
+
+const SCHEDULES: readonly ScheduleKind[] = ['linear', 'cosine', 'constant'];
+
+function presetFlag(f: Map<string, string>): PaperPreset {
+  const preset = f.get('preset') ?? 'instruction';
+  if (preset !== 'instruction' && preset !== 'symbol') throw new CliUsageError(`--preset must be instruction or symbol, got "${preset}"`);
+  return preset;
+}
+
+/** The tokens each example keeps: --max-length, or the paper's 512. */
+export function maxLengthFlag(f: Map<string, string>): number {
+  return intFlag(f, 'max-length', P.maxLength, 2);
+}
+
+/**
+ * The run's configuration from the flags: the paper's run for the preset (paperTrainConfig), each
+ * flag given replacing its setting. `base` is the LoRA of the adapter given with --from, whose rank,
+ * alpha and targets the run must keep.
+ */
+export function cliTrainConfig(f: Map<string, string>, examples: number, residDropout: number, base: LoraSettings | null = null): TrainConfig {
+  const preset = presetFlag(f);
+  const paper = paperTrainConfig(preset, examples, residDropout);
+  const targets = f.has('targets') ? f.get('targets')!.split(',').map((t) => t.trim()) : [...(base ?? paper.lora).targets];
+  const unknownTargets = targets.filter((t) => !LORA_TARGETS.includes(t as LoraTarget));
+  if (unknownTargets.length) throw new CliUsageError(`--targets: unknown modules ${unknownTargets.join(', ')}`);
+  const from = base ?? paper.lora;
+  const lora: LoraSettings = {
+    r: intFlag(f, 'r', from.r, 1),
+    alpha: numberFlag(f, 'alpha', from.alpha),
+    dropout: numberFlag(f, 'lora-dropout', paper.lora.dropout),
+    useRslora: f.has('rslora') ? f.get('rslora') === 'true' : from.useRslora,
+    targets: LORA_TARGETS.filter((t) => targets.includes(t)),
+    layers: base?.layers ?? paper.lora.layers,
+  };
+  if (base && (lora.r !== base.r || lora.alpha !== base.alpha || lora.useRslora !== base.useRslora || lora.targets.join() !== base.targets.join())) {
+    throw new CliUsageError(`--from: continuing an adapter keeps its r ${base.r}, alpha ${base.alpha} and targets ${base.targets.join(',')}; only --lora-dropout may change`);
+  }
+  const batchSize = intFlag(f, 'batch', paper.batchSize, 1);
+  const gradAccumulation = intFlag(f, 'accumulation', paper.gradAccumulation, 1);
+  if (f.has('steps') && f.has('epochs')) throw new CliUsageError('give --epochs or --steps, not both');
+  const epochs = numberFlag(f, 'epochs', P.epochs);
+  if (!(epochs > 0)) throw new CliUsageError(`--epochs must be above 0, got ${epochs}`);
+  const totalSteps = f.has('steps') ? intFlag(f, 'steps', 1, 1) : stepsForEpochs(epochs, examples, batchSize, gradAccumulation);
+  const kind = (f.get('schedule') ?? paper.schedule.kind) as ScheduleKind;
+  if (!SCHEDULES.includes(kind)) throw new CliUsageError(`--schedule must be one of ${SCHEDULES.join(', ')}, got "${kind}"`);
+  const weightDecay = numberFlag(f, 'weight-decay', paper.weightDecay);
+  const maxGradNorm = numberFlag(f, 'clip', paper.maxGradNorm);
+  if (weightDecay < 0 || maxGradNorm < 0) throw new CliUsageError('--weight-decay and --clip must be 0 or more');
+  return {
+    ...paper,
+    lora,
+    schedule: { kind, lr: numberFlag(f, 'lr', paper.schedule.lr), warmupSteps: Math.min(intFlag(f, 'warmup', A.warmupSteps), totalSteps), totalSteps },
+    batchSize,
+    gradAccumulation,
+    maxLength: maxLengthFlag(f),
+    weightDecay,
+    maxGradNorm,
+    residDropout: numberFlag(f, 'resid-dropout', residDropout),
+    seed: intFlag(f, 'seed', paper.seed),
+    checkpointEvery: 0,
+  };
+}
+
+export async function trainCommand(args: string[]): Promise<number> {
+  const f = parseFlags(args, FLAGS, TRAIN_USAGE);
+  const dir = required(f, 'model', TRAIN_USAGE);
+  const dataPath = required(f, 'data', TRAIN_USAGE);
+  const outDir = required(f, 'out', TRAIN_USAGE);
+  if (presetFlag(f) === 'symbol' && !f.has('from')) throw new CliUsageError('--preset symbol continues an instruction adapter: give it with --from ADAPTER_DIR');
+  const lossOn = f.get('loss-on') ?? P.lossOn;
+  if (lossOn !== 'all' && lossOn !== 'response') throw new CliUsageError(`--loss-on must be all or response, got "${lossOn}"`);
+  const tokenizer = await openTokenizer(dir);
+  const parsed = parseUpload(new Uint8Array(readFileSync(dataPath)), { fileName: dataPath });
+  const mapped = mapRows(parsed, { input: f.get('input') ?? 'question', output: f.get('output') ?? 'response' });
+  if (mapped.problems.length) {
+    for (const p of mapped.problems.slice(0, 10)) console.error(`${dataPath}: ${JSON.stringify(p)}`);
+    console.error(`${mapped.badRowCount} bad rows left out${mapped.problems.length > 10 ? ' (first 10 problems shown)' : ''}`);
+  }
+  const template = f.get('template') ?? PAPER_TEMPLATE;
+  parseTemplate(template);
+  const data = tokenizeInstructionData(toInstructionExamples(mapped.rows), tokenizer, template, { maxTokens: maxLengthFlag(f), lossOn });
+  if (!data.rows.length) throw new CliUsageError(`${dataPath} has no usable rows`);
+  const { gpu, model } = await openModel(dir, f.get('weights'));
+  const base = f.has('from') ? readAdapterDir(model, f.get('from')!) : null;
+  const config = cliTrainConfig(f, data.rows.length, model.dims.residDropout, base?.settings ?? null);
+  const problems = validateLoraSettings(config.lora, model.dims.layers);
+  if (problems.length) throw new CliUsageError(problems.join(' '));
+  const state = new LoraState(gpu, model.dims, config.lora);
+  if (base) {
+    // Same rank, alpha, targets and layers (checked in cliTrainConfig): continue from its weights.
+    state.setWeights((name) => base.tensors.get(name)!.data);
+  } else {
+    let s = config.seed >>> 0 || 1;
+    state.initialise(() => ((s = (Math.imul(s, 16807) >>> 0) % 2147483647) / 2147483647));
+  }
+  const steps = config.schedule.totalSteps;
+  console.error(
+    `training on ${data.rows.length} rows (${data.truncatedRows} truncated, ${data.trainedTokens} trained tokens): ${steps} steps of batch ${config.batchSize}` +
+      `${config.gradAccumulation > 1 ? ` x ${config.gradAccumulation} accumulated` : ''}, lr ${config.schedule.lr}`,
+  );
+  const trainer = new Trainer(model, state, config, data.rows, {
+    now: () => performance.now(),
+    onStep: (rec, p) =>
+      console.error(`step ${rec.step}/${p.totalSteps}  loss ${rec.loss.toFixed(4)}  |g| ${rec.gradNorm.toFixed(3)}  lr ${rec.lr.toExponential(2)}  ${p.tokensPerSecond.toFixed(0)} tok/s  eta ${p.etaSeconds?.toFixed(0) ?? '?'} s${rec.skipped ? '  (skipped: non-finite)' : ''}`),
+  });
+  await trainer.run();
+  mkdirSync(outDir, { recursive: true });
+  const files = encodeAdapter(config.lora, dir, state.unflatten(await state.readFlat('params')));
+  writeFileSync(join(outDir, ADAPTER_CONFIG), files[ADAPTER_CONFIG]);
+  writeFileSync(join(outDir, ADAPTER_WEIGHTS), files[ADAPTER_WEIGHTS]);
+  console.error(`wrote the adapter to ${outDir}`);
+  return 0;
+}
