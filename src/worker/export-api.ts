@@ -163,9 +163,9 @@ class ExportWorkspace {
     const base = await this.base();
     const model = { shape: { vocab: base.vocab, hidden: base.hidden, intermediate: base.intermediate, layers: base.layers, heads: base.heads }, maxPositions: base.maxPositions };
     const problems = planProblems(plan, model);
-    if (problems.length) throw new AdapterError(`Some settings need changing first: ${problems.join(' ')}`);
+    if (problems.length) throw new Error(`Some settings need changing first: ${problems.join(' ')}`);
     const { rows, answerLast } = await this.rowsOf(plan);
-    if (!rows.length) throw new AdapterError('The chosen dataset has no rows.');
+    if (!rows.length) throw new Error('The chosen dataset has no rows: choose another on this page.');
     const initAdapter = plan.baseAdapterId ? await (await this.adapters()).files(plan.baseAdapterId) : null;
     const run: ClusterRun = {
       name: plan.name,
