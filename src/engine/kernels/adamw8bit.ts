@@ -34,7 +34,9 @@ export interface Adam8bitTensors {
  * One 8-bit AdamW step as bitsandbytes takes it: param and the 8-bit moments updated in place from grad
  * times stats[GRAD_STATS.scale] (gradNorm's clip factor). The hyper-parameters and options are adamwStep's;
  * the update differs from torch's only where bitsandbytes' does (weight decay after the step, eps scaled
- * by sqrt(1 - beta2^t), quantisation of the moments).
+ * by sqrt(1 - beta2^t), quantisation of the moments). `blocks` must come from blockTable() with this
+ * blockSize (no block longer than it, each starting at a multiple of 4); engine/optim/adamw-state.ts
+ * builds it so.
  */
 export function adamw8bitStep(
   gpu: GpuRuntime,
