@@ -38,7 +38,8 @@ export const TRAIN_USAGE = [
   '  --rslora true|false  --template TEXT  --weights int8|f16  --resid-dropout X (the model config\'s)',
 ].join('\n');
 
-const FLAGS = [
+/** Every flag of `train` (export-run takes them too). */
+export const TRAIN_FLAGS = [
   'model', 'data', 'out', 'preset', 'from', 'epochs', 'steps', 'batch', 'accumulation', 'lr', 'warmup', 'schedule', 'weight-decay', 'clip',
   'r', 'alpha', 'lora-dropout', 'targets', 'rslora', 'max-length', 'loss-on', 'template', 'seed', 'weights', 'input', 'output', 'resid-dropout',
   'optimizer', 'block-size',
@@ -120,7 +121,7 @@ export function cliTrainConfig(f: Map<string, string>, examples: number, residDr
 }
 
 export async function trainCommand(args: string[]): Promise<number> {
-  const f = parseFlags(args, FLAGS, TRAIN_USAGE);
+  const f = parseFlags(args, TRAIN_FLAGS, TRAIN_USAGE);
   const dir = required(f, 'model', TRAIN_USAGE);
   const dataPath = required(f, 'data', TRAIN_USAGE);
   const outDir = required(f, 'out', TRAIN_USAGE);

@@ -123,10 +123,8 @@ export class InspectState {
     this.intrudersThreshold = threshold;
     try {
       const adapter = this.adapter;
-      const target = this.intruderTarget;
-      const modules = target === 'all' ? 'all' : this.moduleList(adapter, target);
       this.intruders = await engine().inspectIntruders(
-        { jobId, adapter, modules, settings: { k, threshold, compareWith, subspace: { iterations, oversample: 10, seed: 1 } } },
+        { jobId, adapter, modules: this.intruderTarget, settings: { k, threshold, compareWith, subspace: { iterations, oversample: 10, seed: 1 } } },
         Comlink.proxy((p: InspectProgress<IntruderResult>) => {
           if (this.intruderJob?.jobId !== p.jobId) return;
           this.intruderJob = { ...this.intruderJob, done: p.done, total: p.total };
@@ -138,13 +136,6 @@ export class InspectState {
     } finally {
       this.intruderJob = null;
     }
-  }
-
-  /** Every layer's module of one target: the layers the spectra found, or all the adapter's (the worker checks). */
-  private moduleList(adapter: string, target: LoraTarget): Array<{ layer: number; target: LoraTarget }> {
-    const layers = [...new Set(this.cells.filter((c) => c.first && c.target === target).map((c) => c.layer))];
-    if (!layers.length || this.cellsFor?.[0] !== adapter) throw new Error('Compute the update map first: it tells which layers adapt that module.');
-    return layers.map((layer) => ({ layer, target }));
   }
 
   async cancel(which: 'spectra' | 'intruders'): Promise<void> {

@@ -43,8 +43,8 @@ export interface SpectraRequest {
 export interface IntrudersRequest {
   jobId: string;
   adapter: string;
-  /** Modules to examine; 'all' for every module the adapter adapts. */
-  modules: 'all' | Array<{ layer: number; target: LoraTarget }>;
+  /** Modules to examine: 'all' the adapter adapts, one target module in every layer that has it, or a list. */
+  modules: 'all' | LoraTarget | Array<{ layer: number; target: LoraTarget }>;
   settings: IntruderSettings;
 }
 
@@ -115,17 +115,18 @@ class InspectWorkspace {
     return controller;
   }
 
-  private async factors(id: string): Promise<AdapterFactors> {
+  /** A stored adapter's factors, checked against the loaded model's shapes (`model`) or against its own tensors. */
+  private async factors(id: string, model: LoadedModel | null): Promise<AdapterFactors> {
     const store = AdapterStore.over(await this.session.store());
-    const loaded = this.session.loaded;
-    return new AdapterFactors(await store.files(id), loaded ? shapesOf(loaded) : undefined);
+    return new AdapterFactors(await store.files(id), model ? shapesOf(model) : undefined);
   }
 
   async spectra(request: SpectraRequest, onProgress?: (p: InspectProgress<UpdateCell>) => void): Promise<UpdateCell[]> {
     const controller = this.start(request.jobId);
     try {
-      const first = await this.factors(request.adapter);
-      const second = request.compareWith ? await this.factors(request.compareWith) : null;
+      // The update map needs no model: an adapter for another model can be inspected too.
+      const first = await this.factors(request.adapter, null);
+      const second = request.compareWith ? await this.factors(request.compareWith, null) : null;
       return await adapterSpectra(first, second, {
         signal: controller.signal,
         onProgress: (p) => onProgress?.({ jobId: request.jobId, done: p.done, total: p.total, item: p.cell }),
@@ -137,12 +138,15 @@ class InspectWorkspace {
 
   async intruders(request: IntrudersRequest, onProgress?: (p: InspectProgress<IntruderResult>) => void): Promise<IntruderResult[]> {
     const loaded = this.session.requireModel();
-    const adapter = await this.factors(request.adapter);
+    const adapter = await this.factors(request.adapter, loaded);
+    const target = typeof request.modules === 'string' && request.modules !== 'all' ? request.modules : null;
+    if (target && !adapter.modules.some((m) => m.target === target)) throw new InspectInputError(`The adapter does not adapt ${target} in any layer.`);
     const controller = this.start(request.jobId);
     try {
       return await withModel(loaded.generator, 'the intruder analysis on the Adapters page', () =>
         adapterIntruders(loaded.model.gpu, loaded.model.params, adapter, request.settings, {
-          modules: request.modules === 'all' ? undefined : request.modules,
+          modules:
+            request.modules === 'all' ? undefined : target ? adapter.modules.filter((m) => m.target === target) : (request.modules as Array<{ layer: number; target: LoraTarget }>),
           signal: controller.signal,
           onProgress: (p) => onProgress?.({ jobId: request.jobId, done: p.done, total: p.total, item: p.result }),
         }).catch((err: unknown) => {
@@ -180,7 +184,7 @@ class InspectWorkspace {
     let lora: LoraState;
     if (onGpu) lora = this.session.adapter(request.adapter)!;
     else {
-      const f = await this.factors(request.adapter);
+      const f = await this.factors(request.adapter, loaded);
       temporary = new LoraState(loaded.model.gpu, loaded.dims, f.settings);
       temporary.setWeights((name) => {
         const m = f.modules.find((x) => name.startsWith(`${x.path}.`))!;
@@ -191,7 +195,7 @@ class InspectWorkspace {
     }
     const controller = this.start(request.jobId);
     const samples: ContrastSampleView[] = Array.from({ length: request.samples }, () => ({ text: '', tokens: [], stopped: null }));
-    const ids2: number[][] = samples.map(() => []);
+    const chosen: number[][] = samples.map(() => []);
     const view = (done: boolean): ContrastUpdate => ({ jobId: request.jobId, input, promptTokens: ids.length, samples: samples.map((s) => ({ ...s, tokens: [...s.tokens] })), done });
     try {
       const result = await withModel(loaded.generator, 'contrastive generation on the Adapters page', () =>
@@ -199,11 +203,12 @@ class InspectWorkspace {
           ...options,
           signal: controller.signal,
           onToken: (s, choice) => {
-            ids2[s].push(choice.token);
-            samples[s].text = loaded.tokenizer.decode(ids2[s]);
+            chosen[s].push(choice.token);
+            samples[s].text = loaded.tokenizer.decode(chosen[s]);
             samples[s].tokens.push({ token: choice.token, text: loaded.tokenizer.decode([choice.token]), score: choice.score, logpExpert: choice.logpExpert, logpAmateur: choice.logpAmateur });
-            onUpdate?.(view(false));
           },
+          // Every sample's token of a step arrives together: one update per step, not one per sample.
+          onStep: () => onUpdate?.(view(false)),
         }),
       );
       result.forEach((r, s) => (samples[s].stopped = r.stopped));

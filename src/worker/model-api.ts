@@ -117,6 +117,9 @@ export interface StoredModelInfo {
 
 export interface ModelEstimate {
   scheme: QuantScheme;
+  /** Bytes of the checkpoint's safetensors, in the dtype config.json names (torch_dtype), and that dtype. */
+  downloadBytes: number;
+  sourceDtype: string;
   /** IndexedDB bytes once stored. */
   storedBytes: number;
   /** GPU memory: the weights alone, generation, and LoRA training (paper settings), item by item. */
@@ -207,14 +210,26 @@ function total(items: Array<{ bytes: number }>): number {
 }
 
 /** Stored bytes (the importer's own layout) and GPU memory of a config in one weight mode. */
+/** Bytes per value of a checkpoint saved in `torchDtype` (F16 when config.json does not say). */
+function sourceDtypeOf(torchDtype: string | null): { label: string; bytes: number } {
+  if (torchDtype === 'float32') return { label: 'F32', bytes: 4 };
+  if (torchDtype === 'bfloat16') return { label: 'BF16', bytes: 2 };
+  return { label: 'F16', bytes: 2 };
+}
+
 export function estimateFor(config: PhiConfig, scheme: QuantScheme): ModelEstimate {
   const shape = shapeOf(dimsOf(config));
-  const stored = phiParamSpecs(config).reduce((a, spec) => a + storedBytes(spec, storedDType(spec, scheme)), 0);
+  const specs = phiParamSpecs(config);
+  const stored = specs.reduce((a, spec) => a + storedBytes(spec, storedDType(spec, scheme)), 0);
+  const source = sourceDtypeOf(config.torchDtype);
+  const downloadBytes = specs.reduce((a, spec) => a + spec.shape.reduce((x, y) => x * y, 1) * source.bytes, 0);
   const weights = weightBytes(shape, scheme);
   const inferenceTokens = Math.min(INFERENCE_ESTIMATE_TOKENS, config.maxPositions);
   const trainingTokens = Math.min(TRAINING_ESTIMATE_TOKENS, config.maxPositions);
   return {
     scheme,
+    downloadBytes,
+    sourceDtype: source.label,
     storedBytes: stored,
     gpuWeights: { items: weights, total: total(weights) },
     inference: { ...inferenceMemory(shape, { batch: 1, maxTokens: inferenceTokens, weights: scheme }), tokens: inferenceTokens },

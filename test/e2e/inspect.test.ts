@@ -5,7 +5,7 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { zipAdapter } from '../../src/engine/adapters/files';
 import type { EngineApi } from '../../src/worker/api';
-import { launchBrowser, openPage, screenshot } from '../support/browser';
+import { launchBrowser, openPage, screenshot, SCREENSHOTS } from '../support/browser';
 import { HubServer, TEST_REVISION } from '../support/hub-server';
 import { serveStatic, type StaticServer } from '../support/static-server';
 
@@ -108,6 +108,12 @@ describe('the Inspect view', () => {
     await panel.getByLabel('k (fine-tuned top vectors)').fill('4');
     await panel.getByLabel('Pre-trained vectors compared').fill('16');
     await panel.getByLabel('Iterations').fill('3');
+    // One module in every layer first, then all of them.
+    await panel.getByLabel('Modules').selectOption('fc2');
+    await panel.getByTestId('compute-intruders').click();
+    await expect.poll(() => page.getByTestId('intruder-chart').getAttribute('data-modules'), { timeout: 240_000 }).toBe('2');
+    await expect.poll(() => panel.getByTestId('compute-intruders').isEnabled()).toBe(true);
+    await panel.getByLabel('Modules').selectOption('all');
     await panel.getByTestId('compute-intruders').click();
     await expect.poll(() => page.getByTestId('intruder-chart').getAttribute('data-modules'), { timeout: 240_000 }).toBe('12');
     expect(await panel.getByTestId('intruder-total').innerText()).toMatch(/^\d+ intruders in 12 modules \(top 4, ε 0\.5\)$/);
@@ -142,5 +148,6 @@ describe('the Inspect view', () => {
     expect(shown).toBeLessThan(200);
     expect(await samples.innerText()).toContain('cancelled');
     await screenshot(page, 'inspect-contrast');
+    await page.getByTestId('inspect-view').screenshot({ path: `${SCREENSHOTS}/inspect-view.png` });
   });
 });

@@ -119,7 +119,9 @@ describe('contrastive generation on tiny-phi with the golden adapter', () => {
     const gpu = await testGpu();
     const { model: m, lora: a } = await setup(gpu);
     const base: ContrastiveOptions = { maxNewTokens: 4, samples: 1, direction: 'adapter-over-base', plausibility: 0.1, temperature: 0, seed: 0, stopTokens: [] };
-    const first = (await generateContrastive(m, a, prompt, base))[0];
+    const steps: number[] = [];
+    const first = (await generateContrastive(m, a, prompt, { ...base, onStep: (step) => steps.push(step) }))[0];
+    expect(steps).toEqual([0, 1, 2, 3]);
     const stopped = await generateContrastive(m, a, prompt, { ...base, stopTokens: [first.tokens[2]] });
     expect(stopped[0].tokens).toEqual(first.tokens.slice(0, 2));
     expect(stopped[0].stopped).toBe('stop-token');

@@ -36,6 +36,8 @@ export interface ContrastiveOptions {
   signal?: AbortSignal;
   /** Each sample's new token and its scores, as soon as the step that chose it is read back. */
   onToken?: (sample: number, choice: ContrastiveChoice, index: number) => void;
+  /** After each step's tokens (one call per step, for a streaming view to send once). */
+  onStep?: (step: number) => void;
 }
 
 export interface ContrastiveSample {
@@ -139,6 +141,7 @@ export async function generateContrastive(model: Phi2Model, adapter: LoraState, 
           done[s] = true;
         }
       }
+      opts.onStep?.(step);
       if (done.every(Boolean)) break;
       // Finished samples are fed their own last choice: any token does, their output is unused.
       input = Uint32Array.from(choices, (c) => c.token);
