@@ -107,7 +107,9 @@ export function pythonLiteral(value: unknown, indent = ''): string {
   if (value === false) return 'False';
   if (typeof value === 'number') {
     if (!Number.isFinite(value)) throw new Error(`${value} has no Python literal here`);
-    return Number.isInteger(value) ? String(value) : JSON.stringify(value);
+    // Learning rates as people write them (2.5e-5, not 0.000025); both are Python float literals.
+    if (Number.isInteger(value)) return String(value);
+    return Math.abs(value) < 1e-3 ? value.toExponential() : JSON.stringify(value);
   }
   // A JSON string is a valid Python string literal (escapes included).
   if (typeof value === 'string') return JSON.stringify(value);
