@@ -85,8 +85,8 @@ class ExportWorkspace {
         suite: r.suite,
         startedAt: r.startedAt,
         itemCount: r.itemCount,
-        correct: r.correct,
-        formats: r.cells.filter((c) => c.dataset === 'all').map((c) => ({ suite: c.suite, format: c.format, correct: c.correct, total: c.total })),
+        correct: r.answer,
+        formats: r.cells.filter((c) => c.dataset === 'all').map((c) => ({ suite: c.suite, format: c.format, correct: c.answer, total: c.total })),
       }));
   }
 
