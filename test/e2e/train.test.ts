@@ -102,6 +102,17 @@ describe('training on the Train page', () => {
     await page.getByTestId('gpu-memory').fill('');
     await expect.poll(() => page.getByTestId('train-memory').getAttribute('data-fits')).toBe('');
     expect(await setup.innerText()).toContain('Paper: instruction tuning');
+    // The paper's 8-bit AdamW: the moments take a quarter of the memory, and the estimate says so.
+    const totalWith = async () => page.getByTestId('memory-total').innerText();
+    const f32Total = await totalWith();
+    expect(await page.getByTestId('optimizer').inputValue()).toBe('adamw');
+    await page.getByTestId('optimizer').selectOption('adamw-8bit:256');
+    await expect.poll(() => page.getByTestId('train-memory').innerText()).toMatch(/8-bit AdamW moments/);
+    expect(await totalWith()).not.toBe(f32Total);
+    expect(await page.getByTestId('optimizer-saving').innerText()).toMatch(/8-bit moments: .+ instead of .+ of f32 moments/);
+    await page.getByTestId('optimizer').selectOption('adamw');
+    await expect.poll(() => page.getByTestId('train-memory').innerText()).toMatch(/AdamW moments \(f32\)/);
+    expect(await setup.innerText()).toContain("app's choice");
     await screenshot(page, 'train-setup');
   });
 

@@ -78,11 +78,6 @@ export function scoreAnswer(generation: string, target: string, context: AnswerC
   return { correct, extracted };
 }
 
-/** True once the answer verdict is final: generating more cannot change it (for "stop when answered"). */
-export function answerSettled(generation: string, target: string, context: AnswerContext = {}): boolean {
-  return readAnswer(generation, target, context).settled;
-}
-
 /** Decoration a label may carry on its line (enumerator, quotes, asterisks, punctuation), in characters at most. */
 const MAX_DECORATION = 12;
 
@@ -205,8 +200,9 @@ function readLabel(text: string, target: string, labels: readonly string[]): Ans
     const open = j === lines.length - 1;
     const other = lineLabel(next, labels);
     if (other === null) return verdict(right, named, !open || next.length > longest);
+    // Repeated, the label stands whatever follows: the line becomes no label, or stays this one.
     if (other.toLowerCase() === named.toLowerCase()) return verdict(right, named, true);
-    return verdict(false, `${named} / ${other}`, !open || lines.length > j + 1);
+    return verdict(false, `${named} / ${other}`, !open);
   }
   return verdict(right, named, false);
 }

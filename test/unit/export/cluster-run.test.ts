@@ -56,6 +56,7 @@ const CONFIG: TrainConfig = {
   seed: 1234,
   checkpointEvery: 25,
   maxNonFiniteSteps: 5,
+  optimizer: { kind: 'adamw' },
 };
 
 const ROWS = [
