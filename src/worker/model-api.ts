@@ -5,6 +5,7 @@ import type { Phi2Dims } from '../engine/model/phi2/params';
 import { GpuError } from '../engine/gpu/device';
 import { SessionError, type LoadedModel, type Session } from '../engine/session';
 import { TokenizerError } from '../engine/tokenizer';
+import { processLocks } from '../engine/platform/locks';
 import { StoreError, type ModelManifest, type ModelSource, type StorageUsage } from '../engine/store';
 import { inferenceMemory, trainingMemory, weightBytes, type MemoryEstimate, type ModelShape } from '../engine/train/memory';
 import {
@@ -18,6 +19,7 @@ import {
   WeightsError,
   defaultModelId,
   importModel,
+  modelWriteLock,
   parsePhiConfig,
   phiParamSpecs,
   storedBytes,
@@ -76,7 +78,7 @@ export interface ModelApi {
   /** Frees the model's GPU memory (and the adapters loaded beside it). */
   unloadModel(): Promise<void>;
   loadedModel(): Promise<LoadedModelInfo | null>;
-  /** Re-reads every stored record and checks its CRC-32s. */
+  /** Re-reads every stored record and checks its checksums; what fails is marked to be fetched again by a resume. */
   verifyModel(id: string, onProgress?: (done: number, total: number) => void): Promise<VerifyOutcome>;
   cancelVerify(): Promise<void>;
   /** Deletes a stored model (unloading it first if it is on the GPU). Refused while it is being imported. */
@@ -177,6 +179,9 @@ export type VerifyOutcome =
   | { status: 'damaged'; problem: ModelProblem }
   | { status: 'cancelled' }
   | { status: 'failed'; problem: ModelProblem };
+
+/** What to do about records marked for repair. */
+const REPAIR_ADVICE = 'Resume its download or import (for local files, choose the same files again) to repair it: only the damaged parts are fetched again.';
 
 /** Tokens of one generation (prompt + answer) and of one training sequence used in the GPU estimates. */
 export const INFERENCE_ESTIMATE_TOKENS = 1024;
@@ -376,6 +381,14 @@ export function modelApi(engine: Engine, session: Session): ModelApi {
   let importing: ImportJob | null = null;
   let loading: AbortController | null = null;
   let verifying: AbortController | null = null;
+  const locks = engine.platform.locks ?? processLocks();
+
+  /** Marks records for repair unless another tab holds the model's write lock; whether it did. */
+  async function markForRepair(id: string, damaged: Array<{ key: string; index: number }>): Promise<boolean> {
+    const store = await session.store();
+    const done = await locks.ifFree(modelWriteLock(id), () => store.markForRepair(id, damaged));
+    return !done.held;
+  }
 
   async function describeModel(manifest: ModelManifest): Promise<StoredModelInfo> {
     const store = await session.store();
@@ -451,6 +464,7 @@ export function modelApi(engine: Engine, session: Session): ModelApi {
         store,
         scheme,
         modelId,
+        locks: engine.platform.locks,
         now: () => engine.platform.now(),
         signal: job.controller.signal,
         onProgress: (p) => {
@@ -550,7 +564,14 @@ export function modelApi(engine: Engine, session: Session): ModelApi {
         return { status: 'loaded', model: loadedInfo(loaded, manifest?.name ?? id) };
       } catch (err) {
         if (controller.signal.aborted) return { status: 'cancelled' };
-        return { status: 'failed', problem: describeProblem(err, 'The model could not be loaded') };
+        const problem = describeProblem(err, 'The model could not be loaded');
+        if (err instanceof StoreError && err.record) {
+          // A record failed its checksum on the way to the GPU: mark it (and the rest of its tensor) to be
+          // fetched again, so that resuming repairs the model instead of a delete and a full re-download.
+          const marked = await markForRepair(id, [err.record]).catch(() => false);
+          if (marked) return { status: 'failed', problem: { ...problem, advice: REPAIR_ADVICE } };
+        }
+        return { status: 'failed', problem };
       } finally {
         loading = null;
         release(onProgress);
@@ -591,19 +612,30 @@ export function modelApi(engine: Engine, session: Session): ModelApi {
             problem: { code: 'incomplete', title: 'Not completely stored', message: `${manifest.name} is only partly stored. Resume its download or import first, then verify it.` },
           };
         }
-        const bytesChecked = await store.verifyModel(id, (done, all) => {
+        let bytesChecked = 0;
+        const damaged = await store.checkRecords(id, (done, all) => {
           if (controller.signal.aborted) throw new StoppedByUser('Verification was cancelled.');
+          bytesChecked = done;
           progress.push([done, all]);
         });
         progress.flush();
-        return { status: 'ok', bytesChecked };
+        if (!damaged.length) return { status: 'ok', bytesChecked };
+        const marked = await markForRepair(id, damaged);
+        const first = damaged[0];
+        return {
+          status: 'damaged',
+          problem: {
+            code: first.reason === 'missing' ? 'missing' : 'corrupt',
+            title: 'Stored data is damaged',
+            message:
+              `${damaged.length} tensor${damaged.length === 1 ? ' has' : 's have'} missing or damaged records (e.g. ${first.key}, record ${first.index}: ${first.reason}).` +
+              (marked ? ' They are marked to be fetched again.' : ' Another tab is writing this model; verify again once it is done.'),
+            advice: marked ? REPAIR_ADVICE : undefined,
+          },
+        };
       } catch (err) {
         if (controller.signal.aborted) return { status: 'cancelled' };
-        const problem = describeProblem(err, 'Verification failed');
-        if (err instanceof StoreError && (err.code === 'corrupt' || err.code === 'missing')) {
-          return { status: 'damaged', problem: { ...problem, advice: 'Delete the model and download or import it again.' } };
-        }
-        return { status: 'failed', problem };
+        return { status: 'failed', problem: describeProblem(err, 'Verification failed') };
       } finally {
         verifying = null;
         release(onProgress);
@@ -623,7 +655,8 @@ export function modelApi(engine: Engine, session: Session): ModelApi {
         if (loading) throw new Error('A model is being loaded; cancel the load first.');
         session.unload();
       }
-      await store.deleteModel(id);
+      const done = await locks.ifFree(modelWriteLock(id), () => store.deleteModel(id));
+      if (done.held) throw new Error(`Another tab is importing or repairing ${manifest.name}; pause it there (or wait for it), then delete it.`);
     },
   };
 }

@@ -231,6 +231,7 @@ describe('Phi-1.5 / Phi-1 geometry (heads of 64, 32 rotary dims)', () => {
       seed: 7,
       checkpointEvery: 0,
       maxNonFiniteSteps: 5,
+      optimizer: { kind: 'adamw' },
     };
     const state = new LoraState(gpu, model.dims, lora);
     const random = rng(11);

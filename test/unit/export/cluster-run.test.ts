@@ -56,6 +56,7 @@ const CONFIG: TrainConfig = {
   seed: 1234,
   checkpointEvery: 25,
   maxNonFiniteSteps: 5,
+  optimizer: { kind: 'adamw' },
 };
 
 const ROWS = [
@@ -109,6 +110,7 @@ describe('the cluster run folder', () => {
       drop_rows_cut_by_max_length: true,
       weight_decay: c.weightDecay,
       max_grad_norm: c.maxGradNorm,
+      optimizer: 'adamw_torch',
       resid_dropout: c.residDropout,
       seed: c.seed,
       checkpoint_every: c.checkpointEvery,
@@ -116,6 +118,20 @@ describe('the cluster run folder', () => {
     // Every setting reaches TRL or PEFT: each SETTINGS key is read in the script.
     const script = readFileSync(join(out, 'train.py'), 'utf8');
     for (const key of Object.keys(s).filter((k) => k !== 'name')) expect(script, key).toMatch(new RegExp(`s\\["${key}"\\]|SETTINGS\\["${key}"\\]`));
+  });
+
+  it("an 8-bit AdamW run trains with bitsandbytes' 8-bit AdamW and says which blocks it keeps", () => {
+    for (const blockSize of [256, 2048] as const) {
+      const files = clusterRunFiles({ ...RUN, config: { ...CONFIG, optimizer: { kind: 'adamw-8bit', blockSize } } });
+      const folder = join(dir, `eight-bit-${blockSize}`);
+      writeAll(files, folder);
+      expect(settingsOf(join(folder, 'train.py')).optimizer).toBe('adamw_bnb_8bit');
+      expect(readFileSync(join(folder, 'requirements.txt'), 'utf8')).toMatch(/^bitsandbytes>=0\.44$/m);
+      const readme = readFileSync(join(folder, 'README.md'), 'utf8');
+      expect(readme).toContain('adamw_bnb_8bit');
+      if (blockSize === 2048) expect(readme).toMatch(/blocks of 2048 values/);
+    }
+    expect(readFileSync(join(out, 'requirements.txt'), 'utf8')).not.toMatch(/bitsandbytes/);
   });
 
   it('writes train.jsonl with exactly the prepared rows, in TRL prompt/completion form', () => {
@@ -236,6 +252,7 @@ describe('the cluster run folder', () => {
       drop_rows_cut_by_max_length: false,
       weight_decay: 0.1,
       max_grad_norm: 0.5,
+      optimizer: 'adamw_torch',
       resid_dropout: c.residDropout,
       seed: 5,
       checkpoint_every: 0,
