@@ -8,8 +8,9 @@ import type { InstructionExample } from './template';
  *   -> {features, rows: [{row_idx, row, truncated_cells}], num_rows_total, partial?}
  *
  * 429 and 5xx are retried with exponential backoff; a 429 (or 503) Retry-After header, in seconds or as an
- * HTTP date, is honoured. Other errors stop with a message that says what to do. Pages are cached in
- * IndexedDB (hub-datasets-cache.ts) when a cache is given.
+ * HTTP date, is honoured. A server that has not answered once in this load (offline, a wrong address) gets
+ * only a few quick tries, and the first failure says so. Other errors stop with a message that says what to
+ * do. Pages are cached in IndexedDB (hub-datasets-cache.ts) when a cache is given.
  */
 
 export const DATASETS_SERVER_URL = 'https://datasets-server.huggingface.co';
@@ -46,6 +47,11 @@ export interface HubRowsProgress {
   /** Set while waiting to retry: how long, and why. */
   retryInMs?: number;
   retryReason?: string;
+  /** With a retry: the attempt about to be made (2 for the first retry) and the most there will be. */
+  attempt?: number;
+  attempts?: number;
+  /** With a retry: nothing has answered in this load, so the server cannot be reached at all. */
+  unreachable?: boolean;
 }
 
 export interface HubRowsDeps {
@@ -62,6 +68,8 @@ export interface HubRowsDeps {
   /** Wall-clock milliseconds (for Retry-After dates). Defaults to Date.now. */
   now?: () => number;
   maxRetries?: number;
+  /** Retries while the server has not answered once in this load (default 2: three quick tries in all). */
+  unreachableRetries?: number;
   /** Backoff: baseDelayMs * 2^attempt, at most maxDelayMs. */
   baseDelayMs?: number;
   maxDelayMs?: number;
@@ -100,6 +108,11 @@ export class HubRowsError extends Error {
   }
 }
 
+/** No answer from the dataset server at all (offline, a wrong address, a server that is down or refuses this page). */
+export class HubUnreachableError extends HubRowsError {
+  override name = 'HubUnreachableError';
+}
+
 interface RowsPage {
   features: unknown[];
   rows: Array<{ row_idx: number; row: Record<string, unknown>; truncated_cells: string[] }>;
@@ -122,6 +135,7 @@ export async function loadHubRows(query: HubRowsQuery, deps: HubRowsDeps): Promi
   if (!Number.isInteger(offset) || offset < 0) throw new HubRowsError(`offset must be a non-negative integer, got ${offset}`);
 
   const progress: HubRowsProgress = { scannedRows: 0, keptRows: 0, totalRows: null, pagesFetched: 0, pagesFromCache: 0 };
+  const answered = { yes: false };
   const result: HubRowsResult = {
     rows: [],
     features: [],
@@ -136,7 +150,7 @@ export async function loadHubRows(query: HubRowsQuery, deps: HubRowsDeps): Promi
   const required = query.requiredColumns ?? [];
   for (;;) {
     deps.signal?.throwIfAborted();
-    const page = await getPage({ dataset: query.dataset, config, split, view: query.where ?? '', offset }, length, query.where, deps, progress);
+    const page = await getPage({ dataset: query.dataset, config, split, view: query.where ?? '', offset }, length, query.where, deps, progress, answered);
     result.features = page.features;
     result.totalRows = page.num_rows_total;
     result.partial ||= page.partial;
@@ -177,6 +191,7 @@ async function getPage(
   where: string | undefined,
   deps: HubRowsDeps,
   progress: HubRowsProgress,
+  answered: { yes: boolean },
 ): Promise<RowsPage> {
   const cached = await deps.cache?.get(key);
   if (cached && cached.length === length) {
@@ -188,7 +203,7 @@ async function getPage(
   params.set('offset', String(key.offset));
   params.set('length', String(length));
   const url = `${(deps.baseUrl ?? DATASETS_SERVER_URL).replace(/\/$/, '')}/${where === undefined ? 'rows' : 'filter'}?${params}`;
-  const page = await fetchPage(url, key, deps, progress);
+  const page = await fetchPage(url, key, deps, progress, answered);
   progress.pagesFetched++;
   if (deps.cache) {
     const entry: CachedHubPage = {
@@ -205,8 +220,15 @@ async function getPage(
   return page;
 }
 
-async function fetchPage(url: string, key: { dataset: string; config: string; split: string }, deps: HubRowsDeps, progress: HubRowsProgress): Promise<RowsPage> {
+async function fetchPage(
+  url: string,
+  key: { dataset: string; config: string; split: string },
+  deps: HubRowsDeps,
+  progress: HubRowsProgress,
+  answered: { yes: boolean },
+): Promise<RowsPage> {
   const maxRetries = deps.maxRetries ?? 6;
+  const unreachableRetries = Math.min(maxRetries, deps.unreachableRetries ?? 2);
   const base = deps.baseDelayMs ?? 1000;
   const maxDelay = deps.maxDelayMs ?? 30_000;
   const maxRetryAfter = deps.maxRetryAfterMs ?? 120_000;
@@ -224,6 +246,8 @@ async function fetchPage(url: string, key: { dataset: string; config: string; sp
       failure = `network error: ${(err as Error).message}`;
     }
     let waitMs = Math.min(maxDelay, base * 2 ** attempt);
+    if (response) answered.yes = true;
+    const unreachable = !response && !answered.yes;
     if (response) {
       if (response.ok) return parsePage(await response.text(), url);
       const detail = await errorDetail(response);
@@ -237,10 +261,18 @@ async function fetchPage(url: string, key: { dataset: string; config: string; sp
         waitMs = retryAfter;
       }
     }
-    if (attempt >= maxRetries) {
-      throw new HubRowsError(`Could not read ${what} after ${maxRetries + 1} attempts: ${failure}.`, response?.status);
+    const retries = unreachable ? unreachableRetries : maxRetries;
+    if (attempt >= retries) {
+      if (unreachable) {
+        const host = new URL(url).host;
+        throw new HubUnreachableError(
+          `The Hub's dataset server (${host}) cannot be reached: ${failure} (${retries + 1} attempts). ` +
+            'Check the network connection (or the API base URL under "Advanced"), then load again; or upload the dataset as a file.',
+        );
+      }
+      throw new HubRowsError(`Could not read ${what} after ${retries + 1} attempts: ${failure}.`, response?.status);
     }
-    deps.onProgress?.({ ...progress, retryInMs: waitMs, retryReason: failure });
+    deps.onProgress?.({ ...progress, retryInMs: waitMs, retryReason: failure, attempt: attempt + 2, attempts: retries + 1, unreachable });
     await sleep(waitMs, deps.signal);
   }
 }

@@ -5,6 +5,7 @@ import {
   type HubRowsDeps,
   type HubRowsProgress,
   HubRowsError,
+  HubUnreachableError,
   ICL_SYMBOL_TUNING_INSTRUCT,
   loadHubRows,
   OPEN_ORCA_COT,
@@ -12,6 +13,7 @@ import {
   prefixWhere,
 } from '../../../src/engine/data/hub-datasets';
 import { type HfDatasetsServer, startHfDatasetsServer } from '../../support/hf-datasets-server';
+import { closedPortUrl } from '../../support/closed-port';
 
 // 250 OpenOrca-like rows: every 5th is chain-of-thought.
 const orca = Array.from({ length: 250 }, (_, i) => ({
@@ -146,6 +148,32 @@ describe('Hub dataset rows', () => {
       'the Hub answered HTTP 500: scripted 500',
       expect.stringMatching(/^network error: /),
       'the Hub answered HTTP 502: scripted 502',
+    ]);
+  });
+
+  it('says at once that a server which never answered cannot be reached, and tries only a few times', async () => {
+    const url = await closedPortUrl();
+    const d = deps({ baseUrl: url });
+    const err = await loadHubRows({ dataset: 'Open-Orca/OpenOrca' }, d).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(HubUnreachableError);
+    expect((err as Error).message).toMatch(/^The Hub's dataset server \(127\.0\.0\.1:\d+\) cannot be reached: network error: .* \(3 attempts\)\. .*upload the dataset as a file\.$/);
+    // The first failure already says so: every retry report is marked, and counts.
+    expect(d.progress.map((p) => [p.unreachable, p.attempt, p.attempts])).toEqual([
+      [true, 2, 3],
+      [true, 3, 3],
+    ]);
+    expect(d.slept).toEqual([1000, 2000]);
+  });
+
+  it('keeps the full patience for a server that has answered in this load', async () => {
+    server.script.push({ status: 503 }, { status: 0, hangUp: true }, { status: 0, hangUp: true });
+    const d = deps({ baseDelayMs: 10, maxDelayMs: 50 });
+    const result = await loadHubRows({ dataset: 'Open-Orca/OpenOrca', maxRows: 5 }, d);
+    expect(result.rows.length).toBe(5);
+    expect(d.progress.slice(0, 3).map((p) => [p.unreachable, p.attempt, p.attempts])).toEqual([
+      [false, 2, 7],
+      [false, 3, 7],
+      [false, 4, 7],
     ]);
   });
 
