@@ -1,4 +1,6 @@
 import { DEFAULT_HUB_SETTINGS, type HubSettings } from '../engine/weights/hub';
+import type { RetryStatus } from '../engine/weights/retry';
+import { PHI_PRESETS, presetOf, type PhiPresetId } from '../engine/weights/presets';
 import { Comlink, engine } from '../worker/client';
 import type {
   HubInspection,
@@ -55,8 +57,13 @@ export interface ImportTask {
   /** The stored model it writes to, once the worker has said. */
   modelId: string | null;
   progress: ModelImportProgress | null;
-  /** Resumes, retries and restarts the importer reported, oldest first. */
+  /** Resumes and restarts the importer reported, oldest first (retries are counted instead). */
   notices: string[];
+  /** The wait before another try while there is one; cleared when the next report says work goes on. */
+  retry: RetryStatus | null;
+  /** Tries that failed and were tried again, and the last failure (one line on the page, not one per try). */
+  retries: number;
+  lastRetryReason: string | null;
   problem: ModelProblem | null;
   model: StoredModelInfo | null;
 }
@@ -176,14 +183,21 @@ export class ModelState {
   /** The failure of a short action (delete, unload), with the model it concerns. */
   actionError = $state<{ id: string | null; message: string } | null>(null);
 
-  private phi2Estimates: Record<QuantScheme, ModelEstimate> | null = null;
+  /** Sizes of each preset, from its known config.json. */
+  private presetEstimates: Partial<Record<PhiPresetId, Record<QuantScheme, ModelEstimate>>> = {};
   private started = false;
+  /** The download or import that runs, until it ends. */
+  private running: Promise<void> | null = null;
 
-  /** Phi-2's sizes unless a checked repository told its own. */
+  /** The preset's sizes (Phi-2's for other repositories) unless a checked repository told its own. */
   readonly estimate = $derived(this.estimates?.[this.scheme] ?? null);
   /** The repository check, while it is for the settings in the form. */
   readonly formInspection = $derived(this.inspection && sameHubSettings(this.inspection.settings, this.hub) ? this.inspection : null);
-  readonly estimateIsForRepo = $derived(this.formInspection?.result?.ok === true && !sameHubSettings(this.hub, DEFAULT_HUB_SETTINGS));
+  /** The Phi model the form names (repository and revision of a preset), or null. */
+  readonly preset = $derived(presetOf(this.hub.repo, this.hub.revision));
+  readonly estimateIsForRepo = $derived(this.formInspection?.result?.ok === true && this.preset === null);
+  /** Whose sizes are shown. */
+  readonly estimateSubject = $derived(this.estimateIsForRepo ? this.hub.repo.trim() : (this.preset?.label ?? 'Phi-2'));
   readonly isDefaultHub = $derived(sameHubSettings(this.hub, DEFAULT_HUB_SETTINGS));
   readonly busy = $derived(this.task?.status === 'running' || this.task?.status === 'pausing');
 
@@ -210,11 +224,18 @@ export class ModelState {
 
   async loadEstimates(): Promise<void> {
     try {
-      this.phi2Estimates = await engine().estimates();
-      if (!this.estimateIsForRepo) this.estimates = this.phi2Estimates;
+      const api = engine();
+      for (const p of PHI_PRESETS) this.presetEstimates[p.id] = await api.estimates(p.config);
+      this.pickEstimates();
     } catch (err) {
       console.warn('size estimates unavailable:', err);
     }
+  }
+
+  /** The checked repository's sizes, else the preset's, else Phi-2's. */
+  private pickEstimates(): void {
+    const checked = this.estimateIsForRepo ? this.formInspection?.result?.estimates : undefined;
+    this.estimates = checked ?? this.presetEstimates[this.preset?.id ?? 'phi-2'] ?? null;
   }
 
   /** Re-reads the stored models, the storage usage and the loaded model. */
@@ -246,7 +267,7 @@ export class ModelState {
 
   editHub(patch: Partial<HubSettings>): void {
     this.hub = { ...this.hub, ...patch };
-    if (!this.estimateIsForRepo && this.phi2Estimates) this.estimates = this.phi2Estimates;
+    this.pickEstimates();
     try {
       if (this.isDefaultHub) globalThis.localStorage?.removeItem(HUB_SETTINGS_KEY);
       else globalThis.localStorage?.setItem(HUB_SETTINGS_KEY, JSON.stringify(this.hub));
@@ -258,6 +279,14 @@ export class ModelState {
   resetHub(): void {
     this.inspection = null;
     this.editHub({ ...DEFAULT_HUB_SETTINGS });
+  }
+
+  /** Phi-2, Phi-1.5 or Phi-1: its repository and revision in the form (the server stays). */
+  choosePreset(id: PhiPresetId): void {
+    const p = PHI_PRESETS.find((x) => x.id === id);
+    if (!p) return;
+    this.inspection = null;
+    this.editHub({ repo: p.repo, revision: p.revision });
   }
 
   /** Reads the repository's config.json: catches a wrong name or a gated repository before a download, and sizes it. */
@@ -272,7 +301,7 @@ export class ModelState {
     }
     if (!this.inspection || !sameHubSettings(this.inspection.settings, settings)) return; // edited meanwhile
     this.inspection = { settings, status: 'done', result };
-    if (result.ok && result.estimates) this.estimates = result.estimates;
+    this.pickEstimates();
   }
 
   // ---- download and import
@@ -311,11 +340,17 @@ export class ModelState {
     if (this.task?.status === 'complete') this.selection = null;
   }
 
-  private async run(
+  private run(what: Pick<ImportTask, 'kind' | 'label' | 'scheme'>, start: (report: (p: ModelImportProgress) => void) => Promise<ImportOutcome>): Promise<void> {
+    const running = this.runTask(what, start);
+    this.running = running;
+    return running;
+  }
+
+  private async runTask(
     what: Pick<ImportTask, 'kind' | 'label' | 'scheme'>,
     start: (report: (p: ModelImportProgress) => void) => Promise<ImportOutcome>,
   ): Promise<void> {
-    this.task = { ...what, status: 'running', modelId: null, progress: null, notices: [], problem: null, model: null };
+    this.task = { ...what, status: 'running', modelId: null, progress: null, notices: [], retry: null, retries: 0, lastRetryReason: null, problem: null, model: null };
     // The reactive proxy of the task: writes through it update the page.
     const current = this.task;
     let listed = false;
@@ -328,7 +363,14 @@ export class ModelState {
       }
       current.progress = p;
       current.modelId = p.modelId;
-      if (p.notice) current.notices = [...current.notices.slice(-4), p.notice];
+      if (p.retry) {
+        current.retry = p.retry;
+        current.retries++;
+        current.lastRetryReason = p.retry.reason;
+      } else {
+        current.retry = null;
+        if (p.notice) current.notices = [...current.notices.slice(-4), p.notice];
+      }
     });
     let outcome: ImportOutcome;
     try {
@@ -337,6 +379,7 @@ export class ModelState {
       outcome = { status: 'failed', problem: failure(err), model: null };
     }
     current.model = outcome.model;
+    current.retry = null;
     if (outcome.status === 'complete') current.status = 'complete';
     else if (outcome.status === 'paused') current.status = 'paused';
     else {
@@ -350,6 +393,13 @@ export class ModelState {
     if (this.task?.status !== 'running') return;
     this.task.status = 'pausing';
     await engine().pauseImport();
+  }
+
+  /** Pauses the running download or import and waits until it has stopped (everything stored is kept). */
+  async stop(): Promise<void> {
+    if (!this.busy) return;
+    await this.pause();
+    await this.running;
   }
 
   dismissTask(): void {
