@@ -4,7 +4,9 @@ import { attentionBackward, attentionForward, createAttentionSplitWorkspace } fr
 import { createCrossEntropyWorkspace, crossEntropyBackward, crossEntropyForward } from '../../src/engine/kernels/cross-entropy';
 import { layernormBackward, layernormForward } from '../../src/engine/kernels/layernorm';
 import { loraBackward, loraForward } from '../../src/engine/kernels/lora';
-import { matmulBackwardInput, matmulForward, type WeightFormat } from '../../src/engine/kernels/matmul';
+import { matmulBackwardInput, matmulForward, matmulForwardSum, type WeightFormat } from '../../src/engine/kernels/matmul';
+import { inProjectionForward } from '../../src/engine/kernels/projections';
+import { createRotaryTable } from '../../src/engine/kernels/rotary';
 import { loraParameterCount } from '../../src/engine/adapters/lora-config';
 import { ADAMW_DEFAULTS } from '../../src/engine/kernels/adamw';
 import { createAdamW } from '../../src/engine/optim/adamw-state';
@@ -76,6 +78,70 @@ function matmulBackwardCase(format: WeightFormat, role: string, M: number, N: nu
   };
 }
 
+/** Views of one new buffer, each at an aligned offset (as weights/gpu-weights.ts packs a block). */
+function packed(gpu: Gpu, name: string, parts: ReadonlyArray<{ name: string; shape: number[]; dtype: GpuTensor['dtype'] }>): GpuTensor[] {
+  const align = gpu.device.limits.minStorageBufferOffsetAlignment;
+  const bytes = parts.map((t) => Math.ceil((t.shape.reduce((a, b) => a * b, 1) * { f32: 4, i32: 4, u32: 4, f16: 2, i8: 1 }[t.dtype]) / 4) * 4);
+  const offsets = bytes.map((_, i) => bytes.slice(0, i).reduce((a, b) => a + Math.ceil(b / align) * align, 0));
+  const whole = gpu.tensor(name, [(offsets[parts.length - 1] + bytes[parts.length - 1]) / 4], 'u32');
+  return parts.map((t, i) => ({ buffer: whole.buffer, shape: t.shape, dtype: t.dtype, byteOffset: offsets[i], name: t.name }));
+}
+
+/** A block's weights of `layers` packed as the loader packs them, random. */
+async function packedLayers(gpu: Gpu, format: WeightFormat, name: string, shapes: Array<[number, number]>) {
+  const dtype = format === 'int8' ? 'i8' : 'f16';
+  const weights = packed(gpu, name, shapes.map(([N, K], i) => ({ name: `${name}.${i}`, shape: [N, K], dtype })));
+  for (const w of weights) await weightPools().fill(gpu, w);
+  const vectors = packed(gpu, `${name}.vectors`, [
+    ...shapes.map(([N], i) => ({ name: `bias.${i}`, shape: [N], dtype: 'f32' as const })),
+    ...(format === 'int8' ? shapes.map(([N], i) => ({ name: `scales.${i}`, shape: [N], dtype: 'f32' as const })) : []),
+  ]);
+  for (const v of vectors) gpu.write(v, uniformF32(v.shape[0], 5, 0.02));
+  return shapes.map((_, i) => ({ weight: weights[i], scales: format === 'int8' ? vectors[shapes.length + i] : null, bias: vectors[i] }));
+}
+
+/**
+ * The fused block projections (kernels/projections.ts) at M tokens: q, k, v and fc1 in one pass with
+ * rotary, the KV append and gelu in its epilogue; dense(attn) + fc2(gelu) into the residual in another.
+ */
+function projectionCases(format: WeightFormat, s: BenchShapes, M: number): BenchCase[] {
+  const { hiddenSize: C, intermediateSize: I, numHeads: heads, headDim, rotaryDim, ropeTheta } = s.model;
+  const path = M <= 4 ? 'gemv' : 'gemm';
+  const wb = WEIGHT_BYTES[format];
+  const inN = 3 * C + I;
+  return [
+    {
+      id: `projection.in.${format}.${path}`,
+      shape: shapeText(M, inN, C),
+      name: `projection.in.${format}.${path} (q,k,v,fc1 + rotary, KV append, gelu) ${shapeText(M, inN, C)}`,
+      bytes: inN * C * wb + M * C * 4 + M * inN * 4,
+      flops: 2 * M * inN * C,
+      async setup(gpu) {
+        const [q, k, v, fc1] = await packedLayers(gpu, format, 'in_proj', [[C, C], [C, C], [C, C], [I, C]]);
+        const [kCache, vCache] = packed(gpu, 'kv', [{ name: 'k', shape: [1, M + 1, C], dtype: 'f32' }, { name: 'v', shape: [1, M + 1, C], dtype: 'f32' }]);
+        const [qOut, gelu] = packed(gpu, 'out', [{ name: 'q', shape: [M, C], dtype: 'f32' }, { name: 'gelu', shape: [M, I], dtype: 'f32' }]);
+        const h = activations(gpu, 'h', M, C, 21);
+        const table = createRotaryTable(gpu, ropeTheta, rotaryDim, M + 1);
+        return (g) => inProjectionForward(g, qOut, kCache, vCache, gelu, h, { q, k, v, fc1 }, table, { batch: 1, seq: M, heads, headDim, intermediate: I, pastLen: 1 });
+      },
+    },
+    {
+      id: `projection.out.${format}.${path}`,
+      shape: shapeText(M, C, C + I),
+      name: `projection.out.${format}.${path} (dense + fc2 into the residual) ${shapeText(M, C, C + I)}`,
+      bytes: C * (C + I) * wb + M * (C + I) * 4 + 2 * M * C * 4,
+      flops: 2 * M * C * (C + I),
+      async setup(gpu) {
+        const [dense, fc2] = await packedLayers(gpu, format, 'out_proj', [[C, C], [C, I]]);
+        const attn = activations(gpu, 'attn', M, C, 22);
+        const gelu = activations(gpu, 'gelu', M, I, 23);
+        const residual = activations(gpu, 'residual', M, C, 24);
+        return (g) => matmulForwardSum(g, residual, { inp: attn, ...dense, K: C }, { inp: gelu, ...fc2, K: I }, M, C, { accumulate: true });
+      },
+    },
+  ];
+}
+
 export function matmulCases(s: BenchShapes): BenchCase[] {
   const { hiddenSize: C, intermediateSize: I, vocabSize: V } = s.model;
   const M = s.tokens;
@@ -92,6 +158,7 @@ export function matmulCases(s: BenchShapes): BenchCase[] {
   }
   // The lm_head is F16 in both weight modes; decoding reads all of it for every token.
   cases.push(matmulCase('f16', 'lm_head', 1, V, C));
+  for (const format of ['int8', 'f16'] as const) cases.push(...projectionCases(format, s, M), ...projectionCases(format, s, 1));
   cases.push(matmulBackwardCase('int8', 'qkvo', M, C, C), matmulBackwardCase('int8', 'fc1', M, I, C), matmulBackwardCase('int8', 'fc2', M, C, I));
   return cases;
 }
