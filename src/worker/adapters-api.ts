@@ -7,8 +7,7 @@ import { AdapterError, NOMINAL_SHAPES, resolveAdapterConfig, type PeftLoraConfig
 import { AdapterStore, DownloadCache, describeAdapterFiles, type AdapterInfo, type AdapterOrigin, type PartialDownload } from '../engine/adapters/store';
 import { unzipAdapter } from '../engine/adapters/zip';
 import type { Engine } from '../engine/engine';
-import { withModel } from '../engine/eval/runner';
-import type { LoadedModel, Session } from '../engine/session';
+import { withModel, type LoadedModel, type Session } from '../engine/session';
 import { parsePhiConfig } from '../engine/weights/config';
 import { HUB_BASE_URL } from '../engine/weights/hub';
 

@@ -29,11 +29,11 @@ import {
   type SymbolTuningSettings,
   type TrainingExample,
   UserDataStore,
-} from './data-store';
+} from '../engine/store/datasets';
 import { MAX_HUB_ROWS, MAX_PER_CLASS, MAX_SYMBOL_PROMPTS, MAX_TRAIN_TOKENS } from './data-limits';
 import { type NamedTokenizer, TokenizerFinder } from './data-tokenizer';
 
-export type { PreparedKind, SavedDatasetInfo, SymbolTuningFit, SymbolTuningSettings, TrainingExample } from './data-store';
+export type { PreparedKind, SavedDatasetInfo, SymbolTuningFit, SymbolTuningSettings, TrainingExample } from '../engine/store/datasets';
 export type { TrlJsonlKind } from '../engine/data/export';
 
 /**

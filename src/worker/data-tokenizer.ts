@@ -3,7 +3,7 @@ import type { Platform } from '../engine/platform/types';
 import { WeightStore } from '../engine/store/store';
 import { loadTokenizer, type PhiTokenizer, TOKENIZER_CONFIG_JSON, TOKENIZER_JSON } from '../engine/tokenizer/index';
 import { DEFAULT_HUB_SETTINGS, hubFileUrl } from '../engine/weights/hub';
-import type { UserDataStore } from './data-store';
+import type { UserDataStore } from '../engine/store/datasets';
 
 /**
  * Where the Data page gets a tokenizer to count tokens with. The app bundles none: the tokenizer comes

@@ -16,7 +16,6 @@ import {
   estimateWorkMs,
   evaluateItems,
   type EvalModel,
-  ModelBusyError,
   prepareItems,
   promptAnswerLabels,
   rankAccuracy,
@@ -27,9 +26,9 @@ import {
   ThroughputMeter,
   type RunProgress,
   userDatasetItems,
-  withModel,
   workloadOf,
 } from '../../src/engine/eval/runner';
+import { ModelBusyError, withModel } from '../../src/engine/session';
 import { scoreAnswer, scoreStrict } from '../../src/engine/eval/scoring';
 import { bigBenchItems, classificationItems } from '../../src/engine/eval/suites';
 import { parsePoolRows, parseTaskCatalog, taskPool } from '../../src/engine/eval/tasks';

@@ -1,4 +1,4 @@
-import { SeededRandom } from '../data/random';
+import { SeededRandom } from '../random';
 import { BIG_BENCH_PREFIXES, type BigBenchPair, type ClassificationFormat, CLASSIFICATION_FORMATS, type Exemplar, paperShape, PAPER_FORMATS, usesInstruction } from './prompts';
 import { DataFormatError } from './tasks';
 import type { EvalItem, SuiteKind } from './types';

@@ -14,7 +14,7 @@ import type { Platform } from '../../../src/engine/platform/types';
 import { WeightStore } from '../../../src/engine/store/store';
 import { loadTokenizer } from '../../../src/engine/tokenizer/index';
 import { DataWorkspace, suggestMapping } from '../../../src/worker/data-api';
-import { ROWS_PER_CHUNK } from '../../../src/worker/data-store';
+import { ROWS_PER_CHUNK } from '../../../src/engine/store/datasets';
 import { type HfDatasetsServer, startHfDatasetsServer } from '../../support/hf-datasets-server';
 
 const DATA = join(import.meta.dirname, '../../../public/data');
