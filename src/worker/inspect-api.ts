@@ -1,7 +1,7 @@
 import type { LinearShapes, LoraTarget } from '../engine/adapters/lora-config';
 import { AdapterStore } from '../engine/adapters/store';
 import type { Engine } from '../engine/engine';
-import { wrapPaperPrompt } from '../engine/eval/prompts';
+import { wrapPaperPrompt } from '../engine/data/prompts';
 import { AdapterFactors } from '../engine/inspect/factors';
 import { checkContrastiveOptions, ContrastiveError, generateContrastive, type ContrastDirection } from '../engine/inspect/contrastive';
 import { adapterIntruders, type IntruderResult, type IntruderSettings } from '../engine/inspect/intruders';

@@ -1,5 +1,5 @@
-import { type FewShotShape, paperShape, type QueryEnding, renderFewShot } from '../eval/prompts';
-import type { LabeledPool } from '../eval/tasks';
+import { type FewShotShape, paperShape, type QueryEnding, renderFewShot } from './prompts';
+import type { LabeledPool } from './pools';
 import { drawFewShot } from './few-shot';
 import { SeededRandom } from '../random';
 import { drawSymbols, type SymbolKind, type SymbolSet } from './symbols';

@@ -13,8 +13,8 @@ import {
   renderFewShot,
   usesInstruction,
   usesSymbols,
-} from './prompts';
-import type { LabeledPool } from './tasks';
+} from '../data/prompts';
+import type { LabeledPool } from '../data/pools';
 import type { EvalItem, SuiteKind } from './types';
 
 /**
