@@ -5,6 +5,7 @@ import type { Phi2Dims } from '../engine/model/phi2/params';
 import { GpuError } from '../engine/gpu/device';
 import { SessionError, type LoadedModel, type Session } from '../engine/session';
 import { TokenizerError } from '../engine/tokenizer';
+import { localLocks } from '../engine/platform/locks';
 import { StoreError, type ModelManifest, type ModelSource, type StorageUsage } from '../engine/store';
 import { inferenceMemory, trainingMemory, weightBytes, type MemoryEstimate, type ModelShape } from '../engine/train/memory';
 import {
@@ -18,6 +19,7 @@ import {
   WeightsError,
   defaultModelId,
   importModel,
+  modelWriteLock,
   parsePhiConfig,
   phiParamSpecs,
   storedBytes,
@@ -76,7 +78,7 @@ export interface ModelApi {
   /** Frees the model's GPU memory (and the adapters loaded beside it). */
   unloadModel(): Promise<void>;
   loadedModel(): Promise<LoadedModelInfo | null>;
-  /** Re-reads every stored record and checks its CRC-32s. */
+  /** Re-reads every stored record and checks its checksums; what fails is marked to be fetched again by a resume. */
   verifyModel(id: string, onProgress?: (done: number, total: number) => void): Promise<VerifyOutcome>;
   cancelVerify(): Promise<void>;
   /** Deletes a stored model (unloading it first if it is on the GPU). Refused while it is being imported. */
@@ -178,6 +180,9 @@ export type VerifyOutcome =
   | { status: 'cancelled' }
   | { status: 'failed'; problem: ModelProblem };
 
+/** What to do about records marked for repair. */
+const REPAIR_ADVICE = 'Resume its download or import (for local files, choose the same files again) to repair it: only the damaged parts are fetched again.';
+
 /** Tokens of one generation (prompt + answer) and of one training sequence used in the GPU estimates. */
 export const INFERENCE_ESTIMATE_TOKENS = 1024;
 export const TRAINING_ESTIMATE_TOKENS = 512;
@@ -251,30 +256,53 @@ function estimatesFor(config: PhiConfig): Record<QuantScheme, ModelEstimate> {
   return Object.fromEntries(QUANT_SCHEMES.map((s) => [s, estimateFor(config, s)])) as Record<QuantScheme, ModelEstimate>;
 }
 
-/** Turns an engine error into what the page shows; `fallbackTitle` heads errors of no known kind. */
-export function describeProblem(err: unknown, fallbackTitle = 'Something went wrong'): ModelProblem {
+/**
+ * Turns an engine error into what the page shows; `fallbackTitle` heads errors of no known kind. `task`
+ * says what failed, so that the advice fits it: a download resumes, a repository check is just run again.
+ */
+export function describeProblem(err: unknown, fallbackTitle = 'Something went wrong', task: 'download' | 'check' = 'download'): ModelProblem {
   const message = err instanceof Error ? err.message || err.name : String(err);
   if (err instanceof HubError) {
     const status = err.status;
+    const check = task === 'check';
+    const later = check ? 'check again' : 'resume: everything stored so far is kept';
     switch (err.code) {
       case 'not-found':
         return { code: err.code, status, title: status === 404 ? 'Not found on the Hub (HTTP 404)' : 'Not a valid Hub location', message, advice: 'Check the repository, revision and base URL under "Advanced".' };
       case 'unauthorized':
         return { code: err.code, status, title: `The repository needs a login (HTTP ${status ?? '401/403'})`, message };
       case 'rate-limited':
-        return { code: err.code, status, title: 'The Hub is limiting requests (HTTP 429)', message, advice: 'Wait a minute, then resume: everything stored so far is kept.' };
+        return { code: err.code, status, title: 'The Hub is limiting requests (HTTP 429)', message, advice: `Wait a minute, then ${later}.` };
+      case 'unreachable':
+        return {
+          code: err.code,
+          title: 'The Hub cannot be reached',
+          message,
+          advice: `Check the network connection (or the base URL under "Advanced"), then ${check ? 'check again' : 'try again: everything stored so far is kept'}. Or import the model's files from disk.`,
+        };
       case 'network':
-        return { code: err.code, title: 'The connection failed', message, advice: 'Check the network, then resume: the download continues where it stopped.' };
+        return {
+          code: err.code,
+          title: 'The connection failed',
+          message,
+          advice: check ? 'Check the network connection, then check again.' : 'Check the network, then resume: the download continues where it stopped.',
+        };
       case 'redirects':
         return { code: err.code, status, title: 'The server redirects in a loop', message, advice: 'Check the repository, revision and base URL under "Advanced".' };
       case 'http':
-        return { code: err.code, status, title: `The server answered HTTP ${status ?? 'an error'}`, message, advice: 'Resume later: everything stored so far is kept.' };
+        return { code: err.code, status, title: `The server answered HTTP ${status ?? 'an error'}`, message, advice: check ? 'Check again later.' : 'Resume later: everything stored so far is kept.' };
       case 'changed':
         return { code: err.code, status, title: 'The file changed on the server', message, advice: 'Resume later, or pin a fixed revision (a commit hash) under "Advanced".' };
       case 'bad-response':
-        return { code: err.code, status, title: 'The server sent something unexpected', message, advice: 'Resume to try again; if it keeps failing, the mirror may not support byte ranges.' };
+        return {
+          code: err.code,
+          status,
+          title: 'The server sent something unexpected',
+          message,
+          advice: check ? 'Check again; if it keeps failing, the server may not be a Hub or a mirror of one.' : 'Resume to try again; if it keeps failing, the mirror may not support byte ranges.',
+        };
       default:
-        return { code: err.code, status, title: 'The download failed', message };
+        return { code: err.code, status, title: check ? 'The repository could not be checked' : 'The download failed', message };
     }
   }
   if (err instanceof StoreError) {
@@ -353,6 +381,14 @@ export function modelApi(engine: Engine, session: Session): ModelApi {
   let importing: ImportJob | null = null;
   let loading: AbortController | null = null;
   let verifying: AbortController | null = null;
+  const locks = engine.platform.locks ?? localLocks;
+
+  /** Marks records for repair unless another tab holds the model's write lock; whether it did. */
+  async function markForRepair(id: string, damaged: Array<{ key: string; index: number }>): Promise<boolean> {
+    const store = await session.store();
+    const done = await locks.ifFree(modelWriteLock(id), () => store.markForRepair(id, damaged));
+    return !done.held;
+  }
 
   async function describeModel(manifest: ModelManifest): Promise<StoredModelInfo> {
     const store = await session.store();
@@ -428,6 +464,7 @@ export function modelApi(engine: Engine, session: Session): ModelApi {
         store,
         scheme,
         modelId,
+        locks: engine.platform.locks,
         now: () => engine.platform.now(),
         signal: job.controller.signal,
         onProgress: (p) => {
@@ -487,7 +524,7 @@ export function modelApi(engine: Engine, session: Session): ModelApi {
         const config = parsePhiConfig(text);
         return { ok: true, dims: dimsOf(config), estimates: estimatesFor(config) };
       } catch (err) {
-        return { ok: false, problem: describeProblem(err, 'The repository could not be checked') };
+        return { ok: false, problem: describeProblem(err, 'The repository could not be checked', 'check') };
       }
     },
 
@@ -527,7 +564,14 @@ export function modelApi(engine: Engine, session: Session): ModelApi {
         return { status: 'loaded', model: loadedInfo(loaded, manifest?.name ?? id) };
       } catch (err) {
         if (controller.signal.aborted) return { status: 'cancelled' };
-        return { status: 'failed', problem: describeProblem(err, 'The model could not be loaded') };
+        const problem = describeProblem(err, 'The model could not be loaded');
+        if (err instanceof StoreError && err.record) {
+          // A record failed its checksum on the way to the GPU: mark it (and the rest of its tensor) to be
+          // fetched again, so that resuming repairs the model instead of a delete and a full re-download.
+          const marked = await markForRepair(id, [err.record]).catch(() => false);
+          if (marked) return { status: 'failed', problem: { ...problem, advice: REPAIR_ADVICE } };
+        }
+        return { status: 'failed', problem };
       } finally {
         loading = null;
         release(onProgress);
@@ -568,19 +612,30 @@ export function modelApi(engine: Engine, session: Session): ModelApi {
             problem: { code: 'incomplete', title: 'Not completely stored', message: `${manifest.name} is only partly stored. Resume its download or import first, then verify it.` },
           };
         }
-        const bytesChecked = await store.verifyModel(id, (done, all) => {
+        let bytesChecked = 0;
+        const damaged = await store.checkRecords(id, (done, all) => {
           if (controller.signal.aborted) throw new StoppedByUser('Verification was cancelled.');
+          bytesChecked = done;
           progress.push([done, all]);
         });
         progress.flush();
-        return { status: 'ok', bytesChecked };
+        if (!damaged.length) return { status: 'ok', bytesChecked };
+        const marked = await markForRepair(id, damaged);
+        const first = damaged[0];
+        return {
+          status: 'damaged',
+          problem: {
+            code: first.reason === 'missing' ? 'missing' : 'corrupt',
+            title: 'Stored data is damaged',
+            message:
+              `${damaged.length} tensor${damaged.length === 1 ? ' has' : 's have'} missing or damaged records (e.g. ${first.key}, record ${first.index}: ${first.reason}).` +
+              (marked ? ' They are marked to be fetched again.' : ' Another tab is writing this model; verify again once it is done.'),
+            advice: marked ? REPAIR_ADVICE : undefined,
+          },
+        };
       } catch (err) {
         if (controller.signal.aborted) return { status: 'cancelled' };
-        const problem = describeProblem(err, 'Verification failed');
-        if (err instanceof StoreError && (err.code === 'corrupt' || err.code === 'missing')) {
-          return { status: 'damaged', problem: { ...problem, advice: 'Delete the model and download or import it again.' } };
-        }
-        return { status: 'failed', problem };
+        return { status: 'failed', problem: describeProblem(err, 'Verification failed') };
       } finally {
         verifying = null;
         release(onProgress);
@@ -600,7 +655,8 @@ export function modelApi(engine: Engine, session: Session): ModelApi {
         if (loading) throw new Error('A model is being loaded; cancel the load first.');
         session.unload();
       }
-      await store.deleteModel(id);
+      const done = await locks.ifFree(modelWriteLock(id), () => store.deleteModel(id));
+      if (done.held) throw new Error(`Another tab is importing or repairing ${manifest.name}; pause it there (or wait for it), then delete it.`);
     },
   };
 }

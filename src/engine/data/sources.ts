@@ -1,4 +1,5 @@
 import type { Platform } from '../platform/types';
+import { MAX_JSON_DEPTH } from '../untrusted-json';
 import { openHubDatasetsCache, type HubDatasetsCache } from './hub-datasets-cache';
 import {
   DATASETS_SERVER_URL,
@@ -223,6 +224,9 @@ export class DataSources {
         return { line: r.rowIdx + 1, endLine: r.rowIdx + 1, values: r.row };
       });
       const fileProblems: string[] = [];
+      if (result.skippedTooDeep > 0) {
+        fileProblems.push(`${result.skippedTooDeep} rows were skipped because they nest lists or objects more than ${MAX_JSON_DEPTH} levels deep.`);
+      }
       if (result.skippedTruncated > 0) {
         fileProblems.push(`${result.skippedTruncated} rows were skipped because the Hub sent a required column cut short (very long cells).`);
       }

@@ -183,6 +183,13 @@ export function compareWithPaper(rows: readonly AccuracyRow[], reference: PaperR
   });
 }
 
+/**
+ * What a spreadsheet would run as a formula: a cell starting with =, +, -, @, tab or CR. Papa's own
+ * `escapeFormulae: true` pattern ends in `.*$` without the dotall flag and so misses cells that hold a
+ * line break (a multi-line generation); this one looks at the first character only.
+ */
+const FORMULA_START = /^[=+\-@\t\r]/;
+
 export const RESULT_CSV_COLUMNS = [
   'model',
   'adapter',
@@ -232,8 +239,9 @@ export function resultsToCsv(runs: readonly EvalRunResult[]): string {
       item.prompt,
     ]),
   );
-  // Formula-like cells ("=...", "+...") are left as they are: this is data, and escaping would change it.
-  return Papa.unparse({ fields: [...RESULT_CSV_COLUMNS], data }, { quotes: false, newline: '\r\n', escapeFormulae: false });
+  // Generations and prompts are untrusted text: a cell starting with =, +, -, @, tab or CR would run as
+  // a formula in a spreadsheet, so it gets a leading ' (and quotes), as OWASP advises for CSV.
+  return Papa.unparse({ fields: [...RESULT_CSV_COLUMNS], data }, { quotes: false, newline: '\r\n', escapeFormulae: FORMULA_START });
 }
 
 /** Version 2 added the strict and answer verdicts and hand reviews to every item. */
@@ -303,5 +311,5 @@ export function accuracyTableToCsv(rows: readonly (AccuracyRow | ComparedRow)[],
       }),
     ];
   });
-  return Papa.unparse({ fields, data }, { quotes: false, newline: '\r\n', escapeFormulae: false });
+  return Papa.unparse({ fields, data }, { quotes: false, newline: '\r\n', escapeFormulae: FORMULA_START });
 }

@@ -1,4 +1,7 @@
-import type { WeightStore } from '../store/store';
+import type { Locks } from '../platform/locks';
+import { localLocks } from '../platform/locks';
+import { StoreError } from '../store/errors';
+import type { DamagedRecord, WeightStore } from '../store/store';
 import { RecordChecksums } from '../store/record-checksum';
 import type { ModelManifest, ModelSource, StoredFileState, TensorEntry, TensorRecord } from '../store/schema';
 import { parsePhiConfig, readConfigJson, type PhiConfig } from './config';
@@ -7,7 +10,7 @@ import { CheckpointError, HubError, SafetensorsError } from './errors';
 import { PhiLayout, storedBytes, storedDType, type ParamSpec, type QuantScheme } from './layout';
 import { RateMeter, type ImportProgress, type TransferProgress } from './progress';
 import { RowCodec } from './quantize';
-import { DEFAULT_RETRY, abortedError, backoffDelay, isRetryable, sleep, type RetryPolicy } from './retry';
+import { DEFAULT_RETRY, abortedError, attemptsFor, backoffDelay, isRetryable, isUnreachable, sleep, type RetryPolicy, type RetryStatus } from './retry';
 import {
   parseSafetensorsHeader,
   readSafetensorsStream,
@@ -35,7 +38,10 @@ export const RECORD_BYTES = 4 * 2 ** 20;
 /** Tokenizer files stored with a model when the source has them. */
 export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json'] as const;
 
-/** What the importer needs of a store (WeightStore; tests substitute a sink that discards). */
+/**
+ * What the importer needs of a store (WeightStore; tests substitute a sink that discards). A store that
+ * keeps records also reads them back: every import ends by verifying them, and repairs what fails.
+ */
 export type ImportTarget = Pick<
   WeightStore,
   | 'getModel'
@@ -48,7 +54,13 @@ export type ImportTarget = Pick<
   | 'putTokenizer'
   | 'requestPersistence'
   | 'checkSpace'
->;
+> &
+  Partial<Pick<WeightStore, 'checkRecords' | 'markForRepair'>>;
+
+/** The Web Lock (platform/locks.ts) every writer of one stored model holds: imports, repairs, deletes. */
+export function modelWriteLock(modelId: string): string {
+  return `phi2-model-write:${modelId}`;
+}
 
 export interface ImportOptions {
   source: CheckpointSource;
@@ -68,6 +80,8 @@ export interface ImportOptions {
   checkQuota?: boolean;
   /** How often a file that changed on the server is restarted before giving up (default 2). */
   maxRestarts?: number;
+  /** The host's locks (Platform.locks), shared by every tab; default: this process's (localLocks). */
+  locks?: Locks;
 }
 
 /** "microsoft/phi-2@<revision>:int8" for the Hub, "files:<folder name>:int8" for local files. */
@@ -141,6 +155,8 @@ class Importer {
   private manifest!: ModelManifest;
   private entries = new Map<string, TensorEntry>();
   private checksums!: RecordChecksums;
+  /** Whether the source has answered once in this run: until it has, "no answer" gets only a few quick tries. */
+  private answered = false;
 
   constructor(private readonly options: ImportOptions) {
     this.source = options.source;
@@ -174,12 +190,30 @@ class Importer {
     }
 
     const id = this.options.modelId ?? defaultModelId(this.source.description, this.source.displayName, this.scheme);
+    // One writer per model across tabs: another tab importing, repairing or deleting the same model
+    // finishes first, and this one then resumes from what that one stored.
+    const locks = this.options.locks ?? localLocks;
+    return locks.exclusive(modelWriteLock(id), () => this.write(id, configJson, files), {
+      signal: this.signal,
+      onWait: () => this.progress.notice('Another tab is writing this model (importing, repairing or deleting it); this import waits until it is done.'),
+    });
+  }
+
+  private async write(id: string, configJson: Record<string, unknown>, files: string[]): Promise<ModelManifest> {
     await this.openManifest(id, configJson, files);
-    this.updateTotals();
     if (this.manifest.complete) {
-      this.progress.complete(this.manifest, this.entries.size);
-      return this.manifest;
+      // Stored completely before: read it back, and repair what is missing or damaged rather than trust the flag.
+      const damaged = await this.checkStored('Checking the stored copy');
+      if (!damaged.length) {
+        this.updateTotals();
+        this.progress.complete(this.manifest, this.entries.size);
+        return this.manifest;
+      }
+      this.progress.notice(
+        `${damaged.length} tensor${damaged.length === 1 ? ' was' : 's were'} missing or damaged in the stored copy (e.g. ${damaged[0].key}); fetching only those parts again.`,
+      );
     }
+    this.updateTotals();
     await this.store.requestPersistence();
     if (this.options.checkQuota !== false) await this.store.checkSpace(remainingBytes(this.entries.values()));
 
@@ -198,10 +232,36 @@ class Importer {
     if (incomplete.length) {
       throw new CheckpointError('tensor-missing', `The import ended with ${incomplete.length} tensor(s) incomplete, e.g. ${incomplete[0].hfName}.`, incomplete[0].file, incomplete[0].hfName);
     }
+    // "complete" is written only once every record has been read back and matches its checksums.
+    const damaged = await this.checkStored('Verifying what was stored');
+    if (damaged.length) {
+      throw new StoreError(
+        'corrupt',
+        `${damaged.length} tensor${damaged.length === 1 ? '' : 's'} failed verification right after being stored (e.g. ${damaged[0].key} record ${damaged[0].index}, ${damaged[0].reason}). ` +
+          'They are marked to be fetched again: resume the import. If it keeps failing, the browser\u2019s storage may be failing.',
+      );
+    }
     this.manifest = { ...this.manifest, complete: true, updatedAt: Date.now() };
     await this.store.putModel(this.manifest);
     this.progress.complete(this.manifest, this.entries.size);
     return this.manifest;
+  }
+
+  /**
+   * Reads back every stored record (when the store can) and marks what is missing or damaged for
+   * repair, reloading the manifest and entries so that the import goes on to fetch exactly that.
+   */
+  private async checkStored(what: string): Promise<DamagedRecord[]> {
+    if (!this.store.checkRecords || !this.store.markForRepair) return [];
+    this.progress.phase('verifying');
+    const damaged = await this.store.checkRecords(this.manifest.id, (done, total) => this.progress.verifying(what, done, total));
+    if (damaged.length) {
+      await this.store.markForRepair(this.manifest.id, damaged);
+      this.manifest = (await this.store.getModel(this.manifest.id))!;
+      this.entries.clear();
+      for (const e of await this.store.getTensors(this.manifest.id)) this.entries.set(e.key, e);
+    }
+    return damaged;
   }
 
   private missing(file: string): Error {
@@ -272,21 +332,33 @@ class Importer {
     for (let attempt = 1; ; attempt++) {
       this.checkAborted(file);
       try {
-        return await this.source.readText(file, this.signal);
+        const text = await this.source.readText(file, this.signal);
+        this.answered = true;
+        return text;
       } catch (err) {
-        if (!isRetryable(err, this.source.remote) || attempt >= this.retry.attempts) throw err;
-        await this.waitBeforeRetry(attempt, file, err as Error);
+        const attempts = this.attemptsAfter(err);
+        if (!isRetryable(err, this.source.remote)) throw err;
+        if (attempt >= attempts) throw gaveUp(err, attempt, file);
+        await this.waitBeforeRetry(attempt, attempts, file, err as Error);
       }
     }
+  }
+
+  /** The attempts a failure allows, given whether the source has answered before (an HTTP status is an answer too). */
+  private attemptsAfter(err: unknown): number {
+    const answeredBefore = this.answered;
+    if (err instanceof HubError && err.status !== undefined) this.answered = true;
+    return attemptsFor(err, answeredBefore, this.retry);
   }
 
   private checkAborted(file?: string): void {
     if (this.signal?.aborted) throw abortedError(file);
   }
 
-  private async waitBeforeRetry(retry: number, file: string, err: Error): Promise<void> {
+  private async waitBeforeRetry(retry: number, attempts: number, file: string, err: Error): Promise<void> {
     const delay = backoffDelay(retry, this.retry);
-    this.progress.notice(`${file}: ${err.message} Retrying in ${(delay / 1000).toFixed(1)} s (attempt ${retry + 1} of ${this.retry.attempts}).`);
+    const status = { what: file, attempt: retry + 1, attempts, delayMs: delay, reason: err.message, unreachable: !this.answered && isUnreachable(err) };
+    this.progress.retrying(status, `${file}: ${err.message} Retrying in ${(delay / 1000).toFixed(1)} s (attempt ${retry + 1} of ${attempts}).`);
     await sleep(delay, this.signal);
   }
 
@@ -355,6 +427,7 @@ class Importer {
       lastOffset = offset;
       try {
         const opened = await this.source.open(file, offset, this.signal);
+        this.answered = true;
         const current = this.fileState(file);
         if (current.etag !== null && opened.etag !== null && opened.etag !== current.etag) {
           throw new HubError('changed', `${file} changed since its download began (ETag ${current.etag}, now ${opened.etag}).`, file);
@@ -375,14 +448,11 @@ class Importer {
           lastOffset = -1;
           continue;
         }
+        const attempts = this.attemptsAfter(err);
         if (!isRetryable(err, this.source.remote)) throw err;
         failures++;
-        if (failures >= this.retry.attempts) {
-          const e = err as Error;
-          if (err instanceof HubError) throw new HubError(err.code, `${e.message} Gave up after ${failures} attempts.`, file, err.status);
-          throw err;
-        }
-        await this.waitBeforeRetry(failures, file, err as Error);
+        if (failures >= attempts) throw gaveUp(err, failures, file);
+        await this.waitBeforeRetry(failures, attempts, file, err as Error);
       }
     }
     const done = this.fileEntries(file);
@@ -558,6 +628,7 @@ class ProgressTracker {
   private readonly fileRate: RateMeter;
   private readonly overallRate: RateMeter;
   private lastEmit = -Infinity;
+  private verified = { done: 0, total: 0 };
 
   constructor(
     private readonly now: () => number,
@@ -580,6 +651,11 @@ class ProgressTracker {
 
   notice(message: string): void {
     this.emit(true, message);
+  }
+
+  /** A wait before another try: the notice for logs, the status for a page that shows one line with a count. */
+  retrying(status: RetryStatus, message: string): void {
+    this.emit(true, message, status);
   }
 
   startFile(name: string, expectedSize: number): void {
@@ -612,6 +688,13 @@ class ProgressTracker {
     this.tensorsDoneCount++;
   }
 
+  /** Bytes read back and checked so far ('verifying'), reported in place of the transfer. */
+  verifying(_what: string, done: number, total: number): void {
+    this.currentPhase = 'verifying';
+    this.verified = { done, total };
+    this.emit(false);
+  }
+
   fileSkipped(size: number): void {
     this.finishedBytes += size;
   }
@@ -637,11 +720,23 @@ class ProgressTracker {
     return { bytesDone: done, bytesTotal: total, rate: meter.rate, etaSeconds: total === null ? null : meter.secondsFor(total - done) };
   }
 
-  private emit(force: boolean, notice?: string): void {
+  private emit(force: boolean, notice?: string, retry?: RetryStatus): void {
     if (!this.onProgress) return;
     const t = this.now();
     if (!force && t - this.lastEmit < 100) return;
     this.lastEmit = t;
+    if (this.currentPhase === 'verifying') {
+      const { done, total } = this.verified;
+      this.onProgress({
+        phase: 'verifying',
+        file: null,
+        overall: { bytesDone: done, bytesTotal: total, rate: 0, etaSeconds: null },
+        tensorsDone: this.tensorsDoneCount,
+        tensorsTotal: this.tensorsTotal,
+        ...(notice ? { notice } : {}),
+      });
+      return;
+    }
     const overallDone = this.finishedBytes + (this.fileName ? this.filePos : 0);
     const overallTotal = Math.max(this.expectedTotal, overallDone);
     this.onProgress({
@@ -651,6 +746,13 @@ class ProgressTracker {
       tensorsDone: this.tensorsDoneCount,
       tensorsTotal: this.tensorsTotal,
       ...(notice ? { notice } : {}),
+      ...(retry ? { retry } : {}),
     });
   }
+}
+
+/** The last failure, saying how many attempts were made (an error without a code of ours passes as it is). */
+function gaveUp(err: unknown, attempts: number, file: string): unknown {
+  if (!(err instanceof HubError) || attempts < 2) return err;
+  return new HubError(err.code, `${err.message} Gave up after ${attempts} attempts.`, file, err.status);
 }

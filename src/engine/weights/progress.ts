@@ -1,3 +1,5 @@
+import type { RetryStatus } from './retry';
+
 /** Transfer rate over a sliding window, and the time left at that rate. */
 export class RateMeter {
   private samples: Array<[number, number]> = [];
@@ -46,7 +48,8 @@ export interface TransferProgress {
 }
 
 export interface ImportProgress {
-  phase: 'metadata' | 'weights' | 'tokenizer' | 'complete';
+  /** 'verifying': every stored record read back and checked (before "complete", and when importing a stored model again); `overall` counts its bytes. */
+  phase: 'metadata' | 'weights' | 'tokenizer' | 'verifying' | 'complete';
   /** The file being read, with its own progress; null outside the weights phase. */
   file: ({ name: string } & TransferProgress) | null;
   /** All weight files together; bytesTotal is an estimate until every file's size is known. */
@@ -55,4 +58,6 @@ export interface ImportProgress {
   tensorsTotal: number;
   /** A message worth showing: a retry, a restart after the file changed, a resume. */
   notice?: string;
+  /** Set on the report of a wait before another try (its notice says the same in words). */
+  retry?: RetryStatus;
 }

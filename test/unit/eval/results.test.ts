@@ -94,7 +94,8 @@ describe('result export', () => {
     expect(parsed.meta.fields).toEqual([...RESULT_CSV_COLUMNS]);
     expect(parsed.data.length).toBe(5);
     const tricky = parsed.data[3];
-    expect(tricky.generation).toBe('=1+1, "tricky"\r\nline');
+    // A formula-like cell comes back with the leading ' that keeps a spreadsheet from running it.
+    expect(tricky.generation).toBe("'=1+1, \"tricky\"\r\nline");
     expect(tricky.prompt).toBe(run.items[3].prompt);
     expect(tricky.correct).toBe('false');
     expect(parsed.data[0]).toMatchObject({ model: 'phi-2', adapter: 'flan r64', seed: '7', id: 'gen/in_context/teh/instruction_label/0', correct: 'true', extracted: 'Hate', hand_review: '' });
