@@ -11,6 +11,7 @@ import { describeOptimizer } from '../engine/optim/settings';
 import { CheckpointStore } from '../engine/train/checkpoints';
 import { suggestSmaller, type MemoryEstimate } from '../engine/train/memory';
 import { Trainer, TrainingError, type StepRecord, type TrainCheckpoint, type TrainConfig, type TrainProgress } from '../engine/train/trainer';
+import { hubIdOf } from '../engine/weights/presets';
 import { UserDataStore, type SavedDatasetInfo, type TrainingExample } from './data-store';
 import { planMemory, planProblems, trainConfigOf, type TrainingModelInfo, type TrainPlan } from './train-plan';
 
@@ -243,6 +244,12 @@ class TrainWorkspace {
       maxPositions: d.maxPositions,
       residDropout: d.residDropout,
     };
+  }
+
+  /** The Hub id an adapter trained on a stored model names as its base (a folder's name only when nothing better says). */
+  private async hubModelId(id: string, name: string): Promise<string> {
+    const manifest = await (await this.session.store()).getModel(id).catch(() => undefined);
+    return (manifest && hubIdOf(manifest)) ?? name;
   }
 
   private async modelName(id: string): Promise<string> {
@@ -582,7 +589,7 @@ class TrainWorkspace {
       emit({ kind: 'phase', phase: 'saving-adapter', message: 'Saving the adapter' });
       const history = [...trainer!.records];
       const tensors = lora!.unflatten(await lora!.readFlat('params'));
-      const files = encodeAdapter(config.lora, meta.modelName, tensors);
+      const files = encodeAdapter(config.lora, await this.hubModelId(meta.modelId, meta.modelName), tensors);
       const adapters = await this.adapters();
       const info = await adapters.put(files, {
         name: meta.plan.name,
