@@ -19,6 +19,7 @@ import { generateSymbolTuningData } from '../engine/data/symbol-tuning';
 import { SYMBOL_KINDS, type SymbolKind } from '../engine/data/symbols';
 import { type InstructionExample, parseTemplate, renderTemplate, splitPromptCompletion } from '../engine/data/template';
 import { decodeUtf8 } from '../engine/data/utf8';
+import { MAX_JSON_DEPTH } from '../engine/untrusted-json';
 import { loadSymbolTuningPool } from '../engine/eval/bundled';
 import { type LabeledPool, parseTaskCatalog, type TaskCatalog, userPool } from '../engine/eval/tasks';
 import {
@@ -372,6 +373,9 @@ export class DataWorkspace {
         return { line: r.rowIdx + 1, endLine: r.rowIdx + 1, values: r.row };
       });
       const fileProblems: string[] = [];
+      if (result.skippedTooDeep > 0) {
+        fileProblems.push(`${result.skippedTooDeep} rows were skipped because they nest lists or objects more than ${MAX_JSON_DEPTH} levels deep.`);
+      }
       if (result.skippedTruncated > 0) {
         fileProblems.push(`${result.skippedTruncated} rows were skipped because the Hub sent a required column cut short (very long cells).`);
       }

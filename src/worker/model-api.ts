@@ -5,7 +5,7 @@ import type { Phi2Dims } from '../engine/model/phi2/params';
 import { GpuError } from '../engine/gpu/device';
 import { SessionError, type LoadedModel, type Session } from '../engine/session';
 import { TokenizerError } from '../engine/tokenizer';
-import { processLocks } from '../engine/platform/locks';
+import { localLocks } from '../engine/platform/locks';
 import { StoreError, type ModelManifest, type ModelSource, type StorageUsage } from '../engine/store';
 import { inferenceMemory, trainingMemory, weightBytes, type MemoryEstimate, type ModelShape } from '../engine/train/memory';
 import {
@@ -381,7 +381,7 @@ export function modelApi(engine: Engine, session: Session): ModelApi {
   let importing: ImportJob | null = null;
   let loading: AbortController | null = null;
   let verifying: AbortController | null = null;
-  const locks = engine.platform.locks ?? processLocks();
+  const locks = engine.platform.locks ?? localLocks;
 
   /** Marks records for repair unless another tab holds the model's write lock; whether it did. */
   async function markForRepair(id: string, damaged: Array<{ key: string; index: number }>): Promise<boolean> {

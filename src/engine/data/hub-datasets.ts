@@ -1,5 +1,6 @@
 import type { CachedHubPage, HubRowsCache } from './hub-datasets-cache';
 import type { InstructionExample } from './template';
+import { MAX_JSON_DEPTH, nestsDeeperThan } from '../untrusted-json';
 
 /**
  * Public Hugging Face datasets, read page by page through the Hub's dataset viewer API (datasets-server):
@@ -90,6 +91,8 @@ export interface HubRowsResult {
   scannedRows: number;
   /** Rows skipped because a required column arrived truncated. */
   skippedTruncated: number;
+  /** Rows skipped because they nest deeper than any real row (see untrusted-json.ts). */
+  skippedTooDeep: number;
   /** Offset to continue from, or null when the split was read to its end. */
   nextOffset: number | null;
   pagesFetched: number;
@@ -115,7 +118,7 @@ export class HubUnreachableError extends HubRowsError {
 
 interface RowsPage {
   features: unknown[];
-  rows: Array<{ row_idx: number; row: Record<string, unknown>; truncated_cells: string[] }>;
+  rows: Array<{ row_idx: number; row: Record<string, unknown>; truncated_cells: string[]; too_deep?: boolean }>;
   num_rows_total: number;
   partial: boolean;
 }
@@ -142,6 +145,7 @@ export async function loadHubRows(query: HubRowsQuery, deps: HubRowsDeps): Promi
     totalRows: 0,
     scannedRows: 0,
     skippedTruncated: 0,
+    skippedTooDeep: 0,
     nextOffset: offset,
     pagesFetched: 0,
     pagesFromCache: 0,
@@ -160,6 +164,10 @@ export async function loadHubRows(query: HubRowsQuery, deps: HubRowsDeps): Promi
       if (result.rows.length >= maxRows) break;
       consumed++;
       progress.scannedRows++;
+      if (r.too_deep) {
+        result.skippedTooDeep++;
+        continue;
+      }
       if (required.some((c) => r.truncated_cells.includes(c))) {
         result.skippedTruncated++;
         continue;
@@ -320,6 +328,12 @@ function parsePage(text: string, url: string): RowsPage {
       throw new HubRowsError(`The Hub's answer to ${url} has a row without row_idx or row.`);
     }
     if (!Array.isArray(r.truncated_cells)) r.truncated_cells = [];
+    // A row nested past what every recursive consumer takes (the cache's structured clone, the worker
+    // boundary) is dropped here, before anything recurses into it, and counted; the rest of the page stays.
+    if (nestsDeeperThan(r.row, MAX_JSON_DEPTH)) {
+      r.row = {};
+      r.too_deep = true;
+    }
   }
   return {
     features: Array.isArray(body.features) ? body.features : [],

@@ -1,5 +1,5 @@
 import type { Locks } from '../platform/locks';
-import { processLocks } from '../platform/locks';
+import { localLocks } from '../platform/locks';
 import { StoreError } from '../store/errors';
 import type { DamagedRecord, WeightStore } from '../store/store';
 import { RecordChecksums } from '../store/record-checksum';
@@ -80,7 +80,7 @@ export interface ImportOptions {
   checkQuota?: boolean;
   /** How often a file that changed on the server is restarted before giving up (default 2). */
   maxRestarts?: number;
-  /** The host's locks (Platform.locks), shared by every tab; default: this process only. */
+  /** The host's locks (Platform.locks), shared by every tab; default: this process's (localLocks). */
   locks?: Locks;
 }
 
@@ -192,7 +192,7 @@ class Importer {
     const id = this.options.modelId ?? defaultModelId(this.source.description, this.source.displayName, this.scheme);
     // One writer per model across tabs: another tab importing, repairing or deleting the same model
     // finishes first, and this one then resumes from what that one stored.
-    const locks = this.options.locks ?? processLocks();
+    const locks = this.options.locks ?? localLocks;
     return locks.exclusive(modelWriteLock(id), () => this.write(id, configJson, files), {
       signal: this.signal,
       onWait: () => this.progress.notice('Another tab is writing this model (importing, repairing or deleting it); this import waits until it is done.'),

@@ -29,12 +29,20 @@ const symbolRows = Array.from({ length: 30 }, (_, i) => ({
   symbols: ['Zujib', 'Kocec'],
 }));
 
+/** Row 2 holds a cell nested 100 lists deep: past what the app takes (64), shallow enough for the test server. */
+const deepRows = Array.from({ length: 5 }, (_, i) => {
+  let cell: unknown = i;
+  if (i === 2) for (let d = 0; d < 100; d++) cell = [cell];
+  return { question: `question ${i}`, response: `response ${i}`, extra: cell };
+});
+
 let server: HfDatasetsServer;
 beforeAll(async () => {
   server = await startHfDatasetsServer([
     { dataset: 'Open-Orca/OpenOrca', config: 'default', split: 'train', rows: orca },
     { dataset: 'tasksource/icl-symbol-tuning-instruct', config: 'default', split: 'train', rows: symbolRows, maxCellChars: 200 },
     { dataset: 'acme/gated', config: 'default', split: 'train', rows: orca.slice(0, 3), token: 'hf_secret' },
+    { dataset: 'acme/deep', config: 'default', split: 'train', rows: deepRows },
   ]);
 });
 afterAll(() => server.close());
@@ -113,6 +121,17 @@ describe('Hub dataset rows', () => {
     expect(result.skippedTruncated).toBe(1);
     expect(result.rows.map((r) => r.rowIdx)).not.toContain(7);
     expect(ICL_SYMBOL_TUNING_INSTRUCT.toExample(result.rows[1].row)).toEqual({ question: 'Input: text 1\nSymbol:', response: 'Zujib' });
+  });
+
+  it('skips a row nested deeper than any real row, counts it, keeps the rest of its page and caches the page', async () => {
+    const cache = await openHubDatasetsCache(new IDBFactory());
+    for (const from of ['the Hub', 'the cache']) {
+      const result = await loadHubRows({ dataset: 'acme/deep' }, deps({ cache }));
+      expect(result.rows.map((r) => r.rowIdx), from).toEqual([0, 1, 3, 4]);
+      expect(result.skippedTooDeep, from).toBe(1);
+    }
+    expect(server.requests).toHaveLength(1);
+    cache.close();
   });
 
   it('waits as long as a 429 Retry-After asks, in seconds or as a date', async () => {
