@@ -28,10 +28,13 @@ export class DataState {
     // The source reads the training length from the prepare settings (the histogram is read against it);
     // while that field holds no valid length, the default stands in.
     let prepare: PrepareState | null = null;
-    this.source = new SourceState(() => {
-      const v = prepare?.maxTokens;
-      return v != null && Number.isInteger(v) && v >= 2 && v <= MAX_TRAIN_TOKENS ? v : DEFAULT_MAX_TOKENS;
-    });
+    this.source = new SourceState(
+      () => {
+        const v = prepare?.maxTokens;
+        return v != null && Number.isInteger(v) && v >= 2 && v <= MAX_TRAIN_TOKENS ? v : DEFAULT_MAX_TOKENS;
+      },
+      (info, report) => prepare?.followSource(info.id, report.mapping),
+    );
     this.prepare = prepare = new PrepareState(this.source);
     this.hub = new HubState(this.source);
   }

@@ -123,7 +123,10 @@ describe('the Data page', () => {
   });
 
   it('generates symbol-tuning prompts from a bundled pool, exactly as the engine does in Node for the same seed', async () => {
-    await page.getByTestId('mode-symbol').check();
+    // The labelled upload above chose symbol tuning from itself; the bundled pools are one click away.
+    expect(await page.getByTestId('mode-symbol').isChecked()).toBe(true);
+    expect(await page.getByTestId('pool-source-own').isChecked()).toBe(true);
+    await page.getByTestId('pool-source-bundled').check();
     await expect.poll(() => page.getByTestId('pool-rte').isVisible(), { timeout: 30_000 }).toBe(true);
     await page.getByTestId('pool-rte').uncheck();
     expect(await page.getByTestId('pool-sst2').isChecked()).toBe(true);

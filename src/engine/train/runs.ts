@@ -11,6 +11,7 @@ import { DEMO_DESCRIPTION, DEMO_ROWS } from './demo-set';
 import { examplesFingerprint, tokenizeTrainingRows, type TrainingExamples } from './examples';
 import { suggestSmaller, type MemoryEstimate } from './memory';
 import { TrainAllocationError, trainAdapter, type AdapterStart } from './train-adapter';
+import { hubIdOf } from '../weights/presets';
 import { TrainingError, type StepRecord, type TrainCheckpoint, type TrainConfig, type TrainProgress, type Trainer } from './trainer';
 
 /**
@@ -160,6 +161,12 @@ export class TrainingRuns {
       maxPositions: d.maxPositions,
       residDropout: d.residDropout,
     };
+  }
+
+  /** The Hub id an adapter trained on a stored model names as its base (a folder's name only when nothing better says). */
+  private async hubModelId(id: string, name: string): Promise<string> {
+    const manifest = await (await this.session.store()).getModel(id).catch(() => undefined);
+    return (manifest && hubIdOf(manifest)) ?? name;
   }
 
   private async modelName(id: string): Promise<string> {
@@ -396,6 +403,7 @@ export class TrainingRuns {
     }
     const store = await this.checkpoints();
     emit({ kind: 'phase', phase: 'allocating', message: 'Allocating the training buffers on the GPU' });
+    const baseModel = await this.hubModelId(meta.modelId, meta.modelName);
     let result;
     try {
       result = await trainAdapter({
@@ -403,7 +411,7 @@ export class TrainingRuns {
         config,
         examples: data.examples,
         start,
-        baseModel: meta.modelName,
+        baseModel,
         now: () => this.engine.platform.now(),
         onStep: (record, progress) => emit({ kind: 'step', record, progress }),
         saveCheckpoint: async (c: TrainCheckpoint) => {
