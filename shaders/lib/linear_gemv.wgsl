@@ -46,7 +46,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     for (var r = 0u; r < ROWS; r++) {
       if (slot0 + r < p.N) { base[r] = row_word(s, slot0 + r); }
     }
+    // Zeroed explicitly each segment: a declaration in a loop body is not reliably re-initialised.
     var acc: array<f32, RM>;
+    for (var i = 0u; i < RM; i++) { acc[i] = 0.0; }
     for (var c = lid; c < chunks; c += WG) {
       var x: array<array<vec4<f32>, 4>, MROWS>;
       for (var m = 0u; m < MROWS; m++) {

@@ -125,7 +125,7 @@ describe('fused input projections (q, k, v with rotary and the KV append, gelu(f
   });
 });
 
-async function checkSum(gpu: GpuRuntime, format: Format, M: number, N: number, K1: number, K2: number, packed: boolean, accumulate: boolean, path?: 'gemm' | 'gemv') {
+async function checkSum(gpu: GpuRuntime, format: Format, M: number, N: number, K1: number, K2: number, packed: boolean, accumulate: boolean, path?: 'gemm' | 'gemv', gemv: { gemvBody?: 'vec4' | 'words'; subgroups?: boolean } = {}) {
   const random = rng(M * 31 + N * 17 + K1 * 5 + K2 + (packed ? 1 : 0) + (accumulate ? 2 : 0));
   const layers = randomLayers(format, [[N, K1], [N, K2]], random);
   const parts = packed
@@ -144,12 +144,13 @@ async function checkSum(gpu: GpuRuntime, format: Format, M: number, N: number, K
     { inp: gpu.upload('x2', [M, K2], x2), weight: parts.w[1], scales: scale(1), bias: parts.v[1], K: K2 },
     M,
     N,
-    { accumulate, path },
+    { accumulate, path, ...gemv },
   );
   expect(gpu.encoder.recorded - before).toBe(packed ? 1 : 2);
   const a = matmulForwardRef(x1, layers.dense[0].w, layers.dense[0].bias, M, N, K1, accumulate ? prior : null);
   const ref = matmulForwardRef(x2, layers.dense[1].w, layers.dense[1].bias, M, N, K2, a);
-  const tag = `${format} ${M}x${N} K ${K1}+${K2}${packed ? ' packed' : ''}${accumulate ? ' +=' : ''} ${path ?? 'auto'}`;
+  const body = gemv.gemvBody ? ` ${gemv.gemvBody}${gemv.subgroups === undefined ? '' : gemv.subgroups ? '+subgroups' : ' shared-memory'}` : '';
+  const tag = `${format} ${M}x${N} K ${K1}+${K2}${packed ? ' packed' : ''}${accumulate ? ' +=' : ''} ${path ?? 'auto'}${body}`;
   expect(compareTensors(`mm.sum ${tag}`, await gpu.readF32(out), ref).relError).toBeLessThan(1e-5);
 }
 
@@ -162,6 +163,18 @@ describe('two linear layers summed in one pass (dense(attn) + fc2(gelu))', () =>
         await checkSum(gpu, format, M, 6, 8, 12, true, false, path);
       }
       await checkSum(gpu, format, 5, 37, 20, 84, false, true);
+    }
+  });
+
+  it('on the vec4 GEMV, segments equal or not in length (a block at decode), with subgroups and with the shared-memory reduction', async () => {
+    const gpu = await testGpu();
+    for (const subgroups of gpu.ctx.subgroupKernels ? [true, false] : [false]) {
+      for (const format of ['int8', 'f16'] as const) {
+        // Each segment's sums start from zero: equal lengths, the shorter first or second, one chunk.
+        for (const [K1, K2] of [[160, 160], [640, 160], [16, 32], [512, 16]]) await checkSum(gpu, format, 1, 8, K1, K2, true, false, 'gemv', { gemvBody: 'vec4', subgroups });
+        // The golden model's dense + fc2 (K 160 + 640) into the residual, for 1 to 3 sequences.
+        for (const M of [1, 2, 3]) await checkSum(gpu, format, M, 160, 160, 640, true, true, 'gemv', { gemvBody: 'vec4', subgroups });
+      }
     }
   });
 });
