@@ -1,5 +1,4 @@
-import { DEFAULT_MAX_TOKENS } from '../engine/data/limits';
-import { MAX_TRAIN_TOKENS } from '../worker/data-limits';
+import { DEFAULT_MAX_TOKENS, MAX_TRAIN_TOKENS } from '../engine/data/limits';
 import { engine } from '../worker/client';
 import { messageOf } from './data/errors';
 import { HubState } from './data/hub.svelte';
