@@ -298,7 +298,12 @@ export class EvaluateState {
           if (this.job?.id !== p.jobId) return;
           const before = this.job.progress;
           const moved = !before || before.phase !== p.phase || before.model !== p.model;
-          this.job = { ...this.job, progress: p, phaseAt: moved ? performance.now() : this.job.phaseAt };
+          // Saving reports no speeds of its own: the last ones measured stay on screen rather than turning to "–".
+          const shown =
+            p.phase === 'saving' && before?.model === p.model
+              ? { ...p, decodeTokensPerSecond: p.decodeTokensPerSecond ?? before.decodeTokensPerSecond, prefillTokensPerSecond: p.prefillTokensPerSecond ?? before.prefillTokensPerSecond, last: p.last ?? before.last }
+              : p;
+          this.job = { ...this.job, progress: shown, phaseAt: moved ? performance.now() : this.job.phaseAt };
         }),
       );
       this.outcome = outcome;

@@ -203,6 +203,10 @@ describe('the Evaluate page in the first hour', () => {
     expect(seen[0].text).toMatch(/^Preparing the prompts/);
     expect(seen.some((s) => /generating the first batch of 1 item.*compiles the GPU kernels generation needs first.* · \d+ s$/s.test(s.text))).toBe(true);
     for (const s of seen) expect(s.text).not.toMatch(/(^|[^\d.])0(\.0)? tokens\/s/);
+    // Once measured, the speeds stay on screen while the run is saved.
+    const measured = seen.findIndex((s) => /Decode \d[\d,.]* tokens\/s/.test(s.text));
+    expect(measured).toBeGreaterThan(-1);
+    expect(seen.slice(measured).filter((s) => /Decode –|prefill –/.test(s.text))).toEqual([]);
 
     const table = page.getByTestId('compare-in_context/no_instruction_symbol_io');
     await table.waitFor({ timeout: 30_000 });
@@ -211,5 +215,30 @@ describe('the Evaluate page in the first hour', () => {
     expect(await page.getByTestId('eval-no-paper').innerText()).toMatch(/The paper reports no numbers for these datasets and formats/);
     expect(await page.getByText("Also show the paper's Mistral-7B-Instruct and GPT-3.5").count()).toBe(0);
     await screenshot(page, 'evaluate-no-paper-numbers');
+  });
+});
+
+describe('the Demo page in the first hour', () => {
+  it('says what it does before the first token, with a counter, and then the speed with its digits', async () => {
+    await show('demo');
+    await expect.poll(() => page.getByTestId('demo-prompt').inputValue(), { timeout: 60_000 }).toMatch(/^Question: /);
+    await expect.poll(() => page.getByTestId('demo-token-count').count(), { timeout: 30_000 }).toBe(1);
+    const tokens = Number((await page.getByTestId('demo-token-count').innerText()).match(/^(\d+) tokens/)![1]);
+    await page.getByTestId('demo-settings').getByLabel('Max new tokens').fill('4');
+    const waiting = await recordTexts('demo-first-token');
+    const stats = await recordTexts('demo-output');
+    await page.getByTestId('demo-run').click();
+    await expect.poll(() => page.getByTestId('demo-output').first().getAttribute('data-status'), { timeout: 180_000 }).toBe('done');
+    const seen = await waiting();
+    const after = await stats();
+    console.log(`demo before its first token (each text once, without its counter):\n${shownOnce(seen)}`);
+    expect(seen.length).toBeGreaterThan(0);
+    const said = `Reading the prompt (${tokens} tokens) before the first token; the first generation after loading a model also compiles the GPU kernels`;
+    expect(seen[0].text.startsWith(`${said} · `)).toBe(true);
+    expect(seen.every((s) => s.text.startsWith(said) && /· (\d+ min )?\d+ s$/.test(s.text))).toBe(true);
+    expect(await page.getByTestId('demo-first-token').count()).toBe(0);
+    const last = after.at(-1)!.text;
+    expect(last).toMatch(/first token after/);
+    for (const s of after) expect(s.text).not.toMatch(/(^|[^\d.])0(\.0)? tokens\/s/);
   });
 });
