@@ -4,6 +4,7 @@ import { GRAD_STATS } from '../kernels/grad-norm';
 import { residualAccumulate } from '../kernels/residual';
 import { zeroTensor } from '../kernels/fill';
 import type { Phi2Model } from '../model/phi2/forward';
+import type { ComputePath } from '../model/phi2/frozen-linear';
 import type { LoraState } from '../model/phi2/lora-state';
 import { microBatchSeed, Phi2TrainStep } from '../model/phi2/train-step';
 import { nextBatch, type DataPosition, type TrainExample } from './batches';
@@ -32,6 +33,8 @@ export interface TrainConfig {
   checkpointEvery: number;
   /** Stop after this many consecutive steps with NaN or infinite gradients. */
   maxNonFiniteSteps: number;
+  /** The frozen layers' matmuls: 'f32' (exact; the default, and what runs saved without it used) or 'int8'. */
+  compute?: ComputePath;
 }
 
 export interface TrainCheckpoint {
@@ -103,7 +106,7 @@ export class Trainer {
     if (!(config.maxLength >= 2)) problems.push('the maximum length must be at least 2 tokens.');
     if (problems.length) throw new TrainingError(`Training cannot start: ${problems.join(' ')}`);
     const longest = Math.min(config.maxLength, Math.max(...data.map((e) => e.input_ids.length)));
-    this.stepper = new Phi2TrainStep(model, lora, config.batchSize, longest);
+    this.stepper = new Phi2TrainStep(model, lora, config.batchSize, longest, { compute: config.compute ?? 'f32' });
     this.stepLoss = model.gpu.tensor('step_loss', [1]);
   }
 
