@@ -10,6 +10,9 @@
 // log-softmax normalisers shift every score by the same amount, so the choice compares e_i - a_i;
 // they are computed for the record written beside the token.
 //
+// Only the first `valid` columns of a row take part (ids a tokenizer can decode; the lm_head may have
+// more rows): the rest is as if masked to -inf in both models, as the sampling kernel does.
+//
 // out[row] = (token, bits of score, bits of log p_e(token), bits of log p_a(token)): one readback
 // per step gives the tokens and what the page shows of them. test/reference/contrastive.ts repeats it.
 
@@ -20,6 +23,7 @@ struct Params {
   step: u32,
   log_alpha: f32,
   temperature: f32, // <= 0: greedy
+  valid: u32,       // 1 <= valid <= vocab
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -38,7 +42,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let row = wid.x + wid.y * p.grid_x;
   if (row >= p.rows) { return; } // uniform across the workgroup
   let base = row * p.vocab;
-  let n = p.vocab;
+  let n = p.valid;
 
   var me = LOWEST_F32;
   var ma = LOWEST_F32;

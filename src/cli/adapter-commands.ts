@@ -7,7 +7,7 @@ import { CliUsageError, parseFlags, required } from './args';
 /** The adapter commands of the CLI: they read a PEFT adapter folder and need no GPU. */
 
 /** adapter_config.json + adapter_model.safetensors from a folder, with a clear error for what is missing. */
-export function readAdapterDir(dir: string): AdapterFiles {
+export function readAdapterFolder(dir: string): AdapterFiles {
   const read = (name: string) => {
     try {
       return new Uint8Array(readFileSync(join(dir, name)));
@@ -26,7 +26,7 @@ export async function exportGgufCommand(args: string[]): Promise<number> {
   if (type !== 'f32' && type !== 'f16') throw new CliUsageError(`--type must be f32 or f16, got "${f.get('type')}"\n${EXPORT_GGUF_USAGE}`);
   const out = required(f, 'out', EXPORT_GGUF_USAGE);
   const dir = required(f, 'adapter', EXPORT_GGUF_USAGE);
-  const { bytes, summary } = encodeGgufAdapter(readAdapterDir(dir), { type, name: f.get('name') ?? basename(resolve(dir)) });
+  const { bytes, summary } = encodeGgufAdapter(readAdapterFolder(dir), { type, name: f.get('name') ?? basename(resolve(dir)) });
   writeFileSync(out, bytes);
   const s = summary.settings;
   console.error(

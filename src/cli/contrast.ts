@@ -59,6 +59,8 @@ export async function contrastCommand(args: string[], out: (text: string) => voi
     plausibility: numberFlag(f, 'plausibility', 0.1),
     temperature: numberFlag(f, 'temperature', 0),
     seed: intFlag(f, 'seed', 0),
+    decodableVocab: Math.min(tokenizer.vocabSize, d.vocab),
+    endOfText: tokenizer.eosTokenId,
   });
   if (f.get('json') === 'true') {
     for (const s of samples) {

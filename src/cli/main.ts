@@ -7,6 +7,7 @@ import { Engine } from '../engine/engine';
 import { nodePlatform } from '../engine/platform/node';
 import { contrastCommand, CONTRAST_USAGE } from './contrast';
 import { exportGgufCommand, EXPORT_GGUF_USAGE } from './adapter-commands';
+import { exportRunCommand, EXPORT_RUN_USAGE } from './export-run-command';
 import { CliUsageError, scoreCommand, SCORE_USAGE } from './score';
 import {
   forwardCommand,
@@ -47,6 +48,7 @@ const COMMANDS: Record<string, { summary: string; run: Command }> = {
   'lora-grad': { summary: LORA_GRAD_USAGE.replace('usage: ', ''), run: guarded(loraGradCommand) },
   train: { summary: TRAIN_USAGE.replace('usage: ', ''), run: guarded(trainCommand) },
   contrast: { summary: CONTRAST_USAGE.replace('usage: ', ''), run: guarded((args) => contrastCommand(args)) },
+  'export-run': { summary: EXPORT_RUN_USAGE.replace('usage: ', ''), run: guarded(exportRunCommand) },
   'export-gguf': { summary: EXPORT_GGUF_USAGE.replace('usage: ', ''), run: guarded(exportGgufCommand) },
   score: {
     summary: `score generations: ${SCORE_USAGE.replace(/^usage: score /, '')}`,

@@ -66,7 +66,7 @@ export async function generateCommand(args: string[]): Promise<number> {
   const { model } = await openModel(dir, f.get('weights'));
   const adapter = f.has('adapter') ? loadAdapterDir(model, f.get('adapter')!) : null;
   const ids = tokenizer.encode(prompt);
-  const generator = new Generator(model, { decodableVocab: Math.min(tokenizer.vocabSize, model.dims.vocab) });
+  const generator = new Generator(model, { decodableVocab: Math.min(tokenizer.vocabSize, model.dims.vocab), endOfText: tokenizer.eosTokenId });
   const tokens: number[] = [];
   let printed = '';
   const result = await generator.generate(ids, {

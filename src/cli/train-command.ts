@@ -6,6 +6,7 @@ import { mapRows, toInstructionExamples } from '../engine/data/mapping';
 import { parseUpload } from '../engine/data/parse';
 import { parseTemplate, PAPER_TEMPLATE, tokenizeInstructionData } from '../engine/data/template';
 import { LoraState } from '../engine/model/phi2/lora-state';
+import { ADAMW_8BIT_BLOCK_SIZES, DEFAULT_8BIT_BLOCK_SIZE, DEFAULT_OPTIMIZER, describeOptimizer, type Adam8bitBlockSize, type OptimizerSettings } from '../engine/optim/settings';
 import { APP_TRAINING_CHOICES, PAPER_TRAINING, paperTrainConfig, stepsForEpochs, type PaperPreset } from '../engine/train/paper';
 import type { ScheduleKind } from '../engine/train/schedule';
 import { Trainer, type TrainConfig } from '../engine/train/trainer';
@@ -32,13 +33,29 @@ export const TRAIN_USAGE = [
   "  where the paper is silent, the app's choices (transformers' Trainer defaults):",
   `    --schedule linear|cosine|constant (${A.schedule})  --warmup N (${A.warmupSteps})  --weight-decay X (${A.weightDecay})  --clip X (${A.maxGradNorm}, 0: off)`,
   `    --seed N (${A.seed})  --accumulation N (${A.gradAccumulation})`,
+  "  --optimizer adamw|adamw-8bit (adamw: f32 moments, the app's default; adamw-8bit: bitsandbytes' 8-bit moments, the paper's)",
+  `  --block-size ${ADAMW_8BIT_BLOCK_SIZES.join('|')} (values per absmax of the 8-bit moments: ${DEFAULT_8BIT_BLOCK_SIZE}, bitsandbytes since 0.44; 2048 before)`,
   '  --rslora true|false  --template TEXT  --weights int8|f16  --resid-dropout X (the model config\'s)',
 ].join('\n');
 
-const FLAGS = [
+/** Every flag of `train` (export-run takes them too). */
+export const TRAIN_FLAGS = [
   'model', 'data', 'out', 'preset', 'from', 'epochs', 'steps', 'batch', 'accumulation', 'lr', 'warmup', 'schedule', 'weight-decay', 'clip',
   'r', 'alpha', 'lora-dropout', 'targets', 'rslora', 'max-length', 'loss-on', 'template', 'seed', 'weights', 'input', 'output', 'resid-dropout',
+  'optimizer', 'block-size',
 ] as const;
+
+function optimizerFlags(f: Map<string, string>): OptimizerSettings {
+  const kind = f.get('optimizer') ?? DEFAULT_OPTIMIZER.kind;
+  if (kind === 'adamw') {
+    if (f.has('block-size')) throw new CliUsageError('--block-size is for --optimizer adamw-8bit');
+    return { kind: 'adamw' };
+  }
+  if (kind !== 'adamw-8bit') throw new CliUsageError(`--optimizer must be adamw or adamw-8bit, got "${kind}"`);
+  const blockSize = intFlag(f, 'block-size', DEFAULT_8BIT_BLOCK_SIZE, 1) as Adam8bitBlockSize;
+  if (!ADAMW_8BIT_BLOCK_SIZES.includes(blockSize)) throw new CliUsageError(`--block-size must be ${ADAMW_8BIT_BLOCK_SIZES.join(' or ')}, got ${blockSize}`);
+  return { kind: 'adamw-8bit', blockSize };
+}
 
 const SCHEDULES: readonly ScheduleKind[] = ['linear', 'cosine', 'constant'];
 
@@ -99,11 +116,12 @@ export function cliTrainConfig(f: Map<string, string>, examples: number, residDr
     residDropout: numberFlag(f, 'resid-dropout', residDropout),
     seed: intFlag(f, 'seed', paper.seed),
     checkpointEvery: 0,
+    optimizer: optimizerFlags(f),
   };
 }
 
 export async function trainCommand(args: string[]): Promise<number> {
-  const f = parseFlags(args, FLAGS, TRAIN_USAGE);
+  const f = parseFlags(args, TRAIN_FLAGS, TRAIN_USAGE);
   const dir = required(f, 'model', TRAIN_USAGE);
   const dataPath = required(f, 'data', TRAIN_USAGE);
   const outDir = required(f, 'out', TRAIN_USAGE);
@@ -137,7 +155,7 @@ export async function trainCommand(args: string[]): Promise<number> {
   const steps = config.schedule.totalSteps;
   console.error(
     `training on ${data.rows.length} rows (${data.truncatedRows} truncated, ${data.trainedTokens} trained tokens): ${steps} steps of batch ${config.batchSize}` +
-      `${config.gradAccumulation > 1 ? ` x ${config.gradAccumulation} accumulated` : ''}, lr ${config.schedule.lr}`,
+      `${config.gradAccumulation > 1 ? ` x ${config.gradAccumulation} accumulated` : ''}, lr ${config.schedule.lr}, ${describeOptimizer(config.optimizer)}`,
   );
   const trainer = new Trainer(model, state, config, data.rows, {
     now: () => performance.now(),

@@ -96,7 +96,7 @@ export class Session {
         weightMode: weights.scheme,
         model,
         tokenizer,
-        generator: new Generator(model, { decodableVocab: Math.min(tokenizer.vocabSize, model.dims.vocab) }),
+        generator: new Generator(model, { decodableVocab: Math.min(tokenizer.vocabSize, model.dims.vocab), endOfText: tokenizer.eosTokenId }),
         gpuBytes: weights.bytes,
       };
       return this.current;

@@ -22,7 +22,8 @@ export interface DownloadView {
 export interface ShareLinkView {
   /** As the link carried it. */
   source: string;
-  status: 'inspecting' | 'ready' | 'downloading' | 'done' | 'failed';
+  /** 'unseen': only the link is shown; nothing has been fetched from it until the person asks to look. */
+  status: 'unseen' | 'inspecting' | 'ready' | 'downloading' | 'done' | 'failed';
   preview: AdapterSourcePreview | null;
   error: string | null;
   adapter: AdapterInfo | null;
@@ -77,13 +78,14 @@ export class AdaptersState {
   share = $state<ShareLinkView | null>(null);
 
   constructor() {
-    // A share link is read once, when the app opens; the page then shows it.
+    // A share link is read once, when the app opens; the page then shows where it points, and nothing
+    // is fetched from it until the person has seen that and asks to look.
     const link = typeof location === 'undefined' ? null : new URLSearchParams(location.search).get('adapter');
     if (link) {
-      this.share = { source: link, status: 'inspecting', preview: null, error: null, adapter: null };
+      this.share = { source: link, status: 'unseen', preview: null, error: null, adapter: null };
       queueMicrotask(() => {
         router.go('adapters');
-        void this.inspectShare();
+        void this.refresh();
       });
     }
   }

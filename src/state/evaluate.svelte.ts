@@ -3,6 +3,7 @@ import type { BigBenchDataset } from '../engine/eval/paper';
 import type { ClassificationFormat } from '../engine/eval/prompts';
 import type { AdapterDownloadProgress } from '../worker/adapters-api';
 import { Comlink, engine } from '../worker/client';
+import type { VerdictChoice } from './evaluate-tables';
 import { modelState } from './model.svelte';
 import type {
   EvalItemResult,
@@ -12,17 +13,22 @@ import type {
   EvaluationRequest,
   EvaluationSetup,
   EvaluationTargets,
+  HandScore,
+  ResumableEvaluation,
   RunnerSettings,
   StoredRun,
   StoredRunSummary,
   SuiteChoice,
 } from '../worker/eval-api';
 
+export { comparisonTables, type ComparisonRow, type ComparisonTable, type Score, type VerdictChoice } from './evaluate-tables';
+
 /**
- * The Evaluate page's state: what to run (the paper's 730 prompts, or suites drawn with a seed), on
- * which models (the base model and loaded adapters, side by side), the run in progress, and the saved
- * runs with their comparison against the paper's numbers. The worker does the work; this instance
- * outlives the page component, so a run carries on while the user looks at other pages.
+ * The Evaluate page's state: what to run (the paper's 730 prompts, all or a stratified sample, or
+ * suites drawn with a seed), on which models (the base model and loaded adapters, side by side), the
+ * run in progress, runs to resume after a reload, and the saved runs with their comparison against the
+ * paper's numbers and their hand reviews. The worker does the work; this instance outlives the page
+ * component, so a run carries on while the user looks at other pages.
  */
 
 export const IN_CONTEXT: readonly ClassificationFormat[] = ['instruction_label', 'instruction_symbol', 'no_instruction_symbol'];
@@ -30,69 +36,11 @@ export const IN_CONTEXT: readonly ClassificationFormat[] = ['instruction_label',
 /** The paper's adapters, with the names its tables use. */
 export const ADAPTER_PRESETS = PAPER_ADAPTERS.map((a, k) => ({ ...a, name: k === 0 ? 'FLAN-Phi-2' : 'FLAN-Phi-2-Symbol', paperModel: k === 0 ? 'flan-phi-2' : 'flan-phi-2-symbol' }));
 
-/** One cell of a comparison: correct of total, or null where that model has no number. */
-export type Score = { correct: number; total: number } | null;
+/** The instruction line BIG-bench prompts get when asked for one (editable; the paper's prompts have none). */
+export const DEFAULT_BIG_BENCH_INSTRUCTION = 'Each input maps to its output by the same rule. Apply that rule to the last input.';
 
-export interface ComparisonRow {
-  suite: string;
-  dataset: string;
-  format: string;
-  /** One per compared run, in the order of `columns`. */
-  runs: Score[];
-  /** The paper's hand-scored result per paper model (pooled over the same datasets for "all"). */
-  paper: Record<string, Score>;
-}
-
-export interface ComparisonTable {
-  /** "in_context/instruction_label", "flipped/flipped", "bigbench/3_shot", "user/<kind>". */
-  key: string;
-  suite: string;
-  format: string;
-  rows: ComparisonRow[];
-}
-
-type PaperCells = EvaluationSetup['paper']['cells'];
-
-/**
- * Tables side by side: per (suite, format), one row per dataset and an "all" row, with a column per
- * compared run and per paper model. Built from the runs' stored accuracy cells (no items needed).
- */
-export function comparisonTables(runs: readonly StoredRunSummary[], paperCells: PaperCells, paperModels: readonly string[]): ComparisonTable[] {
-  const lookup = new Map<string, { correct: number; total: number }>();
-  for (const c of paperCells) lookup.set(`${c.suite}/${c.dataset}/${c.format}/${c.model}`, { correct: c.correct, total: c.total });
-  const tables = new Map<string, ComparisonTable>();
-  const rowOf = (suite: string, dataset: string, format: string): ComparisonRow => {
-    const key = `${suite}/${format}`;
-    let table = tables.get(key);
-    if (!table) tables.set(key, (table = { key, suite, format, rows: [] }));
-    let row = table.rows.find((r) => r.dataset === dataset);
-    if (!row) table.rows.push((row = { suite, dataset, format, runs: runs.map(() => null), paper: {} }));
-    return row;
-  };
-  runs.forEach((run, k) => {
-    for (const cell of run.cells) rowOf(cell.suite, cell.dataset, cell.format).runs[k] = { correct: cell.correct, total: cell.total };
-  });
-  for (const table of tables.values()) {
-    // "all" last; the datasets in the order the paper lists them, then any others.
-    const order = ['teh', 'teo', 'subj', 'climate', 'add_elements', 'input_independent', 'modify_the_list', 'remove_elements', 'miscellaneous', 'turing'];
-    const rank = (d: string) => (d === 'all' ? 1e9 : order.includes(d) ? order.indexOf(d) : 1e6);
-    table.rows.sort((a, b) => rank(a.dataset) - rank(b.dataset) || a.dataset.localeCompare(b.dataset));
-    const datasets = table.rows.filter((r) => r.dataset !== 'all').map((r) => r.dataset);
-    for (const row of table.rows) {
-      for (const model of paperModels) {
-        const parts = (row.dataset === 'all' ? datasets : [row.dataset]).map((d) => lookup.get(`${row.suite}/${d}/${row.format}/${model}`));
-        // A pooled number only where the paper has every dataset of the row; a partial sum would mislead.
-        let pooled: Score = parts.length > 0 ? { correct: 0, total: 0 } : null;
-        for (const p of parts) pooled = p && pooled ? { correct: pooled.correct + p.correct, total: pooled.total + p.total } : null;
-        row.paper[model] = pooled;
-      }
-    }
-  }
-  const suiteOrder = ['in_context', 'flipped', 'bigbench', 'user'];
-  return [...tables.values()].sort(
-    (a, b) => suiteOrder.indexOf(a.suite) - suiteOrder.indexOf(b.suite) || (IN_CONTEXT as readonly string[]).indexOf(a.format) - (IN_CONTEXT as readonly string[]).indexOf(b.format),
-  );
-}
+/** Saved runs as the worker lists them: a 'running' one nobody runs any more is `interrupted`. */
+export type ListedRun = StoredRunSummary & { interrupted: boolean };
 
 function messageOf(err: unknown): string {
   if (err instanceof Error) return err.message || err.name;
@@ -103,7 +51,7 @@ function dataUrl(): string {
   return new URL('data/', globalThis.location?.href ?? 'http://localhost/').href;
 }
 
-export type ItemFilter = 'all' | 'correct' | 'wrong';
+export type ItemFilter = 'all' | 'correct' | 'wrong' | 'unreviewed';
 
 export class EvaluateState {
   setup = $state.raw<EvaluationSetup | null>(null);
@@ -112,6 +60,9 @@ export class EvaluateState {
 
   /** What to run. */
   mode = $state<'paper' | 'custom'>('paper');
+  /** Paper replication: all 730 prompts, or perGroup of each dataset and format (and BIG-bench task). */
+  paperSample = $state<'all' | 'sample'>('all');
+  perGroup = $state<number | null>(5);
   datasets = $state<string[]>(['teh', 'teo', 'subj', 'climate']);
   formats = $state<ClassificationFormat[]>([...IN_CONTEXT]);
   count = $state<number | null>(25);
@@ -119,6 +70,9 @@ export class EvaluateState {
   /** Items per BIG-bench category; null: all of the paper's. */
   bigbenchCount = $state<number | null>(null);
   bigbenchVariant = $state<'paper' | 'resampled'>('paper');
+  /** An instruction line before BIG-bench demonstrations (off: none, as the paper's prompts). */
+  bigbenchInstructionOn = $state(false);
+  bigbenchInstruction = $state(DEFAULT_BIG_BENCH_INSTRUCTION);
   savedDatasets = $state<string[]>([]);
   seed = $state<number | null>(0);
   /** Models to evaluate: null is the base model, strings are loaded adapters. */
@@ -140,17 +94,24 @@ export class EvaluateState {
   runError = $state<string | null>(null);
   outcome = $state.raw<EvaluationOutcome | null>(null);
 
+  /** Requests cut short (a reload, a closed tab, a failure) that can go on. */
+  resumable = $state.raw<ResumableEvaluation[]>([]);
+  resumableError = $state<string | null>(null);
+
   /** Saved runs, and the ones compared (by id, in column order). */
-  runs = $state.raw<StoredRunSummary[]>([]);
+  runs = $state.raw<ListedRun[]>([]);
   runsError = $state<string | null>(null);
   compared = $state<string[]>([]);
   showOtherPaperModels = $state(false);
+  /** The verdict the comparison tables count. */
+  verdict = $state<VerdictChoice>('answer');
   /** The run whose items are shown, and the item opened. */
   openRun = $state.raw<StoredRun | null>(null);
   openRunError = $state<string | null>(null);
   itemFilter = $state<ItemFilter>('all');
   itemPage = $state(0);
   openItem = $state.raw<EvalItemResult | null>(null);
+  reviewError = $state<string | null>(null);
   lastExport = $state<{ url: string; fileName: string } | null>(null);
   exportError = $state<string | null>(null);
   importMessage = $state<string | null>(null);
@@ -162,6 +123,7 @@ export class EvaluateState {
   private started = false;
   private planTimer: ReturnType<typeof setTimeout> | null = null;
   private planSeq = 0;
+  private pollTimer: ReturnType<typeof setTimeout> | null = null;
 
   /**
    * Each visit: what can be run (saved datasets may have been added on the Data page) and what is
@@ -172,6 +134,7 @@ export class EvaluateState {
       this.started = true;
       void this.refreshRuns();
     }
+    void this.refreshResumable();
     void this.loadSetup();
     void this.refreshTargets();
   }
@@ -210,13 +173,17 @@ export class EvaluateState {
     const problem = (text: string) => ({ request: null, problem: text });
     const seed = this.seed;
     if (seed === null || !Number.isSafeInteger(seed) || seed < 0) return problem('The seed must be a whole number of 0 or more.');
-    const maxNew = this.maxNewTokens;
+    // The paper replication always runs with the paper's generation settings (the worker enforces them too).
+    const paper = this.mode === 'paper';
+    const maxNew = paper ? 50 : this.maxNewTokens;
     if (maxNew === null || !Number.isInteger(maxNew) || maxNew < 0 || maxNew > 512) return problem('Max new tokens must be a whole number from 0 to 512.');
     if (this.scoring === 'generation' && maxNew === 0) return problem('Scoring the generation needs at least one new token.');
     if (this.models.length === 0) return problem('Choose at least one model to evaluate.');
     let suite: SuiteChoice;
     if (this.mode === 'paper') {
-      suite = { kind: 'paper' };
+      const k = this.perGroup;
+      if (this.paperSample === 'sample' && (k === null || !Number.isInteger(k) || k < 1 || k > 120)) return problem('Prompts per dataset and format must be a whole number from 1 to 120.');
+      suite = { kind: 'paper', perGroup: this.paperSample === 'sample' ? k : null };
     } else {
       const count = this.count;
       if (count === null || !Number.isInteger(count) || count < 1 || count > 1000) return problem('Items per dataset and format must be a whole number from 1 to 1000.');
@@ -234,16 +201,19 @@ export class EvaluateState {
         bigbench: [...this.bigbench],
         bigbenchCount: bb,
         bigbenchVariant: this.bigbenchVariant,
+        bigbenchInstruction: this.bigbenchInstructionOn ? this.bigbenchInstruction.trim() : '',
         savedDatasets: [...this.savedDatasets],
       };
+      if (this.bigbenchInstructionOn && this.bigbench.length > 0 && this.bigbenchInstruction.trim() === '') return problem('Type the BIG-bench instruction line, or turn it off.');
     }
+    const scoring = paper ? 'generation' : this.scoring;
     const settings: RunnerSettings = {
-      wrapper: this.wrapper,
+      wrapper: paper ? 'paper' : this.wrapper,
       decoding: 'greedy',
       maxNewTokens: maxNew,
-      scoring: this.scoring,
-      rankCandidates: this.scoring === 'rank' || this.rankCandidates,
-      stopWhenAnswered: this.stopWhenAnswered,
+      scoring,
+      rankCandidates: scoring === 'rank' || this.rankCandidates,
+      stopWhenAnswered: paper ? false : this.stopWhenAnswered,
       ...(this.targets?.model ? { precision: this.targets.model.weightMode } : {}),
       ...(suite.kind === 'custom' ? { count: suite.count } : {}),
     };
@@ -271,7 +241,8 @@ export class EvaluateState {
       this.plan = plan;
       this.planError = null;
     } catch (err) {
-      if (seq !== this.planSeq) return;
+      // A plan stopped by a run starting keeps the last plan shown: the run's progress takes over.
+      if (seq !== this.planSeq || (err as { name?: string })?.name === 'AbortError') return;
       this.plan = null;
       this.planError = messageOf(err);
     } finally {
@@ -292,20 +263,42 @@ export class EvaluateState {
       this.runError = problem;
       return;
     }
+    await this.drive(request.jobId, (onProgress) => engine().runEvaluation(request, onProgress));
+  }
+
+  /** Goes on with a request that stopped part way, from its last saved batch. */
+  async resume(groupId: string): Promise<void> {
+    const jobId = crypto.randomUUID();
+    await this.drive(jobId, (onProgress) => engine().resumeEvaluation(jobId, groupId, onProgress));
+  }
+
+  /** Gives up a resumable request; what finished stays saved (marked cancelled). */
+  async discard(groupId: string): Promise<void> {
+    try {
+      await engine().discardEvaluation(groupId);
+      await Promise.all([this.refreshResumable(), this.refreshRuns()]);
+    } catch (err) {
+      this.resumableError = messageOf(err);
+    }
+  }
+
+  private async drive(jobId: string, start: (onProgress: (p: EvaluationProgress) => void) => Promise<EvaluationOutcome>): Promise<void> {
     if (this.job) return;
     this.runError = null;
     this.outcome = null;
-    this.job = { id: request.jobId, status: 'running', progress: null };
+    this.job = { id: jobId, status: 'running', progress: null };
     try {
-      const outcome = await engine().runEvaluation(
-        request,
+      const outcome = await start(
         Comlink.proxy((p: EvaluationProgress) => {
           if (this.job?.id === p.jobId) this.job = { ...this.job, progress: p };
         }),
       );
       this.outcome = outcome;
-      if (outcome.status === 'failed') this.runError = `The evaluation stopped: ${outcome.error}. What finished before is saved.`;
-      await this.refreshRuns();
+      if (outcome.status === 'failed') {
+        const saved = outcome.runs.reduce((a, r) => a + r.itemCount, 0);
+        this.runError = `The evaluation stopped: ${outcome.error ?? 'no reason was given'}. The ${saved} item${saved === 1 ? '' : 's'} that finished are saved; resume it below to go on from there.`;
+      }
+      await Promise.all([this.refreshRuns(), this.refreshResumable()]);
       if (outcome.runs.length) {
         this.compared = outcome.runs.map((r) => r.id);
         await this.open(outcome.runs[0].id);
@@ -313,9 +306,19 @@ export class EvaluateState {
     } catch (err) {
       const e = err as { name?: string };
       this.runError = e?.name === 'AbortError' ? 'The evaluation was cancelled before any item ran.' : messageOf(err);
+      void this.refreshResumable();
     } finally {
       this.job = null;
       void this.refreshTargets();
+    }
+  }
+
+  async refreshResumable(): Promise<void> {
+    try {
+      this.resumable = await engine().resumableEvaluations();
+      this.resumableError = null;
+    } catch (err) {
+      this.resumableError = `Evaluations to resume could not be read: ${messageOf(err)}`;
     }
   }
 
@@ -334,10 +337,16 @@ export class EvaluateState {
     } catch (err) {
       this.runsError = `Saved evaluations could not be read: ${messageOf(err)}`;
     }
+    // A run that says it is running, but not here, is either alive in another tab or was cut short
+    // by a reload moments ago: look again shortly, so an interrupted one is offered for resuming.
+    if (this.pollTimer) clearTimeout(this.pollTimer);
+    this.pollTimer = null;
+    const elsewhere = this.runs.some((r) => r.status === 'running' && !r.interrupted && this.job === null);
+    if (elsewhere) this.pollTimer = setTimeout(() => void Promise.all([this.refreshRuns(), this.refreshResumable()]), 5_000);
   }
 
-  get comparedRuns(): StoredRunSummary[] {
-    return this.compared.map((id) => this.runs.find((r) => r.id === id)).filter((r): r is StoredRunSummary => r !== undefined);
+  get comparedRuns(): ListedRun[] {
+    return this.compared.map((id) => this.runs.find((r) => r.id === id)).filter((r): r is ListedRun => r !== undefined);
   }
 
   setCompared(id: string, on: boolean): void {
@@ -363,7 +372,39 @@ export class EvaluateState {
   get filteredItems(): EvalItemResult[] {
     const items = this.openRun?.items ?? [];
     if (this.itemFilter === 'all') return items;
+    if (this.itemFilter === 'unreviewed') return items.filter((i) => i.review === undefined);
     return items.filter((i) => i.verdict.correct === (this.itemFilter === 'correct'));
+  }
+
+  /** Moves the opened item by `step` within the filtered list (for reviewing by keyboard). */
+  stepItem(step: number): void {
+    const items = this.filteredItems;
+    if (!this.openItem || items.length === 0) return;
+    const at = items.findIndex((i) => i.id === this.openItem!.id);
+    const next = items[Math.min(items.length - 1, Math.max(0, (at < 0 ? 0 : at) + step))];
+    this.openItem = next;
+  }
+
+  /**
+   * Sets the opened item's hand review (1 right, 0.5 half, 0 wrong; null clears it), saved with the
+   * run at once; the tables' hand-review numbers follow.
+   */
+  async review(score: HandScore | null): Promise<void> {
+    const run = this.openRun;
+    const item = this.openItem;
+    if (!run || !item) return;
+    try {
+      const summary = await engine().reviewEvaluationItem(run.id, item.id, score);
+      const updated: EvalItemResult = { ...item };
+      if (score === null) delete updated.review;
+      else updated.review = score;
+      this.openRun = { ...run, ...summary, items: run.items.map((i) => (i.id === item.id ? updated : i)) };
+      if (this.openItem?.id === item.id) this.openItem = updated;
+      this.runs = this.runs.map((r) => (r.id === summary.id ? { ...r, ...summary } : r));
+      this.reviewError = null;
+    } catch (err) {
+      this.reviewError = `The review was not saved: ${messageOf(err)}`;
+    }
   }
 
   async remove(id: string): Promise<void> {

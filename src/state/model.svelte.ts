@@ -1,4 +1,5 @@
 import { DEFAULT_HUB_SETTINGS, type HubSettings } from '../engine/weights/hub';
+import { PHI_PRESETS, presetOf, type PhiPresetId } from '../engine/weights/presets';
 import { Comlink, engine } from '../worker/client';
 import type {
   HubInspection,
@@ -176,14 +177,19 @@ export class ModelState {
   /** The failure of a short action (delete, unload), with the model it concerns. */
   actionError = $state<{ id: string | null; message: string } | null>(null);
 
-  private phi2Estimates: Record<QuantScheme, ModelEstimate> | null = null;
+  /** Sizes of each preset, from its known config.json. */
+  private presetEstimates: Partial<Record<PhiPresetId, Record<QuantScheme, ModelEstimate>>> = {};
   private started = false;
 
-  /** Phi-2's sizes unless a checked repository told its own. */
+  /** The preset's sizes (Phi-2's for other repositories) unless a checked repository told its own. */
   readonly estimate = $derived(this.estimates?.[this.scheme] ?? null);
   /** The repository check, while it is for the settings in the form. */
   readonly formInspection = $derived(this.inspection && sameHubSettings(this.inspection.settings, this.hub) ? this.inspection : null);
-  readonly estimateIsForRepo = $derived(this.formInspection?.result?.ok === true && !sameHubSettings(this.hub, DEFAULT_HUB_SETTINGS));
+  /** The Phi model the form names (repository and revision of a preset), or null. */
+  readonly preset = $derived(presetOf(this.hub.repo, this.hub.revision));
+  readonly estimateIsForRepo = $derived(this.formInspection?.result?.ok === true && this.preset === null);
+  /** Whose sizes are shown. */
+  readonly estimateSubject = $derived(this.estimateIsForRepo ? this.hub.repo.trim() : (this.preset?.label ?? 'Phi-2'));
   readonly isDefaultHub = $derived(sameHubSettings(this.hub, DEFAULT_HUB_SETTINGS));
   readonly busy = $derived(this.task?.status === 'running' || this.task?.status === 'pausing');
 
@@ -210,11 +216,18 @@ export class ModelState {
 
   async loadEstimates(): Promise<void> {
     try {
-      this.phi2Estimates = await engine().estimates();
-      if (!this.estimateIsForRepo) this.estimates = this.phi2Estimates;
+      const api = engine();
+      for (const p of PHI_PRESETS) this.presetEstimates[p.id] = await api.estimates(p.config);
+      this.pickEstimates();
     } catch (err) {
       console.warn('size estimates unavailable:', err);
     }
+  }
+
+  /** The checked repository's sizes, else the preset's, else Phi-2's. */
+  private pickEstimates(): void {
+    const checked = this.estimateIsForRepo ? this.formInspection?.result?.estimates : undefined;
+    this.estimates = checked ?? this.presetEstimates[this.preset?.id ?? 'phi-2'] ?? null;
   }
 
   /** Re-reads the stored models, the storage usage and the loaded model. */
@@ -246,7 +259,7 @@ export class ModelState {
 
   editHub(patch: Partial<HubSettings>): void {
     this.hub = { ...this.hub, ...patch };
-    if (!this.estimateIsForRepo && this.phi2Estimates) this.estimates = this.phi2Estimates;
+    this.pickEstimates();
     try {
       if (this.isDefaultHub) globalThis.localStorage?.removeItem(HUB_SETTINGS_KEY);
       else globalThis.localStorage?.setItem(HUB_SETTINGS_KEY, JSON.stringify(this.hub));
@@ -258,6 +271,14 @@ export class ModelState {
   resetHub(): void {
     this.inspection = null;
     this.editHub({ ...DEFAULT_HUB_SETTINGS });
+  }
+
+  /** Phi-2, Phi-1.5 or Phi-1: its repository and revision in the form (the server stays). */
+  choosePreset(id: PhiPresetId): void {
+    const p = PHI_PRESETS.find((x) => x.id === id);
+    if (!p) return;
+    this.inspection = null;
+    this.editHub({ repo: p.repo, revision: p.revision });
   }
 
   /** Reads the repository's config.json: catches a wrong name or a gated repository before a download, and sizes it. */
@@ -272,7 +293,7 @@ export class ModelState {
     }
     if (!this.inspection || !sameHubSettings(this.inspection.settings, settings)) return; // edited meanwhile
     this.inspection = { settings, status: 'done', result };
-    if (result.ok && result.estimates) this.estimates = result.estimates;
+    this.pickEstimates();
   }
 
   // ---- download and import

@@ -1,5 +1,6 @@
 import { LORA_TARGETS, type LoraTarget } from '../engine/adapters/lora-config';
 import type { MemoryEstimate } from '../engine/train/memory';
+import { ADAMW_8BIT_BLOCK_SIZES, type Adam8bitBlockSize } from '../engine/optim/settings';
 import { APP_TRAINING_CHOICES, PAPER_TRAINING, type PaperPreset } from '../engine/train/paper';
 import { Comlink, engine } from '../worker/client';
 import { saveBlob } from './adapters.svelte';
@@ -142,7 +143,8 @@ export class TrainState {
 
   applyPreset(id: PresetId): void {
     const base = id === 'symbol' ? (this.plan.baseAdapterId ?? this.setup?.adapters[0]?.id ?? null) : null;
-    const next = paperPlan(id, this.plan.data, base);
+    // The optimiser is the user's choice, kept across presets (the paper's 8-bit one, or the exact f32 default).
+    const next = { ...paperPlan(id, this.plan.data, base), optimizer: this.plan.optimizer };
     this.plan = next;
     this.allLayers = true;
     this.lengthUnit = next.length.unit;
@@ -170,6 +172,13 @@ export class TrainState {
         if (info.kind === 'symbol-tuning' && this.plan.preset === 'instruction') this.applyPreset('symbol');
       }
     }
+  }
+
+  /** 'adamw', or 'adamw-8bit:256' / 'adamw-8bit:2048' (the select's values). */
+  chooseOptimizer(value: string): void {
+    const [kind, size] = value.split(':');
+    const blockSize = Number(size) as Adam8bitBlockSize;
+    this.plan.optimizer = kind === 'adamw-8bit' && ADAMW_8BIT_BLOCK_SIZES.includes(blockSize) ? { kind, blockSize } : { kind: 'adamw' };
   }
 
   toggleTarget(target: LoraTarget, on: boolean): void {

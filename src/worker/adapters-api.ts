@@ -205,13 +205,18 @@ class AdaptersWorkspace {
   }
 
   /**
-   * The shapes that bound an adapter's size before it is read: the loaded model's, else the largest of
-   * the stored models' and Phi-2's, dimension by dimension.
+   * The shapes that bound an adapter's size before it is read: the largest of Phi-2's, the stored
+   * models' and the loaded model's, dimension by dimension. This only keeps bytes within reason; whether
+   * the adapter fits the model is checked on its tensors once read, and said precisely.
    */
   private async boundingShapes(): Promise<LinearShapes> {
     const loaded = this.session.loaded;
-    if (loaded) return shapesOf(loaded);
     const bound = { ...NOMINAL_SHAPES };
+    if (loaded) {
+      bound.hidden = Math.max(bound.hidden, loaded.dims.hidden);
+      bound.intermediate = Math.max(bound.intermediate, loaded.dims.intermediate);
+      bound.layers = Math.max(bound.layers, loaded.dims.layers);
+    }
     for (const m of await (await this.session.store()).listModels()) {
       try {
         const c = parsePhiConfig(m.config);
@@ -286,7 +291,7 @@ class AdaptersWorkspace {
       if (config.size > MAX_ADAPTER_CONFIG_BYTES) throw tooLarge(config, MAX_ADAPTER_CONFIG_BYTES, 'a PEFT adapter config can be');
       const configBytes = new Uint8Array(await config.arrayBuffer());
       const weightsLimit = limitFor(readAdapterConfigBytes(configBytes));
-      if (weights.size > weightsLimit) throw tooLarge(weights, weightsLimit, 'its adapter_config.json allows (every LoRA parameter in F32, and a header)');
+      if (weights.size > weightsLimit) throw tooLarge(weights, weightsLimit, 'its adapter_config.json allows on any model here (every LoRA parameter in F32, and a header)');
       adapter = { [ADAPTER_CONFIG]: configBytes, [ADAPTER_WEIGHTS]: new Uint8Array(await weights.arrayBuffer()) };
       const base = describeAdapterFiles(adapter).baseModel;
       defaultName = base ? `${base.split('/').pop()}-lora` : 'uploaded-adapter';

@@ -4,7 +4,7 @@ import { SeededRandom } from '../engine/data/random';
 import { drawSymbols, SYMBOL_KINDS, type SymbolKind } from '../engine/data/symbols';
 import { type ClassificationFormat, CLASSIFICATION_FORMATS, type Exemplar, paperShape, renderFewShot, usesSymbols, wrapPaperPrompt } from '../engine/eval/prompts';
 import { MAX_NEW_TOKENS_LIMIT, withModel } from '../engine/eval/runner';
-import { scoreGeneration, type Verdict } from '../engine/eval/scoring';
+import { scoreAnswer, type Verdict } from '../engine/eval/scoring';
 import type { SamplingOptions } from '../engine/kernels/sampling';
 import type { Generation } from '../engine/model/phi2/generate';
 import type { Session } from '../engine/session';
@@ -73,7 +73,7 @@ export interface DemoRunRequest {
   maxNewTokens: number;
   sampling: SamplingOptions;
   seed: number;
-  /** When given, the answer is scored against it with the evaluation's rule. */
+  /** When given, the answer is scored against it with the evaluation's answer verdict (scoring.ts). */
   target?: string | null;
 }
 
@@ -228,7 +228,7 @@ export class DemoWorkspace {
           },
         });
         const final = state();
-        const verdict = request.target ? scoreGeneration(final.text, request.target) : null;
+        const verdict = request.target ? scoreAnswer(final.text, request.target, { prompt: request.prompt }) : null;
         return { ...final, input, stopped: gen.stopped, verdict };
       });
     } finally {

@@ -85,8 +85,8 @@ class ExportWorkspace {
         suite: r.suite,
         startedAt: r.startedAt,
         itemCount: r.itemCount,
-        correct: r.correct,
-        formats: r.cells.filter((c) => c.dataset === 'all').map((c) => ({ suite: c.suite, format: c.format, correct: c.correct, total: c.total })),
+        correct: r.answer,
+        formats: r.cells.filter((c) => c.dataset === 'all').map((c) => ({ suite: c.suite, format: c.format, correct: c.answer, total: c.total })),
       }));
   }
 
@@ -163,9 +163,9 @@ class ExportWorkspace {
     const base = await this.base();
     const model = { shape: { vocab: base.vocab, hidden: base.hidden, intermediate: base.intermediate, layers: base.layers, heads: base.heads }, maxPositions: base.maxPositions };
     const problems = planProblems(plan, model);
-    if (problems.length) throw new AdapterError(`Some settings need changing first: ${problems.join(' ')}`);
+    if (problems.length) throw new Error(`Some settings need changing first: ${problems.join(' ')}`);
     const { rows, answerLast } = await this.rowsOf(plan);
-    if (!rows.length) throw new AdapterError('The chosen dataset has no rows.');
+    if (!rows.length) throw new Error('The chosen dataset has no rows: choose another on this page.');
     const initAdapter = plan.baseAdapterId ? await (await this.adapters()).files(plan.baseAdapterId) : null;
     const run: ClusterRun = {
       name: plan.name,

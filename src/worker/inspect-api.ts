@@ -171,6 +171,8 @@ class InspectWorkspace {
       plausibility: request.plausibility,
       temperature: request.temperature,
       seed: request.seed,
+      decodableVocab: loaded.generator.decodableVocab,
+      endOfText: loaded.generator.endOfText,
     };
     try {
       checkContrastiveOptions(loaded.model, ids.length, options);

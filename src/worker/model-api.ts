@@ -5,6 +5,7 @@ import type { Phi2Dims } from '../engine/model/phi2/params';
 import { GpuError } from '../engine/gpu/device';
 import { SessionError, type LoadedModel, type Session } from '../engine/session';
 import { TokenizerError } from '../engine/tokenizer';
+import { processLocks } from '../engine/platform/locks';
 import { StoreError, type ModelManifest, type ModelSource, type StorageUsage } from '../engine/store';
 import { inferenceMemory, trainingMemory, weightBytes, type MemoryEstimate, type ModelShape } from '../engine/train/memory';
 import {
@@ -18,6 +19,7 @@ import {
   WeightsError,
   defaultModelId,
   importModel,
+  modelWriteLock,
   parsePhiConfig,
   phiParamSpecs,
   storedBytes,
@@ -76,7 +78,7 @@ export interface ModelApi {
   /** Frees the model's GPU memory (and the adapters loaded beside it). */
   unloadModel(): Promise<void>;
   loadedModel(): Promise<LoadedModelInfo | null>;
-  /** Re-reads every stored record and checks its CRC-32s. */
+  /** Re-reads every stored record and checks its checksums; what fails is marked to be fetched again by a resume. */
   verifyModel(id: string, onProgress?: (done: number, total: number) => void): Promise<VerifyOutcome>;
   cancelVerify(): Promise<void>;
   /** Deletes a stored model (unloading it first if it is on the GPU). Refused while it is being imported. */
@@ -117,6 +119,9 @@ export interface StoredModelInfo {
 
 export interface ModelEstimate {
   scheme: QuantScheme;
+  /** Bytes of the checkpoint's safetensors, in the dtype config.json names (torch_dtype), and that dtype. */
+  downloadBytes: number;
+  sourceDtype: string;
   /** IndexedDB bytes once stored. */
   storedBytes: number;
   /** GPU memory: the weights alone, generation, and LoRA training (paper settings), item by item. */
@@ -175,6 +180,9 @@ export type VerifyOutcome =
   | { status: 'cancelled' }
   | { status: 'failed'; problem: ModelProblem };
 
+/** What to do about records marked for repair. */
+const REPAIR_ADVICE = 'Resume its download or import (for local files, choose the same files again) to repair it: only the damaged parts are fetched again.';
+
 /** Tokens of one generation (prompt + answer) and of one training sequence used in the GPU estimates. */
 export const INFERENCE_ESTIMATE_TOKENS = 1024;
 export const TRAINING_ESTIMATE_TOKENS = 512;
@@ -207,14 +215,26 @@ function total(items: Array<{ bytes: number }>): number {
 }
 
 /** Stored bytes (the importer's own layout) and GPU memory of a config in one weight mode. */
+/** Bytes per value of a checkpoint saved in `torchDtype` (F16 when config.json does not say). */
+function sourceDtypeOf(torchDtype: string | null): { label: string; bytes: number } {
+  if (torchDtype === 'float32') return { label: 'F32', bytes: 4 };
+  if (torchDtype === 'bfloat16') return { label: 'BF16', bytes: 2 };
+  return { label: 'F16', bytes: 2 };
+}
+
 export function estimateFor(config: PhiConfig, scheme: QuantScheme): ModelEstimate {
   const shape = shapeOf(dimsOf(config));
-  const stored = phiParamSpecs(config).reduce((a, spec) => a + storedBytes(spec, storedDType(spec, scheme)), 0);
+  const specs = phiParamSpecs(config);
+  const stored = specs.reduce((a, spec) => a + storedBytes(spec, storedDType(spec, scheme)), 0);
+  const source = sourceDtypeOf(config.torchDtype);
+  const downloadBytes = specs.reduce((a, spec) => a + spec.shape.reduce((x, y) => x * y, 1) * source.bytes, 0);
   const weights = weightBytes(shape, scheme);
   const inferenceTokens = Math.min(INFERENCE_ESTIMATE_TOKENS, config.maxPositions);
   const trainingTokens = Math.min(TRAINING_ESTIMATE_TOKENS, config.maxPositions);
   return {
     scheme,
+    downloadBytes,
+    sourceDtype: source.label,
     storedBytes: stored,
     gpuWeights: { items: weights, total: total(weights) },
     inference: { ...inferenceMemory(shape, { batch: 1, maxTokens: inferenceTokens, weights: scheme }), tokens: inferenceTokens },
@@ -338,6 +358,14 @@ export function modelApi(engine: Engine, session: Session): ModelApi {
   let importing: ImportJob | null = null;
   let loading: AbortController | null = null;
   let verifying: AbortController | null = null;
+  const locks = engine.platform.locks ?? processLocks();
+
+  /** Marks records for repair unless another tab holds the model's write lock; whether it did. */
+  async function markForRepair(id: string, damaged: Array<{ key: string; index: number }>): Promise<boolean> {
+    const store = await session.store();
+    const done = await locks.ifFree(modelWriteLock(id), () => store.markForRepair(id, damaged));
+    return !done.held;
+  }
 
   async function describeModel(manifest: ModelManifest): Promise<StoredModelInfo> {
     const store = await session.store();
@@ -413,6 +441,7 @@ export function modelApi(engine: Engine, session: Session): ModelApi {
         store,
         scheme,
         modelId,
+        locks: engine.platform.locks,
         now: () => engine.platform.now(),
         signal: job.controller.signal,
         onProgress: (p) => {
@@ -512,7 +541,14 @@ export function modelApi(engine: Engine, session: Session): ModelApi {
         return { status: 'loaded', model: loadedInfo(loaded, manifest?.name ?? id) };
       } catch (err) {
         if (controller.signal.aborted) return { status: 'cancelled' };
-        return { status: 'failed', problem: describeProblem(err, 'The model could not be loaded') };
+        const problem = describeProblem(err, 'The model could not be loaded');
+        if (err instanceof StoreError && err.record) {
+          // A record failed its checksum on the way to the GPU: mark it (and the rest of its tensor) to be
+          // fetched again, so that resuming repairs the model instead of a delete and a full re-download.
+          const marked = await markForRepair(id, [err.record]).catch(() => false);
+          if (marked) return { status: 'failed', problem: { ...problem, advice: REPAIR_ADVICE } };
+        }
+        return { status: 'failed', problem };
       } finally {
         loading = null;
         release(onProgress);
@@ -553,19 +589,30 @@ export function modelApi(engine: Engine, session: Session): ModelApi {
             problem: { code: 'incomplete', title: 'Not completely stored', message: `${manifest.name} is only partly stored. Resume its download or import first, then verify it.` },
           };
         }
-        const bytesChecked = await store.verifyModel(id, (done, all) => {
+        let bytesChecked = 0;
+        const damaged = await store.checkRecords(id, (done, all) => {
           if (controller.signal.aborted) throw new StoppedByUser('Verification was cancelled.');
+          bytesChecked = done;
           progress.push([done, all]);
         });
         progress.flush();
-        return { status: 'ok', bytesChecked };
+        if (!damaged.length) return { status: 'ok', bytesChecked };
+        const marked = await markForRepair(id, damaged);
+        const first = damaged[0];
+        return {
+          status: 'damaged',
+          problem: {
+            code: first.reason === 'missing' ? 'missing' : 'corrupt',
+            title: 'Stored data is damaged',
+            message:
+              `${damaged.length} tensor${damaged.length === 1 ? ' has' : 's have'} missing or damaged records (e.g. ${first.key}, record ${first.index}: ${first.reason}).` +
+              (marked ? ' They are marked to be fetched again.' : ' Another tab is writing this model; verify again once it is done.'),
+            advice: marked ? REPAIR_ADVICE : undefined,
+          },
+        };
       } catch (err) {
         if (controller.signal.aborted) return { status: 'cancelled' };
-        const problem = describeProblem(err, 'Verification failed');
-        if (err instanceof StoreError && (err.code === 'corrupt' || err.code === 'missing')) {
-          return { status: 'damaged', problem: { ...problem, advice: 'Delete the model and download or import it again.' } };
-        }
-        return { status: 'failed', problem };
+        return { status: 'failed', problem: describeProblem(err, 'Verification failed') };
       } finally {
         verifying = null;
         release(onProgress);
@@ -585,7 +632,8 @@ export function modelApi(engine: Engine, session: Session): ModelApi {
         if (loading) throw new Error('A model is being loaded; cancel the load first.');
         session.unload();
       }
-      await store.deleteModel(id);
+      const done = await locks.ifFree(modelWriteLock(id), () => store.deleteModel(id));
+      if (done.held) throw new Error(`Another tab is importing or repairing ${manifest.name}; pause it there (or wait for it), then delete it.`);
     },
   };
 }

@@ -7,6 +7,7 @@ import { LoraState } from '../engine/model/phi2/lora-state';
 import { SessionError, type LoadedModel, type Session } from '../engine/session';
 import { StoreError } from '../engine/store/errors';
 import type { TrainExample } from '../engine/train/batches';
+import { describeOptimizer } from '../engine/optim/settings';
 import { CheckpointStore } from '../engine/train/checkpoints';
 import { suggestSmaller, type MemoryEstimate } from '../engine/train/memory';
 import { Trainer, TrainingError, type StepRecord, type TrainCheckpoint, type TrainConfig, type TrainProgress } from '../engine/train/trainer';
@@ -55,6 +56,8 @@ export interface ResumableRun {
   lastLoss: number | null;
   /** Bytes the checkpoint takes in IndexedDB. */
   bytes: number;
+  /** The run's optimiser, in words ("8-bit AdamW, blocks of 256"). */
+  optimizer: string;
 }
 
 export interface TrainingSetup {
@@ -276,6 +279,7 @@ class TrainWorkspace {
         savedAt: c.savedAt,
         lastLoss: c.lastLoss,
         bytes: c.bytes,
+        optimizer: describeOptimizer(c.optimizer),
       })),
       active: this.job ? { runId: this.job.runId, name: this.job.name } : null,
     };

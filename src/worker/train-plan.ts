@@ -1,5 +1,6 @@
 import { validateLoraSettings, type LoraSettings } from '../engine/adapters/lora-config';
 import { trainingMemory, type MemoryEstimate, type ModelShape, type TrainingShape } from '../engine/train/memory';
+import { DEFAULT_OPTIMIZER, validateOptimizer, type OptimizerSettings } from '../engine/optim/settings';
 import { APP_TRAINING_CHOICES, PAPER_TRAINING, stepsForEpochs, type PaperPreset } from '../engine/train/paper';
 import type { ScheduleKind } from '../engine/train/schedule';
 import type { TrainConfig } from '../engine/train/trainer';
@@ -39,6 +40,8 @@ export interface TrainPlan {
   checkpointEvery: number;
   /** The GPU memory the user says the card has, checked against the estimate before anything is allocated. */
   gpuMemoryBytes: number | null;
+  /** f32 AdamW (the default) or the paper's 8-bit AdamW. Absent in plans saved before it existed: f32. */
+  optimizer?: OptimizerSettings;
 }
 
 export interface TrainingModelInfo {
@@ -78,6 +81,7 @@ export function paperPlan(preset: PaperPreset, data: TrainDataSource, baseAdapte
     seed: app.seed,
     checkpointEvery: app.checkpointEvery,
     gpuMemoryBytes: null,
+    optimizer: DEFAULT_OPTIMIZER,
   };
 }
 
@@ -107,6 +111,7 @@ export function planProblems(plan: TrainPlan, model: Pick<TrainingModelInfo, 'sh
   if (!isInt(plan.checkpointEvery, 0)) p.push('The checkpoint interval must be a whole number of steps (0: only when pausing).');
   if (plan.preset === 'symbol' && !plan.baseAdapterId) p.push('Symbol tuning continues an instruction adapter: choose one.');
   if (plan.gpuMemoryBytes !== null && !(plan.gpuMemoryBytes > 0)) p.push('The stated GPU memory must be a positive number.');
+  if (plan.optimizer) p.push(...validateOptimizer(plan.optimizer));
   return p;
 }
 
@@ -130,12 +135,20 @@ export function trainConfigOf(plan: TrainPlan, examples: number, residDropout: n
     seed: plan.seed,
     checkpointEvery: plan.checkpointEvery,
     maxNonFiniteSteps: APP_TRAINING_CHOICES.maxNonFiniteSteps,
+    optimizer: plan.optimizer ?? DEFAULT_OPTIMIZER,
   };
 }
 
 /** The memory a plan needs on a model, item by item (trainingMemory with the plan's numbers). */
-export function planMemory(plan: Pick<TrainPlan, 'batchSize' | 'maxLength' | 'lora'>, model: Pick<TrainingModelInfo, 'shape' | 'weightMode'>): { estimate: MemoryEstimate; shape: TrainingShape } {
-  const shape: TrainingShape = { batch: plan.batchSize, seq: plan.maxLength, lora: plan.lora, weights: model.weightMode, keepActivations: false };
+export function planMemory(plan: Pick<TrainPlan, 'batchSize' | 'maxLength' | 'lora' | 'optimizer'>, model: Pick<TrainingModelInfo, 'shape' | 'weightMode'>): { estimate: MemoryEstimate; shape: TrainingShape } {
+  const shape: TrainingShape = {
+    batch: plan.batchSize,
+    seq: plan.maxLength,
+    lora: plan.lora,
+    weights: model.weightMode,
+    keepActivations: false,
+    optimizer: plan.optimizer ?? DEFAULT_OPTIMIZER,
+  };
   return { estimate: trainingMemory(model.shape, shape), shape };
 }
 

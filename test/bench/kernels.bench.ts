@@ -5,6 +5,10 @@ import { createCrossEntropyWorkspace, crossEntropyBackward, crossEntropyForward 
 import { layernormBackward, layernormForward } from '../../src/engine/kernels/layernorm';
 import { loraBackward, loraForward } from '../../src/engine/kernels/lora';
 import { matmulBackwardInput, matmulForward, type WeightFormat } from '../../src/engine/kernels/matmul';
+import { loraParameterCount } from '../../src/engine/adapters/lora-config';
+import { ADAMW_DEFAULTS } from '../../src/engine/kernels/adamw';
+import { createAdamW } from '../../src/engine/optim/adamw-state';
+import { ADAMW_8BIT_BLOCK_SIZES } from '../../src/engine/optim/settings';
 import type { BenchCase } from './harness';
 import { int8Scales, randomTokens, uniformF32 } from './random';
 import { WeightPools } from './random-model';
@@ -294,6 +298,50 @@ export function layernormCases(hidden = 2560, rowCounts: readonly number[] = [51
   });
 }
 
+/**
+ * One optimizer step over the whole adapter at the benchmark's LoRA (Phi-2 with the paper's: 94.4M
+ * values). Both are bandwidth-bound: f32 AdamW moves 32 bytes a value (param, gradient read and cleared,
+ * two f32 moments, each read and written); 8-bit AdamW 20 (the moments as 1-byte codes) plus 16 bytes of
+ * absmax and block table per block.
+ */
+export function optimizerCases(s: BenchShapes): BenchCase[] {
+  const P = loraParameterCount(s.lora, { hidden: s.model.hiddenSize, intermediate: s.model.intermediateSize, layers: s.model.numLayers });
+  const shape = `${P}`;
+  const segments = [{ offset: 0, length: P }];
+  const common = (gpu: Gpu) => ({
+    param: gpu.upload('param', [P], uniformF32(P, 41, 0.05)),
+    grad: gpu.upload('grad', [P], uniformF32(P, 42, 0.01)),
+    stats: gpu.upload('stats', [4], Float32Array.of(0, 1, 0, 0)),
+  });
+  const hyper = { ...ADAMW_DEFAULTS, lr: 2.5e-5, weightDecay: 0, step: 10 };
+  return [
+    {
+      id: 'adamw.step',
+      shape,
+      name: `adamw.step (f32 moments) ${shape}`,
+      bytes: 32 * P,
+      setup(gpu) {
+        const t = common(gpu);
+        const opt = createAdamW(gpu, { kind: 'adamw' }, P, segments);
+        return (g) => opt.step(t.param, t.grad, t.stats, hyper);
+      },
+    },
+    ...ADAMW_8BIT_BLOCK_SIZES.map(
+      (blockSize): BenchCase => ({
+        id: `adamw8bit.step.${blockSize}`,
+        shape,
+        name: `adamw8bit.step (blocks of ${blockSize}) ${shape}`,
+        bytes: 20 * P + 16 * Math.ceil(P / blockSize),
+        setup(gpu) {
+          const t = common(gpu);
+          const opt = createAdamW(gpu, { kind: 'adamw-8bit', blockSize }, P, segments);
+          return (g) => opt.step(t.param, t.grad, t.stats, hyper);
+        },
+      }),
+    ),
+  ];
+}
+
 export function kernelCases(s: BenchShapes): BenchCase[] {
   return [
     ...matmulCases(s),
@@ -301,5 +349,6 @@ export function kernelCases(s: BenchShapes): BenchCase[] {
     ...crossEntropyCases(s),
     ...loraCases(s),
     ...layernormCases(s.model.hiddenSize, [s.tokens]),
+    ...optimizerCases(s),
   ];
 }

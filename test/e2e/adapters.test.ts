@@ -98,6 +98,13 @@ describe('the Adapters page', () => {
     const error = page.getByTestId('adapter-import-error');
     await expect.poll(() => error.count(), { timeout: 30_000 }).toBe(1);
     expect(await error.innerText()).toMatch(/has shape \[8,160\] but this model needs \[8,64\].*trained for a model of another size/);
+    // Sizes are checked before a file is read: a weights file far larger than its config allows is refused unread.
+    const oversized = join(work, 'oversized');
+    mkdirSync(oversized);
+    writeFileSync(join(oversized, 'adapter_config.json'), JSON.stringify({ r: 1, target_modules: ['q_proj'] }));
+    writeFileSync(join(oversized, 'adapter_model.safetensors'), new Uint8Array(2 ** 20));
+    await page.getByTestId('adapter-files').setInputFiles([join(oversized, 'adapter_config.json'), join(oversized, 'adapter_model.safetensors')]);
+    await expect.poll(() => error.innerText(), { timeout: 30_000 }).toMatch(/adapter_model\.safetensors is 1,048,576 bytes, more than the [\d,]+ its adapter_config\.json allows/);
     await screenshot(page, 'adapters-imported');
   });
 
@@ -162,10 +169,58 @@ describe('the Adapters page', () => {
     await expect.poll(() => row('uploaded-adapter').count(), { timeout: 30_000 }).toBe(0);
   });
 
+  it('lists a download cut short (by a reload) with what arrived, and discards it', async () => {
+    // What a download cut by a reload leaves in the app database: its record and one chunk of bytes.
+    const url = `${hub.url}/someone/big/resolve/main/adapter_model.safetensors`;
+    await page.evaluate(async (u) => {
+      const db = await new Promise<IDBDatabase>((resolve, reject) => {
+        const r = indexedDB.open('phi2-lora');
+        r.onsuccess = () => resolve(r.result);
+        r.onerror = () => reject(r.error);
+      });
+      const tx = db.transaction('adapters', 'readwrite');
+      const store = tx.objectStore('adapters');
+      store.put({ id: `download-bytes/${u}/000000`, data: new ArrayBuffer(1024) });
+      store.put({ id: `download/${u}`, url: u, etag: null, size: 4096, received: 1024, checksums: [0], updatedAt: Date.now() });
+      await new Promise((resolve, reject) => {
+        tx.oncomplete = resolve;
+        tx.onerror = () => reject(tx.error);
+      });
+      db.close();
+    }, url);
+    await page.reload();
+    await showSection(page, 'adapters');
+    const partial = page.getByTestId('partial-download');
+    await expect.poll(() => partial.count(), { timeout: 30_000 }).toBe(1);
+    expect(await partial.innerText()).toMatch(new RegExp(`${url.replace(/[.?/]/g, '\\$&')}[\\s\\S]*1\\.02 kB of 4\\.10 kB`));
+    await partial.getByTestId('partial-clear').click();
+    await expect.poll(() => partial.count(), { timeout: 30_000 }).toBe(0);
+    const left = await page.evaluate(async () => {
+      const db = await new Promise<IDBDatabase>((resolve, reject) => {
+        const r = indexedDB.open('phi2-lora');
+        r.onsuccess = () => resolve(r.result);
+        r.onerror = () => reject(r.error);
+      });
+      const keys = await new Promise<IDBValidKey[]>((resolve) => {
+        const r = db.transaction('adapters').objectStore('adapters').getAllKeys();
+        r.onsuccess = () => resolve(r.result);
+      });
+      db.close();
+      return keys.map(String).filter((k) => k.startsWith('download'));
+    });
+    expect(left).toEqual([]);
+  });
+
   it('opens share links to a .zip and to a missing adapter', async () => {
     const zipUrl = `${hub.url}/someone/zips/resolve/main/tiny-lora.zip`;
+    const before = hub.requests.length;
     await page.goto(`${app.url}/?adapter=${encodeURIComponent(zipUrl)}`);
     const card = page.getByTestId('share-link');
+    // Where the link points is shown first, and nothing is fetched from it until the person asks.
+    await expect.poll(() => card.getAttribute('data-status'), { timeout: 30_000 }).toBe('unseen');
+    expect(await page.getByTestId('share-host').innerText()).toBe(new URL(hub.url).origin);
+    expect(hub.requests.length).toBe(before);
+    await page.getByTestId('share-inspect').click();
     await expect.poll(() => card.getAttribute('data-status'), { timeout: 60_000 }).toBe('ready');
     expect(await card.innerText()).toContain('someone/zips: tiny-lora.zip');
     await page.getByTestId('share-confirm').click();
@@ -174,6 +229,7 @@ describe('the Adapters page', () => {
     await screenshot(page, 'adapters-share-zip');
 
     await page.goto(`${app.url}/?adapter=${encodeURIComponent(`${hub.url}/someone/not-there/resolve/main/`)}`);
+    await page.getByTestId('share-inspect').click();
     await expect.poll(() => card.getAttribute('data-status'), { timeout: 60_000 }).toBe('failed');
     expect(await card.innerText()).toMatch(/adapter_config.json was not found at http:\/\/127.0.0.1:\d+\/someone\/not-there\/resolve\/main\/adapter_config.json \(HTTP 404\)/);
     await page.getByRole('button', { name: 'Dismiss' }).click();

@@ -122,7 +122,7 @@ describe('the Demo page', () => {
     const n = Number(stats.match(/(\d) new tokens after/)![1]);
     expect(n === 6 || /end-of-text/.test(stats)).toBe(true);
     // The answer is checked against the expected label while the prompt is the one built.
-    expect(await page.getByTestId('demo-verdict').innerText()).toMatch(/^(Right|Wrong) by the evaluation's rule/);
+    expect(await page.getByTestId('demo-verdict').innerText()).toMatch(/^(Right|Wrong) by the answer verdict \(the evaluation's default\)/);
     await screenshot(page, 'demo-streamed');
     expect(await runAndWait()).toBe(first);
     greedyText = first;

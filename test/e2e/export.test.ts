@@ -123,6 +123,8 @@ describe('adapters out of the browser', () => {
     const other = await openPage(browser, link);
     try {
       const card = other.getByTestId('share-link');
+      // The link's target is shown first; nothing is fetched from it until asked.
+      await other.getByTestId('share-inspect').click();
       await expect.poll(() => card.getAttribute('data-status'), { timeout: 60_000 }).toBe('ready');
       expect(await card.innerText()).toContain('tester/tiny-lora');
       await other.getByTestId('share-confirm').click();

@@ -78,6 +78,38 @@ describe('contrastive token choice', () => {
     expect(decodeChoices(await gpu.read(out), 1)[0].token).toBe(300);
   });
 
+  it('never chooses an id at or past `valid`, even where the tail holds the largest logits and contrasts', async () => {
+    const gpu = await testGpu();
+    const [rows, vocab, valid] = [3, 1_100, 1_013];
+    const random = rng(41);
+    const e = randomArray(rows * vocab, random, 3);
+    const a = randomArray(rows * vocab, random, 3);
+    for (let r = 0; r < rows; r++) {
+      for (let i = valid; i < vocab; i++) {
+        e[r * vocab + i] = 40; // the expert's favourites, far above everything valid
+        a[r * vocab + i] = -40; // and the amateur's least liked: the best contrast of the row
+      }
+    }
+    const seeds = Uint32Array.from({ length: rows }, (_, r) => 7 + r);
+    const out = gpu.tensor('choice', [rows, CHOICE_WORDS], 'u32');
+    const args = [gpu.upload('e', [rows, vocab], e), gpu.upload('a', [rows, vocab], a), gpu.upload('s', [rows], seeds, 'u32')] as const;
+    for (const temperature of [0, 0.8]) {
+      contrastiveSelect(gpu, out, ...args, rows, vocab, { plausibility: 0.1, temperature, step: 2, valid });
+      const got = decodeChoices(await gpu.read(out), rows);
+      for (let r = 0; r < rows; r++) {
+        const ref = contrastiveRef(e.subarray(r * vocab, r * vocab + valid), a.subarray(r * vocab, r * vocab + valid), 0.1, temperature, seeds[r], 2);
+        expect(got[r].token, `row ${r} t ${temperature}`).toBeLessThan(valid);
+        if (temperature === 0 || ref.margin >= NEAR_TIE) expect(got[r].token, `row ${r} t ${temperature}`).toBe(ref.token);
+        expect(Math.abs(got[r].score - ref.score)).toBeLessThan(1e-4 * Math.max(1, Math.abs(ref.score)));
+      }
+      // Without the bound the tail wins: the test would fail if `valid` were ignored.
+      contrastiveSelect(gpu, out, ...args, rows, vocab, { plausibility: 0.1, temperature, step: 2 });
+      for (const c of decodeChoices(await gpu.read(out), rows)) expect(c.token).toBeGreaterThanOrEqual(valid);
+    }
+    const t = gpu.tensor('x', [1, 5]);
+    expect(() => contrastiveSelect(gpu, gpu.tensor('o', [1, CHOICE_WORDS], 'u32'), t, t, gpu.tensor('s1', [1], 'u32'), 1, 5, { plausibility: 0.1, temperature: 0, step: 0, valid: 6 })).toThrow(/valid/);
+  });
+
   it('refuses bad arguments', async () => {
     const gpu = await testGpu();
     const t = gpu.tensor('x', [2, 5]);

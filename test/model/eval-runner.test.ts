@@ -1,4 +1,3 @@
-import 'fake-indexeddb/auto';
 import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,12 +6,11 @@ import { generateCommand } from '../../src/cli/model-commands';
 import { parseAdapterConfig } from '../../src/engine/adapters/peft';
 import { paperItems, parsePaperPrompts } from '../../src/engine/eval/paper';
 import { wrapPaperPrompt } from '../../src/engine/eval/prompts';
-import { resultsFromJson, RESULT_CSV_COLUMNS, toItemResult, type EvalRunResult } from '../../src/engine/eval/results';
-import { ResultsStore } from '../../src/engine/eval/results-store';
 import {
   answerComplete,
   CandidateScorer,
   candidateText,
+  describeFailure,
   EvalCancelledError,
   EvalSetupError,
   estimateWorkMs,
@@ -23,6 +21,7 @@ import {
   promptAnswerLabels,
   rankAccuracy,
   RTX_4090_CLASS,
+  type RunItemResult,
   runPrepared,
   type RunnerSettings,
   ThroughputMeter,
@@ -31,7 +30,7 @@ import {
   withModel,
   workloadOf,
 } from '../../src/engine/eval/runner';
-import { scoreGeneration } from '../../src/engine/eval/scoring';
+import { scoreAnswer, scoreStrict } from '../../src/engine/eval/scoring';
 import { bigBenchItems, classificationItems } from '../../src/engine/eval/suites';
 import { parsePoolRows, parseTaskCatalog, taskPool } from '../../src/engine/eval/tasks';
 import type { EvalItem } from '../../src/engine/eval/types';
@@ -42,7 +41,6 @@ import { Generator, type Generation } from '../../src/engine/model/phi2/generate
 import { loadPhi2FromSource } from '../../src/engine/model/phi2/load';
 import { LoraState } from '../../src/engine/model/phi2/lora-state';
 import { destroyParams } from '../../src/engine/model/phi2/params';
-import { WeightStore } from '../../src/engine/store';
 import { loadTokenizer, type PhiTokenizer } from '../../src/engine/tokenizer';
 import type { SafetensorsDType } from '../../src/engine/weights/dtypes';
 import { parseSafetensors, serializeSafetensors } from '../../src/engine/weights/safetensors';
@@ -171,8 +169,10 @@ describe('evaluation runner on tiny-phi', () => {
       expect(r.promptTokens).toBe(tokenizer.encode(input).length);
       expect(r.generatedTokens).toBeGreaterThanOrEqual(0);
       expect(r.generatedTokens).toBeLessThanOrEqual(SETTINGS.maxNewTokens);
-      // The verdict is the README's rule on the generation, whatever the model said.
-      expect(r.verdict).toEqual(scoreGeneration(r.generation, item.target));
+      // Both automatic verdicts of the generation, whatever the model said; the answer one counts.
+      expect(r.strict).toEqual(scoreStrict(r.generation, item.target));
+      expect(r.answer).toEqual(scoreAnswer(r.generation, item.target, { prompt: item.prompt, labels: item.labels }));
+      expect(r.verdict).toEqual(r.answer);
       expect(r.scoredBy).toBe('generation');
       if (item.labels) {
         expect(r.logLikelihoods).toHaveLength(item.labels.length);
@@ -330,8 +330,9 @@ describe('evaluation runner on tiny-phi', () => {
   it('cancels between items and in the middle of a generation, keeping what finished', async () => {
     const items = shortItems(3);
     const prepared = await prepareItems(evalModel, items, SETTINGS);
+    // Item by item (batches of one): results come a batch at a time, so a batch is whole or not there.
     const between = new AbortController();
-    const first = await runPrepared(evalModel, prepared, SETTINGS, { now, signal: between.signal, onItem: () => between.abort() });
+    const first = await runPrepared(evalModel, prepared, { ...SETTINGS, generationBatch: 1 }, { now, signal: between.signal, onItem: () => between.abort() });
     expect(first.cancelled).toBe(true);
     expect(first.results.map((r) => r.id)).toEqual(['short/0']);
 
@@ -397,7 +398,7 @@ describe('evaluation runner on tiny-phi', () => {
     // A scripted generator (tiny-phi's gibberish never ends a line) that behaves as the Generator does:
     // it checks the signal before each step, reports each token as it is chosen, and ends a sequence
     // when onToken says so. Sequence b of a batch says scripts[b].
-    const scripts = [' Yes\nQuestion: and then more words follow here', ' Answer: No\nQuestion: more'].map((t) => tokenizer.encode(t));
+    const scripts = [' Yes\nQuestion: and then more words follow here', ' Answer: No\nQuestion: more words of another question'].map((t) => tokenizer.encode(t));
     const script = scripts[0];
     const newline = tokenizer.encode(' Yes\n').length;
     let steps = 0;
@@ -427,26 +428,34 @@ describe('evaluation runner on tiny-phi', () => {
     };
     const items = shortItems(1); // target "Yes"
     const settings = { ...SETTINGS, maxNewTokens: 20, rankCandidates: false };
+    // Where each script's verdicts are settled: the first token after which answerComplete holds.
+    const settledAt = (tokens: number[], item: EvalItem) => tokens.findIndex((_, n) => answerComplete(tokenizer.decode(tokens.slice(0, n + 1)), item)) + 1;
     const full = await evaluateItems(scripted, items, settings, { now });
     steps = 0;
     const early = await evaluateItems(scripted, items, { ...settings, stopWhenAnswered: true }, { now });
+    const stop = settledAt(script, items[0]);
+    // " Yes\n" ends the answer line; the answer verdict then reads far enough into the next line to
+    // know it is no label (a second label there would make the answer a list of labels).
+    expect(stop).toBeGreaterThan(newline);
+    expect(stop).toBeLessThan(script.length);
     expect(full.results[0].generation).toBe(tokenizer.decode(script));
-    expect(early.results[0].generation).toBe(' Yes\n');
-    expect(early.results[0]).toMatchObject({ stopped: 'answered', generatedTokens: newline });
-    expect(steps).toBe(newline);
+    expect(early.results[0].generation).toBe(tokenizer.decode(script.slice(0, stop)));
+    expect(early.results[0]).toMatchObject({ stopped: 'answered', generatedTokens: stop });
+    expect(steps).toBe(stop);
     expect(early.results[0].verdict).toEqual({ correct: true, extracted: 'Yes' });
-    expect(early.results[0].verdict).toEqual(full.results[0].verdict);
+    expect([early.results[0].verdict, early.results[0].strict]).toEqual([full.results[0].verdict, full.results[0].strict]);
 
     // Two items generated together: each ends at its own answer; the batch runs until the later one.
     const pair = shortItems(2); // targets "Yes", "No"
     const fullPair = await evaluateItems(scripted, pair, settings, { now });
     steps = 0;
     const earlyPair = await evaluateItems(scripted, pair, { ...settings, stopWhenAnswered: true }, { now });
-    const answers = [' Yes\n', ' Answer: No\n'];
-    expect(earlyPair.results.map((r) => r.generation)).toEqual(answers);
-    expect(earlyPair.results.map((r) => [r.stopped, r.generatedTokens])).toEqual(answers.map((a) => ['answered', tokenizer.encode(a).length]));
-    expect(steps).toBe(Math.max(...answers.map((a) => tokenizer.encode(a).length)));
-    expect(earlyPair.results.map((r) => r.verdict)).toEqual(fullPair.results.map((r) => r.verdict));
+    const stops = scripts.map((sc, b) => settledAt(sc, pair[b]));
+    for (const [b, n] of stops.entries()) expect(n > 0 && n < scripts[b].length, `script ${b} settles at ${n}`).toBe(true);
+    expect(earlyPair.results.map((r) => r.generation)).toEqual(scripts.map((sc, b) => tokenizer.decode(sc.slice(0, stops[b]))));
+    expect(earlyPair.results.map((r) => [r.stopped, r.generatedTokens])).toEqual(stops.map((n) => ['answered', n]));
+    expect(steps).toBe(Math.max(...stops));
+    expect(earlyPair.results.map((r) => [r.verdict, r.strict])).toEqual(fullPair.results.map((r) => [r.verdict, r.strict]));
     expect(earlyPair.results.map((r) => r.verdict.correct)).toEqual([true, true]);
 
     // On the real model the rule's part is never complete in a few tokens of gibberish: nothing changes.
@@ -455,6 +464,51 @@ describe('evaluation runner on tiny-phi', () => {
     expect(real.results[0].generation).toBe(plain.results[0].generation);
     expect(real.results[0].verdict).toEqual(plain.results[0].verdict);
   });
+
+  it('hands results over a batch at a time; resumed after a batch it ends as an uninterrupted run; a failing batch is named', async () => {
+    const items = shortItems(6);
+    const settings: RunnerSettings = { ...SETTINGS, maxNewTokens: 3, rankCandidates: false, generationBatch: 2 };
+    const prepared = await prepareItems(evalModel, items, settings);
+    const strip = (results: RunItemResult[]) => results.map(({ ms: _ms, ...r }) => r);
+    const handed: number[] = [];
+    const full = await runPrepared(evalModel, prepared, settings, { now, onBatch: (batch, first) => void handed.push(first, batch.length) });
+    expect(handed).toEqual([0, 2, 2, 2, 4, 2]);
+    expect(full.failure).toBeNull();
+
+    // Cut short after the first batch was handed over (saved), as a reload would.
+    const stop = new AbortController();
+    const cut = await runPrepared(evalModel, prepared, settings, { now, signal: stop.signal, onBatch: () => stop.abort() });
+    expect(cut.cancelled).toBe(true);
+    expect(cut.results.map((r) => r.id)).toEqual(['short/0', 'short/1']);
+    const progress: RunProgress[] = [];
+    const rest = await runPrepared(evalModel, prepared, settings, { now, done: cut.results, onProgress: (p) => progress.push(p) });
+    expect(rest.results.map((r) => r.id)).toEqual(['short/2', 'short/3', 'short/4', 'short/5']);
+    expect(strip([...cut.results, ...rest.results])).toEqual(strip(full.results));
+    expect(progress.map((p) => p.done)).toEqual([2, 3, 4, 5, 6]);
+    expect(progress.at(-1)!.correct).toBe(full.results.filter((r) => r.verdict.correct).length);
+    await expect(runPrepared(evalModel, prepared, settings, { now, done: cut.results.slice(0, 1) })).rejects.toThrow(/do not end where a batch of this run ends/);
+
+    // A batch that fails (the GPU, here a thrown error) stops the run there, naming its first item.
+    let calls = 0;
+    const failing: EvalModel = {
+      ...evalModel,
+      generator: { generateBatch: (prompts, opts) => (++calls === 2 ? Promise.reject(new Error('the GPU device was lost')) : generator.generateBatch(prompts, opts)) },
+    };
+    const failed = await runPrepared(failing, prepared, settings, { now });
+    expect(failed.results.map((r) => r.id)).toEqual(['short/0', 'short/1']);
+    expect(failed.failure).toEqual({ itemId: 'short/2', index: 2, batchSize: 2, message: 'the GPU device was lost' });
+    expect(failed.cancelled).toBe(false);
+    expect(describeFailure(failed.failure!, 6)).toBe('item short/2 (3 of 6, with the 1 item generated with it) failed: the GPU device was lost');
+    // So does a batch whose results cannot be saved: nothing after it runs.
+    const unsaved = await runPrepared(evalModel, prepared, settings, {
+      now,
+      onBatch: (_batch, first) => {
+        if (first === 4) throw new Error("The browser's storage is full");
+      },
+    });
+    expect(unsaved.results.map((r) => r.id)).toEqual(['short/0', 'short/1', 'short/2', 'short/3']);
+    expect(unsaved.failure).toMatchObject({ itemId: 'short/4', message: "The browser's storage is full" });
+  }, 600_000);
 
   it('refuses bad settings and prompts that do not fit, naming the item', async () => {
     const items = shortItems(1);
@@ -486,12 +540,17 @@ describe('evaluation helpers', () => {
     expect(candidateText('Question: x\nAnswer: \n', 'Hate')).toBe('Hate');
   });
 
-  it('knows when the scored part of a generation is complete', () => {
-    expect(answerComplete(' Hate', 'Hate')).toBe(false);
-    expect(answerComplete(' Answer:\n', 'Hate')).toBe(false);
-    expect(answerComplete(' Answer:\n Hate\nQuestion', 'Hate')).toBe(true);
-    expect(answerComplete(' [1, 2', '[1, 2, 3]')).toBe(false);
-    expect(answerComplete(' it is\n[1, 2, 3] and', '[1, 2, 3]')).toBe(true);
+  it('knows when neither verdict of a generation can change any more', () => {
+    const hate = { target: 'Hate', prompt: 'Question: q\nAnswer: No Hate\nQuestion: r\nAnswer: \n', labels: ['No Hate', 'Hate'] };
+    expect(answerComplete(' Hate', hate)).toBe(false);
+    expect(answerComplete(' Answer:\n', hate)).toBe(false);
+    // The answer line is done, but the next line could still name the other label.
+    expect(answerComplete(' Answer:\n Hate\nNo', hate)).toBe(false);
+    expect(answerComplete(' Answer:\n Hate\nQuestion: the next tweet', hate)).toBe(true);
+    expect(answerComplete(' Hate\nHate', hate)).toBe(true);
+    const list = { target: '[1, 2, 3]', prompt: 'Input: [3, 2, 1]\nOutput:' };
+    expect(answerComplete(' [1, 2', list)).toBe(false);
+    expect(answerComplete(' it is\n[1, 2, 3] and', list)).toBe(true);
   });
 
   it('turns saved datasets into items, with candidates from the prompt or the dataset', () => {
@@ -527,59 +586,6 @@ describe('evaluation helpers', () => {
     const items = paperItems(paperRows);
     expect(items).toHaveLength(730);
     expect(items.filter((i) => i.labels).length).toBe(400);
-  });
-});
-
-describe('results store (IndexedDB)', () => {
-  it('saves, lists, reopens, exports, imports and deletes runs', async () => {
-    const store = await WeightStore.open({ indexedDB, storage: { persist: async () => false, persisted: async () => false, estimate: async () => null } }, { name: `eval-results-${Date.now()}` });
-    const results = new ResultsStore(store);
-    // Stored results need no GPU: two items as the runner records them, one right and one wrong.
-    const items = {
-      results: shortItems(2).map((item, k) => ({
-        ...toItemResult(item, k === 0 ? ' Yes\nQuestion' : ' maybe', 'generation', { logLikelihoods: [-1.5, -2.25 + k], ms: 12 }),
-        scoredBy: 'generation' as const,
-        promptTokens: 40,
-        generatedTokens: 3,
-        stopped: 'max-tokens' as const,
-      })),
-      rates: { prefillTokensPerSecond: 900, decodeMsPerToken: 40 },
-    };
-    const run: EvalRunResult = { model: 'tiny-phi (int8)', adapter: null, seed: 3, settings: SETTINGS, suite: 'in_context', items: items.results, startedAt: '2025-01-02T03:04:05.000Z', durationMs: 1234 };
-    const older = await results.save({ ...run, startedAt: '2024-12-31T00:00:00.000Z', adapter: 'flan' }, { groupId: 'g', modelId: 'tiny', plannedCount: 5, status: 'cancelled' });
-    const saved = await results.save(run, { groupId: 'g', modelId: 'tiny', plannedCount: 2, status: 'complete', rates: items.rates });
-    expect(saved.itemCount).toBe(2);
-    expect(saved.correct).toBe(1);
-    expect(saved.rates).toEqual(items.rates);
-    expect(saved.cells.find((c) => c.dataset === 'toy')?.total).toBe(2);
-    // Rank: item 0 (target Yes) prefers Yes, item 1 (target No) prefers No (-1.25 > -1.5).
-    expect(saved.rank).toEqual({ correct: 2, total: 2 });
-
-    const listed = await results.list();
-    expect(listed.map((s) => s.id)).toEqual([saved.id, older.id]);
-    expect(listed[1]).toMatchObject({ adapter: 'flan', status: 'cancelled', plannedCount: 5 });
-
-    const opened = await results.get(saved.id);
-    expect(opened.items).toEqual(items.results);
-
-    const csv = await results.exportCsv([saved.id, older.id]);
-    const lines = csv.split('\r\n');
-    expect(lines[0]).toBe(RESULT_CSV_COLUMNS.join(','));
-    expect(lines).toHaveLength(5);
-    const json = await results.exportJson([saved.id]);
-    expect(resultsFromJson(json)[0].items).toEqual(items.results);
-
-    const imported = await results.importJson(json);
-    expect(imported).toHaveLength(1);
-    expect(imported[0].id).not.toBe(saved.id);
-    expect((await results.get(imported[0].id)).items).toEqual(items.results);
-    await expect(results.importJson('{"runs": []}')).rejects.toThrow(/cannot be imported/);
-
-    await results.delete(saved.id);
-    await expect(results.get(saved.id)).rejects.toThrow(/No saved evaluation/);
-    expect((await results.list()).map((s) => s.id).sort()).toEqual([older.id, imported[0].id].sort());
-    await expect(results.exportCsv([])).rejects.toThrow(/at least one/);
-    store.close();
   });
 });
 

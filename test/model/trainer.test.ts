@@ -28,6 +28,8 @@ import { loadTokenizer } from '../../src/engine/tokenizer';
 import type { TrainExample } from '../../src/engine/train/batches';
 import { CheckpointStore } from '../../src/engine/train/checkpoints';
 import { Trainer, TrainingError, type TrainCheckpoint, type TrainConfig } from '../../src/engine/train/trainer';
+import type { OptimizerState } from '../../src/engine/optim/adamw-state';
+import { describeOptimizer, type OptimizerSettings } from '../../src/engine/optim/settings';
 import type { QuantScheme } from '../../src/engine/weights/layout';
 import { compareTensors, randomArray, rng } from '../support/compare';
 import { directoryFiles, directorySource, MODELS } from '../support/fixtures';
@@ -76,8 +78,26 @@ function config(overrides: Partial<TrainConfig> = {}): TrainConfig {
     seed: 1234,
     checkpointEvery: 0,
     maxNonFiniteSteps: 3,
+    optimizer: { kind: 'adamw' },
     ...overrides,
   };
+}
+
+/** Parameters and optimiser state of a run, read back. */
+async function runState(lora: LoraState): Promise<{ params: Float32Array; optimizer: OptimizerState }> {
+  return { params: await lora.readFlat('params'), optimizer: await lora.optimizer!.read() };
+}
+
+/** The same run state: f32 moments and weights to 1e-6, 8-bit codes and block absmaxes exactly. */
+function expectSameState(tag: string, got: Awaited<ReturnType<typeof runState>>, want: Awaited<ReturnType<typeof runState>>): void {
+  expect(compareTensors(`${tag} params`, got.params, want.params).maxAbsDiff).toBeLessThanOrEqual(1e-6);
+  expect(got.optimizer.kind).toBe(want.optimizer.kind);
+  if (got.optimizer.kind === 'adamw' && want.optimizer.kind === 'adamw') {
+    expect(compareTensors(`${tag} expAvg`, got.optimizer.expAvg, want.optimizer.expAvg).maxAbsDiff).toBeLessThanOrEqual(1e-6);
+    expect(compareTensors(`${tag} expAvgSq`, got.optimizer.expAvgSq, want.optimizer.expAvgSq).maxAbsDiff).toBeLessThanOrEqual(1e-6);
+  } else {
+    expect(got.optimizer, `${tag} 8-bit state`).toEqual(want.optimizer);
+  }
 }
 
 /** A fresh adapter with PEFT's initialisation from a fixed seed. */
@@ -90,18 +110,24 @@ function freshLora(m: Phi2Model, seed: number): LoraState {
 const clock = { now: () => performance.now() };
 
 describe('Trainer', () => {
-  for (const scheme of ['f16', 'int8'] as const) {
-    it(`${scheme}: pausing after 2 of 4 steps, saving to IndexedDB and resuming in a fresh trainer ends with the uninterrupted adapter`, async () => {
+  const resumeCases: Array<[QuantScheme, OptimizerSettings]> = [
+    ['f16', { kind: 'adamw' }],
+    ['int8', { kind: 'adamw' }],
+    ['int8', { kind: 'adamw-8bit', blockSize: 256 }],
+  ];
+  for (const [scheme, optimizer] of resumeCases) {
+    it(`${scheme}, ${describeOptimizer(optimizer)}: pausing after 2 of 4 steps, saving to IndexedDB and resuming in a fresh trainer ends with the uninterrupted adapter`, async () => {
       const gpu = await testGpu();
       const m = await model(gpu, scheme);
       const data = syntheticData(7, m.dims.vocab);
-      const cfg = config();
+      const cfg = config({ optimizer });
 
       // The reference: four steps without a stop.
       const loraA = freshLora(m, 99);
       const straight = new Trainer(m, loraA, cfg, data, clock);
       expect(await straight.run()).toBe('finished');
-      const want = { params: await loraA.readFlat('params'), expAvg: await loraA.readFlat('expAvg'), expAvgSq: await loraA.readFlat('expAvgSq') };
+      const want = await runState(loraA);
+      expect(want.optimizer.kind).toBe(optimizer.kind);
       const wantHistory = straight.records.map((r) => ({ ...r }));
       straight.destroy();
       loraA.destroy();
@@ -109,7 +135,7 @@ describe('Trainer', () => {
       expect(wantHistory.every((r) => Number.isFinite(r.loss) && !r.skipped)).toBe(true);
 
       // The same run, paused once step 1's numbers arrive (they are read one step late: it stops after step 2).
-      const store = CheckpointStore.over<{ note: string }>(await WeightStore.open({ indexedDB: new IDBFactory(), storage: noStorage }, { name: `trainer-${scheme}` }));
+      const store = CheckpointStore.over<{ note: string }>(await WeightStore.open({ indexedDB: new IDBFactory(), storage: noStorage }, { name: `trainer-${scheme}-${optimizer.kind}` }));
       const loraB = freshLora(m, 99);
       let saved: TrainCheckpoint | null = null;
       const first: Trainer = new Trainer(m, loraB, cfg, data, {
@@ -134,15 +160,21 @@ describe('Trainer', () => {
       const loaded = (await store.load('run-1'))!;
       expect(loaded.checkpoint.position).toEqual(saved!.position);
       expect(loaded.checkpoint.config.seed).toBe(cfg.seed);
+      expect(loaded.checkpoint.config.optimizer).toEqual(optimizer);
+      expect(loaded.checkpoint.optimizer.kind).toBe(optimizer.kind);
+      expect(listed[0].optimizer).toEqual(optimizer);
       const loraC = new LoraState(gpu, m.dims, LORA);
       const resumed = new Trainer(m, loraC, loaded.checkpoint.config, data, clock);
       resumed.restore(loaded.checkpoint);
       expect(await resumed.run()).toBe('finished');
-      const got = { params: await loraC.readFlat('params'), expAvg: await loraC.readFlat('expAvg'), expAvgSq: await loraC.readFlat('expAvgSq') };
-      for (const name of ['params', 'expAvg', 'expAvgSq'] as const) {
-        const c = compareTensors(`${scheme} resumed ${name}`, got[name], want[name]);
-        expect(c.maxAbsDiff, name).toBeLessThanOrEqual(1e-6);
-      }
+      const got = await runState(loraC);
+      expectSameState(`${scheme} ${optimizer.kind} resumed`, got, want);
+      // A trainer with the other optimiser cannot take this checkpoint, and says why.
+      const loraD = new LoraState(gpu, m.dims, LORA);
+      const other = new Trainer(m, loraD, config({ optimizer: optimizer.kind === 'adamw' ? { kind: 'adamw-8bit', blockSize: 2048 } : { kind: 'adamw' } }), data, clock);
+      expect(() => other.restore(loaded.checkpoint)).toThrow(/This checkpoint cannot continue the run: The saved optimiser state is for/);
+      other.destroy();
+      loraD.destroy();
       // And the adapter moved: matching a run that never trained would prove nothing.
       const init = freshLora(m, 99);
       const initial = await init.readFlat('params');
@@ -172,8 +204,10 @@ describe('Trainer', () => {
       expect(trainer.records.every((r) => r.skipped)).toBe(true);
       const after = await lora.readFlat('params');
       expect(after.every((v, i) => v === poisoned[i])).toBe(true);
-      expect((await lora.readFlat('expAvg')).every((v) => v === 0)).toBe(true);
-      expect((await lora.readFlat('expAvgSq')).every((v) => v === 0)).toBe(true);
+      const moments = await lora.optimizer!.read();
+      if (moments.kind !== 'adamw') throw new Error('expected f32 moments');
+      expect(moments.expAvg.every((v) => v === 0)).toBe(true);
+      expect(moments.expAvgSq.every((v) => v === 0)).toBe(true);
       trainer.destroy();
       lora.destroy();
     });

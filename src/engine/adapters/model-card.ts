@@ -97,7 +97,7 @@ export function modelCard(input: ModelCardInput): string {
     );
   }
   if (input.evaluations.length) {
-    lines.push('## Evaluation', '', 'Accuracy of the base model with this adapter, exact match of the first answer line.', '', '| run | date | format | correct | accuracy |', '|---|---|---|---|---|');
+    lines.push('## Evaluation', '', 'Accuracy of the base model with this adapter by the evaluation\'s answer verdict (the answer read out of each generation, then compared with the target).', '', '| run | date | format | correct | accuracy |', '|---|---|---|---|---|');
     for (const e of input.evaluations) {
       const date = e.startedAt.slice(0, 10);
       lines.push(`| ${cell(e.suite)} (${e.itemCount} items) | ${date} | all | ${e.correct}/${e.itemCount} | ${pct(e.correct, e.itemCount)} |`);

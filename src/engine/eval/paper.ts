@@ -1,4 +1,5 @@
-import { BIG_BENCH_PREFIXES, type BigBenchPair, type ClassificationFormat, CLASSIFICATION_FORMATS, type Exemplar } from './prompts';
+import { SeededRandom } from '../data/random';
+import { BIG_BENCH_PREFIXES, type BigBenchPair, type ClassificationFormat, CLASSIFICATION_FORMATS, type Exemplar, paperShape, PAPER_FORMATS, usesInstruction } from './prompts';
 import { DataFormatError } from './tasks';
 import type { EvalItem, SuiteKind } from './types';
 
@@ -14,6 +15,12 @@ export interface PaperPromptRow {
   prompt: string;
   target: string;
 }
+
+/** The paper's adapters on the Hub, by the model names its results use (the base model is "phi-2"). */
+export const PAPER_MODEL_OF_REPO: Readonly<Record<string, string>> = {
+  'ChunB1/phi-2_OpenOrca_cot_only': 'flan-phi-2',
+  'ChunB1/phi-2_OpenOrca_cot_only_symbol': 'flan-phi-2-symbol',
+};
 
 export const BIG_BENCH_DATASETS = ['add_elements', 'input_independent', 'modify_the_list', 'remove_elements', 'miscellaneous', 'turing'] as const;
 export type BigBenchDataset = (typeof BIG_BENCH_DATASETS)[number];
@@ -74,6 +81,26 @@ export function paperItems(rows: readonly PaperPromptRow[]): EvalItem[] {
   });
 }
 
+/**
+ * A stratified sample of the paper's items: `perGroup` of each dataset and format (of each BIG-bench
+ * task), drawn with the seed, kept in file order with their ids, so a sample's results line up with a
+ * run of all 730. Groups smaller than perGroup are taken whole.
+ */
+export function samplePaperItems(items: readonly EvalItem[], perGroup: number, seed: number): EvalItem[] {
+  if (!Number.isInteger(perGroup) || perGroup < 1) throw new DataFormatError(`the sample needs a whole number of items per group of 1 or more, got ${perGroup}`);
+  const groups = new Map<string, number[]>();
+  items.forEach((item, k) => {
+    const key = referenceKey(item.suite, item.dataset, item.format);
+    groups.set(key, [...(groups.get(key) ?? []), k]);
+  });
+  const keep = new Set<number>();
+  for (const [key, members] of groups) {
+    const picked = perGroup >= members.length ? members.map((_, j) => j) : SeededRandom.from(seed, 'paper-sample', key).sampleIndices(members.length, perGroup);
+    for (const j of picked) keep.add(members[j]);
+  }
+  return items.filter((_, k) => keep.has(k));
+}
+
 export interface ParsedClassificationPrompt {
   instruction?: string;
   exemplars: Exemplar[];
@@ -83,8 +110,8 @@ export interface ParsedClassificationPrompt {
 /** Splits one of the paper's few-shot classification prompts into exemplars and query. */
 export function parseClassificationPrompt(prompt: string, format: ClassificationFormat): ParsedClassificationPrompt {
   if (!CLASSIFICATION_FORMATS.includes(format)) throw new DataFormatError(`unknown classification format "${format}"`);
-  const [inP, outP] = format === 'flipped' ? ['Input', 'Symbol'] : ['Question', 'Answer'];
-  const withInstruction = format === 'instruction_label' || format === 'instruction_symbol';
+  const { inputPrefix: inP, outputPrefix: outP } = paperShape(format, '');
+  const withInstruction = usesInstruction(format);
   if (!prompt.startsWith(`${inP}: `) || !prompt.endsWith(`\n${outP}: \n`)) {
     throw new DataFormatError(`not a ${format} prompt: it must start with "${inP}: " and end with "${outP}: \\n"`);
   }
@@ -165,7 +192,7 @@ export function parsePaperResults(json: string): PaperReference {
     cell.set(model, { correct, total });
   };
   const icOrder = ic.order as string[];
-  for (const format of CLASSIFICATION_FORMATS) {
+  for (const format of PAPER_FORMATS) {
     const byModel = ic[format] as Record<string, number[]> | undefined;
     if (!byModel) throw new DataFormatError(`results.json: no in-context numbers for ${format}`);
     const suite = format === 'flipped' ? 'flipped' : 'in_context';

@@ -1,71 +1,42 @@
+import { readAnswer, scoreAnswer, type AnswerContext } from './answer';
+import { scoreStrict, strictSettled } from './strict';
+import type { Verdict } from './types';
+
 /**
- * Automatic scoring, the rule the data README gives as faithful to the paper's hand scoring:
+ * Every item's generation gets two automatic verdicts, both kept with the run:
  *
- *   1. Strip leading whitespace and a leading "Output:", "Answer:", "Symbol:" or "A:" (case-sensitive,
- *      repeatedly: "Answer: Answer: Hate" -> "Hate"), with the whitespace after each.
- *   2. List targets (the target is one bracketed list, e.g. "[4, 1, 5, 9]"): take the first bracketed list
- *      anywhere in what remains, up to its matching "]", and compare it with the target after normalising
- *      whitespace inside both (none next to brackets and commas, runs of whitespace elsewhere -> one space),
- *      so "[4,1,  5, 9 ]" matches "[4, 1, 5, 9]".
- *   3. Other targets: take the first line of what remains, trim it, and compare with the trimmed target
- *      exactly. A label inside an explanation ("The answer is Hate") or with punctuation ("Hate.") is wrong;
- *      lines after the first (the model continuing with a new "Question: ...") are ignored.
- *   An empty generation is wrong.
+ *   strict  the documented rule of strict.ts: the first line (or first bracketed list) after answer
+ *           prefixes must equal the target exactly;
+ *   answer  answer.ts: the answer read out as a careful human reader would (a restated query skipped,
+ *           "9" for "[9]", "Hate." for "Hate", a list of both labels wrong), then compared. This is
+ *           the default verdict tables show; neither is the paper's (it scored by hand).
  *
- * Rank classification (scoreByRank) picks the candidate label with the highest log-likelihood instead.
+ * Rank classification (scoreByRank) picks the candidate label with the highest log-likelihood instead,
+ * and a hand review (results.ts) may be added to any item.
  */
 
-const ANSWER_PREFIXES = ['Output:', 'Answer:', 'Symbol:', 'A:'];
+export type { Verdict } from './types';
+export type { AnswerContext } from './answer';
+export { scoreStrict } from './strict';
+export { scoreAnswer } from './answer';
 
-export interface Verdict {
-  correct: boolean;
-  /** The part of the generation that was compared with the target. */
-  extracted: string;
+export type VerdictKind = 'answer' | 'strict';
+
+export interface Verdicts {
+  strict: Verdict;
+  answer: Verdict;
 }
 
-/** Step 1 of the rule: whitespace and answer prefixes removed from the start. */
-export function stripAnswerPrefixes(generation: string): string {
-  let text = generation.trimStart();
-  for (;;) {
-    const prefix = ANSWER_PREFIXES.find((p) => text.startsWith(p));
-    if (!prefix) return text;
-    text = text.slice(prefix.length).trimStart();
-  }
+export function scoreVerdicts(generation: string, target: string, context: AnswerContext = {}): Verdicts {
+  return { strict: scoreStrict(generation, target), answer: scoreAnswer(generation, target, context) };
 }
 
-export function isListTarget(target: string): boolean {
-  const t = target.trim();
-  return t.startsWith('[') && t.endsWith(']') && firstBracketedList(t) === t;
-}
-
-/** The first "[...]" (with nested brackets balanced), or null. */
-export function firstBracketedList(text: string): string | null {
-  const start = text.indexOf('[');
-  if (start < 0) return null;
-  let depth = 0;
-  for (let i = start; i < text.length; i++) {
-    if (text[i] === '[') depth++;
-    else if (text[i] === ']' && --depth === 0) return text.slice(start, i + 1);
-  }
-  return null;
-}
-
-export function normalizeList(list: string): string {
-  return list
-    .replace(/\s+/g, ' ')
-    .replace(/\s*([[\],])\s*/g, '$1')
-    .replace(/,/g, ', ');
-}
-
-export function scoreGeneration(generation: string, target: string): Verdict {
-  const text = stripAnswerPrefixes(generation);
-  if (isListTarget(target)) {
-    const list = firstBracketedList(text);
-    if (list === null) return { correct: false, extracted: '' };
-    return { correct: normalizeList(list) === normalizeList(target.trim()), extracted: list };
-  }
-  const firstLine = text.split('\n', 1)[0].trim();
-  return { correct: firstLine !== '' && firstLine === target.trim(), extracted: firstLine };
+/**
+ * True once neither verdict can change whatever the model generates next ("stop when answered"):
+ * the strict rule's first line or list is complete and the answer rule has read all it reads.
+ */
+export function verdictsSettled(generation: string, target: string, context: AnswerContext = {}): boolean {
+  return strictSettled(generation, target) && readAnswer(generation, target, context).settled;
 }
 
 export interface RankVerdict {

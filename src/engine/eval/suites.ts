@@ -7,9 +7,11 @@ import {
   CLASSIFICATION_FORMATS,
   type Exemplar,
   IN_CONTEXT_FORMATS,
+  PAPER_FORMATS,
   paperShape,
   renderBigBench,
   renderFewShot,
+  usesInstruction,
   usesSymbols,
 } from './prompts';
 import type { LabeledPool } from './tasks';
@@ -34,7 +36,7 @@ export interface ClassificationSuiteOptions {
   seed: number;
   /** Items per dataset and format (the paper: 25). */
   count: number;
-  /** Default: the three in-context formats and flipped. */
+  /** Default: the paper's three in-context formats and flipped. */
   formats?: readonly ClassificationFormat[];
   /** Exemplars per class (the paper: 4, so 8 for two classes). */
   perClass?: number;
@@ -43,7 +45,7 @@ export interface ClassificationSuiteOptions {
 }
 
 export function classificationItems(pools: readonly LabeledPool[], options: ClassificationSuiteOptions): EvalItem[] {
-  const formats = options.formats ?? CLASSIFICATION_FORMATS;
+  const formats = options.formats ?? PAPER_FORMATS;
   const perClass = options.perClass ?? 4;
   checkCount(options.count);
   for (const f of formats) if (!CLASSIFICATION_FORMATS.includes(f)) throw new Error(`unknown classification format "${f}"`);
@@ -52,7 +54,7 @@ export function classificationItems(pools: readonly LabeledPool[], options: Clas
     for (let n = 0; n < options.count; n++) {
       const draw = drawFewShot(pool, SeededRandom.from(options.seed, 'classification', pool.id, n), perClass, 'uniform');
       for (const format of formats) {
-        if ((format === 'instruction_label' || format === 'instruction_symbol') && !pool.instruction) {
+        if (usesInstruction(format) && !pool.instruction) {
           throw new Error(`${pool.name} has no instruction, so it cannot be rendered as ${format}`);
         }
         const rng = SeededRandom.from(options.seed, 'classification', pool.id, n, format);
@@ -101,11 +103,18 @@ export interface BigBenchSuiteOptions {
   categories?: readonly BigBenchDataset[];
   /** 'paper': the paper's prompts verbatim; 'resampled': a different pair as the query, demonstrations shuffled. */
   variant?: 'paper' | 'resampled';
+  /**
+   * An instruction line put before the demonstrations (prompts.ts BIG_BENCH_INSTRUCTION is one); the
+   * paper's prompts have none. Items with one get ids under "paper+instruction/" or "gen+instruction/".
+   */
+  instruction?: string;
 }
 
 export function bigBenchItems(paperRows: readonly PaperPromptRow[], options: BigBenchSuiteOptions): EvalItem[] {
   const categories = options.categories ?? BIG_BENCH_DATASETS;
   const variant = options.variant ?? 'paper';
+  const instruction = options.instruction?.trim() ? options.instruction.trim() : undefined;
+  const source = `${variant === 'paper' ? 'paper' : 'gen'}${instruction ? '+instruction' : ''}`;
   if (options.count !== undefined) checkCount(options.count);
   const items: EvalItem[] = [];
   for (const category of categories) {
@@ -121,7 +130,8 @@ export function bigBenchItems(paperRows: readonly PaperPromptRow[], options: Big
       const row = rows[k];
       const base = { suite: 'bigbench' as const, dataset: category, format: row.format };
       if (variant === 'paper') {
-        items.push({ id: `paper/bigbench/${category}/${row.format}/${k}`, ...base, prompt: row.prompt, target: paperTarget(row) });
+        const prompt = instruction ? `${instruction}\n\n${row.prompt}` : row.prompt;
+        items.push({ id: `${source}/bigbench/${category}/${row.format}/${k}`, ...base, prompt, target: paperTarget(row) });
         continue;
       }
       const parsed = parseBigBenchPrompt(row.prompt);
@@ -131,9 +141,9 @@ export function bigBenchItems(paperRows: readonly PaperPromptRow[], options: Big
       const query = pairs[q];
       const demos = rng.shuffle(pairs.filter((_, i) => i !== q));
       items.push({
-        id: `gen/bigbench/${category}/${row.format}/${k}`,
+        id: `${source}/bigbench/${category}/${row.format}/${k}`,
         ...base,
-        prompt: renderBigBench(parsed.inputPrefix, parsed.outputPrefix, demos, query.input),
+        prompt: renderBigBench(parsed.inputPrefix, parsed.outputPrefix, demos, query.input, instruction),
         target: query.output,
       });
     }

@@ -19,3 +19,10 @@ export interface EvalItem {
   /** Candidate answers for rank classification (classification items only), in class order. */
   labels?: string[];
 }
+
+/** An automatic verdict on a generation. */
+export interface Verdict {
+  correct: boolean;
+  /** The part of the generation that was compared with the target. */
+  extracted: string;
+}

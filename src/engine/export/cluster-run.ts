@@ -64,6 +64,8 @@ export interface ClusterSettings {
   drop_rows_cut_by_max_length: boolean;
   weight_decay: number;
   max_grad_norm: number;
+  /** transformers' optim name: torch's AdamW, or bitsandbytes' 8-bit AdamW for an 8-bit run. */
+  optimizer: 'adamw_torch' | 'adamw_bnb_8bit';
   resid_dropout: number;
   seed: number;
   checkpoint_every: number;
@@ -94,6 +96,7 @@ export function clusterSettings(run: ClusterRun): ClusterSettings {
     drop_rows_cut_by_max_length: run.dropRowsCutByMaxLength,
     weight_decay: c.weightDecay,
     max_grad_norm: c.maxGradNorm,
+    optimizer: c.optimizer.kind === 'adamw-8bit' ? 'adamw_bnb_8bit' : 'adamw_torch',
     resid_dropout: c.residDropout,
     seed: c.seed,
     checkpoint_every: c.checkpointEvery,
@@ -107,7 +110,9 @@ export function pythonLiteral(value: unknown, indent = ''): string {
   if (value === false) return 'False';
   if (typeof value === 'number') {
     if (!Number.isFinite(value)) throw new Error(`${value} has no Python literal here`);
-    return Number.isInteger(value) ? String(value) : JSON.stringify(value);
+    // Learning rates as people write them (2.5e-5, not 0.000025); both are Python float literals.
+    if (Number.isInteger(value)) return String(value);
+    return Math.abs(value) < 1e-3 ? value.toExponential() : JSON.stringify(value);
   }
   // A JSON string is a valid Python string literal (escapes included).
   if (typeof value === 'string') return JSON.stringify(value);
@@ -167,7 +172,22 @@ export const ACCELERATE_CONFIGS: Record<string, string> = {
   ].join('\n') + '\n',
 };
 
-export const REQUIREMENTS = ['torch>=2.4', 'transformers>=4.56', 'trl>=0.24', 'peft>=0.17', 'accelerate>=1.10', 'datasets>=3.0', 'deepspeed>=0.16  # only for accelerate/deepspeed_zero2.yaml'].join('\n') + '\n';
+const REQUIREMENTS = ['torch>=2.4', 'transformers>=4.56', 'trl>=0.24', 'peft>=0.17', 'accelerate>=1.10', 'datasets>=3.0', 'deepspeed>=0.16  # only for accelerate/deepspeed_zero2.yaml'];
+
+/** The Python packages; bitsandbytes for an 8-bit run (0.44 and later keep blocks of 256 values). */
+export function requirements(s: ClusterSettings): string {
+  return [...REQUIREMENTS, ...(s.optimizer === 'adamw_bnb_8bit' ? ['bitsandbytes>=0.44'] : [])].join('\n') + '\n';
+}
+
+/** What an 8-bit run's folder says of its optimiser: bitsandbytes' block size is its own, not a setting. */
+function eightBitNote(run: ClusterRun): string {
+  const o = run.config.optimizer;
+  const blocks = o.kind === 'adamw-8bit' ? o.blockSize : 256;
+  return (
+    "The optimiser is bitsandbytes' 8-bit AdamW (transformers' `adamw_bnb_8bit`), as in the app" +
+    (blocks === 256 ? '.' : `; the app's run kept blocks of ${blocks} values, bitsandbytes 0.44 and later use 256 (older versions 2048).`)
+  );
+}
 
 function readme(run: ClusterRun, s: ClusterSettings): string {
   const length = s.steps !== null ? `${s.steps} optimizer steps` : `${s.epochs} epoch${s.epochs === 1 ? '' : 's'} (train.py counts the steps from the examples, as the app does)`;
@@ -178,7 +198,8 @@ function readme(run: ClusterRun, s: ClusterSettings): string {
       `on ${s.target_modules.join(', ')} of ${s.layers_to_transform ? `layers ${s.layers_to_transform.join(', ')}` : 'every layer'}; learning rate ${s.learning_rate}, ${s.schedule} schedule, ` +
       `${s.warmup_steps} warm-up steps; ${length} of ${s.batch_size} x ${s.gradient_accumulation} sequences of at most ${s.max_length} tokens; ` +
       `loss on ${s.loss_on === 'all' ? 'every token' : 'the response only'}; seed ${s.seed}. ${run.rows.length} rows in train.jsonl.` +
-      (run.initAdapter ? ' It continues the adapter in init_adapter/.' : ''),
+      (run.initAdapter ? ' It continues the adapter in init_adapter/.' : '') +
+      (s.optimizer === 'adamw_bnb_8bit' ? ` ${eightBitNote(run)}` : ''),
     '',
     'Every setting is in `SETTINGS` at the top of train.py. The adapter lands in `adapter/` (adapter_config.json +',
     "adapter_model.safetensors): import that folder's two files on the app's Adapters page.",
@@ -232,7 +253,7 @@ export function clusterRunFiles(run: ClusterRun): Map<string, Uint8Array> {
   const files = new Map<string, Uint8Array>([
     ['train.jsonl', strToU8(promptCompletionJsonl(run.rows))],
     ['train.py', strToU8(trainPy(run.name, pythonLiteral(settings)))],
-    ['requirements.txt', strToU8(REQUIREMENTS)],
+    ['requirements.txt', strToU8(requirements(settings))],
     ['README.md', strToU8(readme(run, settings))],
   ]);
   for (const [name, text] of Object.entries(ACCELERATE_CONFIGS)) files.set(`accelerate/${name}`, strToU8(text));

@@ -95,7 +95,7 @@ def main():
         warmup_steps=min(s["warmup_steps"], steps),
         weight_decay=s["weight_decay"],
         max_grad_norm=s["max_grad_norm"],
-        optim="adamw_torch",
+        optim=s["optimizer"],
         adam_beta1=0.9,
         adam_beta2=0.999,
         adam_epsilon=1e-8,

@@ -33,6 +33,13 @@ export interface ContrastiveOptions {
   seed: number;
   /** Token ids that end a sample (end-of-text by default); the stop token is not returned. */
   stopTokens?: readonly number[];
+  /**
+   * Ids below this are the only ones chosen: the tokenizer's size (Phi-2's lm_head has 51,200 rows for
+   * 50,295 tokens). Default: every row of the lm_head.
+   */
+  decodableVocab?: number;
+  /** End-of-text where config.json names no eos_token_id (Phi-1, Phi-1.5): the tokenizer's. */
+  endOfText?: number | null;
   signal?: AbortSignal;
   /** Each sample's new token and its scores, as soon as the step that chose it is read back. */
   onToken?: (sample: number, choice: ContrastiveChoice, index: number) => void;
@@ -76,6 +83,9 @@ export function checkContrastiveOptions(model: Phi2Model, promptTokens: number, 
     throw new ContrastiveError('Greedy contrastive generation gives one sample; set a temperature above 0 for several diverse samples.');
   }
   if (!Number.isSafeInteger(o.seed) || o.seed < 0) throw new ContrastiveError(`The seed must be a whole number of 0 or more, got ${o.seed}.`);
+  if (o.decodableVocab !== undefined && !(Number.isInteger(o.decodableVocab) && o.decodableVocab >= 1 && o.decodableVocab <= d.vocab)) {
+    throw new ContrastiveError(`The decodable vocabulary must be a whole number from 1 to the model's ${d.vocab}, got ${o.decodableVocab}.`);
+  }
   if (o.direction !== 'adapter-over-base' && o.direction !== 'base-over-adapter') throw new ContrastiveError(`Unknown direction "${o.direction}".`);
   const positions = Math.min(promptTokens + o.maxNewTokens, d.maxPositions);
   const bytes = contrastiveCacheBytes(model, o.samples, positions);
@@ -99,7 +109,8 @@ export async function generateContrastive(model: Phi2Model, adapter: LoraState, 
   const T = prompt.length;
   const steps = Math.min(opts.maxNewTokens, d.maxPositions - T);
   const positions = T + steps - 1;
-  const stops = new Set(opts.stopTokens ?? (d.eosTokenId === null ? [] : [d.eosTokenId]));
+  const endOfText = d.eosTokenId ?? opts.endOfText ?? null;
+  const stops = new Set(opts.stopTokens ?? (endOfText === null ? [] : [endOfText]));
 
   const ws = new Phi2Workspace(gpu, d, S * T);
   const caches = { adapter: new KvCache(gpu, d, S, Math.max(positions, 1)), base: new KvCache(gpu, d, S, Math.max(positions, 1)) };
@@ -123,7 +134,7 @@ export async function generateContrastive(model: Phi2Model, adapter: LoraState, 
         const rows = model.forward(ws, caches[pass], { ids: input, batch: S, seq, logits: 'last', adapter: pass === 'adapter' ? adapter : null })!;
         gpu.encoder.copy(viewTensor(rows, [S, d.vocab]), logits[pass], S * d.vocab * 4);
       }
-      contrastiveSelect(gpu, out, expert, amateur, seeds, S, d.vocab, { plausibility: opts.plausibility, temperature: opts.temperature, step });
+      contrastiveSelect(gpu, out, expert, amateur, seeds, S, d.vocab, { plausibility: opts.plausibility, temperature: opts.temperature, step, valid: opts.decodableVocab });
       const choices = decodeChoices(await gpu.read(out), S);
       for (let s = 0; s < S; s++) {
         if (done[s]) continue;

@@ -29,6 +29,8 @@ export interface ContrastiveChoiceOptions {
   temperature: number;
   /** The generation step: with the row's seed, it picks the random numbers of the draw. */
   step: number;
+  /** Only ids below this are candidates (the tokenizer's size); default: the whole row. */
+  valid?: number;
 }
 
 export interface ContrastiveChoice {
@@ -66,6 +68,9 @@ export function contrastiveSelect(
   expectShape(k, out, [rows, CHOICE_WORDS]);
   expectDisjoint(k, out, [expert, amateur, seeds]);
   const { plausibility, temperature, step } = opts;
+  const valid = opts.valid ?? vocab;
+  expectCount(k, 'valid', valid, 1);
+  if (valid > vocab) throw new Error(`${k}: valid (${valid}) must be at most vocab (${vocab})`);
   if (!(plausibility >= 0 && plausibility <= 1)) throw new Error(`${k}: plausibility must be in [0, 1], got ${plausibility}`);
   if (!Number.isFinite(temperature) || temperature < 0) throw new Error(`${k}: temperature must be finite and >= 0, got ${temperature}`);
   expectCount(k, 'step', step);
@@ -79,6 +84,7 @@ export function contrastiveSelect(
       ['u32', step >>> 0],
       ['f32', logPlausibility(plausibility)],
       ['f32', temperature],
+      ['u32', valid],
     ]),
     [out, expert, amateur, seeds],
     [gx, gy],

@@ -1,3 +1,4 @@
+import { processLocks, webLocks } from './locks';
 import type { Platform } from './types';
 
 /**
@@ -20,6 +21,8 @@ export function browserPlatform(): Platform {
     indexedDB: globalThis.indexedDB,
     now: () => performance.now(),
     fetch: globalThis.fetch.bind(globalThis),
+    // Web Locks span every tab of the origin; without them (old browsers) this worker's own queue still serialises its writes.
+    locks: nav?.locks ? webLocks(nav.locks) : processLocks(),
     storage: {
       persist: async () => (nav?.storage?.persist ? nav.storage.persist() : false),
       persisted: async () => (nav?.storage?.persisted ? nav.storage.persisted() : false),

@@ -1,3 +1,5 @@
+import type { Locks } from './locks';
+
 /**
  * What the engine receives from whoever hosts it. Only src/engine/platform/ knows whether that is a
  * browser worker or Node; everything else in the engine takes a Platform and never looks further.
@@ -16,6 +18,11 @@ export interface Platform {
   storage: StorageInfo;
   /** Fetch for downloads: the host's own, so tests can point it at a local server. */
   fetch: typeof fetch;
+  /**
+   * Locks that serialise writes to one stored model across tabs (Web Locks in a browser). Absent in
+   * hand-made test platforms: then locks of this process only (platform/locks.ts processLocks).
+   */
+  locks?: Locks;
 }
 
 export interface StorageInfo {

@@ -11,6 +11,9 @@ export type StoreErrorCode =
   | 'failed';
 
 export class StoreError extends Error {
+  /** For 'corrupt' and 'missing' records: which one, so that it can be marked for repair. */
+  record?: { modelId: string; key: string; index: number };
+
   constructor(
     readonly code: StoreErrorCode,
     message: string,

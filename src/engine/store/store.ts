@@ -35,6 +35,13 @@ export interface StorageUsage {
   persisted: boolean;
 }
 
+/** A record that failed its check: the first of its tensor (the rest of the tensor is fetched again with it). */
+export interface DamagedRecord {
+  key: string;
+  index: number;
+  reason: 'missing' | 'damaged';
+}
+
 export interface ReadAheadOptions {
   /** Record reads kept in flight (default DEFAULT_READAHEAD). */
   readahead?: number;
@@ -180,19 +187,90 @@ export class WeightStore {
   }
 
   private verified(entry: TensorEntry, index: number, record: TensorRecord | undefined): TensorRecord {
+    const at = { modelId: entry.modelId, key: entry.key, index };
     if (!record) {
-      throw new StoreError('missing', `Record ${index} of ${entry.key} (model ${entry.modelId}) is missing from storage; import the model again.`);
+      const err = new StoreError('missing', `Record ${index} of ${entry.key} (model ${entry.modelId}) is missing from storage; resume its download or import to fetch it again.`);
+      err.record = at;
+      throw err;
     }
     const expected = entry.checksums[index];
     const actual = this.checksums.recompute(expected, record.data, record.scales);
     if (actual !== record.checksum || actual !== expected) {
-      throw new StoreError(
+      const err = new StoreError(
         'corrupt',
         `Record ${index} of ${entry.key} (model ${entry.modelId}) is damaged: its bytes give ${describeChecksum(actual)}, ` +
-          `the record says ${describeChecksum(record.checksum)}, its tensor expects ${describeChecksum(expected)}. Delete the model and import it again.`,
+          `the record says ${describeChecksum(record.checksum)}, its tensor expects ${describeChecksum(expected)}. Resume its download or import to fetch it again.`,
       );
+      err.record = at;
+      throw err;
     }
     return record;
+  }
+
+  /**
+   * Reads back every stored record of a model (complete tensors and the stored part of incomplete
+   * ones) and checks it against both checksums. Returns the first missing or damaged record of each
+   * tensor, with why; empty when everything stored is intact. Reads run READAHEAD at a time.
+   */
+  async checkRecords(modelId: string, onProgress?: (done: number, total: number) => void): Promise<DamagedRecord[]> {
+    const entries = await this.getTensors(modelId);
+    const total = entries.reduce((a, e) => a + Math.round((e.bytes * e.recordsDone) / e.recordCount), 0);
+    let done = 0;
+    const damaged: DamagedRecord[] = [];
+    for (const entry of entries) {
+      const reads: Array<Promise<TensorRecord | undefined>> = [];
+      const issue = (index: number) => {
+        const read = this.run(`reading ${entry.key} record ${index}`, () => this.getRecord(entry, index));
+        read.catch(() => undefined);
+        reads.push(read);
+      };
+      for (let i = 0; i < Math.min(entry.recordsDone, DEFAULT_READAHEAD); i++) issue(i);
+      for (let index = 0; index < entry.recordsDone; index++) {
+        const record = await reads.shift()!;
+        if (index + DEFAULT_READAHEAD < entry.recordsDone) issue(index + DEFAULT_READAHEAD);
+        try {
+          this.verified(entry, index, record);
+        } catch (err) {
+          if (!(err instanceof StoreError) || !err.record) throw err;
+          damaged.push({ key: entry.key, index, reason: err.code === 'missing' ? 'missing' : 'damaged' });
+          break; // the rest of the tensor is fetched again with it
+        }
+        done += record!.data.byteLength + (record!.scales?.byteLength ?? 0);
+        onProgress?.(done, total);
+      }
+    }
+    return damaged;
+  }
+
+  /**
+   * Forgets damaged or missing records so that the next import (or download) fetches them again:
+   * each tensor keeps its records before the bad one, the rest is deleted, and the tensor, its file and
+   * the model are marked incomplete, in one transaction.
+   */
+  async markForRepair(modelId: string, damaged: readonly Pick<DamagedRecord, 'key' | 'index'>[]): Promise<void> {
+    if (!damaged.length) return;
+    const manifest = await this.getModel(modelId);
+    if (!manifest) throw new StoreError('missing', `No stored model "${modelId}"; it may have been deleted in another tab.`);
+    const entries = new Map((await this.getTensors(modelId)).map((e) => [e.key, e]));
+    const files = new Set<string>();
+    const updated: TensorEntry[] = [];
+    for (const { key, index } of damaged) {
+      const e = entries.get(key);
+      if (!e) continue;
+      const keep = Math.min(index, e.recordsDone);
+      updated.push({ ...e, recordsDone: keep, checksums: e.checksums.slice(0, keep), complete: false });
+      files.add(e.file);
+    }
+    const model: ModelManifest = { ...manifest, complete: false, files: manifest.files.map((f) => (files.has(f.name) ? { ...f, complete: false } : f)) };
+    await this.transact([STORES.models, STORES.tensors, STORES.records], `marking damaged records of ${modelId} for repair`, 0, (tx, add) => {
+      add(tx.objectStore(STORES.models).put({ ...model, updatedAt: Date.now() }));
+      const records = tx.objectStore(STORES.records);
+      const tensors = tx.objectStore(STORES.tensors);
+      for (const e of updated) {
+        add(records.delete(IDBKeyRange.bound([modelId, e.key, e.recordsDone], [modelId, e.key, Infinity])));
+        add(tensors.put(e));
+      }
+    });
   }
 
   /** The records of a tensor one at a time, verified (never all in memory). */

@@ -1,27 +1,46 @@
 import { CHUNK_BYTES, prefixRange, readChunks, storeFailure, writeChunks, writeTransaction, type AppDatabase } from '../adapters/store';
 import { StoreError } from '../store/errors';
 import { STORES } from '../store/schema';
-import type { TrainCheckpoint } from './trainer';
+import type { OptimizerState } from '../optim/adamw-state';
+import { DEFAULT_OPTIMIZER, type Adam8bitBlockSize } from '../optim/settings';
+import type { TrainCheckpoint, TrainConfig } from './trainer';
 
 /**
  * Training checkpoints in IndexedDB, in the app database's `checkpoints` object store (reserved by
  * store/schema.ts, keyPath `id`). One checkpoint per run, the latest:
  *
- * | key                                        | value                                                 |
- * |--------------------------------------------|-------------------------------------------------------|
- * | `run/{runId}`                              | {@link CheckpointRecord}: step, data position, config |
- * |                                            | (seed included), loss history, the caller's run meta, |
- * |                                            | which generation of arrays is current, their CRC-32s |
- * | `run-bytes/{runId}/{generation}/{array}/{i}` | chunks of the LoRA weights and the AdamW moments (f32) |
+ * | key                                          | value                                                 |
+ * |----------------------------------------------|-------------------------------------------------------|
+ * | `run/{runId}`                                | {@link CheckpointRecord}: step, data position, config |
+ * |                                              | (seed and optimiser included), loss history, the      |
+ * |                                              | caller's run meta, which optimiser state it holds,    |
+ * |                                              | which generation of arrays is current, their CRC-32s |
+ * | `run-bytes/{runId}/{generation}/{array}/{i}` | chunks of the arrays: the LoRA weights (f32) and the  |
+ * |                                              | optimiser's state (f32 moments, or 8-bit codes and    |
+ * |                                              | block absmaxes)                                       |
  *
- * Phi-2 with the paper's LoRA has 94M parameters, so a checkpoint is 1.1 GB of arrays: they go in
- * chunks, one transaction each. A save writes a new generation of chunks, then points the record at it
- * and deletes the old generation in one transaction, so a save cut short (a closed tab, a full disk)
- * leaves the previous checkpoint whole; the next save clears what the broken one left.
+ * Phi-2 with the paper's LoRA has 94M parameters, so a checkpoint is 1.1 GB of arrays with f32 moments
+ * (0.57 GB with 8-bit ones): they go in chunks, one transaction each. A save writes a new generation of
+ * chunks, then points the record at it and deletes the old generation in one transaction, so a save cut
+ * short (a closed tab, a full disk) leaves the previous checkpoint whole; the next save clears what the
+ * broken one left.
+ *
+ * Format versions: 2 records `optimizer` (which state the arrays hold) and each array's element type;
+ * 1 (before 8-bit moments) always held f32 AdamW moments `expAvg` and `expAvgSq` and still loads.
  */
 
-const ARRAYS = ['params', 'expAvg', 'expAvgSq'] as const;
-type ArrayName = (typeof ARRAYS)[number];
+type ArrayName = 'params' | 'expAvg' | 'expAvgSq' | 'absmax';
+type ElementType = 'f32' | 'u8';
+
+/** Which optimiser state a checkpoint's arrays hold. */
+export type StoredOptimizer = { kind: 'adamw' } | { kind: 'adamw-8bit'; blockSize: Adam8bitBlockSize };
+
+interface StoredArray {
+  type: ElementType;
+  /** Elements. */
+  length: number;
+  checksums: number[];
+}
 
 export interface CheckpointRecord<M> {
   id: string;
@@ -29,9 +48,20 @@ export interface CheckpointRecord<M> {
   generation: number;
   savedAt: number;
   /** The checkpoint without its arrays. */
-  state: Omit<TrainCheckpoint, ArrayName>;
-  arrays: Record<ArrayName, { floats: number; checksums: number[] }>;
+  state: Omit<TrainCheckpoint, 'params' | 'optimizer'> & { optimizer: StoredOptimizer };
+  arrays: Partial<Record<ArrayName, StoredArray>>;
   /** What the caller needs to rebuild the run (model, dataset, settings, names). */
+  meta: M;
+}
+
+/** A record as version 1 wrote it: f32 moments, arrays counted in floats. */
+interface RecordV1<M> {
+  id: string;
+  runId: string;
+  generation: number;
+  savedAt: number;
+  state: Omit<TrainCheckpoint, 'params' | 'optimizer' | 'version' | 'config'> & { version: 1; config: Omit<TrainConfig, 'optimizer'> };
+  arrays: Record<'params' | 'expAvg' | 'expAvgSq', { floats: number; checksums: number[] }>;
   meta: M;
 }
 
@@ -44,14 +74,37 @@ export interface CheckpointSummary<M> {
   bytes: number;
   /** The loss of the last step that had one, or null. */
   lastLoss: number | null;
+  optimizer: StoredOptimizer;
   meta: M;
 }
 
 const RECORD = 'run/';
 const BYTES = 'run-bytes/';
+const ELEMENT_BYTES: Record<ElementType, number> = { f32: 4, u8: 1 };
 
 function arrayPrefix(runId: string, generation: number, name?: ArrayName): string {
   return `${BYTES}${runId}/${generation}/${name ? `${name}/` : ''}`;
+}
+
+/** The arrays of a checkpoint by name, and the optimiser they belong to. */
+function arraysOf(c: TrainCheckpoint): { optimizer: StoredOptimizer; arrays: Array<[ArrayName, Float32Array | Uint8Array]> } {
+  const o = c.optimizer;
+  if (o.kind === 'adamw') {
+    return { optimizer: { kind: 'adamw' }, arrays: [['params', c.params], ['expAvg', o.expAvg], ['expAvgSq', o.expAvgSq]] };
+  }
+  return { optimizer: { kind: 'adamw-8bit', blockSize: o.blockSize }, arrays: [['params', c.params], ['expAvg', o.expAvg], ['expAvgSq', o.expAvgSq], ['absmax', o.absmax]] };
+}
+
+/** A version 1 record as version 2: the same run, its f32 moments named as the optimiser state. */
+function upgrade<M>(r: RecordV1<M> | CheckpointRecord<M>): CheckpointRecord<M> {
+  if (r.state.version !== 1) return r as CheckpointRecord<M>;
+  const v1 = r as RecordV1<M>;
+  const f32 = (a: { floats: number; checksums: number[] }): StoredArray => ({ type: 'f32', length: a.floats, checksums: a.checksums });
+  return {
+    ...v1,
+    state: { ...v1.state, version: 2, config: { ...v1.state.config, optimizer: DEFAULT_OPTIMIZER }, optimizer: { kind: 'adamw' } },
+    arrays: { params: f32(v1.arrays.params), expAvg: f32(v1.arrays.expAvg), expAvgSq: f32(v1.arrays.expAvgSq) },
+  };
 }
 
 export class CheckpointStore<M = unknown> {
@@ -68,11 +121,13 @@ export class CheckpointStore<M = unknown> {
   }
 
   private async record(runId: string): Promise<CheckpointRecord<M> | undefined> {
+    let raw: RecordV1<M> | CheckpointRecord<M> | undefined;
     try {
-      return (await this.db.get(STORES.checkpoints, RECORD + runId)) as unknown as CheckpointRecord<M> | undefined;
+      raw = (await this.db.get(STORES.checkpoints, RECORD + runId)) as unknown as RecordV1<M> | CheckpointRecord<M> | undefined;
     } catch (err) {
       throw storeFailure(err, `reading the checkpoint of run ${runId}`, 0);
     }
+    return raw && upgrade(raw);
   }
 
   /** Replaces the run's checkpoint with this one. */
@@ -82,14 +137,16 @@ export class CheckpointStore<M = unknown> {
     const what = `the checkpoint of run ${runId} at step ${checkpoint.step}`;
     // Chunks of an earlier save that never finished would sit under this generation.
     await writeTransaction(this.db, STORES.checkpoints, `clearing ${what}`, 0, (s) => [s.delete(prefixRange(arrayPrefix(runId, generation)))]);
-    const arrays = {} as CheckpointRecord<M>['arrays'];
-    for (const name of ARRAYS) {
-      const data = checkpoint[name];
+    const { optimizer, arrays: named } = arraysOf(checkpoint);
+    const arrays: CheckpointRecord<M>['arrays'] = {};
+    for (const [name, data] of named) {
       const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-      arrays[name] = { floats: data.length, checksums: await writeChunks(this.db, STORES.checkpoints, arrayPrefix(runId, generation, name), bytes, `saving ${what}`, this.chunkBytes) };
+      const checksums = await writeChunks(this.db, STORES.checkpoints, arrayPrefix(runId, generation, name), bytes, `saving ${what}`, this.chunkBytes);
+      arrays[name] = { type: data instanceof Float32Array ? 'f32' : 'u8', length: data.length, checksums };
     }
-    const { params: _p, expAvg: _m, expAvgSq: _v, ...state } = checkpoint;
-    const record: CheckpointRecord<M> = { id: RECORD + runId, runId, generation, savedAt: this.now(), state: structuredClone(state), arrays, meta };
+    const { params: _p, optimizer: _o, ...rest } = checkpoint;
+    const state = { ...structuredClone(rest), optimizer };
+    const record: CheckpointRecord<M> = { id: RECORD + runId, runId, generation, savedAt: this.now(), state, arrays, meta };
     await writeTransaction(this.db, STORES.checkpoints, `saving ${what}`, 0, (s) => {
       const ops = [s.put(record as unknown as { id: string } & Record<string, unknown>)];
       if (previous) ops.push(s.delete(prefixRange(arrayPrefix(runId, previous.generation))));
@@ -101,21 +158,33 @@ export class CheckpointStore<M = unknown> {
   async load(runId: string): Promise<{ checkpoint: TrainCheckpoint; meta: M; savedAt: number } | null> {
     const record = await this.record(runId);
     if (!record) return null;
-    const read = async (name: ArrayName): Promise<Float32Array> => {
-      const { floats, checksums } = record.arrays[name];
-      const bytes = await readChunks(this.db, STORES.checkpoints, arrayPrefix(runId, record.generation, name), floats * 4, checksums, `the ${name} of run ${runId}'s checkpoint`);
-      return new Float32Array(bytes.buffer, bytes.byteOffset, floats);
+    if (record.state.version !== 2) throw new StoreError('corrupt', `The checkpoint of run ${runId} has version ${record.state.version}, which this app cannot read.`);
+    const read = async (name: ArrayName, type: ElementType): Promise<Float32Array | Uint8Array> => {
+      const a = record.arrays[name];
+      if (!a || a.type !== type) throw new StoreError('corrupt', `The checkpoint of run ${runId} has no ${type} array "${name}": it is damaged. Discard it and start the run again.`);
+      const bytes = await readChunks(this.db, STORES.checkpoints, arrayPrefix(runId, record.generation, name), a.length * ELEMENT_BYTES[type], a.checksums, `the ${name} of run ${runId}'s checkpoint`);
+      return type === 'f32' ? new Float32Array(bytes.buffer, bytes.byteOffset, a.length) : bytes;
     };
-    const checkpoint: TrainCheckpoint = { ...record.state, params: await read('params'), expAvg: await read('expAvg'), expAvgSq: await read('expAvgSq') };
-    if (checkpoint.version !== 1) throw new StoreError('corrupt', `The checkpoint of run ${runId} has version ${checkpoint.version}, which this app cannot read.`);
-    return { checkpoint, meta: record.meta, savedAt: record.savedAt };
+    const { optimizer: stored, ...state } = record.state;
+    const params = (await read('params', 'f32')) as Float32Array;
+    const optimizer: OptimizerState =
+      stored.kind === 'adamw'
+        ? { kind: 'adamw', expAvg: (await read('expAvg', 'f32')) as Float32Array, expAvgSq: (await read('expAvgSq', 'f32')) as Float32Array }
+        : {
+            kind: 'adamw-8bit',
+            blockSize: stored.blockSize,
+            expAvg: (await read('expAvg', 'u8')) as Uint8Array,
+            expAvgSq: (await read('expAvgSq', 'u8')) as Uint8Array,
+            absmax: (await read('absmax', 'f32')) as Float32Array,
+          };
+    return { checkpoint: { ...state, params, optimizer }, meta: record.meta, savedAt: record.savedAt };
   }
 
   /** Every run with a checkpoint, most recently saved first. */
   async list(): Promise<CheckpointSummary<M>[]> {
     let records: CheckpointRecord<M>[];
     try {
-      records = (await this.db.getAll(STORES.checkpoints, prefixRange(RECORD))) as unknown as CheckpointRecord<M>[];
+      records = ((await this.db.getAll(STORES.checkpoints, prefixRange(RECORD))) as unknown as Array<RecordV1<M> | CheckpointRecord<M>>).map(upgrade);
     } catch (err) {
       throw storeFailure(err, 'listing checkpoints', 0);
     }
@@ -127,8 +196,9 @@ export class CheckpointStore<M = unknown> {
           step: r.state.step,
           totalSteps: r.state.config.schedule.totalSteps,
           savedAt: r.savedAt,
-          bytes: ARRAYS.reduce((n, a) => n + r.arrays[a].floats * 4, 0),
+          bytes: Object.values(r.arrays).reduce((n, a) => n + a.length * ELEMENT_BYTES[a.type], 0),
           lastLoss: withLoss?.loss ?? null,
+          optimizer: r.state.optimizer,
           meta: r.meta,
         };
       })

@@ -1,4 +1,5 @@
-import { loraParameterCount, type LoraSettings } from '../adapters/lora-config';
+import { loraModules, loraParameterCount, type LoraSettings } from '../adapters/lora-config';
+import { DEFAULT_OPTIMIZER, optimizerStateBytes, type OptimizerSettings, type Segment } from '../optim/settings';
 
 /**
  * GPU memory a configuration needs, item by item, computed from the model config the same way the
@@ -57,6 +58,30 @@ export interface TrainingShape {
   weights: WeightMode;
   /** Keep every block's activations instead of recomputing each block in backward. */
   keepActivations: boolean;
+  /** f32 AdamW unless given. */
+  optimizer?: OptimizerSettings;
+}
+
+/** Each LoRA tensor's length (A then B of every module), as the optimiser's blocks see them. */
+function loraTensors(lora: LoraSettings, m: ModelShape): Segment[] {
+  return loraModules(lora, m).flatMap((mod) => [
+    { offset: 0, length: lora.r * mod.inFeatures },
+    { offset: 0, length: mod.outFeatures * lora.r },
+  ]);
+}
+
+/** The optimiser's state as an estimate item. */
+export function optimizerMemory(m: ModelShape, lora: LoraSettings, optimizer: OptimizerSettings): MemoryItem {
+  const P = loraParameterCount(lora, m);
+  const b = optimizerStateBytes(optimizer, P, loraTensors(lora, m));
+  return optimizer.kind === 'adamw'
+    ? { name: 'AdamW moments (f32)', bytes: b.moments }
+    : { name: `8-bit AdamW moments (1 byte each, an absmax per ${optimizer.blockSize} values)`, bytes: b.moments + b.blocks };
+}
+
+/** Bytes 8-bit moments save over f32 ones for this LoRA (positive: 8-bit is smaller). */
+export function eightBitSaving(m: ModelShape, lora: LoraSettings, blockSize: 256 | 2048): number {
+  return optimizerMemory(m, lora, DEFAULT_OPTIMIZER).bytes - optimizerMemory(m, lora, { kind: 'adamw-8bit', blockSize }).bytes;
 }
 
 /** Activations of one block's forward that backward needs, and its working gradients, in bytes. */
@@ -81,7 +106,7 @@ export function trainingMemory(m: ModelShape, t: TrainingShape): MemoryEstimate 
   const items: MemoryItem[] = [
     ...weightBytes(m, t.weights),
     { name: `LoRA weights and gradients (${(P / 1e6).toFixed(1)}M parameters, f32)`, bytes: P * 4 * 2 },
-    { name: 'AdamW moments (f32)', bytes: P * 4 * 2 },
+    optimizerMemory(m, t.lora, t.optimizer ?? DEFAULT_OPTIMIZER),
     t.keepActivations
       ? { name: `activations of all ${m.layers} blocks`, bytes: m.layers * block }
       : { name: `block inputs (${m.layers} x ${tokens} tokens) + one block recomputed`, bytes: m.layers * tokens * m.hidden * 4 + block },
@@ -120,6 +145,9 @@ export function suggestSmaller(m: ModelShape, t: TrainingShape, budget: number):
   if (over <= 0) return tips;
   if (t.keepActivations) tips.push('turn off "keep all activations" (each block is then recomputed in backward)');
   if (t.weights === 'f16') tips.push('use int8 weights instead of F16');
+  if ((t.optimizer ?? DEFAULT_OPTIMIZER).kind === 'adamw') {
+    tips.push(`use 8-bit AdamW, the paper's optimiser (saves ${formatBytes(eightBitSaving(m, t.lora, 256))})`);
+  }
   if (t.batch > 1) tips.push(`lower the batch size to 1 and use gradient accumulation ${t.batch} instead`);
   for (const r of [32, 16, 8]) {
     if (r < t.lora.r && trainingMemory(m, { ...t, lora: { ...t.lora, r } }).total <= budget) {

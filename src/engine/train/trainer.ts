@@ -1,4 +1,6 @@
 import type { LoraSettings } from '../adapters/lora-config';
+import { OptimizerStateError, type OptimizerState } from '../optim/adamw-state';
+import { validateOptimizer, type OptimizerSettings } from '../optim/settings';
 import { readbackLater } from '../gpu/readback';
 import { GRAD_STATS } from '../kernels/grad-norm';
 import { residualAccumulate } from '../kernels/residual';
@@ -12,7 +14,7 @@ import { learningRate, validateSchedule, type Schedule } from './schedule';
 
 /**
  * The LoRA training loop: batches from a seeded order, gradient accumulation, a learning-rate
- * schedule, clipping and AdamW on the GPU, NaN/Inf steps skipped and counted, pause, resume and
+ * schedule, clipping and AdamW (f32 or 8-bit moments) on the GPU, NaN/Inf steps skipped and counted, pause, resume and
  * cancel between steps, checkpoints every N steps and on pause. Everything random derives from the
  * run's seed, the step and the data position, so a run resumed from a checkpoint ends with the same
  * adapter as one that never stopped. The loss is read back one step late, without stalling the GPU.
@@ -33,19 +35,25 @@ export interface TrainConfig {
   checkpointEvery: number;
   /** Stop after this many consecutive steps with NaN or infinite gradients. */
   maxNonFiniteSteps: number;
+  /** AdamW with f32 moments (the default) or bitsandbytes' block-wise 8-bit moments (the paper's). */
+  optimizer: OptimizerSettings;
   /** The frozen layers' matmuls: 'f32' (exact; the default, and what runs saved without it used) or 'int8'. */
   compute?: ComputePath;
 }
 
+/**
+ * A run's whole state. Version 2 holds the optimiser's state whatever its kind (`optimizer.kind` says
+ * which); version 1 checkpoints (f32 AdamW moments as `expAvg`/`expAvgSq`) are read as version 2 by the
+ * checkpoint store.
+ */
 export interface TrainCheckpoint {
-  version: 1;
+  version: 2;
   config: TrainConfig;
   /** Optimizer steps completed. */
   step: number;
   position: DataPosition;
   params: Float32Array;
-  expAvg: Float32Array;
-  expAvgSq: Float32Array;
+  optimizer: OptimizerState;
   nonFiniteRun: number;
   history: StepRecord[];
   elapsedMs: number;
@@ -104,18 +112,24 @@ export class Trainer {
     if (!data.length) problems.push('the training set is empty.');
     if (!(config.batchSize >= 1 && config.gradAccumulation >= 1)) problems.push('batch size and gradient accumulation must be at least 1.');
     if (!(config.maxLength >= 2)) problems.push('the maximum length must be at least 2 tokens.');
+    problems.push(...validateOptimizer(config.optimizer));
     if (problems.length) throw new TrainingError(`Training cannot start: ${problems.join(' ')}`);
     const longest = Math.min(config.maxLength, Math.max(...data.map((e) => e.input_ids.length)));
+    lora.enableTraining(config.optimizer);
     this.stepper = new Phi2TrainStep(model, lora, config.batchSize, longest, { compute: config.compute ?? 'f32' });
     this.stepLoss = model.gpu.tensor('step_loss', [1]);
   }
 
   /** Continues from a checkpoint of the same run (same data, settings and model). */
   restore(c: TrainCheckpoint): void {
-    if (c.version !== 1) throw new TrainingError(`checkpoint version ${c.version} is not supported`);
+    if (c.version !== 2) throw new TrainingError(`checkpoint version ${c.version} is not supported`);
+    try {
+      this.lora.optimizer!.write(c.optimizer);
+    } catch (err) {
+      if (err instanceof OptimizerStateError) throw new TrainingError(`This checkpoint cannot continue the run: ${err.message}`);
+      throw err;
+    }
     this.lora.setFlat('params', c.params);
-    this.lora.setFlat('expAvg', c.expAvg);
-    this.lora.setFlat('expAvgSq', c.expAvgSq);
     this.step = c.step;
     this.position = { ...c.position };
     this.nonFiniteRun = c.nonFiniteRun;
@@ -225,13 +239,12 @@ export class Trainer {
   /** The run's full state, read back from the GPU. */
   async snapshot(elapsedMs = 0): Promise<TrainCheckpoint> {
     return {
-      version: 1,
+      version: 2,
       config: this.config,
       step: this.step,
       position: { ...this.position },
       params: await this.lora.readFlat('params'),
-      expAvg: await this.lora.readFlat('expAvg'),
-      expAvgSq: await this.lora.readFlat('expAvgSq'),
+      optimizer: await this.lora.optimizer!.read(),
       nonFiniteRun: this.nonFiniteRun,
       history: [...this.history],
       elapsedMs: this.elapsedBefore + elapsedMs,

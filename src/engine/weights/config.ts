@@ -12,15 +12,15 @@ export interface PhiConfig {
   readonly intermediateSize: number;
   readonly numLayers: number;
   readonly numHeads: number;
-  /** hiddenSize / numHeads: 80 for Phi-2. */
+  /** hiddenSize / numHeads: 80 for Phi-2, 64 for Phi-1 and Phi-1.5. */
   readonly headDim: number;
   readonly partialRotaryFactor: number;
-  /** int(headDim * partialRotaryFactor), as transformers computes it: 32 for Phi-2. */
+  /** int(headDim * partialRotaryFactor), as transformers computes it: 32 for Phi-2 (80 x 0.4) and Phi-1/1.5 (64 x 0.5). */
   readonly rotaryDim: number;
   readonly ropeTheta: number;
   readonly layerNormEps: number;
   readonly maxPositions: number;
-  /** Dropout on the attention and MLP branch outputs in training (0.1 for Phi-2). */
+  /** Dropout on the attention and MLP branch outputs in training (0.1 for Phi-2, 0 for Phi-1 and Phi-1.5). */
   readonly residPdrop: number;
   readonly embdPdrop: number;
   readonly attentionDropout: number;
@@ -61,8 +61,45 @@ export const PHI2_CONFIG_JSON = {
   vocab_size: 51200,
 } as const;
 
+/**
+ * microsoft/phi-1_5's config.json on the Hub (transformers layout, as published with transformers
+ * 4.37): Phi-2's architecture at 1.3B, 24 layers of width 2048, 32 heads of 64 with 32 rotary dims
+ * (partial_rotary_factor 0.5), no residual dropout, and no bos/eos ids (the tokenizer's <|endoftext|> ends text).
+ */
+export const PHI1_5_CONFIG_JSON = {
+  _name_or_path: 'microsoft/phi-1_5',
+  architectures: ['PhiForCausalLM'],
+  attention_dropout: 0.0,
+  bos_token_id: null,
+  embd_pdrop: 0.0,
+  eos_token_id: null,
+  hidden_act: 'gelu_new',
+  hidden_size: 2048,
+  initializer_range: 0.02,
+  intermediate_size: 8192,
+  layer_norm_eps: 1e-5,
+  max_position_embeddings: 2048,
+  model_type: 'phi',
+  num_attention_heads: 32,
+  num_hidden_layers: 24,
+  num_key_value_heads: null,
+  partial_rotary_factor: 0.5,
+  qk_layernorm: false,
+  resid_pdrop: 0.0,
+  rope_scaling: null,
+  rope_theta: 10000.0,
+  tie_word_embeddings: false,
+  torch_dtype: 'float16',
+  transformers_version: '4.37.0',
+  use_cache: true,
+  vocab_size: 51200,
+} as const;
+
+/** microsoft/phi-1's config.json: Phi-1.5's shape, its weights published in float32. */
+export const PHI1_CONFIG_JSON = { ...PHI1_5_CONFIG_JSON, _name_or_path: 'microsoft/phi-1', torch_dtype: 'float32' } as const;
+
 const SUPPORTED =
-  'Supported: PhiForCausalLM checkpoints with "model_type": "phi" in config.json (microsoft/phi-2 as it is on the Hub since transformers 4.37, or models fine-tuned from it).';
+  'Supported: PhiForCausalLM checkpoints with "model_type": "phi" in config.json (microsoft/phi-2, phi-1_5 and phi-1 as they are on the Hub since transformers 4.37, or models fine-tuned from them).';
 
 /**
  * Sizes beyond any model this engine can hold: config.json is untrusted, and every buffer, typed array

@@ -28,8 +28,8 @@ export interface HubSettings {
 
 export const DEFAULT_HUB_SETTINGS: HubSettings = { repo: PHI2_REPO, revision: PHI2_REVISION, baseUrl: HUB_BASE_URL };
 
-/** Hosts plain http may reach: this machine only (development servers, local mirrors). */
-const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]']);
+/** Hosts plain http may reach: this machine only (development servers, local mirrors), as the page's Content-Security-Policy allows. */
+const LOOPBACK = new Set(['localhost', '127.0.0.1']);
 
 /**
  * Why a download may not come from `url`, or null when it may: https anywhere, plain http only from
@@ -39,7 +39,7 @@ const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]']);
 export function insecureUrlProblem(url: URL): string | null {
   if (url.protocol === 'https:') return null;
   if (url.protocol === 'http:') {
-    return LOOPBACK.has(url.hostname) || url.hostname.endsWith('.localhost') ? null : `plain http is only allowed for localhost; use https://${url.host}${url.pathname} instead`;
+    return LOOPBACK.has(url.hostname) ? null : `plain http is only allowed for localhost; use https://${url.host}${url.pathname} instead`;
   }
   return `${url.protocol.replace(/:$/, '')} URLs are not downloaded; use an https:// URL`;
 }

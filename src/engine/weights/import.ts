@@ -1,4 +1,7 @@
-import type { WeightStore } from '../store/store';
+import type { Locks } from '../platform/locks';
+import { processLocks } from '../platform/locks';
+import { StoreError } from '../store/errors';
+import type { DamagedRecord, WeightStore } from '../store/store';
 import { RecordChecksums } from '../store/record-checksum';
 import type { ModelManifest, ModelSource, StoredFileState, TensorEntry, TensorRecord } from '../store/schema';
 import { parsePhiConfig, readConfigJson, type PhiConfig } from './config';
@@ -35,7 +38,10 @@ export const RECORD_BYTES = 4 * 2 ** 20;
 /** Tokenizer files stored with a model when the source has them. */
 export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json'] as const;
 
-/** What the importer needs of a store (WeightStore; tests substitute a sink that discards). */
+/**
+ * What the importer needs of a store (WeightStore; tests substitute a sink that discards). A store that
+ * keeps records also reads them back: every import ends by verifying them, and repairs what fails.
+ */
 export type ImportTarget = Pick<
   WeightStore,
   | 'getModel'
@@ -48,7 +54,13 @@ export type ImportTarget = Pick<
   | 'putTokenizer'
   | 'requestPersistence'
   | 'checkSpace'
->;
+> &
+  Partial<Pick<WeightStore, 'checkRecords' | 'markForRepair'>>;
+
+/** The Web Lock (platform/locks.ts) every writer of one stored model holds: imports, repairs, deletes. */
+export function modelWriteLock(modelId: string): string {
+  return `phi2-model-write:${modelId}`;
+}
 
 export interface ImportOptions {
   source: CheckpointSource;
@@ -68,6 +80,8 @@ export interface ImportOptions {
   checkQuota?: boolean;
   /** How often a file that changed on the server is restarted before giving up (default 2). */
   maxRestarts?: number;
+  /** The host's locks (Platform.locks), shared by every tab; default: this process only. */
+  locks?: Locks;
 }
 
 /** "microsoft/phi-2@<revision>:int8" for the Hub, "files:<folder name>:int8" for local files. */
@@ -174,12 +188,30 @@ class Importer {
     }
 
     const id = this.options.modelId ?? defaultModelId(this.source.description, this.source.displayName, this.scheme);
+    // One writer per model across tabs: another tab importing, repairing or deleting the same model
+    // finishes first, and this one then resumes from what that one stored.
+    const locks = this.options.locks ?? processLocks();
+    return locks.exclusive(modelWriteLock(id), () => this.write(id, configJson, files), {
+      signal: this.signal,
+      onWait: () => this.progress.notice('Another tab is writing this model (importing, repairing or deleting it); this import waits until it is done.'),
+    });
+  }
+
+  private async write(id: string, configJson: Record<string, unknown>, files: string[]): Promise<ModelManifest> {
     await this.openManifest(id, configJson, files);
-    this.updateTotals();
     if (this.manifest.complete) {
-      this.progress.complete(this.manifest, this.entries.size);
-      return this.manifest;
+      // Stored completely before: read it back, and repair what is missing or damaged rather than trust the flag.
+      const damaged = await this.checkStored('Checking the stored copy');
+      if (!damaged.length) {
+        this.updateTotals();
+        this.progress.complete(this.manifest, this.entries.size);
+        return this.manifest;
+      }
+      this.progress.notice(
+        `${damaged.length} tensor${damaged.length === 1 ? ' was' : 's were'} missing or damaged in the stored copy (e.g. ${damaged[0].key}); fetching only those parts again.`,
+      );
     }
+    this.updateTotals();
     await this.store.requestPersistence();
     if (this.options.checkQuota !== false) await this.store.checkSpace(remainingBytes(this.entries.values()));
 
@@ -198,10 +230,36 @@ class Importer {
     if (incomplete.length) {
       throw new CheckpointError('tensor-missing', `The import ended with ${incomplete.length} tensor(s) incomplete, e.g. ${incomplete[0].hfName}.`, incomplete[0].file, incomplete[0].hfName);
     }
+    // "complete" is written only once every record has been read back and matches its checksums.
+    const damaged = await this.checkStored('Verifying what was stored');
+    if (damaged.length) {
+      throw new StoreError(
+        'corrupt',
+        `${damaged.length} tensor${damaged.length === 1 ? '' : 's'} failed verification right after being stored (e.g. ${damaged[0].key} record ${damaged[0].index}, ${damaged[0].reason}). ` +
+          'They are marked to be fetched again: resume the import. If it keeps failing, the browser\u2019s storage may be failing.',
+      );
+    }
     this.manifest = { ...this.manifest, complete: true, updatedAt: Date.now() };
     await this.store.putModel(this.manifest);
     this.progress.complete(this.manifest, this.entries.size);
     return this.manifest;
+  }
+
+  /**
+   * Reads back every stored record (when the store can) and marks what is missing or damaged for
+   * repair, reloading the manifest and entries so that the import goes on to fetch exactly that.
+   */
+  private async checkStored(what: string): Promise<DamagedRecord[]> {
+    if (!this.store.checkRecords || !this.store.markForRepair) return [];
+    this.progress.phase('verifying');
+    const damaged = await this.store.checkRecords(this.manifest.id, (done, total) => this.progress.verifying(what, done, total));
+    if (damaged.length) {
+      await this.store.markForRepair(this.manifest.id, damaged);
+      this.manifest = (await this.store.getModel(this.manifest.id))!;
+      this.entries.clear();
+      for (const e of await this.store.getTensors(this.manifest.id)) this.entries.set(e.key, e);
+    }
+    return damaged;
   }
 
   private missing(file: string): Error {
@@ -558,6 +616,7 @@ class ProgressTracker {
   private readonly fileRate: RateMeter;
   private readonly overallRate: RateMeter;
   private lastEmit = -Infinity;
+  private verified = { done: 0, total: 0 };
 
   constructor(
     private readonly now: () => number,
@@ -612,6 +671,13 @@ class ProgressTracker {
     this.tensorsDoneCount++;
   }
 
+  /** Bytes read back and checked so far ('verifying'), reported in place of the transfer. */
+  verifying(_what: string, done: number, total: number): void {
+    this.currentPhase = 'verifying';
+    this.verified = { done, total };
+    this.emit(false);
+  }
+
   fileSkipped(size: number): void {
     this.finishedBytes += size;
   }
@@ -642,6 +708,18 @@ class ProgressTracker {
     const t = this.now();
     if (!force && t - this.lastEmit < 100) return;
     this.lastEmit = t;
+    if (this.currentPhase === 'verifying') {
+      const { done, total } = this.verified;
+      this.onProgress({
+        phase: 'verifying',
+        file: null,
+        overall: { bytesDone: done, bytesTotal: total, rate: 0, etaSeconds: null },
+        tensorsDone: this.tensorsDoneCount,
+        tensorsTotal: this.tensorsTotal,
+        ...(notice ? { notice } : {}),
+      });
+      return;
+    }
     const overallDone = this.finishedBytes + (this.fileName ? this.filePos : 0);
     const overallTotal = Math.max(this.expectedTotal, overallDone);
     this.onProgress({

@@ -37,6 +37,7 @@ export {
   TOKENIZER_FILES,
   defaultModelId,
   importModel,
+  modelWriteLock,
   planTensorEntry,
   type ImportOptions,
   type ImportTarget,

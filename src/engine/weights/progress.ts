@@ -46,7 +46,8 @@ export interface TransferProgress {
 }
 
 export interface ImportProgress {
-  phase: 'metadata' | 'weights' | 'tokenizer' | 'complete';
+  /** 'verifying': every stored record read back and checked (before "complete", and when importing a stored model again); `overall` counts its bytes. */
+  phase: 'metadata' | 'weights' | 'tokenizer' | 'verifying' | 'complete';
   /** The file being read, with its own progress; null outside the weights phase. */
   file: ({ name: string } & TransferProgress) | null;
   /** All weight files together; bytesTotal is an estimate until every file's size is known. */

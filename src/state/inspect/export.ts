@@ -7,7 +7,8 @@ import type { ContrastUpdate, IntruderResult, UpdateCell } from '../../worker/in
 
 function field(v: string | number | null | undefined): string {
   if (v === null || v === undefined) return '';
-  const s = typeof v === 'number' ? (Number.isFinite(v) ? String(v) : '') : v;
+  // Text (a generated token) that a spreadsheet would run as a formula gets a leading ' (numbers stay numbers).
+  const s = typeof v === 'number' ? (Number.isFinite(v) ? String(v) : '') : /^[=+\-@\t\r]/.test(v) ? `'${v}` : v;
   return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 

@@ -18,6 +18,7 @@ const FORMAT_NAMES: Record<string, string> = {
   instruction_label: 'Instruction + label',
   instruction_symbol: 'Instruction + symbol',
   no_instruction_symbol: 'No instruction + symbol',
+  no_instruction_symbol_io: 'No instruction + symbol (Input/Output)',
   flipped: 'Flipped labels',
   '3_shot': 'Few-shot',
   instruction: 'Saved instruction data',
@@ -45,8 +46,26 @@ export const formatName = (id: string): string => FORMAT_NAMES[id] ?? id;
 export const suiteName = (id: string): string => SUITE_NAMES[id] ?? id;
 export const paperModelName = (id: string): string => PAPER_MODEL_NAMES[id] ?? id;
 
+/**
+ * A percentage as the paper prints them: whole where it is whole (its 25-prompt cells: 12%, 63%), one
+ * decimal otherwise (its BIG-bench figures: 52.7%).
+ */
 export function percent(correct: number, total: number): string {
-  return total === 0 ? '–' : `${Math.round((correct / total) * 100)}%`;
+  if (total === 0) return '–';
+  const tenths = Math.round((correct / total) * 1000);
+  return tenths % 10 === 0 ? `${tenths / 10}%` : `${(tenths / 10).toFixed(1)}%`;
+}
+
+/** A difference in percentage points with its sign, one decimal: "+3.1", "−12.0", "±0.0". */
+export function points(delta: number | null): string {
+  if (delta === null || !Number.isFinite(delta)) return '–';
+  const r = Math.round(delta * 10) / 10;
+  return r === 0 ? '±0.0' : `${r > 0 ? '+' : '−'}${Math.abs(r).toFixed(1)}`;
+}
+
+/** A hand review as a word. */
+export function handName(score: number): string {
+  return score === 1 ? 'right' : score === 0 ? 'wrong' : 'half';
 }
 
 export function duration(ms: number): string {

@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS } from '../../../src/engine/adapters/files';
 import { AdapterError } from '../../../src/engine/adapters/peft';
-import { AdapterStore, DownloadCache, type AdapterStore as Store } from '../../../src/engine/adapters/store';
+import { AdapterStore, DownloadCache, writeChunks, type AdapterStore as Store } from '../../../src/engine/adapters/store';
+import { STORES } from '../../../src/engine/store/schema';
 import { StoreError } from '../../../src/engine/store/errors';
 import { CheckpointStore } from '../../../src/engine/train/checkpoints';
 import type { TrainCheckpoint } from '../../../src/engine/train/trainer';
@@ -98,10 +99,13 @@ describe('AdapterStore', () => {
   });
 });
 
-function checkpoint(step: number, floats: number, seed: number): TrainCheckpoint {
+function checkpoint(step: number, floats: number, seed: number, optimizer: 'adamw' | 'adamw-8bit' = 'adamw'): TrainCheckpoint {
   const random = rng(seed);
+  const params = randomArray(floats, random);
+  const blocks = Math.ceil(floats / 256);
+  const codes = () => Uint8Array.from({ length: Math.ceil(floats / 4) * 4 }, () => Math.floor(random() * 256));
   return {
-    version: 1,
+    version: 2,
     config: {
       lora: SETTINGS,
       schedule: { kind: 'cosine', lr: 1e-3, warmupSteps: 1, totalSteps: 10 },
@@ -114,12 +118,15 @@ function checkpoint(step: number, floats: number, seed: number): TrainCheckpoint
       seed: 7,
       checkpointEvery: 2,
       maxNonFiniteSteps: 5,
+      optimizer: optimizer === 'adamw' ? { kind: 'adamw' } : { kind: 'adamw-8bit', blockSize: 256 },
     },
     step,
     position: { epoch: 1, index: step * 3 },
-    params: randomArray(floats, random),
-    expAvg: randomArray(floats, random, 1e-3),
-    expAvgSq: randomArray(floats, random, 1e-6, 1e-6),
+    params,
+    optimizer:
+      optimizer === 'adamw'
+        ? { kind: 'adamw', expAvg: randomArray(floats, random, 1e-3), expAvgSq: randomArray(floats, random, 1e-6, 1e-6) }
+        : { kind: 'adamw-8bit', blockSize: 256, expAvg: codes(), expAvgSq: codes(), absmax: randomArray(2 * blocks, random, 1e-3, 1e-3) },
     nonFiniteRun: 0,
     history: Array.from({ length: step }, (_, i) => ({ step: i + 1, loss: i === 0 ? NaN : 3 - i / 10, gradNorm: 1, lr: 1e-3, skipped: i === 0 })),
     elapsedMs: 1000 * step,
@@ -137,8 +144,45 @@ describe('CheckpointStore', () => {
     expect(back.savedAt).toBe(42);
     expect(back.checkpoint).toEqual(c);
     expect(back.checkpoint.params).toBeInstanceOf(Float32Array);
-    expect(await store.list()).toEqual([{ runId: 'run-a', step: 4, totalSteps: 10, savedAt: 42, bytes: 777 * 12, lastLoss: 3 - 3 / 10, meta: { plan: 'p' } }]);
+    expect(await store.list()).toEqual([{ runId: 'run-a', step: 4, totalSteps: 10, savedAt: 42, bytes: 777 * 12, lastLoss: 3 - 3 / 10, optimizer: { kind: 'adamw' }, meta: { plan: 'p' } }]);
     expect(await store.load('other')).toBeNull();
+  });
+
+  it('keeps 8-bit AdamW state (codes and block absmaxes) exactly, and says which optimiser it is for', async () => {
+    const db = await freshStore();
+    const store = new CheckpointStore<null>(db.db as never, () => 7, 1000);
+    const c = checkpoint(3, 1001, 4, 'adamw-8bit');
+    await store.save('run-8', c, null);
+    const back = (await store.load('run-8'))!.checkpoint;
+    expect(back).toEqual(c);
+    if (back.optimizer.kind !== 'adamw-8bit') throw new Error('expected 8-bit state');
+    expect(back.optimizer.expAvg).toBeInstanceOf(Uint8Array);
+    expect(back.optimizer.absmax).toBeInstanceOf(Float32Array);
+    // 4 bytes of weights and 2 of codes per parameter (plus 8 bytes of absmax per block of 256).
+    expect(await store.list()).toMatchObject([{ runId: 'run-8', optimizer: { kind: 'adamw-8bit', blockSize: 256 }, bytes: 1001 * 4 + 1004 * 2 + 4 * 8 }]);
+  });
+
+  it('loads a checkpoint saved before 8-bit moments existed (format version 1) as f32 AdamW state', async () => {
+    const db = await freshStore();
+    const store = new CheckpointStore<{ plan: string }>(db.db as never, () => 1, 1000);
+    const c = checkpoint(3, 500, 9);
+    if (c.optimizer.kind !== 'adamw') throw new Error('expected f32 state');
+    // The record and chunks exactly as version 1 wrote them: f32 arrays counted in floats, no optimiser anywhere.
+    const arrays: Record<string, { floats: number; checksums: number[] }> = {};
+    for (const [name, data] of [['params', c.params], ['expAvg', c.optimizer.expAvg], ['expAvgSq', c.optimizer.expAvgSq]] as const) {
+      arrays[name] = { floats: data.length, checksums: await writeChunks(db.db as never, STORES.checkpoints, `run-bytes/old/1/${name}/`, new Uint8Array(data.buffer, data.byteOffset, data.byteLength), 'test', 1000) };
+    }
+    const { optimizer: _o, params: _p, config: { optimizer: _c, ...config }, ...rest } = c;
+    await (db.db as unknown as { put(store: string, value: unknown): Promise<unknown> }).put(STORES.checkpoints, {
+      id: 'run/old', runId: 'old', generation: 1, savedAt: 5, state: { ...rest, version: 1, config }, arrays, meta: { plan: 'old' },
+    });
+    const back = (await store.load('old'))!;
+    expect(back.checkpoint).toEqual(c);
+    expect(back.checkpoint.config.optimizer).toEqual({ kind: 'adamw' });
+    expect(await store.list()).toMatchObject([{ runId: 'old', step: 3, bytes: 500 * 12, optimizer: { kind: 'adamw' }, meta: { plan: 'old' } }]);
+    // And a new save over it writes the current format.
+    await store.save('old', back.checkpoint, back.meta);
+    expect((await store.load('old'))!.checkpoint).toEqual(c);
   });
 
   it('replaces the previous checkpoint and leaves no old chunks', async () => {

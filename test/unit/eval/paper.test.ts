@@ -10,7 +10,10 @@ import {
   parsePaperPrompts,
   parsePaperResults,
   referenceKey,
+  samplePaperItems,
 } from '../../../src/engine/eval/paper';
+import { effectiveSettings, itemsFingerprint, requestItems } from '../../../src/engine/eval/requests';
+import { loadBundledData } from '../../../src/engine/eval/bundled';
 import {
   type ClassificationFormat,
   paperShape,
@@ -139,5 +142,57 @@ describe("the paper's results", () => {
       }
       expect(pooled('bigbench', '3_shot', BIG_BENCH_DATASETS, model)).toBeCloseTo(table1.bigbench[k], 1);
     });
+  });
+});
+
+describe('the paper replication, sized', () => {
+  const all = paperItems(rows);
+
+  it('takes a stratified sample: k of every dataset and format and of every BIG-bench task, in file order, from the seed', () => {
+    const sample = samplePaperItems(all, 5, 7);
+    expect(sample).toHaveLength(16 * 5 + 6 * 5);
+    const groups = new Map<string, number>();
+    for (const i of sample) groups.set(referenceKey(i.suite, i.dataset, i.format), (groups.get(referenceKey(i.suite, i.dataset, i.format)) ?? 0) + 1);
+    expect(groups.size).toBe(22);
+    expect([...groups.values()].every((n) => n === 5)).toBe(true);
+    // The same items as in the full run (ids and prompts), in its order.
+    const order = sample.map((i) => all.findIndex((a) => a.id === i.id));
+    expect(order.every((k, j) => k >= 0 && (j === 0 || k > order[j - 1]))).toBe(true);
+    expect(sample.every((i) => all.find((a) => a.id === i.id)!.prompt === i.prompt)).toBe(true);
+    expect(samplePaperItems(all, 5, 7)).toEqual(sample);
+    expect(samplePaperItems(all, 5, 8).map((i) => i.id)).not.toEqual(sample.map((i) => i.id));
+    // Groups smaller than k are taken whole: 30 of every BIG-bench task but the two larger ones.
+    expect(samplePaperItems(all, 30, 1)).toHaveLength(16 * 25 + 6 * 30);
+    expect(samplePaperItems(all, 200, 1)).toEqual(all);
+    expect(() => samplePaperItems(all, 0, 1)).toThrow(/1 or more/);
+  });
+
+  it("always run with the paper's generation settings, whatever the other suites' settings were", () => {
+    const other = { wrapper: 'none' as const, decoding: 'greedy' as const, maxNewTokens: 4, scoring: 'rank' as const, rankCandidates: true, stopWhenAnswered: true, generationBatch: 2 };
+    expect(effectiveSettings({ suite: { kind: 'paper', perGroup: null }, settings: other })).toEqual({
+      wrapper: 'paper',
+      decoding: 'greedy',
+      maxNewTokens: 50,
+      scoring: 'generation',
+      rankCandidates: true,
+      stopWhenAnswered: false,
+      generationBatch: 2,
+    });
+    const custom = { kind: 'custom' as const, datasets: [], formats: [], count: 1, bigbench: [], bigbenchCount: null, bigbenchVariant: 'paper' as const, bigbenchInstruction: '', savedDatasets: [] };
+    expect(effectiveSettings({ suite: custom, settings: other })).toBe(other);
+  });
+
+  it('builds a request\'s items, and fingerprints them so a resumed run sees the same ones', async () => {
+    const data = await loadBundledData(async (url) => new Response(readFileSync(new URL(String(url)))), new URL(`file://${DATA}/`).href);
+    const none = async () => {
+      throw new Error('no saved datasets here');
+    };
+    const full = await requestItems(data, { suite: { kind: 'paper', perGroup: null }, seed: 0 }, none);
+    expect(full.map((i) => i.id)).toEqual(all.map((i) => i.id));
+    const sample = await requestItems(data, { suite: { kind: 'paper', perGroup: 3 }, seed: 4 }, none);
+    expect(sample).toEqual(samplePaperItems(all, 3, 4));
+    expect(itemsFingerprint(sample)).toBe(itemsFingerprint(samplePaperItems(all, 3, 4)));
+    expect(itemsFingerprint(sample)).not.toBe(itemsFingerprint([{ ...sample[0], prompt: `${sample[0].prompt} ` }, ...sample.slice(1)]));
+    await expect(requestItems(data, { suite: { kind: 'paper', perGroup: null }, seed: -1 }, none)).rejects.toThrow(/seed must be a whole number/);
   });
 });

@@ -1,16 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import {
-  firstBracketedList,
-  isListTarget,
-  normalizeList,
-  scoreByRank,
-  scoreGeneration,
-  stripAnswerPrefixes,
-} from '../../../src/engine/eval/scoring';
+import { scoreByRank } from '../../../src/engine/eval/scoring';
+import { firstBracketedList, isListTarget, normalizeList, scoreStrict as scoreGeneration, stripAnswerPrefixes } from '../../../src/engine/eval/strict';
 
+// The strict verdict, exactly as documented; answer.test.ts covers the answer verdict.
 const ok = (generation: string, target: string) => scoreGeneration(generation, target).correct;
 
-describe('scoring rule: label targets', () => {
+describe('strict rule: label targets', () => {
   it('compares the first line, ignoring what the model writes after it', () => {
     expect(ok('Hate\nQuestion: Label the following tweet...\nAnswer: No Hate', 'Hate')).toBe(true);
     expect(ok(' No Hate \n\nNo Hate', 'No Hate')).toBe(true);
@@ -57,7 +52,7 @@ describe('scoring rule: label targets', () => {
   });
 });
 
-describe('scoring rule: list targets', () => {
+describe('strict rule: list targets', () => {
   it('recognises list targets', () => {
     expect(isListTarget('[4, 1, 5, 9]')).toBe(true);
     expect(isListTarget('[]')).toBe(true);

@@ -49,7 +49,7 @@ function checkClassificationItem(item: EvalItem): void {
   expect(item.labels).toEqual(pool.classes.map((c) => wordOfClass.get(c)));
   if (format === 'instruction_label') expect(wordOfClass).toEqual(new Map(Object.entries(pool.labelWords)));
   if (format === 'flipped') expect(wordOfClass).toEqual(new Map(Object.entries(pool.flippedWords)));
-  if (format === 'instruction_symbol' || format === 'no_instruction_symbol') {
+  if (format === 'instruction_symbol' || format === 'no_instruction_symbol' || format === 'no_instruction_symbol_io') {
     const symbols = [...wordOfClass.values()];
     expect(new Set(symbols).size).toBe(2);
     for (const s of symbols) {
@@ -60,6 +60,54 @@ function checkClassificationItem(item: EvalItem): void {
   // The prompt is exactly the paper's shape for what it contains.
   expect(renderFewShot(paperShape(format, pool.instruction!), parsed.exemplars, parsed.query)).toBe(item.prompt);
 }
+
+describe("the appendix's formats and the paper's label words", () => {
+  it('render no instruction + symbol as the appendix prints it: Input/Output, with the same query and exemplars', () => {
+    const items = classificationItems(pools, { seed: 5, count: 2, formats: ['no_instruction_symbol', 'no_instruction_symbol_io'] });
+    for (const item of items) checkClassificationItem(item);
+    const io = items.filter((i) => i.format === 'no_instruction_symbol_io');
+    expect(io).toHaveLength(4 * 2);
+    for (const item of io) {
+      expect(item.prompt.startsWith('Input: ')).toBe(true);
+      expect(item.prompt.endsWith('\nOutput: \n')).toBe(true);
+      expect(item.prompt).not.toContain('Question:');
+      expect(item.prompt).not.toContain(poolById.get(item.dataset)!.instruction!);
+      // The query is the same as the Question/Answer version's: the formats compare on equal footing.
+      const twin = items.find((i) => i.id === item.id.replace('no_instruction_symbol_io', 'no_instruction_symbol'))!;
+      expect(parseClassificationPrompt(item.prompt, 'no_instruction_symbol_io').query).toBe(parseClassificationPrompt(twin.prompt, 'no_instruction_symbol').query);
+    }
+  });
+
+  it("use each dataset's label words exactly as the prompts the paper ran (TEH: No Hate / Hate; flipped: Hate / Not Hate)", () => {
+    const ours = classificationItems(pools, { seed: 9, count: 25, formats: ['instruction_label', 'flipped'] });
+    for (const pool of pools) {
+      for (const format of ['instruction_label', 'flipped'] as const) {
+        const words = (rows: Array<{ prompt: string }>) => new Set(rows.flatMap((r) => parseClassificationPrompt(r.prompt, format).exemplars.map((e) => e.label)));
+        const paper = words(paperRows.filter((r) => r.dataset === pool.id && r.format === format));
+        expect(words(ours.filter((i) => i.dataset === pool.id && i.format === format)), `${pool.id} ${format}`).toEqual(paper);
+      }
+    }
+    expect(poolById.get('teh')!.labelWords).toEqual({ '1': 'Hate', '0': 'No Hate' });
+    expect(poolById.get('teh')!.flippedWords).toEqual({ '1': 'Not Hate', '0': 'Hate' });
+  });
+
+  it('put an optional instruction line before BIG-bench demonstrations, under ids of their own', () => {
+    const line = 'Each input maps to its output by the same rule.';
+    const plain = bigBenchItems(paperRows, { seed: 1, count: 2, categories: ['add_elements'] });
+    const instructed = bigBenchItems(paperRows, { seed: 1, count: 2, categories: ['add_elements'], instruction: `  ${line} ` });
+    expect(instructed.map((i) => i.prompt)).toEqual(plain.map((i) => `${line}\n\n${i.prompt}`));
+    expect(instructed.map((i) => i.id)).toEqual(plain.map((i) => i.id.replace(/^paper\//, 'paper+instruction/')));
+    expect(instructed.map((i) => i.target)).toEqual(plain.map((i) => i.target));
+    const resampled = bigBenchItems(paperRows, { seed: 1, count: 2, categories: ['add_elements'], variant: 'resampled', instruction: line });
+    for (const item of resampled) {
+      expect(item.id.startsWith('gen+instruction/bigbench/')).toBe(true);
+      expect(item.prompt.startsWith(`${line}\n\n`)).toBe(true);
+      expect(parseBigBenchPrompt(item.prompt.slice(line.length + 2)).demos.length).toBeGreaterThan(0);
+    }
+    // Blank (or absent) means none, as the paper's prompts.
+    expect(bigBenchItems(paperRows, { seed: 1, count: 2, categories: ['add_elements'], instruction: '  ' })).toEqual(plain);
+  });
+});
 
 describe('in-context and flipped suites', () => {
   const items = classificationItems(pools, { seed: 2024, count: 6 });

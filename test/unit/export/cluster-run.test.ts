@@ -4,6 +4,9 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { unzipSync } from 'fflate';
 import { afterAll, describe, expect, it } from 'vitest';
+import { exportRunCommand } from '../../../src/cli/export-run-command';
+import { parseFlags } from '../../../src/cli/args';
+import { cliTrainConfig, TRAIN_FLAGS } from '../../../src/cli/train-command';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS } from '../../../src/engine/adapters/files';
 import { tokenizeInstructionData } from '../../../src/engine/data/template';
 import { clusterRunFiles, clusterRunZip, type ClusterRun } from '../../../src/engine/export/cluster-run';
@@ -53,6 +56,7 @@ const CONFIG: TrainConfig = {
   seed: 1234,
   checkpointEvery: 25,
   maxNonFiniteSteps: 5,
+  optimizer: { kind: 'adamw' },
 };
 
 const ROWS = [
@@ -106,6 +110,7 @@ describe('the cluster run folder', () => {
       drop_rows_cut_by_max_length: true,
       weight_decay: c.weightDecay,
       max_grad_norm: c.maxGradNorm,
+      optimizer: 'adamw_torch',
       resid_dropout: c.residDropout,
       seed: c.seed,
       checkpoint_every: c.checkpointEvery,
@@ -113,6 +118,20 @@ describe('the cluster run folder', () => {
     // Every setting reaches TRL or PEFT: each SETTINGS key is read in the script.
     const script = readFileSync(join(out, 'train.py'), 'utf8');
     for (const key of Object.keys(s).filter((k) => k !== 'name')) expect(script, key).toMatch(new RegExp(`s\\["${key}"\\]|SETTINGS\\["${key}"\\]`));
+  });
+
+  it("an 8-bit AdamW run trains with bitsandbytes' 8-bit AdamW and says which blocks it keeps", () => {
+    for (const blockSize of [256, 2048] as const) {
+      const files = clusterRunFiles({ ...RUN, config: { ...CONFIG, optimizer: { kind: 'adamw-8bit', blockSize } } });
+      const folder = join(dir, `eight-bit-${blockSize}`);
+      writeAll(files, folder);
+      expect(settingsOf(join(folder, 'train.py')).optimizer).toBe('adamw_bnb_8bit');
+      expect(readFileSync(join(folder, 'requirements.txt'), 'utf8')).toMatch(/^bitsandbytes>=0\.44$/m);
+      const readme = readFileSync(join(folder, 'README.md'), 'utf8');
+      expect(readme).toContain('adamw_bnb_8bit');
+      if (blockSize === 2048) expect(readme).toMatch(/blocks of 2048 values/);
+    }
+    expect(readFileSync(join(out, 'requirements.txt'), 'utf8')).not.toMatch(/bitsandbytes/);
   });
 
   it('writes train.jsonl with exactly the prepared rows, in TRL prompt/completion form', () => {
@@ -197,5 +216,67 @@ describe('the cluster run folder', () => {
     expect(Object.keys(zip).sort()).toEqual(
       ['README.md', 'accelerate/deepspeed_zero2.yaml', 'accelerate/fsdp.yaml', 'accelerate/multi_gpu.yaml', 'accelerate/single_gpu.yaml', 'requirements.txt', 'train.jsonl', 'train.py'].map((p) => `my-run/${p}`),
     );
+  });
+
+  it('export-run writes the folder train would train with the same flags', async () => {
+    const data = join(dir, 'rows.jsonl');
+    writeFileSync(data, ['{"question":"2+2?","response":"4"}', '{"question":"Capital of France?","response":"Paris"}', '{"question":"Sky colour?","response":"Blue"}'].join('\n'));
+    const flags = ['--steps', '9', '--batch', '2', '--accumulation', '3', '--lr', '1e-4', '--r', '8', '--alpha', '16', '--rslora', 'true', '--targets', 'q_proj,fc2',
+      '--loss-on', 'response', '--max-length', '64', '--seed', '5', '--schedule', 'cosine', '--warmup', '2', '--weight-decay', '0.1', '--clip', '0.5'];
+    const out = join(dir, 'cli-run');
+    const model = join(import.meta.dirname, '../../../../shared/fixtures/tiny-phi');
+    expect(await exportRunCommand(['--data', data, '--out', out, '--model', model, '--base-model', 'microsoft/phi-2', ...flags])).toBe(0);
+    execFileSync('python3', ['-m', 'py_compile', join(out, 'train.py')]);
+    // The run's configuration, as train computes it from the same flags (tiny-phi's resid_pdrop 0.1).
+    const c = cliTrainConfig(parseFlags(flags, TRAIN_FLAGS, ''), 3, 0.1);
+    expect(settingsOf(join(out, 'train.py'))).toEqual({
+      name: 'cli-run',
+      base_model: 'microsoft/phi-2',
+      base_revision: 'ef382358ec9e382308935a992d908de099b64c23',
+      r: 8,
+      lora_alpha: 16,
+      lora_dropout: c.lora.dropout,
+      use_rslora: true,
+      target_modules: ['q_proj', 'fc2'],
+      layers_to_transform: null,
+      learning_rate: 1e-4,
+      schedule: 'cosine',
+      warmup_steps: 2,
+      steps: 9,
+      epochs: null,
+      batch_size: 2,
+      gradient_accumulation: 3,
+      max_length: 64,
+      loss_on: 'response',
+      append_eos: false,
+      drop_rows_cut_by_max_length: false,
+      weight_decay: 0.1,
+      max_grad_norm: 0.5,
+      optimizer: 'adamw_torch',
+      resid_dropout: c.residDropout,
+      seed: 5,
+      checkpoint_every: 0,
+    });
+    expect(c).toMatchObject({ batchSize: 2, gradAccumulation: 3, seed: 5, maxGradNorm: 0.5, weightDecay: 0.1 });
+    const rows = readFileSync(join(out, 'train.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(rows).toEqual([
+      { prompt: '### Instruct: 2+2?\n ### Output: ', completion: '4' },
+      { prompt: '### Instruct: Capital of France?\n ### Output: ', completion: 'Paris' },
+      { prompt: '### Instruct: Sky colour?\n ### Output: ', completion: 'Blue' },
+    ]);
+
+    // The paper's symbol-tuning preset continues an adapter: it travels in init_adapter/, its LoRA kept; epochs by default.
+    const from = join(dir, 'from');
+    mkdirSync(from);
+    const base = makeAdapter(9, { r: 4, alpha: 8, dropout: 0, useRslora: false, targets: ['q_proj', 'v_proj', 'fc1'], layers: 'all' }, { hidden: 64, intermediate: 256, layers: 2 });
+    writeFileSync(join(from, ADAPTER_CONFIG), base[ADAPTER_CONFIG]);
+    writeFileSync(join(from, ADAPTER_WEIGHTS), base[ADAPTER_WEIGHTS]);
+    const out2 = join(dir, 'cli-symbol');
+    expect(await exportRunCommand(['--data', data, '--out', out2, '--model', model, '--preset', 'symbol', '--from', from])).toBe(0);
+    const s = settingsOf(join(out2, 'train.py'));
+    expect(s).toMatchObject({ r: 4, lora_alpha: 8, target_modules: ['q_proj', 'v_proj', 'fc1'], steps: null, epochs: 1, base_model: 'microsoft/phi-2' });
+    expect(readFileSync(join(out2, 'init_adapter', ADAPTER_WEIGHTS)).equals(Buffer.from(base[ADAPTER_WEIGHTS]))).toBe(true);
+    await expect(exportRunCommand(['--data', data, '--out', out2, '--preset', 'symbol'])).rejects.toThrow(/--from ADAPTER_DIR/);
+    await expect(exportRunCommand(['--data', data, '--out', out2, '--bogus', '1'])).rejects.toThrow(/unknown option --bogus/);
   });
 });

@@ -4,11 +4,12 @@ import { cliTrainConfig, trainCommand, TRAIN_USAGE } from '../../../src/cli/trai
 import { LORA_TARGETS, PAPER_LORA } from '../../../src/engine/adapters/lora-config';
 import { DEFAULT_MAX_TOKENS } from '../../../src/engine/data/limits';
 import { APP_TRAINING_CHOICES, PAPER_TRAINING, paperTrainConfig, stepsForEpochs } from '../../../src/engine/train/paper';
-import { paperPlan, trainConfigOf } from '../../../src/worker/train-plan';
+import { paperPlan, planProblems, trainConfigOf } from '../../../src/worker/train-plan';
 
 const EXAMPLES = 1001;
 const RESID = 0.1;
-const flags = (...args: string[]) => parseFlags(args, ['preset', 'steps', 'epochs', 'batch', 'lr', 'r', 'alpha', 'lora-dropout', 'targets', 'seed', 'max-length', 'warmup', 'from'], TRAIN_USAGE);
+const flags = (...args: string[]) =>
+  parseFlags(args, ['preset', 'steps', 'epochs', 'batch', 'lr', 'r', 'alpha', 'lora-dropout', 'targets', 'seed', 'max-length', 'warmup', 'from', 'optimizer', 'block-size'], TRAIN_USAGE);
 
 describe("the paper's training settings", () => {
   it('are the values of section 5, defined once', () => {
@@ -57,6 +58,22 @@ describe("the paper's training settings", () => {
     expect(() => cliTrainConfig(flags('--steps', '5', '--epochs', '1'), EXAMPLES, RESID)).toThrow(/--epochs or --steps, not both/);
     expect(() => cliTrainConfig(flags('--preset', 'flan'), EXAMPLES, RESID)).toThrow(/--preset must be instruction or symbol/);
     expect(() => cliTrainConfig(flags('--targets', 'q_proj,lm_head'), EXAMPLES, RESID)).toThrow(/unknown modules lm_head/);
+  });
+
+  it("f32 AdamW is the app's default everywhere; the paper's 8-bit AdamW is an option of the page and the CLI", () => {
+    expect(paperTrainConfig('instruction', EXAMPLES, RESID).optimizer).toEqual({ kind: 'adamw' });
+    expect(paperPlan('symbol', { kind: 'demo' }).optimizer).toEqual({ kind: 'adamw' });
+    expect(cliTrainConfig(flags('--optimizer', 'adamw-8bit'), EXAMPLES, RESID).optimizer).toEqual({ kind: 'adamw-8bit', blockSize: 256 });
+    expect(cliTrainConfig(flags('--optimizer', 'adamw-8bit', '--block-size', '2048'), EXAMPLES, RESID).optimizer).toEqual({ kind: 'adamw-8bit', blockSize: 2048 });
+    expect(() => cliTrainConfig(flags('--optimizer', 'adamw-8bit', '--block-size', '512'), EXAMPLES, RESID)).toThrow(/--block-size must be 256 or 2048, got 512/);
+    expect(() => cliTrainConfig(flags('--block-size', '256'), EXAMPLES, RESID)).toThrow(/--block-size is for --optimizer adamw-8bit/);
+    expect(() => cliTrainConfig(flags('--optimizer', 'sgd'), EXAMPLES, RESID)).toThrow(/--optimizer must be adamw or adamw-8bit/);
+    const plan = { ...paperPlan('instruction', { kind: 'demo' }), optimizer: { kind: 'adamw-8bit' as const, blockSize: 2048 as const } };
+    expect(trainConfigOf(plan, EXAMPLES, RESID).optimizer).toEqual({ kind: 'adamw-8bit', blockSize: 2048 });
+    // A plan saved before the option existed (in a checkpoint's run meta) trains with f32 moments.
+    const { optimizer: _o, ...older } = paperPlan('instruction', { kind: 'demo' });
+    expect(trainConfigOf(older, EXAMPLES, RESID).optimizer).toEqual({ kind: 'adamw' });
+    expect(planProblems({ ...plan, optimizer: { kind: 'adamw-8bit', blockSize: 100 as never } }, null)).toContain('8-bit AdamW needs a block size of 256 or 2048 (got 100).');
   });
 
   it('the CLI keeps the rank, alpha and targets of an adapter it continues', () => {

@@ -101,11 +101,14 @@ describe('Hub download', () => {
     // large files went through the CDN redirect; nothing needed a Range
     expect(hub.requests.some((r) => r.path.startsWith('/cdn/test/golden/') && r.status === 200)).toBe(true);
     expect(rangeRequests()).toEqual([]);
-    // progress: phases in order, bytes never go back, the end is complete
+    // progress: phases in order (everything stored is read back and verified before "complete"),
+    // bytes never go back within a phase, the end is complete
     const phases = [...new Set(progress.map((p) => p.phase))];
-    expect(phases).toEqual(['metadata', 'tokenizer', 'weights', 'complete']);
-    const overall = progress.map((p) => p.overall.bytesDone);
-    expect(overall.every((b, i) => i === 0 || b >= overall[i - 1])).toBe(true);
+    expect(phases).toEqual(['metadata', 'tokenizer', 'weights', 'verifying', 'complete']);
+    for (const phase of phases) {
+      const overall = progress.filter((p) => p.phase === phase).map((p) => p.overall.bytesDone);
+      expect(overall.every((b, i) => i === 0 || b >= overall[i - 1])).toBe(true);
+    }
     const last = progress[progress.length - 1];
     expect(last.overall.bytesDone).toBe(last.overall.bytesTotal);
     expect(last.tensorsDone).toBe(33);

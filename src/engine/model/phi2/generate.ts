@@ -70,6 +70,12 @@ export interface GeneratorOptions {
    * generator that feeds text to a tokenizer passes it. Default: every row of the lm_head.
    */
   decodableVocab?: number;
+  /**
+   * The id that ends a generation when a call names no stop tokens and config.json names no
+   * eos_token_id: the tokenizer's end-of-text. Phi-2's config names 50256; Phi-1's and Phi-1.5's name
+   * none, though their tokenizer ends text with the same <|endoftext|>.
+   */
+  endOfText?: number | null;
 }
 
 /**
@@ -83,6 +89,8 @@ export class Generator {
   private uniforms: GpuTensor;
   /** Ids at or past this are never chosen (GeneratorOptions.decodableVocab). */
   readonly decodableVocab: number;
+  /** What ends a generation by default: config.json's eos_token_id, else GeneratorOptions.endOfText. */
+  readonly endOfText: number | null;
 
   constructor(
     readonly model: Phi2Model,
@@ -93,6 +101,7 @@ export class Generator {
       throw new Error(`Generator: the decodable vocabulary must be an integer from 1 to the model's ${model.dims.vocab}, got ${valid}`);
     }
     this.decodableVocab = valid;
+    this.endOfText = model.dims.eosTokenId ?? options.endOfText ?? null;
     this.next = model.gpu.tensor('next_token', [1], 'u32');
     this.uniforms = model.gpu.tensor('sampling_uniforms', [1]);
   }
@@ -167,7 +176,7 @@ export class Generator {
       );
     }
     const sampling = opts.sampling ?? GREEDY;
-    const stops = new Set(opts.stopTokens ?? (d.eosTokenId === null ? [] : [d.eosTokenId]));
+    const stops = new Set(opts.stopTokens ?? (this.endOfText === null ? [] : [this.endOfText]));
     const results: Generation[] = prompts.map(() => ({ tokens: [], stopped: 'max-tokens' }));
     const done = budget.map((n) => n === 0);
     const finish = (b: number, stopped: Generation['stopped']) => {

@@ -2,6 +2,8 @@ import type { GpuRuntime } from '../../gpu/runtime';
 import { viewTensor, type GpuTensor } from '../../gpu/tensor';
 import { initLoraA, loraModules, loraScaling, type LoraModule, type LoraSettings, type LoraTarget } from '../../adapters/lora-config';
 import { adapterTensorNames } from '../../adapters/peft';
+import { createAdamW, type AdamWOptimizer } from '../../optim/adamw-state';
+import { DEFAULT_OPTIMIZER, describeOptimizer, sameOptimizer, type OptimizerSettings, type Segment } from '../../optim/settings';
 import type { LinearName, Phi2Dims } from './params';
 
 /** PEFT's target name for each of the model's linear layers. */
@@ -20,10 +22,11 @@ export interface LoraModuleTensors {
 }
 
 /**
- * A LoRA adapter on the GPU. Every A and B lives in one flat f32 buffer (and so do their gradients
- * and AdamW moments, when training), so the gradient norm, clipping and the optimizer step are one
- * dispatch each over the whole adapter. Padding between tensors stays zero: it has zero gradient and
- * zero weight, so AdamW leaves it zero.
+ * A LoRA adapter on the GPU. Every A and B lives in one flat f32 buffer (and so do their gradients,
+ * when training), so the gradient norm, clipping and the optimizer step are one dispatch each over the
+ * whole adapter; the optimiser (engine/optim) keeps its state for the same flat layout and knows where
+ * each tensor lies in it. Padding between tensors stays zero: it has zero gradient and zero weight,
+ * so the optimiser leaves it zero.
  */
 export class LoraState {
   readonly scaling: number;
@@ -32,8 +35,8 @@ export class LoraState {
   /** Floats in the flat buffers, padding included. */
   readonly size: number;
   grads: GpuTensor | null = null;
-  expAvg: GpuTensor | null = null;
-  expAvgSq: GpuTensor | null = null;
+  /** AdamW's state for these parameters, once training buffers exist. */
+  optimizer: AdamWOptimizer | null = null;
   private byLayer: Map<string, LoraModuleTensors>;
   private offsets: Array<{ a: number; b: number }>;
 
@@ -87,24 +90,33 @@ export class LoraState {
   }
 
   /** Sets the whole flat parameter buffer (a checkpoint). */
-  setFlat(which: 'params' | 'expAvg' | 'expAvgSq', data: Float32Array): void {
+  setFlat(which: 'params', data: Float32Array): void {
     if (data.length !== this.size) throw new Error(`LoRA ${which}: ${data.length} floats for a layout of ${this.size}`);
-    const t = which === 'params' ? this.params : which === 'expAvg' ? this.expAvg : this.expAvgSq;
-    if (!t) throw new Error(`LoRA ${which}: no training buffers yet`);
-    this.gpu.write(t, data);
+    this.gpu.write(this.params, data);
   }
 
-  /** Allocates gradients and AdamW moments (zeroed), and gradient views per module. */
-  enableTraining(): void {
-    if (this.grads) return;
-    const zeros = (name: string) => {
-      const t = this.gpu.tensor(name, [this.size]);
-      this.gpu.write(t, new Float32Array(this.size));
-      return t;
-    };
-    this.grads = zeros('lora.grads');
-    this.expAvg = zeros('lora.exp_avg');
-    this.expAvgSq = zeros('lora.exp_avg_sq');
+  /** Where each A and B lies in the flat buffers (for the optimiser's per-tensor blocks). */
+  segments(): Segment[] {
+    return this.modules.flatMap((m, i) => [
+      { offset: this.offsets[i].a, length: this.settings.r * m.module.inFeatures },
+      { offset: this.offsets[i].b, length: m.module.outFeatures * this.settings.r },
+    ]);
+  }
+
+  /**
+   * Allocates the gradients (zeroed), gradient views per module and the optimiser's state (zero moments):
+   * f32 AdamW unless another optimiser is given. Once enabled, asking for another optimiser is an error.
+   */
+  enableTraining(optimizer?: OptimizerSettings): void {
+    if (this.grads) {
+      if (optimizer && !sameOptimizer(optimizer, this.optimizer!.settings)) {
+        throw new Error(`LoRA training buffers already use ${describeOptimizer(this.optimizer!.settings)}, not ${describeOptimizer(optimizer)}`);
+      }
+      return;
+    }
+    this.grads = this.gpu.tensor('lora.grads', [this.size]);
+    this.gpu.write(this.grads, new Float32Array(this.size));
+    this.optimizer = createAdamW(this.gpu, optimizer ?? DEFAULT_OPTIMIZER, this.size, this.segments());
     this.modules.forEach((m, i) => {
       m.dA = viewTensor(this.grads!, m.A.shape, `${m.module.path}.lora_A.grad`, this.offsets[i].a * 4);
       m.dB = viewTensor(this.grads!, m.B.shape, `${m.module.path}.lora_B.grad`, this.offsets[i].b * 4);
@@ -112,7 +124,7 @@ export class LoraState {
   }
 
   /** Reads a flat buffer back (checkpoints, export). */
-  async readFlat(which: 'params' | 'grads' | 'expAvg' | 'expAvgSq'): Promise<Float32Array> {
+  async readFlat(which: 'params' | 'grads'): Promise<Float32Array> {
     const t = this[which];
     if (!t) throw new Error(`LoRA ${which}: no such buffer`);
     return this.gpu.readF32(t);
@@ -131,7 +143,8 @@ export class LoraState {
   }
 
   destroy(): void {
-    for (const t of [this.params, this.grads, this.expAvg, this.expAvgSq]) t?.buffer.destroy();
+    for (const t of [this.params, this.grads]) t?.buffer.destroy();
+    this.optimizer?.destroy();
   }
 }
 

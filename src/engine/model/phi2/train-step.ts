@@ -1,6 +1,6 @@
 import type { GpuRuntime } from '../../gpu/runtime';
 import { viewTensor, type GpuTensor } from '../../gpu/tensor';
-import { adamwStep, ADAMW_DEFAULTS } from '../../kernels/adamw';
+import { ADAMW_DEFAULTS } from '../../kernels/adamw';
 import { attentionBackward, attentionForward } from '../../kernels/attention';
 import { countLabels, createCrossEntropyWorkspace, crossEntropyBackward, crossEntropyForward, IGNORE_INDEX, type CrossEntropyWorkspace } from '../../kernels/cross-entropy';
 import { dropoutBackward, dropoutForward, type DropoutMask } from '../../kernels/dropout';
@@ -303,15 +303,15 @@ export class Phi2TrainStep {
   }
 
   /**
-   * Clips the accumulated gradients to maxGradNorm, takes one AdamW step (torch semantics) and clears
-   * the gradients. A step with a NaN or infinite gradient leaves weights and moments untouched; the
-   * stats tensor says so.
+   * Clips the accumulated gradients to maxGradNorm, takes one step of the adapter's optimiser (f32 AdamW
+   * with torch's semantics unless the LoRA state was given another) and clears the gradients. A step with
+   * a NaN or infinite gradient leaves weights and moments untouched; the stats tensor says so.
    */
   optimizerStep(hyper: { lr: number; step: number; weightDecay?: number; beta1?: number; beta2?: number; eps?: number; maxGradNorm: number }): void {
     const gpu = this.model.gpu;
     const lora = this.lora;
     gradNorm(gpu, this.stats, this.normPartials, [lora.grads!], { maxNorm: hyper.maxGradNorm > 0 ? hyper.maxGradNorm : Infinity });
-    adamwStep(gpu, lora.params, lora.expAvg!, lora.expAvgSq!, lora.grads!, this.stats, lora.size, {
+    lora.optimizer!.step(lora.params, lora.grads!, this.stats, {
       lr: hyper.lr,
       step: hyper.step,
       beta1: hyper.beta1 ?? ADAMW_DEFAULTS.beta1,
