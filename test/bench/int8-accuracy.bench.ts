@@ -7,6 +7,7 @@ import { Phi2Model } from '../../src/engine/model/phi2/forward';
 import { loadPhi2FromSource } from '../../src/engine/model/phi2/load';
 import { LoraState } from '../../src/engine/model/phi2/lora-state';
 import { destroyParams } from '../../src/engine/model/phi2/params';
+import { DEFAULT_OPTIMIZER } from '../../src/engine/optim/settings';
 import type { TrainExample } from '../../src/engine/train/batches';
 import { Trainer, type TrainConfig } from '../../src/engine/train/trainer';
 import { freshRuntime, type BenchEnv, type BenchRow } from './harness';
@@ -70,6 +71,7 @@ function runConfig(o: Int8AccuracyOptions, compute: ComputePath): TrainConfig {
     seed: 42,
     checkpointEvery: 0,
     maxNonFiniteSteps: 3,
+    optimizer: DEFAULT_OPTIMIZER,
     compute,
   };
 }
