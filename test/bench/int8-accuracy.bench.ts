@@ -26,7 +26,7 @@ import { XorShift32 } from './random';
  */
 
 const FIXTURES = process.env.PHI2_FIXTURES ?? resolve('../shared/fixtures');
-const MODELS = { 'tiny-phi': 'tiny-phi', golden: 'golden' } as const;
+const MODELS = { golden: 'golden', 'tiny-phi': 'tiny-phi' } as const;
 const CHAIN_TOKENS = 512;
 const SUCCESSOR_P = [0.4, 0.3, 0.2, 0.1];
 /** The chain's entropy rate in nats: the best loss a model can reach on this data. */
@@ -115,6 +115,9 @@ export async function int8AccuracyRows(env: BenchEnv, o: Int8AccuracyOptions = I
         const losses = trainer.records.map((r) => r.loss);
         if (trainer.records.some((r) => r.skipped)) throw new Error(`train.int8-accuracy ${label} ${compute}: steps were skipped (non-finite gradients)`);
         curves.push({ model: label, compute, losses, ms });
+        // Written after every run: on a slow machine the first curves are worth having before the last.
+        mkdirSync('.bench', { recursive: true });
+        writeFileSync('.bench/int8-accuracy.json', JSON.stringify({ options: o, chainEntropy: CHAIN_ENTROPY, curves }, null, 1) + '\n');
         console.log(`  ${label} ${compute}: loss ${losses[0].toFixed(4)} -> ${tailMean(losses, 20).toFixed(4)} (mean of the last 20 steps) in ${(ms / 1e3).toFixed(0)} s`);
         trainer.destroy();
         lora.destroy();
@@ -139,8 +142,6 @@ export async function int8AccuracyRows(env: BenchEnv, o: Int8AccuracyOptions = I
       ],
     });
   }
-  mkdirSync('.bench', { recursive: true });
-  writeFileSync('.bench/int8-accuracy.json', JSON.stringify({ options: o, chainEntropy: CHAIN_ENTROPY, curves }, null, 1) + '\n');
   console.log(`\n${curveTable(curves, Math.max(1, Math.round(o.steps / 10)))}\n(curves written to .bench/int8-accuracy.json)`);
   return rows;
 }
