@@ -91,7 +91,7 @@ export default defineConfig(({ mode }) => {
           extends: true,
           test: {
             name: 'kernels',
-            include: ['test/kernels/**/*.test.ts', 'test/model/**/*.test.ts'],
+            include: ['test/kernels/**/*.test.ts', 'test/model/**/*.test.ts', 'test/gpu/**/*.test.ts'],
             environment: 'node',
             // One Dawn instance per worker process; SwiftShader already uses every core.
             pool: 'forks',

@@ -3,16 +3,13 @@ import { dirname, join } from 'node:path';
 import { ADAPTER_CONFIG } from '../engine/adapters/files';
 import { validateLoraSettings } from '../engine/adapters/lora-config';
 import { parseAdapterConfig } from '../engine/adapters/peft';
-import { mapRows, toInstructionExamples } from '../engine/data/mapping';
-import { parseUpload } from '../engine/data/parse';
-import { parseTemplate, PAPER_TEMPLATE, splitPromptCompletion } from '../engine/data/template';
 import { clusterRunFiles, type ClusterRun } from '../engine/export/cluster-run';
 import { PAPER_TRAINING } from '../engine/train/paper';
 import { parsePhiConfig, PHI2_CONFIG_JSON } from '../engine/weights/config';
 import { PHI2_REPO, PHI2_REVISION } from '../engine/weights/hub';
 import { readAdapterFolder } from './adapter-commands';
 import { CliUsageError, numberFlag, parseFlags, required } from './args';
-import { cliTrainConfig, TRAIN_FLAGS, TRAIN_USAGE } from './train-command';
+import { cliTrainConfig, lossOnFlag, readTrainingRows, TRAIN_FLAGS, TRAIN_USAGE } from './train-command';
 
 /**
  * `export-run`: the run `train` would make with the same flags, written as a folder for TRL + PEFT under
@@ -50,15 +47,9 @@ export async function exportRunCommand(args: string[]): Promise<number> {
   const dataPath = required(f, 'data', EXPORT_RUN_USAGE);
   const outDir = required(f, 'out', EXPORT_RUN_USAGE);
   if (f.get('preset') === 'symbol' && !f.has('from')) throw new CliUsageError('--preset symbol continues an instruction adapter: give it with --from ADAPTER_DIR');
-  const lossOn = f.get('loss-on') ?? PAPER_TRAINING.lossOn;
-  if (lossOn !== 'all' && lossOn !== 'response') throw new CliUsageError(`--loss-on must be all or response, got "${lossOn}"`);
+  const lossOn = lossOnFlag(f);
   const base = baseOf(f);
-  const parsed = parseUpload(new Uint8Array(readFileSync(dataPath)), { fileName: dataPath });
-  const mapped = mapRows(parsed, { input: f.get('input') ?? 'question', output: f.get('output') ?? 'response' });
-  if (mapped.problems.length) console.error(`${mapped.badRowCount} bad rows of ${dataPath} left out (run train for the details)`);
-  const template = parseTemplate(f.get('template') ?? PAPER_TEMPLATE);
-  const rows = toInstructionExamples(mapped.rows).map((e) => splitPromptCompletion(template, e));
-  if (!rows.length) throw new CliUsageError(`${dataPath} has no usable rows`);
+  const rows = readTrainingRows(f, dataPath, 'count');
   const shapes = { hidden: base.config.hiddenSize, intermediate: base.config.intermediateSize, layers: base.config.numLayers };
   const initAdapter = f.has('from') ? readAdapterFolder(f.get('from')!) : null;
   const from = initAdapter ? parseAdapterConfig(JSON.parse(new TextDecoder().decode(initAdapter[ADAPTER_CONFIG])), ADAPTER_CONFIG, shapes) : null;

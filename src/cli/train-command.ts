@@ -1,15 +1,17 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { encodeAdapter, ADAPTER_CONFIG, ADAPTER_WEIGHTS } from '../engine/adapters/files';
+import { ADAPTER_CONFIG, ADAPTER_WEIGHTS } from '../engine/adapters/files';
 import { LORA_TARGETS, validateLoraSettings, type LoraSettings, type LoraTarget } from '../engine/adapters/lora-config';
 import { mapRows, toInstructionExamples } from '../engine/data/mapping';
 import { parseUpload } from '../engine/data/parse';
-import { parseTemplate, PAPER_TEMPLATE, tokenizeInstructionData } from '../engine/data/template';
-import { LoraState } from '../engine/model/phi2/lora-state';
+import { parseTemplate, PAPER_TEMPLATE, splitPromptCompletion } from '../engine/data/template';
 import { ADAMW_8BIT_BLOCK_SIZES, DEFAULT_8BIT_BLOCK_SIZE, DEFAULT_OPTIMIZER, describeOptimizer, type Adam8bitBlockSize, type OptimizerSettings } from '../engine/optim/settings';
 import { APP_TRAINING_CHOICES, PAPER_TRAINING, paperTrainConfig, stepsForEpochs, type PaperPreset } from '../engine/train/paper';
 import type { ScheduleKind } from '../engine/train/schedule';
-import { Trainer, type TrainConfig } from '../engine/train/trainer';
+import type { TrainingExample } from '../engine/store/datasets';
+import { tokenizeTrainingRows } from '../engine/train/examples';
+import { trainAdapter } from '../engine/train/train-adapter';
+import type { TrainConfig } from '../engine/train/trainer';
 import { CliUsageError, intFlag, numberFlag, parseFlags, required } from './args';
 import { openModel, openTokenizer, readAdapterDir } from './model-commands';
 
@@ -120,53 +122,71 @@ export function cliTrainConfig(f: Map<string, string>, examples: number, residDr
   };
 }
 
+/**
+ * The training rows of --data as the Data page prepares them: parsed, mapped to question/response
+ * (--input/--output), rendered with --template and split into prompt + completion. Bad rows are said on
+ * stderr and left out.
+ */
+export function readTrainingRows(f: Map<string, string>, dataPath: string, say: 'details' | 'count'): TrainingExample[] {
+  const parsed = parseUpload(new Uint8Array(readFileSync(dataPath)), { fileName: dataPath });
+  const mapped = mapRows(parsed, { input: f.get('input') ?? 'question', output: f.get('output') ?? 'response' });
+  if (mapped.problems.length && say === 'details') {
+    for (const p of mapped.problems.slice(0, 10)) console.error(`${dataPath}: ${JSON.stringify(p)}`);
+    console.error(`${mapped.badRowCount} bad rows left out${mapped.problems.length > 10 ? ' (first 10 problems shown)' : ''}`);
+  } else if (mapped.problems.length) {
+    console.error(`${mapped.badRowCount} bad rows of ${dataPath} left out (run train for the details)`);
+  }
+  const template = parseTemplate(f.get('template') ?? PAPER_TEMPLATE);
+  const rows = toInstructionExamples(mapped.rows).map((e) => splitPromptCompletion(template, e));
+  if (!rows.length) throw new CliUsageError(`${dataPath} has no usable rows`);
+  return rows;
+}
+
+/** --loss-on, or the paper's. */
+export function lossOnFlag(f: Map<string, string>): 'all' | 'response' {
+  const lossOn = f.get('loss-on') ?? P.lossOn;
+  if (lossOn !== 'all' && lossOn !== 'response') throw new CliUsageError(`--loss-on must be all or response, got "${lossOn}"`);
+  return lossOn;
+}
+
 export async function trainCommand(args: string[]): Promise<number> {
   const f = parseFlags(args, TRAIN_FLAGS, TRAIN_USAGE);
   const dir = required(f, 'model', TRAIN_USAGE);
   const dataPath = required(f, 'data', TRAIN_USAGE);
   const outDir = required(f, 'out', TRAIN_USAGE);
   if (presetFlag(f) === 'symbol' && !f.has('from')) throw new CliUsageError('--preset symbol continues an instruction adapter: give it with --from ADAPTER_DIR');
-  const lossOn = f.get('loss-on') ?? P.lossOn;
-  if (lossOn !== 'all' && lossOn !== 'response') throw new CliUsageError(`--loss-on must be all or response, got "${lossOn}"`);
+  const lossOn = lossOnFlag(f);
   const tokenizer = await openTokenizer(dir);
-  const parsed = parseUpload(new Uint8Array(readFileSync(dataPath)), { fileName: dataPath });
-  const mapped = mapRows(parsed, { input: f.get('input') ?? 'question', output: f.get('output') ?? 'response' });
-  if (mapped.problems.length) {
-    for (const p of mapped.problems.slice(0, 10)) console.error(`${dataPath}: ${JSON.stringify(p)}`);
-    console.error(`${mapped.badRowCount} bad rows left out${mapped.problems.length > 10 ? ' (first 10 problems shown)' : ''}`);
-  }
-  const template = f.get('template') ?? PAPER_TEMPLATE;
-  parseTemplate(template);
-  const data = tokenizeInstructionData(toInstructionExamples(mapped.rows), tokenizer, template, { maxTokens: maxLengthFlag(f), lossOn });
-  if (!data.rows.length) throw new CliUsageError(`${dataPath} has no usable rows`);
-  const { gpu, model } = await openModel(dir, f.get('weights'));
+  const rows = readTrainingRows(f, dataPath, 'details');
+  // Tokenised as the Train page tokenises a saved dataset: the same examples, cuts and left-out rows.
+  const data = await tokenizeTrainingRows(rows, tokenizer, { maxLength: maxLengthFlag(f), lossOn });
+  if (!data.examples.length) throw new CliUsageError(`${dataPath} has no row with a token to learn from at ${maxLengthFlag(f)} tokens`);
+  const { model } = await openModel(dir, f.get('weights'));
   const base = f.has('from') ? readAdapterDir(model, f.get('from')!) : null;
-  const config = cliTrainConfig(f, data.rows.length, model.dims.residDropout, base?.settings ?? null);
+  const config = cliTrainConfig(f, data.examples.length, model.dims.residDropout, base?.settings ?? null);
   const problems = validateLoraSettings(config.lora, model.dims.layers);
   if (problems.length) throw new CliUsageError(problems.join(' '));
-  const state = new LoraState(gpu, model.dims, config.lora);
-  if (base) {
-    // Same rank, alpha, targets and layers (checked in cliTrainConfig): continue from its weights.
-    state.setWeights((name) => base.tensors.get(name)!.data);
-  } else {
-    let s = config.seed >>> 0 || 1;
-    state.initialise(() => ((s = (Math.imul(s, 16807) >>> 0) % 2147483647) / 2147483647));
-  }
-  const steps = config.schedule.totalSteps;
+  const { skipped } = data;
   console.error(
-    `training on ${data.rows.length} rows (${data.truncatedRows} truncated, ${data.trainedTokens} trained tokens): ${steps} steps of batch ${config.batchSize}` +
-      `${config.gradAccumulation > 1 ? ` x ${config.gradAccumulation} accumulated` : ''}, lr ${config.schedule.lr}, ${describeOptimizer(config.optimizer)}`,
+    `training on ${data.examples.length} rows (${skipped.truncated} truncated, ${skipped.empty + skipped.noLoss} left out with nothing to learn, ${data.tokens} tokens): ` +
+      `${config.schedule.totalSteps} steps of batch ${config.batchSize}${config.gradAccumulation > 1 ? ` x ${config.gradAccumulation} accumulated` : ''}, ` +
+      `lr ${config.schedule.lr}, ${describeOptimizer(config.optimizer)}`,
   );
-  const trainer = new Trainer(model, state, config, data.rows, {
+  const result = await trainAdapter({
+    model,
+    config,
+    examples: data.examples,
+    // Same rank, alpha, targets and layers (checked in cliTrainConfig): continue from its weights.
+    start: base ? { kind: 'weights', tensors: base.tensors } : { kind: 'seed' },
+    baseModel: dir,
     now: () => performance.now(),
     onStep: (rec, p) =>
       console.error(`step ${rec.step}/${p.totalSteps}  loss ${rec.loss.toFixed(4)}  |g| ${rec.gradNorm.toFixed(3)}  lr ${rec.lr.toExponential(2)}  ${p.tokensPerSecond.toFixed(0)} tok/s  eta ${p.etaSeconds?.toFixed(0) ?? '?'} s${rec.skipped ? '  (skipped: non-finite)' : ''}`),
   });
-  await trainer.run();
+  if (result.status !== 'finished') throw new Error(`training stopped early (${result.status})`);
   mkdirSync(outDir, { recursive: true });
-  const files = encodeAdapter(config.lora, dir, state.unflatten(await state.readFlat('params')));
-  writeFileSync(join(outDir, ADAPTER_CONFIG), files[ADAPTER_CONFIG]);
-  writeFileSync(join(outDir, ADAPTER_WEIGHTS), files[ADAPTER_WEIGHTS]);
+  writeFileSync(join(outDir, ADAPTER_CONFIG), result.files[ADAPTER_CONFIG]);
+  writeFileSync(join(outDir, ADAPTER_WEIGHTS), result.files[ADAPTER_WEIGHTS]);
   console.error(`wrote the adapter to ${outDir}`);
   return 0;
 }

@@ -36,6 +36,23 @@ export function findExcessNesting(text: string, limit = MAX_JSON_DEPTH): TooDeep
   return null;
 }
 
+/**
+ * Whether a parsed value nests arrays and objects deeper than `limit` (a value of its own is depth 0),
+ * measured without recursion: for values that arrive parsed, where the text is not at hand.
+ */
+export function nestsDeeperThan(value: unknown, limit = MAX_JSON_DEPTH): boolean {
+  const stack: Array<[unknown, number]> = [[value, 0]];
+  while (stack.length) {
+    const [v, depth] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (depth + 1 > limit) return true;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) {
+      if (child !== null && typeof child === 'object') stack.push([child, depth + 1]);
+    }
+  }
+  return false;
+}
+
 /** "nested more than 64 levels deep (at character 1,234)": the tail of a refusal message. */
 export function describeExcessNesting(t: TooDeep): string {
   return `nested more than ${t.limit} levels deep (at character ${(t.at + 1).toLocaleString('en-US')})`;

@@ -1,5 +1,6 @@
 import { PAPER_ADAPTERS } from '../engine/adapters/hub';
-import type { AdapterDownloadProgress, AdapterInfo, AdaptersOverview, AdapterSourcePreview } from '../worker/adapters-api';
+import { HUB_MODEL_ID } from '../engine/weights/presets';
+import type { AdapterDownloadProgress, AdapterInfo, AdapterListing, AdaptersOverview, AdapterSourcePreview } from '../worker/adapters-api';
 import { Comlink, engine } from '../worker/client';
 import { router } from './router.svelte';
 
@@ -29,6 +30,42 @@ export interface ShareLinkView {
   adapter: AdapterInfo | null;
   /** Put on the GPU when it arrived (a model was loaded). */
   loaded?: boolean;
+  /** The model on the GPU when the preview was read (its fit is against that one); a new model reads it again. */
+  modelId?: string | null;
+  /** Reading the preview again against a model loaded since. */
+  rechecking?: boolean;
+}
+
+/** The share box under one adapter: its share link (null when it has no public address), and whether it reached the clipboard. */
+export interface SharedView {
+  id: string;
+  link: string | null;
+  copied: boolean;
+}
+
+/**
+ * Where an adapter lives, in words: the Hugging Face Hub only when the address is huggingface.co's (a mirror
+ * or any other server with the Hub's URL layout is named by its own address).
+ */
+export function whereFrom(url: string, repo: string | null): { hub: boolean; text: string } {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return { hub: false, text: url };
+  }
+  if (u.origin === new URL(HUB_BASE_URL).origin) return { hub: true, text: repo ? `the Hugging Face Hub, repository ${repo}` : `the Hugging Face Hub (${u.host})` };
+  return { hub: false, text: `${u.origin}${repo ? `, repository ${repo}` : ''}, not the Hugging Face Hub` };
+}
+
+/** Puts text on the clipboard; false where the browser refuses (no permission, the page not focused). */
+async function copyText(text: string): Promise<boolean> {
+  try {
+    await navigator.clipboard.writeText(text);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function message(err: unknown): string {
@@ -76,6 +113,9 @@ export class AdaptersState {
   rowError = $state<Record<string, string>>({});
 
   share = $state<ShareLinkView | null>(null);
+  sharing = $state<SharedView | null>(null);
+  /** The base model's Hub id each adapter's exports name, as edited on the page (else the worker's suggestion). */
+  exportBase = $state<Record<string, string>>({});
 
   constructor() {
     // A share link is read once, when the app opens; the page then shows where it points, and nothing
@@ -98,7 +138,40 @@ export class AdaptersState {
       this.error = null;
     } catch (err) {
       this.error = message(err);
+      return;
     }
+    // A model loaded (or unloaded) since a shared adapter was read: read it again, so its card says whether it fits.
+    const share = this.share;
+    const model = this.overview.model?.id ?? null;
+    if (share?.status === 'ready' && share.modelId !== undefined && share.modelId !== model && !share.rechecking) void this.recheckShare(model);
+  }
+
+  /** The Hub id exports of this adapter name as its base model ('' when none is known and none was given). */
+  exportBaseOf(x: Pick<AdapterListing, 'id' | 'exportBaseModel' | 'baseModel'>): string {
+    return this.exportBase[x.id] ?? x.exportBaseModel ?? x.baseModel ?? '';
+  }
+
+  setExportBase(id: string, value: string): void {
+    this.exportBase = { ...this.exportBase, [id]: value.trim() };
+  }
+
+  /**
+   * Share…: an adapter with a public address (a Hub repository, an https URL it came from) gets its share link,
+   * copied to the clipboard at once; one without gets the box that says how to give it one. Again: closes it.
+   */
+  async shareAdapter(x: Pick<AdapterListing, 'id' | 'sourceUrl'>): Promise<void> {
+    if (this.sharing?.id === x.id) {
+      this.sharing = null;
+      return;
+    }
+    if (!x.sourceUrl) {
+      this.sharing = { id: x.id, link: null, copied: false };
+      return;
+    }
+    const link = shareLinkFor(x.sourceUrl);
+    this.sharing = { id: x.id, link, copied: false };
+    const copied = await copyText(link);
+    if (this.sharing?.id === x.id) this.sharing = { id: x.id, link, copied };
   }
 
   async importFiles(files: File[]): Promise<void> {
@@ -218,9 +291,13 @@ export class AdaptersState {
     return this.act(id, 'Deleting…', () => engine().deleteAdapter(id));
   }
 
+  /** PEFT files or a .zip; adapter_config.json names the base model's Hub id given on the page, where it is one. */
   exportAs(id: string, format: 'files' | 'zip'): Promise<boolean> {
+    const x = this.overview?.adapters.find((y) => y.id === id);
+    const base = x ? this.exportBaseOf(x) : '';
     return this.act(id, 'Preparing the download…', async () => {
-      for (const f of await engine().exportAdapter(id, format)) saveBlob(f.blob, f.fileName);
+      const files = await engine().exportAdapter(id, format, HUB_MODEL_ID.test(base) ? { baseModel: base } : {});
+      for (const f of files) saveBlob(f.blob, f.fileName);
     });
   }
 
@@ -239,11 +316,25 @@ export class AdaptersState {
     if (!share) return;
     this.share = { ...share, status: 'inspecting', error: null };
     await this.refresh();
+    const modelId = this.overview?.model?.id ?? null;
     try {
       const preview = await engine().inspectAdapterSource(share.source, this.hubBaseUrl);
-      this.share = { ...share, status: 'ready', preview, error: null };
+      this.share = { ...share, status: 'ready', preview, error: null, modelId };
     } catch (err) {
       this.share = { ...share, status: 'failed', preview: null, error: message(err) };
+    }
+  }
+
+  /** The shared adapter read again against the model now loaded; the card keeps the last reading meanwhile. */
+  private async recheckShare(modelId: string | null): Promise<void> {
+    const share = this.share;
+    if (!share) return;
+    this.share = { ...share, rechecking: true };
+    try {
+      const preview = await engine().inspectAdapterSource(share.source, this.hubBaseUrl);
+      if (this.share?.source === share.source && this.share.status === 'ready') this.share = { ...this.share, preview, modelId, rechecking: false };
+    } catch (err) {
+      if (this.share?.source === share.source && this.share.status === 'ready') this.share = { ...this.share, error: message(err), modelId, rechecking: false };
     }
   }
 

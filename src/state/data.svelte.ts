@@ -1,5 +1,4 @@
-import { DEFAULT_MAX_TOKENS } from '../engine/data/limits';
-import { MAX_TRAIN_TOKENS } from '../worker/data-limits';
+import { DEFAULT_MAX_TOKENS, MAX_TRAIN_TOKENS } from '../engine/data/limits';
 import { engine } from '../worker/client';
 import { messageOf } from './data/errors';
 import { HubState } from './data/hub.svelte';
@@ -29,10 +28,13 @@ export class DataState {
     // The source reads the training length from the prepare settings (the histogram is read against it);
     // while that field holds no valid length, the default stands in.
     let prepare: PrepareState | null = null;
-    this.source = new SourceState(() => {
-      const v = prepare?.maxTokens;
-      return v != null && Number.isInteger(v) && v >= 2 && v <= MAX_TRAIN_TOKENS ? v : DEFAULT_MAX_TOKENS;
-    });
+    this.source = new SourceState(
+      () => {
+        const v = prepare?.maxTokens;
+        return v != null && Number.isInteger(v) && v >= 2 && v <= MAX_TRAIN_TOKENS ? v : DEFAULT_MAX_TOKENS;
+      },
+      (info, report) => prepare?.followSource(info.id, report.mapping),
+    );
     this.prepare = prepare = new PrepareState(this.source);
     this.hub = new HubState(this.source);
   }

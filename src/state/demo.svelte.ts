@@ -1,5 +1,5 @@
 import { SYMBOL_KINDS, type SymbolKind } from '../engine/data/symbols';
-import type { ClassificationFormat } from '../engine/eval/prompts';
+import type { ClassificationFormat } from '../engine/data/prompts';
 import { Comlink, engine } from '../worker/client';
 import type { DemoDataset, DemoPrompt, DemoResult, DemoUpdate } from '../worker/demo-api';
 import type { EvaluationTargets } from '../worker/eval-api';

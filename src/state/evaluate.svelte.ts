@@ -1,6 +1,6 @@
 import { PAPER_ADAPTERS } from '../engine/adapters/hub';
 import type { BigBenchDataset } from '../engine/eval/paper';
-import type { ClassificationFormat } from '../engine/eval/prompts';
+import type { ClassificationFormat } from '../engine/data/prompts';
 import type { AdapterDownloadProgress } from '../worker/adapters-api';
 import { Comlink, engine } from '../worker/client';
 import type { VerdictChoice } from './evaluate-tables';

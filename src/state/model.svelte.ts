@@ -1,4 +1,5 @@
 import { DEFAULT_HUB_SETTINGS, type HubSettings } from '../engine/weights/hub';
+import type { RetryStatus } from '../engine/weights/retry';
 import { PHI_PRESETS, presetOf, type PhiPresetId } from '../engine/weights/presets';
 import { Comlink, engine } from '../worker/client';
 import type {
@@ -56,8 +57,13 @@ export interface ImportTask {
   /** The stored model it writes to, once the worker has said. */
   modelId: string | null;
   progress: ModelImportProgress | null;
-  /** Resumes, retries and restarts the importer reported, oldest first. */
+  /** Resumes and restarts the importer reported, oldest first (retries are counted instead). */
   notices: string[];
+  /** The wait before another try while there is one; cleared when the next report says work goes on. */
+  retry: RetryStatus | null;
+  /** Tries that failed and were tried again, and the last failure (one line on the page, not one per try). */
+  retries: number;
+  lastRetryReason: string | null;
   problem: ModelProblem | null;
   model: StoredModelInfo | null;
 }
@@ -180,6 +186,8 @@ export class ModelState {
   /** Sizes of each preset, from its known config.json. */
   private presetEstimates: Partial<Record<PhiPresetId, Record<QuantScheme, ModelEstimate>>> = {};
   private started = false;
+  /** The download or import that runs, until it ends. */
+  private running: Promise<void> | null = null;
 
   /** The preset's sizes (Phi-2's for other repositories) unless a checked repository told its own. */
   readonly estimate = $derived(this.estimates?.[this.scheme] ?? null);
@@ -332,11 +340,17 @@ export class ModelState {
     if (this.task?.status === 'complete') this.selection = null;
   }
 
-  private async run(
+  private run(what: Pick<ImportTask, 'kind' | 'label' | 'scheme'>, start: (report: (p: ModelImportProgress) => void) => Promise<ImportOutcome>): Promise<void> {
+    const running = this.runTask(what, start);
+    this.running = running;
+    return running;
+  }
+
+  private async runTask(
     what: Pick<ImportTask, 'kind' | 'label' | 'scheme'>,
     start: (report: (p: ModelImportProgress) => void) => Promise<ImportOutcome>,
   ): Promise<void> {
-    this.task = { ...what, status: 'running', modelId: null, progress: null, notices: [], problem: null, model: null };
+    this.task = { ...what, status: 'running', modelId: null, progress: null, notices: [], retry: null, retries: 0, lastRetryReason: null, problem: null, model: null };
     // The reactive proxy of the task: writes through it update the page.
     const current = this.task;
     let listed = false;
@@ -349,7 +363,14 @@ export class ModelState {
       }
       current.progress = p;
       current.modelId = p.modelId;
-      if (p.notice) current.notices = [...current.notices.slice(-4), p.notice];
+      if (p.retry) {
+        current.retry = p.retry;
+        current.retries++;
+        current.lastRetryReason = p.retry.reason;
+      } else {
+        current.retry = null;
+        if (p.notice) current.notices = [...current.notices.slice(-4), p.notice];
+      }
     });
     let outcome: ImportOutcome;
     try {
@@ -358,6 +379,7 @@ export class ModelState {
       outcome = { status: 'failed', problem: failure(err), model: null };
     }
     current.model = outcome.model;
+    current.retry = null;
     if (outcome.status === 'complete') current.status = 'complete';
     else if (outcome.status === 'paused') current.status = 'paused';
     else {
@@ -371,6 +393,13 @@ export class ModelState {
     if (this.task?.status !== 'running') return;
     this.task.status = 'pausing';
     await engine().pauseImport();
+  }
+
+  /** Pauses the running download or import and waits until it has stopped (everything stored is kept). */
+  async stop(): Promise<void> {
+    if (!this.busy) return;
+    await this.pause();
+    await this.running;
   }
 
   dismissTask(): void {

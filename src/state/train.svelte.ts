@@ -5,7 +5,7 @@ import { APP_TRAINING_CHOICES, PAPER_TRAINING, type PaperPreset } from '../engin
 import { Comlink, engine } from '../worker/client';
 import { saveBlob } from './adapters.svelte';
 import type { StepRecord, TrainEvent, TrainingSetup, TrainOutcome, TrainPhase, TrainProblem, TrainProgress } from '../worker/train-api';
-import { formatLayers, paperPlan, parseLayers, planMemory, planProblems, totalStepsOf, type TrainDataSource, type TrainPlan } from '../worker/train-plan';
+import { formatLayers, paperPlan, parseLayers, planMemory, planProblems, totalStepsOf, type TrainDataSource, type TrainPlan } from '../engine/train/plan';
 
 export { formatLayers, parseLayers };
 

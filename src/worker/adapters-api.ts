@@ -4,13 +4,14 @@ import { adapterZipLimit, downloadAdapter, locateAdapter, locationLabel, locatio
 import { loraModules, loraParameterCount, type LinearShapes, type LoraSettings } from '../engine/adapters/lora-config';
 import { mergeAdapter } from '../engine/adapters/merge';
 import { AdapterError, NOMINAL_SHAPES, resolveAdapterConfig, type PeftLoraConfig } from '../engine/adapters/peft';
-import { AdapterStore, DownloadCache, describeAdapterFiles, type AdapterInfo, type AdapterOrigin, type PartialDownload } from '../engine/adapters/store';
+import { configForHub } from '../engine/adapters/publish';
+import { AdapterStore, DownloadCache, MAX_ADAPTER_NAME, describeAdapterFiles, type AdapterInfo, type AdapterOrigin, type PartialDownload } from '../engine/adapters/store';
 import { unzipAdapter } from '../engine/adapters/zip';
 import type { Engine } from '../engine/engine';
-import { withModel } from '../engine/eval/runner';
-import type { LoadedModel, Session } from '../engine/session';
+import { withModel, type LoadedModel, type Session } from '../engine/session';
 import { parsePhiConfig } from '../engine/weights/config';
 import { HUB_BASE_URL } from '../engine/weights/hub';
+import { HUB_MODEL_ID, hubIdOf } from '../engine/weights/presets';
 
 export type { AdapterInfo, AdapterOrigin } from '../engine/adapters/store';
 export type { AdapterDownloadProgress } from '../engine/adapters/hub';
@@ -30,8 +31,11 @@ export interface AdaptersApi {
   listAdapters(): Promise<AdaptersOverview>;
   /** Imports adapter_config.json + adapter_model.safetensors, or one .zip holding them. */
   importAdapterFiles(files: File[], name?: string): Promise<AdapterInfo>;
-  /** The adapter as PEFT files (two) or one .zip, to download. */
-  exportAdapter(id: string, format: 'files' | 'zip'): Promise<ExportedFile[]>;
+  /**
+   * The adapter as PEFT files (two) or one .zip, to download; with `baseModel` (a Hub id, owner/name), its
+   * adapter_config.json names that base model, so that PEFT finds it on the Hub.
+   */
+  exportAdapter(id: string, format: 'files' | 'zip', options?: { baseModel?: string }): Promise<ExportedFile[]>;
   /** What a Hub repository id or URL holds (config, size, fit to the model) before downloading it. */
   inspectAdapterSource(repoOrUrl: string, hubBaseUrl?: string): Promise<AdapterSourcePreview>;
   /** Downloads (or resumes downloading) an adapter into the store; with `load`, also onto the GPU. */
@@ -75,6 +79,11 @@ export interface AdapterListing extends Omit<AdapterInfo, 'config' | 'checksums'
   fitProblem: string | null;
   /** The URL it came from, for share links (null for trained and uploaded adapters). */
   sourceUrl: string | null;
+  /**
+   * The Hub id exports name as the base model by default: the adapter's own when it is one, else that of the
+   * stored model it names (a model imported from disk is named after its folder), else null.
+   */
+  exportBaseModel: string | null;
 }
 
 export interface AdaptersOverview {
@@ -140,6 +149,15 @@ function shapesOf(loaded: LoadedModel): LinearShapes {
   return { hidden: loaded.dims.hidden, intermediate: loaded.dims.intermediate, layers: loaded.dims.layers };
 }
 
+/** See AdapterListing.exportBaseModel. */
+function exportBaseModel(info: Pick<AdapterInfo, 'baseModel' | 'origin'>, models: ReadonlyArray<Parameters<typeof hubIdOf>[0]>): string | null {
+  const own = info.baseModel?.replace(/@.*$/, '').trim() ?? '';
+  if (HUB_MODEL_ID.test(own)) return own;
+  const named = own || (info.origin.kind === 'training' ? (info.origin.training?.model ?? '') : '');
+  const model = named ? models.find((m) => m.name === named) : undefined;
+  return model ? hubIdOf(model) : null;
+}
+
 function sourceUrl(origin: AdapterOrigin): string | null {
   return origin.kind === 'hub' || origin.kind === 'url' ? origin.url : null;
 }
@@ -181,9 +199,17 @@ class AdaptersWorkspace {
   async list(): Promise<AdaptersOverview> {
     const loaded = this.session.loaded;
     const onGpu = new Set(loaded ? this.session.loadedAdapters() : []);
+    const models = await (await this.session.store()).listModels().catch(() => []);
     const adapters = (await (await this.store()).list()).map(({ config, checksums: _s, ...info }) => {
       const problem = loaded ? fitOf(storedConfig({ config }), info.parameterCount, shapesOf(loaded)) : null;
-      return { ...info, loaded: onGpu.has(info.id), fits: loaded ? problem === null : null, fitProblem: problem, sourceUrl: sourceUrl(info.origin) };
+      return {
+        ...info,
+        loaded: onGpu.has(info.id),
+        fits: loaded ? problem === null : null,
+        fitProblem: problem,
+        sourceUrl: sourceUrl(info.origin),
+        exportBaseModel: exportBaseModel(info, models),
+      };
     });
     let model: AdaptersOverview['model'] = null;
     if (loaded) {
@@ -297,19 +323,36 @@ class AdaptersWorkspace {
       defaultName = base ? `${base.split('/').pop()}-lora` : 'uploaded-adapter';
     }
     await this.check(adapter);
-    return (await this.store()).put(adapter, { name: name?.trim() || defaultName, origin: { kind: 'upload', files: files.map((f) => f.name) } });
+    const store = await this.store();
+    return store.put(adapter, { name: await this.freeName(store, name?.trim() || defaultName), origin: { kind: 'upload', files: files.map((f) => f.name) } });
   }
 
-  async export(id: string, format: 'files' | 'zip'): Promise<ExportedFile[]> {
+  async export(id: string, format: 'files' | 'zip', options: { baseModel?: string } = {}): Promise<ExportedFile[]> {
     const store = await this.store();
     const info = await store.get(id);
-    const files = await store.files(id);
+    const files = { ...(await store.files(id)) };
+    if (options.baseModel !== undefined) {
+      const base = options.baseModel.trim();
+      if (!HUB_MODEL_ID.test(base)) throw new AdapterError(`The base model must be a Hub model id, owner/name (such as microsoft/phi-2), not "${base}".`);
+      files[ADAPTER_CONFIG] = configForHub(files[ADAPTER_CONFIG], base);
+    }
     const blob = (bytes: Uint8Array, type: string) => new Blob([bytes as BlobPart], { type });
     if (format === 'zip') return [{ fileName: `${info.id}.zip`, blob: blob(zipAdapter(files), 'application/zip') }];
     return [
       { fileName: ADAPTER_CONFIG, blob: blob(files[ADAPTER_CONFIG], 'application/json') },
       { fileName: ADAPTER_WEIGHTS, blob: blob(files[ADAPTER_WEIGHTS], 'application/octet-stream') },
     ];
+  }
+
+  /** `name`, or "name (2)", "name (3)"… where another stored adapter has it: two imports of one adapter stay apart. */
+  private async freeName(store: AdapterStore, name: string): Promise<string> {
+    const taken = new Set((await store.list()).map((a) => a.name));
+    if (!taken.has(name)) return name;
+    for (let n = 2; ; n++) {
+      const suffix = ` (${n})`;
+      const candidate = `${name.slice(0, MAX_ADAPTER_NAME - suffix.length)}${suffix}`;
+      if (!taken.has(candidate)) return candidate;
+    }
   }
 
   private async storedFrom(url: string): Promise<AdapterInfo | null> {
@@ -371,7 +414,8 @@ class AdaptersWorkspace {
         await this.check(files);
         // Stopped after the last byte arrived: still nothing is kept.
         if (controller.signal.aborted) throw Object.assign(new Error('The download was stopped; nothing of it was kept.'), { name: 'AbortError' });
-        info = await (await this.store()).put(files, { name: request.name?.trim() || locationName(location), origin: originOf(location) });
+        const store = await this.store();
+        info = await store.put(files, { name: await this.freeName(store, request.name?.trim() || locationName(location)), origin: originOf(location) });
       } finally {
         if (this.download === controller) this.download = null;
       }
@@ -433,7 +477,7 @@ export function adaptersApi(engine: Pick<Engine, 'platform'>, session: Session):
   return {
     listAdapters: () => w.list(),
     importAdapterFiles: (files, name) => w.importFiles(files, name),
-    exportAdapter: (id, format) => w.export(id, format),
+    exportAdapter: (id, format, options) => w.export(id, format, options),
     inspectAdapterSource: (repoOrUrl, hubBaseUrl) => w.inspect(repoOrUrl, hubBaseUrl),
     downloadAdapter: (repoOrUrl, onProgress, options) => w.downloadInto(repoOrUrl, onProgress, options),
     loadAdapterFromHub: (repoOrUrl, onProgress, hubBaseUrl) => w.downloadInto(repoOrUrl, onProgress, { hubBaseUrl, load: true }),

@@ -1,13 +1,13 @@
 import type { Engine } from '../engine/engine';
 import { drawFewShot } from '../engine/data/few-shot';
-import { SeededRandom } from '../engine/data/random';
+import { SeededRandom } from '../engine/random';
 import { drawSymbols, SYMBOL_KINDS, type SymbolKind } from '../engine/data/symbols';
-import { type ClassificationFormat, CLASSIFICATION_FORMATS, type Exemplar, paperShape, renderFewShot, usesSymbols, wrapPaperPrompt } from '../engine/eval/prompts';
-import { MAX_NEW_TOKENS_LIMIT, withModel } from '../engine/eval/runner';
+import { type ClassificationFormat, CLASSIFICATION_FORMATS, type Exemplar, paperShape, renderFewShot, usesSymbols, wrapPaperPrompt } from '../engine/data/prompts';
+import { MAX_NEW_TOKENS_LIMIT } from '../engine/eval/runner';
 import { scoreAnswer, type Verdict } from '../engine/eval/scoring';
 import type { SamplingOptions } from '../engine/kernels/sampling';
 import type { Generation } from '../engine/model/phi2/generate';
-import type { Session } from '../engine/session';
+import { withModel, type Session } from '../engine/session';
 import { bundledData } from './eval-api';
 
 /**

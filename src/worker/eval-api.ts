@@ -13,7 +13,7 @@ import type {
 import type { HandScore } from '../engine/eval/results';
 import type { StoredRun, StoredRunSummary } from '../engine/eval/results-store';
 import type { Session } from '../engine/session';
-import { UserDataStore } from './data-store';
+import { UserDataStore } from '../engine/store/datasets';
 
 /**
  * The Evaluate page's side of the engine worker: comlink's face of the engine's Evaluations

@@ -12,9 +12,9 @@ import { clusterRunZip, type ClusterRun } from '../engine/export/cluster-run';
 import { parsePhiConfig, PHI2_CONFIG_JSON } from '../engine/weights/config';
 import { PHI2_REPO, PHI2_REVISION } from '../engine/weights/hub';
 import type { ExportedFile } from './adapters-api';
-import { UserDataStore, type TrainingExample } from './data-store';
-import { DEMO_ROWS } from './train-api';
-import { planProblems, trainConfigOf, type TrainPlan } from './train-plan';
+import { UserDataStore, type TrainingExample } from '../engine/store/datasets';
+import { DEMO_ROWS } from '../engine/train/demo-set';
+import { planProblems, trainConfigOf, type TrainPlan } from '../engine/train/plan';
 
 export type { PublishProgress, PublishResult } from '../engine/adapters/publish';
 

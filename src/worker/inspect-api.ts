@@ -1,14 +1,13 @@
 import type { LinearShapes, LoraTarget } from '../engine/adapters/lora-config';
 import { AdapterStore } from '../engine/adapters/store';
 import type { Engine } from '../engine/engine';
-import { wrapPaperPrompt } from '../engine/eval/prompts';
-import { withModel } from '../engine/eval/runner';
+import { wrapPaperPrompt } from '../engine/data/prompts';
 import { AdapterFactors } from '../engine/inspect/factors';
 import { checkContrastiveOptions, ContrastiveError, generateContrastive, type ContrastDirection } from '../engine/inspect/contrastive';
 import { adapterIntruders, type IntruderResult, type IntruderSettings } from '../engine/inspect/intruders';
 import { adapterSpectra, type UpdateCell } from '../engine/inspect/spectra';
 import { LoraState } from '../engine/model/phi2/lora-state';
-import type { LoadedModel, Session } from '../engine/session';
+import { withModel, type LoadedModel, type Session } from '../engine/session';
 
 export type { UpdateCell, UpdateSpectrum } from '../engine/inspect/spectra';
 export type { IntruderResult, IntruderSettings } from '../engine/inspect/intruders';

@@ -5,7 +5,7 @@ import type { Phi2Dims } from '../engine/model/phi2/params';
 import { GpuError } from '../engine/gpu/device';
 import { SessionError, type LoadedModel, type Session } from '../engine/session';
 import { TokenizerError } from '../engine/tokenizer';
-import { processLocks } from '../engine/platform/locks';
+import { localLocks } from '../engine/platform/locks';
 import { StoreError, type ModelManifest, type ModelSource, type StorageUsage } from '../engine/store';
 import { inferenceMemory, trainingMemory, weightBytes, type MemoryEstimate, type ModelShape } from '../engine/train/memory';
 import {
@@ -256,30 +256,53 @@ function estimatesFor(config: PhiConfig): Record<QuantScheme, ModelEstimate> {
   return Object.fromEntries(QUANT_SCHEMES.map((s) => [s, estimateFor(config, s)])) as Record<QuantScheme, ModelEstimate>;
 }
 
-/** Turns an engine error into what the page shows; `fallbackTitle` heads errors of no known kind. */
-export function describeProblem(err: unknown, fallbackTitle = 'Something went wrong'): ModelProblem {
+/**
+ * Turns an engine error into what the page shows; `fallbackTitle` heads errors of no known kind. `task`
+ * says what failed, so that the advice fits it: a download resumes, a repository check is just run again.
+ */
+export function describeProblem(err: unknown, fallbackTitle = 'Something went wrong', task: 'download' | 'check' = 'download'): ModelProblem {
   const message = err instanceof Error ? err.message || err.name : String(err);
   if (err instanceof HubError) {
     const status = err.status;
+    const check = task === 'check';
+    const later = check ? 'check again' : 'resume: everything stored so far is kept';
     switch (err.code) {
       case 'not-found':
         return { code: err.code, status, title: status === 404 ? 'Not found on the Hub (HTTP 404)' : 'Not a valid Hub location', message, advice: 'Check the repository, revision and base URL under "Advanced".' };
       case 'unauthorized':
         return { code: err.code, status, title: `The repository needs a login (HTTP ${status ?? '401/403'})`, message };
       case 'rate-limited':
-        return { code: err.code, status, title: 'The Hub is limiting requests (HTTP 429)', message, advice: 'Wait a minute, then resume: everything stored so far is kept.' };
+        return { code: err.code, status, title: 'The Hub is limiting requests (HTTP 429)', message, advice: `Wait a minute, then ${later}.` };
+      case 'unreachable':
+        return {
+          code: err.code,
+          title: 'The Hub cannot be reached',
+          message,
+          advice: `Check the network connection (or the base URL under "Advanced"), then ${check ? 'check again' : 'try again: everything stored so far is kept'}. Or import the model's files from disk.`,
+        };
       case 'network':
-        return { code: err.code, title: 'The connection failed', message, advice: 'Check the network, then resume: the download continues where it stopped.' };
+        return {
+          code: err.code,
+          title: 'The connection failed',
+          message,
+          advice: check ? 'Check the network connection, then check again.' : 'Check the network, then resume: the download continues where it stopped.',
+        };
       case 'redirects':
         return { code: err.code, status, title: 'The server redirects in a loop', message, advice: 'Check the repository, revision and base URL under "Advanced".' };
       case 'http':
-        return { code: err.code, status, title: `The server answered HTTP ${status ?? 'an error'}`, message, advice: 'Resume later: everything stored so far is kept.' };
+        return { code: err.code, status, title: `The server answered HTTP ${status ?? 'an error'}`, message, advice: check ? 'Check again later.' : 'Resume later: everything stored so far is kept.' };
       case 'changed':
         return { code: err.code, status, title: 'The file changed on the server', message, advice: 'Resume later, or pin a fixed revision (a commit hash) under "Advanced".' };
       case 'bad-response':
-        return { code: err.code, status, title: 'The server sent something unexpected', message, advice: 'Resume to try again; if it keeps failing, the mirror may not support byte ranges.' };
+        return {
+          code: err.code,
+          status,
+          title: 'The server sent something unexpected',
+          message,
+          advice: check ? 'Check again; if it keeps failing, the server may not be a Hub or a mirror of one.' : 'Resume to try again; if it keeps failing, the mirror may not support byte ranges.',
+        };
       default:
-        return { code: err.code, status, title: 'The download failed', message };
+        return { code: err.code, status, title: check ? 'The repository could not be checked' : 'The download failed', message };
     }
   }
   if (err instanceof StoreError) {
@@ -358,7 +381,7 @@ export function modelApi(engine: Engine, session: Session): ModelApi {
   let importing: ImportJob | null = null;
   let loading: AbortController | null = null;
   let verifying: AbortController | null = null;
-  const locks = engine.platform.locks ?? processLocks();
+  const locks = engine.platform.locks ?? localLocks;
 
   /** Marks records for repair unless another tab holds the model's write lock; whether it did. */
   async function markForRepair(id: string, damaged: Array<{ key: string; index: number }>): Promise<boolean> {
@@ -501,7 +524,7 @@ export function modelApi(engine: Engine, session: Session): ModelApi {
         const config = parsePhiConfig(text);
         return { ok: true, dims: dimsOf(config), estimates: estimatesFor(config) };
       } catch (err) {
-        return { ok: false, problem: describeProblem(err, 'The repository could not be checked') };
+        return { ok: false, problem: describeProblem(err, 'The repository could not be checked', 'check') };
       }
     },
 

@@ -6,8 +6,7 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateSymbolTuningData } from '../../src/engine/data/symbol-tuning';
 import { PAPER_TEMPLATE, parseTemplate, renderTemplate, tokenizeInstructionData } from '../../src/engine/data/template';
-import { loadSymbolTuningPool } from '../../src/engine/eval/bundled';
-import { parseTaskCatalog } from '../../src/engine/eval/tasks';
+import { loadSymbolTuningPool, parseTaskCatalog } from '../../src/engine/data/pools';
 import { loadTokenizer } from '../../src/engine/tokenizer/index';
 import { PHI2_REVISION } from '../../src/engine/weights/hub';
 import type { EngineApi } from '../../src/worker/api';
@@ -124,7 +123,10 @@ describe('the Data page', () => {
   });
 
   it('generates symbol-tuning prompts from a bundled pool, exactly as the engine does in Node for the same seed', async () => {
-    await page.getByTestId('mode-symbol').check();
+    // The labelled upload above chose symbol tuning from itself; the bundled pools are one click away.
+    expect(await page.getByTestId('mode-symbol').isChecked()).toBe(true);
+    expect(await page.getByTestId('pool-source-own').isChecked()).toBe(true);
+    await page.getByTestId('pool-source-bundled').check();
     await expect.poll(() => page.getByTestId('pool-rte').isVisible(), { timeout: 30_000 }).toBe(true);
     await page.getByTestId('pool-rte').uncheck();
     expect(await page.getByTestId('pool-sst2').isChecked()).toBe(true);

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { unzipSync } from 'fflate';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS } from '../../src/engine/adapters/files';
-import { DEMO_ROWS } from '../../src/worker/train-api';
+import { DEMO_ROWS } from '../../src/engine/train/demo-set';
 import { launchBrowser, openPage, screenshot } from '../support/browser';
 import { HubServer } from '../support/hub-server';
 import { serveStatic, type StaticServer } from '../support/static-server';

@@ -198,7 +198,7 @@ describe('the Model page', () => {
     // The page asks for `bytes=N-`; Chromium's HTTP cache, holding the part that arrived before the drop,
     // may forward it with an explicit end. Either way the transfer continued from N > 0.
     expect(Number(/^bytes=(\d+)-(\d*)$/.exec(resumed?.range ?? '')?.[1]), `resumed with Range ${resumed?.range}`).toBeGreaterThan(0);
-    expect(await task().innerText()).toMatch(/Retrying in/);
+    expect(await page.getByTestId('retry-line').innerText()).toMatch(/^Retried \d+ times? after failures \(the last: .+\)\.$/);
 
     const stored = row(INT8_ID);
     await expect.poll(() => stored.getAttribute('data-complete'), { timeout: 30_000 }).toBe('true');

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { generateCommand } from '../../src/cli/model-commands';
 import { parseAdapterConfig } from '../../src/engine/adapters/peft';
 import { paperItems, parsePaperPrompts } from '../../src/engine/eval/paper';
-import { wrapPaperPrompt } from '../../src/engine/eval/prompts';
+import { wrapPaperPrompt } from '../../src/engine/data/prompts';
 import {
   answerComplete,
   CandidateScorer,
@@ -16,7 +16,6 @@ import {
   estimateWorkMs,
   evaluateItems,
   type EvalModel,
-  ModelBusyError,
   prepareItems,
   promptAnswerLabels,
   rankAccuracy,
@@ -27,12 +26,12 @@ import {
   ThroughputMeter,
   type RunProgress,
   userDatasetItems,
-  withModel,
   workloadOf,
 } from '../../src/engine/eval/runner';
+import { ModelBusyError, withModel } from '../../src/engine/session';
 import { scoreAnswer, scoreStrict } from '../../src/engine/eval/scoring';
 import { bigBenchItems, classificationItems } from '../../src/engine/eval/suites';
-import { parsePoolRows, parseTaskCatalog, taskPool } from '../../src/engine/eval/tasks';
+import { parsePoolRows, parseTaskCatalog, taskPool } from '../../src/engine/data/pools';
 import type { EvalItem } from '../../src/engine/eval/types';
 import type { GpuRuntime } from '../../src/engine/gpu/runtime';
 import type { GpuTensor } from '../../src/engine/gpu/tensor';

@@ -1,5 +1,5 @@
-import type { LabeledPool } from '../eval/tasks';
-import type { SeededRandom } from './random';
+import type { LabeledPool } from './pools';
+import type { SeededRandom } from '../random';
 
 /** One few-shot draw from a labelled pool, before shuffling and labelling (which depend on the format). */
 export interface FewShotDraw {

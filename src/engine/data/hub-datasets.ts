@@ -1,5 +1,6 @@
 import type { CachedHubPage, HubRowsCache } from './hub-datasets-cache';
 import type { InstructionExample } from './template';
+import { MAX_JSON_DEPTH, nestsDeeperThan } from '../untrusted-json';
 
 /**
  * Public Hugging Face datasets, read page by page through the Hub's dataset viewer API (datasets-server):
@@ -8,8 +9,9 @@ import type { InstructionExample } from './template';
  *   -> {features, rows: [{row_idx, row, truncated_cells}], num_rows_total, partial?}
  *
  * 429 and 5xx are retried with exponential backoff; a 429 (or 503) Retry-After header, in seconds or as an
- * HTTP date, is honoured. Other errors stop with a message that says what to do. Pages are cached in
- * IndexedDB (hub-datasets-cache.ts) when a cache is given.
+ * HTTP date, is honoured. A server that has not answered once in this load (offline, a wrong address) gets
+ * only a few quick tries, and the first failure says so. Other errors stop with a message that says what to
+ * do. Pages are cached in IndexedDB (hub-datasets-cache.ts) when a cache is given.
  */
 
 export const DATASETS_SERVER_URL = 'https://datasets-server.huggingface.co';
@@ -46,6 +48,11 @@ export interface HubRowsProgress {
   /** Set while waiting to retry: how long, and why. */
   retryInMs?: number;
   retryReason?: string;
+  /** With a retry: the attempt about to be made (2 for the first retry) and the most there will be. */
+  attempt?: number;
+  attempts?: number;
+  /** With a retry: nothing has answered in this load, so the server cannot be reached at all. */
+  unreachable?: boolean;
 }
 
 export interface HubRowsDeps {
@@ -62,6 +69,8 @@ export interface HubRowsDeps {
   /** Wall-clock milliseconds (for Retry-After dates). Defaults to Date.now. */
   now?: () => number;
   maxRetries?: number;
+  /** Retries while the server has not answered once in this load (default 2: three quick tries in all). */
+  unreachableRetries?: number;
   /** Backoff: baseDelayMs * 2^attempt, at most maxDelayMs. */
   baseDelayMs?: number;
   maxDelayMs?: number;
@@ -82,6 +91,8 @@ export interface HubRowsResult {
   scannedRows: number;
   /** Rows skipped because a required column arrived truncated. */
   skippedTruncated: number;
+  /** Rows skipped because they nest deeper than any real row (see untrusted-json.ts). */
+  skippedTooDeep: number;
   /** Offset to continue from, or null when the split was read to its end. */
   nextOffset: number | null;
   pagesFetched: number;
@@ -100,9 +111,14 @@ export class HubRowsError extends Error {
   }
 }
 
+/** No answer from the dataset server at all (offline, a wrong address, a server that is down or refuses this page). */
+export class HubUnreachableError extends HubRowsError {
+  override name = 'HubUnreachableError';
+}
+
 interface RowsPage {
   features: unknown[];
-  rows: Array<{ row_idx: number; row: Record<string, unknown>; truncated_cells: string[] }>;
+  rows: Array<{ row_idx: number; row: Record<string, unknown>; truncated_cells: string[]; too_deep?: boolean }>;
   num_rows_total: number;
   partial: boolean;
 }
@@ -122,12 +138,14 @@ export async function loadHubRows(query: HubRowsQuery, deps: HubRowsDeps): Promi
   if (!Number.isInteger(offset) || offset < 0) throw new HubRowsError(`offset must be a non-negative integer, got ${offset}`);
 
   const progress: HubRowsProgress = { scannedRows: 0, keptRows: 0, totalRows: null, pagesFetched: 0, pagesFromCache: 0 };
+  const answered = { yes: false };
   const result: HubRowsResult = {
     rows: [],
     features: [],
     totalRows: 0,
     scannedRows: 0,
     skippedTruncated: 0,
+    skippedTooDeep: 0,
     nextOffset: offset,
     pagesFetched: 0,
     pagesFromCache: 0,
@@ -136,7 +154,7 @@ export async function loadHubRows(query: HubRowsQuery, deps: HubRowsDeps): Promi
   const required = query.requiredColumns ?? [];
   for (;;) {
     deps.signal?.throwIfAborted();
-    const page = await getPage({ dataset: query.dataset, config, split, view: query.where ?? '', offset }, length, query.where, deps, progress);
+    const page = await getPage({ dataset: query.dataset, config, split, view: query.where ?? '', offset }, length, query.where, deps, progress, answered);
     result.features = page.features;
     result.totalRows = page.num_rows_total;
     result.partial ||= page.partial;
@@ -146,6 +164,10 @@ export async function loadHubRows(query: HubRowsQuery, deps: HubRowsDeps): Promi
       if (result.rows.length >= maxRows) break;
       consumed++;
       progress.scannedRows++;
+      if (r.too_deep) {
+        result.skippedTooDeep++;
+        continue;
+      }
       if (required.some((c) => r.truncated_cells.includes(c))) {
         result.skippedTruncated++;
         continue;
@@ -177,6 +199,7 @@ async function getPage(
   where: string | undefined,
   deps: HubRowsDeps,
   progress: HubRowsProgress,
+  answered: { yes: boolean },
 ): Promise<RowsPage> {
   const cached = await deps.cache?.get(key);
   if (cached && cached.length === length) {
@@ -188,7 +211,7 @@ async function getPage(
   params.set('offset', String(key.offset));
   params.set('length', String(length));
   const url = `${(deps.baseUrl ?? DATASETS_SERVER_URL).replace(/\/$/, '')}/${where === undefined ? 'rows' : 'filter'}?${params}`;
-  const page = await fetchPage(url, key, deps, progress);
+  const page = await fetchPage(url, key, deps, progress, answered);
   progress.pagesFetched++;
   if (deps.cache) {
     const entry: CachedHubPage = {
@@ -205,8 +228,15 @@ async function getPage(
   return page;
 }
 
-async function fetchPage(url: string, key: { dataset: string; config: string; split: string }, deps: HubRowsDeps, progress: HubRowsProgress): Promise<RowsPage> {
+async function fetchPage(
+  url: string,
+  key: { dataset: string; config: string; split: string },
+  deps: HubRowsDeps,
+  progress: HubRowsProgress,
+  answered: { yes: boolean },
+): Promise<RowsPage> {
   const maxRetries = deps.maxRetries ?? 6;
+  const unreachableRetries = Math.min(maxRetries, deps.unreachableRetries ?? 2);
   const base = deps.baseDelayMs ?? 1000;
   const maxDelay = deps.maxDelayMs ?? 30_000;
   const maxRetryAfter = deps.maxRetryAfterMs ?? 120_000;
@@ -224,6 +254,8 @@ async function fetchPage(url: string, key: { dataset: string; config: string; sp
       failure = `network error: ${(err as Error).message}`;
     }
     let waitMs = Math.min(maxDelay, base * 2 ** attempt);
+    if (response) answered.yes = true;
+    const unreachable = !response && !answered.yes;
     if (response) {
       if (response.ok) return parsePage(await response.text(), url);
       const detail = await errorDetail(response);
@@ -237,10 +269,18 @@ async function fetchPage(url: string, key: { dataset: string; config: string; sp
         waitMs = retryAfter;
       }
     }
-    if (attempt >= maxRetries) {
-      throw new HubRowsError(`Could not read ${what} after ${maxRetries + 1} attempts: ${failure}.`, response?.status);
+    const retries = unreachable ? unreachableRetries : maxRetries;
+    if (attempt >= retries) {
+      if (unreachable) {
+        const host = new URL(url).host;
+        throw new HubUnreachableError(
+          `The Hub's dataset server (${host}) cannot be reached: ${failure} (${retries + 1} attempts). ` +
+            'Check the network connection (or the API base URL under "Advanced"), then load again; or upload the dataset as a file.',
+        );
+      }
+      throw new HubRowsError(`Could not read ${what} after ${retries + 1} attempts: ${failure}.`, response?.status);
     }
-    deps.onProgress?.({ ...progress, retryInMs: waitMs, retryReason: failure });
+    deps.onProgress?.({ ...progress, retryInMs: waitMs, retryReason: failure, attempt: attempt + 2, attempts: retries + 1, unreachable });
     await sleep(waitMs, deps.signal);
   }
 }
@@ -288,6 +328,12 @@ function parsePage(text: string, url: string): RowsPage {
       throw new HubRowsError(`The Hub's answer to ${url} has a row without row_idx or row.`);
     }
     if (!Array.isArray(r.truncated_cells)) r.truncated_cells = [];
+    // A row nested past what every recursive consumer takes (the cache's structured clone, the worker
+    // boundary) is dropped here, before anything recurses into it, and counted; the rest of the page stays.
+    if (nestsDeeperThan(r.row, MAX_JSON_DEPTH)) {
+      r.row = {};
+      r.too_deep = true;
+    }
   }
   return {
     features: Array.isArray(body.features) ? body.features : [],

@@ -1,8 +1,8 @@
-import { PAPER_TRAINING } from '../train/paper';
-
 /**
- * Hard limits on what an upload may hold. They keep one tab's memory bounded (a 200 MB file becomes about
- * 400 MB of UTF-16 string plus the parsed rows) and are stated in the UI next to the file picker.
+ * Bounds on what the Data page may ask for, shared by the page (input ranges, messages) and the engine
+ * (validation), in a module with no imports so the page can use them without pulling engine code.
+ * The upload limits keep one tab's memory bounded (a 200 MB file becomes about 400 MB of UTF-16 string
+ * plus the parsed rows) and are stated in the UI next to the file picker.
  */
 
 /** Largest file the uploader reads. */
@@ -17,5 +17,12 @@ export const MAX_FIELD_CHARS = 100_000;
 /** How much of a bad line is kept in its problem report, so the user can see what went wrong. */
 export const PROBLEM_EXCERPT_CHARS = 200;
 
-/** Default sequence length for training rows: the paper's. */
-export const DEFAULT_MAX_TOKENS = PAPER_TRAINING.maxLength;
+/** Default sequence length for training rows: the paper's (PAPER_TRAINING.maxLength; test/unit/train/paper-settings.test.ts holds them equal). */
+export const DEFAULT_MAX_TOKENS = 512;
+
+/** Phi-2's context length: the longest training row worth asking for. */
+export const MAX_TRAIN_TOKENS = 2048;
+/** Rows one Hub load keeps (100 per request: 1,000 requests at most). */
+export const MAX_HUB_ROWS = 100_000;
+export const MAX_SYMBOL_PROMPTS = 100_000;
+export const MAX_PER_CLASS = 32;

@@ -1,7 +1,7 @@
-import { type FewShotShape, paperShape, type QueryEnding, renderFewShot } from '../eval/prompts';
-import type { LabeledPool } from '../eval/tasks';
+import { type FewShotShape, paperShape, type QueryEnding, renderFewShot } from './prompts';
+import type { LabeledPool } from './pools';
 import { drawFewShot } from './few-shot';
-import { SeededRandom } from './random';
+import { SeededRandom } from '../random';
 import { drawSymbols, type SymbolKind, type SymbolSet } from './symbols';
 import type { InstructionExample } from './template';
 

@@ -1,4 +1,4 @@
-import { hashString32, type SeededRandom } from './random';
+import { hashString32, type SeededRandom } from '../random';
 
 /**
  * Arbitrary label symbols, as in the paper: each symbol is drawn uniformly from three kinds,

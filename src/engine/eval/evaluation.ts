@@ -1,10 +1,9 @@
 import { AdapterStore } from '../adapters/store';
 import type { Engine } from '../engine';
-import type { LoadedModel, Session } from '../session';
-import { modelBusyWith, withModel } from './model-lock';
+import { modelBusyWith, withModel, type LoadedModel, type Session } from '../session';
 import { BIG_BENCH_DATASETS, PAPER_MODEL_OF_REPO } from './paper';
 import { cachedTokenizer, checkRunnerSettings, EvalSetupError, type EvalModel, prepareItems, type PreparedItem } from './prepare';
-import { CLASSIFICATION_FORMATS } from './prompts';
+import { CLASSIFICATION_FORMATS } from '../data/prompts';
 import {
   bundledData,
   effectiveSettings,

@@ -1,6 +1,6 @@
-import { SeededRandom } from '../data/random';
-import { BIG_BENCH_PREFIXES, type BigBenchPair, type ClassificationFormat, CLASSIFICATION_FORMATS, type Exemplar, paperShape, PAPER_FORMATS, usesInstruction } from './prompts';
-import { DataFormatError } from './tasks';
+import { SeededRandom } from '../random';
+import { BIG_BENCH_PREFIXES, type BigBenchPair, type ClassificationFormat, CLASSIFICATION_FORMATS, type Exemplar, paperShape, PAPER_FORMATS, usesInstruction } from '../data/prompts';
+import { DataFormatError } from '../data/pools';
 import type { EvalItem, SuiteKind } from './types';
 
 /**

@@ -1,7 +1,7 @@
 import { loadBundledData, type BundledData } from './bundled';
 import { type BigBenchDataset, paperItems, samplePaperItems } from './paper';
 import { EvalSetupError, type RunnerSettings } from './prepare';
-import { type ClassificationFormat, PAPER_GENERATION } from './prompts';
+import { type ClassificationFormat, PAPER_GENERATION } from '../data/prompts';
 import type { RunStatus, StoredRunSummary } from './results-store';
 import { bigBenchItems, classificationItems } from './suites';
 import type { EvalItem } from './types';

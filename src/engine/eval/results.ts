@@ -1,7 +1,7 @@
 import Papa from 'papaparse';
 import type { PaperReference } from './paper';
 import { referenceKey } from './paper';
-import { wrapPaperPrompt } from './prompts';
+import { wrapPaperPrompt } from '../data/prompts';
 import { scoreByRank, scoreVerdicts, type Verdict } from './scoring';
 import type { EvalItem } from './types';
 

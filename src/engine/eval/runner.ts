@@ -6,7 +6,6 @@
  *   candidates.ts  log-likelihoods of candidate labels sharing a prompt (rank classification)
  *   throughput.ts  workloads, measured rates and time estimates (the RTX 4090 estimate's method)
  *   user-datasets.ts  saved datasets as items
- *   model-lock.ts  one GPU task at a time per model
  *
  * This module gathers their public names for the worker and the tests.
  */
@@ -15,4 +14,3 @@ export * from './run';
 export * from './candidates';
 export * from './throughput';
 export * from './user-datasets';
-export * from './model-lock';

@@ -1,5 +1,5 @@
 import { drawFewShot } from '../data/few-shot';
-import { SeededRandom } from '../data/random';
+import { SeededRandom } from '../random';
 import { drawSymbols } from '../data/symbols';
 import { BIG_BENCH_DATASETS, type BigBenchDataset, paperTarget, parseBigBenchPrompt, type PaperPromptRow } from './paper';
 import {
@@ -13,8 +13,8 @@ import {
   renderFewShot,
   usesInstruction,
   usesSymbols,
-} from './prompts';
-import type { LabeledPool } from './tasks';
+} from '../data/prompts';
+import type { LabeledPool } from '../data/pools';
 import type { EvalItem, SuiteKind } from './types';
 
 /**

@@ -1,4 +1,4 @@
-import { SeededRandom } from '../data/random';
+import { SeededRandom } from '../random';
 import { EvalSetupError } from './prepare';
 import type { EvalItem } from './types';
 

@@ -1,4 +1,4 @@
-import { processLocks, webLocks } from './locks';
+import { localLocks, webLocks } from './locks';
 import type { Platform } from './types';
 
 /**
@@ -22,7 +22,7 @@ export function browserPlatform(): Platform {
     now: () => performance.now(),
     fetch: globalThis.fetch.bind(globalThis),
     // Web Locks span every tab of the origin; without them (old browsers) this worker's own queue still serialises its writes.
-    locks: nav?.locks ? webLocks(nav.locks) : processLocks(),
+    locks: nav?.locks ? webLocks(nav.locks) : localLocks,
     storage: {
       persist: async () => (nav?.storage?.persist ? nav.storage.persist() : false),
       persisted: async () => (nav?.storage?.persisted ? nav.storage.persisted() : false),

@@ -14,40 +14,57 @@ export interface Locks {
   ifFree<T>(name: string, fn: () => Promise<T>): Promise<{ held: false; value: T } | { held: true }>;
 }
 
-/** Locks within this process only: a promise chain per name. */
+/** Locks within this process only: per name, whether it is held and who waits, in order. */
 export function processLocks(): Locks {
-  const tails = new Map<string, Promise<void>>();
-  const busy = new Set<string>();
-  const run = async <T>(name: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> => {
-    const before = tails.get(name) ?? Promise.resolve();
-    let release!: () => void;
-    const mine = new Promise<void>((resolve) => (release = resolve));
-    const tail = before.then(() => mine);
-    tails.set(name, tail);
-    try {
-      await waitFor(before, signal);
-      busy.add(name);
-      try {
-        return await fn();
-      } finally {
-        busy.delete(name);
+  /** A name is held while it has an entry; the entry lists the waiters' starts. */
+  const queues = new Map<string, Array<() => void>>();
+  const acquire = (name: string, signal?: AbortSignal) =>
+    new Promise<void>((resolve, reject) => {
+      const queue = queues.get(name);
+      if (!queue) {
+        queues.set(name, []);
+        return resolve();
       }
+      if (signal?.aborted) return reject(signal.reason);
+      const start = () => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      const onAbort = () => {
+        const i = queue.indexOf(start);
+        if (i >= 0) queue.splice(i, 1);
+        reject(signal!.reason);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      queue.push(start);
+    });
+  const release = (name: string) => {
+    const next = queues.get(name)?.shift();
+    if (next) next(); // handed over: still held
+    else queues.delete(name);
+  };
+  const run = async <T>(name: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> => {
+    await acquire(name, signal);
+    try {
+      return await fn();
     } finally {
-      release();
-      if (tails.get(name) === tail) tails.delete(name);
+      release(name);
     }
   };
   return {
     exclusive(name, fn, options = {}) {
-      if (busy.has(name) || tails.has(name)) options.onWait?.();
+      if (queues.has(name)) options.onWait?.();
       return run(name, fn, options.signal);
     },
     async ifFree(name, fn) {
-      if (tails.has(name)) return { held: true };
+      if (queues.has(name)) return { held: true };
       return { held: false, value: await run(name, fn) };
     },
   };
 }
+
+/** This process's locks, for callers given no Platform.locks: one registry, so they still exclude each other. */
+export const localLocks: Locks = processLocks();
 
 /** Web Locks, where the host has them (every tab and worker of the origin shares them). */
 export function webLocks(locks: LockManager): Locks {
@@ -64,23 +81,4 @@ export function webLocks(locks: LockManager): Locks {
       return got ? { held: false, value: got.value } : { held: true };
     },
   };
-}
-
-function waitFor(p: Promise<void>, signal?: AbortSignal): Promise<void> {
-  if (!signal) return p;
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      () => {
-        signal.removeEventListener('abort', onAbort);
-        resolve();
-      },
-      (err) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err);
-      },
-    );
-  });
 }

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { processLocks } from './locks';
+import { localLocks } from './locks';
 import type { Platform } from './types';
 
 /** Debian's chromium ships SwiftShader, a CPU Vulkan driver: WebGPU on machines without a GPU. */
@@ -46,7 +46,7 @@ export async function nodePlatform(options: NodePlatformOptions = {}): Promise<P
     now: () => performance.now(),
     fetch: globalThis.fetch.bind(globalThis),
     // One process, one in-memory IndexedDB: a queue in this process is the whole of Web Locks' job here.
-    locks: processLocks(),
+    locks: localLocks,
     storage: {
       persist: async () => true,
       persisted: async () => true,

@@ -20,7 +20,7 @@ export interface Platform {
   fetch: typeof fetch;
   /**
    * Locks that serialise writes to one stored model across tabs (Web Locks in a browser). Absent in
-   * hand-made test platforms: then locks of this process only (platform/locks.ts processLocks).
+   * hand-made test platforms: then this process's locks only (platform/locks.ts localLocks).
    */
   locks?: Locks;
 }

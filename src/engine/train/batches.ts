@@ -1,4 +1,5 @@
 import { IGNORE_INDEX } from '../kernels/cross-entropy';
+import { SeededRandom } from '../random';
 import type { TrainBatch } from '../model/phi2/train-step';
 
 /** One tokenised training example: ids and labels of equal length (-100 where no loss is taken). */
@@ -13,22 +14,9 @@ export interface DataPosition {
   index: number;
 }
 
-/** A seeded permutation of 0..n-1 for an epoch (mulberry32 + Fisher-Yates): the order replays from the seed. */
+/** A seeded permutation of 0..n-1 for an epoch (Fisher-Yates): the order replays from the seed. */
 export function epochOrder(n: number, seed: number, epoch: number): Uint32Array {
-  let a = (seed ^ Math.imul(epoch + 1, 0x9e3779b9)) >>> 0;
-  const random = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const order = Uint32Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
-    [order[i], order[j]] = [order[j], order[i]];
-  }
-  return order;
+  return SeededRandom.from(seed >>> 0, 'epoch', epoch).shuffle(Uint32Array.from({ length: n }, (_, i) => i));
 }
 
 /**

@@ -4,7 +4,7 @@ import type { ScheduleKind } from './schedule';
 import type { TrainConfig } from './trainer';
 
 /**
- * The paper's training settings, defined once. The Train page's presets (worker/train-plan.ts), the
+ * The paper's training settings, defined once. The Train page's presets (train/plan.ts), the
  * CLI's `train` defaults and every constant named after the paper read them from here, and
  * test/unit/train/paper-settings.test.ts fails if any of them drifts.
  *

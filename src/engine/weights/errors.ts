@@ -60,6 +60,8 @@ export type HubErrorCode =
   | 'http'
   /** The connection failed or dropped, and retries did not get past it. */
   | 'network'
+  /** No answer at all: offline, a wrong address, a server that is down or refuses this page (CORS). */
+  | 'unreachable'
   /** The URL redirects in a loop, endlessly or somewhere fetch cannot follow: retrying cannot help. */
   | 'redirects'
   /** The server's answer does not fit the request or the file (wrong Content-Range, size, short body). */

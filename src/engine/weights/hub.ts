@@ -96,7 +96,7 @@ export class HubSource implements CheckpointSource {
       if (signal?.aborted) throw abortedError(file);
       const redirects = await diagnoseRedirects(this.platform, url, signal);
       if (redirects) throw new HubError('redirects', redirects, file);
-      throw new HubError('network', `Could not reach ${this.settings.baseUrl} for ${this.where(file)}: ${(err as Error).message}`, file);
+      throw new HubError('unreachable', `Could not reach ${this.settings.baseUrl} for ${this.where(file)}: ${(err as Error).message}.`, file);
     }
   }
 

@@ -1,5 +1,5 @@
 import type { Locks } from '../platform/locks';
-import { processLocks } from '../platform/locks';
+import { localLocks } from '../platform/locks';
 import { StoreError } from '../store/errors';
 import type { DamagedRecord, WeightStore } from '../store/store';
 import { RecordChecksums } from '../store/record-checksum';
@@ -10,7 +10,7 @@ import { CheckpointError, HubError, SafetensorsError } from './errors';
 import { PhiLayout, storedBytes, storedDType, type ParamSpec, type QuantScheme } from './layout';
 import { RateMeter, type ImportProgress, type TransferProgress } from './progress';
 import { RowCodec } from './quantize';
-import { DEFAULT_RETRY, abortedError, backoffDelay, isRetryable, sleep, type RetryPolicy } from './retry';
+import { DEFAULT_RETRY, abortedError, attemptsFor, backoffDelay, isRetryable, isUnreachable, sleep, type RetryPolicy, type RetryStatus } from './retry';
 import {
   parseSafetensorsHeader,
   readSafetensorsStream,
@@ -80,7 +80,7 @@ export interface ImportOptions {
   checkQuota?: boolean;
   /** How often a file that changed on the server is restarted before giving up (default 2). */
   maxRestarts?: number;
-  /** The host's locks (Platform.locks), shared by every tab; default: this process only. */
+  /** The host's locks (Platform.locks), shared by every tab; default: this process's (localLocks). */
   locks?: Locks;
 }
 
@@ -155,6 +155,8 @@ class Importer {
   private manifest!: ModelManifest;
   private entries = new Map<string, TensorEntry>();
   private checksums!: RecordChecksums;
+  /** Whether the source has answered once in this run: until it has, "no answer" gets only a few quick tries. */
+  private answered = false;
 
   constructor(private readonly options: ImportOptions) {
     this.source = options.source;
@@ -190,7 +192,7 @@ class Importer {
     const id = this.options.modelId ?? defaultModelId(this.source.description, this.source.displayName, this.scheme);
     // One writer per model across tabs: another tab importing, repairing or deleting the same model
     // finishes first, and this one then resumes from what that one stored.
-    const locks = this.options.locks ?? processLocks();
+    const locks = this.options.locks ?? localLocks;
     return locks.exclusive(modelWriteLock(id), () => this.write(id, configJson, files), {
       signal: this.signal,
       onWait: () => this.progress.notice('Another tab is writing this model (importing, repairing or deleting it); this import waits until it is done.'),
@@ -330,21 +332,33 @@ class Importer {
     for (let attempt = 1; ; attempt++) {
       this.checkAborted(file);
       try {
-        return await this.source.readText(file, this.signal);
+        const text = await this.source.readText(file, this.signal);
+        this.answered = true;
+        return text;
       } catch (err) {
-        if (!isRetryable(err, this.source.remote) || attempt >= this.retry.attempts) throw err;
-        await this.waitBeforeRetry(attempt, file, err as Error);
+        const attempts = this.attemptsAfter(err);
+        if (!isRetryable(err, this.source.remote)) throw err;
+        if (attempt >= attempts) throw gaveUp(err, attempt, file);
+        await this.waitBeforeRetry(attempt, attempts, file, err as Error);
       }
     }
+  }
+
+  /** The attempts a failure allows, given whether the source has answered before (an HTTP status is an answer too). */
+  private attemptsAfter(err: unknown): number {
+    const answeredBefore = this.answered;
+    if (err instanceof HubError && err.status !== undefined) this.answered = true;
+    return attemptsFor(err, answeredBefore, this.retry);
   }
 
   private checkAborted(file?: string): void {
     if (this.signal?.aborted) throw abortedError(file);
   }
 
-  private async waitBeforeRetry(retry: number, file: string, err: Error): Promise<void> {
+  private async waitBeforeRetry(retry: number, attempts: number, file: string, err: Error): Promise<void> {
     const delay = backoffDelay(retry, this.retry);
-    this.progress.notice(`${file}: ${err.message} Retrying in ${(delay / 1000).toFixed(1)} s (attempt ${retry + 1} of ${this.retry.attempts}).`);
+    const status = { what: file, attempt: retry + 1, attempts, delayMs: delay, reason: err.message, unreachable: !this.answered && isUnreachable(err) };
+    this.progress.retrying(status, `${file}: ${err.message} Retrying in ${(delay / 1000).toFixed(1)} s (attempt ${retry + 1} of ${attempts}).`);
     await sleep(delay, this.signal);
   }
 
@@ -413,6 +427,7 @@ class Importer {
       lastOffset = offset;
       try {
         const opened = await this.source.open(file, offset, this.signal);
+        this.answered = true;
         const current = this.fileState(file);
         if (current.etag !== null && opened.etag !== null && opened.etag !== current.etag) {
           throw new HubError('changed', `${file} changed since its download began (ETag ${current.etag}, now ${opened.etag}).`, file);
@@ -433,14 +448,11 @@ class Importer {
           lastOffset = -1;
           continue;
         }
+        const attempts = this.attemptsAfter(err);
         if (!isRetryable(err, this.source.remote)) throw err;
         failures++;
-        if (failures >= this.retry.attempts) {
-          const e = err as Error;
-          if (err instanceof HubError) throw new HubError(err.code, `${e.message} Gave up after ${failures} attempts.`, file, err.status);
-          throw err;
-        }
-        await this.waitBeforeRetry(failures, file, err as Error);
+        if (failures >= attempts) throw gaveUp(err, failures, file);
+        await this.waitBeforeRetry(failures, attempts, file, err as Error);
       }
     }
     const done = this.fileEntries(file);
@@ -641,6 +653,11 @@ class ProgressTracker {
     this.emit(true, message);
   }
 
+  /** A wait before another try: the notice for logs, the status for a page that shows one line with a count. */
+  retrying(status: RetryStatus, message: string): void {
+    this.emit(true, message, status);
+  }
+
   startFile(name: string, expectedSize: number): void {
     this.fileName = name;
     this.fileTotal = expectedSize;
@@ -703,7 +720,7 @@ class ProgressTracker {
     return { bytesDone: done, bytesTotal: total, rate: meter.rate, etaSeconds: total === null ? null : meter.secondsFor(total - done) };
   }
 
-  private emit(force: boolean, notice?: string): void {
+  private emit(force: boolean, notice?: string, retry?: RetryStatus): void {
     if (!this.onProgress) return;
     const t = this.now();
     if (!force && t - this.lastEmit < 100) return;
@@ -729,6 +746,13 @@ class ProgressTracker {
       tensorsDone: this.tensorsDoneCount,
       tensorsTotal: this.tensorsTotal,
       ...(notice ? { notice } : {}),
+      ...(retry ? { retry } : {}),
     });
   }
+}
+
+/** The last failure, saying how many attempts were made (an error without a code of ours passes as it is). */
+function gaveUp(err: unknown, attempts: number, file: string): unknown {
+  if (!(err instanceof HubError) || attempts < 2) return err;
+  return new HubError(err.code, `${err.message} Gave up after ${attempts} attempts.`, file, err.status);
 }

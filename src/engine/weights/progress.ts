@@ -1,3 +1,5 @@
+import type { RetryStatus } from './retry';
+
 /** Transfer rate over a sliding window, and the time left at that rate. */
 export class RateMeter {
   private samples: Array<[number, number]> = [];
@@ -56,4 +58,6 @@ export interface ImportProgress {
   tensorsTotal: number;
   /** A message worth showing: a retry, a restart after the file changed, a resume. */
   notice?: string;
+  /** Set on the report of a wait before another try (its notice says the same in words). */
+  retry?: RetryStatus;
 }

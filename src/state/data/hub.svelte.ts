@@ -1,4 +1,4 @@
-import { MAX_HUB_ROWS } from '../../worker/data-limits';
+import { MAX_HUB_ROWS } from '../../engine/data/limits';
 import type { HubLoadProgress, HubPresetId } from '../../worker/data-api';
 import { Comlink, engine } from '../../worker/client';
 import { isCancel, messageOf } from './errors';
@@ -59,6 +59,8 @@ export class HubState {
   status = $state<'idle' | 'loading' | 'done' | 'cancelled' | 'error'>('idle');
   progress = $state<HubLoadProgress | null>(null);
   message = $state<string | null>(null);
+  /** The last load failed (or is retrying) because the server could not be reached at all. */
+  unreachable = $state(false);
   cacheMessage = $state<string | null>(null);
   private jobId: string | null = null;
 
@@ -113,6 +115,7 @@ export class HubState {
     this.status = 'loading';
     this.message = null;
     this.progress = null;
+    this.unreachable = false;
     try {
       const info = await engine().loadHubDataset(
         {
@@ -126,7 +129,9 @@ export class HubState {
           token: this.token || undefined,
         },
         Comlink.proxy((p: HubLoadProgress) => {
-          if (this.jobId === jobId) this.progress = p;
+          if (this.jobId !== jobId) return;
+          this.progress = p;
+          if (p.unreachable) this.unreachable = true;
         }),
       );
       if (this.jobId !== jobId) return;
@@ -141,6 +146,7 @@ export class HubState {
       if (this.jobId !== jobId) return;
       this.status = isCancel(err) ? 'cancelled' : 'error';
       this.message = messageOf(err);
+      this.unreachable = (err as { name?: unknown } | null)?.name === 'HubUnreachableError';
     } finally {
       if (this.jobId === jobId) this.jobId = null;
     }

@@ -1,9 +1,9 @@
-import { DEFAULT_MAX_TOKENS } from '../../engine/data/limits';
+import type { ColumnMapping } from '../../engine/data/mapping';
 import { SYMBOL_TUNING_PER_CLASS } from '../../engine/data/symbol-tuning';
 import { SYMBOL_KINDS, type SymbolKind } from '../../engine/data/symbols';
 import { PAPER_TEMPLATE, parseTemplate } from '../../engine/data/template';
 import type { BundledPoolInfo, PreparedSummary, SavedDatasetInfo } from '../../worker/data-api';
-import { MAX_PER_CLASS, MAX_SYMBOL_PROMPTS, MAX_TRAIN_TOKENS } from '../../worker/data-limits';
+import { DEFAULT_MAX_TOKENS, MAX_PER_CLASS, MAX_SYMBOL_PROMPTS, MAX_TRAIN_TOKENS } from '../../engine/data/limits';
 import { Comlink, engine } from '../../worker/client';
 import { messageOf } from './errors';
 import type { SourceState } from './source.svelte';
@@ -52,7 +52,28 @@ export class PrepareState {
   saveError = $state<string | null>(null);
   lastSaved = $state<SavedDatasetInfo | null>(null);
 
+  /**
+   * The data the mode and the pool source last followed: a source and which roles its mapping fills. Another
+   * file, or a mapping that turns instruction data into labelled data, chooses again; anything else leaves the
+   * user's own choice alone.
+   */
+  private followed: string | null = null;
+
   constructor(private readonly source: SourceState) {}
+
+  /**
+   * Makes the settings fit the data just loaded: instruction data (an output column) becomes instruction rows;
+   * labelled data (a label column, no output) becomes symbol-tuning prompts, from that data rather than the
+   * bundled pools (which data without labels cannot replace).
+   */
+  followSource(sourceId: string, mapping: ColumnMapping): void {
+    const key = `${sourceId}:${mapping.output ? 'output' : ''}:${mapping.label ? 'label' : ''}`;
+    if (key === this.followed) return;
+    this.followed = key;
+    this.poolSource = mapping.label ? 'source' : 'bundled';
+    if (mapping.output) this.mode = 'instruction';
+    else if (mapping.label) this.mode = 'symbol';
+  }
 
   /** Null when the template is valid, else what is wrong with it. */
   readonly templateError = $derived.by(() => {

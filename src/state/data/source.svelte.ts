@@ -40,7 +40,11 @@ export class SourceState {
   /** Bumped on every mapping request: an older answer arriving late is ignored. */
   private mapSeq = 0;
 
-  constructor(private readonly maxTokens: () => number) {}
+  constructor(
+    private readonly maxTokens: () => number,
+    /** Told of every mapping report (the prepare settings follow what the data holds). */
+    private readonly onReport: (info: SourceInfo, report: MappingReport) => void = () => {},
+  ) {}
 
   async openFile(file: File): Promise<void> {
     this.status = 'reading';
@@ -85,6 +89,7 @@ export class SourceState {
       if (seq !== this.mapSeq) return;
       this.report = report;
       this.mappingStatus = 'done';
+      this.onReport(info, report);
     } catch (err) {
       if (seq !== this.mapSeq) return;
       this.report = null;

@@ -1,5 +1,8 @@
 import type { PickedFile } from '../../state/model.svelte';
 
+/** The id of the local import's folder button, which the download offers when the Hub cannot be reached. */
+export const IMPORT_FOLDER_BUTTON = 'import-model-folder';
+
 /**
  * Files from a file input (a folder picker gives each file its path inside the folder) and from a
  * drop, where folders arrive as directory entries to walk.

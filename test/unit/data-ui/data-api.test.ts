@@ -8,13 +8,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { toTrlJsonl } from '../../../src/engine/data/export';
 import { generateSymbolTuningData } from '../../../src/engine/data/symbol-tuning';
 import { PAPER_TEMPLATE, parseTemplate, renderTemplate, tokenizeInstructionData } from '../../../src/engine/data/template';
-import { loadSymbolTuningPool } from '../../../src/engine/eval/bundled';
-import { parseTaskCatalog, userPool } from '../../../src/engine/eval/tasks';
+import { loadSymbolTuningPool, parseTaskCatalog, userPool } from '../../../src/engine/data/pools';
 import type { Platform } from '../../../src/engine/platform/types';
 import { WeightStore } from '../../../src/engine/store/store';
 import { loadTokenizer } from '../../../src/engine/tokenizer/index';
-import { DataWorkspace, suggestMapping } from '../../../src/worker/data-api';
-import { ROWS_PER_CHUNK } from '../../../src/worker/data-store';
+import { suggestMapping } from '../../../src/engine/data/sources';
+import { dataApi, type DataApi } from '../../../src/worker/data-api';
+import { ROWS_PER_CHUNK } from '../../../src/engine/store/datasets';
 import { type HfDatasetsServer, startHfDatasetsServer } from '../../support/hf-datasets-server';
 
 const DATA = join(import.meta.dirname, '../../../public/data');
@@ -43,7 +43,7 @@ function makeFetch(log: string[]): typeof fetch {
   }) as typeof fetch;
 }
 
-function workspace(): { w: DataWorkspace; platform: Platform; fetched: string[] } {
+function workspace(): { w: DataApi; platform: Platform; fetched: string[] } {
   const fetched: string[] = [];
   const platform: Platform = {
     kind: 'node',
@@ -54,7 +54,7 @@ function workspace(): { w: DataWorkspace; platform: Platform; fetched: string[] 
     storage: { persist: async () => true, persisted: async () => true, estimate: async () => null },
     fetch: makeFetch(fetched),
   };
-  return { w: new DataWorkspace({ platform }), platform, fetched };
+  return { w: dataApi({ platform }), platform, fetched };
 }
 
 const csv = (text: string, name = 'reviews.csv') => new File([text], name, { type: 'text/csv' });

@@ -5,6 +5,7 @@ import {
   type HubRowsDeps,
   type HubRowsProgress,
   HubRowsError,
+  HubUnreachableError,
   ICL_SYMBOL_TUNING_INSTRUCT,
   loadHubRows,
   OPEN_ORCA_COT,
@@ -12,6 +13,7 @@ import {
   prefixWhere,
 } from '../../../src/engine/data/hub-datasets';
 import { type HfDatasetsServer, startHfDatasetsServer } from '../../support/hf-datasets-server';
+import { closedPortUrl } from '../../support/closed-port';
 
 // 250 OpenOrca-like rows: every 5th is chain-of-thought.
 const orca = Array.from({ length: 250 }, (_, i) => ({
@@ -27,12 +29,20 @@ const symbolRows = Array.from({ length: 30 }, (_, i) => ({
   symbols: ['Zujib', 'Kocec'],
 }));
 
+/** Row 2 holds a cell nested 100 lists deep: past what the app takes (64), shallow enough for the test server. */
+const deepRows = Array.from({ length: 5 }, (_, i) => {
+  let cell: unknown = i;
+  if (i === 2) for (let d = 0; d < 100; d++) cell = [cell];
+  return { question: `question ${i}`, response: `response ${i}`, extra: cell };
+});
+
 let server: HfDatasetsServer;
 beforeAll(async () => {
   server = await startHfDatasetsServer([
     { dataset: 'Open-Orca/OpenOrca', config: 'default', split: 'train', rows: orca },
     { dataset: 'tasksource/icl-symbol-tuning-instruct', config: 'default', split: 'train', rows: symbolRows, maxCellChars: 200 },
     { dataset: 'acme/gated', config: 'default', split: 'train', rows: orca.slice(0, 3), token: 'hf_secret' },
+    { dataset: 'acme/deep', config: 'default', split: 'train', rows: deepRows },
   ]);
 });
 afterAll(() => server.close());
@@ -113,6 +123,17 @@ describe('Hub dataset rows', () => {
     expect(ICL_SYMBOL_TUNING_INSTRUCT.toExample(result.rows[1].row)).toEqual({ question: 'Input: text 1\nSymbol:', response: 'Zujib' });
   });
 
+  it('skips a row nested deeper than any real row, counts it, keeps the rest of its page and caches the page', async () => {
+    const cache = await openHubDatasetsCache(new IDBFactory());
+    for (const from of ['the Hub', 'the cache']) {
+      const result = await loadHubRows({ dataset: 'acme/deep' }, deps({ cache }));
+      expect(result.rows.map((r) => r.rowIdx), from).toEqual([0, 1, 3, 4]);
+      expect(result.skippedTooDeep, from).toBe(1);
+    }
+    expect(server.requests).toHaveLength(1);
+    cache.close();
+  });
+
   it('waits as long as a 429 Retry-After asks, in seconds or as a date', async () => {
     server.script.push({ status: 429, retryAfter: '3' });
     const now = Date.parse('2025-01-01T00:00:00Z');
@@ -146,6 +167,32 @@ describe('Hub dataset rows', () => {
       'the Hub answered HTTP 500: scripted 500',
       expect.stringMatching(/^network error: /),
       'the Hub answered HTTP 502: scripted 502',
+    ]);
+  });
+
+  it('says at once that a server which never answered cannot be reached, and tries only a few times', async () => {
+    const url = await closedPortUrl();
+    const d = deps({ baseUrl: url });
+    const err = await loadHubRows({ dataset: 'Open-Orca/OpenOrca' }, d).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(HubUnreachableError);
+    expect((err as Error).message).toMatch(/^The Hub's dataset server \(127\.0\.0\.1:\d+\) cannot be reached: network error: .* \(3 attempts\)\. .*upload the dataset as a file\.$/);
+    // The first failure already says so: every retry report is marked, and counts.
+    expect(d.progress.map((p) => [p.unreachable, p.attempt, p.attempts])).toEqual([
+      [true, 2, 3],
+      [true, 3, 3],
+    ]);
+    expect(d.slept).toEqual([1000, 2000]);
+  });
+
+  it('keeps the full patience for a server that has answered in this load', async () => {
+    server.script.push({ status: 503 }, { status: 0, hangUp: true }, { status: 0, hangUp: true });
+    const d = deps({ baseDelayMs: 10, maxDelayMs: 50 });
+    const result = await loadHubRows({ dataset: 'Open-Orca/OpenOrca', maxRows: 5 }, d);
+    expect(result.rows.length).toBe(5);
+    expect(d.progress.slice(0, 3).map((p) => [p.unreachable, p.attempt, p.attempts])).toEqual([
+      [false, 2, 7],
+      [false, 3, 7],
+      [false, 4, 7],
     ]);
   });
 

@@ -9,8 +9,8 @@ import { PAPER_TRAINING } from '../../../src/engine/train/paper';
 import { fixtureBytes } from '../../support/safetensors-fixtures';
 import { symbolKindOf, symbolSetOf } from '../../../src/engine/data/symbols';
 import { parseClassificationPrompt } from '../../../src/engine/eval/paper';
-import { renderFewShot } from '../../../src/engine/eval/prompts';
-import { type LabeledPool, parsePoolRows, parseTaskCatalog, taskPool, userPool } from '../../../src/engine/eval/tasks';
+import { renderFewShot } from '../../../src/engine/data/prompts';
+import { type LabeledPool, parsePoolRows, parseTaskCatalog, taskPool, userPool } from '../../../src/engine/data/pools';
 
 const DATA = join(import.meta.dirname, '../../../public/data');
 

@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { SeededRandom } from '../../../src/engine/data/random';
+import { SeededRandom } from '../../../src/engine/random';
 import { drawSymbols, randomSymbol, SYMBOL_KINDS, symbolKindOf, symbolSetOf } from '../../../src/engine/data/symbols';
 import { parseClassificationPrompt, parsePaperPrompts } from '../../../src/engine/eval/paper';
-import type { ClassificationFormat } from '../../../src/engine/eval/prompts';
+import type { ClassificationFormat } from '../../../src/engine/data/prompts';
 
 const DATA = join(import.meta.dirname, '../../../public/data');
 

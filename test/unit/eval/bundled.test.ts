@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadBundledData, loadSymbolTuningPool } from '../../../src/engine/eval/bundled';
-import { DataFormatError, parsePoolRows, parseTaskCatalog, taskPool } from '../../../src/engine/eval/tasks';
+import { loadBundledData } from '../../../src/engine/eval/bundled';
+import { DataFormatError, loadSymbolTuningPool, parsePoolRows, parseTaskCatalog, taskPool } from '../../../src/engine/data/pools';
 
 const DATA = join(import.meta.dirname, '../../../public/data');
 

@@ -20,8 +20,8 @@ import {
   renderBigBench,
   renderFewShot,
   wrapPaperPrompt,
-} from '../../../src/engine/eval/prompts';
-import { parseTaskCatalog } from '../../../src/engine/eval/tasks';
+} from '../../../src/engine/data/prompts';
+import { parseTaskCatalog } from '../../../src/engine/data/pools';
 
 const DATA = join(import.meta.dirname, '../../../public/data');
 

@@ -4,9 +4,9 @@ import { describe, expect, it } from 'vitest';
 import { PoolTooSmallError } from '../../../src/engine/data/few-shot';
 import { symbolKindOf, symbolSetOf } from '../../../src/engine/data/symbols';
 import { parseBigBenchPrompt, parseClassificationPrompt, parsePaperPrompts } from '../../../src/engine/eval/paper';
-import { type ClassificationFormat, paperShape, renderFewShot } from '../../../src/engine/eval/prompts';
+import { type ClassificationFormat, paperShape, renderFewShot } from '../../../src/engine/data/prompts';
 import { bigBenchItems, classificationItems, flippedItems, inContextItems } from '../../../src/engine/eval/suites';
-import { type LabeledPool, parsePoolRows, parseTaskCatalog, taskPool, userPool } from '../../../src/engine/eval/tasks';
+import { type LabeledPool, parsePoolRows, parseTaskCatalog, taskPool, userPool } from '../../../src/engine/data/pools';
 import type { EvalItem } from '../../../src/engine/eval/types';
 
 const DATA = join(import.meta.dirname, '../../../public/data');

@@ -4,7 +4,7 @@ import { cliTrainConfig, trainCommand, TRAIN_USAGE } from '../../../src/cli/trai
 import { LORA_TARGETS, PAPER_LORA } from '../../../src/engine/adapters/lora-config';
 import { DEFAULT_MAX_TOKENS } from '../../../src/engine/data/limits';
 import { APP_TRAINING_CHOICES, PAPER_TRAINING, paperTrainConfig, stepsForEpochs } from '../../../src/engine/train/paper';
-import { paperPlan, planProblems, trainConfigOf } from '../../../src/worker/train-plan';
+import { paperPlan, planProblems, trainConfigOf } from '../../../src/engine/train/plan';
 
 const EXAMPLES = 1001;
 const RESID = 0.1;

@@ -8,6 +8,7 @@ import { HubSource, PHI2_REPO, PHI2_REVISION, hubFileUrl, parseContentRange } fr
 import { importFromHub } from '../../../src/engine/weights/index';
 import type { ImportProgress } from '../../../src/engine/weights/progress';
 import type { RetryPolicy } from '../../../src/engine/weights/retry';
+import { closedPortUrl } from '../../support/closed-port';
 import { HubServer, TEST_REVISION, type FileFaults } from '../../support/hub-server';
 import { FIXTURES, fixtureBytes } from '../../support/safetensors-fixtures';
 import { expectStoredModelMatches } from './stored-reference';
@@ -158,6 +159,31 @@ describe('Hub download', () => {
       for (const name of Object.keys(r.headers)) expect(standard.has(name), `${r.path} sent ${name}`).toBe(true);
     }
     expect(rangeRequests().length).toBe(1);
+  });
+
+  it('says at the first failure that a server which never answered cannot be reached, and tries only three times', async () => {
+    const store = await WeightStore.open(testPlatform());
+    const progress: ImportProgress[] = [];
+    const baseUrl = await closedPortUrl();
+    const err = (await failure(
+      importFromHub(fetchPlatform, store, { repo: TINY, revision: TEST_REVISION, baseUrl }, { retry: FAST_RETRY, onProgress: (p) => progress.push(p) }),
+    )) as HubError;
+    expect(err).toBeInstanceOf(HubError);
+    expect(err.code).toBe('unreachable');
+    expect(err.message).toMatch(/^Could not reach http:\/\/127\.0\.0\.1:\d+ for config\.json of test\/tiny-phi .*Gave up after 3 attempts\.$/);
+    const retries = progress.filter((p) => p.retry).map((p) => p.retry!);
+    expect(retries.map((r) => [r.what, r.attempt, r.attempts, r.unreachable])).toEqual([
+      ['config.json', 2, 3, true],
+      ['config.json', 3, 3, true],
+    ]);
+    expect(await store.listModels()).toEqual([]);
+  });
+
+  it('rides out a dropped connection with the full policy once the server has answered', async () => {
+    const { progress } = await download(GOLDEN, { [SHARD2]: { dropAfter: { bytes: 200_000, times: 1 } } });
+    const retries = progress.filter((p) => p.retry).map((p) => p.retry!);
+    expect(retries.map((r) => [r.what, r.attempt, r.attempts, r.unreachable])).toEqual([[SHARD2, 2, FAST_RETRY.attempts, false]]);
+    expect(retries[0].reason).toMatch(/connection dropped/);
   });
 
   it('retries 5xx and 429 answers with backoff', async () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parsePhiConfig } from '../../../src/engine/weights/config';
 import { phiParamSpecs } from '../../../src/engine/weights/layout';
-import { PHI_PRESETS, presetOf } from '../../../src/engine/weights/presets';
+import { PHI_PRESETS, hubIdOf, presetOf } from '../../../src/engine/weights/presets';
 import { estimateFor } from '../../../src/worker/model-api';
 
 /** The Model page's presets: their configs parse to the published geometry, and their sizes follow from it. */
@@ -34,5 +34,23 @@ describe('Phi model presets', () => {
     expect(presetOf(' microsoft/phi-2 ', byId['phi-2'].revision)?.id).toBe('phi-2');
     expect(presetOf('microsoft/phi-2', 'main')).toBeNull();
     expect(presetOf('someone/phi-1_5', 'main')).toBeNull();
+  });
+
+  it("name a stored model's Hub id: its repository, its config's _name_or_path, its folder, or its one preset shape", () => {
+    const files = { kind: 'files' as const, names: ['config.json'] };
+    const phi2 = byId['phi-2'].config;
+    expect(hubIdOf({ source: { kind: 'hub', repo: 'me/phi-2-copy', revision: 'main', baseUrl: 'https://huggingface.co' }, name: 'me/phi-2-copy', config: phi2 })).toBe('me/phi-2-copy');
+    // Phi-2 from disk, as its folder holds it: config.json names it.
+    expect(hubIdOf({ source: files, name: 'phi-2', config: phi2 })).toBe('microsoft/phi-2');
+    // Its config without the name, in a folder of any name: Phi-2's shape is its own.
+    const { _name_or_path: _drop, ...bare } = phi2 as Record<string, unknown>;
+    expect(hubIdOf({ source: files, name: 'my-weights', config: bare })).toBe('microsoft/phi-2');
+    // Phi-1 and Phi-1.5 share a shape: only the folder's name tells them apart.
+    const { _name_or_path: _drop15, ...bare15 } = byId['phi-1_5'].config as Record<string, unknown>;
+    expect(hubIdOf({ source: files, name: 'phi-1_5', config: bare15 })).toBe('microsoft/phi-1_5');
+    expect(hubIdOf({ source: files, name: 'Phi-1', config: bare15 })).toBe('microsoft/phi-1');
+    expect(hubIdOf({ source: files, name: 'weights', config: bare15 })).toBeNull();
+    // A name that is not a Hub id says nothing.
+    expect(hubIdOf({ source: files, name: 'tiny-phi', config: { ...bare15, hidden_size: 64, _name_or_path: 'tiny-random-phi' } })).toBeNull();
   });
 });

@@ -1,9 +1,8 @@
-import type { Tokenizer } from '../engine/data/summary';
-import type { Platform } from '../engine/platform/types';
-import { WeightStore } from '../engine/store/store';
-import { loadTokenizer, type PhiTokenizer, TOKENIZER_CONFIG_JSON, TOKENIZER_JSON } from '../engine/tokenizer/index';
-import { DEFAULT_HUB_SETTINGS, hubFileUrl } from '../engine/weights/hub';
-import type { UserDataStore } from './data-store';
+import type { Platform } from '../platform/types';
+import type { UserDataStore } from '../store/datasets';
+import { WeightStore } from '../store/store';
+import { DEFAULT_HUB_SETTINGS, hubFileUrl } from '../weights/hub';
+import { loadTokenizer, type PhiTokenizer, TOKENIZER_CONFIG_JSON, TOKENIZER_JSON } from './index';
 
 /**
  * Where the Data page gets a tokenizer to count tokens with. The app bundles none: the tokenizer comes
@@ -13,7 +12,7 @@ import type { UserDataStore } from './data-store';
  */
 
 export interface NamedTokenizer {
-  tokenizer: Tokenizer & Pick<PhiTokenizer, 'eosTokenId'>;
+  tokenizer: Pick<PhiTokenizer, 'encode' | 'eosTokenId'>;
   /** For the page: whose tokenizer this is. */
   name: string;
 }

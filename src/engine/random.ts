@@ -1,6 +1,6 @@
 /**
- * A small seeded PRNG for everything the data and evaluation code draws at random (exemplars, shuffles,
- * symbols). Same seed and key -> same numbers on every run and every JavaScript engine: only 32-bit
+ * The engine's one seeded PRNG, for everything it draws at random on the CPU: a training run's data order
+ * and LoRA initialisation, and the data and evaluation code's exemplars, shuffles and symbols. Same seed and key -> same numbers on every run and every JavaScript engine: only 32-bit
  * integer arithmetic (Math.imul, >>>), never Math.random or floating-point state.
  *
  * The generator is SFC32 (Chris Doty-Humphrey's "small fast counting" generator, public domain), seeded by
@@ -100,7 +100,7 @@ export class SeededRandom {
   }
 
   /** Fisher-Yates, in place; returns the same array. */
-  shuffle<T>(items: T[]): T[] {
+  shuffle<A extends { length: number; [index: number]: unknown }>(items: A): A {
     for (let i = items.length - 1; i > 0; i--) {
       const j = this.int(0, i);
       const tmp = items[i];

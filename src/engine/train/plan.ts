@@ -1,9 +1,9 @@
-import { validateLoraSettings, type LoraSettings } from '../engine/adapters/lora-config';
-import { trainingMemory, type MemoryEstimate, type ModelShape, type TrainingShape } from '../engine/train/memory';
-import { DEFAULT_OPTIMIZER, validateOptimizer, type OptimizerSettings } from '../engine/optim/settings';
-import { APP_TRAINING_CHOICES, PAPER_TRAINING, stepsForEpochs, type PaperPreset } from '../engine/train/paper';
-import type { ScheduleKind } from '../engine/train/schedule';
-import type { TrainConfig } from '../engine/train/trainer';
+import { validateLoraSettings, type LoraSettings } from '../adapters/lora-config';
+import { trainingMemory, type MemoryEstimate, type ModelShape, type TrainingShape } from './memory';
+import { DEFAULT_OPTIMIZER, validateOptimizer, type OptimizerSettings } from '../optim/settings';
+import { APP_TRAINING_CHOICES, PAPER_TRAINING, stepsForEpochs, type PaperPreset } from './paper';
+import type { ScheduleKind } from './schedule';
+import type { TrainConfig } from './trainer';
 
 /**
  * A training run as the Train page describes it, the paper's presets, and the checks and numbers the

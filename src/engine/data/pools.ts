@@ -175,3 +175,29 @@ export function checkPool(pool: LabeledPool): void {
     if (!known.has(r.label)) throw new DataFormatError(`${pool.name}: row ${k + 1} has label "${r.label}", not one of ${pool.classes.join(', ')}`);
   });
 }
+
+/** The text at `url`, or an error naming it. */
+export async function fetchText(fetchFn: typeof fetch, url: string): Promise<string> {
+  let response: Response;
+  try {
+    response = await fetchFn(url);
+  } catch (err) {
+    throw new Error(`Could not load ${url}: ${(err as Error).message}`);
+  }
+  if (!response.ok) throw new Error(`Could not load ${url}: HTTP ${response.status}`);
+  return response.text();
+}
+
+/** A symbol-tuning pool (sst2, rte) or an evaluation pool used as tuning data, by id. */
+export async function loadSymbolTuningPool(fetchFn: typeof fetch, baseUrl: string, catalog: TaskCatalog, id: string): Promise<LabeledPool> {
+  const base = baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`;
+  const info = catalog.symbolTuningPools[id];
+  const task = catalog.classification[id];
+  if (!info && !task) throw new Error(`no bundled pool "${id}"`);
+  if (task) return taskPool(task, parsePoolRows(await fetchText(fetchFn, new URL(task.pool, base).href), task.pool));
+  const rows = parsePoolRows(await fetchText(fetchFn, new URL(info.pool, base).href), info.pool);
+  // Symbol tuning replaces the label words anyway; flipped words are never used for these pools.
+  const classes = Object.keys(info.labels);
+  const flipped = Object.fromEntries(classes.map((c, k) => [c, info.labels[classes[(k + 1) % classes.length]]]));
+  return taskPool({ id, name: info.name, pool: info.pool, instruction: '', labels: info.labels, flippedLabels: flipped }, rows);
+}

@@ -1,4 +1,4 @@
-import { isQuotaError } from '../engine/store/errors';
+import { isQuotaError } from './errors';
 
 /**
  * The user's prepared datasets, kept between visits so the Train page can pick one. Its own IndexedDB
