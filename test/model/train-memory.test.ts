@@ -35,7 +35,7 @@ async function measure(scheme: QuantScheme, batch: number, seq: number, opts: { 
   const lora = new LoraState(runtime, d, PAPER_LORA);
   lora.enableTraining(opts.optimizer ?? DEFAULT_OPTIMIZER);
   const dropout = { lora: PAPER_LORA.dropout, resid: d.residDropout };
-  const step = new Phi2TrainStep(model, lora, batch, seq, { compute: opts.compute, dropout });
+  const step = new Phi2TrainStep(model, lora, batch, seq, { compute: opts.compute });
   const ids = Uint32Array.from({ length: batch * seq }, (_, i) => (i * 7919) % d.vocab);
   const data = { ids, labels: Int32Array.from(ids), batch, seq };
   step.microStep(data, { residDropout: dropout.resid, loraDropout: dropout.lora, seed: 1, labelCount: step.countLabels(data) });

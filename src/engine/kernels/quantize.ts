@@ -4,6 +4,7 @@ import { packUniforms } from '../gpu/encoder';
 import { grid, type GpuRuntime } from '../gpu/runtime';
 import type { GpuTensor } from '../gpu/tensor';
 import { expectDType, expectShape } from './check';
+import { paddedCols } from './int8-rows';
 import { expectBindable } from './matmul';
 
 /**
@@ -18,11 +19,6 @@ export const REQUIRES_INT8_DOT = 'requires packed_4x8_integer_dot_product;\n';
 
 const SHADER = { name: 'quantize.rows', code: REQUIRES_INT8_DOT + rowReduce + quantizeRowsWgsl };
 const WG = 256;
-
-/** Row length of quantised data in int8 elements: the row padded to whole u32 words. */
-export function paddedCols(cols: number): number {
-  return Math.ceil(cols / 4) * 4;
-}
 
 /** Throws a clear error where this browser's WGSL compiler lacks the packed 4 x 8-bit dot product. */
 export function expectInt8Dot(kernel: string, gpu: GpuRuntime): void {
@@ -72,3 +68,5 @@ export function quantizeRows(
     [gx, gy],
   );
 }
+
+export { paddedCols };

@@ -2,7 +2,8 @@ import type { GpuRuntime } from '../../gpu/runtime';
 import { viewTensor, type GpuTensor } from '../../gpu/tensor';
 import { matmulBackwardInput, matmulForward } from '../../kernels/matmul';
 import { matmulInt8BackwardInput, matmulInt8Forward } from '../../kernels/matmul-i8i8';
-import { paddedCols, quantizeRows } from '../../kernels/quantize';
+import { paddedCols } from '../../kernels/int8-rows';
+import { quantizeRows } from '../../kernels/quantize';
 import type { LinearParams } from './params';
 
 /**
@@ -26,11 +27,6 @@ export function computePathProblem(path: ComputePath, weightMode: 'int8' | 'f16'
   if (weightMode !== 'int8') return 'int8 compute needs the model loaded with int8 weights (the F16 mode is the exact one).';
   if (!hasInt8Dot) return "int8 compute needs WGSL's packed 4 x 8-bit integer dot product, which this browser lacks (Chrome and Edge have it since version 123).";
   return null;
-}
-
-/** Bytes of the quantised copy of one activation (or gradient) the int8 path keeps: rows x cols int8 + a scale a row. */
-export function int8ScratchBytes(maxRows: number, maxCols: number): number {
-  return maxRows * paddedCols(maxCols) + maxRows * 4;
 }
 
 /** A linear layer's input as the compute path reads it; for int8, quantised once for every layer that reads it. */

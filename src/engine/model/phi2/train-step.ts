@@ -9,7 +9,8 @@ import { zeroTensor } from '../../kernels/fill';
 import { geluBackward, geluForward } from '../../kernels/gelu';
 import { GRAD_STATS, gradNorm, gradNormPartialsShape } from '../../kernels/grad-norm';
 import { layernormBackward, layernormForward } from '../../kernels/layernorm';
-import { loraBackward, loraForward, type LoraDropout } from '../../kernels/lora';
+import { loraBackward, loraForward, type LoraDropout, type LoraScratch } from '../../kernels/lora';
+import { stepLoraScratchFloats } from '../../kernels/lora-slicing';
 import { residualAccumulate } from '../../kernels/residual';
 import { rngU32 } from '../../kernels/rng';
 import { rotaryBackward, rotaryForward } from '../../kernels/rotary';
@@ -83,6 +84,8 @@ export class Phi2TrainStep {
   readonly stats: GpuTensor;
   private readonly normPartials: GpuTensor;
   private readonly base: FrozenLinears;
+  /** The LoRA kernels' scratch, sized once for every product of a micro-step (stepLoraScratchFloats). */
+  private readonly loraScratch: LoraScratch;
 
   constructor(
     readonly model: Phi2Model,
@@ -132,6 +135,8 @@ export class Phi2TrainStep {
       rowLoss: f('ce_row_loss', [M]),
     };
     this.xa = new Map(LINEAR_NAMES.map((n) => [n, gpu.tensor(`lora_xa.${n}`, [M, lora.settings.r])]));
+    const scratch = stepLoraScratchFloats(M, C, I, lora.settings.r);
+    this.loraScratch = { dxa: gpu.tensor('lora.dxa', [scratch.dxa]), partials: gpu.tensor('lora.partials', [Math.max(1, scratch.partials)]) };
     this.ce = createCrossEntropyWorkspace(gpu, M, model.params.lmHead, d.vocab, C);
     this.loss = f('loss', [1]);
     this.stats = f('grad_stats', [GRAD_STATS.length]);
@@ -190,7 +195,7 @@ export class Phi2TrainStep {
     const linear = (l: number, name: LinearName, out: GpuTensor, inp: LinearInput, N: number, accumulate = false) => {
       base.forward(out, inp, model.params.blocks[l][name], M, N, accumulate);
       const a = lora.at(l, name);
-      if (a) loraForward(gpu, out, v(this.xa.get(name)!, [M, lora.settings.r]), inp.x, a.A, a.B, M, N, inp.K, lora.settings.r, lora.scaling, { dropout: loraDrop(l, name) });
+      if (a) loraForward(gpu, out, v(this.xa.get(name)!, [M, lora.settings.r]), inp.x, a.A, a.B, M, N, inp.K, lora.settings.r, lora.scaling, { dropout: loraDrop(l, name), scratch: this.loraScratch });
     };
 
     /** Block l's forward from x_l (in `input`): intermediates stay in the block buffers. */
@@ -212,7 +217,7 @@ export class Phi2TrainStep {
         // adapters' x·A^T (their B product lands in scratch, unused), not the base matmuls.
         for (const [name, inp, K] of [['dense', attn, C], ['fc2', gelu, I]] as const) {
           const a = lora.at(l, name);
-          if (a) loraForward(gpu, branch, v(this.xa.get(name)!, [M, lora.settings.r]), inp, a.A, a.B, M, C, K, lora.settings.r, lora.scaling, { dropout: loraDrop(l, name) });
+          if (a) loraForward(gpu, branch, v(this.xa.get(name)!, [M, lora.settings.r]), inp, a.A, a.B, M, C, K, lora.settings.r, lora.scaling, { dropout: loraDrop(l, name), scratch: this.loraScratch });
         }
         return;
       }
@@ -265,6 +270,7 @@ export class Phi2TrainStep {
       if (a) {
         loraBackward(gpu, a.dA!, a.dB!, dinp, dout, v(this.xa.get(name)!, [M, lora.settings.r]), inp, a.A, a.B, M, N, K, lora.settings.r, lora.scaling, true, {
           dropout: loraDrop(l, name),
+          scratch: this.loraScratch,
         });
       }
     };
@@ -335,6 +341,8 @@ export class Phi2TrainStep {
     for (const b of this.blockInputs) b.buffer.destroy();
     for (const b of Object.values(this.t)) b.buffer.destroy();
     for (const b of this.xa.values()) b.buffer.destroy();
+    this.loraScratch.dxa.buffer.destroy();
+    this.loraScratch.partials.buffer.destroy();
     this.ce.partials.buffer.destroy();
     this.ce.gradChunk.buffer.destroy();
     for (const b of [this.loss, this.stats, this.normPartials]) b.buffer.destroy();
