@@ -130,7 +130,12 @@ describe('the Train page in the first hour', () => {
     expect(seen.length).toBeGreaterThan(0);
     expect(seen[0].text).toMatch(/^(Starting|Training)/);
     expect(seen.every((s) => /· (\d+ min )?\d+ s$/.test(s.text) || /^Training$/.test(s.text))).toBe(true);
-    expect(seen.some((s) => /Running step 1 of 3: it compiles the GPU kernels training needs first \(later steps reuse them\) · (\d+ min )?\d+ s$/.test(s.text))).toBe(true);
+    const compiling = seen.findIndex((s) => /Running step 1 of 3: it compiles the GPU kernels training needs first \(later steps reuse them\) · (\d+ min )?\d+ s$/.test(s.text));
+    expect(compiling).toBeGreaterThan(-1);
+    // Once step 1 has reported, the line says no more than that it trains (the figures below say the rest).
+    const training = seen.findIndex((s) => s.text === 'Training');
+    expect(training).toBeGreaterThan(compiling);
+    expect(seen.slice(training).filter((s) => /compiles/.test(s.text))).toEqual([]);
     // Every speed shown is a number with its digits, never rounded away to 0.
     const numbers = speedSeen.map((s) => s.text).filter((t) => t !== '–');
     expect(numbers.length).toBeGreaterThan(0);
