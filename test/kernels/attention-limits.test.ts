@@ -24,7 +24,14 @@ async function defaultLimitsGpu(): Promise<GpuRuntime> {
     hasSubgroups: false,
     subgroupKernels: false,
     hasTimestamps: false,
-    report: { adapter: { vendor: '', architecture: '', device: '', description: '', isFallback: false }, features: [], enabled: { 'shader-f16': false, subgroups: false, 'timestamp-query': false }, limits: {} },
+    hasInt8Dot: false,
+    report: {
+      adapter: { vendor: '', architecture: '', device: '', description: '', isFallback: false },
+      features: [],
+      enabled: { 'shader-f16': false, subgroups: false, 'timestamp-query': false },
+      wgslFeatures: [],
+      limits: {},
+    },
   });
   return runtime;
 }

@@ -5,6 +5,7 @@ import { grid, type GpuRuntime } from '../gpu/runtime';
 import type { GpuTensor } from '../gpu/tensor';
 import { expectDType, expectShape } from './check';
 import { expectBindable } from './matmul';
+import { loraScratchFloats, slicing } from './lora-slicing';
 import { dropThreshold, RNG_WGSL } from './rng';
 
 /**
@@ -18,13 +19,6 @@ import { dropThreshold, RNG_WGSL } from './rng';
 
 const GEMM = { name: 'lora.gemm', code: RNG_WGSL + loraGemm };
 const REDUCE = { name: 'lora.reduce', code: RNG_WGSL + loraReduce };
-const TILE = 64; // TILE in lora.gemm.wgsl
-const BK = 16;
-/** Enough workgroups to fill a large GPU about twice; below it the reduction is split. */
-const TARGET_WORKGROUPS = 256;
-/** The shortest slice worth a workgroup (four BK steps), and a cap on slices (and on scratch memory). */
-const MIN_SLICE = 64;
-const MAX_SLICES = 32;
 
 /** LoRA's dropout on its input: keep each element with probability 1 - p, scaled by 1 / (1 - p). */
 export interface LoraDropout {
@@ -75,19 +69,6 @@ interface Product {
   drop?: { target: 'a' | 'b' | 'c'; dropout: LoraDropout };
 }
 
-function slicing(M: number, N: number, L: number): { tiles: number; tilesM: number; chunks: number; chunkLen: number } {
-  const tilesM = Math.ceil(M / TILE);
-  const tiles = tilesM * Math.ceil(N / TILE);
-  const wanted = Math.min(MAX_SLICES, Math.ceil(L / MIN_SLICE), Math.ceil(TARGET_WORKGROUPS / tiles));
-  const chunkLen = Math.ceil(Math.ceil(L / Math.max(1, wanted)) / BK) * BK;
-  return { tiles, tilesM, chunks: Math.ceil(L / chunkLen), chunkLen };
-}
-
-function partialFloats(M: number, N: number, L: number): number {
-  const { chunks } = slicing(M, N, L);
-  return chunks > 1 ? chunks * M * N : 0;
-}
-
 const DROP_TARGET = { a: 1, b: 2, c: 3 } as const;
 
 /** drop_seed, drop_salt, drop_threshold, keep_scale: the tail of both shaders' uniforms. */
@@ -130,20 +111,9 @@ function product(gpu: GpuRuntime, scratch: LoraScratch, q: Product): void {
   );
 }
 
-const sharedScratch = new WeakMap<GpuRuntime, LoraScratch>();
+export { loraScratchFloats };
 
-/** Scratch large enough for loraForward and loraBackward at these sizes. */
-export function loraScratchFloats(M: number, N: number, K: number, r: number): { dxa: number; partials: number } {
-  const partials = Math.max(
-    partialFloats(M, r, K), // xa = x · Aᵀ
-    partialFloats(M, N, r), // out += xa · Bᵀ
-    partialFloats(N, r, M), // dB = dYᵀ · xa
-    partialFloats(M, r, N), // dxa = dY · B
-    partialFloats(r, K, M), // dA = dxaᵀ · x
-    partialFloats(M, K, r), // dinp += dxa · A
-  );
-  return { dxa: M * r, partials };
-}
+const sharedScratch = new WeakMap<GpuRuntime, LoraScratch>();
 
 /**
  * Scratch for one layer's sizes, for callers that plan their own memory; to share one between layers,

@@ -1,4 +1,7 @@
 import { loraModules, loraParameterCount, type LoraSettings } from '../adapters/lora-config';
+import { int8ScratchBytes } from '../kernels/int8-rows';
+import { stepLoraScratchFloats } from '../kernels/lora-slicing';
+import type { ComputePath } from '../model/phi2/frozen-linear';
 import { DEFAULT_OPTIMIZER, optimizerStateBytes, type OptimizerSettings, type Segment } from '../optim/settings';
 
 /**
@@ -60,6 +63,8 @@ export interface TrainingShape {
   keepActivations: boolean;
   /** f32 AdamW unless given. */
   optimizer?: OptimizerSettings;
+  /** The frozen layers' matmuls: 'f32' unless given; 'int8' keeps a quantised copy of one activation. */
+  compute?: ComputePath;
 }
 
 /** Each LoRA tensor's length (A then B of every module), as the optimiser's blocks see them. */
@@ -94,8 +99,16 @@ function blockActivationBytes(m: ModelShape, tokens: number, r: number, loraModu
     tokens * H * f + // attention log-sum-exp
     tokens * I * f * 2 + // fc1 out (pre-gelu), gelu out
     tokens * r * f * loraModules; // x·A^T of every adapted module
-  const gradients = tokens * C * f * 5 + tokens * I * f * 2; // dq, dk, dv, d attn-out, d ln-out; d fc1, d gelu
+  const gradients =
+    tokens * C * f * 6 + // dq, dk, dv, d attn-out, d ln-out, d branch (dropout's)
+    tokens * I * f * 2 + // d fc1, d gelu
+    tokens * H * 2 * f; // attention backward's per-query statistics
   return saved + gradients;
+}
+
+function loraScratchBytes(m: ModelShape, tokens: number, r: number): number {
+  const f = stepLoraScratchFloats(tokens, m.hidden, m.intermediate, r);
+  return (f.dxa + Math.max(1, f.partials)) * 4;
 }
 
 export function trainingMemory(m: ModelShape, t: TrainingShape): MemoryEstimate {
@@ -105,7 +118,7 @@ export function trainingMemory(m: ModelShape, t: TrainingShape): MemoryEstimate 
   const block = blockActivationBytes(m, tokens, t.lora.r, modulesPerLayer);
   const items: MemoryItem[] = [
     ...weightBytes(m, t.weights),
-    { name: `LoRA weights and gradients (${(P / 1e6).toFixed(1)}M parameters, f32)`, bytes: P * 4 * 2 },
+    { name: `LoRA weights and gradients (${parameterCount(P)} parameters, f32)`, bytes: P * 4 * 2 },
     optimizerMemory(m, t.lora, t.optimizer ?? DEFAULT_OPTIMIZER),
     t.keepActivations
       ? { name: `activations of all ${m.layers} blocks`, bytes: m.layers * block }
@@ -113,9 +126,12 @@ export function trainingMemory(m: ModelShape, t: TrainingShape): MemoryEstimate 
     { name: 'residual stream and its gradient', bytes: tokens * m.hidden * 4 * 3 },
     {
       name: `lm_head + cross-entropy in vocabulary chunks of ${LOSS_VOCAB_CHUNK}`,
-      bytes: tokens * Math.min(LOSS_VOCAB_CHUNK, m.vocab) * 4 + tokens * 4 * 4,
+      // a chunk's logit gradients; per token the label, loss, log-sum-exp and a (max, sum) per 64 words
+      bytes: tokens * Math.min(LOSS_VOCAB_CHUNK, m.vocab) * 4 + tokens * 4 * 4 + tokens * 2 * Math.ceil(m.vocab / 64) * 4,
     },
+    { name: 'LoRA scratch (split reductions)', bytes: loraScratchBytes(m, tokens, t.lora.r) },
   ];
+  if (t.compute === 'int8') items.push({ name: 'int8 compute: one activation quantised per row', bytes: int8ScratchBytes(tokens, Math.max(m.hidden, m.intermediate)) });
   return { items, total: sum(items) };
 }
 
@@ -163,6 +179,13 @@ export function suggestSmaller(m: ModelShape, t: TrainingShape, budget: number):
   }
   if (t.lora.targets.length > 2) tips.push('adapt fewer modules (for example q_proj and v_proj only)');
   return tips;
+}
+
+/** A parameter count as people read it: "94.4M", "1.42B"; exact below a million ("147,456"), never "0.0M". */
+export function parameterCount(n: number): string {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(2)}B`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(1)}M`;
+  return Math.round(n).toLocaleString('en-US');
 }
 
 export function formatBytes(bytes: number): string {

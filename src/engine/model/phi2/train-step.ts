@@ -9,12 +9,13 @@ import { zeroTensor } from '../../kernels/fill';
 import { geluBackward, geluForward } from '../../kernels/gelu';
 import { GRAD_STATS, gradNorm, gradNormPartialsShape } from '../../kernels/grad-norm';
 import { layernormBackward, layernormForward } from '../../kernels/layernorm';
-import { loraBackward, loraForward, type LoraDropout } from '../../kernels/lora';
-import { matmulBackwardInput, matmulForward } from '../../kernels/matmul';
+import { loraBackward, loraForward, type LoraDropout, type LoraScratch } from '../../kernels/lora';
+import { stepLoraScratchFloats } from '../../kernels/lora-slicing';
 import { residualAccumulate } from '../../kernels/residual';
 import { rngU32 } from '../../kernels/rng';
 import { rotaryBackward, rotaryForward } from '../../kernels/rotary';
 import type { Phi2Model } from './forward';
+import { FrozenLinears, type ComputePath, type LinearInput } from './frozen-linear';
 import type { LoraState } from './lora-state';
 import { LINEAR_NAMES, type LinearName } from './params';
 
@@ -54,6 +55,11 @@ export interface MicroStepOptions {
   labelCount: number;
 }
 
+export interface TrainStepOptions {
+  /** The frozen layers' matmuls: 'f32' (exact, the default) or 'int8' (see frozen-linear.ts). */
+  compute?: ComputePath;
+}
+
 /** Dropout sites per layer: the six LoRA inputs, then the two residual branches. */
 const SITES_PER_LAYER = 8;
 const SITE_ATTN = 6;
@@ -77,17 +83,22 @@ export class Phi2TrainStep {
   /** Norm, clip factor and non-finite flag of the last optimizer step (GRAD_STATS), on the GPU. */
   readonly stats: GpuTensor;
   private readonly normPartials: GpuTensor;
+  private readonly base: FrozenLinears;
+  /** The LoRA kernels' scratch, sized once for every product of a micro-step (stepLoraScratchFloats). */
+  private readonly loraScratch: LoraScratch;
 
   constructor(
     readonly model: Phi2Model,
     readonly lora: LoraState,
     readonly maxBatch: number,
     readonly maxSeq: number,
+    opts: TrainStepOptions = {},
   ) {
     const gpu = model.gpu;
     const d = model.dims;
     const M = (this.M = maxBatch * maxSeq);
     const { hidden: C, intermediate: I, heads: H } = d;
+    this.base = new FrozenLinears(gpu, opts.compute ?? 'f32', model.params.weightMode, M, Math.max(C, I));
     lora.enableTraining();
     this.blockInputs = Array.from({ length: d.layers }, (_, l) => gpu.tensor(`block_input.${l}`, [M, C]));
     const f = (name: string, shape: number[], dtype: 'f32' | 'u32' | 'i32' = 'f32') => gpu.tensor(name, shape, dtype);
@@ -124,6 +135,8 @@ export class Phi2TrainStep {
       rowLoss: f('ce_row_loss', [M]),
     };
     this.xa = new Map(LINEAR_NAMES.map((n) => [n, gpu.tensor(`lora_xa.${n}`, [M, lora.settings.r])]));
+    const scratch = stepLoraScratchFloats(M, C, I, lora.settings.r);
+    this.loraScratch = { dxa: gpu.tensor('lora.dxa', [scratch.dxa]), partials: gpu.tensor('lora.partials', [Math.max(1, scratch.partials)]) };
     this.ce = createCrossEntropyWorkspace(gpu, M, model.params.lmHead, d.vocab, C);
     this.loss = f('loss', [1]);
     this.stats = f('grad_stats', [GRAD_STATS.length]);
@@ -177,42 +190,45 @@ export class Phi2TrainStep {
     const residDrop = (l: number, site: number): DropoutMask | null =>
       opts.residDropout > 0 ? { p: opts.residDropout, seed: opts.seed >>> 0, salt: l * SITES_PER_LAYER + site } : null;
 
+    const base = this.base;
     /** A frozen linear layer plus its adapter: out (=, or += with accumulate) inp W^T + b + LoRA. */
-    const linear = (l: number, name: LinearName, out: GpuTensor, inp: GpuTensor, N: number, K: number, accumulate = false) => {
-      const p = model.params.blocks[l][name];
-      matmulForward(gpu, out, inp, p.weight, p.scales, p.bias, M, N, K, { accumulate });
+    const linear = (l: number, name: LinearName, out: GpuTensor, inp: LinearInput, N: number, accumulate = false) => {
+      base.forward(out, inp, model.params.blocks[l][name], M, N, accumulate);
       const a = lora.at(l, name);
-      if (a) loraForward(gpu, out, v(this.xa.get(name)!, [M, lora.settings.r]), inp, a.A, a.B, M, N, K, lora.settings.r, lora.scaling, { dropout: loraDrop(l, name) });
+      if (a) loraForward(gpu, out, v(this.xa.get(name)!, [M, lora.settings.r]), inp.x, a.A, a.B, M, N, inp.K, lora.settings.r, lora.scaling, { dropout: loraDrop(l, name), scratch: this.loraScratch });
     };
 
     /** Block l's forward from x_l (in `input`): intermediates stay in the block buffers. */
     const blockForward = (l: number, input: GpuTensor, residualOut: GpuTensor | null) => {
       const p = model.params.blocks[l];
       layernormForward(gpu, h, mean, rstd, input, p.ln.weight, p.ln.bias, M, C, d.layerNormEps);
-      linear(l, 'q', q, h, C, C);
-      linear(l, 'k', k, h, C, C);
-      linear(l, 'v', vv, h, C, C);
+      // q, k, v and fc1 read the same h: on the int8 path it is quantised once for the four.
+      const hIn = base.input(h, M, C);
+      linear(l, 'q', q, hIn, C);
+      linear(l, 'k', k, hIn, C);
+      linear(l, 'v', vv, hIn, C);
       rotaryForward(gpu, q, model.rotary, shape);
       rotaryForward(gpu, k, model.rotary, shape);
       attentionForward(gpu, attn, lse, q, k, vv, shape, { validLengths, path: 'tiled' });
-      linear(l, 'fc1', fc1, h, I, C);
+      linear(l, 'fc1', fc1, hIn, I);
       geluForward(gpu, gelu, fc1, M * I);
       if (!residualOut) {
         // Recomputation: backward needs the intermediates, and of the two branch outputs only the
         // adapters' x·A^T (their B product lands in scratch, unused), not the base matmuls.
         for (const [name, inp, K] of [['dense', attn, C], ['fc2', gelu, I]] as const) {
           const a = lora.at(l, name);
-          if (a) loraForward(gpu, branch, v(this.xa.get(name)!, [M, lora.settings.r]), inp, a.A, a.B, M, C, K, lora.settings.r, lora.scaling, { dropout: loraDrop(l, name) });
+          if (a) loraForward(gpu, branch, v(this.xa.get(name)!, [M, lora.settings.r]), inp, a.A, a.B, M, C, K, lora.settings.r, lora.scaling, { dropout: loraDrop(l, name), scratch: this.loraScratch });
         }
         return;
       }
       for (const [name, inp, K, site] of [['dense', attn, C, SITE_ATTN], ['fc2', gelu, I, SITE_MLP]] as const) {
         const mask = residDrop(l, site);
+        const x = base.input(inp, M, K);
         if (!mask) {
-          linear(l, name, residualOut, inp, C, K, true);
+          linear(l, name, residualOut, x, C, true);
           continue;
         }
-        linear(l, name, branch, inp, C, K);
+        linear(l, name, branch, x, C);
         dropoutForward(gpu, branch, branch, M * C, mask);
         residualAccumulate(gpu, residualOut, branch, M * C);
       }
@@ -249,12 +265,12 @@ export class Phi2TrainStep {
     const dfc1 = v(t.dfc1, [M, I]);
     /** The input gradient of an adapted linear layer: dinp (=, or +=) dout W, plus LoRA's share; dA, dB accumulate. */
     const linearBackward = (l: number, name: LinearName, dinp: GpuTensor, dout: GpuTensor, inp: GpuTensor, N: number, K: number, accumulate: boolean) => {
-      const p = model.params.blocks[l][name];
-      matmulBackwardInput(gpu, dinp, dout, p.weight, p.scales, M, N, K, accumulate);
+      base.backwardInput(dinp, dout, model.params.blocks[l][name], M, N, K, accumulate);
       const a = lora.at(l, name);
       if (a) {
         loraBackward(gpu, a.dA!, a.dB!, dinp, dout, v(this.xa.get(name)!, [M, lora.settings.r]), inp, a.A, a.B, M, N, K, lora.settings.r, lora.scaling, true, {
           dropout: loraDrop(l, name),
+          scratch: this.loraScratch,
         });
       }
     };
@@ -315,10 +331,18 @@ export class Phi2TrainStep {
     zeroTensor(this.model.gpu, this.lora.grads!);
   }
 
+  /** The frozen layers' compute path of this step. */
+  get compute(): ComputePath {
+    return this.base.path;
+  }
+
   destroy(): void {
+    this.base.destroy();
     for (const b of this.blockInputs) b.buffer.destroy();
     for (const b of Object.values(this.t)) b.buffer.destroy();
     for (const b of this.xa.values()) b.buffer.destroy();
+    this.loraScratch.dxa.buffer.destroy();
+    this.loraScratch.partials.buffer.destroy();
     this.ce.partials.buffer.destroy();
     this.ce.gradChunk.buffer.destroy();
     for (const b of [this.loss, this.stats, this.normPartials]) b.buffer.destroy();
