@@ -3,7 +3,7 @@ import { LORA_TARGETS, PAPER_LORA } from '../engine/adapters/lora-config';
 import type { Engine } from '../engine/engine';
 import type { Phi2Dims } from '../engine/model/phi2/params';
 import { GpuError } from '../engine/gpu/device';
-import { SessionError, type LoadedModel, type Session } from '../engine/session';
+import { SessionError, type LoadedModel, type Session } from '../engine/session/session';
 import { TokenizerError } from '../engine/tokenizer';
 import { localLocks } from '../engine/platform/locks';
 import { StoreError, type ModelManifest, type ModelSource, type StorageUsage } from '../engine/store';

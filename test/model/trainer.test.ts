@@ -7,7 +7,7 @@ import { encodeAdapter } from '../../src/engine/adapters/files';
 import { LORA_TARGETS, loraModules, type LoraSettings } from '../../src/engine/adapters/lora-config';
 import { adapterTensorNames } from '../../src/engine/adapters/peft';
 import { Engine } from '../../src/engine/engine';
-import { Session } from '../../src/engine/session';
+import { Session } from '../../src/engine/session/session';
 import { importFromFiles } from '../../src/engine/weights';
 import { adaptersApi } from '../../src/worker/adapters-api';
 import { trainApi, type TrainEvent } from '../../src/worker/train-api';

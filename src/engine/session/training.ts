@@ -2,24 +2,24 @@ import { decodeAdapter } from '../adapters/files';
 import { AdapterStore, type AdapterInfo } from '../adapters/store';
 import type { Engine } from '../engine';
 import { describeOptimizer } from '../optim/settings';
-import { ModelBusyError, SessionError, withModel, type LoadedModel, type Session } from '../session';
+import { ModelBusyError, SessionError, withModel, type LoadedModel, type Session } from './session';
 import { UserDataStore, type SavedDatasetInfo, type TrainingExample } from '../store/datasets';
 import { StoreError } from '../store/errors';
-import { planMemory, planProblems, trainConfigOf, type TrainingModelInfo, type TrainPlan } from './plan';
-import { CheckpointStore } from './checkpoints';
-import { DEMO_DESCRIPTION, DEMO_ROWS } from './demo-set';
-import { examplesFingerprint, tokenizeTrainingRows, type TrainingExamples } from './examples';
-import { suggestSmaller, type MemoryEstimate } from './memory';
-import { TrainAllocationError, trainAdapter, type AdapterStart } from './train-adapter';
+import { planMemory, planProblems, trainConfigOf, type TrainingModelInfo, type TrainPlan } from '../train/plan';
+import { CheckpointStore } from '../train/checkpoints';
+import { DEMO_DESCRIPTION, DEMO_ROWS } from '../train/demo-set';
+import { examplesFingerprint, tokenizeTrainingRows, type TrainingExamples } from '../train/examples';
+import { suggestSmaller, type MemoryEstimate } from '../train/memory';
+import { TrainAllocationError, trainAdapter, type AdapterStart } from '../train/train-adapter';
 import { hubIdOf } from '../weights/presets';
-import { TrainingError, type StepRecord, type TrainCheckpoint, type TrainConfig, type TrainProgress, type Trainer } from './trainer';
+import { TrainingError, type StepRecord, type TrainCheckpoint, type TrainConfig, type TrainProgress, type Trainer } from '../train/trainer';
 
 /**
  * LoRA training runs on the session's model, as the Train page starts them: from a dataset saved on the
  * Data page (or the built-in demo set), with checkpoints in IndexedDB so that a run paused, or cut short
- * by a reload, resumes exactly where it stopped (checkpoints.ts), and the finished adapter saved to the
+ * by a reload, resumes exactly where it stopped (train/checkpoints.ts), and the finished adapter saved to the
  * adapters store and loaded beside the model for the Evaluate and Demo pages. The training itself is
- * trainAdapter (train-adapter.ts), which the CLI calls too.
+ * trainAdapter (train/train-adapter.ts), which the CLI calls too.
  *
  * One run at a time. start/resume resolve when the run stops (finished, paused, cancelled or failed)
  * with an outcome; what happens meanwhile arrives through `onEvent`. Failures are returned as data with a
