@@ -25,6 +25,8 @@ export interface DemoColumn {
   update: DemoUpdate | null;
   result: DemoResult | null;
   error: string | null;
+  /** performance.now() when this column started generating: the page counts the wait for the first token from it. */
+  startedAt: number | null;
 }
 
 function messageOf(err: unknown): string {
@@ -36,7 +38,7 @@ function dataUrl(): string {
   return new URL('data/', globalThis.location?.href ?? 'http://localhost/').href;
 }
 
-const idle = (adapter: string | null): DemoColumn => ({ adapter, status: 'idle', text: '', update: null, result: null, error: null });
+const idle = (adapter: string | null): DemoColumn => ({ adapter, status: 'idle', text: '', update: null, result: null, error: null, startedAt: null });
 
 export class DemoState {
   datasets = $state.raw<DemoDataset[]>([]);
@@ -217,7 +219,7 @@ export class DemoState {
         }
         const jobId = crypto.randomUUID();
         this.jobId = jobId;
-        this.columns[k] = { ...this.columns[k], status: 'running' };
+        this.columns[k] = { ...this.columns[k], status: 'running', startedAt: performance.now() };
         try {
           const result = await engine().runDemo(
             {

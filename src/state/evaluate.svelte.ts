@@ -90,7 +90,11 @@ export class EvaluateState {
   planning = $state(false);
 
   /** The run under way, if any. */
-  job = $state.raw<{ id: string; status: 'running' | 'cancelling'; progress: EvaluationProgress | null } | null>(null);
+  /**
+   * The run under way, if any; `startedAt` and `phaseAt` (performance.now()) when it began and when its current phase
+   * (preparing, loading, running a model) began, so that the page counts every wait from its first second.
+   */
+  job = $state.raw<{ id: string; status: 'running' | 'cancelling'; progress: EvaluationProgress | null; startedAt: number; phaseAt: number } | null>(null);
   runError = $state<string | null>(null);
   outcome = $state.raw<EvaluationOutcome | null>(null);
 
@@ -286,11 +290,20 @@ export class EvaluateState {
     if (this.job) return;
     this.runError = null;
     this.outcome = null;
-    this.job = { id: jobId, status: 'running', progress: null };
+    const startedAt = performance.now();
+    this.job = { id: jobId, status: 'running', progress: null, startedAt, phaseAt: startedAt };
     try {
       const outcome = await start(
         Comlink.proxy((p: EvaluationProgress) => {
-          if (this.job?.id === p.jobId) this.job = { ...this.job, progress: p };
+          if (this.job?.id !== p.jobId) return;
+          const before = this.job.progress;
+          const moved = !before || before.phase !== p.phase || before.model !== p.model;
+          // Saving reports no speeds of its own: the last ones measured stay on screen rather than turning to "–".
+          const shown =
+            p.phase === 'saving' && before?.model === p.model
+              ? { ...p, decodeTokensPerSecond: p.decodeTokensPerSecond ?? before.decodeTokensPerSecond, prefillTokensPerSecond: p.prefillTokensPerSecond ?? before.prefillTokensPerSecond, last: p.last ?? before.last }
+              : p;
+          this.job = { ...this.job, progress: shown, phaseAt: moved ? performance.now() : this.job.phaseAt };
         }),
       );
       this.outcome = outcome;

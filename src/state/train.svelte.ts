@@ -6,6 +6,9 @@ import { Comlink, engine } from '../worker/client';
 import { saveBlob } from './adapters.svelte';
 import type { StepRecord, TrainEvent, TrainingSetup, TrainOutcome, TrainPhase, TrainProblem, TrainProgress } from '../worker/train-api';
 import { formatLayers, paperPlan, parseLayers, planMemory, planProblems, totalStepsOf, type TrainDataSource, type TrainPlan } from '../engine/train/plan';
+import type { LoraSettings } from '../engine/adapters/lora-config';
+
+type LoraSettingsLayers = LoraSettings['layers'];
 
 export { formatLayers, parseLayers };
 
@@ -78,6 +81,9 @@ export class TrainState {
 
   status = $state<RunStatus>('idle');
   phase = $state<{ phase: TrainPhase; message: string; done?: number; total?: number } | null>(null);
+  /** performance.now() when the run on screen was started, and when its current phase began: the page counts from them. */
+  startedAt = $state<number | null>(null);
+  phaseStartedAt = $state<number | null>(null);
   run = $state<RunView>({ ...EMPTY_RUN });
   /** The loss history: a plain array appended to in place (a run has thousands of steps); `version` says it changed. */
   history = $state.raw<StepRecord[]>([]);
@@ -123,6 +129,57 @@ export class TrainState {
 
   readonly busy = $derived(this.status !== 'idle');
 
+  /** What the last preset change did to the data, said beside the presets (the symbol preset switches to symbol data). */
+  presetNote = $state<string | null>(null);
+
+  /**
+   * How the settings differ from the chosen preset's, one phrase each ("r 16 instead of 64"); empty while they are
+   * the preset's. Continuing an adapter, its rank, alpha, targets and layers are the preset's too.
+   */
+  readonly presetChanges = $derived.by((): string[] => {
+    const id = this.plan.preset;
+    if (id === 'custom') return [];
+    const base = paperPlan(id, this.plan.data, this.plan.baseAdapterId);
+    const adapter = id === 'symbol' ? this.setup?.adapters.find((a) => a.id === this.plan.baseAdapterId) : undefined;
+    if (adapter) base.lora = { ...base.lora, r: adapter.settings.r, alpha: adapter.settings.alpha, useRslora: adapter.settings.useRslora, targets: [...adapter.settings.targets], layers: adapter.settings.layers };
+    const e = this.effectivePlan;
+    const out: string[] = [];
+    const differs = (label: string, now: unknown, preset: unknown, show: (v: never) => string = String) => {
+      if (now !== preset) out.push(`${label} ${show(now as never)} instead of ${show(preset as never)}`);
+    };
+    const layers = (v: LoraSettingsLayers) => (v === 'all' ? 'all' : formatLayers(v));
+    const lr = (v: number) => (Number.isFinite(v) && v > 0 ? v.toExponential() : String(v));
+    differs('r', e.lora.r, base.lora.r);
+    differs('alpha', e.lora.alpha, base.lora.alpha);
+    differs('dropout', e.lora.dropout, base.lora.dropout);
+    if (e.lora.useRslora !== base.lora.useRslora) out.push(e.lora.useRslora ? 'rsLoRA on' : 'rsLoRA off');
+    differs('targets', [...e.lora.targets].sort().join(', '), [...base.lora.targets].sort().join(', '));
+    differs('layers', layers(e.lora.layers), layers(base.lora.layers));
+    differs('learning rate', lr(e.schedule.lr), lr(base.schedule.lr));
+    differs('schedule', e.schedule.kind, base.schedule.kind);
+    differs('warm-up', e.schedule.warmupSteps, base.schedule.warmupSteps);
+    const length = (l: TrainPlan['length']) => (l.unit === 'steps' ? `${l.steps} steps` : `${l.epochs} epoch${l.epochs === 1 ? '' : 's'}`);
+    differs('length', length(e.length), length(base.length));
+    differs('batch size', e.batchSize, base.batchSize);
+    differs('accumulation', e.gradAccumulation, base.gradAccumulation);
+    differs('maximum length', e.maxLength, base.maxLength);
+    if (e.lossOn !== base.lossOn) out.push(e.lossOn === 'response' ? 'loss on the response only' : 'loss on every token');
+    differs('weight decay', e.weightDecay, base.weightDecay);
+    differs('clipping', e.maxGradNorm, base.maxGradNorm);
+    differs('seed', e.seed, base.seed);
+    return out;
+  });
+
+  /** The symbol-tuning preset trains on symbol-tuning prompts: said when the chosen data is something else. */
+  readonly presetDataWarning = $derived.by((): string | null => {
+    if (this.plan.preset !== 'symbol') return null;
+    const d = this.plan.data;
+    const info = d.kind === 'saved' ? this.setup?.datasets.find((x) => x.id === d.id) : undefined;
+    if (info?.kind === 'symbol-tuning') return null;
+    const what = d.kind === 'demo' ? 'the built-in demo set (instruction rows)' : `"${info?.name ?? 'the chosen dataset'}", instruction rows`;
+    return `The symbol-tuning preset trains on symbol-tuning prompts, but the data is ${what}: choose a symbol-tuning dataset, or prepare one on the Data page.`;
+  });
+
   async refresh(): Promise<void> {
     this.refreshing = true;
     try {
@@ -143,13 +200,36 @@ export class TrainState {
 
   applyPreset(id: PresetId): void {
     const base = id === 'symbol' ? (this.plan.baseAdapterId ?? this.setup?.adapters[0]?.id ?? null) : null;
+    // Symbol tuning trains on symbol-tuning prompts: with other data chosen, switch to the newest such dataset.
+    let data = this.plan.data;
+    this.presetNote = null;
+    if (id === 'symbol') {
+      const current = data.kind === 'saved' ? this.setup?.datasets.find((x) => x.id === (data as { id: string }).id) : undefined;
+      const symbol = this.setup?.datasets.find((x) => x.kind === 'symbol-tuning');
+      if (current?.kind !== 'symbol-tuning' && symbol) {
+        data = { kind: 'saved', id: symbol.id };
+        this.presetNote = `The data is now "${symbol.name}" (symbol-tuning prompts), which the symbol-tuning preset trains on.`;
+      }
+    }
     // The optimiser is the user's choice, kept across presets (the paper's 8-bit one, or the exact f32 default).
-    const next = { ...paperPlan(id, this.plan.data, base), optimizer: this.plan.optimizer };
+    const next = { ...paperPlan(id, data, base), optimizer: this.plan.optimizer };
+    const chosen = data.kind === 'saved' ? this.setup?.datasets.find((x) => x.id === (data as { id: string }).id) : undefined;
+    if (chosen) next.maxLength = Math.min(chosen.maxTokens, this.setup?.model?.maxPositions ?? chosen.maxTokens);
     this.plan = next;
     this.allLayers = true;
     this.lengthUnit = next.length.unit;
     if (next.length.unit === 'epochs') this.epochs = next.length.epochs;
     if (base) this.matchAdapter(base);
+  }
+
+  /** The chosen preset's settings again, keeping the adapter's name and the data. */
+  resetToPreset(): void {
+    const id = this.plan.preset;
+    if (id === 'custom') return;
+    const { name, data } = this.plan;
+    this.applyPreset(id);
+    this.plan = { ...this.plan, name, data };
+    this.presetNote = null;
   }
 
   /** Continuing an adapter needs its rank, alpha, targets and layers: take them from it. */
@@ -191,6 +271,7 @@ export class TrainState {
   private onEvent = (e: TrainEvent): void => {
     switch (e.kind) {
       case 'phase':
+        if (this.phase?.phase !== e.phase || this.phase.message !== e.message) this.phaseStartedAt = performance.now();
         this.phase = { phase: e.phase, message: e.message, done: e.done, total: e.total };
         break;
       case 'started':
@@ -216,6 +297,7 @@ export class TrainState {
     this.problem = null;
     this.progress = null;
     this.phase = null;
+    this.startedAt = this.phaseStartedAt = performance.now();
     this.run = { ...EMPTY_RUN, name };
     this.history = [];
     this.version++;

@@ -105,7 +105,7 @@ export function trainingMemory(m: ModelShape, t: TrainingShape): MemoryEstimate 
   const block = blockActivationBytes(m, tokens, t.lora.r, modulesPerLayer);
   const items: MemoryItem[] = [
     ...weightBytes(m, t.weights),
-    { name: `LoRA weights and gradients (${(P / 1e6).toFixed(1)}M parameters, f32)`, bytes: P * 4 * 2 },
+    { name: `LoRA weights and gradients (${parameterCount(P)} parameters, f32)`, bytes: P * 4 * 2 },
     optimizerMemory(m, t.lora, t.optimizer ?? DEFAULT_OPTIMIZER),
     t.keepActivations
       ? { name: `activations of all ${m.layers} blocks`, bytes: m.layers * block }
@@ -163,6 +163,13 @@ export function suggestSmaller(m: ModelShape, t: TrainingShape, budget: number):
   }
   if (t.lora.targets.length > 2) tips.push('adapt fewer modules (for example q_proj and v_proj only)');
   return tips;
+}
+
+/** A parameter count as people read it: "94.4M", "1.42B"; exact below a million ("147,456"), never "0.0M". */
+export function parameterCount(n: number): string {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(2)}B`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(1)}M`;
+  return Math.round(n).toLocaleString('en-US');
 }
 
 export function formatBytes(bytes: number): string {

@@ -68,6 +68,10 @@ export interface TrainProgress {
   step: number;
   totalSteps: number;
   last: StepRecord | null;
+  /**
+   * Tokens per second over this run's steps after its first (which also compiles the GPU kernels, and would
+   * say little of the speed); over the first step alone until a second has finished.
+   */
   tokensPerSecond: number;
   etaSeconds: number | null;
   elapsedMs: number;
@@ -154,6 +158,8 @@ export class Trainer {
     const firstStep = this.step;
     let tokens = 0;
     let pending: Promise<void> | null = null;
+    /** When the run's first step had finished, and the tokens it held: the rates are measured from there. */
+    const warm: { at: number; tokens: number } = { at: NaN, tokens: 0 };
     this.request = null;
     while (this.step < total) {
       if (this.request) break;
@@ -187,7 +193,7 @@ export class Trainer {
       this.step = step + 1;
       // Look at the previous step's numbers while this one runs.
       if (pending) await pending;
-      const timing = { started, tokens, stepsThisRun: this.step - firstStep };
+      const timing = { started, tokens, stepsThisRun: this.step - firstStep, warm };
       pending = labelCount > 0 ? this.record(step, lr, timing) : Promise.resolve(this.recordEmpty(step, lr));
       if (config.checkpointEvery > 0 && this.step % config.checkpointEvery === 0 && this.step < total) {
         await pending;
@@ -209,20 +215,29 @@ export class Trainer {
     this.history.push({ step: step + 1, loss: NaN, gradNorm: 0, lr, skipped: true });
   }
 
-  private async record(step: number, lr: number, timing: { started: number; tokens: number; stepsThisRun: number }): Promise<void> {
+  private async record(step: number, lr: number, timing: { started: number; tokens: number; stepsThisRun: number; warm: { at: number; tokens: number } }): Promise<void> {
     const [loss, stats] = await readbackLater(this.model.gpu.device, [this.stepLoss, this.stepper.stats]);
     const nonFinite = stats[GRAD_STATS.nonFinite] !== 0 || !Number.isFinite(loss[0]);
     const rec: StepRecord = { step: step + 1, loss: loss[0], gradNorm: stats[GRAD_STATS.norm], lr, skipped: nonFinite };
     this.history.push(rec);
     this.nonFiniteRun = nonFinite ? this.nonFiniteRun + 1 : 0;
-    const elapsed = this.hooks.now() - timing.started;
-    const msPerStep = elapsed / timing.stepsThisRun;
+    const now = this.hooks.now();
+    const elapsed = now - timing.started;
+    const { warm } = timing;
+    if (timing.stepsThisRun === 1) {
+      warm.at = now;
+      warm.tokens = timing.tokens;
+    }
+    // After the first step the rate leaves it out: its time is mostly compiling kernels, once per model load.
+    const since = timing.stepsThisRun > 1 && Number.isFinite(warm.at) ? now - warm.at : elapsed;
+    const tokensSince = timing.stepsThisRun > 1 && Number.isFinite(warm.at) ? timing.tokens - warm.tokens : timing.tokens;
+    const msPerStep = since / (timing.stepsThisRun > 1 && Number.isFinite(warm.at) ? timing.stepsThisRun - 1 : timing.stepsThisRun);
     this.hooks.onStep?.(rec, {
       step: rec.step,
       totalSteps: this.config.schedule.totalSteps,
       last: rec,
-      tokensPerSecond: elapsed > 0 ? (timing.tokens / elapsed) * 1000 : 0,
-      etaSeconds: elapsed > 0 ? ((this.config.schedule.totalSteps - rec.step) * msPerStep) / 1000 : null,
+      tokensPerSecond: since > 0 ? (tokensSince / since) * 1000 : 0,
+      etaSeconds: since > 0 ? ((this.config.schedule.totalSteps - rec.step) * msPerStep) / 1000 : null,
       elapsedMs: this.elapsedBefore + elapsed,
     });
     if (this.nonFiniteRun >= this.config.maxNonFiniteSteps) {

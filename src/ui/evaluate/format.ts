@@ -77,9 +77,10 @@ export function duration(ms: number): string {
   return `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, '0')} min`;
 }
 
+/** A rate readable at any speed: "1,234", "45.6", "0.83", "0.0042" (three significant figures below 100). */
 export function rate(value: number | null | undefined, unit: string): string {
-  if (value === null || value === undefined || !Number.isFinite(value)) return '–';
-  return `${value >= 100 ? Math.round(value).toLocaleString('en-US') : value.toFixed(1)} ${unit}`;
+  if (value === null || value === undefined || !Number.isFinite(value) || value < 0) return '–';
+  return `${value >= 100 ? Math.round(value).toLocaleString('en-US') : value.toLocaleString('en-US', { maximumSignificantDigits: 3 })} ${unit}`;
 }
 
 export function count(n: number): string {

@@ -42,3 +42,10 @@ export function rate(v: number | null | undefined): string {
   if (v === null || v === undefined || !Number.isFinite(v)) return '–';
   return v === 0 ? '0' : v.toExponential(2);
 }
+
+/** A speed readable at any magnitude: "12,345", "456", "45.6", "0.83", "0.0042"; "–" while unknown. */
+export function speed(v: number | null | undefined): string {
+  if (v === null || v === undefined || !Number.isFinite(v) || v < 0) return '–';
+  if (v >= 100) return Math.round(v).toLocaleString('en-US');
+  return v.toLocaleString('en-US', { maximumSignificantDigits: 3 });
+}

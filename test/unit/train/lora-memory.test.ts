@@ -8,7 +8,7 @@ import {
   peftModulePath,
   validateLoraSettings,
 } from '../../../src/engine/adapters/lora-config';
-import { eightBitSaving, formatBytes, inferenceMemory, optimizerMemory, suggestSmaller, trainingMemory, weightBytes, type ModelShape } from '../../../src/engine/train/memory';
+import { eightBitSaving, formatBytes, inferenceMemory, optimizerMemory, parameterCount, suggestSmaller, trainingMemory, weightBytes, type ModelShape } from '../../../src/engine/train/memory';
 import { optimizerStateBytes } from '../../../src/engine/optim/settings';
 import { learningRate, lrMultiplier, validateSchedule } from '../../../src/engine/train/schedule';
 
@@ -124,5 +124,15 @@ describe('memory estimate', () => {
   it('counts the KV cache for inference', () => {
     const e = inferenceMemory(PHI2, { batch: 1, maxTokens: 2048, weights: 'int8' });
     expect(e.items.find((i) => i.name.startsWith('KV cache'))!.bytes).toBe(32 * 2048 * 2560 * 4 * 2);
+  });
+
+  it('names parameter counts in units that keep their digits: never "0.0M"', () => {
+    expect(parameterCount(94_371_840)).toBe('94.4M');
+    expect(parameterCount(2_779_683_840)).toBe('2.78B');
+    expect(parameterCount(147_456)).toBe('147,456');
+    expect(parameterCount(9_216)).toBe('9,216');
+    const tiny: ModelShape = { vocab: 51200, hidden: 64, intermediate: 256, layers: 2, heads: 2 };
+    const e = trainingMemory(tiny, { batch: 1, seq: 16, lora: { ...PAPER_LORA, targets: ['q_proj'] }, weights: 'int8', keepActivations: false });
+    expect(e.items.map((i) => i.name)).toContain(`LoRA weights and gradients (${loraParameterCount({ ...PAPER_LORA, targets: ['q_proj'] }, tiny).toLocaleString('en-US')} parameters, f32)`);
   });
 });
