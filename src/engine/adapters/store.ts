@@ -1,5 +1,6 @@
 import type { IDBPDatabase } from 'idb';
-import { StoreError, formatBytes, isQuotaError } from '../store/errors';
+import { formatBytes } from '../../shared/bytes';
+import { StoreError, isQuotaError } from '../store/errors';
 import { STORES } from '../store/schema';
 import { crc32 } from '../weights/checksum';
 import { parseSafetensors } from '../weights/safetensors';

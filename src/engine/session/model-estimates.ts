@@ -1,22 +1,13 @@
 import { LORA_TARGETS, PAPER_LORA } from '../adapters/lora-config';
-import { inferenceMemory, trainingMemory, weightBytes, type MemoryEstimate, type ModelShape } from '../train/memory';
+import { inferenceMemory, trainingMemory, weightBytes, type MemoryEstimate } from '../train/memory';
 import { QUANT_SCHEMES, phiParamSpecs, storedBytes, storedDType, type PhiConfig, type QuantScheme } from '../weights';
+import { modelDims } from '../weights/config';
 
 /**
  * What a model takes before it is fetched: bytes to download, bytes in IndexedDB in each weight mode
  * and GPU memory for inference and LoRA training with the paper's settings, from its config.json alone
  * (the Model page shows these beside each preset and Hub repository).
  */
-
-/** The shape numbers of a model, from its config.json. */
-export interface ModelDims {
-  vocab: number;
-  hidden: number;
-  intermediate: number;
-  layers: number;
-  heads: number;
-  headDim: number;
-}
 
 export interface ModelEstimate {
   scheme: QuantScheme;
@@ -35,14 +26,6 @@ export interface ModelEstimate {
 export const INFERENCE_ESTIMATE_TOKENS = 1024;
 export const TRAINING_ESTIMATE_TOKENS = 512;
 
-export function dimsOf(c: PhiConfig): ModelDims {
-  return { vocab: c.vocabSize, hidden: c.hiddenSize, intermediate: c.intermediateSize, layers: c.numLayers, heads: c.numHeads, headDim: c.headDim };
-}
-
-export function shapeOf(d: ModelDims): ModelShape {
-  return { vocab: d.vocab, hidden: d.hidden, intermediate: d.intermediate, layers: d.layers, heads: d.heads };
-}
-
 export function total(items: Array<{ bytes: number }>): number {
   return items.reduce((a, i) => a + i.bytes, 0);
 }
@@ -56,7 +39,7 @@ function sourceDtypeOf(torchDtype: string | null): { label: string; bytes: numbe
 
 /** Stored bytes (the importer's own layout), download size and GPU memory of a config in one weight mode. */
 export function estimateFor(config: PhiConfig, scheme: QuantScheme): ModelEstimate {
-  const shape = shapeOf(dimsOf(config));
+  const shape = modelDims(config);
   const specs = phiParamSpecs(config);
   const stored = specs.reduce((a, spec) => a + storedBytes(spec, storedDType(spec, scheme)), 0);
   const source = sourceDtypeOf(config.torchDtype);

@@ -18,7 +18,8 @@ import {
   type LoadProgress,
   type QuantScheme,
 } from '../weights';
-import { dimsOf, estimatesFor, shapeOf, total, type ModelDims, type ModelEstimate } from './model-estimates';
+import { modelDims, type ModelDims } from '../weights/config';
+import { estimatesFor, total, type ModelEstimate } from './model-estimates';
 import { describeProblem, type ModelProblem } from './model-problems';
 import type { LoadedModel, Session } from './session';
 
@@ -79,7 +80,7 @@ export type ImportOutcome =
 export interface LoadedModelInfo {
   id: string;
   name: string;
-  dims: LoadedModel['dims'];
+  dims: ModelDims;
   weightMode: QuantScheme;
   /** GPU memory the weights hold. */
   gpuBytes: number;
@@ -173,8 +174,8 @@ export class ModelLibrary {
     let gpuWeightBytes: number | null = null;
     try {
       const config = parsePhiConfig(manifest.config);
-      dims = dimsOf(config);
-      gpuWeightBytes = total(weightBytes(shapeOf(dims), manifest.scheme));
+      dims = modelDims(config);
+      gpuWeightBytes = total(weightBytes(dims, manifest.scheme));
     } catch {
       // Listed anyway, so that it can be deleted.
     }
@@ -296,7 +297,7 @@ export class ModelLibrary {
         );
       }
       const config = parsePhiConfig(text);
-      return { ok: true, dims: dimsOf(config), estimates: estimatesFor(config) };
+      return { ok: true, dims: modelDims(config), estimates: estimatesFor(config) };
     } catch (err) {
       return { ok: false, problem: describeProblem(err, 'The repository could not be checked', 'check') };
     }

@@ -4,7 +4,7 @@ import { Phi2Model } from '../model/phi2/forward';
 import { Generator } from '../model/phi2/generate';
 import { LoraState } from '../model/phi2/lora-state';
 import { phi2ParamsFromWeights } from '../model/phi2/build';
-import type { Phi2Dims } from '../model/phi2/params';
+import type { ModelDims } from '../weights/config';
 import { WeightStore } from '../store';
 import { loadStoredTokenizer, type PhiTokenizer } from '../tokenizer';
 import { loadModelToGpu, type LoadProgress } from '../weights/upload';
@@ -18,7 +18,7 @@ import { loadModelToGpu, type LoadProgress } from '../weights/upload';
 
 export interface LoadedModel {
   id: string;
-  dims: Phi2Dims;
+  dims: ModelDims;
   weightMode: 'int8' | 'f16';
   model: Phi2Model;
   tokenizer: PhiTokenizer;

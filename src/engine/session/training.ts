@@ -1,3 +1,4 @@
+import { formatBytes } from '../../shared/bytes';
 import { decodeAdapter } from '../adapters/files';
 import { AdapterStore, type AdapterInfo } from '../adapters/store';
 import type { Engine } from '../engine';
@@ -396,7 +397,7 @@ export class TrainingRuns {
       throw new Problem({
         code: 'memory',
         title: 'This run does not fit the GPU memory you stated',
-        message: `It needs about ${gib(estimate.total)} and you stated ${gib(meta.plan.gpuMemoryBytes)}.`,
+        message: `It needs about ${formatBytes(estimate.total)} and you stated ${formatBytes(meta.plan.gpuMemoryBytes)}.`,
         tips: suggestSmaller(model.shape, shape, meta.plan.gpuMemoryBytes),
         estimate,
       });
@@ -445,7 +446,7 @@ export class TrainingRuns {
         throw new Problem({
           code: 'out-of-memory',
           title: 'A training buffer is larger than this GPU allows',
-          message: `The GPU refused a buffer (${err.gpuMessage}). Single buffers may hold at most ${gib(err.maxBufferSize)} here; this run needs about ${gib(estimate.total)} in all. Nothing was trained.`,
+          message: `The GPU refused a buffer (${err.gpuMessage}). Single buffers may hold at most ${formatBytes(err.maxBufferSize)} here; this run needs about ${formatBytes(estimate.total)} in all. Nothing was trained.`,
           tips: suggestSmaller(model.shape, shape, estimate.total - 1),
           estimate,
         });
@@ -453,7 +454,7 @@ export class TrainingRuns {
       throw new Problem({
         code: 'out-of-memory',
         title: 'The GPU ran out of memory',
-        message: `Allocating the training buffers failed (${err.gpuMessage}). This run needs about ${gib(estimate.total)}; nothing was trained.`,
+        message: `Allocating the training buffers failed (${err.gpuMessage}). This run needs about ${formatBytes(estimate.total)}; nothing was trained.`,
         tips: suggestSmaller(model.shape, shape, estimate.total - 1),
         estimate,
       });
@@ -504,8 +505,4 @@ export class TrainingRuns {
     await store.delete(runId).catch(() => undefined);
     return { status: 'finished', runId, adapter: info, loaded: loadedBeside, history: result.history };
   }
-}
-
-function gib(bytes: number): string {
-  return `${(bytes / 2 ** 30).toFixed(bytes < 10 * 2 ** 30 ? 2 : 1)} GiB`;
 }

@@ -5,7 +5,7 @@ import { PAPER_TEMPLATE, parseTemplate } from '../../engine/data/template';
 import type { BundledPoolInfo, PreparedSummary, SavedDatasetInfo } from '../../worker/data-api';
 import { DEFAULT_MAX_TOKENS, MAX_PER_CLASS, MAX_SYMBOL_PROMPTS, MAX_TRAIN_TOKENS } from '../../engine/data/limits';
 import { Comlink, engine } from '../../worker/client';
-import { messageOf } from './errors';
+import { messageOf } from '../errors';
 import type { SourceState } from './source.svelte';
 
 /** The app's data folder (public/data), next to index.html whatever the base path. */

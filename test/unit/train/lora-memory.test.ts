@@ -8,7 +8,8 @@ import {
   peftModulePath,
   validateLoraSettings,
 } from '../../../src/engine/adapters/lora-config';
-import { eightBitSaving, formatBytes, inferenceMemory, optimizerMemory, parameterCount, suggestSmaller, trainingMemory, weightBytes, type ModelShape } from '../../../src/engine/train/memory';
+import { formatBytes } from '../../../src/shared/bytes';
+import { eightBitSaving, inferenceMemory, optimizerMemory, parameterCount, suggestSmaller, trainingMemory, weightBytes, type ModelShape } from '../../../src/engine/train/memory';
 import { optimizerStateBytes } from '../../../src/engine/optim/settings';
 import { learningRate, lrMultiplier, validateSchedule } from '../../../src/engine/train/schedule';
 
