@@ -1,4 +1,4 @@
-import { DEFAULT_MAX_TOKENS, MAX_TRAIN_TOKENS } from '../engine/data/limits';
+import { DEFAULT_MAX_TOKENS, MAX_TRAIN_TOKENS } from '../shared/data-limits';
 import { engine } from '../worker/client';
 import { messageOf } from './errors';
 import { HubState } from './data/hub.svelte';

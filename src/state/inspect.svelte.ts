@@ -1,4 +1,4 @@
-import type { LoraTarget } from '../engine/adapters/lora-config';
+import type { LoraTarget } from '../shared/lora';
 import { Comlink, engine } from '../worker/client';
 import type { ContrastDirection, ContrastUpdate, InspectProgress, IntruderResult, UpdateCell } from '../worker/inspect-api';
 import { isCancel, messageOf } from './errors';

@@ -1,12 +1,12 @@
-import { LORA_TARGETS, type LoraTarget } from '../engine/adapters/lora-config';
+import { LORA_TARGETS, type LoraTarget } from '../shared/lora';
 import type { MemoryEstimate } from '../engine/train/memory';
-import { ADAMW_8BIT_BLOCK_SIZES, type Adam8bitBlockSize } from '../engine/optim/settings';
+import { ADAMW_8BIT_BLOCK_SIZES, type Adam8bitBlockSize } from '../shared/optimizer';
 import { APP_TRAINING_CHOICES, PAPER_TRAINING, type PaperPreset } from '../engine/train/paper';
 import { Comlink, engine } from '../worker/client';
 import { saveBlob } from './adapters.svelte';
 import type { StepRecord, TrainEvent, TrainingSetup, TrainOutcome, TrainPhase, TrainProblem, TrainProgress } from '../worker/train-api';
 import { formatLayers, paperPlan, parseLayers, planMemory, planProblems, totalStepsOf, type TrainDataSource, type TrainPlan } from '../engine/train/plan';
-import type { LoraSettings } from '../engine/adapters/lora-config';
+import type { LoraSettings } from '../shared/lora';
 import { messageOf } from './errors';
 
 type LoraSettingsLayers = LoraSettings['layers'];

@@ -1,8 +1,8 @@
 import { MAX_ADAPTER_CONFIG_BYTES } from '../adapters/config-json';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, adapterWeightsLimit, decodeAdapter, readAdapterConfigBytes, zipAdapter, type AdapterFiles } from '../adapters/files';
 import { adapterZipLimit, downloadAdapter, locateAdapter, locationLabel, locationName, previewAdapter, type AdapterDownloadProgress, type AdapterLocation } from '../adapters/hub';
-import { loraModules, loraParameterCount, type LinearShapes, type LoraSettings } from '../adapters/lora-config';
-import { mergeAdapter } from '../adapters/merge';
+import { loraModules, loraParameterCount, type LinearShapes, type LoraSettings } from '../../shared/lora';
+import { mergeAdapter } from '../model/phi2/merge';
 import { AdapterError, NOMINAL_SHAPES, resolveAdapterConfig, type PeftLoraConfig } from '../adapters/peft';
 import { configForHub } from '../adapters/publish';
 import { AdapterStore, DownloadCache, MAX_ADAPTER_NAME, describeAdapterFiles, type AdapterInfo, type AdapterOrigin, type PartialDownload } from '../adapters/store';

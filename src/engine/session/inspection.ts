@@ -1,4 +1,4 @@
-import type { LinearShapes, LoraTarget } from '../adapters/lora-config';
+import type { LinearShapes, LoraTarget } from '../../shared/lora';
 import { AdapterStore } from '../adapters/store';
 import { wrapPaperPrompt } from '../data/prompts';
 import { AdapterFactors } from '../inspect/factors';

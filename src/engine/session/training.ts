@@ -2,7 +2,7 @@ import { formatBytes } from '../../shared/bytes';
 import { decodeAdapter } from '../adapters/files';
 import { AdapterStore, type AdapterInfo } from '../adapters/store';
 import type { Engine } from '../engine';
-import { describeOptimizer } from '../optim/settings';
+import { describeOptimizer } from '../../shared/optimizer';
 import { ModelBusyError, SessionError, withModel, type LoadedModel, type Session } from './session';
 import { UserDataStore, type SavedDatasetInfo, type TrainingExample } from '../store/datasets';
 import { StoreError } from '../store/errors';

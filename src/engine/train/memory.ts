@@ -1,7 +1,7 @@
-import { loraModules, loraParameterCount, type LoraSettings } from '../adapters/lora-config';
+import { loraModules, loraParameterCount, type LoraSettings } from '../../shared/lora';
 import { formatBytes } from '../../shared/bytes';
 import type { ModelDims } from '../weights/config';
-import { DEFAULT_OPTIMIZER, optimizerStateBytes, type OptimizerSettings, type Segment } from '../optim/settings';
+import { DEFAULT_OPTIMIZER, optimizerStateBytes, type OptimizerSettings, type Segment } from '../../shared/optimizer';
 
 /**
  * GPU memory a configuration needs, item by item, computed from the model config the same way the

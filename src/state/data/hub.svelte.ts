@@ -1,4 +1,4 @@
-import { MAX_HUB_ROWS } from '../../engine/data/limits';
+import { MAX_HUB_ROWS } from '../../shared/data-limits';
 import type { HubLoadProgress, HubPresetId } from '../../worker/data-api';
 import { Comlink, engine } from '../../worker/client';
 import { isCancel, messageOf } from '../errors';

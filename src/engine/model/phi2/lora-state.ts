@@ -1,9 +1,9 @@
 import type { GpuRuntime } from '../../gpu/runtime';
 import { viewTensor, type GpuTensor } from '../../gpu/tensor';
-import { initLoraA, loraModules, loraScaling, type LoraModule, type LoraSettings, type LoraTarget } from '../../adapters/lora-config';
+import { initLoraA, loraModules, loraScaling, type LoraModule, type LoraSettings, type LoraTarget } from '../../../shared/lora';
 import { adapterTensorNames } from '../../adapters/peft';
 import { createAdamW, type AdamWOptimizer } from '../../optim/adamw-state';
-import { DEFAULT_OPTIMIZER, describeOptimizer, sameOptimizer, type OptimizerSettings, type Segment } from '../../optim/settings';
+import { DEFAULT_OPTIMIZER, describeOptimizer, sameOptimizer, type OptimizerSettings, type Segment } from '../../../shared/optimizer';
 import type { ModelDims } from '../../weights/config';
 import type { LinearName } from './params';
 
