@@ -323,7 +323,7 @@ export function optimizerCases(s: BenchShapes): BenchCase[] {
       setup(gpu) {
         const t = common(gpu);
         const opt = createAdamW(gpu, { kind: 'adamw' }, P, segments);
-        return (g) => opt.step(t.param, t.grad, t.stats, hyper);
+        return () => opt.step(t.param, t.grad, t.stats, hyper);
       },
     },
     ...ADAMW_8BIT_BLOCK_SIZES.map(
@@ -335,7 +335,7 @@ export function optimizerCases(s: BenchShapes): BenchCase[] {
         setup(gpu) {
           const t = common(gpu);
           const opt = createAdamW(gpu, { kind: 'adamw-8bit', blockSize }, P, segments);
-          return (g) => opt.step(t.param, t.grad, t.stats, hyper);
+          return () => opt.step(t.param, t.grad, t.stats, hyper);
         },
       }),
     ),

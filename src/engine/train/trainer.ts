@@ -151,7 +151,7 @@ export class Trainer {
   }
 
   async run(): Promise<TrainOutcome> {
-    const { config, model, lora } = this;
+    const { config, model } = this;
     const gpu = model.gpu;
     const total = config.schedule.totalSteps;
     const started = this.hooks.now();

@@ -1,7 +1,7 @@
 import type { GpuTensor } from '../../gpu/tensor';
 import type { F16RowChunk } from '../../kernels/row-chunks';
 import type { ModelDims } from '../../weights/config';
-import { LINEAR_NAMES, type LinearName } from '../../weights/layout';
+import { LINEAR_NAMES } from '../../weights/layout';
 
 /**
  * Phi-2's parameters on the GPU, named as the model uses them. The loader fills this from the

@@ -1,4 +1,3 @@
-import type { GpuRuntime } from '../../gpu/runtime';
 import { viewTensor, type GpuTensor } from '../../gpu/tensor';
 import { ADAMW_DEFAULTS } from '../../kernels/adamw';
 import { attentionBackward, attentionForward } from '../../kernels/attention';
@@ -67,7 +66,6 @@ export function shiftLabels(labels: Int32Array, batch: number, seq: number): Int
 }
 
 export class Phi2TrainStep {
-  private readonly M: number;
   private readonly blockInputs: GpuTensor[];
   private readonly t: Record<string, GpuTensor>;
   private readonly xa: Map<LinearName, GpuTensor>;
@@ -86,7 +84,7 @@ export class Phi2TrainStep {
   ) {
     const gpu = model.gpu;
     const d = model.dims;
-    const M = (this.M = maxBatch * maxSeq);
+    const M = maxBatch * maxSeq;
     const { hidden: C, intermediate: I, heads: H } = d;
     lora.enableTraining();
     this.blockInputs = Array.from({ length: d.layers }, (_, l) => gpu.tensor(`block_input.${l}`, [M, C]));
