@@ -114,6 +114,19 @@ export default defineConfig(({ mode }) => {
             hookTimeout: 120_000,
           },
         },
+        {
+          // `npm run screenshots`: the README's pictures, made in the built app (not part of `npm test`).
+          extends: true,
+          test: {
+            name: 'screenshots',
+            include: ['test/screenshots/**/*.shots.ts'],
+            environment: 'node',
+            pool: 'forks',
+            fileParallelism: false,
+            testTimeout: 300_000,
+            hookTimeout: 120_000,
+          },
+        },
       ],
     },
   };

@@ -14,6 +14,7 @@ import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { BenchUsageError, parseBenchArgs, selected, USAGE, type BenchGroup, type ReportOptions, type RunOptions } from './args';
 import { formatTable, openBenchGpu, runCase, type BenchCase, type BenchEnv, type BenchRow } from './harness';
+import { INT8_ACCURACY_RUN, int8AccuracyRows } from './int8-accuracy.bench';
 import { inspectCases } from './inspect.bench';
 import { kernelCases } from './kernels.bench';
 import { decodeCpuRow, decodeRow, dispatchRows, ModelFixture, prefillRow, trainMemoryRow, trainRow } from './model.bench';
@@ -26,6 +27,8 @@ interface BenchTask {
   group: BenchGroup;
   id: string;
   name: string;
+  /** Long measurements that run only when --filter names them. */
+  onlyWhenNamed?: boolean;
   run(): Promise<BenchRow[]>;
 }
 
@@ -82,11 +85,18 @@ function plan(o: RunOptions, env: BenchEnv | null, s: BenchShapes, fixture: () =
       name: `train.step ${o.scheme} r${s.lora.r} ${b}x${T}`,
       run: async () => [await trainRow(env!, fixture(), b, counts.train)],
     })),
+    {
+      group: 'train',
+      id: 'train.int8-accuracy',
+      name: 'train.int8-accuracy tiny-phi and golden, f32 vs int8 compute, 200 steps',
+      onlyWhenNamed: true,
+      run: () => int8AccuracyRows(env!, s.mode === 'quick' ? { ...INT8_ACCURACY_RUN, steps: 20 } : INT8_ACCURACY_RUN),
+    },
     { group: 'weights', id: 'weights.node', name: `weights.import+load ${o.scheme} (node, fake-indexeddb)`, run: () => nodeWeightsRows(env!, s, o.scheme) },
   ];
   return {
     cases: o.groups.includes('kernels') ? [...kernelCases(s), ...inspectCases(s)].filter((c) => selected(o.filters, c)) : [],
-    tasks: tasks.filter((t) => o.groups.includes(t.group) && selected(o.filters, t)),
+    tasks: tasks.filter((t) => o.groups.includes(t.group) && selected(o.filters, t) && (!t.onlyWhenNamed || o.filters.length > 0)),
   };
 }
 

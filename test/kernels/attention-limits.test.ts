@@ -23,7 +23,14 @@ async function defaultLimitsGpu(): Promise<GpuRuntime> {
     hasF16: false,
     hasSubgroups: false,
     hasTimestamps: false,
-    report: { adapter: { vendor: '', architecture: '', device: '', description: '', isFallback: false }, features: [], enabled: { 'shader-f16': false, subgroups: false, 'timestamp-query': false }, limits: {} },
+    hasInt8Dot: false,
+    report: {
+      adapter: { vendor: '', architecture: '', device: '', description: '', isFallback: false },
+      features: [],
+      enabled: { 'shader-f16': false, subgroups: false, 'timestamp-query': false },
+      wgslFeatures: [],
+      limits: {},
+    },
   });
   return runtime;
 }

@@ -50,10 +50,18 @@ export const PHI2_REQUIREMENTS: LimitRequirement[] = [
   { limit: 'maxStorageBuffersPerShaderStage', min: 8, why: 'the LoRA backward kernels bind up to 8 buffers' },
 ];
 
+/**
+ * WGSL language features the engine uses when the browser's WGSL compiler has them (they need no device
+ * feature): packed 4 x 8-bit integer dot products (`dot4I8Packed`, `pack4xI8`) for the int8 compute path.
+ */
+export const INT8_DOT_FEATURE = 'packed_4x8_integer_dot_product';
+
 export interface GpuReport {
   adapter: { vendor: string; architecture: string; device: string; description: string; isFallback: boolean };
   features: string[];
   enabled: Record<OptionalFeature, boolean>;
+  /** WGSL language features of this browser's compiler (navigator.gpu.wgslLanguageFeatures), sorted. */
+  wgslFeatures: string[];
   limits: Record<string, number>;
 }
 
@@ -65,6 +73,8 @@ export interface GpuContext {
   readonly hasF16: boolean;
   readonly hasSubgroups: boolean;
   readonly hasTimestamps: boolean;
+  /** WGSL's packed_4x8_integer_dot_product: the int8 compute path can run (emulated where the hardware lacks it). */
+  readonly hasInt8Dot: boolean;
   /** Resolves once if the device is lost (destroyed, driver reset, GPU removed). */
   readonly lost: Promise<GPUDeviceLostInfo>;
 }
@@ -127,6 +137,8 @@ export async function acquireGpu(
     OptionalFeature,
     boolean
   >;
+  // Older implementations have no wgslLanguageFeatures at all: then no language feature is known.
+  const wgslFeatures = [...((gpu as { wgslLanguageFeatures?: ReadonlySet<string> }).wgslLanguageFeatures ?? [])].sort();
   return {
     instance: gpu,
     device,
@@ -134,6 +146,7 @@ export async function acquireGpu(
     hasF16: enabled['shader-f16'],
     hasSubgroups: enabled.subgroups,
     hasTimestamps: enabled['timestamp-query'],
+    hasInt8Dot: wgslFeatures.includes(INT8_DOT_FEATURE),
     report: {
       adapter: {
         vendor: info?.vendor ?? '',
@@ -144,6 +157,7 @@ export async function acquireGpu(
       },
       features: [...adapter.features].sort(),
       enabled,
+      wgslFeatures,
       limits,
     },
   };

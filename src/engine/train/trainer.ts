@@ -6,6 +6,7 @@ import { GRAD_STATS } from '../kernels/grad-norm';
 import { residualAccumulate } from '../kernels/residual';
 import { zeroTensor } from '../kernels/fill';
 import type { Phi2Model } from '../model/phi2/forward';
+import type { ComputePath } from '../model/phi2/frozen-linear';
 import type { LoraState } from '../model/phi2/lora-state';
 import { microBatchSeed, Phi2TrainStep } from '../model/phi2/train-step';
 import { nextBatch, type DataPosition, type TrainExample } from './batches';
@@ -36,6 +37,8 @@ export interface TrainConfig {
   maxNonFiniteSteps: number;
   /** AdamW with f32 moments (the default) or bitsandbytes' block-wise 8-bit moments (the paper's). */
   optimizer: OptimizerSettings;
+  /** The frozen layers' matmuls: 'f32' (exact; the default, and what runs saved without it used) or 'int8'. */
+  compute?: ComputePath;
 }
 
 /**
@@ -117,7 +120,7 @@ export class Trainer {
     if (problems.length) throw new TrainingError(`Training cannot start: ${problems.join(' ')}`);
     const longest = Math.min(config.maxLength, Math.max(...data.map((e) => e.input_ids.length)));
     lora.enableTraining(config.optimizer);
-    this.stepper = new Phi2TrainStep(model, lora, config.batchSize, longest);
+    this.stepper = new Phi2TrainStep(model, lora, config.batchSize, longest, { compute: config.compute ?? 'f32' });
     this.stepLoss = model.gpu.tensor('step_loss', [1]);
   }
 

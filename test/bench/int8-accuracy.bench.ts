@@ -1,0 +1,159 @@
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { directorySource } from '../../src/cli/node-files';
+import { LORA_TARGETS } from '../../src/shared/lora';
+import type { ComputePath } from '../../src/engine/model/phi2/frozen-linear';
+import { Phi2Model } from '../../src/engine/model/phi2/forward';
+import { loadPhi2FromSource } from '../../src/engine/model/phi2/load';
+import { LoraState } from '../../src/engine/model/phi2/lora-state';
+import { destroyParams } from '../../src/engine/model/phi2/params';
+import { DEFAULT_OPTIMIZER } from '../../src/shared/optimizer';
+import type { TrainExample } from '../../src/engine/train/batches';
+import { Trainer, type TrainConfig } from '../../src/engine/train/trainer';
+import { freshRuntime, type BenchEnv, type BenchRow } from './harness';
+import { XorShift32 } from './random';
+
+/**
+ * train.int8-accuracy: what the int8 compute path costs a real run. The fixtures' two models (tiny-phi:
+ * Phi-2's vocabulary at toy width; golden: Phi-2's head geometry at toy width) are trained with LoRA
+ * for the same steps on the same data, with the same seed, once on the f32 path and once on the int8
+ * path, and their loss curves are compared. Only the compute path differs: the batches, LoRA's
+ * initialisation and every dropout mask are the same.
+ *
+ * The data is learnable by construction: sequences from a seeded first-order Markov chain over 512
+ * tokens in which each token has four successors (probabilities 0.4, 0.3, 0.2, 0.1), so a model
+ * that learns the chain reaches its entropy, 1.28 nats a token, from about ln(vocab) at the start.
+ */
+
+const FIXTURES = process.env.PHI2_FIXTURES ?? resolve('../shared/fixtures');
+const MODELS = { golden: 'golden', 'tiny-phi': 'tiny-phi' } as const;
+const CHAIN_TOKENS = 512;
+const SUCCESSOR_P = [0.4, 0.3, 0.2, 0.1];
+/** The chain's entropy rate in nats: the best loss a model can reach on this data. */
+export const CHAIN_ENTROPY = -SUCCESSOR_P.reduce((s, p) => s + p * Math.log(p), 0);
+
+export interface Int8AccuracyOptions {
+  steps: number;
+  batch: number;
+  seq: number;
+  examples: number;
+}
+
+export const INT8_ACCURACY_RUN: Int8AccuracyOptions = { steps: 200, batch: 4, seq: 64, examples: 256 };
+
+/** Sequences of the chain, every token a label (loss on every token). */
+export function markovData(vocab: number, o: Int8AccuracyOptions, seed = 7): TrainExample[] {
+  const V = Math.min(vocab, CHAIN_TOKENS);
+  const rng = new XorShift32(seed);
+  const next = Array.from({ length: V }, () => SUCCESSOR_P.map(() => Math.floor(rng.next() * V)));
+  const cumulative = SUCCESSOR_P.map((_, i) => SUCCESSOR_P.slice(0, i + 1).reduce((a, b) => a + b, 0));
+  return Array.from({ length: o.examples }, () => {
+    const ids = [Math.floor(rng.next() * V)];
+    while (ids.length < o.seq) {
+      const u = rng.next();
+      const choice = cumulative.findIndex((c) => u < c);
+      ids.push(next[ids[ids.length - 1]][choice < 0 ? SUCCESSOR_P.length - 1 : choice]);
+    }
+    return { input_ids: ids, labels: [...ids] };
+  });
+}
+
+function runConfig(o: Int8AccuracyOptions, compute: ComputePath): TrainConfig {
+  return {
+    lora: { r: 16, alpha: 32, dropout: 0.05, useRslora: false, targets: [...LORA_TARGETS], layers: 'all' },
+    schedule: { kind: 'linear', lr: 3e-3, warmupSteps: Math.min(10, o.steps), totalSteps: o.steps },
+    batchSize: o.batch,
+    gradAccumulation: 1,
+    maxLength: o.seq,
+    weightDecay: 0,
+    maxGradNorm: 1,
+    residDropout: 0.1,
+    seed: 42,
+    checkpointEvery: 0,
+    maxNonFiniteSteps: 3,
+    optimizer: DEFAULT_OPTIMIZER,
+    compute,
+  };
+}
+
+interface Curve {
+  model: string;
+  compute: ComputePath;
+  losses: number[];
+  ms: number;
+}
+
+/** Mean of the last n values. */
+const tailMean = (v: readonly number[], n: number) => v.slice(-n).reduce((a, b) => a + b, 0) / Math.min(n, v.length);
+
+export async function int8AccuracyRows(env: BenchEnv, o: Int8AccuracyOptions = INT8_ACCURACY_RUN): Promise<BenchRow[]> {
+  if (!env.ctx.hasInt8Dot) throw new Error("train.int8-accuracy: this WebGPU has no WGSL packed_4x8_integer_dot_product, so no int8 path to compare");
+  const rows: BenchRow[] = [];
+  const curves: Curve[] = [];
+  for (const [label, folder] of Object.entries(MODELS)) {
+    const dir = join(FIXTURES, folder);
+    if (!existsSync(join(dir, 'config.json'))) throw new Error(`train.int8-accuracy: no fixture model at ${dir} (set PHI2_FIXTURES to the fixtures folder)`);
+    const gpu = freshRuntime(env);
+    const { params } = await loadPhi2FromSource(gpu, await directorySource(dir), 'int8');
+    const model = new Phi2Model(gpu, params);
+    try {
+      const data = markovData(model.dims.vocab, o);
+      for (const compute of ['f32', 'int8'] as const) {
+        const config = runConfig(o, compute);
+        const lora = new LoraState(gpu, model.dims, config.lora);
+        const rng = new XorShift32(config.seed);
+        lora.initialise(() => rng.next());
+        const trainer = new Trainer(model, lora, config, data, {
+          now: () => performance.now(),
+          onStep: (rec, p) => {
+            if (rec.step % 10 === 0) console.log(`    ${label} ${compute} step ${rec.step}/${p.totalSteps}: loss ${rec.loss.toFixed(4)}, ${(p.elapsedMs / rec.step / 1e3).toFixed(2)} s a step`);
+          },
+        });
+        const t0 = performance.now();
+        await trainer.run();
+        const ms = performance.now() - t0;
+        const losses = trainer.records.map((r) => r.loss);
+        if (trainer.records.some((r) => r.skipped)) throw new Error(`train.int8-accuracy ${label} ${compute}: steps were skipped (non-finite gradients)`);
+        curves.push({ model: label, compute, losses, ms });
+        // Written after every run: on a slow machine the first curves are worth having before the last.
+        mkdirSync('.bench', { recursive: true });
+        writeFileSync('.bench/int8-accuracy.json', JSON.stringify({ options: o, chainEntropy: CHAIN_ENTROPY, curves }, null, 1) + '\n');
+        console.log(`  ${label} ${compute}: loss ${losses[0].toFixed(4)} -> ${tailMean(losses, 20).toFixed(4)} (mean of the last 20 steps) in ${(ms / 1e3).toFixed(0)} s`);
+        trainer.destroy();
+        lora.destroy();
+      }
+    } finally {
+      await gpu.finish();
+      model.destroy();
+      destroyParams(params);
+      gpu.encoder.destroy();
+    }
+    const [f32, int8] = curves.slice(-2);
+    const gap = f32.losses.map((l, i) => Math.abs(int8.losses[i] - l));
+    rows.push({
+      id: 'train.int8-accuracy',
+      name: `train.int8-accuracy ${label} ${o.steps} steps ${o.batch}x${o.seq}`,
+      shape: `${label} ${o.steps} steps ${o.batch}x${o.seq}`,
+      ms: int8.ms / o.steps,
+      timing: 'wall-clock',
+      notes: [
+        `loss over the last 20 steps: f32 ${tailMean(f32.losses, 20).toFixed(4)}, int8 ${tailMean(int8.losses, 20).toFixed(4)} ` +
+          `(start ${f32.losses[0].toFixed(4)}, chain entropy ${CHAIN_ENTROPY.toFixed(4)}); largest per-step difference ${Math.max(...gap).toFixed(4)}, mean ${(gap.reduce((a, b) => a + b, 0) / gap.length).toFixed(4)}`,
+      ],
+    });
+  }
+  console.log(`\n${curveTable(curves, Math.max(1, Math.round(o.steps / 10)))}\n(curves written to .bench/int8-accuracy.json)`);
+  return rows;
+}
+
+/** The curves side by side every `every` steps (each the mean of the steps since the last row), as markdown. */
+export function curveTable(curves: readonly Curve[], every: number): string {
+  const steps = curves[0].losses.length;
+  const head = `| steps | ${curves.map((c) => `${c.model} ${c.compute}`).join(' | ')} |`;
+  const lines = [head, `|---|${curves.map(() => '---').join('|')}|`];
+  for (let end = every; end <= steps; end += every) {
+    const cells = curves.map((c) => (c.losses.slice(end - every, end).reduce((a, b) => a + b, 0) / every).toFixed(4));
+    lines.push(`| ${end - every + 1}-${end} | ${cells.join(' | ')} |`);
+  }
+  return lines.join('\n');
+}
