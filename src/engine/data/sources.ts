@@ -1,6 +1,6 @@
 import type { Platform } from '../platform/types';
 import { MAX_JSON_DEPTH } from '../untrusted-json';
-import { openHubDatasetsCache, type HubDatasetsCache } from './hub-datasets-cache';
+import { openHubDatasetsCache, type HubDatasetsCache } from '../store/hub-datasets-cache';
 import {
   DATASETS_SERVER_URL,
   type HubDatasetPreset,
