@@ -6,9 +6,9 @@ import { launchBrowser, openPage, screenshot } from '../support/browser';
 import { HubServer, TEST_REVISION } from '../support/hub-server';
 import { serveStatic, type StaticServer } from '../support/static-server';
 
-// What a new user meets in the first hour, on the Train and Evaluate pages of the built app with tiny-phi
+// What a new user meets in the first hour, on the Train, Evaluate and Demo pages of the built app with tiny-phi
 // (Phi-2's vocabulary and tokenizer at hidden size 64) on the GPU: long tasks say what they do from their first
-// second, speeds read sensibly at any size, the preset card says when it was changed, the symbol-tuning preset
+// second (and stop saying it once done), speeds read sensibly at any size, the preset card says when it was changed, the symbol-tuning preset
 // finds symbol data, and the Evaluate page shows the paper only where it has numbers, its plan following the
 // models ticked at once.
 const DIST = process.env.PHI2_E2E_DIST ?? join(import.meta.dirname, '../../dist');

@@ -7,13 +7,13 @@ import type { PreparedItem } from './prepare';
  * Workload, measured with Phi-2's tokenizer on the 730 prompts wrapped as the paper sent them:
  * 241,780 prompt tokens (mean 331, longest 1,138) and at most 730 x 50 = 36,500 generated tokens.
  * - Decode is bound by reading the weights once per step: ~3 GB of int8 weights at ~1 TB/s is ~3 ms per
- *   step (DESIGN.md), plus ~0.3 ms to read the sampled ids back: 3.3 ms/token one sequence at a time.
+ *   step, plus ~0.3 ms to read the sampled ids back: 3.3 ms/token one sequence at a time.
  *   Batches of 4 (paper prompts of ~380 positions fit 4 in the cache budget) divide that by up to 4, less
  *   the steps where a batch waits for its longest generation; RTX_4090_CLASS keeps the batch-1 figure, an
  *   upper bound, and the rates measured on this GPU replace it.
  * - Prefill is bound by arithmetic: ~5.0 GFLOP per token (2 x 2.5e9 parameters in the blocks; attention
  *   adds ~4*L*T*C = 0.1 GFLOP at T = 330; the lm_head runs for the last position only). Our f32 WGSL tiled
- *   matmul reaches 28-30 TFLOP/s on an H100 (DESIGN.md); assuming ~20 TFLOP/s effective on a 4090 with
+ *   matmul reached 28-30 TFLOP/s at 4096^3 on an H100 through Dawn/Vulkan (measured while building the engine); assuming ~20 TFLOP/s effective on a 4090 with
  *   int8 dequantisation in the inner loop gives ~0.25 ms/token, ~4,000 prompt tokens/s.
  * - Generation scoring, as the paper: 241,780 / 4,000 = 60 s of prefill + 36,500 x 3.3 ms = 120 s of
  *   decode: about 3 minutes at most (every generation running to 50 tokens, which the paper replication
@@ -82,7 +82,9 @@ export function estimateWorkMs(work: Workload, rates: ThroughputRates, stepsPerI
 
 /**
  * Measured throughput, kept across the runs of one request (base model and adapters run the same
- * items), so later runs start with a good estimate.
+ * items), so later runs start with a good estimate. The rates leave out the first generation batch and
+ * the first candidate batch once a later one is measured: their time is mostly compiling the GPU
+ * kernels, once per model load, and would make every figure after them read too slow.
  */
 export class ThroughputMeter {
   prefillTokens = 0;
@@ -94,12 +96,16 @@ export class ThroughputMeter {
   /** Generations finished, and their decode steps: the mean predicts unfinished items. */
   generations = 0;
   generationSteps = 0;
+  /** The first generation batch and the first candidate batch, as recorded. */
+  private firstGeneration: { prefillTokens: number; prefillMs: number; decodeSteps: number; decodeMs: number } | null = null;
+  private firstRank: { tokens: number; ms: number } | null = null;
 
   /**
    * A generation of `generations` sequences together (1: one item): their prompt tokens and prefill
    * time, and their decode tokens (each sequence's after its first, summed) and decode time.
    */
   recordGeneration(promptTokens: number, prefillMs: number, decodeSteps: number, decodeMs: number, generations = 1): void {
+    this.firstGeneration ??= { prefillTokens: promptTokens, prefillMs, decodeSteps, decodeMs };
     this.prefillTokens += promptTokens;
     this.prefillMs += prefillMs;
     this.decodeSteps += decodeSteps;
@@ -109,19 +115,26 @@ export class ThroughputMeter {
   }
 
   recordRank(tokens: number, ms: number): void {
+    this.firstRank ??= { tokens, ms };
     this.rankTokens += tokens;
     this.rankMs += ms;
   }
 
   get prefillTokensPerSecond(): number | null {
+    const first = this.firstGeneration;
+    if (first && this.prefillMs - first.prefillMs > 0) return ((this.prefillTokens - first.prefillTokens) / (this.prefillMs - first.prefillMs)) * 1000;
     return this.prefillMs > 0 ? (this.prefillTokens / this.prefillMs) * 1000 : null;
   }
 
   get decodeMsPerToken(): number | null {
+    const first = this.firstGeneration;
+    if (first && this.decodeSteps - first.decodeSteps > 0) return (this.decodeMs - first.decodeMs) / (this.decodeSteps - first.decodeSteps);
     return this.decodeSteps > 0 ? this.decodeMs / this.decodeSteps : null;
   }
 
   get rankTokensPerSecond(): number | null {
+    const first = this.firstRank;
+    if (first && this.rankMs - first.ms > 0) return ((this.rankTokens - first.tokens) / (this.rankMs - first.ms)) * 1000;
     return this.rankMs > 0 ? (this.rankTokens / this.rankMs) * 1000 : null;
   }
 

@@ -11,12 +11,16 @@ const TARGET_WORKGROUPS = 256;
 const MIN_SLICE = 64;
 const MAX_SLICES = 32;
 
-export function slicing(M: number, N: number, L: number): { tiles: number; tilesM: number; chunks: number; chunkLen: number } {
-  const tilesM = Math.ceil(M / TILE);
-  const tiles = tilesM * Math.ceil(N / TILE);
-  const wanted = Math.min(MAX_SLICES, Math.ceil(L / MIN_SLICE), Math.ceil(TARGET_WORKGROUPS / tiles));
+/** Slices of a reduction over L for a dispatch of `tiles` output tiles; one slice unless `split`. */
+export function groupSlicing(tiles: number, L: number, split = true): { chunks: number; chunkLen: number } {
+  const wanted = split ? Math.min(MAX_SLICES, Math.ceil(L / MIN_SLICE), Math.ceil(TARGET_WORKGROUPS / tiles)) : 1;
   const chunkLen = Math.ceil(Math.ceil(L / Math.max(1, wanted)) / BK) * BK;
-  return { tiles, tilesM, chunks: Math.ceil(L / chunkLen), chunkLen };
+  return { chunks: Math.ceil(L / chunkLen), chunkLen };
+}
+
+export function slicing(M: number, N: number, L: number): { tiles: number; chunks: number; chunkLen: number } {
+  const tiles = Math.ceil(M / TILE) * Math.ceil(N / TILE);
+  return { tiles, ...groupSlicing(tiles, L) };
 }
 
 function partialFloats(M: number, N: number, L: number): number {
@@ -37,15 +41,21 @@ export function loraScratchFloats(M: number, N: number, K: number, r: number): {
   return { dxa: M * r, partials };
 }
 
+/** Partial-sum floats of a split group of n products of M x r each, reducing over L (none if unsplit). */
+export function groupPartialFloats(n: number, M: number, r: number, L: number): number {
+  const { chunks } = groupSlicing(n * Math.ceil(M / TILE) * Math.ceil(r / TILE), L);
+  return chunks > 1 ? chunks * n * M * r : 0;
+}
+
 /**
- * Scratch floats that every LoRA product of a Phi-2 micro-step of up to M tokens fits in: the most over
- * its three layer shapes (hidden -> hidden, hidden -> intermediate, intermediate -> hidden) and over
- * every token count up to M (a shorter micro-batch splits its reductions differently).
+ * Partial-sum floats that every split LoRA group of a Phi-2 training micro-step of up to M tokens fits
+ * in (model/phi2/lora-step.ts: up to four products of M x r, reducing over the hidden or intermediate
+ * width), over every token count up to M: a shorter micro-batch splits its reductions differently.
  */
-export function stepLoraScratchFloats(M: number, C: number, I: number, r: number): { dxa: number; partials: number } {
+export function stepLoraScratchFloats(M: number, C: number, I: number, r: number): { partials: number } {
   let partials = 0;
   for (let m = 1; m <= M; m++) {
-    for (const [N, K] of [[C, C], [I, C], [C, I]]) partials = Math.max(partials, loraScratchFloats(m, N, K, r).partials);
+    for (let n = 1; n <= 4; n++) partials = Math.max(partials, groupPartialFloats(n, m, r, C), groupPartialFloats(n, m, r, I));
   }
-  return { dxa: M * r, partials };
+  return { partials };
 }

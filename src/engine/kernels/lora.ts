@@ -5,7 +5,7 @@ import { grid, type GpuRuntime } from '../gpu/runtime';
 import type { GpuTensor } from '../gpu/tensor';
 import { expectDType, expectShape } from './check';
 import { expectBindable } from './matmul';
-import { loraScratchFloats, slicing } from './lora-slicing';
+import { groupSlicing, loraScratchFloats, TILE } from './lora-slicing';
 import { dropThreshold, RNG_WGSL } from './rng';
 
 /**
@@ -70,48 +70,195 @@ interface Product {
 }
 
 const DROP_TARGET = { a: 1, b: 2, c: 3 } as const;
+/** lora.gemm.wgsl's limits and flags. */
+export const MAX_GROUP = 6;
+const TABLE_SCALARS = 44;
+const PER_PROBLEM = 0xffffffff;
+const FLAG_SUM = 1;
+const FLAG_ACCUMULATE = 2;
+const FLAG_SPLIT = 4;
+const EP_DROPOUT_RESIDUAL = 1;
 
-/** drop_seed, drop_salt, drop_threshold, keep_scale: the tail of both shaders' uniforms. */
-function maskUniforms(drop: Product['drop']): Array<['u32' | 'f32', number]> {
-  if (!drop) return [['u32', 0], ['u32', 0], ['u32', 0], ['f32', 1]];
-  const { p, seed, salt } = drop.dropout;
-  return [['u32', seed], ['u32', salt], ['u32', dropThreshold(p)], ['f32', 1 / (1 - p)]];
+/** One product of a group: C_q = alpha * op(A_q) · op(B_q), its operands and C at element offsets. */
+export interface GroupProblem {
+  M: number;
+  N: number;
+  /** Which of the group's A (and B) tensors the operand is in, and where it starts there. */
+  a: { slot: number; off: number };
+  b: { slot: number; off: number };
+  cOff: number;
+  /** Salt of LoRA's dropout for this product's layer (with the group's drop). */
+  salt?: number;
 }
 
-/** Records C (= or +=) alpha * op(A) · op(B), split over L with a reduction pass when that helps. */
-function product(gpu: GpuRuntime, scratch: LoraScratch, q: Product): void {
-  const { tiles, tilesM, chunks, chunkLen } = slicing(q.M, q.N, q.L);
+/**
+ * Products recorded as one dispatch (lora.gemm.wgsl): disjoint Cs, or (summed) one C that receives
+ * every problem's product, each under its own dropout mask.
+ */
+export interface ProductGroup {
+  c: GpuTensor;
+  as: readonly GpuTensor[];
+  bs: readonly GpuTensor[];
+  problems: readonly GroupProblem[];
+  L: number;
+  /** A element (i, l) at a_off + i * aRow + l * aRed; 'M': each problem's M. */
+  aRow: number;
+  aRed: number | 'M';
+  /** B element (l, j) at b_off + l * bRed + j * bCol; 'N': each problem's N. */
+  bRed: number | 'N';
+  bCol: number;
+  alpha: number;
+  accumulate: boolean;
+  summed?: boolean;
+  /** Split long reductions into slices when the tiles alone would leave the GPU idle (Cs must follow one another). */
+  split?: boolean;
+  /** LoRA's dropout on x, where x is an operand ('a', 'b') or under C's product ('c'); salts per problem. */
+  drop?: { target: 'a' | 'b' | 'c'; p: number; seed: number } | null;
+  /** C holds a branch's base output: residual[off + o] += dropout(C[o] + product), C unchanged. */
+  residual?: { t: GpuTensor; off: number; mask: { p: number; seed: number; salt: number } | null };
+}
+
+const noAux = new WeakMap<GpuRuntime, GpuTensor>();
+
+/** A writable binding for the epilogue's slot when there is no epilogue (a binding may not alias C). */
+function unusedAux(gpu: GpuRuntime): GpuTensor {
+  let t = noAux.get(gpu);
+  if (!t) {
+    t = gpu.tensor('lora.no_aux', [4]);
+    noAux.set(gpu, t);
+  }
+  return t;
+}
+
+const elements = (t: GpuTensor) => t.shape.reduce((x, y) => x * y, 1);
+
+function checkGroup(kernel: string, g: ProductGroup): void {
+  const n = g.problems.length;
+  if (n < 1 || n > MAX_GROUP) throw new Error(`${kernel}: a group holds 1 to ${MAX_GROUP} products, got ${n}`);
+  if (g.as.length < 1 || g.as.length > 3 || g.bs.length < 1 || g.bs.length > 3) throw new Error(`${kernel}: 1 to 3 A and B tensors, got ${g.as.length} and ${g.bs.length}`);
+  for (const t of [g.c, ...g.as, ...g.bs, ...(g.residual ? [g.residual.t] : [])]) expectDType(kernel, t, 'f32');
+  for (const [name, v] of Object.entries({ L: g.L, aRow: g.aRow, bCol: g.bCol, ...(g.aRed === 'M' ? {} : { aRed: g.aRed }), ...(g.bRed === 'N' ? {} : { bRed: g.bRed }) })) {
+    if (!Number.isInteger(v) || v < 1) throw new Error(`${kernel}: ${name} must be a positive integer, got ${v}`);
+  }
+  if (!Number.isFinite(g.alpha)) throw new Error(`${kernel}: alpha must be finite, got ${g.alpha}`);
+  const first = g.problems[0];
+  for (const q of g.problems) {
+    for (const [name, v] of Object.entries({ M: q.M, N: q.N })) {
+      if (!Number.isInteger(v) || v < 1) throw new Error(`${kernel}: ${name} must be a positive integer, got ${v}`);
+    }
+    if (g.summed && (q.M !== first.M || q.N !== first.N || q.cOff !== first.cOff)) throw new Error(`${kernel}: summed products need one M, N and C`);
+    const aRed = g.aRed === 'M' ? q.M : g.aRed;
+    const bRed = g.bRed === 'N' ? q.N : g.bRed;
+    const a = g.as[q.a.slot];
+    const b = g.bs[q.b.slot];
+    if (!a || !b) throw new Error(`${kernel}: operand slot ${a ? q.b.slot : q.a.slot} is not bound`);
+    const lastA = q.a.off + (q.M - 1) * g.aRow + (g.L - 1) * aRed;
+    const lastB = q.b.off + (g.L - 1) * bRed + (q.N - 1) * g.bCol;
+    if (lastA >= elements(a)) throw new Error(`${kernel}: ${a.name} has ${elements(a)} elements, a product reads up to ${lastA}`);
+    if (lastB >= elements(b)) throw new Error(`${kernel}: ${b.name} has ${elements(b)} elements, a product reads up to ${lastB}`);
+    if (q.cOff + q.M * q.N > elements(g.c)) throw new Error(`${kernel}: ${g.c.name} has ${elements(g.c)} elements, a product writes up to ${q.cOff + q.M * q.N}`);
+    if (g.residual && g.residual.off + q.M * q.N > elements(g.residual.t)) throw new Error(`${kernel}: ${g.residual.t.name} is shorter than the product`);
+    if (g.drop && g.drop.p > 0 && (q.salt === undefined || !Number.isInteger(q.salt) || q.salt < 0 || q.salt > 0xffffffff)) {
+      throw new Error(`${kernel}: dropout salt must be a u32, got ${q.salt}`);
+    }
+  }
+  if (g.drop) {
+    dropThreshold(g.drop.p); // throws outside [0, 1)
+    if (!Number.isInteger(g.drop.seed) || g.drop.seed < 0 || g.drop.seed > 0xffffffff) throw new Error(`${kernel}: dropout seed must be a u32, got ${g.drop.seed}`);
+  }
+  if (g.residual && (g.drop || g.summed)) throw new Error(`${kernel}: the residual epilogue takes one plain product`);
+}
+
+/**
+ * Records a group of products (lora.gemm.wgsl), split over L with a reduction pass (lora.reduce.wgsl)
+ * when that helps and the group allows it; `partials` is the scratch of split sums.
+ */
+export function recordGroup(gpu: GpuRuntime, kernel: string, g: ProductGroup, partials: GpuTensor | null): void {
+  checkGroup(kernel, g);
+  const tilesOf = (q: GroupProblem) => Math.ceil(q.M / TILE) * Math.ceil(q.N / TILE);
+  const tiles = g.summed ? tilesOf(g.problems[0]) : g.problems.reduce((s, q) => s + tilesOf(q), 0);
+  const { chunks, chunkLen } = groupSlicing(tiles, g.L, !!g.split && !g.residual);
   const split = chunks > 1;
+  const count = g.summed ? g.problems[0].M * g.problems[0].N : g.problems.reduce((s, q) => s + q.M * q.N, 0);
+  if (split) {
+    let next = g.problems[0].cOff;
+    for (const q of g.problems) {
+      if (q.cOff !== next) throw new Error(`${kernel}: a split group needs its products' C one after another`);
+      next += q.M * q.N;
+    }
+    if (!partials || elements(partials) < chunks * count) throw new Error(`${kernel}: split sums need ${chunks * count} floats of scratch`);
+  }
+  const drop = g.drop && g.drop.p > 0 ? g.drop : null;
+  const mask = g.residual?.mask && g.residual.mask.p > 0 ? g.residual.mask : null;
+  const aux = g.residual ? g.residual.t : unusedAux(gpu);
+  const target = split ? partials! : g.c;
+  expectBindable(kernel, gpu, [target, aux], [...g.as, ...g.bs]);
+  if (split) expectBindable(kernel, gpu, [g.c], [partials!]);
+
+  const flags =
+    (g.summed ? FLAG_SUM : 0) | (g.accumulate ? FLAG_ACCUMULATE : 0) | (split ? FLAG_SPLIT : 0) |
+    ((drop ? DROP_TARGET[drop.target] : 0) << 4) | ((g.residual ? EP_DROPOUT_RESIDUAL : 0) << 8);
+  const seed = drop?.seed ?? mask?.seed ?? 0;
+  const p = drop?.p ?? mask?.p ?? 0;
+  const table: Array<['u32' | 'f32', number]> = [];
+  for (const q of g.problems) {
+    table.push(['u32', q.M], ['u32', q.N], ['u32', q.a.slot | (q.b.slot << 4)], ['u32', q.a.off], ['u32', q.b.off], ['u32', q.cOff], ['u32', q.salt ?? 0]);
+  }
+  while (table.length < TABLE_SCALARS) table.push(['u32', 0]);
   const [gx, gy] = grid(tiles * chunks);
-  const target = q.drop ? DROP_TARGET[q.drop.target] : 0;
+  const pick = (ts: readonly GpuTensor[]) => [0, 1, 2].map((i) => ts[i] ?? ts[0]);
   gpu.encoder.dispatch(
     gpu.pipelines.get(GEMM),
     packUniforms([
-      ['u32', q.M], ['u32', q.N], ['u32', q.L],
-      ['u32', q.a.row], ['u32', q.a.red], ['u32', q.b.red], ['u32', q.b.col],
-      ['f32', q.alpha], ['u32', q.accumulate ? 1 : 0],
-      ['u32', chunkLen], ['u32', chunks], ['u32', tilesM], ['u32', tiles], ['u32', gx],
-      // In a split product C's dropout is the reduction pass's to apply.
-      ['u32', split && target === DROP_TARGET.c ? 0 : target], ...maskUniforms(q.drop),
+      ['u32', g.problems.length], ['u32', flags], ['u32', g.L], ['u32', chunkLen],
+      ['u32', chunks], ['u32', tiles], ['u32', gx], ['u32', g.aRow],
+      ['u32', g.aRed === 'M' ? PER_PROBLEM : g.aRed], ['u32', g.bRed === 'N' ? PER_PROBLEM : g.bRed], ['u32', g.bCol], ['f32', g.alpha],
+      ['u32', seed], ['u32', dropThreshold(p)], ['f32', 1 / (1 - p)], ['u32', g.residual?.off ?? 0],
+      ['u32', mask?.salt ?? 0], ['u32', 0], ['u32', 0], ['u32', 0],
+      ...table,
     ]),
-    [split ? scratch.partials : q.c, q.a.t, q.b.t],
+    [target, aux, ...pick(g.as), ...pick(g.bs)],
     [gx, gy],
   );
   if (!split) return;
-  const count = q.M * q.N;
   const [rx, ry] = grid(Math.ceil(count / 256));
   gpu.encoder.dispatch(
     gpu.pipelines.get(REDUCE),
-    packUniforms([
-      ['u32', count], ['u32', chunks], ['f32', q.alpha], ['u32', q.accumulate ? 1 : 0], ['u32', rx],
-      ['u32', target === DROP_TARGET.c ? 1 : 0], ...maskUniforms(q.drop),
-    ]),
-    [q.c, scratch.partials],
+    packUniforms([['u32', count], ['u32', chunks], ['u32', g.accumulate ? 1 : 0], ['u32', rx], ['u32', g.problems[0].cOff]]),
+    [g.c, partials!],
     [rx, ry],
   );
 }
 
-export { loraScratchFloats };
+/** drop in a product's terms: the mask of one LoRA layer. */
+function dropOf(target: 'a' | 'b' | 'c', dropout: LoraDropout | null | undefined): Pick<ProductGroup, 'drop'> & { salt?: number } {
+  return dropout && dropout.p > 0 ? { drop: { target, p: dropout.p, seed: dropout.seed }, salt: dropout.salt } : {};
+}
+
+/** Records C (= or +=) alpha * op(A) · op(B) (one product: a group of one). */
+function product(gpu: GpuRuntime, scratch: LoraScratch, q: Product): void {
+  const { drop, salt } = q.drop ? dropOf(q.drop.target, q.drop.dropout) : { drop: undefined, salt: undefined };
+  recordGroup(
+    gpu,
+    'lora',
+    {
+      c: q.c,
+      as: [q.a.t],
+      bs: [q.b.t],
+      problems: [{ M: q.M, N: q.N, a: { slot: 0, off: 0 }, b: { slot: 0, off: 0 }, cOff: 0, salt }],
+      L: q.L,
+      aRow: q.a.row,
+      aRed: q.a.red,
+      bRed: q.b.red,
+      bCol: q.b.col,
+      alpha: q.alpha,
+      accumulate: q.accumulate,
+      split: true,
+      drop,
+    },
+    scratch.partials,
+  );
+}
 
 const sharedScratch = new WeakMap<GpuRuntime, LoraScratch>();
 

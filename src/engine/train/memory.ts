@@ -1,8 +1,10 @@
-import { loraModules, loraParameterCount, type LoraSettings } from '../adapters/lora-config';
+import { formatBytes } from '../../shared/bytes';
+import { adaptedLayers, loraModules, loraParameterCount, type LoraSettings } from '../../shared/lora';
+import { DEFAULT_OPTIMIZER, optimizerStateBytes, type OptimizerSettings, type Segment } from '../../shared/optimizer';
 import { int8ScratchBytes } from '../kernels/int8-rows';
 import { stepLoraScratchFloats } from '../kernels/lora-slicing';
 import type { ComputePath } from '../model/phi2/frozen-linear';
-import { DEFAULT_OPTIMIZER, optimizerStateBytes, type OptimizerSettings, type Segment } from '../optim/settings';
+import type { ModelDims } from '../weights/config';
 
 /**
  * GPU memory a configuration needs, item by item, computed from the model config the same way the
@@ -11,13 +13,8 @@ import { DEFAULT_OPTIMIZER, optimizerStateBytes, type OptimizerSettings, type Se
  * not fit is refused before its first step, with this breakdown and a suggestion.
  */
 
-export interface ModelShape {
-  vocab: number;
-  hidden: number;
-  intermediate: number;
-  layers: number;
-  heads: number;
-}
+/** The dimensions a memory estimate needs. */
+export type ModelShape = Pick<ModelDims, 'vocab' | 'hidden' | 'intermediate' | 'layers' | 'heads'>;
 
 export type WeightMode = 'int8' | 'f16';
 
@@ -90,32 +87,32 @@ export function eightBitSaving(m: ModelShape, lora: LoraSettings, blockSize: 256
 }
 
 /** Activations of one block's forward that backward needs, and its working gradients, in bytes. */
-function blockActivationBytes(m: ModelShape, tokens: number, r: number, loraModules: number): number {
+function blockActivationBytes(m: ModelShape, tokens: number): number {
   const { hidden: C, intermediate: I, heads: H } = m;
   const f = 4;
   const saved =
     tokens * C * f * 6 + // ln out, q, k, v (after rotary), attention out, branch sum
     tokens * 2 * f + // LayerNorm mean, rstd
     tokens * H * f + // attention log-sum-exp
-    tokens * I * f * 2 + // fc1 out (pre-gelu), gelu out
-    tokens * r * f * loraModules; // x·A^T of every adapted module
+    tokens * I * f * 2; // fc1 out (pre-gelu), gelu out
   const gradients =
-    tokens * C * f * 6 + // dq, dk, dv, d attn-out, d ln-out, d branch (dropout's)
+    tokens * C * f * 7 + // dq, dk, dv, d attn-out, d ln-out, the two branches' (dropout's)
     tokens * I * f * 2 + // d fc1, d gelu
     tokens * H * 2 * f; // attention backward's per-query statistics
   return saved + gradients;
 }
 
+/** The LoRA products' split sums and a block's dY·B of all six layers (model/phi2/lora-step.ts). */
 function loraScratchBytes(m: ModelShape, tokens: number, r: number): number {
-  const f = stepLoraScratchFloats(tokens, m.hidden, m.intermediate, r);
-  return (f.dxa + Math.max(1, f.partials)) * 4;
+  return (Math.max(1, stepLoraScratchFloats(tokens, m.hidden, m.intermediate, r).partials) + 6 * tokens * r) * 4;
 }
 
 export function trainingMemory(m: ModelShape, t: TrainingShape): MemoryEstimate {
   const tokens = t.batch * t.seq;
   const P = loraParameterCount(t.lora, m);
-  const modulesPerLayer = t.lora.targets.length;
-  const block = blockActivationBytes(m, tokens, t.lora.r, modulesPerLayer);
+  const block = blockActivationBytes(m, tokens);
+  // Each block's x·Aᵀ of its adapted layers, kept from forward to backward (256-byte aligned per block).
+  const xaFloats = adaptedLayers(t.lora, m.layers).length * Math.ceil((t.lora.targets.length * tokens * t.lora.r) / 64) * 64;
   const items: MemoryItem[] = [
     ...weightBytes(m, t.weights),
     { name: `LoRA weights and gradients (${parameterCount(P)} parameters, f32)`, bytes: P * 4 * 2 },
@@ -124,6 +121,7 @@ export function trainingMemory(m: ModelShape, t: TrainingShape): MemoryEstimate 
       ? { name: `activations of all ${m.layers} blocks`, bytes: m.layers * block }
       : { name: `block inputs (${m.layers} x ${tokens} tokens) + one block recomputed`, bytes: m.layers * tokens * m.hidden * 4 + block },
     { name: 'residual stream and its gradient', bytes: tokens * m.hidden * 4 * 3 },
+    { name: `LoRA x·Aᵀ of every adapted layer (${tokens} tokens x r ${t.lora.r})`, bytes: xaFloats * 4 },
     {
       name: `lm_head + cross-entropy in vocabulary chunks of ${LOSS_VOCAB_CHUNK}`,
       // a chunk's logit gradients; per token the label, loss, log-sum-exp and a (max, sum) per 64 words
@@ -186,16 +184,4 @@ export function parameterCount(n: number): string {
   if (n >= 1e9) return `${(n / 1e9).toFixed(2)}B`;
   if (n >= 1e6) return `${(n / 1e6).toFixed(1)}M`;
   return Math.round(n).toLocaleString('en-US');
-}
-
-export function formatBytes(bytes: number): string {
-  if (bytes < 1024) return `${bytes} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = bytes / 1024;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${v.toFixed(v < 10 ? 2 : 1)} ${units[u]}`;
 }

@@ -7,9 +7,10 @@ import {
   PAPER_LORA,
   peftModulePath,
   validateLoraSettings,
-} from '../../../src/engine/adapters/lora-config';
-import { eightBitSaving, formatBytes, inferenceMemory, optimizerMemory, parameterCount, suggestSmaller, trainingMemory, weightBytes, type ModelShape } from '../../../src/engine/train/memory';
-import { optimizerStateBytes } from '../../../src/engine/optim/settings';
+} from '../../../src/shared/lora';
+import { formatBytes } from '../../../src/shared/bytes';
+import { eightBitSaving, inferenceMemory, optimizerMemory, parameterCount, suggestSmaller, trainingMemory, weightBytes, type ModelShape } from '../../../src/engine/train/memory';
+import { optimizerStateBytes } from '../../../src/shared/optimizer';
 import { learningRate, lrMultiplier, validateSchedule } from '../../../src/engine/train/schedule';
 
 const PHI2: ModelShape = { vocab: 51200, hidden: 2560, intermediate: 10240, layers: 32, heads: 32 };
@@ -84,10 +85,10 @@ describe('memory estimate', () => {
     expect(total(weightBytes(PHI2, 'f16')) / GB).toBeLessThan(5.7);
   });
 
-  it("puts the paper's training runs (int8, r 64, 512 tokens, recompute) at 5.3 GB (batch 2) and 6.0 GB (batch 4)", () => {
+  it("puts the paper's training runs (int8, r 64, 512 tokens, recompute) at 5.3 GB (batch 2) and 6.1 GB (batch 4)", () => {
     const e = trainingMemory(PHI2, { batch: 2, seq: 512, lora: PAPER_LORA, weights: 'int8', keepActivations: false });
-    expect(e.total / GB).toBeCloseTo(5.27, 2);
-    expect(trainingMemory(PHI2, { batch: 4, seq: 512, lora: PAPER_LORA, weights: 'int8', keepActivations: false }).total / GB).toBeCloseTo(5.97, 2);
+    expect(e.total / GB).toBeCloseTo(5.33, 2);
+    expect(trainingMemory(PHI2, { batch: 4, seq: 512, lora: PAPER_LORA, weights: 'int8', keepActivations: false }).total / GB).toBeCloseTo(6.09, 2);
     expect(trainingMemory(PHI2, { batch: 1, seq: 512, lora: PAPER_LORA, weights: 'int8', keepActivations: false }).total / GB).toBeLessThan(5);
     const kept = trainingMemory(PHI2, { batch: 2, seq: 512, lora: PAPER_LORA, weights: 'int8', keepActivations: true });
     expect(kept.total).toBeGreaterThan(e.total);

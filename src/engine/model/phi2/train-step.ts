@@ -1,4 +1,3 @@
-import type { GpuRuntime } from '../../gpu/runtime';
 import { viewTensor, type GpuTensor } from '../../gpu/tensor';
 import { ADAMW_DEFAULTS } from '../../kernels/adamw';
 import { attentionBackward, attentionForward } from '../../kernels/attention';
@@ -9,13 +8,13 @@ import { zeroTensor } from '../../kernels/fill';
 import { geluBackward, geluForward } from '../../kernels/gelu';
 import { GRAD_STATS, gradNorm, gradNormPartialsShape } from '../../kernels/grad-norm';
 import { layernormBackward, layernormForward } from '../../kernels/layernorm';
-import { loraBackward, loraForward, type LoraDropout, type LoraScratch } from '../../kernels/lora';
-import { stepLoraScratchFloats } from '../../kernels/lora-slicing';
+import type { LoraDropout } from '../../kernels/lora';
 import { residualAccumulate } from '../../kernels/residual';
 import { rngU32 } from '../../kernels/rng';
 import { rotaryBackward, rotaryForward } from '../../kernels/rotary';
 import type { Phi2Model } from './forward';
-import { FrozenLinears, type ComputePath, type LinearInput } from './frozen-linear';
+import { FrozenLinears, type ComputePath } from './frozen-linear';
+import { LoraStepKernels } from './lora-step';
 import type { LoraState } from './lora-state';
 import { LINEAR_NAMES, type LinearName } from './params';
 
@@ -60,10 +59,14 @@ export interface TrainStepOptions {
   compute?: ComputePath;
 }
 
+const align64 = (floats: number) => Math.ceil(floats / 64) * 64;
+
 /** Dropout sites per layer: the six LoRA inputs, then the two residual branches. */
 const SITES_PER_LAYER = 8;
 const SITE_ATTN = 6;
 const SITE_MLP = 7;
+/** The linear layers that read LN(x). */
+const H_READERS: readonly LinearName[] = ['q', 'k', 'v', 'fc1'];
 
 /** Labels for the logits at each position: the next token's label; the last position of a sequence has none. */
 export function shiftLabels(labels: Int32Array, batch: number, seq: number): Int32Array {
@@ -73,10 +76,8 @@ export function shiftLabels(labels: Int32Array, batch: number, seq: number): Int
 }
 
 export class Phi2TrainStep {
-  private readonly M: number;
   private readonly blockInputs: GpuTensor[];
   private readonly t: Record<string, GpuTensor>;
-  private readonly xa: Map<LinearName, GpuTensor>;
   private readonly ce: CrossEntropyWorkspace;
   /** The mean loss of the last micro-batch, f32 [1], on the GPU. */
   readonly loss: GpuTensor;
@@ -84,8 +85,7 @@ export class Phi2TrainStep {
   readonly stats: GpuTensor;
   private readonly normPartials: GpuTensor;
   private readonly base: FrozenLinears;
-  /** The LoRA kernels' scratch, sized once for every product of a micro-step (stepLoraScratchFloats). */
-  private readonly loraScratch: LoraScratch;
+  private readonly loras: LoraStepKernels;
 
   constructor(
     readonly model: Phi2Model,
@@ -96,7 +96,7 @@ export class Phi2TrainStep {
   ) {
     const gpu = model.gpu;
     const d = model.dims;
-    const M = (this.M = maxBatch * maxSeq);
+    const M = maxBatch * maxSeq;
     const { hidden: C, intermediate: I, heads: H } = d;
     this.base = new FrozenLinears(gpu, opts.compute ?? 'f32', model.params.weightMode, M, Math.max(C, I));
     lora.enableTraining();
@@ -111,20 +111,17 @@ export class Phi2TrainStep {
       finalH: f('final_ln_out', [M, C]),
       finalMean: f('final_ln_mean', [M]),
       finalRstd: f('final_ln_rstd', [M]),
-      q: f('q', [M, C]),
-      k: f('k', [M, C]),
-      v: f('v', [M, C]),
+      // q, k and v one after another (each 256-byte aligned), so that their LoRA products are one dispatch
+      qkv: f('qkv', [3 * align64(M * C)]),
       attn: f('attn', [M, C]),
       lse: f('attn_lse', [M * H]),
       branch: f('branch_out', [M, C]),
       fc1: f('fc1_out', [M, I]),
       gelu: f('gelu_out', [M, I]),
       dh: f('d_ln_out', [M, C]),
-      dq: f('dq', [M, C]),
-      dk: f('dk', [M, C]),
-      dv: f('dv', [M, C]),
+      dqkv: f('d_qkv', [3 * align64(M * C)]),
       dattn: f('d_attn', [M, C]),
-      dbranch: f('d_branch', [M, C]),
+      dbranch: f('d_branch', [2 * align64(M * C)]), // the MLP branch's, then the attention branch's
       dgelu: f('d_gelu', [M, I]),
       dfc1: f('d_fc1', [M, I]),
       attnStats: f('attn_bwd_stats', [M * H * 2]),
@@ -134,9 +131,7 @@ export class Phi2TrainStep {
       ceLse: f('ce_lse', [M]),
       rowLoss: f('ce_row_loss', [M]),
     };
-    this.xa = new Map(LINEAR_NAMES.map((n) => [n, gpu.tensor(`lora_xa.${n}`, [M, lora.settings.r])]));
-    const scratch = stepLoraScratchFloats(M, C, I, lora.settings.r);
-    this.loraScratch = { dxa: gpu.tensor('lora.dxa', [scratch.dxa]), partials: gpu.tensor('lora.partials', [Math.max(1, scratch.partials)]) };
+    this.loras = new LoraStepKernels(gpu, lora, d.layers, C, I, M);
     this.ce = createCrossEntropyWorkspace(gpu, M, model.params.lmHead, d.vocab, C);
     this.loss = f('loss', [1]);
     this.stats = f('grad_stats', [GRAD_STATS.length]);
@@ -150,7 +145,7 @@ export class Phi2TrainStep {
 
   /** Forward and backward of one micro-batch; LoRA gradients are added to lora.grads. */
   microStep(batch: TrainBatch, opts: MicroStepOptions): void {
-    const { model, lora } = this;
+    const { model } = this;
     const gpu = model.gpu;
     const d = model.dims;
     const { batch: B, seq: T } = batch;
@@ -167,9 +162,6 @@ export class Phi2TrainStep {
     const h = v(t.h, [M, C]);
     const mean = v(t.mean, [M]);
     const rstd = v(t.rstd, [M]);
-    const q = v(t.q, [M, C]);
-    const k = v(t.k, [M, C]);
-    const vv = v(t.v, [M, C]);
     const attn = v(t.attn, [M, C]);
     const lse = v(t.lse, [B, d.heads, T]);
     const branch = v(t.branch, [M, C]);
@@ -179,6 +171,17 @@ export class Phi2TrainStep {
     const labels = v(t.labels, [M]);
     const shape = { batch: B, seq: T, heads: d.heads, headDim: d.headDim, pastLen: 0 };
     const validLengths = batch.lengths ? v(t.lengths, [B]) : undefined;
+    // q, k, v (and their gradients) as views one stride apart; with no padding between q and k, rotary
+    // takes both as one batch of 2B sequences.
+    const stride = align64(M * C);
+    const qkvOff = (n: LinearName) => ({ q: 0, k: stride, v: 2 * stride })[n as 'q' | 'k' | 'v'];
+    const q = viewTensor(t.qkv, [M, C], 'q');
+    const k = viewTensor(t.qkv, [M, C], 'k', stride * 4);
+    const vv = viewTensor(t.qkv, [M, C], 'v', 2 * stride * 4);
+    const qkv = v(t.qkv, [3 * stride]);
+    const rotaryTogether = stride === M * C;
+    const qk = viewTensor(t.qkv, [2 * M, C], 'qk');
+    const shape2 = { ...shape, batch: 2 * B };
 
     const shifted = shiftLabels(batch.labels, B, T);
     gpu.write(ids, batch.ids);
@@ -191,46 +194,51 @@ export class Phi2TrainStep {
       opts.residDropout > 0 ? { p: opts.residDropout, seed: opts.seed >>> 0, salt: l * SITES_PER_LAYER + site } : null;
 
     const base = this.base;
-    /** A frozen linear layer plus its adapter: out (=, or += with accumulate) inp W^T + b + LoRA. */
-    const linear = (l: number, name: LinearName, out: GpuTensor, inp: LinearInput, N: number, accumulate = false) => {
-      base.forward(out, inp, model.params.blocks[l][name], M, N, accumulate);
-      const a = lora.at(l, name);
-      if (a) loraForward(gpu, out, v(this.xa.get(name)!, [M, lora.settings.r]), inp.x, a.A, a.B, M, N, inp.K, lora.settings.r, lora.scaling, { dropout: loraDrop(l, name), scratch: this.loraScratch });
+    const loras = this.loras;
+    const W = (l: number, name: LinearName) => model.params.blocks[l][name];
+    const rotate = (direction: typeof rotaryForward, a: GpuTensor, b: GpuTensor, both: GpuTensor) => {
+      if (rotaryTogether) direction(gpu, both, model.rotary, shape2);
+      else {
+        direction(gpu, a, model.rotary, shape);
+        direction(gpu, b, model.rotary, shape);
+      }
     };
 
     /** Block l's forward from x_l (in `input`): intermediates stay in the block buffers. */
     const blockForward = (l: number, input: GpuTensor, residualOut: GpuTensor | null) => {
       const p = model.params.blocks[l];
       layernormForward(gpu, h, mean, rstd, input, p.ln.weight, p.ln.bias, M, C, d.layerNormEps);
-      // q, k, v and fc1 read the same h: on the int8 path it is quantised once for the four.
+      // q, k, v and fc1 read the same h: on the int8 path it is quantised once for the four, and their
+      // adapters' h·Aᵀ is one product (kept for backward, so the recomputation skips it).
+      if (residualOut) loras.inputProducts(l, H_READERS, h, M, C, (n) => loraDrop(l, n));
       const hIn = base.input(h, M, C);
-      linear(l, 'q', q, hIn, C);
-      linear(l, 'k', k, hIn, C);
-      linear(l, 'v', vv, hIn, C);
-      rotaryForward(gpu, q, model.rotary, shape);
-      rotaryForward(gpu, k, model.rotary, shape);
+      base.forward(q, hIn, W(l, 'q'), M, C);
+      base.forward(k, hIn, W(l, 'k'), M, C);
+      base.forward(vv, hIn, W(l, 'v'), M, C);
+      loras.outputProducts(l, ['q', 'k', 'v'], qkv, qkvOff, M, C);
+      rotate(rotaryForward, q, k, qk);
       attentionForward(gpu, attn, lse, q, k, vv, shape, { validLengths, path: 'tiled' });
-      linear(l, 'fc1', fc1, hIn, I);
+      base.forward(fc1, hIn, W(l, 'fc1'), M, I);
+      loras.outputProducts(l, ['fc1'], fc1, () => 0, M, I);
       geluForward(gpu, gelu, fc1, M * I);
-      if (!residualOut) {
-        // Recomputation: backward needs the intermediates, and of the two branch outputs only the
-        // adapters' x·A^T (their B product lands in scratch, unused), not the base matmuls.
-        for (const [name, inp, K] of [['dense', attn, C], ['fc2', gelu, I]] as const) {
-          const a = lora.at(l, name);
-          if (a) loraForward(gpu, branch, v(this.xa.get(name)!, [M, lora.settings.r]), inp, a.A, a.B, M, C, K, lora.settings.r, lora.scaling, { dropout: loraDrop(l, name), scratch: this.loraScratch });
-        }
-        return;
-      }
+      // Recomputation stops here: backward needs the intermediates, and the branches' xa are kept.
+      if (!residualOut) return;
       for (const [name, inp, K, site] of [['dense', attn, C, SITE_ATTN], ['fc2', gelu, I, SITE_MLP]] as const) {
-        const mask = residDrop(l, site);
+        loras.inputProducts(l, [name], inp, M, K, (n) => loraDrop(l, n));
         const x = base.input(inp, M, K);
+        const mask = residDrop(l, site);
         if (!mask) {
-          linear(l, name, residualOut, x, C, true);
-          continue;
+          base.forward(residualOut, x, W(l, name), M, C, true);
+          loras.outputProducts(l, [name], residualOut, () => 0, M, C);
+        } else if (loras.has(l, [name])) {
+          // The adapter's product finishes the branch: its epilogue drops and adds it to the residual.
+          base.forward(branch, x, W(l, name), M, C);
+          loras.outputProducts(l, [name], branch, () => 0, M, C, { t: residualOut, mask });
+        } else {
+          base.forward(branch, x, W(l, name), M, C);
+          dropoutForward(gpu, branch, branch, M * C, mask);
+          residualAccumulate(gpu, residualOut, branch, M * C);
         }
-        linear(l, name, branch, x, C);
-        dropoutForward(gpu, branch, branch, M * C, mask);
-        residualAccumulate(gpu, residualOut, branch, M * C);
       }
     };
 
@@ -256,52 +264,56 @@ export class Phi2TrainStep {
     crossEntropyBackward(gpu, dh, v(this.ce.gradChunk, [M, this.ce.gradChunk.shape[1]]), ceLse, finalH, lmHead, model.params.lmHeadBias, labels, M, C, d.vocab, opts.labelCount);
     layernormBackward(gpu, dx, dh, x, model.params.finalLn.weight, finalMean, finalRstd, M, C);
 
-    const dq = v(t.dq, [M, C]);
-    const dk = v(t.dk, [M, C]);
-    const dv = v(t.dv, [M, C]);
+    const dq = viewTensor(t.dqkv, [M, C], 'dq');
+    const dk = viewTensor(t.dqkv, [M, C], 'dk', stride * 4);
+    const dv = viewTensor(t.dqkv, [M, C], 'dv', 2 * stride * 4);
+    const dqkv = v(t.dqkv, [3 * stride]);
+    const dqk = viewTensor(t.dqkv, [2 * M, C], 'dqk');
     const dattn = v(t.dattn, [M, C]);
-    const dbranch = v(t.dbranch, [M, C]);
     const dgelu = v(t.dgelu, [M, I]);
     const dfc1 = v(t.dfc1, [M, I]);
-    /** The input gradient of an adapted linear layer: dinp (=, or +=) dout W, plus LoRA's share; dA, dB accumulate. */
-    const linearBackward = (l: number, name: LinearName, dinp: GpuTensor, dout: GpuTensor, inp: GpuTensor, N: number, K: number, accumulate: boolean) => {
-      base.backwardInput(dinp, dout, model.params.blocks[l][name], M, N, K, accumulate);
-      const a = lora.at(l, name);
-      if (a) {
-        loraBackward(gpu, a.dA!, a.dB!, dinp, dout, v(this.xa.get(name)!, [M, lora.settings.r]), inp, a.A, a.B, M, N, K, lora.settings.r, lora.scaling, true, {
-          dropout: loraDrop(l, name),
-          scratch: this.loraScratch,
-        });
-      }
-    };
+    const dbranches = v(t.dbranch, [2 * stride]);
 
     for (let l = d.layers - 1; l >= 0; l--) {
       const input = v(this.blockInputs[l], [M, C]);
       blockForward(l, input, null);
-      // The MLP branch: x_{l+1} += drop(fc2(gelu(fc1(h)))).
+      // Both branches' output gradients: dx itself, or through their dropout masks (MLP's, attention's).
       const mlpMask = residDrop(l, SITE_MLP);
-      let dMlp = dx;
-      if (mlpMask) {
-        dropoutBackward(gpu, dbranch, dx, M * C, mlpMask);
-        dMlp = dbranch;
-      }
-      linearBackward(l, 'fc2', dgelu, dMlp, gelu, C, I, false);
-      geluBackward(gpu, dfc1, dgelu, fc1, M * I);
-      linearBackward(l, 'fc1', dh, dfc1, h, I, C, false);
-      // The attention branch: x_{l+1} += drop(dense(attn(h))).
       const attnMask = residDrop(l, SITE_ATTN);
-      let dAttnOut = dx;
-      if (attnMask) {
-        dropoutBackward(gpu, dbranch, dx, M * C, attnMask);
-        dAttnOut = dbranch;
+      const dBranch = mlpMask && attnMask ? dbranches : dx;
+      const dBranchOff = (n: LinearName) => (dBranch === dx || n === 'fc2' ? 0 : stride);
+      const dMlp = dBranch === dx ? dx : viewTensor(t.dbranch, [M, C], 'd_mlp');
+      const dAttnOut = dBranch === dx ? dx : viewTensor(t.dbranch, [M, C], 'd_attn_out', stride * 4);
+      if (dBranch !== dx) {
+        dropoutBackward(gpu, dMlp, dx, M * C, mlpMask!);
+        dropoutBackward(gpu, dAttnOut, dx, M * C, attnMask!);
       }
-      linearBackward(l, 'dense', dattn, dAttnOut, attn, C, C, false);
+      // The branch outputs' layers: base input gradients, then the adapters' (dY·B for both at once).
+      base.backwardInput(dgelu, dMlp, W(l, 'fc2'), M, C, I);
+      base.backwardInput(dattn, dAttnOut, W(l, 'dense'), M, C, C);
+      loras.gradProducts(l, ['dense', 'fc2'], dBranch, dBranchOff, M, C);
+      loras.inputGrads(l, ['fc2'], dgelu, M, I, (n) => loraDrop(l, n));
+      loras.inputGrads(l, ['dense'], dattn, M, C, (n) => loraDrop(l, n));
+      // The MLP: gelu, then fc1 into d LN-out (its adapter's share joins q, k and v's below).
+      geluBackward(gpu, dfc1, dgelu, fc1, M * I);
+      base.backwardInput(dh, dfc1, W(l, 'fc1'), M, I, C);
+      loras.gradProducts(l, ['fc1'], dfc1, () => 0, M, I);
+      // Attention: back through softmax(qkᵀ)v and the rotation, then q, k, v into d LN-out.
       attentionBackward(gpu, dq, dk, dv, v(t.attnStats, [B, d.heads, T, 2]), dattn, q, k, vv, attn, lse, shape, { validLengths });
-      rotaryBackward(gpu, dq, model.rotary, shape);
-      rotaryBackward(gpu, dk, model.rotary, shape);
-      linearBackward(l, 'q', dh, dq, h, C, C, true);
-      linearBackward(l, 'k', dh, dk, h, C, C, true);
-      linearBackward(l, 'v', dh, dv, h, C, C, true);
+      rotate(rotaryBackward, dq, dk, dqk);
+      base.backwardInput(dh, dq, W(l, 'q'), M, C, C, true);
+      base.backwardInput(dh, dk, W(l, 'k'), M, C, C, true);
+      base.backwardInput(dh, dv, W(l, 'v'), M, C, C, true);
+      loras.gradProducts(l, ['q', 'k', 'v'], dqkv, qkvOff, M, C);
+      loras.inputGrads(l, H_READERS, dh, M, C, (n) => loraDrop(l, n));
+      // Every adapter's dA and dB of the block, from where the block left their inputs and output gradients.
+      loras.weightGrads(
+        l,
+        M,
+        (n) => (n === 'fc1' ? { t: dfc1, off: 0, N: I } : n === 'dense' || n === 'fc2' ? { t: dBranch, off: dBranchOff(n), N: C } : { t: dqkv, off: qkvOff(n), N: C }),
+        (n) => (n === 'dense' ? { t: attn, off: 0, K: C } : n === 'fc2' ? { t: gelu, off: 0, K: I } : { t: h, off: 0, K: C }),
+        (n) => loraDrop(l, n),
+      );
       // Both branches read h = LN(x_l); x_l also flows straight through the residual.
       layernormBackward(gpu, dx, dh, input, model.params.blocks[l].ln.weight, mean, rstd, M, C, true);
       gpu.encoder.submit();
@@ -340,9 +352,7 @@ export class Phi2TrainStep {
     this.base.destroy();
     for (const b of this.blockInputs) b.buffer.destroy();
     for (const b of Object.values(this.t)) b.buffer.destroy();
-    for (const b of this.xa.values()) b.buffer.destroy();
-    this.loraScratch.dxa.buffer.destroy();
-    this.loraScratch.partials.buffer.destroy();
+    this.loras.destroy();
     this.ce.partials.buffer.destroy();
     this.ce.gradChunk.buffer.destroy();
     for (const b of [this.loss, this.stats, this.normPartials]) b.buffer.destroy();
