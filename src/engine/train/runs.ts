@@ -1,6 +1,7 @@
 import { decodeAdapter } from '../adapters/files';
 import { AdapterStore, type AdapterInfo } from '../adapters/store';
 import type { Engine } from '../engine';
+import type { ComputePath } from '../model/phi2/frozen-linear';
 import { describeOptimizer } from '../optim/settings';
 import { ModelBusyError, SessionError, withModel, type LoadedModel, type Session } from '../session';
 import { UserDataStore, type SavedDatasetInfo, type TrainingExample } from '../store/datasets';
@@ -71,6 +72,8 @@ export type TrainEvent =
       /** Examples left out, and why. */
       skipped: TrainingExamples['skipped'];
       estimate: MemoryEstimate;
+      /** The frozen layers' matmuls: 'f32' (exact) or 'int8' (SwitchBack, see model/phi2/frozen-linear.ts). */
+      compute: ComputePath;
     }
   | { kind: 'step'; record: StepRecord; progress: TrainProgress }
   | { kind: 'checkpoint'; step: number; savedAt: number };
@@ -432,6 +435,7 @@ export class TrainingRuns {
             tokens: data.tokens,
             skipped: data.skipped,
             estimate,
+            compute: trainer.compute,
           });
           emit({ kind: 'phase', phase: 'training', message: 'Training' });
         },
