@@ -12,9 +12,10 @@ import type { LinearName } from './params';
  *   forward   xa = dropout(x)·Aᵀ once for every adapted layer that reads x (q, k, v and fc1 read LN(x)),
  *             kept for the whole step (layers x adapted x tokens x r floats, 25 MiB for Phi-2 at 1 x 512
  *             with r 64), so the recomputation in backward needs only the B products;
- *             out += scaling * xa·Bᵀ for q, k and v at once; for dense and fc2 with the residual dropout
+ *             out += scaling * xa·Bᵀ for q, k, v and fc1 at once; for dense and fc2 with the residual dropout
  *             and the residual add in the epilogue;
- *   backward  dxa = scaling * dY·B per group of layers with the same width (q, k, v; dense and fc2);
+ *   backward  dxa = scaling * dY·B in the base input gradient's own pass on the f32 path (columns(): extra
+ *             column tiles of matmul.bwd), else per group of layers with the same width (gradProducts);
  *             d input += Σ dropout-mask ⊙ (dxa·A), summed over the layers that share the input (q, k, v
  *             and fc1 into d LN-out); every dA and dB of the block in two dispatches at its end, with no
  *             split reductions (their tiles alone fill the GPU).
