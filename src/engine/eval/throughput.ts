@@ -82,7 +82,9 @@ export function estimateWorkMs(work: Workload, rates: ThroughputRates, stepsPerI
 
 /**
  * Measured throughput, kept across the runs of one request (base model and adapters run the same
- * items), so later runs start with a good estimate.
+ * items), so later runs start with a good estimate. The rates leave out the first generation batch and
+ * the first candidate batch once a later one is measured: their time is mostly compiling the GPU
+ * kernels, once per model load, and would make every figure after them read too slow.
  */
 export class ThroughputMeter {
   prefillTokens = 0;
@@ -94,12 +96,16 @@ export class ThroughputMeter {
   /** Generations finished, and their decode steps: the mean predicts unfinished items. */
   generations = 0;
   generationSteps = 0;
+  /** The first generation batch and the first candidate batch, as recorded. */
+  private firstGeneration: { prefillTokens: number; prefillMs: number; decodeSteps: number; decodeMs: number } | null = null;
+  private firstRank: { tokens: number; ms: number } | null = null;
 
   /**
    * A generation of `generations` sequences together (1: one item): their prompt tokens and prefill
    * time, and their decode tokens (each sequence's after its first, summed) and decode time.
    */
   recordGeneration(promptTokens: number, prefillMs: number, decodeSteps: number, decodeMs: number, generations = 1): void {
+    this.firstGeneration ??= { prefillTokens: promptTokens, prefillMs, decodeSteps, decodeMs };
     this.prefillTokens += promptTokens;
     this.prefillMs += prefillMs;
     this.decodeSteps += decodeSteps;
@@ -109,19 +115,26 @@ export class ThroughputMeter {
   }
 
   recordRank(tokens: number, ms: number): void {
+    this.firstRank ??= { tokens, ms };
     this.rankTokens += tokens;
     this.rankMs += ms;
   }
 
   get prefillTokensPerSecond(): number | null {
+    const first = this.firstGeneration;
+    if (first && this.prefillMs - first.prefillMs > 0) return ((this.prefillTokens - first.prefillTokens) / (this.prefillMs - first.prefillMs)) * 1000;
     return this.prefillMs > 0 ? (this.prefillTokens / this.prefillMs) * 1000 : null;
   }
 
   get decodeMsPerToken(): number | null {
+    const first = this.firstGeneration;
+    if (first && this.decodeSteps - first.decodeSteps > 0) return (this.decodeMs - first.decodeMs) / (this.decodeSteps - first.decodeSteps);
     return this.decodeSteps > 0 ? this.decodeMs / this.decodeSteps : null;
   }
 
   get rankTokensPerSecond(): number | null {
+    const first = this.firstRank;
+    if (first && this.rankMs - first.ms > 0) return ((this.rankTokens - first.tokens) / (this.rankMs - first.ms)) * 1000;
     return this.rankMs > 0 ? (this.rankTokens / this.rankMs) * 1000 : null;
   }
 
