@@ -1,7 +1,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { ADAPTER_CONFIG } from '../engine/adapters/files';
-import { validateLoraSettings } from '../engine/adapters/lora-config';
+import { validateLoraSettings } from '../shared/lora';
 import { parseAdapterConfig } from '../engine/adapters/peft';
 import { clusterRunFiles, type ClusterRun } from '../engine/export/cluster-run';
 import { PAPER_TRAINING } from '../engine/train/paper';

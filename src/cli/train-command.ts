@@ -1,11 +1,11 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS } from '../engine/adapters/files';
-import { LORA_TARGETS, validateLoraSettings, type LoraSettings, type LoraTarget } from '../engine/adapters/lora-config';
+import { LORA_TARGETS, validateLoraSettings, type LoraSettings, type LoraTarget } from '../shared/lora';
 import { mapRows, toInstructionExamples } from '../engine/data/mapping';
 import { parseUpload } from '../engine/data/parse';
 import { parseTemplate, PAPER_TEMPLATE, splitPromptCompletion } from '../engine/data/template';
-import { ADAMW_8BIT_BLOCK_SIZES, DEFAULT_8BIT_BLOCK_SIZE, DEFAULT_OPTIMIZER, describeOptimizer, type Adam8bitBlockSize, type OptimizerSettings } from '../engine/optim/settings';
+import { ADAMW_8BIT_BLOCK_SIZES, DEFAULT_8BIT_BLOCK_SIZE, DEFAULT_OPTIMIZER, describeOptimizer, type Adam8bitBlockSize, type OptimizerSettings } from '../shared/optimizer';
 import { APP_TRAINING_CHOICES, PAPER_TRAINING, paperTrainConfig, stepsForEpochs, type PaperPreset } from '../engine/train/paper';
 import type { ScheduleKind } from '../engine/train/schedule';
 import type { TrainingExample } from '../engine/store/datasets';

@@ -3,6 +3,7 @@ import { HUB_MODEL_ID } from '../engine/weights/presets';
 import type { AdapterDownloadProgress, AdapterInfo, AdapterListing, AdaptersOverview, AdapterSourcePreview } from '../worker/adapters-api';
 import { Comlink, engine } from '../worker/client';
 import { router } from './router.svelte';
+import { isCancel, messageOf } from './errors';
 
 /**
  * The Adapters page's state: the stored adapters and which are on the GPU, importing from files, from
@@ -66,11 +67,6 @@ async function copyText(text: string): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-function message(err: unknown): string {
-  if (err instanceof Error) return err.message || err.name;
-  return typeof err === 'string' ? err : 'Something went wrong in the worker; see the console for details.';
 }
 
 /** A share link for an adapter at `url`: this app's address with ?adapter=. */
@@ -137,7 +133,7 @@ export class AdaptersState {
       this.overview = await engine().listAdapters();
       this.error = null;
     } catch (err) {
-      this.error = message(err);
+      this.error = messageOf(err);
       return;
     }
     // A model loaded (or unloaded) since a shared adapter was read: read it again, so its card says whether it fits.
@@ -184,7 +180,7 @@ export class AdaptersState {
       this.notice = `Imported "${info.name}".`;
       await this.refresh();
     } catch (err) {
-      this.importError = message(err);
+      this.importError = messageOf(err);
     } finally {
       this.importing = false;
     }
@@ -197,7 +193,7 @@ export class AdaptersState {
     try {
       this.preview = await engine().inspectAdapterSource(source, this.hubBaseUrl);
     } catch (err) {
-      this.previewError = message(err);
+      this.previewError = messageOf(err);
     } finally {
       this.previewing = false;
     }
@@ -223,7 +219,7 @@ export class AdaptersState {
       await this.refresh();
       return info;
     } catch (err) {
-      this.downloadError = (err as Error)?.name === 'AbortError' ? 'Stopped: nothing of it was kept.' : message(err);
+      this.downloadError = isCancel(err) ? 'Stopped: nothing of it was kept.' : messageOf(err);
       // A download cut short keeps what arrived: the list of unfinished downloads shows it.
       await this.refresh();
       return null;
@@ -242,7 +238,7 @@ export class AdaptersState {
     try {
       await engine().clearPartialDownload(url);
     } catch (err) {
-      this.error = message(err);
+      this.error = messageOf(err);
     }
     await this.refresh();
   }
@@ -255,7 +251,7 @@ export class AdaptersState {
       await task();
       return true;
     } catch (err) {
-      this.rowError = { ...this.rowError, [id]: message(err) };
+      this.rowError = { ...this.rowError, [id]: messageOf(err) };
       return false;
     } finally {
       const { [id]: _done, ...others } = this.pending;
@@ -321,7 +317,7 @@ export class AdaptersState {
       const preview = await engine().inspectAdapterSource(share.source, this.hubBaseUrl);
       this.share = { ...share, status: 'ready', preview, error: null, modelId };
     } catch (err) {
-      this.share = { ...share, status: 'failed', preview: null, error: message(err) };
+      this.share = { ...share, status: 'failed', preview: null, error: messageOf(err) };
     }
   }
 
@@ -334,7 +330,7 @@ export class AdaptersState {
       const preview = await engine().inspectAdapterSource(share.source, this.hubBaseUrl);
       if (this.share?.source === share.source && this.share.status === 'ready') this.share = { ...this.share, preview, modelId, rechecking: false };
     } catch (err) {
-      if (this.share?.source === share.source && this.share.status === 'ready') this.share = { ...this.share, error: message(err), modelId, rechecking: false };
+      if (this.share?.source === share.source && this.share.status === 'ready') this.share = { ...this.share, error: messageOf(err), modelId, rechecking: false };
     }
   }
 

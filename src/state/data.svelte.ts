@@ -1,6 +1,6 @@
-import { DEFAULT_MAX_TOKENS, MAX_TRAIN_TOKENS } from '../engine/data/limits';
+import { DEFAULT_MAX_TOKENS, MAX_TRAIN_TOKENS } from '../shared/data-limits';
 import { engine } from '../worker/client';
-import { messageOf } from './data/errors';
+import { messageOf } from './errors';
 import { HubState } from './data/hub.svelte';
 import { PrepareState } from './data/prepare.svelte';
 import { SavedDatasetsState } from './data/saved.svelte';

@@ -3,6 +3,7 @@ import type { ClassificationFormat } from '../engine/data/prompts';
 import { Comlink, engine } from '../worker/client';
 import type { DemoDataset, DemoPrompt, DemoResult, DemoUpdate } from '../worker/demo-api';
 import type { EvaluationTargets } from '../worker/eval-api';
+import { messageOf } from './errors';
 
 /**
  * The Demo page's state: one live few-shot prompt (built from a bundled pool, then freely edited), the
@@ -27,11 +28,6 @@ export interface DemoColumn {
   error: string | null;
   /** performance.now() when this column started generating: the page counts the wait for the first token from it. */
   startedAt: number | null;
-}
-
-function messageOf(err: unknown): string {
-  if (err instanceof Error) return err.message || err.name;
-  return typeof err === 'string' ? err : 'Something went wrong in the worker; the browser console has details.';
 }
 
 function dataUrl(): string {

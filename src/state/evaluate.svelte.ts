@@ -20,6 +20,7 @@ import type {
   StoredRunSummary,
   SuiteChoice,
 } from '../worker/eval-api';
+import { isCancel, messageOf } from './errors';
 
 export { comparisonTables, type ComparisonRow, type ComparisonTable, type Score, type VerdictChoice } from './evaluate-tables';
 
@@ -41,11 +42,6 @@ export const DEFAULT_BIG_BENCH_INSTRUCTION = 'Each input maps to its output by t
 
 /** Saved runs as the worker lists them: a 'running' one nobody runs any more is `interrupted`. */
 export type ListedRun = StoredRunSummary & { interrupted: boolean };
-
-function messageOf(err: unknown): string {
-  if (err instanceof Error) return err.message || err.name;
-  return typeof err === 'string' ? err : 'Something went wrong in the worker; the browser console has details.';
-}
 
 function dataUrl(): string {
   return new URL('data/', globalThis.location?.href ?? 'http://localhost/').href;
@@ -246,7 +242,7 @@ export class EvaluateState {
       this.planError = null;
     } catch (err) {
       // A plan stopped by a run starting keeps the last plan shown: the run's progress takes over.
-      if (seq !== this.planSeq || (err as { name?: string })?.name === 'AbortError') return;
+      if (seq !== this.planSeq || isCancel(err)) return;
       this.plan = null;
       this.planError = messageOf(err);
     } finally {

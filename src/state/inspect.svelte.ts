@@ -1,21 +1,13 @@
-import type { LoraTarget } from '../engine/adapters/lora-config';
+import type { LoraTarget } from '../shared/lora';
 import { Comlink, engine } from '../worker/client';
 import type { ContrastDirection, ContrastUpdate, InspectProgress, IntruderResult, UpdateCell } from '../worker/inspect-api';
+import { isCancel, messageOf } from './errors';
 
 /**
  * The Inspect view of the Adapters page: an adapter (and optionally a second to compare with), its
  * update spectra per module, intruder dimensions against the loaded model, and contrastive generation.
  * Each of the three runs in the worker with progress and can be cancelled; one at a time each.
  */
-
-function messageOf(err: unknown): string {
-  if (err instanceof Error) return err.message || err.name;
-  return typeof err === 'string' ? err : 'Something went wrong in the worker; the browser console has details.';
-}
-
-function isAbort(err: unknown): boolean {
-  return (err as Error)?.name === 'AbortError';
-}
 
 export interface JobView {
   jobId: string;
@@ -99,7 +91,7 @@ export class InspectState {
       );
       this.selected ??= this.cells[0] ? { layer: this.cells[0].layer, target: this.cells[0].target } : null;
     } catch (err) {
-      this.spectraError = isAbort(err) ? `Stopped after ${this.cells.length} modules; the map shows those.` : messageOf(err);
+      this.spectraError = isCancel(err) ? `Stopped after ${this.cells.length} modules; the map shows those.` : messageOf(err);
     } finally {
       this.spectraJob = null;
     }
@@ -132,7 +124,7 @@ export class InspectState {
         }),
       );
     } catch (err) {
-      this.intruderError = isAbort(err) ? `Stopped after ${this.intruders.length} modules; the chart shows those.` : messageOf(err);
+      this.intruderError = isCancel(err) ? `Stopped after ${this.intruders.length} modules; the chart shows those.` : messageOf(err);
     } finally {
       this.intruderJob = null;
     }

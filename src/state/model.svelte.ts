@@ -14,6 +14,7 @@ import type {
   StorageUsage,
   StoredModelInfo,
 } from '../worker/model-api';
+import { messageOf } from './errors';
 
 /**
  * The Model page's state: the weight mode and Hub settings chosen, the one download or import that may
@@ -106,11 +107,6 @@ function sameHubSettings(a: HubSettings, b: HubSettings): boolean {
   const x = trimmed(a);
   const y = trimmed(b);
   return x.repo === y.repo && x.revision === y.revision && x.baseUrl === y.baseUrl;
-}
-
-function messageOf(err: unknown): string {
-  if (err instanceof Error) return err.message || err.name;
-  return typeof err === 'string' ? err : 'Something went wrong in the worker; the browser console has details.';
 }
 
 function failure(err: unknown): ModelProblem {

@@ -2,6 +2,7 @@ import type { AdapterListing } from '../worker/adapters-api';
 import { Comlink, engine } from '../worker/client';
 import type { PublishProgress, PublishResult } from '../worker/export-api';
 import { adaptersState, shareLinkFor } from './adapters.svelte';
+import { isCancel, messageOf } from './errors';
 
 /**
  * Publishing an adapter to the Hugging Face Hub from the Adapters page: the form (repository, privacy,
@@ -14,11 +15,6 @@ export interface PublishOutcome extends PublishResult {
   shareLink: string;
   /** Whether the share link made it to the clipboard (browsers may refuse). */
   copied: boolean;
-}
-
-function message(err: unknown): string {
-  if (err instanceof Error) return err.message || err.name;
-  return typeof err === 'string' ? err : 'Something went wrong in the worker; see the console for details.';
 }
 
 /** A repository name from an adapter's name: what the Hub allows. */
@@ -75,7 +71,7 @@ export class PublishState {
       this.card = await engine().adapterModelCard(this.adapterId, { repo: this.repo, baseModel: this.baseModel });
       this.cardError = null;
     } catch (err) {
-      this.cardError = message(err);
+      this.cardError = messageOf(err);
     }
   }
 
@@ -103,7 +99,7 @@ export class PublishState {
       this.outcome = { ...result, shareLink, copied };
       this.status = 'done';
     } catch (err) {
-      this.error = (err as Error)?.name === 'AbortError' ? 'Publishing was cancelled; nothing was committed.' : message(err);
+      this.error = isCancel(err) ? 'Publishing was cancelled; nothing was committed.' : messageOf(err);
       this.status = 'failed';
     } finally {
       this.progress = null;

@@ -1,12 +1,13 @@
-import { LORA_TARGETS, type LoraTarget } from '../engine/adapters/lora-config';
+import { LORA_TARGETS, type LoraTarget } from '../shared/lora';
 import type { MemoryEstimate } from '../engine/train/memory';
-import { ADAMW_8BIT_BLOCK_SIZES, type Adam8bitBlockSize } from '../engine/optim/settings';
+import { ADAMW_8BIT_BLOCK_SIZES, type Adam8bitBlockSize } from '../shared/optimizer';
 import { APP_TRAINING_CHOICES, PAPER_TRAINING, type PaperPreset } from '../engine/train/paper';
 import { Comlink, engine } from '../worker/client';
 import { saveBlob } from './adapters.svelte';
 import type { StepRecord, TrainEvent, TrainingSetup, TrainOutcome, TrainPhase, TrainProblem, TrainProgress } from '../worker/train-api';
 import { formatLayers, paperPlan, parseLayers, planMemory, planProblems, totalStepsOf, type TrainDataSource, type TrainPlan } from '../engine/train/plan';
-import type { LoraSettings } from '../engine/adapters/lora-config';
+import type { LoraSettings } from '../shared/lora';
+import { messageOf } from './errors';
 
 type LoraSettingsLayers = LoraSettings['layers'];
 
@@ -60,11 +61,6 @@ export interface RunView {
 }
 
 const EMPTY_RUN: RunView = { runId: null, name: '', totalSteps: 0, examples: 0, tokens: 0, skipped: null, estimate: null, lastCheckpoint: null, compute: null };
-
-function message(err: unknown): string {
-  if (err instanceof Error) return err.message || err.name;
-  return typeof err === 'string' ? err : 'Something went wrong in the worker; see the console for details.';
-}
 
 export class TrainState {
   setup = $state<TrainingSetup | null>(null);
@@ -194,7 +190,7 @@ export class TrainState {
       if (this.plan.baseAdapterId && !setup.adapters.some((a) => a.id === this.plan.baseAdapterId)) this.plan.baseAdapterId = null;
       if (setup.model && this.allLayers) this.layersText = `0-${setup.model.shape.layers - 1}`;
     } catch (err) {
-      this.setupError = message(err);
+      this.setupError = messageOf(err);
     } finally {
       this.refreshing = false;
     }
@@ -308,7 +304,7 @@ export class TrainState {
       this.outcome = outcome;
       if (outcome.status === 'failed') this.problem = outcome.problem;
     } catch (err) {
-      this.problem = { code: 'failed', title: 'The worker did not answer', message: message(err) };
+      this.problem = { code: 'failed', title: 'The worker did not answer', message: messageOf(err) };
     } finally {
       this.status = 'idle';
       this.phase = null;
@@ -360,7 +356,7 @@ export class TrainState {
       saveBlob(f.blob, f.fileName);
       this.cluster = { status: 'done', message: `${f.fileName}: ${f.rows} rows, train.py for ${f.baseModel}; its README.md has the command for one GPU, DDP, DeepSpeed ZeRO-2 and FSDP.` };
     } catch (err) {
-      this.cluster = { status: 'failed', message: message(err) };
+      this.cluster = { status: 'failed', message: messageOf(err) };
     }
   }
 
@@ -368,7 +364,7 @@ export class TrainState {
     try {
       await engine().discardCheckpoint(runId);
     } catch (err) {
-      this.problem = { code: 'failed', title: 'The checkpoint could not be deleted', message: message(err) };
+      this.problem = { code: 'failed', title: 'The checkpoint could not be deleted', message: messageOf(err) };
     }
     await this.refresh();
   }

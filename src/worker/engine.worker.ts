@@ -1,7 +1,7 @@
 /// <reference lib="webworker" />
 import * as Comlink from 'comlink';
 import { Engine } from '../engine/engine';
-import { Session } from '../engine/session';
+import { Session } from '../engine/session/session';
 import { browserPlatform } from '../engine/platform/browser';
 import type { EngineApi } from './api';
 import { dataApi } from './data-api';

@@ -1,5 +1,5 @@
 import type { Engine } from '../engine/engine';
-import { Evaluations } from '../engine/eval/evaluation';
+import { Evaluations } from '../engine/session/evaluations';
 import type {
   EvaluationOutcome,
   EvaluationPlan,
@@ -8,16 +8,15 @@ import type {
   EvaluationSetup,
   EvaluationTargets,
   ResumableEvaluation,
-  SavedDatasets,
 } from '../engine/eval/requests';
 import type { HandScore } from '../engine/eval/results';
 import type { StoredRun, StoredRunSummary } from '../engine/eval/results-store';
-import type { Session } from '../engine/session';
-import { UserDataStore } from '../engine/store/datasets';
+import type { Session } from '../engine/session/session';
+import { SavedDatasets } from '../engine/data/saved';
 
 /**
  * The Evaluate page's side of the engine worker: comlink's face of the engine's Evaluations
- * (src/engine/eval/evaluation.ts), which plans, runs, resumes and keeps evaluations.
+ * (src/engine/session/evaluations.ts), which plans, runs, resumes and keeps evaluations.
  */
 export interface EvalApi {
   /** What can be evaluated: bundled tasks, formats, BIG-bench categories, saved datasets, the paper's numbers. */
@@ -68,16 +67,8 @@ export { bundledData } from '../engine/eval/requests';
 export const MAX_RESULTS_FILE_BYTES = 200 * 2 ** 20;
 
 export function evalApi(engine: Pick<Engine, 'platform'>, session: Session): EvalApi {
-  let userData: Promise<UserDataStore> | null = null;
-  const savedDatasets = (): Promise<SavedDatasets> => {
-    if (!userData) {
-      const opening = UserDataStore.open(engine.platform.indexedDB);
-      userData = opening;
-      opening.catch(() => (userData = null));
-    }
-    return userData;
-  };
-  const w = new Evaluations(engine, session, savedDatasets);
+  const saved = new SavedDatasets(engine.platform);
+  const w = new Evaluations(engine, session, () => saved.store());
   return {
     evaluationSetup: (dataUrl) => w.setup(dataUrl),
     evaluationTargets: () => w.targets(),

@@ -1,16 +1,16 @@
 import type { Engine } from '../engine/engine';
-import type { Session } from '../engine/session';
-import { TrainingRuns, type TrainEvent, type TrainingSetup, type TrainOutcome } from '../engine/train/runs';
+import type { Session } from '../engine/session/session';
+import { TrainingRuns, type TrainEvent, type TrainingSetup, type TrainOutcome } from '../engine/session/training';
 import type { TrainPlan } from '../engine/train/plan';
 
 export type { StepRecord, TrainProgress } from '../engine/train/trainer';
 export type { MemoryEstimate } from '../engine/train/memory';
 export type { TrainDataSource, TrainingModelInfo, TrainPlan } from '../engine/train/plan';
-export type { ResumableRun, TrainEvent, TrainingSetup, TrainOutcome, TrainPhase, TrainProblem } from '../engine/train/runs';
+export type { ResumableRun, TrainEvent, TrainingSetup, TrainOutcome, TrainPhase, TrainProblem } from '../engine/session/training';
 
 /**
  * The Train page's side of the engine worker: comlink's face of the engine's TrainingRuns
- * (src/engine/train/runs.ts). startTraining/resumeTraining resolve when the run stops, with an outcome;
+ * (src/engine/session/training.ts). startTraining/resumeTraining resolve when the run stops, with an outcome;
  * what happens meanwhile arrives through `onEvent` (wrap it with Comlink.proxy). Failures travel as data,
  * because comlink rebuilds thrown errors with their message only.
  */

@@ -1,13 +1,13 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { directorySource } from '../../src/cli/node-files';
-import { LORA_TARGETS } from '../../src/engine/adapters/lora-config';
+import { LORA_TARGETS } from '../../src/shared/lora';
 import type { ComputePath } from '../../src/engine/model/phi2/frozen-linear';
 import { Phi2Model } from '../../src/engine/model/phi2/forward';
 import { loadPhi2FromSource } from '../../src/engine/model/phi2/load';
 import { LoraState } from '../../src/engine/model/phi2/lora-state';
 import { destroyParams } from '../../src/engine/model/phi2/params';
-import { DEFAULT_OPTIMIZER } from '../../src/engine/optim/settings';
+import { DEFAULT_OPTIMIZER } from '../../src/shared/optimizer';
 import type { TrainExample } from '../../src/engine/train/batches';
 import { Trainer, type TrainConfig } from '../../src/engine/train/trainer';
 import { freshRuntime, type BenchEnv, type BenchRow } from './harness';

@@ -5,10 +5,10 @@ import { createCrossEntropyWorkspace, crossEntropyBackward, crossEntropyForward 
 import { layernormBackward, layernormForward } from '../../src/engine/kernels/layernorm';
 import { loraBackward, loraForward } from '../../src/engine/kernels/lora';
 import { matmulBackwardInput, matmulForward, type WeightFormat } from '../../src/engine/kernels/matmul';
-import { loraParameterCount } from '../../src/engine/adapters/lora-config';
+import { loraParameterCount } from '../../src/shared/lora';
 import { ADAMW_DEFAULTS } from '../../src/engine/kernels/adamw';
 import { createAdamW } from '../../src/engine/optim/adamw-state';
-import { ADAMW_8BIT_BLOCK_SIZES } from '../../src/engine/optim/settings';
+import { ADAMW_8BIT_BLOCK_SIZES } from '../../src/shared/optimizer';
 import type { BenchCase } from './harness';
 import { int8Scales, randomTokens, uniformF32 } from './random';
 import { WeightPools } from './random-model';
@@ -323,7 +323,7 @@ export function optimizerCases(s: BenchShapes): BenchCase[] {
       setup(gpu) {
         const t = common(gpu);
         const opt = createAdamW(gpu, { kind: 'adamw' }, P, segments);
-        return (g) => opt.step(t.param, t.grad, t.stats, hyper);
+        return () => opt.step(t.param, t.grad, t.stats, hyper);
       },
     },
     ...ADAMW_8BIT_BLOCK_SIZES.map(
@@ -335,7 +335,7 @@ export function optimizerCases(s: BenchShapes): BenchCase[] {
         setup(gpu) {
           const t = common(gpu);
           const opt = createAdamW(gpu, { kind: 'adamw-8bit', blockSize }, P, segments);
-          return (g) => opt.step(t.param, t.grad, t.stats, hyper);
+          return () => opt.step(t.param, t.grad, t.stats, hyper);
         },
       }),
     ),

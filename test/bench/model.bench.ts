@@ -491,7 +491,7 @@ export async function decodeCpuRow(env: BenchEnv, fixture: ModelFixture): Promis
   return withModel(
     env,
     fixture,
-    async (gpu, model) => {
+    async (_gpu, model) => {
       const generator = new Generator(model);
       const stamps: number[] = [];
       try {

@@ -1,4 +1,4 @@
-import { PAPER_LORA, type LoraSettings } from '../../src/engine/adapters/lora-config';
+import { PAPER_LORA, type LoraSettings } from '../../src/shared/lora';
 import { PHI2_CONFIG_JSON, parsePhiConfig, type PhiConfig } from '../../src/engine/weights/config';
 
 /**

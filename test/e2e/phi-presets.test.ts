@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parsePhiConfig, PHI1_5_CONFIG_JSON, PHI1_CONFIG_JSON, PHI2_CONFIG_JSON } from '../../src/engine/weights/config';
 import { formatBytes } from '../../src/ui/model/format';
 import type { EngineApi } from '../../src/worker/api';
-import { estimateFor } from '../../src/worker/model-api';
+import { estimateFor } from '../../src/engine/session/model-estimates';
 import { launchBrowser, openPage, screenshot } from '../support/browser';
 import { HubServer } from '../support/hub-server';
 import { serveStatic, type StaticServer } from '../support/static-server';

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { Browser, Download, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeAdapter } from '../../src/engine/adapters/files';
-import { LORA_TARGETS, PAPER_LORA, loraModules } from '../../src/engine/adapters/lora-config';
+import { LORA_TARGETS, PAPER_LORA, loraModules } from '../../src/shared/lora';
 import { adapterTensorNames } from '../../src/engine/adapters/peft';
 import type { EngineApi } from '../../src/worker/api';
 import { launchBrowser, openPage, screenshot } from '../support/browser';

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { mergeAdapter, loraMergeLinear } from '../../src/engine/adapters/merge';
+import { mergeAdapter, loraMergeLinear } from '../../src/engine/model/phi2/merge';
 import { parseAdapterConfig } from '../../src/engine/adapters/peft';
 import type { GpuRuntime } from '../../src/engine/gpu/runtime';
 import { f16BitsToNumber, numberToF16Bits, packF16, packInt8Rows, quantizeRowsInt8 } from '../../src/engine/kernels/weight-formats';

@@ -6,7 +6,7 @@ import { adamw8bitStep, type Adam8bitTensors } from '../../src/engine/kernels/ad
 import { GRAD_STATS, gradNorm, gradNormPartialsShape } from '../../src/engine/kernels/grad-norm';
 import { createAdamW, OptimizerStateError } from '../../src/engine/optim/adamw-state';
 import { adamw8bitQuantMaps, blockTable, dynamicQuantMap } from '../../src/engine/optim/blockwise';
-import { optimizerStateBytes, type Adam8bitBlockSize, type Segment } from '../../src/engine/optim/settings';
+import { optimizerStateBytes, type Adam8bitBlockSize, type Segment } from '../../src/shared/optimizer';
 import { adamw8bitRef, decisionMargin, dequantizeRef, dynamicMapRef, type Adam8bitStateRef } from '../reference/adamw8bit';
 import { adamwRef, gradNormRef, type AdamWState } from '../reference/adamw';
 import { compareTensors, randomArray, rng } from '../support/compare';

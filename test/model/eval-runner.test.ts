@@ -28,7 +28,7 @@ import {
   userDatasetItems,
   workloadOf,
 } from '../../src/engine/eval/runner';
-import { ModelBusyError, withModel } from '../../src/engine/session';
+import { ModelBusyError, withModel } from '../../src/engine/session/session';
 import { scoreAnswer, scoreStrict } from '../../src/engine/eval/scoring';
 import { bigBenchItems, classificationItems } from '../../src/engine/eval/suites';
 import { parsePoolRows, parseTaskCatalog, taskPool } from '../../src/engine/data/pools';

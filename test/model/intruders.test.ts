@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { encodeAdapter } from '../../src/engine/adapters/files';
-import { loraModules, type LoraSettings } from '../../src/engine/adapters/lora-config';
+import { loraModules, type LoraSettings } from '../../src/shared/lora';
 import { adapterTensorNames } from '../../src/engine/adapters/peft';
 import type { GpuRuntime } from '../../src/engine/gpu/runtime';
 import { AdapterFactors } from '../../src/engine/inspect/factors';

@@ -6,7 +6,7 @@ import { Engine } from '../../src/engine/engine';
 import type { GpuRuntime } from '../../src/engine/gpu/runtime';
 import { processLocks } from '../../src/engine/platform/locks';
 import type { Platform } from '../../src/engine/platform/types';
-import { Session } from '../../src/engine/session';
+import { Session } from '../../src/engine/session/session';
 import { STORES } from '../../src/engine/store/schema';
 import { modelApi } from '../../src/worker/model-api';
 import { testGpu } from '../support/gpu';

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeAdapter, encodeAdapter } from '../../src/engine/adapters/files';
 import { encodeGgufAdapter } from '../../src/engine/adapters/gguf';
 import { adapterTensorNames } from '../../src/engine/adapters/peft';
-import { loraModules, type LoraSettings } from '../../src/engine/adapters/lora-config';
+import { loraModules, type LoraSettings } from '../../src/shared/lora';
 import { evaluateItems, type EvalModel, type RunnerSettings } from '../../src/engine/eval/runner';
 import type { EvalItem } from '../../src/engine/eval/types';
 import type { GpuRuntime } from '../../src/engine/gpu/runtime';

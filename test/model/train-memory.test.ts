@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { PAPER_LORA } from '../../src/engine/adapters/lora-config';
+import { PAPER_LORA } from '../../src/shared/lora';
 import { Phi2Model } from '../../src/engine/model/phi2/forward';
 import type { ComputePath } from '../../src/engine/model/phi2/frozen-linear';
 import { LoraState } from '../../src/engine/model/phi2/lora-state';
 import { destroyParams } from '../../src/engine/model/phi2/params';
 import { Phi2TrainStep } from '../../src/engine/model/phi2/train-step';
-import { DEFAULT_OPTIMIZER, type OptimizerSettings } from '../../src/engine/optim/settings';
+import { DEFAULT_OPTIMIZER, type OptimizerSettings } from '../../src/shared/optimizer';
 import { trainingMemory } from '../../src/engine/train/memory';
 import { PHI2_CONFIG_JSON, parsePhiConfig } from '../../src/engine/weights/config';
 import type { QuantScheme } from '../../src/engine/weights/layout';

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ModelManifest, TensorEntry, TensorRecord } from '../../src/engine/store/schema';
 import { RecordChecksums } from '../../src/engine/store/record-checksum';
-import { crc32 } from '../../src/engine/weights/checksum';
+import { crc32 } from '../../src/engine/store/crc32';
 import { parsePhiConfig } from '../../src/engine/weights/config';
 import { SAFETENSORS_DTYPE_BITS, type SafetensorsDType } from '../../src/engine/weights/dtypes';
 import type { ImportTarget } from '../../src/engine/weights/import';

@@ -10,7 +10,7 @@
  */
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loraScaling, type LoraSettings, type LoraTarget } from '../../src/engine/adapters/lora-config';
+import { loraScaling, type LoraSettings, type LoraTarget } from '../../src/shared/lora';
 import { parsePhiConfig, PHI1_5_CONFIG_JSON, type PhiConfig } from '../../src/engine/weights/config';
 import { LINEAR_NAMES, phiParamSpecs, type LinearName } from '../../src/engine/weights/layout';
 import { serializeSafetensors } from '../../src/engine/weights/safetensors';

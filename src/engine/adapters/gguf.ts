@@ -1,7 +1,7 @@
 import { parseSafetensors } from '../weights/safetensors';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, type AdapterFiles } from './files';
 import { writeGguf, type GgmlFloatType, type GgufTensor, type GgufValue } from './gguf-file';
-import { LORA_TARGETS, peftModulePath, type LoraSettings, type LoraTarget } from './lora-config';
+import { LORA_TARGETS, peftModulePath, type LoraSettings, type LoraTarget } from '../../shared/lora';
 import { AdapterError, parseAdapterConfig } from './peft';
 
 /**

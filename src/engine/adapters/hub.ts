@@ -6,9 +6,10 @@ import { backoffDelay, DEFAULT_RETRY, isRetryable, sleep, type RetryPolicy } fro
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, adapterWeightsLimit, type AdapterFiles } from './files';
 import { unzipAdapter } from './zip';
 import { MAX_ADAPTER_CONFIG_BYTES, readAdapterConfigJson } from './config-json';
-import { LORA_TARGETS, type LinearShapes, type LoraSettings } from './lora-config';
+import { LORA_TARGETS, type LinearShapes, type LoraSettings } from '../../shared/lora';
 import { AdapterError, MAX_LORA_RANK, NOMINAL_SHAPES, readAdapterConfig, resolveAdapterConfig, type PeftLoraConfig } from './peft';
-import { CHUNK_BYTES, type DownloadCache } from './store';
+import { CHUNK_BYTES } from '../store/chunks';
+import type { DownloadCache } from './store';
 
 
 /**

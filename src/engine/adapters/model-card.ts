@@ -1,5 +1,5 @@
 import { ggufLoraAlpha } from './gguf';
-import { loraScaling, type LoraSettings } from './lora-config';
+import { loraScaling, type LoraSettings } from '../../shared/lora';
 import type { TrainingRecord } from './store';
 
 /**

@@ -7,7 +7,7 @@ import {
   type LinearShapes,
   type LoraModule,
   type LoraSettings,
-} from './lora-config';
+} from '../../shared/lora';
 import { readModuleSelector, resolveSelection, type SelectionRules } from './target-modules';
 
 /**

@@ -1,10 +1,10 @@
-import type { IDBPDatabase } from 'idb';
-import { StoreError, formatBytes, isQuotaError } from '../store/errors';
+import { CHUNK_BYTES, chunkKey, prefixRange, readChunks, storeFailure, writeChunks, writeTransaction, type AppDatabase, type ChunkRecord, type StoredValue } from '../store/chunks';
+import { crc32 } from '../store/crc32';
+import { StoreError } from '../store/errors';
 import { STORES } from '../store/schema';
-import { crc32 } from '../weights/checksum';
 import { parseSafetensors } from '../weights/safetensors';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, readAdapterConfigBytes, type AdapterFiles } from './files';
-import type { LinearShapes, LoraSettings } from './lora-config';
+import type { LinearShapes, LoraSettings } from '../../shared/lora';
 import { AdapterError, resolveAdapterConfig } from './peft';
 
 /**
@@ -16,7 +16,7 @@ import { AdapterError, resolveAdapterConfig } from './peft';
  * |----------------------------------|----------------------------------------------------------------|
  * | `adapter/{id}`                   | {@link AdapterInfo}: name, base model, settings, origin, size, |
  * |                                  | adapter_config.json's text, the weight chunks' CRC-32s          |
- * | `adapter-bytes/{id}/{i}`         | chunk i of adapter_model.safetensors ({@link CHUNK_BYTES} each) |
+ * | `adapter-bytes/{id}/{i}`         | chunk i of adapter_model.safetensors (store/chunks.ts, 32 MB each)   |
  * | `download/{key}` and             | a download in progress (hub.ts), so that it resumes after a     |
  * | `download-bytes/{key}/{i}`       | reload: which URL and ETag, and the chunks received so far     |
  *
@@ -25,132 +25,6 @@ import { AdapterError, resolveAdapterConfig } from './peft';
  * written last, is what makes an adapter exist. A crash mid-write leaves chunks nobody points to; the
  * next write under the same id removes them.
  */
-
-export const CHUNK_BYTES = 32 * 2 ** 20;
-
-/** The key range of every string key that starts with `prefix`. */
-export function prefixRange(prefix: string): IDBKeyRange {
-  return IDBKeyRange.bound(prefix, `${prefix}\uffff`);
-}
-
-/** The shape every value of the reserved stores must have; ours are cast to it. */
-type StoredValue = { id: string } & Record<string, unknown>;
-type ChunkedStore = typeof STORES.adapters | typeof STORES.checkpoints;
-/** The app database as the adapter and checkpoint stores use it (WeightStore.db). */
-export type AppDatabase = IDBPDatabase<{
-  adapters: { key: string; value: StoredValue };
-  checkpoints: { key: string; value: StoredValue };
-}>;
-
-/** The object-store operations the writers use. */
-export interface WritableStore {
-  put(value: StoredValue): Promise<unknown>;
-  delete(key: string | IDBKeyRange): Promise<unknown>;
-}
-
-interface ChunkRecord {
-  id: string;
-  data: ArrayBuffer;
-}
-
-function chunkKey(prefix: string, index: number): string {
-  return `${prefix}${String(index).padStart(6, '0')}`;
-}
-
-function describe(err: unknown): string {
-  if (err && typeof err === 'object' && 'message' in err) return `${(err as Error).name}: ${(err as Error).message}`;
-  return String(err);
-}
-
-/** Turns an IndexedDB failure into a StoreError that says what was being done and what to do. */
-export function storeFailure(err: unknown, what: string, bytes: number): StoreError {
-  if (err instanceof StoreError) return err;
-  if (isQuotaError(err)) {
-    return new StoreError(
-      'quota',
-      `Browser storage is full: ${what} needs ${formatBytes(bytes)}. Delete adapters, checkpoints or models you no longer need, then try again.`,
-      bytes,
-      null,
-    );
-  }
-  return new StoreError('failed', `IndexedDB failed ${what}: ${describe(err)}`);
-}
-
-/** Runs one readwrite transaction; its own error (a full disk) wins over a request's AbortError. */
-export async function writeTransaction(
-  db: AppDatabase,
-  store: ChunkedStore,
-  what: string,
-  bytes: number,
-  body: (s: WritableStore) => Array<Promise<unknown>>,
-): Promise<void> {
-  let tx;
-  try {
-    tx = db.transaction(store, 'readwrite');
-  } catch (err) {
-    throw storeFailure(err, what, bytes);
-  }
-  try {
-    const ops = body(tx.objectStore(store) as unknown as WritableStore);
-    for (const op of ops) op.catch(() => undefined);
-    await Promise.all([...ops, tx.done]);
-  } catch (err) {
-    await tx.done.catch(() => undefined);
-    throw storeFailure(tx.error ?? err, what, bytes);
-  }
-}
-
-/**
- * Writes `bytes` as chunks `{prefix}{i}`, one transaction each (a large file never sits in one
- * transaction), and returns each chunk's CRC-32.
- */
-export async function writeChunks(
-  db: AppDatabase,
-  store: ChunkedStore,
-  prefix: string,
-  bytes: Uint8Array,
-  what: string,
-  chunkBytes = CHUNK_BYTES,
-): Promise<number[]> {
-  const checksums: number[] = [];
-  for (let i = 0, at = 0; at < bytes.length || i === 0; i++, at += chunkBytes) {
-    const piece = bytes.slice(at, Math.min(bytes.length, at + chunkBytes));
-    checksums.push(crc32(piece));
-    const record: ChunkRecord = { id: chunkKey(prefix, i), data: piece.buffer };
-    await writeTransaction(db, store, `${what} (part ${i + 1})`, piece.length, (s) => [s.put(record as unknown as StoredValue)]);
-    if (bytes.length === 0) break;
-  }
-  return checksums;
-}
-
-/** Reads chunks written by writeChunks back into one array of `total` bytes, checking each CRC-32. */
-export async function readChunks(
-  db: AppDatabase,
-  store: ChunkedStore,
-  prefix: string,
-  total: number,
-  checksums: readonly number[],
-  what: string,
-): Promise<Uint8Array> {
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (let i = 0; i < checksums.length; i++) {
-    let record: ChunkRecord | undefined;
-    try {
-      record = (await db.get(store, chunkKey(prefix, i))) as unknown as ChunkRecord | undefined;
-    } catch (err) {
-      throw storeFailure(err, `reading ${what}`, 0);
-    }
-    if (!record) throw new StoreError('missing', `Part ${i + 1} of ${what} is missing from storage; it was deleted or never finished saving.`);
-    const piece = new Uint8Array(record.data);
-    if (crc32(piece) !== checksums[i]) throw new StoreError('corrupt', `Part ${i + 1} of ${what} is damaged (CRC-32 mismatch); delete it and save it again.`);
-    if (at + piece.length > total) throw new StoreError('corrupt', `${what} holds more bytes than its ${total} recorded.`);
-    out.set(piece, at);
-    at += piece.length;
-  }
-  if (at !== total) throw new StoreError('corrupt', `${what} has ${at} bytes stored but ${total} recorded.`);
-  return out;
-}
 
 /** How a run here trained, kept with its adapter for its model card. */
 export interface TrainingRecord {

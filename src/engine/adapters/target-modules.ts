@@ -1,5 +1,5 @@
 import { RE2JS } from 're2js';
-import { LORA_TARGETS, type LoraTarget } from './lora-config';
+import { LORA_TARGETS, type LoraTarget } from '../../shared/lora';
 import { AdapterError } from './errors';
 
 /**

@@ -1,4 +1,4 @@
-import type { CachedHubPage, HubRowsCache } from './hub-datasets-cache';
+import type { CachedHubPage, HubRowsCache } from '../store/hub-datasets-cache';
 import type { InstructionExample } from './template';
 import { MAX_JSON_DEPTH, nestsDeeperThan } from '../untrusted-json';
 
@@ -11,7 +11,7 @@ import { MAX_JSON_DEPTH, nestsDeeperThan } from '../untrusted-json';
  * 429 and 5xx are retried with exponential backoff; a 429 (or 503) Retry-After header, in seconds or as an
  * HTTP date, is honoured. A server that has not answered once in this load (offline, a wrong address) gets
  * only a few quick tries, and the first failure says so. Other errors stop with a message that says what to
- * do. Pages are cached in IndexedDB (hub-datasets-cache.ts) when a cache is given.
+ * do. Pages are cached in IndexedDB (store/hub-datasets-cache.ts) when a cache is given.
  */
 
 export const DATASETS_SERVER_URL = 'https://datasets-server.huggingface.co';

@@ -1,4 +1,4 @@
-import { MAX_FIELD_CHARS, PROBLEM_EXCERPT_CHARS } from './limits';
+import { MAX_FIELD_CHARS, PROBLEM_EXCERPT_CHARS } from '../../shared/data-limits';
 import type { ParsedRecord, ParsedUpload } from './parse';
 import { byLine, excerpt, jsonExcerpt, type RowProblem } from './problems';
 

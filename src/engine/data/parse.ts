@@ -1,5 +1,5 @@
 import Papa from 'papaparse';
-import { MAX_ROWS, MAX_UPLOAD_BYTES, PROBLEM_EXCERPT_CHARS } from './limits';
+import { MAX_ROWS, MAX_UPLOAD_BYTES, PROBLEM_EXCERPT_CHARS } from '../../shared/data-limits';
 import { excerpt, UploadError, type RowProblem } from './problems';
 import { describeExcessNesting, findExcessNesting } from '../untrusted-json';
 import { decodeUtf8, type InvalidUtf8Line } from './utf8';

@@ -1,7 +1,7 @@
 import type { Platform } from '../platform/types';
 import { checkDatasetName, type PreparedKind, type SavedDatasetInfo, type SymbolTuningFit, type SymbolTuningSettings, type TrainingExample } from '../store/datasets';
 import type { LengthMeter, LengthReport } from './lengths';
-import { MAX_PER_CLASS, MAX_SYMBOL_PROMPTS, MAX_TRAIN_TOKENS } from './limits';
+import { MAX_PER_CLASS, MAX_SYMBOL_PROMPTS, MAX_TRAIN_TOKENS } from '../../shared/data-limits';
 import { toInstructionExamples } from './mapping';
 import { type LabeledPool, loadSymbolTuningPool, parseTaskCatalog, type TaskCatalog, userPool } from './pools';
 import type { SavedDatasets } from './saved';

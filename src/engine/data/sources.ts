@@ -1,6 +1,6 @@
 import type { Platform } from '../platform/types';
 import { MAX_JSON_DEPTH } from '../untrusted-json';
-import { openHubDatasetsCache, type HubDatasetsCache } from './hub-datasets-cache';
+import { openHubDatasetsCache, type HubDatasetsCache } from '../store/hub-datasets-cache';
 import {
   DATASETS_SERVER_URL,
   type HubDatasetPreset,
@@ -11,7 +11,7 @@ import {
   OPEN_ORCA_COT,
 } from './hub-datasets';
 import type { LengthMeter, LengthReport } from './lengths';
-import { DEFAULT_MAX_TOKENS, MAX_HUB_ROWS, MAX_TRAIN_TOKENS } from './limits';
+import { DEFAULT_MAX_TOKENS, MAX_HUB_ROWS, MAX_TRAIN_TOKENS } from '../../shared/data-limits';
 import { type ColumnMapping, type DatasetRow, distinctValues, type MappedDataset, mapRows } from './mapping';
 import { checkUploadSize, parseUpload, type ParsedRecord, type ParsedUpload, type UploadFormat } from './parse';
 import type { RowProblem, RowProblemKind } from './problems';

@@ -1,4 +1,4 @@
-import { DEFAULT_MAX_TOKENS } from './limits';
+import { DEFAULT_MAX_TOKENS } from '../../shared/data-limits';
 import type { Tokenizer } from './summary';
 
 /**

@@ -1,5 +1,5 @@
 import type { LoraState } from '../model/phi2/lora-state';
-import type { Phi2Dims } from '../model/phi2/params';
+import type { ModelDims } from '../weights/config';
 import { CandidateScorer } from './candidates';
 import {
   checkRunnerSettings,
@@ -52,7 +52,7 @@ export interface RunItemResult extends EvalItemResult {
  * prompt's length: rows up to longest prompt + largest budget - 1); an item that does not generate
  * is a range of its own.
  */
-export function generationBatches(prepared: readonly PreparedItem[], dims: Phi2Dims, maxBatch: number): Array<[number, number]> {
+export function generationBatches(prepared: readonly PreparedItem[], dims: ModelDims, maxBatch: number): Array<[number, number]> {
   const bytesPerPosition = dims.layers * 2 * dims.hidden * 4;
   const ranges: Array<[number, number]> = [];
   let first = 0;

@@ -7,13 +7,13 @@ import type { PreparedItem } from './prepare';
  * Workload, measured with Phi-2's tokenizer on the 730 prompts wrapped as the paper sent them:
  * 241,780 prompt tokens (mean 331, longest 1,138) and at most 730 x 50 = 36,500 generated tokens.
  * - Decode is bound by reading the weights once per step: ~3 GB of int8 weights at ~1 TB/s is ~3 ms per
- *   step (DESIGN.md), plus ~0.3 ms to read the sampled ids back: 3.3 ms/token one sequence at a time.
+ *   step, plus ~0.3 ms to read the sampled ids back: 3.3 ms/token one sequence at a time.
  *   Batches of 4 (paper prompts of ~380 positions fit 4 in the cache budget) divide that by up to 4, less
  *   the steps where a batch waits for its longest generation; RTX_4090_CLASS keeps the batch-1 figure, an
  *   upper bound, and the rates measured on this GPU replace it.
  * - Prefill is bound by arithmetic: ~5.0 GFLOP per token (2 x 2.5e9 parameters in the blocks; attention
  *   adds ~4*L*T*C = 0.1 GFLOP at T = 330; the lm_head runs for the last position only). Our f32 WGSL tiled
- *   matmul reaches 28-30 TFLOP/s on an H100 (DESIGN.md); assuming ~20 TFLOP/s effective on a 4090 with
+ *   matmul reached 28-30 TFLOP/s at 4096^3 on an H100 through Dawn/Vulkan (measured while building the engine); assuming ~20 TFLOP/s effective on a 4090 with
  *   int8 dequantisation in the inner loop gives ~0.25 ms/token, ~4,000 prompt tokens/s.
  * - Generation scoring, as the paper: 241,780 / 4,000 = 60 s of prefill + 36,500 x 3.3 ms = 120 s of
  *   decode: about 3 minutes at most (every generation running to 50 tokens, which the paper replication

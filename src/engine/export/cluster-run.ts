@@ -1,6 +1,6 @@
 import { strToU8, zipSync } from 'fflate';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, type AdapterFiles } from '../adapters/files';
-import { LORA_TARGETS } from '../adapters/lora-config';
+import { LORA_TARGETS } from '../../shared/lora';
 import type { TrainConfig } from '../train/trainer';
 import { trainPy } from './train-py';
 

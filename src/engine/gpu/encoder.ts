@@ -25,8 +25,6 @@ export interface DispatchTimer {
 }
 
 export class KernelEncoder {
-  private encoder: GPUCommandEncoder | null = null;
-  private pass: GPUComputePassEncoder | null = null;
   private arena: GPUBuffer | null = null;
   private staging = new ArrayBuffer(64 * UNIFORM_SLOT);
   private used = 0;

@@ -1,5 +1,5 @@
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, type AdapterFiles } from '../adapters/files';
-import { loraModules, loraScaling, type LinearShapes, type LoraModule, type LoraSettings, type LoraTarget } from '../adapters/lora-config';
+import { loraModules, loraScaling, type LinearShapes, type LoraModule, type LoraSettings, type LoraTarget } from '../../shared/lora';
 import { AdapterError, parseAdapterConfig, planAdapterTensors, type AdapterTensorInfo } from '../adapters/peft';
 import { parseSafetensors, type SafetensorsFile } from '../weights/safetensors';
 

@@ -1,4 +1,4 @@
-import type { LoraModule, LoraTarget } from '../adapters/lora-config';
+import type { LoraModule, LoraTarget } from '../../shared/lora';
 import type { GpuRuntime } from '../gpu/runtime';
 import { viewTensor, type GpuTensor } from '../gpu/tensor';
 import { gramScratchFloats, rowsGram } from '../kernels/rows';

@@ -1,4 +1,4 @@
-import { LORA_TARGETS, type LoraTarget } from '../adapters/lora-config';
+import { LORA_TARGETS, type LoraTarget } from '../../shared/lora';
 import type { AdapterFactors, LoraFactors } from './factors';
 import { effectiveRank, householderR, multiplyABt, svd } from './linalg';
 

@@ -3,7 +3,7 @@ import rowReduce from '../../../shaders/lib/row_reduce.wgsl?raw';
 import { packUniforms } from '../gpu/encoder';
 import { grid, type GpuRuntime } from '../gpu/runtime';
 import type { GpuTensor } from '../gpu/tensor';
-import { ADAMW_8BIT_BLOCK_SIZES, type Adam8bitBlockSize } from '../optim/settings';
+import { ADAMW_8BIT_BLOCK_SIZES, type Adam8bitBlockSize } from '../../shared/optimizer';
 import { expectDType, expectElements, expectShape } from './check';
 import type { AdamWHyper, AdamWOptions } from './adamw';
 import { GRAD_STATS } from './grad-norm';

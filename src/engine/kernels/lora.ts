@@ -72,7 +72,6 @@ interface Product {
 const DROP_TARGET = { a: 1, b: 2, c: 3 } as const;
 /** lora.gemm.wgsl's limits and flags. */
 export const MAX_GROUP = 6;
-const PROBLEM_FIELDS = 7;
 const TABLE_SCALARS = 44;
 const PER_PROBLEM = 0xffffffff;
 const FLAG_SUM = 1;

@@ -3,7 +3,7 @@ import type { GpuTensor } from '../gpu/tensor';
 import { adamwStep, type AdamWHyper, type AdamWOptions } from '../kernels/adamw';
 import { adamw8bitStep, type Adam8bitTensors } from '../kernels/adamw8bit';
 import { adamw8bitQuantMaps, blockTable } from './blockwise';
-import { blockCount, describeOptimizer, sameOptimizer, type Adam8bitBlockSize, type OptimizerSettings, type Segment } from './settings';
+import { blockCount, describeOptimizer, sameOptimizer, type Adam8bitBlockSize, type OptimizerSettings, type Segment } from '../../shared/optimizer';
 
 /**
  * AdamW's state on the GPU for one flat f32 parameter buffer, and one step over it: f32 moments

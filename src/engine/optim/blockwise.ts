@@ -1,4 +1,4 @@
-import { blockCount, type Segment } from './settings';
+import { blockCount, type Segment } from '../../shared/optimizer';
 
 /**
  * The format of bitsandbytes' block-wise 8-bit optimiser state (Dettmers et al. 2022, "8-bit Optimizers

@@ -1,3 +1,4 @@
+import { committed, done } from './requests';
 import { isQuotaError } from './errors';
 
 /**
@@ -109,20 +110,6 @@ export class DataStoreError extends Error {
   }
 }
 
-function done<T>(request: IDBRequest<T>): Promise<T> {
-  return new Promise((resolve, reject) => {
-    request.onsuccess = () => resolve(request.result);
-    request.onerror = () => reject(request.error ?? new Error('IndexedDB request failed'));
-  });
-}
-
-function committed(tx: IDBTransaction): Promise<void> {
-  return new Promise((resolve, reject) => {
-    tx.oncomplete = () => resolve();
-    tx.onerror = () => reject(tx.error ?? new Error('IndexedDB transaction failed'));
-    tx.onabort = () => reject(tx.error ?? new Error('IndexedDB transaction aborted'));
-  });
-}
 
 /** Chunks of a dataset of `rowCount` rows. (Keys are listed, not ranged, so no IDBKeyRange global is needed.) */
 function chunkCount(rowCount: number): number {

@@ -1,3 +1,4 @@
+import { formatBytes } from '../../shared/bytes';
 export type StoreErrorCode =
   /** IndexedDB is missing or refused to open (private mode, blocked by another tab, disabled). */
   | 'unavailable'
@@ -65,16 +66,4 @@ export function describeQuota(neededBytes: number, usage: number | null, quota: 
     `or the browser may keep this site below that estimate (private windows do). ${kept}: free space on the disk, or delete other models ` +
     'or other sites\u2019 data, and resume.'
   );
-}
-
-export function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n / 1024;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${v.toFixed(v < 10 ? 2 : 1)} ${units[u]}`;
 }

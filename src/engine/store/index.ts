@@ -1,5 +1,5 @@
 /** The app's IndexedDB store: schema (./schema.ts documents it), the store, its errors. */
-export { StoreError, formatBytes, isQuotaError, type StoreErrorCode } from './errors';
+export { StoreError, isQuotaError, type StoreErrorCode } from './errors';
 export {
   DB_NAME,
   DB_VERSION,

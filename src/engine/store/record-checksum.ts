@@ -1,5 +1,5 @@
 import { createXXHash64, type IHasher } from 'hash-wasm';
-import { crc32 } from '../weights/checksum';
+import { crc32 } from './crc32';
 import { StoreError } from './errors';
 
 /**

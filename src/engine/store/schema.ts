@@ -38,8 +38,13 @@
  * stores exist so that the next features need no migration.
  */
 
-import type { QuantScheme, StoredDType } from '../weights/layout';
 import type { RecordChecksum } from './record-checksum';
+
+/** How a model's weights are stored: 'int8' quantises the linear layers' weights (per-row scales), 'f16' keeps every weight F16. */
+export type QuantScheme = 'int8' | 'f16';
+
+/** A stored tensor's element type (weights/layout.ts says which parameter gets which). */
+export type StoredDType = 'i8' | 'f16' | 'f32';
 
 export const DB_NAME = 'phi2-lora';
 export const DB_VERSION = 1;

@@ -1,8 +1,8 @@
-import { CHUNK_BYTES, prefixRange, readChunks, storeFailure, writeChunks, writeTransaction, type AppDatabase } from '../adapters/store';
+import { CHUNK_BYTES, prefixRange, readChunks, storeFailure, writeChunks, writeTransaction, type AppDatabase } from '../store/chunks';
 import { StoreError } from '../store/errors';
 import { STORES } from '../store/schema';
 import type { OptimizerState } from '../optim/adamw-state';
-import { DEFAULT_OPTIMIZER, type Adam8bitBlockSize } from '../optim/settings';
+import { DEFAULT_OPTIMIZER, type Adam8bitBlockSize } from '../../shared/optimizer';
 import type { TrainCheckpoint, TrainConfig } from './trainer';
 
 /**

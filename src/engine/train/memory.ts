@@ -1,8 +1,10 @@
-import { adaptedLayers, loraModules, loraParameterCount, type LoraSettings } from '../adapters/lora-config';
+import { formatBytes } from '../../shared/bytes';
+import { adaptedLayers, loraModules, loraParameterCount, type LoraSettings } from '../../shared/lora';
+import { DEFAULT_OPTIMIZER, optimizerStateBytes, type OptimizerSettings, type Segment } from '../../shared/optimizer';
 import { int8ScratchBytes } from '../kernels/int8-rows';
 import { stepLoraScratchFloats } from '../kernels/lora-slicing';
 import type { ComputePath } from '../model/phi2/frozen-linear';
-import { DEFAULT_OPTIMIZER, optimizerStateBytes, type OptimizerSettings, type Segment } from '../optim/settings';
+import type { ModelDims } from '../weights/config';
 
 /**
  * GPU memory a configuration needs, item by item, computed from the model config the same way the
@@ -11,13 +13,8 @@ import { DEFAULT_OPTIMIZER, optimizerStateBytes, type OptimizerSettings, type Se
  * not fit is refused before its first step, with this breakdown and a suggestion.
  */
 
-export interface ModelShape {
-  vocab: number;
-  hidden: number;
-  intermediate: number;
-  layers: number;
-  heads: number;
-}
+/** The dimensions a memory estimate needs. */
+export type ModelShape = Pick<ModelDims, 'vocab' | 'hidden' | 'intermediate' | 'layers' | 'heads'>;
 
 export type WeightMode = 'int8' | 'f16';
 
@@ -187,16 +184,4 @@ export function parameterCount(n: number): string {
   if (n >= 1e9) return `${(n / 1e9).toFixed(2)}B`;
   if (n >= 1e6) return `${(n / 1e6).toFixed(1)}M`;
   return Math.round(n).toLocaleString('en-US');
-}
-
-export function formatBytes(bytes: number): string {
-  if (bytes < 1024) return `${bytes} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = bytes / 1024;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${v.toFixed(v < 10 ? 2 : 1)} ${units[u]}`;
 }

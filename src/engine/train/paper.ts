@@ -1,5 +1,5 @@
-import { PAPER_LORA, type LoraSettings } from '../adapters/lora-config';
-import { DEFAULT_OPTIMIZER } from '../optim/settings';
+import { PAPER_LORA, type LoraSettings } from '../../shared/lora';
+import { DEFAULT_OPTIMIZER } from '../../shared/optimizer';
 import type { ScheduleKind } from './schedule';
 import type { TrainConfig } from './trainer';
 

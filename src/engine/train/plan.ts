@@ -1,6 +1,6 @@
-import { validateLoraSettings, type LoraSettings } from '../adapters/lora-config';
+import { validateLoraSettings, type LoraSettings } from '../../shared/lora';
 import { trainingMemory, type MemoryEstimate, type ModelShape, type TrainingShape } from './memory';
-import { DEFAULT_OPTIMIZER, validateOptimizer, type OptimizerSettings } from '../optim/settings';
+import { DEFAULT_OPTIMIZER, validateOptimizer, type OptimizerSettings } from '../../shared/optimizer';
 import { APP_TRAINING_CHOICES, PAPER_TRAINING, stepsForEpochs, type PaperPreset } from './paper';
 import type { ScheduleKind } from './schedule';
 import type { TrainConfig } from './trainer';

@@ -1,6 +1,6 @@
-import type { LoraSettings } from '../adapters/lora-config';
+import type { LoraSettings } from '../../shared/lora';
 import { OptimizerStateError, type OptimizerState } from '../optim/adamw-state';
-import { validateOptimizer, type OptimizerSettings } from '../optim/settings';
+import { validateOptimizer, type OptimizerSettings } from '../../shared/optimizer';
 import { readbackLater } from '../gpu/readback';
 import { GRAD_STATS } from '../kernels/grad-norm';
 import { residualAccumulate } from '../kernels/residual';
@@ -159,7 +159,7 @@ export class Trainer {
   }
 
   async run(): Promise<TrainOutcome> {
-    const { config, model, lora } = this;
+    const { config, model } = this;
     const gpu = model.gpu;
     const total = config.schedule.totalSteps;
     const started = this.hooks.now();

@@ -31,6 +31,43 @@ export interface PhiConfig {
   readonly torchDtype: string | null;
 }
 
+/**
+ * The model's dimensions, the one shape every layer above the weights uses: the GPU model and its
+ * workspaces, the memory estimates, the pages. Built from a parsed config by modelDims.
+ */
+export interface ModelDims {
+  vocab: number;
+  hidden: number;
+  intermediate: number;
+  layers: number;
+  heads: number;
+  headDim: number;
+  /** Leading dimensions of each head that are rotated: int(headDim * partial_rotary_factor). */
+  rotaryDim: number;
+  ropeTheta: number;
+  layerNormEps: number;
+  maxPositions: number;
+  residDropout: number;
+  eosTokenId: number | null;
+}
+
+export function modelDims(c: PhiConfig): ModelDims {
+  return {
+    vocab: c.vocabSize,
+    hidden: c.hiddenSize,
+    intermediate: c.intermediateSize,
+    layers: c.numLayers,
+    heads: c.numHeads,
+    headDim: c.headDim,
+    rotaryDim: c.rotaryDim,
+    ropeTheta: c.ropeTheta,
+    layerNormEps: c.layerNormEps,
+    maxPositions: c.maxPositions,
+    residDropout: c.residPdrop,
+    eosTokenId: c.eosTokenId,
+  };
+}
+
 /** microsoft/phi-2's config.json at the pinned revision, for sizes before anything is downloaded and for tests. */
 export const PHI2_CONFIG_JSON = {
   _name_or_path: 'microsoft/phi-2',

@@ -117,7 +117,7 @@ export class PhiWeightsWriter {
         const table = spec.module === 'embed' || spec.module === 'lm_head';
         let chunks: RowChunk[];
         if (table && spec.part === 'weight') {
-          chunks = rowChunks(rows, rowBytes, maxBinding).map(([s, end], i, all) => ({
+          chunks = rowChunks(rows, rowBytes, maxBinding).map(([s, end], _, all) => ({
             rows: [s, end] as const,
             tensor: tensor(all.length > 1 ? `${spec.key}[${s}:${end}]` : spec.key, [end - s, cols], dtype),
           }));

@@ -1,25 +1,31 @@
-import type { Locks } from '../platform/locks';
 import { localLocks } from '../platform/locks';
 import { StoreError } from '../store/errors';
-import type { DamagedRecord, WeightStore } from '../store/store';
+import type { DamagedRecord } from '../store/store';
 import { RecordChecksums } from '../store/record-checksum';
-import type { ModelManifest, ModelSource, StoredFileState, TensorEntry, TensorRecord } from '../store/schema';
+import type { ModelManifest, StoredFileState, TensorEntry, TensorRecord } from '../store/schema';
 import { parsePhiConfig, readConfigJson, type PhiConfig } from './config';
 import { dtypeBytes, isFloatSource, type FloatSourceDType } from './dtypes';
 import { CheckpointError, HubError, SafetensorsError } from './errors';
-import { PhiLayout, storedBytes, storedDType, type ParamSpec, type QuantScheme } from './layout';
-import { RateMeter, type ImportProgress, type TransferProgress } from './progress';
-import { RowCodec } from './quantize';
-import { DEFAULT_RETRY, abortedError, attemptsFor, backoffDelay, isRetryable, isUnreachable, sleep, type RetryPolicy, type RetryStatus } from './retry';
 import {
-  parseSafetensorsHeader,
-  readSafetensorsStream,
-  type ByteSource,
-  type SafetensorsHeader,
-  type SafetensorsTensorInfo,
-} from './safetensors';
+  RECORD_BYTES,
+  TOKENIZER_FILES,
+  defaultModelId,
+  modelWriteLock,
+  planTensorEntry,
+  remainingBytes,
+  sameSource,
+  type ImportOptions,
+  type ImportTarget,
+} from './import-plan';
+import { PhiLayout, type ParamSpec, type QuantScheme } from './layout';
+import { ProgressTracker, countBytes } from './progress';
+import { RowCodec } from './quantize';
+import { DEFAULT_RETRY, abortedError, attemptsFor, backoffDelay, isRetryable, isUnreachable, sleep, type RetryPolicy } from './retry';
+import { parseSafetensorsHeader, readSafetensorsStream, type SafetensorsHeader, type SafetensorsTensorInfo } from './safetensors';
 import { INDEX_FILE, SINGLE_FILE, checkShardAgainstIndex, parseShardIndex, type ShardIndex } from './sharded';
 import type { CheckpointSource, OpenedFile } from './source';
+
+export { RECORD_BYTES, TOKENIZER_FILES, defaultModelId, modelWriteLock, planTensorEntry, type ImportOptions, type ImportTarget } from './import-plan';
 
 /**
  * The import pipeline, the same for the Hub and for local files:
@@ -31,110 +37,6 @@ import type { CheckpointSource, OpenedFile } from './source';
  * over HTTP with `Range: bytes=N-`, from files with Blob.slice. A file whose identity (ETag, size,
  * header) changed between attempts is restarted from scratch rather than mixing bytes of two versions.
  */
-
-/** Target size of one stored record: a few MB keeps IndexedDB transactions and memory small. */
-export const RECORD_BYTES = 4 * 2 ** 20;
-
-/** Tokenizer files stored with a model when the source has them. */
-export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json'] as const;
-
-/**
- * What the importer needs of a store (WeightStore; tests substitute a sink that discards). A store that
- * keeps records also reads them back: every import ends by verifying them, and repairs what fails.
- */
-export type ImportTarget = Pick<
-  WeightStore,
-  | 'getModel'
-  | 'putModel'
-  | 'putModelWithTensors'
-  | 'getTensors'
-  | 'writeRecord'
-  | 'resetTensors'
-  | 'deleteModel'
-  | 'putTokenizer'
-  | 'requestPersistence'
-  | 'checkSpace'
-> &
-  Partial<Pick<WeightStore, 'checkRecords' | 'markForRepair'>>;
-
-/** The Web Lock (platform/locks.ts) every writer of one stored model holds: imports, repairs, deletes. */
-export function modelWriteLock(modelId: string): string {
-  return `phi2-model-write:${modelId}`;
-}
-
-export interface ImportOptions {
-  source: CheckpointSource;
-  store: ImportTarget;
-  /** 'int8' (default): linear weights quantised; 'f16': every weight kept F16. */
-  scheme?: QuantScheme;
-  /** Defaults to defaultModelId(source, displayName, scheme). */
-  modelId?: string;
-  /** Monotonic milliseconds (Platform.now). */
-  now?: () => number;
-  onProgress?: (p: ImportProgress) => void;
-  /** Stops the import (pause); what was stored stays and a later import resumes. */
-  signal?: AbortSignal;
-  retry?: RetryPolicy;
-  recordBytes?: number;
-  /** Refuse to start when the host reports less free space than the model needs (default true). */
-  checkQuota?: boolean;
-  /** How often a file that changed on the server is restarted before giving up (default 2). */
-  maxRestarts?: number;
-  /** The host's locks (Platform.locks), shared by every tab; default: this process's (localLocks). */
-  locks?: Locks;
-}
-
-/** "microsoft/phi-2@<revision>:int8" for the Hub, "files:<folder name>:int8" for local files. */
-export function defaultModelId(source: ModelSource, displayName: string, scheme: QuantScheme): string {
-  if (source.kind === 'hub') return `${source.repo}@${source.revision}:${scheme}`;
-  return `files:${displayName}:${scheme}`;
-}
-
-/**
- * Whether a stored model came from the same place. For local files only the kind counts: the names
- * may differ by files the import ignores, and each file's identity (size, date) is checked on resume.
- */
-function sameSource(a: ModelSource, b: ModelSource): boolean {
-  if (a.kind === 'hub' && b.kind === 'hub') return a.repo === b.repo && a.revision === b.revision && a.baseUrl === b.baseUrl;
-  return a.kind === b.kind;
-}
-
-/** Stored layout of a parameter: its rows, and how many go into one record. */
-export function planTensorEntry(
-  modelId: string,
-  spec: ParamSpec,
-  scheme: QuantScheme,
-  file: string,
-  recordBytes = RECORD_BYTES,
-): TensorEntry {
-  const dtype = storedDType(spec, scheme);
-  const [rows, cols] = spec.shape.length === 2 ? spec.shape : [1, spec.shape[0]];
-  const rowBytes = cols * (dtype === 'i8' ? 1 : dtype === 'f16' ? 2 : 4);
-  const rowsPerRecord = Math.max(1, Math.min(rows, Math.floor(recordBytes / rowBytes)));
-  return {
-    modelId,
-    key: spec.key,
-    hfName: spec.hfName,
-    file,
-    shape: [...spec.shape],
-    dtype,
-    sourceDtype: '',
-    rows,
-    cols,
-    rowsPerRecord,
-    recordCount: Math.ceil(rows / rowsPerRecord),
-    bytes: storedBytes(spec, dtype),
-    recordsDone: 0,
-    checksums: [],
-    complete: false,
-  };
-}
-
-function remainingBytes(entries: Iterable<TensorEntry>): number {
-  let n = 0;
-  for (const e of entries) n += e.complete ? 0 : Math.ceil((e.bytes * (e.recordCount - e.recordsDone)) / e.recordCount);
-  return n;
-}
 
 /** Imports (or resumes importing) a checkpoint into the store; returns the completed manifest. */
 export async function importModel(options: ImportOptions): Promise<ModelManifest> {
@@ -585,169 +487,6 @@ class Importer {
     );
     this.progress.fileSize(header.fileSize);
     this.updateTotals();
-  }
-}
-
-/** Passes chunks through, reporting each chunk's size. */
-async function* countBytes(source: ByteSource, onBytes: (n: number) => void): AsyncGenerator<Uint8Array, void, undefined> {
-  if (typeof (source as ReadableStream<Uint8Array>).getReader === 'function') {
-    const reader = (source as ReadableStream<Uint8Array>).getReader();
-    let finished = false;
-    try {
-      for (;;) {
-        const r = await reader.read();
-        if (r.done) {
-          finished = true;
-          return;
-        }
-        onBytes(r.value.length);
-        yield r.value;
-      }
-    } finally {
-      if (!finished) await reader.cancel().catch(() => undefined);
-    }
-  } else {
-    for await (const chunk of source as AsyncIterable<Uint8Array>) {
-      onBytes(chunk.length);
-      yield chunk;
-    }
-  }
-}
-
-/** Keeps the numbers behind ImportProgress and reports them, at most every 100 ms between events. */
-class ProgressTracker {
-  private fileName: string | null = null;
-  private fileTotal: number | null = null;
-  private filePos = 0;
-  private finishedBytes = 0;
-  private expectedTotal = 0;
-  private tensorsDoneCount = 0;
-  private tensorsTotal = 0;
-  private sessionBytes = 0;
-  private currentPhase: ImportProgress['phase'] = 'metadata';
-  private readonly fileRate: RateMeter;
-  private readonly overallRate: RateMeter;
-  private lastEmit = -Infinity;
-  private verified = { done: 0, total: 0 };
-
-  constructor(
-    private readonly now: () => number,
-    private readonly onProgress?: (p: ImportProgress) => void,
-  ) {
-    this.fileRate = new RateMeter(now);
-    this.overallRate = new RateMeter(now);
-  }
-
-  setTotals(expectedBytes: number, tensorsTotal: number, tensorsDone: number): void {
-    this.expectedTotal = expectedBytes;
-    this.tensorsTotal = tensorsTotal;
-    this.tensorsDoneCount = tensorsDone;
-  }
-
-  phase(p: ImportProgress['phase']): void {
-    this.currentPhase = p;
-    this.emit(true);
-  }
-
-  notice(message: string): void {
-    this.emit(true, message);
-  }
-
-  /** A wait before another try: the notice for logs, the status for a page that shows one line with a count. */
-  retrying(status: RetryStatus, message: string): void {
-    this.emit(true, message, status);
-  }
-
-  startFile(name: string, expectedSize: number): void {
-    this.fileName = name;
-    this.fileTotal = expectedSize;
-    this.filePos = 0;
-    this.fileRate.reset();
-    this.emit(true);
-  }
-
-  filePosition(offset: number): void {
-    this.filePos = offset;
-    this.fileRate.reset();
-    this.fileRate.sample(0);
-  }
-
-  fileSize(size: number): void {
-    this.fileTotal = size;
-  }
-
-  received(n: number): void {
-    this.filePos += n;
-    this.sessionBytes += n;
-    this.fileRate.sample(this.filePos);
-    this.overallRate.sample(this.sessionBytes);
-    this.emit(false);
-  }
-
-  tensorDone(): void {
-    this.tensorsDoneCount++;
-  }
-
-  /** Bytes read back and checked so far ('verifying'), reported in place of the transfer. */
-  verifying(_what: string, done: number, total: number): void {
-    this.currentPhase = 'verifying';
-    this.verified = { done, total };
-    this.emit(false);
-  }
-
-  fileSkipped(size: number): void {
-    this.finishedBytes += size;
-  }
-
-  endFile(size: number): void {
-    this.finishedBytes += size;
-    this.fileName = null;
-    this.filePos = 0;
-    this.emit(true);
-  }
-
-  complete(manifest: ModelManifest, tensors: number): void {
-    const total = manifest.files.reduce((a, f) => a + (f.size ?? 0), 0);
-    this.finishedBytes = total;
-    this.expectedTotal = total;
-    this.tensorsDoneCount = tensors;
-    this.tensorsTotal = tensors;
-    this.currentPhase = 'complete';
-    this.emit(true);
-  }
-
-  private transfer(done: number, total: number | null, meter: RateMeter): TransferProgress {
-    return { bytesDone: done, bytesTotal: total, rate: meter.rate, etaSeconds: total === null ? null : meter.secondsFor(total - done) };
-  }
-
-  private emit(force: boolean, notice?: string, retry?: RetryStatus): void {
-    if (!this.onProgress) return;
-    const t = this.now();
-    if (!force && t - this.lastEmit < 100) return;
-    this.lastEmit = t;
-    if (this.currentPhase === 'verifying') {
-      const { done, total } = this.verified;
-      this.onProgress({
-        phase: 'verifying',
-        file: null,
-        overall: { bytesDone: done, bytesTotal: total, rate: 0, etaSeconds: null },
-        tensorsDone: this.tensorsDoneCount,
-        tensorsTotal: this.tensorsTotal,
-        ...(notice ? { notice } : {}),
-      });
-      return;
-    }
-    const overallDone = this.finishedBytes + (this.fileName ? this.filePos : 0);
-    const overallTotal = Math.max(this.expectedTotal, overallDone);
-    this.onProgress({
-      phase: this.currentPhase,
-      file: this.fileName ? { name: this.fileName, ...this.transfer(this.filePos, this.fileTotal, this.fileRate) } : null,
-      overall: this.transfer(overallDone, overallTotal, this.overallRate),
-      tensorsDone: this.tensorsDoneCount,
-      tensorsTotal: this.tensorsTotal,
-      ...(notice ? { notice } : {}),
-      ...(retry ? { retry } : {}),
-    });
   }
 }
 

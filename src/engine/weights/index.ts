@@ -3,7 +3,7 @@
  * from the Hub or local files into the store, and upload from the store to the GPU.
  */
 export { PHI2_CONFIG_JSON, parsePhiConfig, type PhiConfig } from './config';
-export { crc32 } from './checksum';
+export { crc32 } from '../store/crc32';
 export {
   F16_TO_NUMBER,
   SAFETENSORS_DTYPE_BITS,

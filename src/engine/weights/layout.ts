@@ -1,3 +1,4 @@
+import type { QuantScheme, StoredDType } from '../store/schema';
 import type { PhiConfig } from './config';
 import { isFloatSource, type SafetensorsDType } from './dtypes';
 import { CheckpointError } from './errors';
@@ -21,15 +22,14 @@ import { CheckpointError } from './errors';
  * (V vocab_size, C hidden_size, I intermediate_size.) Linear weights are [out, in] as in nn.Linear.
  */
 
+export type { QuantScheme, StoredDType };
+
 export const LINEAR_NAMES = ['q', 'k', 'v', 'dense', 'fc1', 'fc2'] as const;
 export type LinearName = (typeof LINEAR_NAMES)[number];
 
 /** int8: the six linear weights of each block quantised per output row; f16: every weight kept F16. */
-export type QuantScheme = 'int8' | 'f16';
 export const QUANT_SCHEMES: readonly QuantScheme[] = ['int8', 'f16'];
 
-/** How a parameter is kept in the store and on the GPU (GpuTensor dtypes). */
-export type StoredDType = 'i8' | 'f16' | 'f32';
 
 export type ParamModule = LinearName | 'ln' | 'embed' | 'final_ln' | 'lm_head';
 

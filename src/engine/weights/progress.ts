@@ -1,4 +1,6 @@
+import type { ModelManifest } from '../store/schema';
 import type { RetryStatus } from './retry';
+import type { ByteSource } from './safetensors';
 
 /** Transfer rate over a sliding window, and the time left at that rate. */
 export class RateMeter {
@@ -60,4 +62,167 @@ export interface ImportProgress {
   notice?: string;
   /** Set on the report of a wait before another try (its notice says the same in words). */
   retry?: RetryStatus;
+}
+
+/** Passes chunks through, reporting each chunk's size. */
+export async function* countBytes(source: ByteSource, onBytes: (n: number) => void): AsyncGenerator<Uint8Array, void, undefined> {
+  if (typeof (source as ReadableStream<Uint8Array>).getReader === 'function') {
+    const reader = (source as ReadableStream<Uint8Array>).getReader();
+    let finished = false;
+    try {
+      for (;;) {
+        const r = await reader.read();
+        if (r.done) {
+          finished = true;
+          return;
+        }
+        onBytes(r.value.length);
+        yield r.value;
+      }
+    } finally {
+      if (!finished) await reader.cancel().catch(() => undefined);
+    }
+  } else {
+    for await (const chunk of source as AsyncIterable<Uint8Array>) {
+      onBytes(chunk.length);
+      yield chunk;
+    }
+  }
+}
+
+/** Keeps the numbers behind ImportProgress and reports them, at most every 100 ms between events. */
+export class ProgressTracker {
+  private fileName: string | null = null;
+  private fileTotal: number | null = null;
+  private filePos = 0;
+  private finishedBytes = 0;
+  private expectedTotal = 0;
+  private tensorsDoneCount = 0;
+  private tensorsTotal = 0;
+  private sessionBytes = 0;
+  private currentPhase: ImportProgress['phase'] = 'metadata';
+  private readonly fileRate: RateMeter;
+  private readonly overallRate: RateMeter;
+  private lastEmit = -Infinity;
+  private verified = { done: 0, total: 0 };
+
+  constructor(
+    private readonly now: () => number,
+    private readonly onProgress?: (p: ImportProgress) => void,
+  ) {
+    this.fileRate = new RateMeter(now);
+    this.overallRate = new RateMeter(now);
+  }
+
+  setTotals(expectedBytes: number, tensorsTotal: number, tensorsDone: number): void {
+    this.expectedTotal = expectedBytes;
+    this.tensorsTotal = tensorsTotal;
+    this.tensorsDoneCount = tensorsDone;
+  }
+
+  phase(p: ImportProgress['phase']): void {
+    this.currentPhase = p;
+    this.emit(true);
+  }
+
+  notice(message: string): void {
+    this.emit(true, message);
+  }
+
+  /** A wait before another try: the notice for logs, the status for a page that shows one line with a count. */
+  retrying(status: RetryStatus, message: string): void {
+    this.emit(true, message, status);
+  }
+
+  startFile(name: string, expectedSize: number): void {
+    this.fileName = name;
+    this.fileTotal = expectedSize;
+    this.filePos = 0;
+    this.fileRate.reset();
+    this.emit(true);
+  }
+
+  filePosition(offset: number): void {
+    this.filePos = offset;
+    this.fileRate.reset();
+    this.fileRate.sample(0);
+  }
+
+  fileSize(size: number): void {
+    this.fileTotal = size;
+  }
+
+  received(n: number): void {
+    this.filePos += n;
+    this.sessionBytes += n;
+    this.fileRate.sample(this.filePos);
+    this.overallRate.sample(this.sessionBytes);
+    this.emit(false);
+  }
+
+  tensorDone(): void {
+    this.tensorsDoneCount++;
+  }
+
+  /** Bytes read back and checked so far ('verifying'), reported in place of the transfer. */
+  verifying(_what: string, done: number, total: number): void {
+    this.currentPhase = 'verifying';
+    this.verified = { done, total };
+    this.emit(false);
+  }
+
+  fileSkipped(size: number): void {
+    this.finishedBytes += size;
+  }
+
+  endFile(size: number): void {
+    this.finishedBytes += size;
+    this.fileName = null;
+    this.filePos = 0;
+    this.emit(true);
+  }
+
+  complete(manifest: ModelManifest, tensors: number): void {
+    const total = manifest.files.reduce((a, f) => a + (f.size ?? 0), 0);
+    this.finishedBytes = total;
+    this.expectedTotal = total;
+    this.tensorsDoneCount = tensors;
+    this.tensorsTotal = tensors;
+    this.currentPhase = 'complete';
+    this.emit(true);
+  }
+
+  private transfer(done: number, total: number | null, meter: RateMeter): TransferProgress {
+    return { bytesDone: done, bytesTotal: total, rate: meter.rate, etaSeconds: total === null ? null : meter.secondsFor(total - done) };
+  }
+
+  private emit(force: boolean, notice?: string, retry?: RetryStatus): void {
+    if (!this.onProgress) return;
+    const t = this.now();
+    if (!force && t - this.lastEmit < 100) return;
+    this.lastEmit = t;
+    if (this.currentPhase === 'verifying') {
+      const { done, total } = this.verified;
+      this.onProgress({
+        phase: 'verifying',
+        file: null,
+        overall: { bytesDone: done, bytesTotal: total, rate: 0, etaSeconds: null },
+        tensorsDone: this.tensorsDoneCount,
+        tensorsTotal: this.tensorsTotal,
+        ...(notice ? { notice } : {}),
+      });
+      return;
+    }
+    const overallDone = this.finishedBytes + (this.fileName ? this.filePos : 0);
+    const overallTotal = Math.max(this.expectedTotal, overallDone);
+    this.onProgress({
+      phase: this.currentPhase,
+      file: this.fileName ? { name: this.fileName, ...this.transfer(this.filePos, this.fileTotal, this.fileRate) } : null,
+      overall: this.transfer(overallDone, overallTotal, this.overallRate),
+      tensorsDone: this.tensorsDoneCount,
+      tensorsTotal: this.tensorsTotal,
+      ...(notice ? { notice } : {}),
+      ...(retry ? { retry } : {}),
+    });
+  }
 }

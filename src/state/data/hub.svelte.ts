@@ -1,7 +1,7 @@
-import { MAX_HUB_ROWS } from '../../engine/data/limits';
+import { MAX_HUB_ROWS } from '../../shared/data-limits';
 import type { HubLoadProgress, HubPresetId } from '../../worker/data-api';
 import { Comlink, engine } from '../../worker/client';
-import { isCancel, messageOf } from './errors';
+import { isCancel, messageOf } from '../errors';
 import type { SourceState } from './source.svelte';
 
 /** The Hub's dataset viewer API; the advanced settings can point elsewhere (a mirror, a test server). */

@@ -3,9 +3,9 @@ import { SYMBOL_TUNING_PER_CLASS } from '../../engine/data/symbol-tuning';
 import { SYMBOL_KINDS, type SymbolKind } from '../../engine/data/symbols';
 import { PAPER_TEMPLATE, parseTemplate } from '../../engine/data/template';
 import type { BundledPoolInfo, PreparedSummary, SavedDatasetInfo } from '../../worker/data-api';
-import { DEFAULT_MAX_TOKENS, MAX_PER_CLASS, MAX_SYMBOL_PROMPTS, MAX_TRAIN_TOKENS } from '../../engine/data/limits';
+import { DEFAULT_MAX_TOKENS, MAX_PER_CLASS, MAX_SYMBOL_PROMPTS, MAX_TRAIN_TOKENS } from '../../shared/data-limits';
 import { Comlink, engine } from '../../worker/client';
-import { messageOf } from './errors';
+import { messageOf } from '../errors';
 import type { SourceState } from './source.svelte';
 
 /** The app's data folder (public/data), next to index.html whatever the base path. */

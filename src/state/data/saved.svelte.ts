@@ -1,6 +1,6 @@
 import type { SavedDatasetInfo, TrlJsonlKind } from '../../worker/data-api';
 import { engine } from '../../worker/client';
-import { messageOf } from './errors';
+import { messageOf } from '../errors';
 
 /** The datasets kept in IndexedDB (through the worker), for the Train page and for export. */
 export class SavedDatasetsState {

@@ -1,7 +1,7 @@
 import type { ColumnMapping } from '../../engine/data/mapping';
 import type { MappingReport, SourceInfo } from '../../worker/data-api';
 import { engine } from '../../worker/client';
-import { messageOf } from './errors';
+import { messageOf } from '../errors';
 
 /** A mapping as the selects hold it: '' means "no column". */
 export interface MappingChoice {

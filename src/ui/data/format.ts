@@ -1,18 +1,13 @@
+import { formatBytes } from '../../shared/bytes';
+
 /** Number and size formatting for the Data page (English grouping, as elsewhere in the app). */
 export function int(n: number): string {
   return n.toLocaleString('en-US');
 }
 
+/** Sizes of uploads and exports, in binary units (KiB, MiB) as the upload limit is stated. */
 export function bytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ['KB', 'MB', 'GB'];
-  let v = n / 1024;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${v.toFixed(v < 10 ? 1 : 0)} ${units[u]}`;
+  return formatBytes(n);
 }
 
 export function plural(n: number, one: string, many = `${one}s`): string {

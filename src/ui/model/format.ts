@@ -1,20 +1,13 @@
+import { formatBytes as format } from '../../shared/bytes';
+
 /**
  * Numbers as the Model page shows them. Sizes are decimal (1 GB = 10^9 bytes), like download sizes
  * on the Hub and transfer rates in MB/s.
  */
 
-const UNITS = ['B', 'kB', 'MB', 'GB', 'TB'];
-
+/** Sizes in decimal units, like download sizes on the Hub. */
 export function formatBytes(bytes: number): string {
-  if (!Number.isFinite(bytes) || bytes < 0) return '–';
-  let v = bytes;
-  let u = 0;
-  while (v >= 1000 && u < UNITS.length - 1) {
-    v /= 1000;
-    u++;
-  }
-  if (u === 0) return `${v} B`;
-  return `${v.toFixed(v < 10 ? 2 : v < 100 ? 1 : 0)} ${UNITS[u]}`;
+  return format(bytes, 'decimal');
 }
 
 export function formatRate(bytesPerSecond: number): string {

@@ -1,6 +1,10 @@
 /** Numbers as the Train and Adapters pages show them. GPU memory in binary units (GiB), as cards are sold. */
 
-export { formatBytes as formatMemory } from '../../engine/train/memory';
+import { formatBytes } from '../../shared/bytes';
+
+export function formatMemory(bytes: number): string {
+  return formatBytes(bytes);
+}
 
 /** "45 s", "3 min 20 s", "1 h 05 min"; "–" while unknown. */
 export function duration(seconds: number | null | undefined): string {
@@ -26,15 +30,7 @@ export function dateTime(ms: number): string {
 
 /** Decimal sizes for files and downloads (1 MB = 10^6 bytes), like the Model page and the Hub. */
 export function fileSize(bytes: number | null | undefined): string {
-  if (bytes === null || bytes === undefined || !Number.isFinite(bytes) || bytes < 0) return '–';
-  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
-  let v = bytes;
-  let u = 0;
-  while (v >= 1000 && u < units.length - 1) {
-    v /= 1000;
-    u++;
-  }
-  return u === 0 ? `${v} B` : `${v.toFixed(v < 10 ? 2 : v < 100 ? 1 : 0)} ${units[u]}`;
+  return bytes === null || bytes === undefined ? '–' : formatBytes(bytes, 'decimal');
 }
 
 /** A learning rate: 2.50e-5, or 0 before warm-up starts. */

@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { exportGgufCommand } from '../../../src/cli/adapter-commands';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, type AdapterFiles } from '../../../src/engine/adapters/files';
 import { encodeGgufAdapter, type GgufAdapterType } from '../../../src/engine/adapters/gguf';
-import { LORA_TARGETS, type LinearShapes, type LoraSettings, type LoraTarget } from '../../../src/engine/adapters/lora-config';
+import { LORA_TARGETS, type LinearShapes, type LoraSettings, type LoraTarget } from '../../../src/shared/lora';
 import { parseSafetensors, serializeSafetensors } from '../../../src/engine/weights/safetensors';
 import { FIXTURES } from '../../support/fixtures';
 import { makeAdapter } from './helpers';

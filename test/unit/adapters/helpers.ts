@@ -5,7 +5,7 @@
 import 'fake-indexeddb/auto';
 import { IDBFactory } from 'fake-indexeddb';
 import { encodeAdapter, type AdapterFiles } from '../../../src/engine/adapters/files';
-import { loraModules, type LinearShapes, type LoraSettings } from '../../../src/engine/adapters/lora-config';
+import { loraModules, type LinearShapes, type LoraSettings } from '../../../src/shared/lora';
 import { adapterTensorNames } from '../../../src/engine/adapters/peft';
 import { WeightStore } from '../../../src/engine/store/store';
 import { randomArray, rng } from '../../support/compare';

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, zipAdapter, type AdapterFiles } from '../../../src/engine/adapters/files';
 import { downloadAdapter, locateAdapter, locationLabel, locationName, previewAdapter, type AdapterDownloadProgress } from '../../../src/engine/adapters/hub';
-import { LORA_TARGETS } from '../../../src/engine/adapters/lora-config';
+import { LORA_TARGETS } from '../../../src/shared/lora';
 import { DownloadCache } from '../../../src/engine/adapters/store';
 import { HubError } from '../../../src/engine/weights/errors';
 import { HubServer, TEST_REVISION } from '../../support/hub-server';

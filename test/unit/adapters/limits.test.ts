@@ -5,7 +5,7 @@ import { strToU8, zipSync } from 'fflate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, adapterWeightsLimit, zipAdapter, type AdapterFiles } from '../../../src/engine/adapters/files';
 import { downloadAdapter, locateAdapter } from '../../../src/engine/adapters/hub';
-import { LORA_TARGETS } from '../../../src/engine/adapters/lora-config';
+import { LORA_TARGETS } from '../../../src/shared/lora';
 import { AdapterError, resolveAdapterConfig, type PeftLoraConfig } from '../../../src/engine/adapters/peft';
 import { DownloadCache } from '../../../src/engine/adapters/store';
 import { unzipAdapter } from '../../../src/engine/adapters/zip';

@@ -3,7 +3,7 @@ import { ADAPTER_CONFIG, ADAPTER_WEIGHTS } from '../../../src/engine/adapters/fi
 import { downloadAdapter, locateAdapter } from '../../../src/engine/adapters/hub';
 import { adapterTags, modelCard, type ModelCardInput } from '../../../src/engine/adapters/model-card';
 import { checkRepoName, configForHub, publishAdapter, PublishError, type PublishProgress } from '../../../src/engine/adapters/publish';
-import type { LoraSettings } from '../../../src/engine/adapters/lora-config';
+import type { LoraSettings } from '../../../src/shared/lora';
 import { HubServer } from '../../support/hub-server';
 import { makeAdapter } from './helpers';
 

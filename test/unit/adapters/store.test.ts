@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS } from '../../../src/engine/adapters/files';
 import { AdapterError } from '../../../src/engine/adapters/peft';
-import { AdapterStore, DownloadCache, writeChunks, type AdapterStore as Store } from '../../../src/engine/adapters/store';
+import { AdapterStore, DownloadCache, type AdapterStore as Store } from '../../../src/engine/adapters/store';
+import { writeChunks } from '../../../src/engine/store/chunks';
 import { STORES } from '../../../src/engine/store/schema';
 import { StoreError } from '../../../src/engine/store/errors';
 import { CheckpointStore } from '../../../src/engine/train/checkpoints';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { LORA_TARGETS } from '../../../src/engine/adapters/lora-config';
+import { LORA_TARGETS } from '../../../src/shared/lora';
 import { formatLayers, paperPlan, parseLayers, planMemory, planProblems, totalStepsOf, trainConfigOf, type TrainPlan } from '../../../src/engine/train/plan';
 
 const MODEL = { shape: { vocab: 51200, hidden: 2560, intermediate: 10240, layers: 32, heads: 32 }, maxPositions: 2048, weightMode: 'int8' as const };
@@ -12,7 +12,7 @@ describe('the paper presets', () => {
     const s = paperPlan('symbol', { kind: 'saved', id: 'd' }, 'flan-phi-2');
     expect(s).toMatchObject({ preset: 'symbol', baseAdapterId: 'flan-phi-2', data: { kind: 'saved', id: 'd' }, lora: p.lora, schedule: p.schedule });
     expect(planProblems(p, MODEL)).toEqual([]);
-    // 94,371,840 LoRA parameters on Phi-2 (DESIGN.md), in f32 with gradients and both AdamW moments.
+    // 94,371,840 LoRA parameters on Phi-2 (r 64 on all six linear layers of all 32 blocks), in f32 with gradients and both AdamW moments.
     const { estimate } = planMemory(p, MODEL);
     const lora = estimate.items.find((i) => i.name.startsWith('LoRA weights'))!;
     expect(lora.bytes).toBe(94_371_840 * 8);

@@ -1,6 +1,6 @@
 import { IDBFactory } from 'fake-indexeddb';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { openHubDatasetsCache } from '../../../src/engine/data/hub-datasets-cache';
+import { openHubDatasetsCache } from '../../../src/engine/store/hub-datasets-cache';
 import {
   type HubRowsDeps,
   type HubRowsProgress,

@@ -7,10 +7,9 @@ import {
   type PreparedItem,
   type RunnerSettings,
 } from '../../../src/engine/eval/runner';
-import { phi2Dims } from '../../../src/engine/model/phi2/build';
-import { parsePhiConfig, PHI2_CONFIG_JSON } from '../../../src/engine/weights/config';
+import { modelDims, parsePhiConfig, PHI2_CONFIG_JSON } from '../../../src/engine/weights/config';
 
-const dims = phi2Dims(parsePhiConfig(PHI2_CONFIG_JSON));
+const dims = modelDims(parsePhiConfig(PHI2_CONFIG_JSON));
 
 /** Prepared items with prompts of these lengths and these new-token budgets (0: rank only). */
 function prepared(items: Array<[prompt: number, budget: number]>): PreparedItem[] {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { AdapterStore } from '../../../src/engine/adapters/store';
-import { SessionError, type Session } from '../../../src/engine/session';
+import { SessionError, type Session } from '../../../src/engine/session/session';
 import { inspectApi } from '../../../src/worker/inspect-api';
 import type { InspectProgress, UpdateCell } from '../../../src/worker/inspect-api';
 import { freshStore, makeAdapter } from '../adapters/helpers';

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../../../src/engine/engine';
 import { processLocks } from '../../../src/engine/platform/locks';
 import type { Platform } from '../../../src/engine/platform/types';
-import { Session } from '../../../src/engine/session';
+import { Session } from '../../../src/engine/session/session';
 import { STORES } from '../../../src/engine/store/schema';
 import { modelWriteLock } from '../../../src/engine/weights/import';
 import { modelApi } from '../../../src/worker/model-api';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { RecordChecksums, describeChecksum } from '../../../src/engine/store/record-checksum';
-import { crc32 } from '../../../src/engine/weights/checksum';
+import { crc32 } from '../../../src/engine/store/crc32';
 
 const text = (s: string) => new TextEncoder().encode(s);
 

@@ -3,7 +3,7 @@ import { IDBFactory } from 'fake-indexeddb';
 import { describe, expect, it } from 'vitest';
 import { Engine } from '../../../src/engine/engine';
 import type { Platform } from '../../../src/engine/platform/types';
-import { Session } from '../../../src/engine/session';
+import { Session } from '../../../src/engine/session/session';
 import { StoreError } from '../../../src/engine/store/errors';
 import { DB_NAME, DB_VERSION } from '../../../src/engine/store/schema';
 import { WeightStore } from '../../../src/engine/store/store';

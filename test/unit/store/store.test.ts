@@ -4,7 +4,7 @@ import { StoreError } from '../../../src/engine/store/errors';
 import { DB_VERSION, STORES, type ModelManifest, type TensorEntry, type TensorRecord } from '../../../src/engine/store/schema';
 import { WeightStore } from '../../../src/engine/store/store';
 import { RecordChecksums } from '../../../src/engine/store/record-checksum';
-import { crc32 } from '../../../src/engine/weights/checksum';
+import { crc32 } from '../../../src/engine/store/crc32';
 
 const checksums = await RecordChecksums.load();
 

@@ -7,9 +7,10 @@ import {
   PAPER_LORA,
   peftModulePath,
   validateLoraSettings,
-} from '../../../src/engine/adapters/lora-config';
-import { eightBitSaving, formatBytes, inferenceMemory, optimizerMemory, parameterCount, suggestSmaller, trainingMemory, weightBytes, type ModelShape } from '../../../src/engine/train/memory';
-import { optimizerStateBytes } from '../../../src/engine/optim/settings';
+} from '../../../src/shared/lora';
+import { formatBytes } from '../../../src/shared/bytes';
+import { eightBitSaving, inferenceMemory, optimizerMemory, parameterCount, suggestSmaller, trainingMemory, weightBytes, type ModelShape } from '../../../src/engine/train/memory';
+import { optimizerStateBytes } from '../../../src/shared/optimizer';
 import { learningRate, lrMultiplier, validateSchedule } from '../../../src/engine/train/schedule';
 
 const PHI2: ModelShape = { vocab: 51200, hidden: 2560, intermediate: 10240, layers: 32, heads: 32 };

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { parseFlags } from '../../../src/cli/args';
 import { cliTrainConfig, trainCommand, TRAIN_USAGE } from '../../../src/cli/train-command';
-import { LORA_TARGETS, PAPER_LORA } from '../../../src/engine/adapters/lora-config';
-import { DEFAULT_MAX_TOKENS } from '../../../src/engine/data/limits';
+import { LORA_TARGETS, PAPER_LORA } from '../../../src/shared/lora';
+import { DEFAULT_MAX_TOKENS } from '../../../src/shared/data-limits';
 import { APP_TRAINING_CHOICES, PAPER_TRAINING, paperTrainConfig, stepsForEpochs } from '../../../src/engine/train/paper';
 import { paperPlan, planProblems, trainConfigOf } from '../../../src/engine/train/plan';
 

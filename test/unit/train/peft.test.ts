@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { PAPER_LORA } from '../../../src/engine/adapters/lora-config';
+import { PAPER_LORA } from '../../../src/shared/lora';
 import { AdapterError, exportAdapterConfig, parseAdapterConfig, planAdapterTensors } from '../../../src/engine/adapters/peft';
 
 const FIXTURES = `${import.meta.dirname}/../../../../shared/fixtures`;

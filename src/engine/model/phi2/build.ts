@@ -1,31 +1,13 @@
 import type { F16RowChunk } from '../../kernels/row-chunks';
-import type { PhiConfig } from '../../weights/config';
+import { modelDims } from '../../weights/config';
 import type { PhiWeights, RowChunk } from '../../weights/gpu-weights';
-import { LINEAR_NAMES, type BlockParams, type Phi2Dims, type Phi2Params } from './params';
-
-/** The model's dimensions from its parsed config.json. */
-export function phi2Dims(c: PhiConfig): Phi2Dims {
-  return {
-    vocab: c.vocabSize,
-    hidden: c.hiddenSize,
-    intermediate: c.intermediateSize,
-    layers: c.numLayers,
-    heads: c.numHeads,
-    headDim: c.headDim,
-    rotaryDim: c.rotaryDim,
-    ropeTheta: c.ropeTheta,
-    layerNormEps: c.layerNormEps,
-    maxPositions: c.maxPositions,
-    residDropout: c.residPdrop,
-    eosTokenId: c.eosTokenId,
-  };
-}
+import { LINEAR_NAMES, type BlockParams, type Phi2Params } from './params';
 
 /** The model's view of weights on the GPU (weights/gpu-weights.ts), from the store or a checkpoint. */
 export function phi2ParamsFromWeights(w: PhiWeights): Phi2Params {
   const chunks = (rows: RowChunk[]): F16RowChunk[] => rows.map((c) => ({ table: c.tensor, firstRow: c.rows[0] }));
   return {
-    dims: phi2Dims(w.config),
+    dims: modelDims(w.config),
     weightMode: w.scheme,
     embedding: chunks(w.embedding),
     blocks: w.layers.map((layer) => {

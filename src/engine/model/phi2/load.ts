@@ -1,18 +1,15 @@
 import type { GpuRuntime } from '../../gpu/runtime';
 import { parsePhiConfig, type PhiConfig } from '../../weights/config';
-import { isFloatSource } from '../../weights/dtypes';
 import { CheckpointError } from '../../weights/errors';
-import { PhiLayout, storedDType, type QuantScheme } from '../../weights/layout';
-import { RowCodec } from '../../weights/quantize';
+import { PhiLayout, type QuantScheme } from '../../weights/layout';
+import { importModel, type ImportTarget } from '../../weights/import';
+import type { ModelManifest, TensorEntry, TensorRecord } from '../../store/schema';
 import { readSafetensorsStream, type ByteSource, type SafetensorsHeader } from '../../weights/safetensors';
 import { checkShardAgainstIndex, INDEX_FILE, parseShardIndex, SINGLE_FILE, type ShardIndex } from '../../weights/sharded';
 import type { CheckpointSource } from '../../weights/source';
 import { PhiWeightsWriter } from '../../weights/gpu-weights';
 import { phi2ParamsFromWeights } from './build';
 import type { Phi2Params } from './params';
-
-/** Source rows are converted in pieces of about this many bytes: bounded memory, few GPU writes. */
-const PIECE_BYTES = 4 << 20;
 
 export interface DirectLoadProgress {
   file: string;
@@ -21,9 +18,10 @@ export interface DirectLoadProgress {
 }
 
 /**
- * Streams a checkpoint from a source straight onto the GPU, quantising as it goes, without the
- * IndexedDB store: for the command line and tests. The app imports into the store first (so a reload
- * starts offline) and loads from there; both convert rows with the same RowCodec.
+ * Streams a checkpoint from a source straight onto the GPU, without the IndexedDB store: for the
+ * command line and tests. It is the app's importer (weights/import.ts: the same header checks, row
+ * conversion and records) with the GPU as its target instead of the store; the app imports into the
+ * store first (so a reload starts offline) and loads from there.
  */
 export async function loadPhi2FromSource(
   gpu: GpuRuntime,
@@ -50,39 +48,64 @@ export async function loadPhi2FromSource(
   }
   const writer = new PhiWeightsWriter(gpu, config, scheme);
   try {
-
-    for (const file of files) {
-      const opened = await source.open(file, 0);
-      let codec: RowCodec | null = null;
-      let done = 0;
-      for await (const event of readSafetensorsStream(opened.body, {
-        file,
-        fileSize: opened.size ?? undefined,
-        pieceBytes: (t) => {
-          const rowBytes = t.shape.length ? ((t.end - t.begin) / (t.shape.length === 1 ? 1 : t.shape[0])) : t.end - t.begin;
-          return Math.max(rowBytes, Math.floor(PIECE_BYTES / rowBytes) * rowBytes) || 1;
-        },
-      })) {
-        if (event.kind === 'header') continue; // checked above
-        const { tensor, offset, bytes, last } = event;
-        const spec = writer.layout.checkTensor(tensor, file);
-        if (!spec) continue;
-        if (offset === 0) {
-          if (!isFloatSource(tensor.dtype)) throw new CheckpointError('tensor-dtype', `${tensor.name} is ${tensor.dtype}; weights must be F16, BF16, F32 or F64`, file, tensor.name);
-          codec = new RowCodec({ file, tensor: tensor.name, source: tensor.dtype, stored: storedDType(spec, scheme), cols: spec.shape[spec.shape.length - 1] });
-        }
-        const rowStart = offset / codec!.sourceRowBytes;
-        const encoded = codec!.encode(bytes, rowStart);
-        await writer.write(spec.key, rowStart, encoded.data, encoded.scales);
-        done += bytes.length;
-        if (last) onProgress?.({ file, bytesDone: done, bytesTotal: opened.size });
-      }
-    }
+    await importModel({
+      source,
+      store: new GpuImportTarget(writer),
+      scheme,
+      checkQuota: false,
+      onProgress: (p) => {
+        if (p.file && p.file.bytesTotal !== null && p.file.bytesDone === p.file.bytesTotal) onProgress?.({ file: p.file.name, bytesDone: p.file.bytesDone, bytesTotal: p.file.bytesTotal });
+      },
+    });
     return { config, params: phi2ParamsFromWeights(await writer.finish()) };
   } catch (err) {
     writer.destroy();
     throw err;
   }
+}
+
+/**
+ * The importer's target when the GPU is the destination: the manifest and tensor entries live in
+ * memory for the one import, and each record goes straight into the weights writer's buffers.
+ */
+class GpuImportTarget implements ImportTarget {
+  private manifest: ModelManifest | undefined;
+  private readonly entries = new Map<string, TensorEntry>();
+
+  constructor(private readonly writer: PhiWeightsWriter) {}
+
+  async getModel(): Promise<ModelManifest | undefined> {
+    return this.manifest;
+  }
+  async putModel(manifest: ModelManifest): Promise<void> {
+    this.manifest = manifest;
+  }
+  async putModelWithTensors(manifest: ModelManifest, entries: TensorEntry[]): Promise<void> {
+    this.manifest = manifest;
+    for (const e of entries) this.entries.set(e.key, e);
+  }
+  async getTensors(): Promise<TensorEntry[]> {
+    return [...this.entries.values()];
+  }
+  async writeRecord(entry: TensorEntry, record: TensorRecord): Promise<TensorEntry> {
+    await this.writer.write(entry.key, record.rowStart, record.data, record.scales);
+    const updated = { ...entry, recordsDone: record.index + 1, checksums: [...entry.checksums.slice(0, record.index), record.checksum], complete: record.index + 1 === entry.recordCount };
+    this.entries.set(entry.key, updated);
+    return updated;
+  }
+  async resetTensors(manifest: ModelManifest, _keys: string[], entries: TensorEntry[]): Promise<void> {
+    // A source that changed mid-read starts its file over: the rows are written again, over the same buffers.
+    await this.putModelWithTensors(manifest, entries);
+  }
+  async deleteModel(): Promise<void> {
+    this.manifest = undefined;
+    this.entries.clear();
+  }
+  async putTokenizer(): Promise<void> {}
+  async requestPersistence(): Promise<boolean> {
+    return false;
+  }
+  async checkSpace(): Promise<void> {}
 }
 
 /** A safetensors file's header (checked against the file's size when known), leaving the rest unread. */

@@ -1,10 +1,11 @@
 import type { GpuRuntime } from '../../gpu/runtime';
 import { viewTensor, type GpuTensor } from '../../gpu/tensor';
-import { initLoraA, loraModules, loraScaling, type LoraModule, type LoraSettings, type LoraTarget } from '../../adapters/lora-config';
+import { initLoraA, loraModules, loraScaling, type LoraModule, type LoraSettings, type LoraTarget } from '../../../shared/lora';
 import { adapterTensorNames } from '../../adapters/peft';
 import { createAdamW, type AdamWOptimizer } from '../../optim/adamw-state';
-import { DEFAULT_OPTIMIZER, describeOptimizer, sameOptimizer, type OptimizerSettings, type Segment } from '../../optim/settings';
-import type { LinearName, Phi2Dims } from './params';
+import { DEFAULT_OPTIMIZER, describeOptimizer, sameOptimizer, type OptimizerSettings, type Segment } from '../../../shared/optimizer';
+import type { ModelDims } from '../../weights/config';
+import type { LinearName } from './params';
 
 /** PEFT's target name for each of the model's linear layers. */
 export const TARGET_OF: Record<LinearName, LoraTarget> = { q: 'q_proj', k: 'k_proj', v: 'v_proj', dense: 'dense', fc1: 'fc1', fc2: 'fc2' };
@@ -42,7 +43,7 @@ export class LoraState {
 
   constructor(
     private readonly gpu: GpuRuntime,
-    readonly dims: Phi2Dims,
+    readonly dims: ModelDims,
     readonly settings: LoraSettings,
   ) {
     this.scaling = loraScaling(settings);

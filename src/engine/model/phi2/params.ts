@@ -1,27 +1,12 @@
 import type { GpuTensor } from '../../gpu/tensor';
 import type { F16RowChunk } from '../../kernels/row-chunks';
-import { LINEAR_NAMES, type LinearName } from '../../weights/layout';
+import type { ModelDims } from '../../weights/config';
+import { LINEAR_NAMES } from '../../weights/layout';
 
 /**
  * Phi-2's parameters on the GPU, named as the model uses them. The loader fills this from the
  * IndexedDB store (or, in tests and the CLI, straight from safetensors files).
  */
-
-export interface Phi2Dims {
-  vocab: number;
-  hidden: number;
-  intermediate: number;
-  layers: number;
-  heads: number;
-  headDim: number;
-  /** Leading dimensions of each head that are rotated: int(headDim * partial_rotary_factor). */
-  rotaryDim: number;
-  ropeTheta: number;
-  layerNormEps: number;
-  maxPositions: number;
-  residDropout: number;
-  eosTokenId: number | null;
-}
 
 /** A frozen linear layer: int8 weight with per-row scales, or f16 weight without. */
 export interface LinearParams {
@@ -46,7 +31,7 @@ export interface BlockParams {
 }
 
 export interface Phi2Params {
-  dims: Phi2Dims;
+  dims: ModelDims;
   weightMode: 'int8' | 'f16';
   /** The F16 token embedding [vocab, hidden], possibly in chunks of whole rows. */
   embedding: F16RowChunk[];

@@ -1,4 +1,3 @@
-import type { GpuRuntime } from '../../gpu/runtime';
 import { viewTensor, type GpuTensor } from '../../gpu/tensor';
 import { ADAMW_DEFAULTS } from '../../kernels/adamw';
 import { attentionBackward, attentionForward } from '../../kernels/attention';
@@ -14,7 +13,7 @@ import { residualAccumulate } from '../../kernels/residual';
 import { rngU32 } from '../../kernels/rng';
 import { rotaryBackward, rotaryForward } from '../../kernels/rotary';
 import type { Phi2Model } from './forward';
-import { FrozenLinears, type ComputePath, type LinearInput } from './frozen-linear';
+import { FrozenLinears, type ComputePath } from './frozen-linear';
 import { LoraStepKernels } from './lora-step';
 import type { LoraState } from './lora-state';
 import { LINEAR_NAMES, type LinearName } from './params';
@@ -77,7 +76,6 @@ export function shiftLabels(labels: Int32Array, batch: number, seq: number): Int
 }
 
 export class Phi2TrainStep {
-  private readonly M: number;
   private readonly blockInputs: GpuTensor[];
   private readonly t: Record<string, GpuTensor>;
   private readonly ce: CrossEntropyWorkspace;
@@ -98,7 +96,7 @@ export class Phi2TrainStep {
   ) {
     const gpu = model.gpu;
     const d = model.dims;
-    const M = (this.M = maxBatch * maxSeq);
+    const M = maxBatch * maxSeq;
     const { hidden: C, intermediate: I, heads: H } = d;
     this.base = new FrozenLinears(gpu, opts.compute ?? 'f32', model.params.weightMode, M, Math.max(C, I));
     lora.enableTraining();
@@ -146,7 +144,7 @@ export class Phi2TrainStep {
 
   /** Forward and backward of one micro-batch; LoRA gradients are added to lora.grads. */
   microStep(batch: TrainBatch, opts: MicroStepOptions): void {
-    const { model, lora } = this;
+    const { model } = this;
     const gpu = model.gpu;
     const d = model.dims;
     const { batch: B, seq: T } = batch;

@@ -1,6 +1,6 @@
 import type { GpuRuntime } from '../../gpu/runtime';
 import { viewTensor, type GpuTensor } from '../../gpu/tensor';
-import type { Phi2Dims } from './params';
+import type { ModelDims } from '../../weights/config';
 
 /**
  * Activation buffers for Phi-2's forward pass, allocated once for the largest call (maxTokens =
@@ -24,7 +24,7 @@ export class Phi2Workspace {
 
   constructor(
     gpu: GpuRuntime,
-    readonly dims: Phi2Dims,
+    readonly dims: ModelDims,
     readonly maxTokens: number,
   ) {
     const { hidden: C, intermediate: I, heads: H } = dims;
@@ -85,7 +85,7 @@ export class KvCache {
   /** `of`: another cache whose memory this one views (see view()); absent: new buffers. */
   constructor(
     private readonly gpu: GpuRuntime,
-    readonly dims: Phi2Dims,
+    readonly dims: ModelDims,
     readonly batch: number,
     readonly maxSeq: number,
     of?: KvCache,

@@ -1,3 +1,5 @@
+import { committed, done } from './requests';
+
 /**
  * IndexedDB cache of dataset-rows pages, so a dataset read once loads offline and a stopped download
  * resumes where it stopped. Self-contained (its own database, 'phi2-datasets'; the app's main store lives
@@ -45,20 +47,6 @@ export interface HubDatasetsCache extends HubRowsCache {
 
 const keyOf = (k: HubPageKey): IDBValidKey => [k.dataset, k.config, k.split, k.view, k.offset];
 
-function done<T>(request: IDBRequest<T>): Promise<T> {
-  return new Promise((resolve, reject) => {
-    request.onsuccess = () => resolve(request.result);
-    request.onerror = () => reject(request.error ?? new Error('IndexedDB request failed'));
-  });
-}
-
-function committed(tx: IDBTransaction): Promise<void> {
-  return new Promise((resolve, reject) => {
-    tx.oncomplete = () => resolve();
-    tx.onerror = () => reject(tx.error ?? new Error('IndexedDB transaction failed'));
-    tx.onabort = () => reject(tx.error ?? new Error('IndexedDB transaction aborted'));
-  });
-}
 
 export async function openHubDatasetsCache(indexedDB: IDBFactory): Promise<HubDatasetsCache> {
   const request = indexedDB.open(HUB_DATASETS_DB, VERSION);

@@ -1,13 +1,13 @@
-import loraMerge from '../../../shaders/lora.merge.wgsl?raw';
-import { packUniforms } from '../gpu/encoder';
-import { grid, type GpuRuntime } from '../gpu/runtime';
-import type { GpuTensor } from '../gpu/tensor';
-import { expectDType, expectShape } from '../kernels/check';
-import { expectFinite, flatGrid } from '../kernels/kernel-args';
-import type { LoraState } from '../model/phi2/lora-state';
-import { TARGET_OF } from '../model/phi2/lora-state';
-import { LINEAR_NAMES, type LinearName, type Phi2Params } from '../model/phi2/params';
-import type { LoraTarget } from './lora-config';
+import loraMerge from '../../../../shaders/lora.merge.wgsl?raw';
+import { packUniforms } from '../../gpu/encoder';
+import { grid, type GpuRuntime } from '../../gpu/runtime';
+import type { GpuTensor } from '../../gpu/tensor';
+import { expectDType, expectShape } from '../../kernels/check';
+import { expectFinite, flatGrid } from '../../kernels/kernel-args';
+import type { LoraState } from './lora-state';
+import { TARGET_OF } from './lora-state';
+import { LINEAR_NAMES, type LinearName, type Phi2Params } from './params';
+import type { LoraTarget } from '../../../shared/lora';
 
 /**
  * Merging a LoRA adapter into the base weights on the GPU: W' = W + scaling · B · A for every adapted

@@ -1,8 +1,8 @@
 import { AdapterStore } from '../adapters/store';
 import type { Engine } from '../engine';
-import { modelBusyWith, withModel, type LoadedModel, type Session } from '../session';
-import { BIG_BENCH_DATASETS, PAPER_MODEL_OF_REPO } from './paper';
-import { cachedTokenizer, checkRunnerSettings, EvalSetupError, type EvalModel, prepareItems, type PreparedItem } from './prepare';
+import { modelBusyWith, withModel, type LoadedModel, type Session } from './session';
+import { BIG_BENCH_DATASETS, PAPER_MODEL_OF_REPO } from '../eval/paper';
+import { cachedTokenizer, checkRunnerSettings, EvalSetupError, type EvalModel, prepareItems, type PreparedItem } from '../eval/prepare';
 import { CLASSIFICATION_FORMATS } from '../data/prompts';
 import {
   bundledData,
@@ -18,12 +18,12 @@ import {
   type ResumableEvaluation,
   type SavedDatasets,
   suiteName,
-} from './requests';
-import type { EvalItemResult, HandScore } from './results';
-import { ResultsStore, type RunStatus, type StoredRun, type StoredRunSummary } from './results-store';
-import { describeFailure, runPrepared, type RunItemResult } from './run';
-import { addWorkloads, estimateWorkMs, RTX_4090_CLASS, ThroughputMeter, type ThroughputRates, type Workload, workloadOf } from './throughput';
-import type { EvalItem } from './types';
+} from '../eval/requests';
+import type { EvalItemResult, HandScore } from '../eval/results';
+import { ResultsStore, type RunStatus, type StoredRun, type StoredRunSummary } from '../eval/results-store';
+import { describeFailure, runPrepared, type RunItemResult } from '../eval/run';
+import { addWorkloads, estimateWorkMs, RTX_4090_CLASS, ThroughputMeter, type ThroughputRates, type Workload, workloadOf } from '../eval/throughput';
+import type { EvalItem } from '../eval/types';
 
 /**
  * Evaluation requests on the loaded model, from plan to saved runs, usable with or without a worker

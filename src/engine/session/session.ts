@@ -1,23 +1,24 @@
-import { decodeAdapter, type AdapterFiles, type AdapterTensors } from './adapters/files';
-import type { Engine } from './engine';
-import { Phi2Model } from './model/phi2/forward';
-import { Generator } from './model/phi2/generate';
-import { LoraState } from './model/phi2/lora-state';
-import { phi2ParamsFromWeights } from './model/phi2/build';
-import type { Phi2Dims } from './model/phi2/params';
-import { WeightStore } from './store';
-import { loadStoredTokenizer, type PhiTokenizer } from './tokenizer';
-import { loadModelToGpu, type LoadProgress } from './weights/upload';
+import { decodeAdapter, type AdapterFiles, type AdapterTensors } from '../adapters/files';
+import type { Engine } from '../engine';
+import { Phi2Model } from '../model/phi2/forward';
+import { Generator } from '../model/phi2/generate';
+import { LoraState } from '../model/phi2/lora-state';
+import { phi2ParamsFromWeights } from '../model/phi2/build';
+import type { ModelDims } from '../weights/config';
+import { WeightStore } from '../store';
+import { loadStoredTokenizer, type PhiTokenizer } from '../tokenizer';
+import { loadModelToGpu, type LoadProgress } from '../weights/upload';
 
 /**
  * What the engine holds between calls: the IndexedDB store, the model on the GPU with its tokenizer
  * and generator, and the LoRA adapters loaded beside it (applied unmerged; one is active at a time).
- * Every area of the worker (model, evaluation, demo, training, adapters) works through this one object.
+ * Every page's part of the engine in this folder (training.ts, evaluations.ts, demo.ts, adapters.ts,
+ * inspection.ts, ...) works through this one object, and takes the model lock below for GPU work.
  */
 
 export interface LoadedModel {
   id: string;
-  dims: Phi2Dims;
+  dims: ModelDims;
   weightMode: 'int8' | 'f16';
   model: Phi2Model;
   tokenizer: PhiTokenizer;

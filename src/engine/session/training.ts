@@ -1,26 +1,27 @@
+import { formatBytes } from '../../shared/bytes';
 import { decodeAdapter } from '../adapters/files';
 import { AdapterStore, type AdapterInfo } from '../adapters/store';
 import type { Engine } from '../engine';
 import type { ComputePath } from '../model/phi2/frozen-linear';
-import { describeOptimizer } from '../optim/settings';
-import { ModelBusyError, SessionError, withModel, type LoadedModel, type Session } from '../session';
+import { describeOptimizer } from '../../shared/optimizer';
+import { ModelBusyError, SessionError, withModel, type LoadedModel, type Session } from './session';
 import { UserDataStore, type SavedDatasetInfo, type TrainingExample } from '../store/datasets';
 import { StoreError } from '../store/errors';
-import { planMemory, planProblems, trainConfigOf, type TrainingModelInfo, type TrainPlan } from './plan';
-import { CheckpointStore } from './checkpoints';
-import { DEMO_DESCRIPTION, DEMO_ROWS } from './demo-set';
-import { examplesFingerprint, tokenizeTrainingRows, type TrainingExamples } from './examples';
-import { suggestSmaller, type MemoryEstimate } from './memory';
-import { TrainAllocationError, trainAdapter, type AdapterStart } from './train-adapter';
+import { planMemory, planProblems, trainConfigOf, type TrainingModelInfo, type TrainPlan } from '../train/plan';
+import { CheckpointStore } from '../train/checkpoints';
+import { DEMO_DESCRIPTION, DEMO_ROWS } from '../train/demo-set';
+import { examplesFingerprint, tokenizeTrainingRows, type TrainingExamples } from '../train/examples';
+import { suggestSmaller, type MemoryEstimate } from '../train/memory';
+import { TrainAllocationError, trainAdapter, type AdapterStart } from '../train/train-adapter';
 import { hubIdOf } from '../weights/presets';
-import { TrainingError, type StepRecord, type TrainCheckpoint, type TrainConfig, type TrainProgress, type Trainer } from './trainer';
+import { TrainingError, type StepRecord, type TrainCheckpoint, type TrainConfig, type TrainProgress, type Trainer } from '../train/trainer';
 
 /**
  * LoRA training runs on the session's model, as the Train page starts them: from a dataset saved on the
  * Data page (or the built-in demo set), with checkpoints in IndexedDB so that a run paused, or cut short
- * by a reload, resumes exactly where it stopped (checkpoints.ts), and the finished adapter saved to the
+ * by a reload, resumes exactly where it stopped (train/checkpoints.ts), and the finished adapter saved to the
  * adapters store and loaded beside the model for the Evaluate and Demo pages. The training itself is
- * trainAdapter (train-adapter.ts), which the CLI calls too.
+ * trainAdapter (train/train-adapter.ts), which the CLI calls too.
  *
  * One run at a time. start/resume resolve when the run stops (finished, paused, cancelled or failed)
  * with an outcome; what happens meanwhile arrives through `onEvent`. Failures are returned as data with a
@@ -399,7 +400,7 @@ export class TrainingRuns {
       throw new Problem({
         code: 'memory',
         title: 'This run does not fit the GPU memory you stated',
-        message: `It needs about ${gib(estimate.total)} and you stated ${gib(meta.plan.gpuMemoryBytes)}.`,
+        message: `It needs about ${formatBytes(estimate.total)} and you stated ${formatBytes(meta.plan.gpuMemoryBytes)}.`,
         tips: suggestSmaller(model.shape, shape, meta.plan.gpuMemoryBytes),
         estimate,
       });
@@ -449,7 +450,7 @@ export class TrainingRuns {
         throw new Problem({
           code: 'out-of-memory',
           title: 'A training buffer is larger than this GPU allows',
-          message: `The GPU refused a buffer (${err.gpuMessage}). Single buffers may hold at most ${gib(err.maxBufferSize)} here; this run needs about ${gib(estimate.total)} in all. Nothing was trained.`,
+          message: `The GPU refused a buffer (${err.gpuMessage}). Single buffers may hold at most ${formatBytes(err.maxBufferSize)} here; this run needs about ${formatBytes(estimate.total)} in all. Nothing was trained.`,
           tips: suggestSmaller(model.shape, shape, estimate.total - 1),
           estimate,
         });
@@ -457,7 +458,7 @@ export class TrainingRuns {
       throw new Problem({
         code: 'out-of-memory',
         title: 'The GPU ran out of memory',
-        message: `Allocating the training buffers failed (${err.gpuMessage}). This run needs about ${gib(estimate.total)}; nothing was trained.`,
+        message: `Allocating the training buffers failed (${err.gpuMessage}). This run needs about ${formatBytes(estimate.total)}; nothing was trained.`,
         tips: suggestSmaller(model.shape, shape, estimate.total - 1),
         estimate,
       });
@@ -508,8 +509,4 @@ export class TrainingRuns {
     await store.delete(runId).catch(() => undefined);
     return { status: 'finished', runId, adapter: info, loaded: loadedBeside, history: result.history };
   }
-}
-
-function gib(bytes: number): string {
-  return `${(bytes / 2 ** 30).toFixed(bytes < 10 * 2 ** 30 ? 2 : 1)} GiB`;
 }
