@@ -2,7 +2,7 @@ import { viewTensor, type GpuTensor } from '../../gpu/tensor';
 import { ADAMW_DEFAULTS } from '../../kernels/adamw';
 import { attentionBackward, attentionForward } from '../../kernels/attention';
 import { countLabels, createCrossEntropyWorkspace, crossEntropyBackward, crossEntropyForward, IGNORE_INDEX, type CrossEntropyWorkspace } from '../../kernels/cross-entropy';
-import { dropoutBackward, dropoutForward, type DropoutMask } from '../../kernels/dropout';
+import { dropoutBackwardTwoSites, dropoutForward, type DropoutMask } from '../../kernels/dropout';
 import { embeddingForward } from '../../kernels/embedding';
 import { zeroTensor } from '../../kernels/fill';
 import { geluBackward, geluForward } from '../../kernels/gelu';
@@ -289,10 +289,7 @@ export class Phi2TrainStep {
       const dBranchOff = (n: LinearName) => (dBranch === dx || n === 'fc2' ? 0 : stride);
       const dMlp = dBranch === dx ? dx : viewTensor(t.dbranch, [M, C], 'd_mlp');
       const dAttnOut = dBranch === dx ? dx : viewTensor(t.dbranch, [M, C], 'd_attn_out', stride * 4);
-      if (dBranch !== dx) {
-        dropoutBackward(gpu, dMlp, dx, M * C, mlpMask!);
-        dropoutBackward(gpu, dAttnOut, dx, M * C, attnMask!);
-      }
+      if (dBranch !== dx) dropoutBackwardTwoSites(gpu, dbranches, dx, M * C, stride, mlpMask!, attnMask!);
       // The branch outputs' layers: base input gradients, then the adapters' (dY·B for both at once).
       base.backwardInput(dgelu, dMlp, W(l, 'fc2'), M, C, I, false, cols(l, 'fc2'));
       base.backwardInput(dattn, dAttnOut, W(l, 'dense'), M, C, C, false, cols(l, 'dense'));
