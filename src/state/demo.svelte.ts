@@ -1,4 +1,4 @@
-import { SYMBOL_KINDS, type SymbolKind } from '../engine/data/symbols';
+import { SYMBOL_KINDS, type SymbolKind } from '../shared/symbol-kinds';
 import type { ClassificationFormat } from '../engine/data/prompts';
 import { Comlink, engine } from '../worker/client';
 import type { DemoDataset, DemoPrompt, DemoResult, DemoUpdate } from '../worker/demo-api';

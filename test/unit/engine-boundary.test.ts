@@ -103,9 +103,7 @@ describe('src/shared', () => {
 const STILL_IMPORTED_FROM_THE_ENGINE = [
   'engine/adapters/hub',
   'engine/data/symbol-tuning',
-  'engine/data/symbols',
   'engine/data/template',
-  'engine/eval/agreement',
   'engine/train/memory',
   'engine/train/paper',
   'engine/train/plan',

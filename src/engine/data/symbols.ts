@@ -1,3 +1,4 @@
+import { SYMBOL_KINDS, type SymbolKind } from '../../shared/symbol-kinds';
 import { hashString32, type SeededRandom } from '../random';
 
 /**
@@ -12,8 +13,7 @@ import { hashString32, type SeededRandom } from '../random';
  * seeds, so no evaluation prompt ever reuses a symbol the model was tuned on.
  */
 
-export type SymbolKind = 'integer' | 'letters' | 'word';
-export const SYMBOL_KINDS: readonly SymbolKind[] = ['integer', 'letters', 'word'];
+export { SYMBOL_KINDS, type SymbolKind };
 
 /** Which half of the symbol space: tuning data or evaluation prompts. */
 export type SymbolSet = 'tuning' | 'evaluation';

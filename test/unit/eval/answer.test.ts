@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { HAND_SCORE_AGREEMENT } from '../../../src/engine/eval/agreement';
+import { HAND_SCORE_AGREEMENT } from '../../../src/shared/agreement';
 import { readAnswer, readPromptShape, scoreAnswer } from '../../../src/engine/eval/answer';
 import { paperTarget } from '../../../src/engine/eval/paper';
 import { scoreStrict, verdictsSettled } from '../../../src/engine/eval/scoring';
