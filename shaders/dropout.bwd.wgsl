@@ -1,6 +1,8 @@
 // Dropout backward: dinp[i] = keep(i) ? dout[i] / (1 - p) : 0 with the forward's (seed, salt), so the
 // mask is recomputed bit-identically rather than stored. With accumulate = 1 the result is added to
-// dinp. `in_place` overwrites dinp (holding dout) itself.
+// dinp. `in_place` overwrites dinp (holding dout) itself. `two_sites` writes the gradients of two
+// dropout sites that read the same output gradient (a block's two branches), the second at element
+// `stride` of dinp with its own salt, in one pass.
 
 struct Params {
   n: u32,
@@ -10,6 +12,8 @@ struct Params {
   drop_threshold: u32,
   scale: f32,
   accumulate: u32,
+  salt2: u32,      // two_sites: the second site's salt, and where its gradient starts in dinp
+  stride: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -35,4 +39,13 @@ fn in_place(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) 
   let i = (wid.x + wid.y * p.grid_x) * WG + lid;
   if (i >= p.n) { return; }
   dinp[i] = masked(i, dinp[i]);
+}
+
+@compute @workgroup_size(WG)
+fn two_sites(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = (wid.x + wid.y * p.grid_x) * WG + lid;
+  if (i >= p.n) { return; }
+  let g = dout[i];
+  dinp[i] = masked(i, g);
+  dinp[p.stride + i] = select(0.0, g * p.scale, rng_keep(p.seed, p.salt2, i, p.drop_threshold));
 }

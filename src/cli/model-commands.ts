@@ -11,7 +11,7 @@ import { Phi2TrainStep } from '../engine/model/phi2/train-step';
 import { nodePlatform } from '../engine/platform/node';
 import { loadTokenizer } from '../engine/tokenizer';
 import type { QuantScheme } from '../engine/weights/layout';
-import { serializeSafetensors } from '../engine/weights/safetensors';
+import { serializeSafetensors } from '../engine/weights/safetensors-write';
 import { CliUsageError, idMatrix, intFlag, numberFlag, parseFlags, required } from './args';
 import { directorySource } from './node-files';
 

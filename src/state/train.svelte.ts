@@ -56,9 +56,11 @@ export interface RunView {
   skipped: { empty: number; noLoss: number; truncated: number; answerCut: number } | null;
   estimate: MemoryEstimate | null;
   lastCheckpoint: { step: number; savedAt: number } | null;
+  /** The frozen layers' matmuls of the run: 'f32' (exact) or 'int8' (SwitchBack); null until it starts. */
+  compute: 'f32' | 'int8' | null;
 }
 
-const EMPTY_RUN: RunView = { runId: null, name: '', totalSteps: 0, examples: 0, tokens: 0, skipped: null, estimate: null, lastCheckpoint: null };
+const EMPTY_RUN: RunView = { runId: null, name: '', totalSteps: 0, examples: 0, tokens: 0, skipped: null, estimate: null, lastCheckpoint: null, compute: null };
 
 export class TrainState {
   setup = $state<TrainingSetup | null>(null);
@@ -271,7 +273,7 @@ export class TrainState {
         this.phase = { phase: e.phase, message: e.message, done: e.done, total: e.total };
         break;
       case 'started':
-        this.run = { runId: e.runId, name: e.name, totalSteps: e.totalSteps, examples: e.examples, tokens: e.tokens, skipped: e.skipped, estimate: e.estimate, lastCheckpoint: null };
+        this.run = { runId: e.runId, name: e.name, totalSteps: e.totalSteps, examples: e.examples, tokens: e.tokens, skipped: e.skipped, estimate: e.estimate, lastCheckpoint: null, compute: e.compute };
         this.history = [...e.history];
         this.version++;
         if (this.status === 'starting') this.status = 'running';

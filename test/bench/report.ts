@@ -73,7 +73,7 @@ export function parseResults(text: string, file: string): WebgpuResults | Refere
 }
 
 /** Rows measured without running anything on the GPU: allocated memory, dispatch counts, CPU time of a step. */
-const CPU_ONLY_IDS = ['train.memory', 'model.dispatches', 'model.decode.cpu'];
+const CPU_ONLY_IDS = ['train.memory', 'model.dispatches', 'model.decode.cpu', 'train.step.cpu'];
 
 /** The figures of one of our rows, most telling first. */
 export function oursCell(r: BenchRow): string {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { dropoutBackward, dropoutForward, type DropoutMask } from '../../src/engine/kernels/dropout';
+import { dropoutBackward, dropoutBackwardTwoSites, dropoutForward, type DropoutMask } from '../../src/engine/kernels/dropout';
 import { dropoutMaskRef, dropoutRef } from '../reference/dropout';
 import { compareTensors, randomArray, rng } from '../support/compare';
 import { testGpu } from '../support/gpu';
@@ -24,6 +24,31 @@ const CASES: Array<[number, DropoutMask]> = [
 ];
 
 describe('dropout', () => {
+  it('two sites of one gradient in one pass: each with its own mask, bit for bit', async () => {
+    const gpu = await testGpu();
+    for (const [n, stride] of [[1, 64], [4_097, 4_160], [300, 300]]) {
+      const random = rng(n * 3 + 1);
+      const dy = nonZero(n, random);
+      const first = { p: 0.2, seed: 99, salt: 6 };
+      const second = { p: 0.2, seed: 99, salt: 7 };
+      const dinp = gpu.upload('dx2', [stride + n + 5], new Float32Array(stride + n + 5).fill(7));
+      dropoutBackwardTwoSites(gpu, dinp, gpu.upload('dy', [n], dy), n, stride, first, second);
+      const got = await gpu.readF32(dinp);
+      for (const [off, m] of [[0, first], [stride, second]] as const) {
+        const keep = dropoutMaskRef(n, m.p, m.seed, m.salt);
+        const want = exactF32(dropoutRef(dy, m.p, m.seed, m.salt), m.p, dy, keep);
+        expect(compareTensors(`dropout two sites salt ${m.salt} n=${n}`, got.subarray(off, off + n), want).maxAbsDiff).toBe(0);
+      }
+      // Between and after the two: untouched.
+      expect(got.subarray(n, stride).every((v) => v === 7)).toBe(true);
+      expect(got.subarray(stride + n).every((v) => v === 7)).toBe(true);
+    }
+    const t = (k: number) => gpu.tensor('t', [k]);
+    expect(() => dropoutBackwardTwoSites(gpu, t(10), t(8), 8, 4, { p: 0.1, seed: 1, salt: 1 }, { p: 0.1, seed: 1, salt: 2 })).toThrow(/stride must be an integer >= 8/);
+    expect(() => dropoutBackwardTwoSites(gpu, t(16), t(8), 8, 8, { p: 0.1, seed: 1, salt: 1 }, { p: 0.2, seed: 1, salt: 2 })).toThrow(/both sites need one p and one seed/);
+    expect(() => dropoutBackwardTwoSites(gpu, t(15), t(8), 8, 8, { p: 0.1, seed: 1, salt: 1 }, { p: 0.1, seed: 1, salt: 2 })).toThrow(/t has 15 elements, 16 needed/);
+  });
+
   for (const [n, mask] of CASES) {
     it(`forward and backward replay the CPU mask bit for bit: n=${n} p=${mask.p}`, async () => {
       const gpu = await testGpu();

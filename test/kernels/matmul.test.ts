@@ -60,6 +60,8 @@ interface Case {
   gemvBody?: 'vec4' | 'words';
   subgroups?: boolean;
   gemmTile?: { bn: 64 | 128; stages: 1 | 2 };
+  /** The rank of LoRA columns riding along the backward pass (matmulBackwardInput opts.lora). */
+  loraR?: number;
 }
 
 async function checkForward(c: Case): Promise<void> {
@@ -94,10 +96,26 @@ async function checkBackward(c: Case): Promise<void> {
   const dy = randomArray(M * N, random);
   const prior = c.accumulate ? randomArray(M * K, random) : null;
   const dinp = prior ? gpu.upload('dinp', [M, K], prior) : gpu.tensor('dinp', [M, K]);
-  matmulBackwardInput(gpu, dinp, gpu.upload('dout', [M, N], dy), w.weight, w.scales, M, N, K, c.accumulate, { foldAt: c.foldAt });
+  // LoRA's columns: B [N, r] at an odd offset of a larger buffer, dxa at another in its own.
+  const r = c.loraR ?? 0;
+  const B = randomArray(3 + N * r, random);
+  const lora = r ? { B: gpu.upload('B', [B.length], B), bOff: 3, r, scaling: 0.75, dxa: gpu.tensor('dxa', [5 + M * r]), dxaOff: 5 } : undefined;
+  matmulBackwardInput(gpu, dinp, gpu.upload('dout', [M, N], dy), w.weight, w.scales, M, N, K, c.accumulate, { foldAt: c.foldAt, lora });
   const ref = matmulBackwardInputRef(dy, w.dense, M, N, K, prior);
-  const tag = `${format} ${M}x${N}x${K}${c.foldAt ? ` fold@${c.foldAt}` : ''}${c.accumulate ? ' +=' : ''}`;
+  const tag = `${format} ${M}x${N}x${K}${c.foldAt ? ` fold@${c.foldAt}` : ''}${c.accumulate ? ' +=' : ''}${r ? ` lora r${r}` : ''}`;
   expect(compareTensors(`mm.bwd ${tag}`, await gpu.readF32(dinp), ref).relError).toBeLessThan(1e-5);
+  if (lora) {
+    const dxaRef = new Float64Array(M * r);
+    for (let m = 0; m < M; m++) {
+      for (let j = 0; j < r; j++) {
+        let sum = 0;
+        for (let n = 0; n < N; n++) sum += dy[m * N + n] * B[3 + n * r + j];
+        dxaRef[m * r + j] = 0.75 * sum;
+      }
+    }
+    const got = (await gpu.readF32(lora.dxa)).subarray(5);
+    expect(compareTensors(`mm.bwd dxa ${tag}`, got, dxaRef).relError).toBeLessThan(1e-5);
+  }
 }
 
 const MS = [1, 2, 7, 64, 65, 130];
@@ -250,6 +268,15 @@ describe('matmul backward (input gradient)', () => {
   });
 
   it('a Phi-2 shape (16 x 2560 x 2560, int8)', () => checkBackward({ format: 'int8', M: 16, N: 2560, K: 2560 }));
+
+  it("computes LoRA's dxa = scaling · dout · B in the same dispatch (extra column tiles)", async () => {
+    for (const format of ['int8', 'f16'] as const) {
+      for (const [M, r] of [[1, 1], [7, 8], [65, 64], [130, 65]]) {
+        await checkBackward({ format, M, N: format === 'int8' ? 33 : 70, K: format === 'int8' ? 84 : 82, loraR: r, accumulate: M === 65 });
+      }
+      await checkBackward({ format, M: 130, N: 20, K: 200, foldAt: 5, loraR: 4 });
+    }
+  });
 });
 
 describe('quantise, pack and multiply', () => {

@@ -42,7 +42,8 @@ import { LoraState } from '../../src/engine/model/phi2/lora-state';
 import { destroyParams } from '../../src/engine/model/phi2/params';
 import { loadTokenizer, type PhiTokenizer } from '../../src/engine/tokenizer';
 import type { SafetensorsDType } from '../../src/engine/weights/dtypes';
-import { parseSafetensors, serializeSafetensors } from '../../src/engine/weights/safetensors';
+import { parseSafetensors } from '../../src/engine/weights/safetensors';
+import { serializeSafetensors } from '../../src/engine/weights/safetensors-write';
 import { directorySource, MODELS } from '../support/fixtures';
 import { testGpu } from '../support/gpu';
 

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { loraScaling, type LoraSettings, type LoraTarget } from '../../src/shared/lora';
 import { parsePhiConfig, PHI1_5_CONFIG_JSON, type PhiConfig } from '../../src/engine/weights/config';
 import { LINEAR_NAMES, phiParamSpecs, type LinearName } from '../../src/engine/weights/layout';
-import { serializeSafetensors } from '../../src/engine/weights/safetensors';
+import { serializeSafetensors } from '../../src/engine/weights/safetensors-write';
 import { attentionForwardRef } from '../reference/attention';
 import { geluForwardRef } from '../reference/gelu';
 import { layernormForwardRef } from '../reference/layernorm';

@@ -1,5 +1,6 @@
 import { strToU8, zipSync } from 'fflate';
-import { parseSafetensors, serializeSafetensors } from '../weights/safetensors';
+import { parseSafetensors } from '../weights/safetensors';
+import { serializeSafetensors } from '../weights/safetensors-write';
 import { loraModules, loraParameterCount, type LinearShapes, type LoraSettings } from '../../shared/lora';
 import { AdapterError, exportAdapterConfig, planAdapterTensors, readAdapterConfig, resolveAdapterConfig, type PeftLoraConfig } from './peft';
 import { readAdapterConfigJson } from './config-json';

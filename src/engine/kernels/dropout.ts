@@ -81,8 +81,33 @@ export function dropoutBackward(
   const [gx, gy] = flatGrid(n);
   gpu.encoder.dispatch(
     gpu.pipelines.get(inPlace ? { ...BWD, entryPoint: 'in_place' } : BWD, { WG: FLAT_WG }),
-    packUniforms([['u32', n], ['u32', gx], ...maskUniforms(k, mask), ['u32', accumulate ? 1 : 0]]),
+    packUniforms([['u32', n], ['u32', gx], ...maskUniforms(k, mask), ['u32', accumulate ? 1 : 0], ['u32', 0], ['u32', 0]]),
     inPlace ? [dinp] : [dinp, dout],
+    [gx, gy],
+  );
+}
+
+/**
+ * The backward of two dropout sites that read the same gradient dout (a block's two branches), in one
+ * pass: dinp[0, n) gets `first`'s mask, dinp[stride, stride + n) `second`'s. Both sites have one p.
+ */
+export function dropoutBackwardTwoSites(gpu: GpuRuntime, dinp: GpuTensor, dout: GpuTensor, n: number, stride: number, first: DropoutMask, second: DropoutMask): void {
+  const k = 'dropoutBackwardTwoSites';
+  expectCount(k, 'n', n);
+  expectCount(k, 'stride', stride, n);
+  if (first.p !== second.p || first.seed !== second.seed) throw new Error(`${k}: both sites need one p and one seed, got ${first.p}/${first.seed} and ${second.p}/${second.seed}`);
+  expectDType(k, dinp, 'f32');
+  expectDType(k, dout, 'f32');
+  expectElements(k, dout, n);
+  const have = dinp.shape.reduce((a, b) => a * b, 1);
+  if (have < stride + n) throw new Error(`${k}: ${dinp.name} has ${have} elements, ${stride + n} needed`);
+  expectDisjoint(k, dinp, [dout]);
+  const [gx, gy] = flatGrid(n);
+  expectCount(k, 'salt', second.salt);
+  gpu.encoder.dispatch(
+    gpu.pipelines.get({ ...BWD, entryPoint: 'two_sites' }, { WG: FLAT_WG }),
+    packUniforms([['u32', n], ['u32', gx], ...maskUniforms(k, first), ['u32', 0], ['u32', second.salt], ['u32', stride]]),
+    [dinp, dout],
     [gx, gy],
   );
 }

@@ -172,9 +172,25 @@ function linearForward(gpu: GpuRuntime, k: string, out: GpuTensor, terms: readon
 }
 
 /**
+ * LoRA's part of an input gradient that matmulBackwardInput can compute in the same pass:
+ * dxa[M, r] = scaling * dout · B, with B [N, r] at element bOff of `B` and dxa at element dxaOff.
+ */
+export interface LoraBackwardColumns {
+  B: GpuTensor;
+  bOff: number;
+  r: number;
+  scaling: number;
+  dxa: GpuTensor;
+  dxaOff: number;
+}
+
+const noDxa = new WeakMap<GpuRuntime, GpuTensor>();
+
+/**
  * dinp[M, K] (= or +=) dout[M, N] · dequant(weight)[N, K]: the input gradient of matmulForward.
  * No weight or bias gradient: base weights are frozen. With accumulate the result is added, so a
- * branch's gradient can land on top of one already in dinp.
+ * branch's gradient can land on top of one already in dinp. With `lora`, the same dispatch also writes
+ * the adapter's dxa = scaling * dout · B (extra column tiles that read B instead of W).
  */
 export function matmulBackwardInput(
   gpu: GpuRuntime,
@@ -186,7 +202,7 @@ export function matmulBackwardInput(
   N: number,
   K: number,
   accumulate = false,
-  opts: { foldAt?: number } = {},
+  opts: { foldAt?: number; lora?: LoraBackwardColumns } = {},
 ): void {
   const k = 'matmulBackwardInput';
   expectPositiveInt(k, { M, N, K });
@@ -196,16 +212,37 @@ export function matmulBackwardInput(
   expectShape(k, dinp, [M, K]);
   expectShape(k, dout, [M, N]);
   const weights = scales ? [weight, scales] : [weight];
-  expectBindable(k, gpu, [dinp], [dout, ...weights]);
+  const lora = opts.lora;
+  // The adapter's columns need a writable binding even when absent.
+  let dxa = noDxa.get(gpu);
+  if (!dxa) {
+    dxa = gpu.tensor('matmul.no_dxa', [4]);
+    noDxa.set(gpu, dxa);
+  }
+  if (lora) {
+    expectPositiveInt(k, { r: lora.r });
+    if (!Number.isFinite(lora.scaling)) throw new Error(`${k}: LoRA scaling must be finite, got ${lora.scaling}`);
+    for (const [t, off, need] of [[lora.B, lora.bOff, N * lora.r], [lora.dxa, lora.dxaOff, M * lora.r]] as const) {
+      expectDType(k, t, 'f32');
+      const have = t.shape.reduce((a, b) => a * b, 1);
+      if (!Number.isInteger(off) || off < 0 || off + need > have) throw new Error(`${k}: ${t.name} has ${have} elements, ${need} needed from ${off}`);
+    }
+    dxa = lora.dxa;
+  }
+  expectBindable(k, gpu, [dinp, dxa], [dout, ...weights, ...(lora ? [lora.B] : [])]);
 
   const tilesM = Math.ceil(M / BWD_TILE);
-  const tiles = tilesM * Math.ceil(K / BWD_TILE);
+  const kTiles = Math.ceil(K / BWD_TILE);
+  const tiles = tilesM * (kTiles + (lora ? Math.ceil(lora.r / BWD_TILE) : 0));
   const [gx, gy] = grid(tiles, opts.foldAt);
   gpu.encoder.dispatch(
     gpu.pipelines.get(formatShader('matmul.bwd', format, matmulBwd)),
-    packUniforms([['u32', M], ['u32', N], ['u32', K], ['u32', accumulate ? 1 : 0], ['u32', tilesM], ['u32', tiles], ['u32', gx]]),
+    packUniforms([
+      ['u32', M], ['u32', N], ['u32', K], ['u32', accumulate ? 1 : 0], ['u32', tilesM], ['u32', tiles], ['u32', gx],
+      ['u32', kTiles], ['u32', lora?.r ?? 0], ['u32', lora?.bOff ?? 0], ['u32', lora?.dxaOff ?? 0], ['f32', lora?.scaling ?? 0],
+    ]),
     // f16 weights have no scales: dout fills the slot, unread.
-    [dinp, dout, weight, scales ?? dout],
+    [dinp, dout, weight, scales ?? dout, lora?.B ?? dout, dxa],
     [gx, gy],
   );
 }

@@ -2,6 +2,7 @@ import { formatBytes } from '../../shared/bytes';
 import { decodeAdapter } from '../adapters/files';
 import { AdapterStore, type AdapterInfo } from '../adapters/store';
 import type { Engine } from '../engine';
+import type { ComputePath } from '../model/phi2/frozen-linear';
 import { describeOptimizer } from '../../shared/optimizer';
 import { ModelBusyError, SessionError, withModel, type LoadedModel, type Session } from './session';
 import { UserDataStore, type SavedDatasetInfo, type TrainingExample } from '../store/datasets';
@@ -72,6 +73,8 @@ export type TrainEvent =
       /** Examples left out, and why. */
       skipped: TrainingExamples['skipped'];
       estimate: MemoryEstimate;
+      /** The frozen layers' matmuls: 'f32' (exact) or 'int8' (SwitchBack, see model/phi2/frozen-linear.ts). */
+      compute: ComputePath;
     }
   | { kind: 'step'; record: StepRecord; progress: TrainProgress }
   | { kind: 'checkpoint'; step: number; savedAt: number };
@@ -433,6 +436,7 @@ export class TrainingRuns {
             tokens: data.tokens,
             skipped: data.skipped,
             estimate,
+            compute: trainer.compute,
           });
           emit({ kind: 'phase', phase: 'training', message: 'Training' });
         },

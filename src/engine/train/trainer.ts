@@ -149,6 +149,11 @@ export class Trainer {
     this.request = 'cancel';
   }
 
+  /** The frozen layers' compute path of this run's steps. */
+  get compute(): ComputePath {
+    return this.stepper.compute;
+  }
+
   get completedSteps(): number {
     return this.step;
   }

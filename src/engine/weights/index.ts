@@ -64,14 +64,13 @@ export {
   parseSafetensorsHeader,
   readHeaderLength,
   readSafetensorsStream,
-  serializeSafetensors,
   type ByteSource,
   type SafetensorsEvent,
   type SafetensorsFile,
   type SafetensorsHeader,
   type SafetensorsTensorInfo,
-  type TensorToWrite,
 } from './safetensors';
+export { serializeSafetensors, type TensorToWrite } from './safetensors-write';
 export { INDEX_FILE, SINGLE_FILE, checkShardAgainstIndex, parseShardIndex, readShardedStream, type ShardIndex } from './sharded';
 export type { CheckpointSource, OpenedFile } from './source';
 export { loadModelToGpu, type LoadOptions, type LoadProgress } from './upload';

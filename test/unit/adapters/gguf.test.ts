@@ -7,7 +7,8 @@ import { exportGgufCommand } from '../../../src/cli/adapter-commands';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, type AdapterFiles } from '../../../src/engine/adapters/files';
 import { encodeGgufAdapter, type GgufAdapterType } from '../../../src/engine/adapters/gguf';
 import { LORA_TARGETS, type LinearShapes, type LoraSettings, type LoraTarget } from '../../../src/shared/lora';
-import { parseSafetensors, serializeSafetensors } from '../../../src/engine/weights/safetensors';
+import { parseSafetensors } from '../../../src/engine/weights/safetensors';
+import { serializeSafetensors } from '../../../src/engine/weights/safetensors-write';
 import { FIXTURES } from '../../support/fixtures';
 import { makeAdapter } from './helpers';
 

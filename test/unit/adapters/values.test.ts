@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, decodeAdapter, type AdapterFiles } from '../../../src/engine/adapters/files';
 import { AdapterError, parseAdapterConfig } from '../../../src/engine/adapters/peft';
 import { AdapterStore } from '../../../src/engine/adapters/store';
-import { parseSafetensors, serializeSafetensors } from '../../../src/engine/weights/safetensors';
+import { parseSafetensors } from '../../../src/engine/weights/safetensors';
+import { serializeSafetensors } from '../../../src/engine/weights/safetensors-write';
 import { freshStore, makeAdapter, SETTINGS, SHAPES } from './helpers';
 
 const TINY = { hidden: 64, intermediate: 256, layers: 2 };

@@ -5,7 +5,8 @@ import { testPlatform } from '../store/idb-helpers';
 import { WeightStore } from '../../../src/engine/store/store';
 import { CheckpointError, HubError, SafetensorsError } from '../../../src/engine/weights/errors';
 import { importFromFiles } from '../../../src/engine/weights/index';
-import { parseSafetensors, serializeSafetensors, type TensorToWrite } from '../../../src/engine/weights/safetensors';
+import { parseSafetensors } from '../../../src/engine/weights/safetensors';
+import { serializeSafetensors, type TensorToWrite } from '../../../src/engine/weights/safetensors-write';
 import { FIXTURES, fileLike, fixtureBytes } from '../../support/safetensors-fixtures';
 import { expectStoredModelMatches } from './stored-reference';
 

@@ -1,13 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { SafetensorsError, type SafetensorsErrorCode } from '../../../src/engine/weights/errors';
-import {
-  MAX_HEADER_BYTES,
-  parseSafetensors,
-  readSafetensorsStream,
-  serializeSafetensors,
-  type SafetensorsHeader,
-  type StreamReadOptions,
-} from '../../../src/engine/weights/safetensors';
+import { MAX_HEADER_BYTES, parseSafetensors, readSafetensorsStream, type SafetensorsHeader, type StreamReadOptions } from '../../../src/engine/weights/safetensors';
+import { serializeSafetensors } from '../../../src/engine/weights/safetensors-write';
 import { checkShardAgainstIndex, parseShardIndex, readShardedStream } from '../../../src/engine/weights/sharded';
 import { chunked, fixtureBytes, rawSafetensors, streamOf, type RawFileOptions, type RawTensor } from '../../support/safetensors-fixtures';
 

@@ -1,6 +1,6 @@
 import type { GpuRuntime } from '../../gpu/runtime';
 import { viewTensor, type GpuTensor } from '../../gpu/tensor';
-import { matmulBackwardInput, matmulForward } from '../../kernels/matmul';
+import { matmulBackwardInput, matmulForward, type LoraBackwardColumns } from '../../kernels/matmul';
 import { matmulInt8BackwardInput, matmulInt8Forward } from '../../kernels/matmul-i8i8';
 import { paddedCols } from '../../kernels/int8-rows';
 import { quantizeRows } from '../../kernels/quantize';
@@ -86,12 +86,21 @@ export class FrozenLinears {
     matmulInt8Forward(this.gpu, out, q, scales, p.weight, p.scales!, p.bias, M, N, K, { accumulate });
   }
 
-  /** dinp [M, K] (= or +=) dout [M, N] · W: the input gradient (frozen: no weight gradient). */
-  backwardInput(dinp: GpuTensor, dout: GpuTensor, p: LinearParams, M: number, N: number, K: number, accumulate = false): void {
+  /** Whether backwardInput computes an adapter's dxa = scaling · dout · B in its own pass (f32 only). */
+  get foldsLoraColumns(): boolean {
+    return this.path === 'f32';
+  }
+
+  /**
+   * dinp [M, K] (= or +=) dout [M, N] · W: the input gradient (frozen: no weight gradient); with
+   * `lora` (where foldsLoraColumns) also the adapter's dxa, in the same dispatch.
+   */
+  backwardInput(dinp: GpuTensor, dout: GpuTensor, p: LinearParams, M: number, N: number, K: number, accumulate = false, lora?: LoraBackwardColumns): void {
     if (this.path === 'f32') {
-      matmulBackwardInput(this.gpu, dinp, dout, p.weight, p.scales, M, N, K, accumulate);
+      matmulBackwardInput(this.gpu, dinp, dout, p.weight, p.scales, M, N, K, accumulate, { lora });
       return;
     }
+    if (lora) throw new Error('int8 compute: the adapter\'s dY·B has its own pass (foldsLoraColumns is false)');
     const g = this.quantized(M, N, dout, p.scales);
     matmulInt8BackwardInput(this.gpu, dinp, g.q, g.scales, p.weight, M, N, K, { accumulate });
   }

@@ -1,6 +1,7 @@
 import type { GpuRuntime } from '../../gpu/runtime';
 import { viewTensor, type GpuTensor } from '../../gpu/tensor';
 import { recordGroup, type GroupProblem, type LoraDropout } from '../../kernels/lora';
+import type { LoraBackwardColumns } from '../../kernels/matmul';
 import { stepLoraScratchFloats } from '../../kernels/lora-slicing';
 import type { LoraState } from './lora-state';
 import type { LinearName } from './params';
@@ -11,9 +12,10 @@ import type { LinearName } from './params';
  *   forward   xa = dropout(x)·Aᵀ once for every adapted layer that reads x (q, k, v and fc1 read LN(x)),
  *             kept for the whole step (layers x adapted x tokens x r floats, 25 MiB for Phi-2 at 1 x 512
  *             with r 64), so the recomputation in backward needs only the B products;
- *             out += scaling * xa·Bᵀ for q, k and v at once; for dense and fc2 with the residual dropout
+ *             out += scaling * xa·Bᵀ for q, k, v and fc1 at once; for dense and fc2 with the residual dropout
  *             and the residual add in the epilogue;
- *   backward  dxa = scaling * dY·B per group of layers with the same width (q, k, v; dense and fc2);
+ *   backward  dxa = scaling * dY·B in the base input gradient's own pass on the f32 path (columns(): extra
+ *             column tiles of matmul.bwd), else per group of layers with the same width (gradProducts);
  *             d input += Σ dropout-mask ⊙ (dxa·A), summed over the layers that share the input (q, k, v
  *             and fc1 into d LN-out); every dA and dB of the block in two dispatches at its end, with no
  *             split reductions (their tiles alone fill the GPU).
@@ -133,8 +135,8 @@ export class LoraStepKernels {
   }
 
   /**
-   * out_n (+=) scaling * xa_n·B_nᵀ for the adapted layers among `names` (outputs [M, N] at `outs`, all
-   * in one tensor); with `residual`, out holds a branch and residual += dropout(out + product) instead.
+   * out_n (+=) scaling * xa_n·B_nᵀ for the adapted layers among `names` (outputs [M, width(n)] at
+   * `outs`, all in one tensor); with `residual`, out holds a branch and residual += dropout(out + product) instead.
    */
   outputProducts(
     l: number,
@@ -142,17 +144,18 @@ export class LoraStepKernels {
     out: GpuTensor,
     outs: (name: LinearName) => number,
     M: number,
-    N: number,
+    width: number | ((name: LinearName) => number),
     residual?: { t: GpuTensor; mask: { p: number; seed: number; salt: number } | null },
   ): void {
     const group = this.of(l, names);
     if (!group.length) return;
+    const N = typeof width === 'number' ? () => width : width;
     recordGroup(this.gpu, 'loraOutputProducts', {
       c: out,
       as: [this.xa(l, M)],
       bs: [this.layerView(l, 'params')],
       problems: group.map((n) => ({
-        M, N, a: { slot: 0, off: this.index(l, n) * M * this.r }, b: { slot: 0, off: this.offsetOf(l, this.lora.at(l, n)!.B) }, cOff: outs(n),
+        M, N: N(n), a: { slot: 0, off: this.index(l, n) * M * this.r }, b: { slot: 0, off: this.offsetOf(l, this.lora.at(l, n)!.B) }, cOff: outs(n),
       })),
       L: this.r, aRow: this.r, aRed: 1, bRed: 1, bCol: this.r, alpha: this.lora.scaling, accumulate: true,
       residual: residual ? { t: residual.t, off: 0, mask: residual.mask } : undefined,
@@ -178,6 +181,33 @@ export class LoraStepKernels {
       },
       this.partials,
     );
+  }
+
+  /** Where the base input gradient's pass can put layer `name`'s dxa = scaling · dY·B (undefined when not adapted). */
+  columns(l: number, name: LinearName, M: number): LoraBackwardColumns | undefined {
+    const a = this.lora.at(l, name);
+    if (!a) return undefined;
+    return { B: this.layerView(l, 'params'), bOff: this.offsetOf(l, a.B), r: this.r, scaling: this.lora.scaling, dxa: this.dxa(l, M), dxaOff: this.index(l, name) * M * this.r };
+  }
+
+  /**
+   * The branches' input gradients, each into its own place in one tensor: dinp_n += mask_n ⊙ (dxa_n·A_n)
+   * at element offset at(n), [M, K(n)] (dense into d attention-out, fc2 into d gelu-out).
+   */
+  branchInputGrads(l: number, names: readonly LinearName[], dinp: GpuTensor, at: (name: LinearName) => number, K: (name: LinearName) => number, M: number, drop: (name: LinearName) => LoraDropout | null): void {
+    const group = this.of(l, names);
+    if (!group.length) return;
+    const dropout = drop(group[0]);
+    recordGroup(this.gpu, 'loraInputGrads', {
+      c: dinp,
+      as: [this.dxa(l, M)],
+      bs: [this.layerView(l, 'params')],
+      problems: group.map((n) => ({
+        M, N: K(n), a: { slot: 0, off: this.index(l, n) * M * this.r }, b: { slot: 0, off: this.offsetOf(l, this.lora.at(l, n)!.A) }, cOff: at(n), salt: drop(n)?.salt,
+      })),
+      L: this.r, aRow: this.r, aRed: 1, bRed: 'N', bCol: 1, alpha: 1, accumulate: true,
+      drop: dropout ? { target: 'c', p: dropout.p, seed: dropout.seed } : null,
+    }, null);
   }
 
   /** dinp [M, K] += Σ_n mask_n ⊙ (dxa_n·A_n) over the adapted layers among `names`, which all read the input. */

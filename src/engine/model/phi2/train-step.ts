@@ -2,7 +2,7 @@ import { viewTensor, type GpuTensor } from '../../gpu/tensor';
 import { ADAMW_DEFAULTS } from '../../kernels/adamw';
 import { attentionBackward, attentionForward } from '../../kernels/attention';
 import { countLabels, createCrossEntropyWorkspace, crossEntropyBackward, crossEntropyForward, IGNORE_INDEX, type CrossEntropyWorkspace } from '../../kernels/cross-entropy';
-import { dropoutBackward, dropoutForward, type DropoutMask } from '../../kernels/dropout';
+import { dropoutBackwardTwoSites, dropoutForward, type DropoutMask } from '../../kernels/dropout';
 import { embeddingForward } from '../../kernels/embedding';
 import { zeroTensor } from '../../kernels/fill';
 import { geluBackward, geluForward } from '../../kernels/gelu';
@@ -111,18 +111,17 @@ export class Phi2TrainStep {
       finalH: f('final_ln_out', [M, C]),
       finalMean: f('final_ln_mean', [M]),
       finalRstd: f('final_ln_rstd', [M]),
-      // q, k and v one after another (each 256-byte aligned), so that their LoRA products are one dispatch
-      qkv: f('qkv', [3 * align64(M * C)]),
+      // q, k, v and fc1's outputs one after another (each 256-byte aligned): their LoRA products are one dispatch
+      proj: f('proj_out', [3 * align64(M * C) + align64(M * I)]),
       attn: f('attn', [M, C]),
       lse: f('attn_lse', [M * H]),
       branch: f('branch_out', [M, C]),
-      fc1: f('fc1_out', [M, I]),
       gelu: f('gelu_out', [M, I]),
       dh: f('d_ln_out', [M, C]),
       dqkv: f('d_qkv', [3 * align64(M * C)]),
-      dattn: f('d_attn', [M, C]),
       dbranch: f('d_branch', [2 * align64(M * C)]), // the MLP branch's, then the attention branch's
-      dgelu: f('d_gelu', [M, I]),
+      // d gelu-out, then d attention-out: the branches' adapters add their input gradients in one dispatch
+      dbranchIn: f('d_branch_in', [align64(M * I) + align64(M * C)]),
       dfc1: f('d_fc1', [M, I]),
       attnStats: f('attn_bwd_stats', [M * H * 2]),
       ids: f('train_ids', [M], 'u32'),
@@ -165,7 +164,6 @@ export class Phi2TrainStep {
     const attn = v(t.attn, [M, C]);
     const lse = v(t.lse, [B, d.heads, T]);
     const branch = v(t.branch, [M, C]);
-    const fc1 = v(t.fc1, [M, I]);
     const gelu = v(t.gelu, [M, I]);
     const ids = v(t.ids, [M]);
     const labels = v(t.labels, [M]);
@@ -174,13 +172,15 @@ export class Phi2TrainStep {
     // q, k, v (and their gradients) as views one stride apart; with no padding between q and k, rotary
     // takes both as one batch of 2B sequences.
     const stride = align64(M * C);
-    const qkvOff = (n: LinearName) => ({ q: 0, k: stride, v: 2 * stride })[n as 'q' | 'k' | 'v'];
-    const q = viewTensor(t.qkv, [M, C], 'q');
-    const k = viewTensor(t.qkv, [M, C], 'k', stride * 4);
-    const vv = viewTensor(t.qkv, [M, C], 'v', 2 * stride * 4);
-    const qkv = v(t.qkv, [3 * stride]);
+    const projOff = (n: LinearName) => ({ q: 0, k: stride, v: 2 * stride, fc1: 3 * stride })[n as 'q' | 'k' | 'v' | 'fc1'];
+    const projWidth = (n: LinearName) => (n === 'fc1' ? I : C);
+    const q = viewTensor(t.proj, [M, C], 'q');
+    const k = viewTensor(t.proj, [M, C], 'k', stride * 4);
+    const vv = viewTensor(t.proj, [M, C], 'v', 2 * stride * 4);
+    const proj = v(t.proj, [3 * stride + align64(M * I)]);
     const rotaryTogether = stride === M * C;
-    const qk = viewTensor(t.qkv, [2 * M, C], 'qk');
+    const qk = viewTensor(t.proj, [2 * M, C], 'qk');
+    const fc1 = viewTensor(t.proj, [M, I], 'fc1_out', 3 * stride * 4);
     const shape2 = { ...shape, batch: 2 * B };
 
     const shifted = shiftLabels(batch.labels, B, T);
@@ -215,11 +215,10 @@ export class Phi2TrainStep {
       base.forward(q, hIn, W(l, 'q'), M, C);
       base.forward(k, hIn, W(l, 'k'), M, C);
       base.forward(vv, hIn, W(l, 'v'), M, C);
-      loras.outputProducts(l, ['q', 'k', 'v'], qkv, qkvOff, M, C);
+      base.forward(fc1, hIn, W(l, 'fc1'), M, I);
+      loras.outputProducts(l, H_READERS, proj, projOff, M, projWidth);
       rotate(rotaryForward, q, k, qk);
       attentionForward(gpu, attn, lse, q, k, vv, shape, { validLengths, path: 'tiled' });
-      base.forward(fc1, hIn, W(l, 'fc1'), M, I);
-      loras.outputProducts(l, ['fc1'], fc1, () => 0, M, I);
       geluForward(gpu, gelu, fc1, M * I);
       // Recomputation stops here: backward needs the intermediates, and the branches' xa are kept.
       if (!residualOut) return;
@@ -269,8 +268,14 @@ export class Phi2TrainStep {
     const dv = viewTensor(t.dqkv, [M, C], 'dv', 2 * stride * 4);
     const dqkv = v(t.dqkv, [3 * stride]);
     const dqk = viewTensor(t.dqkv, [2 * M, C], 'dqk');
-    const dattn = v(t.dattn, [M, C]);
-    const dgelu = v(t.dgelu, [M, I]);
+    const dgelu = viewTensor(t.dbranchIn, [M, I], 'd_gelu');
+    const dattn = viewTensor(t.dbranchIn, [M, C], 'd_attn', align64(M * I) * 4);
+    const dBranchIn = v(t.dbranchIn, [align64(M * I) + stride]);
+    const dBranchInOff = (n: LinearName) => (n === 'fc2' ? 0 : align64(M * I));
+    const dBranchInWidth = (n: LinearName) => (n === 'fc2' ? I : C);
+    // On the f32 path the base input gradients' passes also compute the adapters' dxa = scaling · dY·B.
+    const folds = base.foldsLoraColumns;
+    const cols = (l: number, name: LinearName) => (folds ? loras.columns(l, name, M) : undefined);
     const dfc1 = v(t.dfc1, [M, I]);
     const dbranches = v(t.dbranch, [2 * stride]);
 
@@ -284,33 +289,29 @@ export class Phi2TrainStep {
       const dBranchOff = (n: LinearName) => (dBranch === dx || n === 'fc2' ? 0 : stride);
       const dMlp = dBranch === dx ? dx : viewTensor(t.dbranch, [M, C], 'd_mlp');
       const dAttnOut = dBranch === dx ? dx : viewTensor(t.dbranch, [M, C], 'd_attn_out', stride * 4);
-      if (dBranch !== dx) {
-        dropoutBackward(gpu, dMlp, dx, M * C, mlpMask!);
-        dropoutBackward(gpu, dAttnOut, dx, M * C, attnMask!);
-      }
+      if (dBranch !== dx) dropoutBackwardTwoSites(gpu, dbranches, dx, M * C, stride, mlpMask!, attnMask!);
       // The branch outputs' layers: base input gradients, then the adapters' (dY·B for both at once).
-      base.backwardInput(dgelu, dMlp, W(l, 'fc2'), M, C, I);
-      base.backwardInput(dattn, dAttnOut, W(l, 'dense'), M, C, C);
-      loras.gradProducts(l, ['dense', 'fc2'], dBranch, dBranchOff, M, C);
-      loras.inputGrads(l, ['fc2'], dgelu, M, I, (n) => loraDrop(l, n));
-      loras.inputGrads(l, ['dense'], dattn, M, C, (n) => loraDrop(l, n));
+      base.backwardInput(dgelu, dMlp, W(l, 'fc2'), M, C, I, false, cols(l, 'fc2'));
+      base.backwardInput(dattn, dAttnOut, W(l, 'dense'), M, C, C, false, cols(l, 'dense'));
+      if (!folds) loras.gradProducts(l, ['dense', 'fc2'], dBranch, dBranchOff, M, C);
+      loras.branchInputGrads(l, ['fc2', 'dense'], dBranchIn, dBranchInOff, dBranchInWidth, M, (n) => loraDrop(l, n));
       // The MLP: gelu, then fc1 into d LN-out (its adapter's share joins q, k and v's below).
       geluBackward(gpu, dfc1, dgelu, fc1, M * I);
-      base.backwardInput(dh, dfc1, W(l, 'fc1'), M, I, C);
-      loras.gradProducts(l, ['fc1'], dfc1, () => 0, M, I);
+      base.backwardInput(dh, dfc1, W(l, 'fc1'), M, I, C, false, cols(l, 'fc1'));
+      if (!folds) loras.gradProducts(l, ['fc1'], dfc1, () => 0, M, I);
       // Attention: back through softmax(qkᵀ)v and the rotation, then q, k, v into d LN-out.
       attentionBackward(gpu, dq, dk, dv, v(t.attnStats, [B, d.heads, T, 2]), dattn, q, k, vv, attn, lse, shape, { validLengths });
       rotate(rotaryBackward, dq, dk, dqk);
-      base.backwardInput(dh, dq, W(l, 'q'), M, C, C, true);
-      base.backwardInput(dh, dk, W(l, 'k'), M, C, C, true);
-      base.backwardInput(dh, dv, W(l, 'v'), M, C, C, true);
-      loras.gradProducts(l, ['q', 'k', 'v'], dqkv, qkvOff, M, C);
+      base.backwardInput(dh, dq, W(l, 'q'), M, C, C, true, cols(l, 'q'));
+      base.backwardInput(dh, dk, W(l, 'k'), M, C, C, true, cols(l, 'k'));
+      base.backwardInput(dh, dv, W(l, 'v'), M, C, C, true, cols(l, 'v'));
+      if (!folds) loras.gradProducts(l, ['q', 'k', 'v'], dqkv, projOff, M, C);
       loras.inputGrads(l, H_READERS, dh, M, C, (n) => loraDrop(l, n));
       // Every adapter's dA and dB of the block, from where the block left their inputs and output gradients.
       loras.weightGrads(
         l,
         M,
-        (n) => (n === 'fc1' ? { t: dfc1, off: 0, N: I } : n === 'dense' || n === 'fc2' ? { t: dBranch, off: dBranchOff(n), N: C } : { t: dqkv, off: qkvOff(n), N: C }),
+        (n) => (n === 'fc1' ? { t: dfc1, off: 0, N: I } : n === 'dense' || n === 'fc2' ? { t: dBranch, off: dBranchOff(n), N: C } : { t: dqkv, off: projOff(n), N: C }),
         (n) => (n === 'dense' ? { t: attn, off: 0, K: C } : n === 'fc2' ? { t: gelu, off: 0, K: I } : { t: h, off: 0, K: C }),
         (n) => loraDrop(l, n),
       );
