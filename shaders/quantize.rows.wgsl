@@ -1,5 +1,6 @@
 // Per-row symmetric int8 quantisation of activations or output gradients, for the int8 compute path
-// (matmul.i8i8.fwd / matmul.i8i8.bwd): one workgroup per row,
+// (matmul.i8i8.fwd / matmul.i8i8.bwd), and of f16 weight tables (the optional int8 lm_head): one
+// workgroup per row,
 //   v[c]      = inp[row, c] * col_scale[c]      (col_scale only where given: the backward pass folds
 //                                                the weight's per-row scales into the gradient here)
 //   scale     = max_c |v[c]| / 127
@@ -8,7 +9,8 @@
 // format's packing), the row padded with zeros to a whole word. A row holding a NaN or an infinity
 // gets a NaN scale, so everything computed from it is NaN, as it would be in f32: a training step
 // with a non-finite gradient is then still recognised and skipped.
-// The `requires` directive and lib/row_reduce.wgsl are prepended by quantize.ts.
+// The `requires` directive, lib/row_reduce.wgsl and the input (binding 3 and `input`: f32, or f16
+// two to a word) are prepended by quantize.ts.
 //
 // Cost: two reads of the row (the second from cache) and a quarter of its bytes written; it runs
 // once per matmul input, and once for q/k/v/fc1 together, which read the same LayerNorm output.
@@ -24,14 +26,13 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> q: array<u32>;
 @group(0) @binding(2) var<storage, read_write> scales: array<f32>;
-@group(0) @binding(3) var<storage, read> inp: array<f32>;
 @group(0) @binding(4) var<storage, read> col_scale: array<f32>;
 
 const EXPONENT_MASK = 0x7f800000u;
 
 fn value(base: u32, c: u32) -> f32 {
   if (c >= p.cols) { return 0.0; }
-  var v = inp[base + c];
+  var v = input(base + c);
   if (p.has_col_scale != 0u) { v *= col_scale[c]; }
   return v;
 }

@@ -5,7 +5,7 @@ import { matmulInt8BackwardInput, matmulInt8Forward } from '../../src/engine/ker
 import { paddedCols, quantizeRows } from '../../src/engine/kernels/quantize';
 import { numberToF16Bits, packF16, packInt8Rows } from '../../src/engine/kernels/weight-formats';
 import { matmulInt8BackwardInputRef, matmulInt8ForwardRef, quantizeRowsRef } from '../reference/int8-compute';
-import { dequantInt8Ref, matmulBackwardInputRef, matmulForwardRef } from '../reference/matmul';
+import { dequantF16Ref, dequantInt8Ref, matmulBackwardInputRef, matmulForwardRef } from '../reference/matmul';
 import { compareTensors, randomArray, rng } from '../support/compare';
 import { testGpu } from '../support/gpu';
 
@@ -72,6 +72,43 @@ describe('quantizeRows', () => {
   it('with column scales (the backward pass), a zero row and an outlier', async () => {
     await check(9, 83, { colScale: true, special: true });
     await check(65, 260, { colScale: true });
+  });
+
+  it('from f16 rows (a weight table: the int8 lm_head), awkward lengths, a zero row and a NaN', async () => {
+    const gpu = await testGpu();
+    for (const [rows, cols] of [[1, 2], [3, 6], [130, 38], [5, 2562]] as const) {
+      const random = rng(rows * 7 + cols);
+      const bits = Uint16Array.from({ length: rows * cols }, () => numberToF16Bits((random() * 2 - 1) * 0.3));
+      if (rows >= 3) {
+        bits.fill(0, 0, cols); // an all-zero row: scale 0, q 0
+        bits[2 * cols + 1] = 0x7e00; // a NaN: its row's scale is NaN
+      }
+      const values = dequantF16Ref(bits);
+      const q = gpu.tensor('q', [rows, paddedCols(cols)], 'i8');
+      const scales = gpu.tensor('scales', [rows]);
+      quantizeRows(gpu, q, scales, gpu.upload('table', [rows, cols], packF16(bits), 'f16'), null, rows, cols);
+      const host = await readQuantized(gpu, q, scales, rows, cols);
+      const ref = quantizeRowsRef(values, rows, cols);
+      let ties = 0;
+      for (let r = 0; r < rows; r++) {
+        if (Number.isNaN(ref.scales[r])) {
+          expect(Number.isNaN(host.scales[r]), `scale of row ${r}`).toBe(true);
+          continue;
+        }
+        expect(host.scales[r], `scale of row ${r}`).toBeCloseTo(ref.scales[r], 7);
+        for (let c = 0; c < cols; c++) {
+          const i = r * cols + c;
+          if (host.q[i] === ref.q[i]) continue;
+          expect(Math.abs(Math.abs(ref.unrounded[i]) % 1 - 0.5), `q[${i}] = ${host.q[i]}, reference ${ref.q[i]}`).toBeLessThan(1e-4);
+          expect(Math.abs(host.q[i] - ref.q[i])).toBe(1);
+          ties++;
+        }
+      }
+      expect(ties).toBeLessThanOrEqual(Math.ceil(rows * cols * 1e-3));
+    }
+    const t = (shape: number[], dtype: GpuTensor['dtype'] = 'f32') => gpu.tensor('t', shape, dtype);
+    expect(() => quantizeRows(gpu, t([1, 4], 'i8'), t([1]), t([1, 3], 'f16'), null, 1, 3)).toThrow(/f16 rows need an even length/);
+    expect(() => quantizeRows(gpu, t([1, 4], 'i8'), t([1]), t([1, 4], 'u32'), null, 1, 4)).toThrow(/is u32; expected f32 or f16/);
   });
 
   it('a row with a NaN or an infinity gets a NaN scale; the other rows are unaffected', async () => {

@@ -347,6 +347,16 @@ export function attentionForward(
 }
 
 /** Splits of the key range: enough workgroups to fill the GPU, each with a worthwhile share of keys. */
+/**
+ * The key splits attentionForward's decode kernel takes by itself with this workspace, for `queryRows`
+ * (batch x heads x new tokens) over kvLen keys. A captured decode step keeps the count it was recorded
+ * with as the cache grows, so a caller that replays one re-captures where this changes
+ * (model/phi2/generate.ts): a generation from a short prompt then still fills the GPU at long contexts.
+ */
+export function decodeSplits(workspace: AttentionSplitWorkspace, queryRows: number, kvLen: number): number {
+  return chooseSplits('decodeSplits', undefined, workspace, queryRows, kvLen);
+}
+
 function chooseSplits(
   kernel: string,
   requested: number | undefined,

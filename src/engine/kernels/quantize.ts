@@ -8,16 +8,28 @@ import { paddedCols } from './int8-rows';
 import { expectBindable } from './matmul';
 
 /**
- * Per-row int8 quantisation of activations and output gradients on the GPU, for the int8 compute path
- * (matmul-i8i8.ts): q[row, c] = round(v / scale[row]) with scale = absmax / 127 over the row, where
- * v = inp[row, c] * colScale[c] (the column scales only where given). q is int8, packed four to a
- * u32 word along the row like the int8 weights, its row padded with zeros to a multiple of 4.
+ * Per-row int8 quantisation on the GPU: of activations and output gradients (f32), for the int8
+ * compute path (matmul-i8i8.ts), and of f16 weight tables, for the optional int8 lm_head
+ * (model/phi2/forward.ts): q[row, c] = round(v / scale[row]) with scale = absmax / 127 over the row,
+ * where v = inp[row, c] * colScale[c] (the column scales only where given). q is int8, packed four to
+ * a u32 word along the row like the int8 weights, its row padded with zeros to a multiple of 4.
  */
 
 /** `requires` must open a WGSL module, before anything prepended to it. */
 export const REQUIRES_INT8_DOT = 'requires packed_4x8_integer_dot_product;\n';
 
-const SHADER = { name: 'quantize.rows', code: REQUIRES_INT8_DOT + rowReduce + quantizeRowsWgsl };
+/** Binding 3 and how the kernel reads element i of it: f32 values, or f16 two to a u32 word. */
+const INPUT = {
+  f32: '@group(0) @binding(3) var<storage, read> inp: array<f32>;\nfn input(i: u32) -> f32 { return inp[i]; }\n',
+  f16:
+    '@group(0) @binding(3) var<storage, read> inp: array<u32>;\n' +
+    'fn input(i: u32) -> f32 { let pair = unpack2x16float(inp[i / 2u]); return select(pair.x, pair.y, (i & 1u) == 1u); }\n',
+} as const;
+
+const SHADERS = {
+  f32: { name: 'quantize.rows.f32', code: REQUIRES_INT8_DOT + rowReduce + INPUT.f32 + quantizeRowsWgsl },
+  f16: { name: 'quantize.rows.f16', code: REQUIRES_INT8_DOT + rowReduce + INPUT.f16 + quantizeRowsWgsl },
+};
 const WG = 256;
 
 /** Throws a clear error where this browser's WGSL compiler lacks the packed 4 x 8-bit dot product. */
@@ -31,8 +43,8 @@ export function expectInt8Dot(kernel: string, gpu: GpuRuntime): void {
 }
 
 /**
- * q [rows, paddedCols(cols)] i8 and scales [rows] f32 from inp [rows, cols] f32, times colScale [cols]
- * per column when given. A row with a NaN or an infinity gets a NaN scale.
+ * q [rows, paddedCols(cols)] i8 and scales [rows] f32 from inp [rows, cols] (f32, or f16 with an even
+ * cols), times colScale [cols] per column when given. A row with a NaN or an infinity gets a NaN scale.
  */
 export function quantizeRows(
   gpu: GpuRuntime,
@@ -52,7 +64,9 @@ export function quantizeRows(
   expectShape(k, q, [rows, paddedCols(cols)]);
   expectDType(k, scales, 'f32');
   expectShape(k, scales, [rows]);
-  expectDType(k, inp, 'f32');
+  const source = inp.dtype;
+  if (source !== 'f32' && source !== 'f16') throw new Error(`${k}: ${inp.name} is ${source}; expected f32 or f16`);
+  if (source === 'f16' && cols % 2 !== 0) throw new Error(`${k}: f16 rows need an even length (two halves a word), got cols=${cols}`);
   expectShape(k, inp, [rows, cols]);
   if (colScale) {
     expectDType(k, colScale, 'f32');
@@ -61,7 +75,7 @@ export function quantizeRows(
   expectBindable(k, gpu, [q, scales], colScale ? [inp, colScale] : [inp]);
   const [gx, gy] = grid(rows);
   gpu.encoder.dispatch(
-    gpu.pipelines.get(SHADER, { WG }),
+    gpu.pipelines.get(SHADERS[source], { WG }),
     packUniforms([['u32', rows], ['u32', cols], ['u32', paddedCols(cols) / 4], ['u32', colScale ? 1 : 0], ['u32', gx]]),
     // Without column scales inp fills their slot, unread.
     [q, scales, inp, colScale ?? inp],

@@ -209,19 +209,26 @@ export class Generator {
     sample(this.model.forward(ws, cache, { ids: input, batch: B, seq: longest, leftPad, logits: 'last', adapter: opts.adapter })!);
     let pending = this.gpu.read(next);
     // Later steps: one token per sequence, fed from `next` on the GPU. The step is recorded once and
-    // replayed one position further each time; step s + 1 is submitted before step s's tokens are
-    // read, so the GPU never waits for the host. The stop checks lag one step: a step submitted after
-    // every sequence ended is wasted, never used.
+    // replayed one position further each time (recorded again where attention would split its keys
+    // differently: every 64 positions or so as the context grows); step s + 1 is submitted before step
+    // s's tokens are read, so the GPU never waits for the host. The stop checks lag one step: a step
+    // submitted after every sequence ended is wasted, never used.
     let decode: RecordedPass | null = null;
     let capturedAt = 0;
+    let capturedSplits = 0;
+    // A pass still in flight may use its uniforms: destroy them once the queue is done.
+    const retire = (pass: RecordedPass) => void this.gpu.device.queue.onSubmittedWorkDone().then(() => pass.destroy());
     try {
       for (let step = 0; step < steps; step++) {
         let following: Promise<ArrayBuffer> | null = null;
         if (step + 1 < steps && !opts.signal?.aborted) {
           setUniforms(step + 1);
           const at = cache.length;
-          if (!decode) {
+          const splits = this.model.decodeSplits(B, at + 1);
+          if (!decode || splits !== capturedSplits) {
+            if (decode) retire(decode);
             capturedAt = at;
+            capturedSplits = splits;
             // Finished sequences are fed their own last choice: any token does, their output is unused.
             decode = this.gpu.encoder.capture(() => sample(this.model.forward(ws, cache, { ids: next, batch: B, seq: 1, leftPad, logits: 'last', adapter: opts.adapter })!));
           }
@@ -250,9 +257,8 @@ export class Generator {
         pending = following!;
       }
     } finally {
-      // A step still in flight may use the pass's uniforms: destroy them once the queue is done.
       const pass = decode as RecordedPass | null;
-      if (pass) void this.gpu.device.queue.onSubmittedWorkDone().then(() => pass.destroy());
+      if (pass) retire(pass);
     }
     return results;
   }
