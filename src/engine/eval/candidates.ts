@@ -71,7 +71,7 @@ export class CandidateScorer {
     }
     if (!this.cache || this.cache.maxSeq < positions) {
       this.cache?.destroy();
-      this.cache = new KvCache(gpu, dims, 1, Math.min(dims.maxPositions, Math.max(positions, 256)));
+      this.cache = new KvCache(gpu, dims, 1, Math.min(dims.maxPositions, Math.max(positions, 256)), this.model.kvCache);
     }
     return { ws: this.ws, cache: this.cache };
   }

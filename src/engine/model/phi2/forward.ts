@@ -12,7 +12,7 @@ import { createRotaryTable, rotaryForward, type RotaryTable } from '../../kernel
 import { loraForward } from '../../kernels/lora';
 import type { LoraState } from './lora-state';
 import { LINEAR_NAMES, type LinearName, type LinearParams, type Phi2Params } from './params';
-import { KvCache, Phi2Workspace } from './workspace';
+import { KvCache, Phi2Workspace, type KvCacheDType } from './workspace';
 
 /**
  * Phi-2's forward pass on the GPU, exactly as transformers computes it:
@@ -68,6 +68,13 @@ export interface Phi2ModelOptions {
    * test/model/phi2-forward.test.ts). 'f16' (the default) reads the checkpoint's head: exact.
    */
   lmHead?: 'f16' | 'int8';
+  /**
+   * What the KV caches made for this model hold (callers make them with `new KvCache(..., model.kvCache)`):
+   * 'f32' (the default) is exact; 'f16' halves the bytes each decode token reads from the cache
+   * (Phi-2 at 512 context: 168 MB less) and moves the logits by what the README states (measured
+   * against the goldens in test/model/phi2-forward.test.ts). forward() takes a cache of either kind.
+   */
+  kvCache?: KvCacheDType;
 }
 
 /** A row chunk of the lm_head as the logits read it: the F16 table, or its int8 copy with row scales. */
@@ -107,6 +114,11 @@ export class Phi2Model {
 
   get dims() {
     return this.params.dims;
+  }
+
+  /** The element type of the KV caches this model's callers make (Phi2ModelOptions.kvCache). */
+  get kvCache(): KvCacheDType {
+    return this.options.kvCache ?? 'f32';
   }
 
   /**
@@ -151,6 +163,7 @@ export class Phi2Model {
     const leftPad = call.leftPad ? this.uploadLeftPad(call.leftPad, B, pastLen, T) : undefined;
 
     const shape = { batch: B, seq: T, heads: d.heads, headDim: d.headDim, pastLen };
+    const keyPairs = cache.keyPairs;
     for (let l = 0; l < d.layers; l++) {
       const p = params.blocks[l];
       layernormForward(gpu, a.normed, a.mean, a.rstd, a.residual, p.ln.weight, p.ln.bias, M, C, d.layerNormEps);
@@ -158,7 +171,7 @@ export class Phi2Model {
       if (this.fused[l] && !adapted) {
         // q, k, v (rotary, KV append) and gelu(fc1) in one pass; dense(attn) + fc2(gelu) in another.
         inProjectionForward(gpu, a.q, cache.keys[l], cache.values[l], a.gelu, a.normed, p, this.rotary, { ...shape, intermediate: d.intermediate }, { leftPad });
-        attentionForward(gpu, a.attn, a.lse, a.q, cache.keys[l], cache.values[l], shape, { validLengths, leftPad, splitWorkspace: this.split });
+        attentionForward(gpu, a.attn, a.lse, a.q, cache.keys[l], cache.values[l], shape, { validLengths, leftPad, splitWorkspace: this.split, keyPairs });
         matmulForwardSum(gpu, a.residual, { inp: a.attn, ...p.dense, K: C }, { inp: a.gelu, ...p.fc2, K: d.intermediate }, M, C, { accumulate: true });
       } else {
         const linear = (out: GpuTensor, inp: GpuTensor, name: LinearName, N: number, K: number, accumulate = false) => {
@@ -175,11 +188,12 @@ export class Phi2Model {
         linear(a.v, a.normed, 'v', C, C);
         rotaryForward(gpu, a.q, this.rotary, shape, { leftPad });
         rotaryForward(gpu, a.k, this.rotary, shape, { leftPad });
-        kvCacheAppend(gpu, cache.keys[l], cache.values[l], a.k, a.v, { ...shape, pastLen });
+        kvCacheAppend(gpu, cache.keys[l], cache.values[l], a.k, a.v, { ...shape, pastLen, keyPairs });
         attentionForward(gpu, a.attn, a.lse, a.q, cache.keys[l], cache.values[l], shape, {
           validLengths,
           leftPad,
           splitWorkspace: this.split,
+          keyPairs,
         });
         linear(a.residual, a.attn, 'dense', C, C, true);
         linear(a.fc1, a.normed, 'fc1', d.intermediate, C);
@@ -307,4 +321,4 @@ function quantizeHead(gpu: GpuRuntime, params: Phi2Params): HeadChunk[] {
   return chunks;
 }
 
-export { KvCache, Phi2Workspace };
+export { KvCache, Phi2Workspace, type KvCacheDType };

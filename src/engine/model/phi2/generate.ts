@@ -122,7 +122,7 @@ export class Generator {
     }
     if (!this.cache || this.cache.capacity < batch * positions) {
       this.cache?.destroy();
-      this.cache = new KvCache(this.gpu, d, 1, Math.max(batch * positions, 256));
+      this.cache = new KvCache(this.gpu, d, 1, Math.max(batch * positions, 256), this.model.kvCache);
     }
     if (this.next.shape[0] < batch) {
       this.next.buffer.destroy();
@@ -282,7 +282,7 @@ export class Generator {
       ids.set(c, b * T + prompt.length);
     });
     const ws = new Phi2Workspace(this.gpu, d, B * T);
-    const cache = new KvCache(this.gpu, d, B, T);
+    const cache = new KvCache(this.gpu, d, B, T, this.model.kvCache);
     try {
       const logits = this.model.forward(ws, cache, { ids, batch: B, seq: T, lengths, logits: 'all', adapter })!;
       // Row (b, t) predicts token t+1: gather the log-probability of each candidate token.
