@@ -52,16 +52,18 @@ describe('int8 settings', () => {
     await show('#model');
     const compute = page.getByTestId('inference-compute');
     const head = page.getByTestId('inference-lmHead');
-    await expect.poll(() => page.getByTestId('inference-compute-state').innerText(), { timeout: 60_000 }).toContain('off in the loaded model');
+    const state = (key: string) => () => page.getByTestId(`inference-${key}-state`).innerText();
+    await expect.poll(state('compute'), { timeout: 60_000 }).toBe('(off in the loaded model)');
     expect(await compute.isChecked()).toBe(false);
     expect(await head.isChecked()).toBe(false);
     expect(await page.getByTestId('inference-settings').innerText()).toMatch(/SwitchBack/);
     expect(await page.getByTestId('inference-compute-unavailable').count()).toBe(0);
 
     await compute.check();
-    await expect.poll(() => page.getByTestId('inference-compute-state').innerText()).toContain('on in the loaded model');
+    // Applying one waits for the GPU (the int8 head is quantised there): seconds on SwiftShader.
+    await expect.poll(state('compute'), { timeout: 60_000 }).toBe('(on in the loaded model)');
     await head.check();
-    await expect.poll(() => page.getByTestId('inference-lmHead-state').innerText()).toContain('on in the loaded model');
+    await expect.poll(state('lmHead'), { timeout: 60_000 }).toBe('(on in the loaded model)');
     expect((await workerSettings()).applied).toEqual({ compute: 'int8', lmHead: 'int8' });
 
     await show('#demo');
@@ -79,7 +81,7 @@ describe('int8 settings', () => {
     await show('#model');
     await page.getByTestId('inference-compute').uncheck();
     await page.getByTestId('inference-lmHead').uncheck();
-    await expect.poll(async () => (await workerSettings()).chosen).toEqual({ compute: 'f32', lmHead: 'f16' });
+    await expect.poll(async () => (await workerSettings()).chosen, { timeout: 60_000 }).toEqual({ compute: 'f32', lmHead: 'f16' });
   });
 
   it('int8 compute on the Train page reaches the run: its panel says int8', async () => {
@@ -90,7 +92,7 @@ describe('int8 settings', () => {
     const memory = () => page.getByTestId('train-memory').innerText();
     expect(await memory()).not.toMatch(/int8 compute/);
     await page.getByTestId('train-int8-compute').check();
-    await expect.poll(memory).toMatch(/int8 compute: one activation quantised per row/);
+    await expect.poll(memory, { timeout: 30_000 }).toMatch(/int8 compute: one activation quantised per row/);
     await page.getByTestId('adapter-name').fill('e2e-int8');
     await page.getByTestId('length-unit').selectOption('steps');
     await page.getByTestId('train-steps').fill('1');
