@@ -68,7 +68,7 @@ export interface Phi2ModelOptions {
    * 'int8': logits from an int8 copy of the F16 lm_head, quantised per row on the GPU when the model is
    * made (131 MB more GPU memory for Phi-2, the F16 head stays for training): a decode token reads
    * 131 MB less, and the logits move by what the README states (measured against the goldens in
-   * test/model/phi2-forward.test.ts). 'f16' (the default) reads the checkpoint's head: exact.
+   * test/gpu/engine/model/phi2/forward.test.ts). 'f16' (the default) reads the checkpoint's head: exact.
    */
   lmHead?: 'f16' | 'int8';
   /**
