@@ -120,7 +120,8 @@ export class Generator {
       this.ws?.destroy();
       this.ws = new Phi2Workspace(this.gpu, d, Math.max(tokens, 64));
     }
-    if (!this.cache || this.cache.capacity < batch * positions) {
+    // A new cache also when the model's KV cache setting changed (Phi2Model.configure).
+    if (!this.cache || this.cache.capacity < batch * positions || this.cache.dtype !== this.model.kvCache) {
       this.cache?.destroy();
       this.cache = new KvCache(this.gpu, d, 1, Math.max(batch * positions, 256), this.model.kvCache);
     }

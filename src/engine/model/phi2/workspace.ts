@@ -1,5 +1,6 @@
 import type { GpuRuntime } from '../../gpu/runtime';
 import { DTYPE_BYTES, viewTensor, type GpuTensor } from '../../gpu/tensor';
+import type { KvCachePrecision } from '../../../shared/compute';
 import type { ModelDims } from '../../weights/config';
 
 /**
@@ -82,7 +83,7 @@ export class Phi2Workspace {
 }
 
 /** What a KV cache holds a key or value element as: f32 (exact), or f16 (half the bytes, rounded). */
-export type KvCacheDType = 'f32' | 'f16';
+export type KvCacheDType = KvCachePrecision;
 
 /**
  * Keys and values of every layer for `batch` sequences of up to `maxSeq` positions, on the GPU. Each
