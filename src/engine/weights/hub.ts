@@ -202,15 +202,12 @@ async function discard(res: Response): Promise<void> {
 }
 
 /**
- * The body as chunks; a read that fails (dropped connection) becomes a retryable 'network' error, and
- * a body that ends before its Content-Length a 'bad-response' one.
+ * A response body's chunks as they arrive. A read that fails (a dropped connection, an abort) is thrown
+ * as `readError(err, bytesReceived)`; a body left before its end is cancelled, so nothing stays open.
  */
-async function* checkedBody(
+export async function* bodyChunks(
   body: ReadableStream<Uint8Array>,
-  file: string,
-  where: string,
-  length: number | null,
-  signal?: AbortSignal,
+  readError: (err: unknown, received: number) => Error,
 ): AsyncGenerator<Uint8Array, void, undefined> {
   const reader = body.getReader();
   let received = 0;
@@ -221,26 +218,39 @@ async function* checkedBody(
       try {
         r = await reader.read();
       } catch (err) {
-        if (signal?.aborted) throw abortedError(file);
-        throw new HubError('network', `The connection dropped after ${received} bytes of ${where}: ${(err as Error).message}`, file);
+        throw readError(err, received);
       }
       if (r.done) {
         finished = true;
-        if (length !== null && received !== length) {
-          throw new HubError('bad-response', `The server sent ${received} of the ${length} bytes it announced for ${where}.`, file);
-        }
         return;
       }
       received += r.value.length;
       yield r.value;
     }
   } finally {
-    if (!finished) {
-      try {
-        await reader.cancel();
-      } catch {
-        // already failed
-      }
-    }
+    if (!finished) await reader.cancel().catch(() => undefined);
+  }
+}
+
+/**
+ * The body as chunks; a read that fails (dropped connection) becomes a retryable 'network' error, and
+ * a body that ends before its Content-Length a 'bad-response' one.
+ */
+async function* checkedBody(
+  body: ReadableStream<Uint8Array>,
+  file: string,
+  where: string,
+  length: number | null,
+  signal?: AbortSignal,
+): AsyncGenerator<Uint8Array, void, undefined> {
+  let received = 0;
+  const dropped = (err: unknown, n: number) =>
+    signal?.aborted ? abortedError(file) : new HubError('network', `The connection dropped after ${n} bytes of ${where}: ${(err as Error).message}`, file);
+  for await (const chunk of bodyChunks(body, dropped)) {
+    received += chunk.length;
+    yield chunk;
+  }
+  if (length !== null && received !== length) {
+    throw new HubError('bad-response', `The server sent ${received} of the ${length} bytes it announced for ${where}.`, file);
   }
 }
