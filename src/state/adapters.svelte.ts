@@ -1,5 +1,5 @@
-import { PAPER_ADAPTERS } from '../engine/adapters/hub';
-import { HUB_MODEL_ID } from '../engine/weights/presets';
+import { PAPER_ADAPTERS } from '../shared/paper-adapters';
+import { HUB_MODEL_ID } from '../shared/presets';
 import type { AdapterDownloadProgress, AdapterInfo, AdapterListing, AdaptersOverview, AdapterSourcePreview } from '../worker/adapters-api';
 import { Comlink, engine } from '../worker/client';
 import { router } from './router.svelte';

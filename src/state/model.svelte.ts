@@ -1,6 +1,6 @@
-import { DEFAULT_HUB_SETTINGS, type HubSettings } from '../engine/weights/hub';
+import { DEFAULT_HUB_SETTINGS, type HubSettings } from '../shared/hub';
 import type { RetryStatus } from '../engine/weights/retry';
-import { PHI_PRESETS, presetOf, type PhiPresetId } from '../engine/weights/presets';
+import { PHI_PRESETS, presetOf, type PhiPresetId } from '../shared/presets';
 import { Comlink, engine } from '../worker/client';
 import type {
   HubInspection,

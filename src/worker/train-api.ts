@@ -2,11 +2,12 @@ import type { Engine } from '../engine/engine';
 import type { Session } from '../engine/session/session';
 import { TrainingRuns, type TrainingSetup } from '../engine/session/training';
 import type { TrainEvent, TrainOutcome } from '../engine/session/training-events';
-import type { TrainPlan } from '../engine/train/plan';
+import type { TrainPlan } from '../shared/train-plan';
 
 export type { StepRecord, TrainProgress } from '../engine/train/trainer';
 export type { MemoryEstimate } from '../engine/train/memory';
-export type { TrainDataSource, TrainingModelInfo, TrainPlan } from '../engine/train/plan';
+export type { TrainingModelInfo } from '../engine/train/plan';
+export type { TrainDataSource, TrainPlan } from '../shared/train-plan';
 export type { ResumableRun, TrainingSetup } from '../engine/session/training';
 export type { TrainEvent, TrainOutcome, TrainPhase, TrainProblem } from '../engine/session/training-events';
 

@@ -1,6 +1,7 @@
 import type { Platform } from '../platform/types';
 import { HubError } from '../weights/errors';
-import { bodyChunks, HUB_BASE_URL, insecureUrlProblem, parseContentRange } from '../weights/hub';
+import { bodyChunks, insecureUrlProblem, parseContentRange } from '../weights/hub';
+import { HUB_BASE_URL } from '../../shared/hub';
 import { diagnoseRedirects } from '../weights/redirects';
 import { backoffDelay, DEFAULT_RETRY, isRetryable, sleep, type RetryPolicy } from '../weights/retry';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, adapterWeightsLimit, type AdapterFiles } from './files';
@@ -19,20 +20,6 @@ import type { DownloadCache } from './store';
  * is worth retrying, continue a dropped connection with an HTTP Range request, and keep what arrived
  * in IndexedDB (DownloadCache) so that a reload resumes instead of starting over.
  */
-
-/** The paper's two adapters for Phi-2, one click each on the Adapters and Evaluate pages. */
-export const PAPER_ADAPTERS = [
-  {
-    repo: 'ChunB1/phi-2_OpenOrca_cot_only',
-    label: 'Instruction-tuned (paper)',
-    description: 'Phi-2 + LoRA instruction-tuned on OpenOrca chain-of-thought rows.',
-  },
-  {
-    repo: 'ChunB1/phi-2_OpenOrca_cot_only_symbol',
-    label: 'Instruction- then symbol-tuned (paper)',
-    description: 'The instruction adapter, symbol-tuned further on remapped classification prompts.',
-  },
-] as const;
 
 export type AdapterLocation =
   /** A folder holding adapter_config.json and adapter_model.safetensors; `url` ends with '/'. */

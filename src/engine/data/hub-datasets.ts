@@ -1,5 +1,5 @@
 import type { CachedHubPage, HubRowsCache } from '../store/hub-datasets-cache';
-import type { InstructionExample } from './template';
+import type { InstructionExample } from '../../shared/template';
 import { MAX_JSON_DEPTH, nestsDeeperThan } from '../untrusted-json';
 import { sleep as retrySleep } from '../weights/retry';
 

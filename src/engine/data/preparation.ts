@@ -8,7 +8,7 @@ import type { SavedDatasets } from './saved';
 import { checkInteger, cut, DataInputError, newId, type DataSources } from './sources';
 import { generateSymbolTuningData } from './symbol-tuning';
 import { SYMBOL_KINDS, type SymbolKind } from './symbols';
-import { type InstructionExample, parseTemplate, renderTemplate, splitPromptCompletion } from './template';
+import { type InstructionExample, parseTemplate, renderTemplate, splitPromptCompletion } from '../../shared/template';
 
 /**
  * Training data made on the Data page: instruction-tuning rows from the open source with a template

@@ -2,7 +2,7 @@ import type { LoadedModel } from './session';
 import { UserDataStore, type TrainingExample } from '../store/datasets';
 import { DEMO_ROWS } from '../train/demo-set';
 import { tokenizeTrainingRows, type TrainingExamples } from '../train/examples';
-import type { TrainPlan } from '../train/plan';
+import type { TrainPlan } from '../../shared/train-plan';
 import { TrainProblemError, type TrainEvent } from './training-events';
 
 /** A run's examples and the name of the dataset they came from. */

@@ -4,6 +4,7 @@ import { HubError } from './errors';
 import { diagnoseRedirects } from './redirects';
 import { abortedError } from './retry';
 import type { CheckpointSource, OpenedFile } from './source';
+import { DEFAULT_HUB_SETTINGS, PHI2_REPO, type HubSettings } from '../../shared/hub';
 
 /**
  * Files of a Hugging Face Hub repository at a revision, over plain HTTP GET:
@@ -11,22 +12,6 @@ import type { CheckpointSource, OpenedFile } from './source';
  * a single `Range: bytes=N-` header when resuming and no other custom header: a single byte range is
  * a CORS-safelisted request header, so no request needs a preflight.
  */
-
-export const PHI2_REPO = 'microsoft/phi-2';
-/**
- * Pinned: the commit of microsoft/phi-2 this engine is built and tested against (the transformers
- * "phi" layout, two F16 shards). A moving branch such as "main" could change under a resumed download.
- */
-export const PHI2_REVISION = 'ef382358ec9e382308935a992d908de099b64c23';
-export const HUB_BASE_URL = 'https://huggingface.co';
-
-export interface HubSettings {
-  repo: string;
-  revision: string;
-  baseUrl: string;
-}
-
-export const DEFAULT_HUB_SETTINGS: HubSettings = { repo: PHI2_REPO, revision: PHI2_REVISION, baseUrl: HUB_BASE_URL };
 
 /** Hosts plain http may reach: this machine only (development servers, local mirrors), as the page's Content-Security-Policy allows. */
 const LOOPBACK = new Set(['localhost', '127.0.0.1']);

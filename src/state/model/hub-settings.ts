@@ -1,4 +1,4 @@
-import { DEFAULT_HUB_SETTINGS, type HubSettings } from '../../engine/weights/hub';
+import { DEFAULT_HUB_SETTINGS, type HubSettings } from '../../shared/hub';
 
 /** The Hub form's settings, kept in localStorage across visits (nothing is kept while they are the defaults). */
 const HUB_SETTINGS_KEY = 'phi2.model.hubSettings';
