@@ -1,3 +1,4 @@
+import { COMPUTE_PATHS, type ComputePath } from './compute';
 import { validateLoraSettings, type LoraSettings } from './lora';
 import { DEFAULT_OPTIMIZER, validateOptimizer, type OptimizerSettings } from './optimizer';
 import { APP_TRAINING_CHOICES, PAPER_TRAINING, stepsForEpochs, type PaperPreset, type ScheduleKind } from './paper-training';
@@ -39,6 +40,8 @@ export interface TrainPlan {
   gpuMemoryBytes: number | null;
   /** f32 AdamW (the default) or the paper's 8-bit AdamW. Absent in plans saved before it existed: f32. */
   optimizer?: OptimizerSettings;
+  /** The frozen layers' matmuls: 'f32' (exact, the default) or 'int8' (SwitchBack). Absent: f32. */
+  compute?: ComputePath;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -100,6 +103,7 @@ export function planProblems(plan: TrainPlan, model: { shape: { layers: number }
   if (plan.preset === 'symbol' && !plan.baseAdapterId) p.push('Symbol tuning continues an instruction adapter: choose one.');
   if (plan.gpuMemoryBytes !== null && !(plan.gpuMemoryBytes > 0)) p.push('The stated GPU memory must be a positive number.');
   if (plan.optimizer) p.push(...validateOptimizer(plan.optimizer));
+  if (plan.compute !== undefined && !COMPUTE_PATHS.includes(plan.compute)) p.push(`Unknown compute path ${JSON.stringify(plan.compute)}: use "f32" or "int8".`);
   return p;
 }
 

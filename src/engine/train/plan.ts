@@ -34,11 +34,12 @@ export function trainConfigOf(plan: TrainPlan, examples: number, residDropout: n
     checkpointEvery: plan.checkpointEvery,
     maxNonFiniteSteps: APP_TRAINING_CHOICES.maxNonFiniteSteps,
     optimizer: plan.optimizer ?? DEFAULT_OPTIMIZER,
+    compute: plan.compute ?? 'f32',
   };
 }
 
 /** The memory a plan needs on a model, item by item (trainingMemory with the plan's numbers). */
-export function planMemory(plan: Pick<TrainPlan, 'batchSize' | 'maxLength' | 'lora' | 'optimizer'>, model: Pick<TrainingModelInfo, 'shape' | 'weightMode'>): { estimate: MemoryEstimate; shape: TrainingShape } {
+export function planMemory(plan: Pick<TrainPlan, 'batchSize' | 'maxLength' | 'lora' | 'optimizer' | 'compute'>, model: Pick<TrainingModelInfo, 'shape' | 'weightMode'>): { estimate: MemoryEstimate; shape: TrainingShape } {
   const shape: TrainingShape = {
     batch: plan.batchSize,
     seq: plan.maxLength,
@@ -46,6 +47,7 @@ export function planMemory(plan: Pick<TrainPlan, 'batchSize' | 'maxLength' | 'lo
     weights: model.weightMode,
     keepActivations: false,
     optimizer: plan.optimizer ?? DEFAULT_OPTIMIZER,
+    compute: plan.compute ?? 'f32',
   };
   return { estimate: trainingMemory(model.shape, shape), shape };
 }
