@@ -3,3 +3,4 @@
 // which keeps one core busy for the whole run; on SwiftShader that core is taken from the GPU work
 // itself. A 1 ms timer instead frees it. Only for runs whose figures are not latencies (train.int8-accuracy).
 globalThis.setImmediate = (fn, ...args) => setTimeout(fn, 1, ...args);
+globalThis.clearImmediate = (timer) => clearTimeout(timer);
