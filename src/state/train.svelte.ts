@@ -107,8 +107,9 @@ export class TrainState {
 
   /** Why int8 compute cannot run (the loaded model's weights, this browser's WGSL), or null when it can. */
   readonly int8ComputeProblem = $derived.by((): string | null => {
+    // Until the worker has a GPU to ask, only the weights can say no (without a GPU nothing trains anyway).
     const report = gpuState.detail?.state === 'ready' ? gpuState.detail.report : null;
-    return computePathProblem('int8', this.setup?.model?.weightMode ?? null, report?.wgslFeatures.includes(INT8_DOT_FEATURE) ?? false);
+    return computePathProblem('int8', this.setup?.model?.weightMode ?? null, report ? report.wgslFeatures.includes(INT8_DOT_FEATURE) : true);
   });
 
   readonly problems = $derived.by(() => {
