@@ -97,5 +97,6 @@ export function paperTrainConfig(preset: PaperPreset, examples: number, residDro
     checkpointEvery: app.checkpointEvery,
     maxNonFiniteSteps: app.maxNonFiniteSteps,
     optimizer: DEFAULT_OPTIMIZER,
+    compute: 'f32',
   };
 }
