@@ -57,6 +57,7 @@ describe('int8 settings', () => {
     await expect.poll(() => output.getAttribute('data-status'), { timeout: 180_000 }).toMatch(/^(done|cancelled|failed)$/);
     expect(await output.getAttribute('data-status')).toBe('done');
     expect(await output.innerText()).toMatch(/\d new tokens after \d+ prompt tokens/);
+    expect(await page.getByTestId('demo-precision').innerText()).toBe('int8 compute, int8 lm_head');
 
     // Back to the exact model: the setting is the user's, kept across a reload, and off again on request.
     await page.reload();

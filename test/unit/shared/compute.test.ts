@@ -8,6 +8,7 @@ import {
   parseInference,
   runnableInference,
   sameInference,
+  describeInference,
 } from '../../../src/shared/compute';
 import { planMemory, trainConfigOf } from '../../../src/engine/train/plan';
 import { paperPlan, planProblems } from '../../../src/shared/train-plan';
@@ -59,6 +60,12 @@ describe('inference settings from outside', () => {
     expect(runnableInference(both, old)).toEqual(DEFAULT_INFERENCE);
     expect(inferenceProblems(both, old)).toHaveLength(2);
     expect(sameInference(runnableInference(both, old), DEFAULT_INFERENCE)).toBe(true);
+  });
+
+  it('are said in words where they leave the exact model (the Demo shows it beside a generation)', () => {
+    expect(describeInference(DEFAULT_INFERENCE)).toBeNull();
+    expect(describeInference({ compute: 'int8', lmHead: 'f16' })).toBe('int8 compute');
+    expect(describeInference({ compute: 'int8', lmHead: 'int8' })).toBe('int8 compute, int8 lm_head');
   });
 });
 
