@@ -5,7 +5,7 @@ import { APP_TRAINING_CHOICES, PAPER_TRAINING, type PaperPreset } from '../share
 import { Comlink, engine } from '../worker/client';
 import { saveBlob } from './download';
 import type { StepRecord, TrainEvent, TrainingSetup, TrainOutcome, TrainPhase, TrainProblem, TrainProgress } from '../worker/train-api';
-import { planMemory } from '../engine/train/plan';
+import { planMemory } from '../engine/train/memory';
 import { formatLayers, paperPlan, parseLayers, planProblems, totalStepsOf, type TrainDataSource, type TrainPlan } from '../shared/train-plan';
 import type { LoraSettings } from '../shared/lora';
 import { messageOf } from './errors';

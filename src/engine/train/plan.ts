@@ -1,11 +1,11 @@
 import { DEFAULT_OPTIMIZER } from '../../shared/optimizer';
 import { APP_TRAINING_CHOICES } from '../../shared/paper-training';
 import { totalStepsOf, type TrainPlan } from '../../shared/train-plan';
-import { trainingMemory, type MemoryEstimate, type ModelShape, type TrainingShape } from './memory';
+import type { ModelShape } from './memory';
 import type { TrainConfig } from './trainer';
 
 /**
- * A plan (src/shared/train-plan.ts) as the trainer runs it, and what it needs of the GPU.
+ * A plan (src/shared/train-plan.ts) as the trainer runs it (its memory: memory.ts planMemory).
  */
 
 /** The model a plan is checked against and sized for. */
@@ -36,18 +36,4 @@ export function trainConfigOf(plan: TrainPlan, examples: number, residDropout: n
     optimizer: plan.optimizer ?? DEFAULT_OPTIMIZER,
     compute: plan.compute ?? 'f32',
   };
-}
-
-/** The memory a plan needs on a model, item by item (trainingMemory with the plan's numbers). */
-export function planMemory(plan: Pick<TrainPlan, 'batchSize' | 'maxLength' | 'lora' | 'optimizer' | 'compute'>, model: Pick<TrainingModelInfo, 'shape' | 'weightMode'>): { estimate: MemoryEstimate; shape: TrainingShape } {
-  const shape: TrainingShape = {
-    batch: plan.batchSize,
-    seq: plan.maxLength,
-    lora: plan.lora,
-    weights: model.weightMode,
-    keepActivations: false,
-    optimizer: plan.optimizer ?? DEFAULT_OPTIMIZER,
-    compute: plan.compute ?? 'f32',
-  };
-  return { estimate: trainingMemory(model.shape, shape), shape };
 }

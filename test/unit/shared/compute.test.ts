@@ -10,7 +10,8 @@ import {
   sameInference,
   describeInference,
 } from '../../../src/shared/compute';
-import { planMemory, trainConfigOf } from '../../../src/engine/train/plan';
+import { trainConfigOf } from '../../../src/engine/train/plan';
+import { planMemory } from '../../../src/engine/train/memory';
 import { paperPlan, planProblems } from '../../../src/shared/train-plan';
 
 const INT8 = { weightMode: 'int8', hidden: 2560, hasInt8Dot: true } as const;
