@@ -67,8 +67,9 @@ describe('inference settings from outside', () => {
 
   it('are said in words where they leave the exact model (the Demo shows it beside a generation)', () => {
     expect(describeInference(DEFAULT_INFERENCE)).toBeNull();
-    expect(describeInference({ compute: 'int8', lmHead: 'f16' })).toBe('int8 compute');
-    expect(describeInference({ compute: 'int8', lmHead: 'int8' })).toBe('int8 compute, int8 lm_head');
+    expect(describeInference({ compute: 'int8', lmHead: 'f16', kvCache: 'f32' })).toBe('int8 compute');
+    expect(describeInference({ compute: 'int8', lmHead: 'int8', kvCache: 'f32' })).toBe('int8 compute, int8 lm_head');
+    expect(describeInference({ compute: 'f32', lmHead: 'f16', kvCache: 'f16' })).toBe('f16 KV cache');
   });
 });
 
