@@ -121,6 +121,12 @@ export function parseInference(value: unknown): InferenceOptions {
   return out as unknown as InferenceOptions;
 }
 
+/** The settings that leave the exact model, in words ("int8 compute, int8 lm_head"); null when there are none. */
+export function describeInference(o: InferenceOptions): string | null {
+  const on = INFERENCE_SWITCHES.filter((s) => o[s.key] === s.on).map((s) => s.label);
+  return on.length ? on.join(', ') : null;
+}
+
 export function sameInference(a: InferenceOptions, b: InferenceOptions): boolean {
   return (Object.keys(DEFAULT_INFERENCE) as (keyof InferenceOptions)[]).every((k) => a[k] === b[k]);
 }

@@ -25,7 +25,14 @@ interface PendingDispatch {
   label: string;
 }
 
-type PendingItem = PendingDispatch | { copy: { src: GpuTensor; dst: GpuTensor; bytes: number } } | { replay: RecordedPass };
+/** A buffer copy recorded in order with the dispatches. */
+interface RecordedCopy {
+  src: GpuTensor;
+  dst: GpuTensor;
+  bytes: number;
+}
+
+type PendingItem = PendingDispatch | { copy: RecordedCopy } | { replay: RecordedPass };
 
 /** A dispatch ready to encode: its bind group is made. */
 interface ReadyDispatch {
@@ -34,7 +41,7 @@ interface ReadyDispatch {
   workgroups: [number, number, number];
 }
 
-type ReadyItem = ReadyDispatch | { copy: { src: GpuTensor; dst: GpuTensor; bytes: number } };
+type ReadyItem = ReadyDispatch | { copy: RecordedCopy };
 
 /** A captured pass (KernelEncoder.capture): replayed with its position words shifted. */
 export class RecordedPass {
@@ -181,8 +188,7 @@ export class KernelEncoder {
       if ('copy' in item) {
         pass?.end();
         pass = null;
-        const { src, dst, bytes } = item.copy;
-        encoder.copyBufferToBuffer(src.buffer, src.byteOffset, dst.buffer, dst.byteOffset, bytes);
+        encodeCopy(encoder, item.copy);
         continue;
       }
       if (!pass) {
@@ -223,8 +229,7 @@ export class KernelEncoder {
       if ('copy' in item) {
         pass?.end();
         pass = null;
-        const { src, dst, bytes } = item.copy;
-        encoder.copyBufferToBuffer(src.buffer, src.byteOffset, dst.buffer, dst.byteOffset, bytes);
+        encodeCopy(encoder, item.copy);
         continue;
       }
       const timestampWrites = this.timer?.passTimestamps(item.label);
@@ -305,4 +310,9 @@ export function packUniforms(fields: ReadonlyArray<readonly ['u32' | 'i32' | 'f3
     }
   });
   return buf;
+}
+
+/** A recorded copy, between the compute passes around it. */
+function encodeCopy(encoder: GPUCommandEncoder, { src, dst, bytes }: RecordedCopy): void {
+  encoder.copyBufferToBuffer(src.buffer, src.byteOffset, dst.buffer, dst.byteOffset, bytes);
 }

@@ -8,8 +8,11 @@ import {
   parseInference,
   runnableInference,
   sameInference,
+  describeInference,
 } from '../../../src/shared/compute';
-import { paperPlan, planMemory, planProblems, trainConfigOf } from '../../../src/engine/train/plan';
+import { trainConfigOf } from '../../../src/engine/train/plan';
+import { planMemory } from '../../../src/engine/train/memory';
+import { paperPlan, planProblems } from '../../../src/shared/train-plan';
 
 const INT8 = { weightMode: 'int8', hidden: 2560, hasInt8Dot: true } as const;
 
@@ -60,6 +63,13 @@ describe('inference settings from outside', () => {
     expect(runnableInference(both, old)).toEqual({ ...DEFAULT_INFERENCE, kvCache: 'f16' });
     expect(inferenceProblems(both, old)).toHaveLength(2);
     expect(sameInference(runnableInference({ ...both, kvCache: 'f32' }, old), DEFAULT_INFERENCE)).toBe(true);
+  });
+
+  it('are said in words where they leave the exact model (the Demo shows it beside a generation)', () => {
+    expect(describeInference(DEFAULT_INFERENCE)).toBeNull();
+    expect(describeInference({ compute: 'int8', lmHead: 'f16', kvCache: 'f32' })).toBe('int8 compute');
+    expect(describeInference({ compute: 'int8', lmHead: 'int8', kvCache: 'f32' })).toBe('int8 compute, int8 lm_head');
+    expect(describeInference({ compute: 'f32', lmHead: 'f16', kvCache: 'f16' })).toBe('f16 KV cache');
   });
 });
 

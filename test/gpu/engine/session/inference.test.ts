@@ -73,17 +73,16 @@ describe('inference settings of the session', () => {
     release();
     await held;
 
-    // Back to exact: the f32 path's greedy tokens (see test/model/phi2-forward.test.ts).
+    // Back to exact: the f32 path's greedy tokens (see test/gpu/engine/model/phi2/forward.test.ts).
     expect((await settings.set({})).state.applied).toEqual({ compute: 'f32', lmHead: 'f16', kvCache: 'f32' });
     const exactTokens = (await loaded.generator.generate(prompt, { maxNewTokens: 2, stopTokens: [] })).tokens;
     console.log(`tiny-phi greedy tokens: int8 compute ${int8Tokens.join(' ')}, f32 ${exactTokens.join(' ')}`);
 
     // F16 weights cannot run int8 compute: the load makes the model with what it can run, and says why.
-    // The f16 KV cache runs with either weights; the generator makes its cache in f16 from then on.
+    // The f16 KV cache runs with either weights (its generation: test/gpu/engine/model/phi2/forward.test.ts).
     await settings.set({ compute: 'int8', lmHead: 'int8', kvCache: 'f16' });
     const f16 = await s.load(ids.f16);
     expect(f16.model.options).toEqual({ compute: 'f32', lmHead: 'int8', kvCache: 'f16' });
-    expect((await f16.generator.generate(prompt, { maxNewTokens: 2, stopTokens: [] })).tokens).toHaveLength(2);
     const state = await settings.state();
     expect(state.chosen).toEqual({ compute: 'int8', lmHead: 'int8', kvCache: 'f16' });
     expect(state.unavailable.compute).toMatch(/int8 weights/);
