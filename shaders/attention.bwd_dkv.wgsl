@@ -34,9 +34,11 @@ var<workgroup> tile_stats: array<vec2<f32>, BQ>;
 
 @compute @workgroup_size(KROWS * LANES)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let th = tile_thread(wid, lid, KROWS);
+  let th = tile_block(wid, KROWS);
+  let row = lid / LANES;
+  let lane = lid % LANES;
   let j0 = th.first;
-  let j = j0 + th.row;
+  let j = j0 + row;
   let valid_len = valid_length(th.b);
   let key_active = j < valid_len;
   var query_end = 0u; // queries j0.. see this block; none if the whole block is padding
@@ -83,13 +85,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     }
     workgroupBarrier(); // also publishes own on the first pass
     if (key_active) {
-      for (var r = th.lane; r < BQ && i0 + r < query_end; r += LANES) {
+      for (var r = lane; r < BQ && i0 + r < query_end; r += LANES) {
         if (i0 + r < j) { continue; } // causal: this query comes before the key
         var s = 0.0;
         var dp = 0.0;
         for (var c = 0u; c < D4; c++) {
-          s += dot(tile[r * STRIDE + c], own[th.row * STRIDE + c]);
-          dp += dot(tile[(BQ + r) * STRIDE + c], own[(KROWS + th.row) * STRIDE + c]);
+          s += dot(tile[r * STRIDE + c], own[row * STRIDE + c]);
+          dp += dot(tile[(BQ + r) * STRIDE + c], own[(KROWS + row) * STRIDE + c]);
         }
         let st = tile_stats[r];
         let pr = exp(s - st.x);
@@ -103,10 +105,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     workgroupBarrier();
   }
 
-  lanes_sum(&dkr, th.row, th.lane);
-  lanes_sum(&dvr, th.row, th.lane);
+  lanes_sum(&dkr, row, lane);
+  lanes_sum(&dvr, row, lane);
 
-  if (th.lane == 0u && j < p.seq) {
+  if (lane == 0u && j < p.seq) {
     let base = (th.b * p.seq + j) * th.width + th.h * p.head_dim;
     for (var c = 0u; c < D4; c++) {
       for (var e = 0u; e < 4u; e++) {

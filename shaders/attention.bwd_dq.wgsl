@@ -28,9 +28,11 @@ var<workgroup> dout_rows: array<vec4<f32>, ROWS * STRIDE>;
 
 @compute @workgroup_size(ROWS * LANES)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let th = tile_thread(wid, lid, ROWS);
+  let th = tile_block(wid, ROWS);
+  let row = lid / LANES;
+  let lane = lid % LANES;
   let t0 = th.first;
-  let t = t0 + th.row;
+  let t = t0 + row;
   let valid_len = valid_length(th.b);
   let row_active = t < valid_len;
   var key_end = 0u;
@@ -58,12 +60,12 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     stage_kv((th.b * p.seq + k0) * th.width + th.h * p.head_dim, min(BK, key_end - k0), th.width, lid, th.threads);
     workgroupBarrier(); // also publishes dout_rows on the first pass
     if (row_active) {
-      for (var j = th.lane; j < BK && k0 + j <= t; j += LANES) {
+      for (var j = lane; j < BK && k0 + j <= t; j += LANES) {
         var s = 0.0;
         var dp = 0.0;
         for (var c = 0u; c < D4; c++) {
           s += dot(qr[c], tile[j * STRIDE + c]);
-          dp += dot(dout_rows[th.row * STRIDE + c], tile[(BK + j) * STRIDE + c]);
+          dp += dot(dout_rows[row * STRIDE + c], tile[(BK + j) * STRIDE + c]);
         }
         let ds = exp(s - stat.x) * (dp - stat.y);
         for (var c = 0u; c < D4; c++) { dqr[c] += ds * tile[j * STRIDE + c]; }
@@ -72,9 +74,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     workgroupBarrier();
   }
 
-  lanes_sum(&dqr, th.row, th.lane);
+  lanes_sum(&dqr, row, lane);
 
-  if (th.lane == 0u && t < p.seq) {
+  if (lane == 0u && t < p.seq) {
     let base = (th.b * p.seq + t) * th.width + th.h * p.head_dim;
     for (var c = 0u; c < D4; c++) {
       for (var e = 0u; e < 4u; e++) {

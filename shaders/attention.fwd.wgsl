@@ -41,9 +41,11 @@ var<workgroup> merge_ml: array<vec2<f32>, ROWS * LANES / 2u>; // (m, l) handed o
 
 @compute @workgroup_size(ROWS * LANES)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let th = tile_thread(wid, lid, ROWS);
+  let th = tile_block(wid, ROWS);
+  let row = lid / LANES;
+  let lane = lid % LANES;
   let t0 = th.first;
-  let t = t0 + th.row;
+  let t = t0 + row;
   let range = key_range(th.b);
   let valid_len = range.x;
   let key_first = range.y;
@@ -67,7 +69,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     stage_kv((th.b * p.kv_rows + k0) * th.width + th.h * p.head_dim, min(BK, key_end - k0), th.width, lid, th.threads);
     workgroupBarrier();
     if (row_active) {
-      for (var j = th.lane; j < BK && k0 + j <= pos; j += LANES) {
+      for (var j = lane; j < BK && k0 + j <= pos; j += LANES) {
         var s = 0.0;
         for (var c = 0u; c < D4; c++) { s += dot(qr[c], tile[j * STRIDE + c]); }
         let e = softmax_add(&ml, &o, s);
@@ -77,9 +79,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     workgroupBarrier();
   }
 
-  lanes_softmax_merge(&ml, &o, th.row, th.lane);
+  lanes_softmax_merge(&ml, &o, row, lane);
 
-  if (th.lane == 0u && t < p.seq) {
+  if (lane == 0u && t < p.seq) {
     store_output((th.b * p.seq + t) * th.width + th.h * p.head_dim, ml, &o);
     lse[wid.y * p.seq + t] = softmax_lse(ml);
   }

@@ -4,20 +4,19 @@
 // key and value reads (lib/kv_read_*.wgsl), p.heads and p.head_dim, and from the kernel `tile`
 // (array<vec4<f32>>) and the overrides LANES and BK (rows staged at once).
 
-// A thread of a tiled kernel: workgroup (first_row / rows, b * H + h) owns `rows` rows of one
-// (sequence, head); LANES consecutive threads share each row.
-struct TileThread {
+// A tiled kernel's workgroup (first / rows, b * H + h) owns `rows` rows of one (sequence, head);
+// LANES consecutive threads share each row (thread lid: row lid / LANES, lane lid % LANES). Only
+// workgroup-uniform values here, so that loops bounded by them may hold barriers.
+struct TileBlock {
   b: u32,
   h: u32,
-  row: u32,    // the owned row within the block
-  lane: u32,
-  first: u32,  // the block's first owned row
-  width: u32,  // H * D, the distance between a token's rows
+  first: u32,   // the block's first owned row
+  width: u32,   // H * D, the distance between a token's rows
   threads: u32, // rows * LANES, the workgroup's size
 }
 
-fn tile_thread(wid: vec3u, lid: u32, rows: u32) -> TileThread {
-  return TileThread(wid.y / p.heads, wid.y % p.heads, lid / LANES, lid % LANES, wid.x * rows, p.heads * p.head_dim, rows * LANES);
+fn tile_block(wid: vec3u, rows: u32) -> TileBlock {
+  return TileBlock(wid.y / p.heads, wid.y % p.heads, wid.x * rows, p.heads * p.head_dim, rows * LANES);
 }
 
 // Stages n <= BK key rows and their value rows, the first at element `first` of k and v and each
