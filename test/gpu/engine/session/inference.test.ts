@@ -73,7 +73,7 @@ describe('inference settings of the session', () => {
     release();
     await held;
 
-    // Back to exact: the f32 path's greedy tokens (see test/model/phi2-forward.test.ts).
+    // Back to exact: the f32 path's greedy tokens (see test/gpu/engine/model/phi2/forward.test.ts).
     expect((await settings.set({})).state.applied).toEqual({ compute: 'f32', lmHead: 'f16' });
     const exactTokens = (await loaded.generator.generate(prompt, { maxNewTokens: 2, stopTokens: [] })).tokens;
     console.log(`tiny-phi greedy tokens: int8 compute ${int8Tokens.join(' ')}, f32 ${exactTokens.join(' ')}`);
