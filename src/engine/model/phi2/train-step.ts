@@ -103,6 +103,9 @@ export function shiftLabels(labels: Int32Array, batch: number, seq: number): Int
  * recompute (`seed`: every dropout mask's; `labelCount`: the loss's divisor). The optimizer step
  * (clipping and AdamW) is recorded once per set of hyper-parameters and replayed with `lr` and `step`.
  * A replay runs exactly the dispatches a fresh recording would, so the results are the same bits.
+ * A micro-step is kept as one pass a block (forward and backward) and one for the loss, replayed as
+ * they were recorded: the first step of a shape sends each on as soon as it is recorded, so the GPU
+ * does not wait for the whole step's recording.
  */
 export class Phi2TrainStep {
   private readonly blockInputs: GpuTensor[];
@@ -116,8 +119,8 @@ export class Phi2TrainStep {
   private readonly base: FrozenLinears;
   private readonly loras: LoraStepKernels;
   private readonly recordEachStep: boolean;
-  /** Recorded micro-steps by shape key, least recently used first. */
-  private readonly microPasses = new Map<string, RecordedPass>();
+  /** Recorded micro-steps (one pass a segment) by shape key, least recently used first. */
+  private readonly microPasses = new Map<string, RecordedPass[]>();
   private optimizerPass: { key: string; pass: RecordedPass } | null = null;
 
   constructor(
@@ -193,36 +196,50 @@ export class Phi2TrainStep {
     if (batch.lengths) gpu.write(viewTensor(t.lengths, [B]), Uint32Array.from(batch.lengths));
     const shape: MicroShape = { B, T, padded: !!batch.lengths, residDropout: opts.residDropout, loraDropout: opts.loraDropout };
     if (this.recordEachStep) {
-      this.recordMicroStep(shape, opts);
+      this.recordMicroStep(shape, opts, (record) => {
+        record();
+        gpu.encoder.submit();
+      });
       return;
     }
+    const values = { seed: opts.seed >>> 0, labelCount: opts.labelCount };
     const key = `${B}x${T} padded=${shape.padded} dropout=${shape.residDropout},${shape.loraDropout}`;
-    let pass = this.microPasses.get(key);
-    if (pass) this.microPasses.delete(key); // re-inserted below: most recently used last
-    else {
-      pass = gpu.encoder.capture(() => this.recordMicroStep(shape, opts));
+    let passes = this.microPasses.get(key);
+    if (passes) {
+      this.microPasses.delete(key); // re-inserted below: most recently used last
+      for (const pass of passes) gpu.encoder.replay(pass, 0, values);
+    } else {
+      // A new shape: each segment captured and run at once, so the GPU still starts on the first
+      // block while the CPU records the rest.
+      const captured: RecordedPass[] = (passes = []);
+      this.recordMicroStep(shape, opts, (record) => {
+        const pass = gpu.encoder.capture(record);
+        captured.push(pass);
+        gpu.encoder.replay(pass, 0, values);
+      });
       if (this.microPasses.size >= KEPT_MICRO_STEPS) {
         const [oldestKey, oldest] = this.microPasses.entries().next().value!;
         this.microPasses.delete(oldestKey);
         this.retire(oldest);
       }
     }
-    this.microPasses.set(key, pass);
-    gpu.encoder.replay(pass, 0, { seed: opts.seed >>> 0, labelCount: opts.labelCount });
+    this.microPasses.set(key, passes);
   }
 
-  /** Destroys a recorded pass once the GPU has finished what was submitted (its last replay included). */
-  private retire(pass: RecordedPass): void {
+  /** Destroys recorded passes once the GPU has finished what was submitted (their last replays included). */
+  private retire(passes: readonly RecordedPass[]): void {
     const gpu = this.model.gpu;
     gpu.encoder.submit();
-    void gpu.device.queue.onSubmittedWorkDone().then(() => pass.destroy());
+    void gpu.device.queue.onSubmittedWorkDone().then(() => passes.forEach((pass) => pass.destroy()));
   }
 
   /**
    * Records one micro-step's dispatches for `shape`, reading the ids, labels and lengths already
-   * written. `opts` gives the seed and label count to record with (a replay recomputes both).
+   * written, as segments (a block's forward, the loss, a block's backward) that `segment` records and
+   * sends on, so the GPU runs one while the CPU records the next. `opts` gives the seed and label count
+   * to record with (a replay recomputes both).
    */
-  private recordMicroStep(shape: MicroShape, opts: MicroStepOptions): void {
+  private recordMicroStep(shape: MicroShape, opts: MicroStepOptions, segment: (record: () => void) => void): void {
     const { model } = this;
     const gpu = model.gpu;
     const d = model.dims;
@@ -313,26 +330,27 @@ export class Phi2TrainStep {
     };
 
     // Forward, keeping each block's input (the ids were checked where they were written).
-    embeddingForward(gpu, x, ids, model.params.embedding, M, C, d.vocab);
     for (let l = 0; l < d.layers; l++) {
-      const saved = v(this.blockInputs[l], [M, C]);
-      gpu.encoder.copy(x, saved, M * C * 4);
-      blockForward(l, saved, x);
-      // Block by block, so the GPU runs one block while the CPU records the next.
-      gpu.encoder.submit();
+      segment(() => {
+        if (l === 0) embeddingForward(gpu, x, ids, model.params.embedding, M, C, d.vocab);
+        const saved = v(this.blockInputs[l], [M, C]);
+        gpu.encoder.copy(x, saved, M * C * 4);
+        blockForward(l, saved, x);
+      });
     }
     const finalH = v(t.finalH, [M, C]);
     const finalMean = v(t.finalMean, [M]);
     const finalRstd = v(t.finalRstd, [M]);
-    layernormForward(gpu, finalH, finalMean, finalRstd, x, model.params.finalLn.weight, model.params.finalLn.bias, M, C, d.layerNormEps);
     const lmHead = model.params.lmHead;
     const ceLse = v(t.ceLse, [M]);
-    crossEntropyForward(gpu, this.loss, v(t.rowLoss, [M]), ceLse, v(this.ce.partials, [M, this.ce.partials.shape[1]]), finalH, lmHead, model.params.lmHeadBias, labels, M, C, d.vocab, opts.labelCount);
-
-    // Backward: the loss into the final LayerNorm's input.
     const dh = v(t.dh, [M, C]);
-    crossEntropyBackward(gpu, dh, v(this.ce.gradChunk, [M, this.ce.gradChunk.shape[1]]), ceLse, finalH, lmHead, model.params.lmHeadBias, labels, M, C, d.vocab, opts.labelCount);
-    layernormBackward(gpu, dx, dh, x, model.params.finalLn.weight, finalMean, finalRstd, M, C);
+    segment(() => {
+      layernormForward(gpu, finalH, finalMean, finalRstd, x, model.params.finalLn.weight, model.params.finalLn.bias, M, C, d.layerNormEps);
+      crossEntropyForward(gpu, this.loss, v(t.rowLoss, [M]), ceLse, v(this.ce.partials, [M, this.ce.partials.shape[1]]), finalH, lmHead, model.params.lmHeadBias, labels, M, C, d.vocab, opts.labelCount);
+      // Backward: the loss into the final LayerNorm's input.
+      crossEntropyBackward(gpu, dh, v(this.ce.gradChunk, [M, this.ce.gradChunk.shape[1]]), ceLse, finalH, lmHead, model.params.lmHeadBias, labels, M, C, d.vocab, opts.labelCount);
+      layernormBackward(gpu, dx, dh, x, model.params.finalLn.weight, finalMean, finalRstd, M, C);
+    });
 
     const dq = viewTensor(t.dqkv, [M, C], 'dq');
     const dk = viewTensor(t.dqkv, [M, C], 'dk', stride * 4);
@@ -350,7 +368,7 @@ export class Phi2TrainStep {
     const dfc1 = v(t.dfc1, [M, I]);
     const dbranches = v(t.dbranch, [2 * stride]);
 
-    for (let l = d.layers - 1; l >= 0; l--) {
+    for (let l = d.layers - 1; l >= 0; l--) segment(() => {
       const input = v(this.blockInputs[l], [M, C]);
       blockForward(l, input, null);
       // Both branches' output gradients: dx itself, or through their dropout masks (MLP's, attention's).
@@ -388,8 +406,7 @@ export class Phi2TrainStep {
       );
       // Both branches read h = LN(x_l); x_l also flows straight through the residual.
       layernormBackward(gpu, dx, dh, input, model.params.blocks[l].ln.weight, mean, rstd, M, C, true);
-      gpu.encoder.submit();
-    }
+    });
   }
 
   /**
@@ -419,7 +436,7 @@ export class Phi2TrainStep {
     // lr and step change every step: replay values. The rest is fixed for a run: part of the key.
     const key = JSON.stringify(fixed);
     if (this.optimizerPass?.key !== key) {
-      if (this.optimizerPass) this.retire(this.optimizerPass.pass);
+      if (this.optimizerPass) this.retire([this.optimizerPass.pass]);
       this.optimizerPass = { key, pass: gpu.encoder.capture(() => record(hyper.lr, hyper.step)) };
     }
     gpu.encoder.replay(this.optimizerPass.pass, 0, { lr: hyper.lr, step: hyper.step });
@@ -435,7 +452,7 @@ export class Phi2TrainStep {
   }
 
   destroy(): void {
-    for (const pass of this.microPasses.values()) pass.destroy();
+    for (const passes of this.microPasses.values()) passes.forEach((pass) => pass.destroy());
     this.microPasses.clear();
     this.optimizerPass?.pass.destroy();
     this.optimizerPass = null;

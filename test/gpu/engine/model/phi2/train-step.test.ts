@@ -123,9 +123,10 @@ describe('a training step replayed', () => {
       };
       const fresh = await run(true);
       const replayed = await run(false);
-      // Recorded afresh: nothing captured. Replayed: the three micro-step shapes and the optimizer step, once each.
+      // Recorded afresh: nothing captured. Replayed: the three micro-step shapes (a pass a block's forward,
+      // one for the loss, one a block's backward) and the optimizer step, once each.
       expect(fresh.captures).toBe(0);
-      expect(replayed.captures).toBe(3 + 1);
+      expect(replayed.captures).toBe(3 * (2 * m.dims.layers + 1) + 1);
       for (const [i, loss] of fresh.losses.entries()) {
         expect(Number.isFinite(loss[0])).toBe(true);
         expect(firstDifference(replayed.losses[i], loss), `loss of micro-batch ${i}`).toBeNull();
