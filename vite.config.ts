@@ -80,7 +80,7 @@ export default defineConfig(({ mode }) => {
           extends: true,
           test: {
             name: 'unit',
-            include: ['test/unit/**/*.test.ts'],
+            include: ['test/unit/**/*.test.ts', 'test/bench/**/*.test.ts'],
             environment: 'node',
             // Files run side by side on as few as 2 cores, one of them importing a 5.6 GB checkpoint:
             // a test that takes 0.4 s alone (835 KB streamed a byte at a time) has passed 5 s there.
@@ -91,7 +91,7 @@ export default defineConfig(({ mode }) => {
           extends: true,
           test: {
             name: 'kernels',
-            include: ['test/kernels/**/*.test.ts', 'test/model/**/*.test.ts', 'test/gpu/**/*.test.ts'],
+            include: ['test/gpu/**/*.test.ts'],
             environment: 'node',
             // One Dawn instance per worker process; SwiftShader already uses every core.
             pool: 'forks',

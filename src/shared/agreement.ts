@@ -1,7 +1,7 @@
 /**
  * How often each automatic verdict agrees with the paper's hand scores, on the 495 generations of
  * shared/data/paper/hand_scores_dev.json beside the project (phi-2 and flan-phi-2; a row scored 0.5 by hand counts as a
- * disagreement). test/unit/eval/answer.test.ts measures these and fails when they stop being true, so
+ * disagreement). test/unit/engine/eval/answer.test.ts measures these and fails when they stop being true, so
  * the figures the page and the README quote stay the measured ones. Plain values, shared with the UI.
  */
 export const HAND_SCORE_AGREEMENT = {

@@ -17,7 +17,7 @@ export const MAX_FIELD_CHARS = 100_000;
 /** How much of a bad line is kept in its problem report, so the user can see what went wrong. */
 export const PROBLEM_EXCERPT_CHARS = 200;
 
-/** Default sequence length for training rows: the paper's (PAPER_TRAINING.maxLength; test/unit/train/paper-settings.test.ts holds them equal). */
+/** Default sequence length for training rows: the paper's (PAPER_TRAINING.maxLength; test/unit/engine/train/paper.test.ts holds them equal). */
 export const DEFAULT_MAX_TOKENS = 512;
 
 /** Phi-2's context length: the longest training row worth asking for. */

@@ -8,6 +8,8 @@ import type { StepRecord, TrainEvent, TrainingSetup, TrainOutcome, TrainPhase, T
 import { formatLayers, paperPlan, parseLayers, planMemory, planProblems, totalStepsOf, type TrainDataSource, type TrainPlan } from '../engine/train/plan';
 import type { LoraSettings } from '../shared/lora';
 import { messageOf } from './errors';
+import { computePathProblem, INT8_DOT_FEATURE } from '../shared/compute';
+import { gpuState } from './gpu.svelte';
 
 type LoraSettingsLayers = LoraSettings['layers'];
 
@@ -102,8 +104,15 @@ export class TrainState {
     };
   });
 
+  /** Why int8 compute cannot run (the loaded model's weights, this browser's WGSL), or null when it can. */
+  readonly int8ComputeProblem = $derived.by((): string | null => {
+    const report = gpuState.detail?.state === 'ready' ? gpuState.detail.report : null;
+    return computePathProblem('int8', this.setup?.model?.weightMode ?? null, report?.wgslFeatures.includes(INT8_DOT_FEATURE) ?? false);
+  });
+
   readonly problems = $derived.by(() => {
     const p = planProblems(this.effectivePlan, this.setup?.model ?? null);
+    if (this.effectivePlan.compute === 'int8' && this.int8ComputeProblem) p.push(`Turn int8 compute off: ${this.int8ComputeProblem}`);
     if (!this.allLayers && parseLayers(this.layersText) === null) p.unshift('Layers: write indices and ranges such as "0-7, 30, 31".');
     return p;
   });
@@ -209,8 +218,8 @@ export class TrainState {
         this.presetNote = `The data is now "${symbol.name}" (symbol-tuning prompts), which the symbol-tuning preset trains on.`;
       }
     }
-    // The optimiser is the user's choice, kept across presets (the paper's 8-bit one, or the exact f32 default).
-    const next = { ...paperPlan(id, data, base), optimizer: this.plan.optimizer };
+    // The optimiser and the compute path are the user's choices, kept across presets (the exact f32 defaults, or the 8-bit ones).
+    const next = { ...paperPlan(id, data, base), optimizer: this.plan.optimizer, compute: this.plan.compute };
     const chosen = data.kind === 'saved' ? this.setup?.datasets.find((x) => x.id === (data as { id: string }).id) : undefined;
     if (chosen) next.maxLength = Math.min(chosen.maxTokens, this.setup?.model?.maxPositions ?? chosen.maxTokens);
     this.plan = next;

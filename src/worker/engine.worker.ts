@@ -13,6 +13,7 @@ import { trainApi } from './train-api';
 import { adaptersApi } from './adapters-api';
 import { inspectApi } from './inspect-api';
 import { exportApi } from './export-api';
+import { inferenceApi } from './inference-api';
 
 // The worker is the only place the engine meets the browser: it builds the browser platform and
 // exposes the engine to the page through comlink, one area at a time. All GPU work happens here,
@@ -30,6 +31,7 @@ const api: EngineApi = {
   ...adaptersApi(engine, session),
   ...inspectApi(engine, session),
   ...exportApi(engine, session),
+  ...inferenceApi(engine, session),
 };
 
 Comlink.expose(api);

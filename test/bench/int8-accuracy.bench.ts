@@ -27,6 +27,27 @@ import { XorShift32 } from './random';
 
 const FIXTURES = process.env.PHI2_FIXTURES ?? resolve('../shared/fixtures');
 const MODELS = { golden: 'golden', 'tiny-phi': 'tiny-phi' } as const;
+/**
+ * INT8_ACCURACY_MODELS=golden (or tiny-phi) and INT8_ACCURACY_PATHS=f32 (or int8) run a part of the
+ * comparison: on a CPU-only machine the four runs can then go as four processes, each writing its
+ * curve, step by step, to its own .bench/int8-accuracy-<model>-<path>.json.
+ */
+function chosenPaths(): ComputePath[] {
+  const only = process.env.INT8_ACCURACY_PATHS?.split(',').map((m) => m.trim()).filter(Boolean);
+  if (!only) return ['f32', 'int8'];
+  const unknown = only.filter((p) => p !== 'f32' && p !== 'int8');
+  if (unknown.length) throw new Error(`train.int8-accuracy: INT8_ACCURACY_PATHS names ${unknown.join(', ')}; the paths are f32 and int8`);
+  return (['f32', 'int8'] as const).filter((p) => only.includes(p));
+}
+
+function chosenModels(): Array<[string, string]> {
+  const only = process.env.INT8_ACCURACY_MODELS?.split(',').map((m) => m.trim()).filter(Boolean);
+  const all = Object.entries(MODELS);
+  if (!only) return all;
+  const unknown = only.filter((m) => !(m in MODELS));
+  if (unknown.length) throw new Error(`train.int8-accuracy: INT8_ACCURACY_MODELS names ${unknown.join(', ')}; the models are ${Object.keys(MODELS).join(', ')}`);
+  return all.filter(([label]) => only.includes(label));
+}
 const CHAIN_TOKENS = 512;
 const SUCCESSOR_P = [0.4, 0.3, 0.2, 0.1];
 /** The chain's entropy rate in nats: the best loss a model can reach on this data. */
@@ -39,7 +60,12 @@ export interface Int8AccuracyOptions {
   examples: number;
 }
 
-export const INT8_ACCURACY_RUN: Int8AccuracyOptions = { steps: 200, batch: 4, seq: 64, examples: 256 };
+/**
+ * 200 steps of 2 sequences of 32 tokens: on SwiftShader a step of 4 x 64 took about 7 s of CPU, so the
+ * four runs would take over 1.5 hours here; the shorter sequences cut that by about 4 and leave the comparison
+ * as it was (the same data, seed and masks on both paths). A real GPU runs 4 x 64 in seconds.
+ */
+export const INT8_ACCURACY_RUN: Int8AccuracyOptions = { steps: 200, batch: 2, seq: 32, examples: 256 };
 
 /** Sequences of the chain, every token a label (loss on every token). */
 export function markovData(vocab: number, o: Int8AccuracyOptions, seed = 7): TrainExample[] {
@@ -90,7 +116,15 @@ export async function int8AccuracyRows(env: BenchEnv, o: Int8AccuracyOptions = I
   if (!env.ctx.hasInt8Dot) throw new Error("train.int8-accuracy: this WebGPU has no WGSL packed_4x8_integer_dot_product, so no int8 path to compare");
   const rows: BenchRow[] = [];
   const curves: Curve[] = [];
-  for (const [label, folder] of Object.entries(MODELS)) {
+  const models = chosenModels();
+  const paths = chosenPaths();
+  const tag = [models.length === 1 ? models[0][0] : '', paths.length === 1 ? paths[0] : ''].filter(Boolean).join('-');
+  const out = `.bench/int8-accuracy${tag ? `-${tag}` : ''}.json`;
+  const save = () => {
+    mkdirSync('.bench', { recursive: true });
+    writeFileSync(out, JSON.stringify({ options: o, chainEntropy: CHAIN_ENTROPY, curves }, null, 1) + '\n');
+  };
+  for (const [label, folder] of models) {
     const dir = join(FIXTURES, folder);
     if (!existsSync(join(dir, 'config.json'))) throw new Error(`train.int8-accuracy: no fixture model at ${dir} (set PHI2_FIXTURES to the fixtures folder)`);
     const gpu = freshRuntime(env);
@@ -98,26 +132,30 @@ export async function int8AccuracyRows(env: BenchEnv, o: Int8AccuracyOptions = I
     const model = new Phi2Model(gpu, params);
     try {
       const data = markovData(model.dims.vocab, o);
-      for (const compute of ['f32', 'int8'] as const) {
+      for (const compute of paths) {
         const config = runConfig(o, compute);
+        // Written as it grows: on a slow machine the first steps are worth having before the last.
+        const curve: Curve = { model: label, compute, losses: [], ms: 0 };
+        curves.push(curve);
         const lora = new LoraState(gpu, model.dims, config.lora);
         const rng = new XorShift32(config.seed);
         lora.initialise(() => rng.next());
         const trainer = new Trainer(model, lora, config, data, {
           now: () => performance.now(),
           onStep: (rec, p) => {
+            curve.losses.push(rec.loss);
+            if (rec.step % 10 === 0) save();
             if (rec.step % 10 === 0) console.log(`    ${label} ${compute} step ${rec.step}/${p.totalSteps}: loss ${rec.loss.toFixed(4)}, ${(p.elapsedMs / rec.step / 1e3).toFixed(2)} s a step`);
           },
         });
         const t0 = performance.now();
         await trainer.run();
-        const ms = performance.now() - t0;
+        curve.ms = performance.now() - t0;
         const losses = trainer.records.map((r) => r.loss);
+        curve.losses = losses;
+        save();
         if (trainer.records.some((r) => r.skipped)) throw new Error(`train.int8-accuracy ${label} ${compute}: steps were skipped (non-finite gradients)`);
-        curves.push({ model: label, compute, losses, ms });
-        // Written after every run: on a slow machine the first curves are worth having before the last.
-        mkdirSync('.bench', { recursive: true });
-        writeFileSync('.bench/int8-accuracy.json', JSON.stringify({ options: o, chainEntropy: CHAIN_ENTROPY, curves }, null, 1) + '\n');
+        const ms = curve.ms;
         console.log(`  ${label} ${compute}: loss ${losses[0].toFixed(4)} -> ${tailMean(losses, 20).toFixed(4)} (mean of the last 20 steps) in ${(ms / 1e3).toFixed(0)} s`);
         trainer.destroy();
         lora.destroy();
@@ -128,6 +166,7 @@ export async function int8AccuracyRows(env: BenchEnv, o: Int8AccuracyOptions = I
       destroyParams(params);
       gpu.encoder.destroy();
     }
+    if (paths.length < 2) continue;
     const [f32, int8] = curves.slice(-2);
     const gap = f32.losses.map((l, i) => Math.abs(int8.losses[i] - l));
     rows.push({
@@ -142,7 +181,7 @@ export async function int8AccuracyRows(env: BenchEnv, o: Int8AccuracyOptions = I
       ],
     });
   }
-  console.log(`\n${curveTable(curves, Math.max(1, Math.round(o.steps / 10)))}\n(curves written to .bench/int8-accuracy.json)`);
+  console.log(`\n${curveTable(curves, Math.max(1, Math.round(o.steps / 10)))}\n(curves written to ${out})`);
   return rows;
 }
 

@@ -19,7 +19,7 @@ import { geluForwardRef } from '../reference/gelu';
 import { layernormForwardRef } from '../reference/layernorm';
 import { matmulForwardRef } from '../reference/matmul';
 import { rotaryRef } from '../reference/rotary';
-import { halfToNumberRef, numberToHalfRef, quantizeRowsRef } from '../unit/weights/quant-reference';
+import { halfToNumberRef, numberToHalfRef, quantizeRowsRef } from '../reference/quantize';
 import { MODELS } from './fixtures';
 import { rng } from './compare';
 

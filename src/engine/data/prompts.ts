@@ -1,5 +1,5 @@
 /**
- * The paper's prompt shapes, character for character (test/unit/eval/paper.test.ts rebuilds all 730 of
+ * The paper's prompt shapes, character for character (test/unit/engine/eval/paper.test.ts rebuilds all 730 of
  * the paper's prompts with these functions).
  *
  * Few-shot classification, one block per exemplar and an open block for the query:

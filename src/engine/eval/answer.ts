@@ -4,7 +4,7 @@ import type { Verdict } from './types';
 /**
  * The *answer* verdict: the answer read out of a generation as a careful human reader would, then
  * compared with the target. The paper scored by hand and leniently; this rule writes down what such a
- * reader does, in general terms (test/unit/eval/answer.test.ts measures its agreement with the paper's
+ * reader does, in general terms (test/unit/engine/eval/answer.test.ts measures its agreement with the paper's
  * hand scores). Beside it the *strict* verdict (scoring.ts) stays exactly as documented.
  *
  *   1. Leading whitespace and answer prefixes go: "Output:", "Answer:", "Symbol:", "A:" and the

@@ -1,4 +1,5 @@
 import { BufferUsage, MapMode } from './usage';
+import { INT8_DOT_FEATURE } from '../../shared/compute';
 
 /**
  * Acquiring a GPU device: the adapter's full limits, the optional features we can use, and clear
@@ -54,9 +55,10 @@ export const PHI2_REQUIREMENTS: LimitRequirement[] = [
 
 /**
  * WGSL language features the engine uses when the browser's WGSL compiler has them (they need no device
- * feature): packed 4 x 8-bit integer dot products (`dot4I8Packed`, `pack4xI8`) for the int8 compute path.
+ * feature): packed 4 x 8-bit integer dot products (`dot4I8Packed`, `pack4xI8`) for the int8 compute path
+ * and the int8 lm_head (shared/compute.ts says which settings need it).
  */
-export const INT8_DOT_FEATURE = 'packed_4x8_integer_dot_product';
+export { INT8_DOT_FEATURE };
 
 export interface GpuReport {
   adapter: { vendor: string; architecture: string; device: string; description: string; isFallback: boolean };

@@ -1,3 +1,4 @@
+import { DEFAULT_INFERENCE, runnableInference, type InferenceOptions } from '../../shared/compute';
 import { decodeAdapter, type AdapterFiles, type AdapterTensors } from '../adapters/files';
 import type { Engine } from '../engine';
 import { Phi2Model } from '../model/phi2/forward';
@@ -72,6 +73,8 @@ export class Session {
   private destroyWeights: (() => void) | null = null;
   private readonly adapters = new Map<string, { state: LoraState; meta: AdapterTensors }>();
   activeAdapter: string | null = null;
+  /** The inference settings asked for: a model is made with those it can run (session/inference.ts changes them). */
+  inference: InferenceOptions = { ...DEFAULT_INFERENCE };
 
   constructor(readonly engine: Engine) {
     // A lost device takes every GPU buffer with it: forget them so the next use loads again.
@@ -121,7 +124,8 @@ export class Session {
     const weights = await loadModelToGpu(gpu, store, modelId, onProgress);
     try {
       const tokenizer = await loadStoredTokenizer(store, modelId);
-      const model = new Phi2Model(gpu, phi2ParamsFromWeights(weights));
+      const params = phi2ParamsFromWeights(weights);
+      const model = new Phi2Model(gpu, params, runnableInference(this.inference, { weightMode: params.weightMode, hidden: params.dims.hidden, hasInt8Dot: gpu.ctx.hasInt8Dot }));
       this.destroyWeights = () => weights.destroy();
       this.current = {
         id: modelId,

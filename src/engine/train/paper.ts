@@ -6,7 +6,7 @@ import type { TrainConfig } from './trainer';
 /**
  * The paper's training settings, defined once. The Train page's presets (train/plan.ts), the
  * CLI's `train` defaults and every constant named after the paper read them from here, and
- * test/unit/train/paper-settings.test.ts fails if any of them drifts.
+ * test/unit/engine/train/paper.test.ts fails if any of them drifts.
  *
  * What the paper states (section 5): LoRA r 64, alpha 64, dropout 0.05 on all six linear layers of every
  * block; learning rate 2.5e-5; sequences of 512 tokens; one epoch; batch size 2 for instruction tuning and

@@ -4,6 +4,7 @@ import { DEFAULT_OPTIMIZER, validateOptimizer, type OptimizerSettings } from '..
 import { APP_TRAINING_CHOICES, PAPER_TRAINING, stepsForEpochs, type PaperPreset } from './paper';
 import type { ScheduleKind } from './schedule';
 import type { TrainConfig } from './trainer';
+import { COMPUTE_PATHS, type ComputePath } from '../../shared/compute';
 
 /**
  * A training run as the Train page describes it, the paper's presets, and the checks and numbers the
@@ -42,6 +43,8 @@ export interface TrainPlan {
   gpuMemoryBytes: number | null;
   /** f32 AdamW (the default) or the paper's 8-bit AdamW. Absent in plans saved before it existed: f32. */
   optimizer?: OptimizerSettings;
+  /** The frozen layers' matmuls: 'f32' (exact, the default) or 'int8' (SwitchBack). Absent: f32. */
+  compute?: ComputePath;
 }
 
 export interface TrainingModelInfo {
@@ -112,6 +115,7 @@ export function planProblems(plan: TrainPlan, model: Pick<TrainingModelInfo, 'sh
   if (plan.preset === 'symbol' && !plan.baseAdapterId) p.push('Symbol tuning continues an instruction adapter: choose one.');
   if (plan.gpuMemoryBytes !== null && !(plan.gpuMemoryBytes > 0)) p.push('The stated GPU memory must be a positive number.');
   if (plan.optimizer) p.push(...validateOptimizer(plan.optimizer));
+  if (plan.compute !== undefined && !COMPUTE_PATHS.includes(plan.compute)) p.push(`Unknown compute path ${JSON.stringify(plan.compute)}: use "f32" or "int8".`);
   return p;
 }
 
@@ -136,11 +140,12 @@ export function trainConfigOf(plan: TrainPlan, examples: number, residDropout: n
     checkpointEvery: plan.checkpointEvery,
     maxNonFiniteSteps: APP_TRAINING_CHOICES.maxNonFiniteSteps,
     optimizer: plan.optimizer ?? DEFAULT_OPTIMIZER,
+    compute: plan.compute ?? 'f32',
   };
 }
 
 /** The memory a plan needs on a model, item by item (trainingMemory with the plan's numbers). */
-export function planMemory(plan: Pick<TrainPlan, 'batchSize' | 'maxLength' | 'lora' | 'optimizer'>, model: Pick<TrainingModelInfo, 'shape' | 'weightMode'>): { estimate: MemoryEstimate; shape: TrainingShape } {
+export function planMemory(plan: Pick<TrainPlan, 'batchSize' | 'maxLength' | 'lora' | 'optimizer' | 'compute'>, model: Pick<TrainingModelInfo, 'shape' | 'weightMode'>): { estimate: MemoryEstimate; shape: TrainingShape } {
   const shape: TrainingShape = {
     batch: plan.batchSize,
     seq: plan.maxLength,
@@ -148,6 +153,7 @@ export function planMemory(plan: Pick<TrainPlan, 'batchSize' | 'maxLength' | 'lo
     weights: model.weightMode,
     keepActivations: false,
     optimizer: plan.optimizer ?? DEFAULT_OPTIMIZER,
+    compute: plan.compute ?? 'f32',
   };
   return { estimate: trainingMemory(model.shape, shape), shape };
 }

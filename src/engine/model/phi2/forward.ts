@@ -10,8 +10,10 @@ import { inProjectionForward, inProjectionPacking } from '../../kernels/projecti
 import { quantizeRows } from '../../kernels/quantize';
 import { createRotaryTable, rotaryForward, type RotaryTable } from '../../kernels/rotary';
 import { loraForward } from '../../kernels/lora';
+import { computePathProblem, type ComputePath } from '../../../shared/compute';
+import { FrozenLinears, type LinearInput } from './frozen-linear';
 import type { LoraState } from './lora-state';
-import { LINEAR_NAMES, type LinearName, type LinearParams, type Phi2Params } from './params';
+import { LINEAR_NAMES, type LinearName, type Phi2Params } from './params';
 import { KvCache, Phi2Workspace } from './workspace';
 
 /**
@@ -22,8 +24,9 @@ import { KvCache, Phi2Workspace } from './workspace';
  * A block is four dispatches (five when decode attention splits its keys): the LayerNorm; q, k, v and
  * fc1 as one matmul whose epilogue rotates q and k, appends k and v to the KV cache and applies gelu
  * (kernels/projections.ts); attention; dense(attn) + fc2(gelu) as one matmul that adds into the
- * residual stream. Blocks whose weights are not packed that way (weights/gpu-weights.ts), or that
- * carry a LoRA adapter, run the same maths one layer at a time. Keys and values go to the KV cache,
+ * residual stream. Blocks whose weights are not packed that way (weights/gpu-weights.ts), that carry a
+ * LoRA adapter, or that run on the int8 compute path (Phi2ModelOptions.compute) run the same maths one
+ * layer at a time. Keys and values go to the KV cache,
  * so a prompt is processed once and each new token attends to everything before it.
  */
 
@@ -65,9 +68,19 @@ export interface Phi2ModelOptions {
    * 'int8': logits from an int8 copy of the F16 lm_head, quantised per row on the GPU when the model is
    * made (131 MB more GPU memory for Phi-2, the F16 head stays for training): a decode token reads
    * 131 MB less, and the logits move by what the README states (measured against the goldens in
-   * test/model/phi2-forward.test.ts). 'f16' (the default) reads the checkpoint's head: exact.
+   * test/gpu/engine/model/phi2/forward.test.ts). 'f16' (the default) reads the checkpoint's head: exact.
    */
   lmHead?: 'f16' | 'int8';
+  /**
+   * The blocks' linear layers: 'f32' (the default) multiplies f32 activations by the dequantised
+   * weights, exactly; 'int8' runs them on the int8 compute path (SwitchBack, frozen-linear.ts): each
+   * layer's input quantised per row to int8 (once for q, k, v and fc1, which share it) and multiplied
+   * with the int8 weights by dot4I8Packed. Needs int8 weights. Its blocks run layer by layer (the
+   * fused projection kernels are f32), and the logits move by what the README states (measured against
+   * the f32 path on the goldens in the forward tests). LoRA's products and the lm_head (see lmHead)
+   * are not affected.
+   */
+  compute?: ComputePath;
 }
 
 /** A row chunk of the lm_head as the logits read it: the F16 table, or its int8 copy with row scales. */
@@ -80,7 +93,10 @@ interface HeadChunk {
 export class Phi2Model {
   readonly rotary: RotaryTable;
   /** The lm_head's row chunks as the logits read them (Phi2ModelOptions.lmHead). */
-  private readonly head: HeadChunk[];
+  private head: HeadChunk[];
+  /** The blocks' linear layers on the compute path of the options; int8 scratch sized for the largest workspace seen. */
+  private base: FrozenLinears;
+  private current: Required<Phi2ModelOptions> = { lmHead: 'f16', compute: 'f32' };
   private split: AttentionSplitWorkspace;
   private logitsBuffer: GpuTensor | null = null;
   private lastRows: GpuTensor | null = null;
@@ -96,10 +112,12 @@ export class Phi2Model {
   constructor(
     readonly gpu: GpuRuntime,
     readonly params: Phi2Params,
-    readonly options: Phi2ModelOptions = {},
+    options: Phi2ModelOptions = {},
   ) {
     const d = params.dims;
-    this.head = options.lmHead === 'int8' ? quantizeHead(gpu, params) : params.lmHead.map(({ table, firstRow }) => ({ weight: table, scales: null, firstRow }));
+    this.head = f16Head(params);
+    this.base = new FrozenLinears(gpu, 'f32', params.weightMode, 1, Math.max(d.hidden, d.intermediate));
+    this.configure(options);
     this.fused = params.blocks.map((b) => d.headDim % 2 === 0 && d.intermediate % 2 === 0 && inProjectionPacking(b) !== null);
     this.rotary = createRotaryTable(gpu, d.ropeTheta, d.rotaryDim, d.maxPositions);
     this.split = createAttentionSplitWorkspace(gpu, d.headDim, 8192);
@@ -107,6 +125,39 @@ export class Phi2Model {
 
   get dims() {
     return this.params.dims;
+  }
+
+  /** The options this model runs with now (every field filled in). */
+  get options(): Readonly<Required<Phi2ModelOptions>> {
+    return this.current;
+  }
+
+  /**
+   * Switches the options of a made model (its parameters stay): the int8 head is made or freed, the
+   * compute path's scratch is made at the next forward. Checks every option before changing any, so
+   * a refused change leaves the model as it was. Not while a forward pass or a captured decode step
+   * is in use: the caller holds the model (session/session.ts withModel).
+   */
+  configure(options: Phi2ModelOptions): void {
+    const next: Required<Phi2ModelOptions> = { lmHead: options.lmHead ?? 'f16', compute: options.compute ?? 'f32' };
+    const problem = computePathProblem(next.compute, this.params.weightMode, this.gpu.ctx.hasInt8Dot);
+    if (problem) throw new Error(`Phi2Model: ${problem}`);
+    if (next.lmHead !== this.current.lmHead) {
+      const head = next.lmHead === 'int8' ? quantizeHead(this.gpu, this.params) : f16Head(this.params);
+      this.destroyHead();
+      this.head = head;
+    }
+    this.current = next;
+  }
+
+  /** The blocks' linear layers for a workspace of up to `rows` tokens. */
+  private linears(rows: number): FrozenLinears {
+    const { base, current } = this;
+    if (base.path === current.compute && (base.path === 'f32' || base.maxRows >= rows)) return base;
+    base.destroy();
+    const d = this.params.dims;
+    this.base = new FrozenLinears(this.gpu, current.compute, this.params.weightMode, rows, Math.max(d.hidden, d.intermediate));
+    return this.base;
   }
 
   /**
@@ -151,28 +202,33 @@ export class Phi2Model {
     const leftPad = call.leftPad ? this.uploadLeftPad(call.leftPad, B, pastLen, T) : undefined;
 
     const shape = { batch: B, seq: T, heads: d.heads, headDim: d.headDim, pastLen };
+    const base = this.linears(ws.maxTokens);
     for (let l = 0; l < d.layers; l++) {
       const p = params.blocks[l];
       layernormForward(gpu, a.normed, a.mean, a.rstd, a.residual, p.ln.weight, p.ln.bias, M, C, d.layerNormEps);
       const adapted = LINEAR_NAMES.some((name) => call.adapter?.at(l, name));
-      if (this.fused[l] && !adapted) {
+      if (this.fused[l] && !adapted && base.path === 'f32') {
         // q, k, v (rotary, KV append) and gelu(fc1) in one pass; dense(attn) + fc2(gelu) in another.
         inProjectionForward(gpu, a.q, cache.keys[l], cache.values[l], a.gelu, a.normed, p, this.rotary, { ...shape, intermediate: d.intermediate }, { leftPad });
         attentionForward(gpu, a.attn, a.lse, a.q, cache.keys[l], cache.values[l], shape, { validLengths, leftPad, splitWorkspace: this.split });
         matmulForwardSum(gpu, a.residual, { inp: a.attn, ...p.dense, K: C }, { inp: a.gelu, ...p.fc2, K: d.intermediate }, M, C, { accumulate: true });
       } else {
-        const linear = (out: GpuTensor, inp: GpuTensor, name: LinearName, N: number, K: number, accumulate = false) => {
-          this.linear(out, inp, p[name], M, N, K, accumulate);
+        const linear = (out: GpuTensor, input: LinearInput, name: LinearName, N: number, accumulate = false) => {
+          base.forward(out, input, p[name], M, N, accumulate);
           const lora = call.adapter?.at(l, name);
           if (lora) {
             const r = call.adapter!.settings.r;
             const xa = viewTensor(this.ensure('loraXa', [M, r]), [M, r], 'lora_xa');
-            loraForward(gpu, out, xa, inp, lora.A, lora.B, M, N, K, r, call.adapter!.scaling);
+            loraForward(gpu, out, xa, input.x, lora.A, lora.B, M, N, input.K, r, call.adapter!.scaling);
           }
         };
-        linear(a.q, a.normed, 'q', C, C);
-        linear(a.k, a.normed, 'k', C, C);
-        linear(a.v, a.normed, 'v', C, C);
+        // q, k, v and fc1 read one input: on the int8 path it is quantised once, before anything else is.
+        const normed = base.input(a.normed, M, C);
+        linear(a.q, normed, 'q', C);
+        linear(a.k, normed, 'k', C);
+        linear(a.v, normed, 'v', C);
+        linear(a.fc1, normed, 'fc1', d.intermediate);
+        geluForward(gpu, a.gelu, a.fc1, M * d.intermediate);
         rotaryForward(gpu, a.q, this.rotary, shape, { leftPad });
         rotaryForward(gpu, a.k, this.rotary, shape, { leftPad });
         kvCacheAppend(gpu, cache.keys[l], cache.values[l], a.k, a.v, { ...shape, pastLen });
@@ -181,10 +237,8 @@ export class Phi2Model {
           leftPad,
           splitWorkspace: this.split,
         });
-        linear(a.residual, a.attn, 'dense', C, C, true);
-        linear(a.fc1, a.normed, 'fc1', d.intermediate, C);
-        geluForward(gpu, a.gelu, a.fc1, M * d.intermediate);
-        linear(a.residual, a.gelu, 'fc2', C, d.intermediate, true);
+        linear(a.residual, base.input(a.attn, M, C), 'dense', C, true);
+        linear(a.residual, base.input(a.gelu, M, d.intermediate), 'fc2', C, true);
       }
       if (l < d.layers - 1) capture(l + 1, a.residual);
       // Every few blocks, hand the GPU what is recorded, so it runs while the CPU records the rest.
@@ -207,10 +261,6 @@ export class Phi2Model {
       gpu.encoder.copy(viewTensor(a.normed, [C], 'row', (b * T + last) * C * 4), viewTensor(rows, [C], 'row', b * C * 4), C * 4);
     }
     return this.lmHead(rows, B);
-  }
-
-  private linear(out: GpuTensor, inp: GpuTensor, p: LinearParams, M: number, N: number, K: number, accumulate = false): void {
-    matmulForward(this.gpu, out, inp, p.weight, p.scales, p.bias, M, N, K, { accumulate });
   }
 
   /** logits [rows, vocab] = h · lm_head^T + bias, over the head's row chunks (F16, or their int8 copy). */
@@ -281,6 +331,11 @@ export class Phi2Model {
     this.rotary.tensor.buffer.destroy();
     this.split.partial.buffer.destroy();
     for (const t of [this.logitsBuffer, this.lastRows, this.lengthsBuffer, this.leftPadBuffer, this.headScratch, this.loraXa]) t?.buffer.destroy();
+    this.destroyHead();
+    this.base.destroy();
+  }
+
+  private destroyHead(): void {
     // The int8 head is the model's own; the F16 one belongs to the parameters.
     for (const c of this.head) {
       if (!c.scales) continue;
@@ -288,6 +343,11 @@ export class Phi2Model {
       c.scales.buffer.destroy();
     }
   }
+}
+
+/** The lm_head's row chunks as the parameters hold them (F16). */
+function f16Head(params: Phi2Params): HeadChunk[] {
+  return params.lmHead.map(({ table, firstRow }) => ({ weight: table, scales: null, firstRow }));
 }
 
 /** The lm_head's row chunks quantised to int8 per row on the GPU (Phi2ModelOptions.lmHead 'int8'). */

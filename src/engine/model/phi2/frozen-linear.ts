@@ -4,6 +4,7 @@ import { matmulBackwardInput, matmulForward, type LoraBackwardColumns } from '..
 import { matmulInt8BackwardInput, matmulInt8Forward } from '../../kernels/matmul-i8i8';
 import { paddedCols } from '../../kernels/int8-rows';
 import { quantizeRows } from '../../kernels/quantize';
+import { computePathProblem, type ComputePath } from '../../../shared/compute';
 import type { LinearParams } from './params';
 
 /**
@@ -17,17 +18,7 @@ import type { LinearParams } from './params';
  * LoRA's own products always stay f32 (SwitchBack keeps weight gradients in 16 bits or more).
  */
 
-export type ComputePath = 'f32' | 'int8';
-
-export const COMPUTE_PATHS: readonly ComputePath[] = ['f32', 'int8'];
-
-/** Why a compute path cannot run with these weights on this GPU, or null when it can. */
-export function computePathProblem(path: ComputePath, weightMode: 'int8' | 'f16', hasInt8Dot: boolean): string | null {
-  if (path === 'f32') return null;
-  if (weightMode !== 'int8') return 'int8 compute needs the model loaded with int8 weights (the F16 mode is the exact one).';
-  if (!hasInt8Dot) return "int8 compute needs WGSL's packed 4 x 8-bit integer dot product, which this browser lacks (Chrome and Edge have it since version 123).";
-  return null;
-}
+export { COMPUTE_PATHS, computePathProblem, type ComputePath } from '../../../shared/compute';
 
 /** A linear layer's input as the compute path reads it; for int8, quantised once for every layer that reads it. */
 export interface LinearInput {
