@@ -201,13 +201,13 @@ export class KernelEncoder {
   /**
    * Runs a captured pass once more, with its position words at their captured values plus `shift`
    * and its replay words computed from `values`: its uniforms are uploaded now and its dispatches go
-   * into the next submit, with whatever is recorded after it (a readback's copy). Work recorded
-   * before it is submitted first, and so is one replay before the next (each upload of the pass's
-   * uniforms must meet its own dispatches).
+   * into the next submit, in order with whatever is recorded before and after it (a readback's
+   * copy). A replay of a pass that is already waiting in this submit submits first (each upload of
+   * the pass's uniforms must meet its own dispatches); different passes share one submit.
    */
   replay(pass: RecordedPass, shift: number, values: Readonly<Record<string, number>> = {}): void {
     if (this.capturing) throw new Error('replay: not inside a capture');
-    this.submit();
+    if (this.pending.some((item) => 'replay' in item && item.replay === pass)) this.submit();
     if (pass.arena) {
       pass.shiftPositions(shift);
       pass.setValues(values);
