@@ -1,11 +1,12 @@
 import { LORA_TARGETS, type LoraTarget } from '../shared/lora';
 import type { MemoryEstimate } from '../engine/train/memory';
 import { ADAMW_8BIT_BLOCK_SIZES, type Adam8bitBlockSize } from '../shared/optimizer';
-import { APP_TRAINING_CHOICES, PAPER_TRAINING, type PaperPreset } from '../engine/train/paper';
+import { APP_TRAINING_CHOICES, PAPER_TRAINING, type PaperPreset } from '../shared/paper-training';
 import { Comlink, engine } from '../worker/client';
-import { saveBlob } from './adapters.svelte';
+import { saveBlob } from './download';
 import type { StepRecord, TrainEvent, TrainingSetup, TrainOutcome, TrainPhase, TrainProblem, TrainProgress } from '../worker/train-api';
-import { formatLayers, paperPlan, parseLayers, planMemory, planProblems, totalStepsOf, type TrainDataSource, type TrainPlan } from '../engine/train/plan';
+import { planMemory } from '../engine/train/memory';
+import { formatLayers, paperPlan, parseLayers, planProblems, totalStepsOf, type TrainDataSource, type TrainPlan } from '../shared/train-plan';
 import type { LoraSettings } from '../shared/lora';
 import { messageOf } from './errors';
 import { computePathProblem, INT8_DOT_FEATURE } from '../shared/compute';
@@ -106,8 +107,9 @@ export class TrainState {
 
   /** Why int8 compute cannot run (the loaded model's weights, this browser's WGSL), or null when it can. */
   readonly int8ComputeProblem = $derived.by((): string | null => {
+    // Until the worker has a GPU to ask, only the weights can say no (without a GPU nothing trains anyway).
     const report = gpuState.detail?.state === 'ready' ? gpuState.detail.report : null;
-    return computePathProblem('int8', this.setup?.model?.weightMode ?? null, report?.wgslFeatures.includes(INT8_DOT_FEATURE) ?? false);
+    return computePathProblem('int8', this.setup?.model?.weightMode ?? null, report ? report.wgslFeatures.includes(INT8_DOT_FEATURE) : true);
   });
 
   readonly problems = $derived.by(() => {

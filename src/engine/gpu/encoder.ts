@@ -30,7 +30,14 @@ interface PendingDispatch {
   label: string;
 }
 
-type PendingItem = PendingDispatch | { copy: { src: GpuTensor; dst: GpuTensor; bytes: number } } | { replay: RecordedPass };
+/** A buffer copy recorded in order with the dispatches. */
+interface RecordedCopy {
+  src: GpuTensor;
+  dst: GpuTensor;
+  bytes: number;
+}
+
+type PendingItem = PendingDispatch | { copy: RecordedCopy } | { replay: RecordedPass };
 
 /** A dispatch ready to encode: its bind group is made. */
 interface ReadyDispatch {
@@ -39,7 +46,7 @@ interface ReadyDispatch {
   workgroups: [number, number, number];
 }
 
-type ReadyItem = ReadyDispatch | { copy: { src: GpuTensor; dst: GpuTensor; bytes: number } };
+type ReadyItem = ReadyDispatch | { copy: RecordedCopy };
 
 export type UniformType = 'u32' | 'i32' | 'f32';
 
@@ -225,8 +232,7 @@ export class KernelEncoder {
       if ('copy' in item) {
         pass?.end();
         pass = null;
-        const { src, dst, bytes } = item.copy;
-        encoder.copyBufferToBuffer(src.buffer, src.byteOffset, dst.buffer, dst.byteOffset, bytes);
+        encodeCopy(encoder, item.copy);
         continue;
       }
       if (!pass) {
@@ -267,8 +273,7 @@ export class KernelEncoder {
       if ('copy' in item) {
         pass?.end();
         pass = null;
-        const { src, dst, bytes } = item.copy;
-        encoder.copyBufferToBuffer(src.buffer, src.byteOffset, dst.buffer, dst.byteOffset, bytes);
+        encodeCopy(encoder, item.copy);
         continue;
       }
       const timestampWrites = this.timer?.passTimestamps(item.label);
@@ -360,4 +365,9 @@ function writeWord(view: DataView, offset: number, type: UniformType, value: num
     if (!Number.isInteger(value) || value < 0 || value > 0xffffffff) throw new Error(`u32 uniform out of range: ${value}`);
     view.setUint32(offset, value, true);
   }
+}
+
+/** A recorded copy, between the compute passes around it. */
+function encodeCopy(encoder: GPUCommandEncoder, { src, dst, bytes }: RecordedCopy): void {
+  encoder.copyBufferToBuffer(src.buffer, src.byteOffset, dst.buffer, dst.byteOffset, bytes);
 }

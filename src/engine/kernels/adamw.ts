@@ -44,6 +44,20 @@ export interface AdamWOptions {
   gradScale?: number;
 }
 
+/** Checks the hyper-parameters and options both AdamW steps take (f32 and 8-bit); returns the gradient scale. */
+export function checkAdamWSettings(k: string, hyper: AdamWHyper, options: AdamWOptions): number {
+  const { lr, beta1, beta2, eps, weightDecay, step } = hyper;
+  expectFinite(k, 'lr', lr, 0);
+  expectFinite(k, 'beta1', beta1, 0, 1 - Number.EPSILON);
+  expectFinite(k, 'beta2', beta2, 0, 1 - Number.EPSILON);
+  expectFinite(k, 'eps', eps, 0);
+  expectFinite(k, 'weightDecay', weightDecay, 0);
+  expectCount(k, 'step', step, 1);
+  const gradScale = options.gradScale ?? 1;
+  expectFinite(k, 'gradScale', gradScale);
+  return gradScale;
+}
+
 /**
  * One AdamW step over n parameters: param, expAvg and expAvgSq updated in place from grad times
  * stats[GRAD_STATS.scale] (the clip factor gradNorm computed, read on the GPU; fill stats with
@@ -73,14 +87,7 @@ export function adamwStep(
   expectDisjoint(k, expAvgSq, [grad, stats]);
   expectDisjoint(k, grad, [stats]);
   const { lr, beta1, beta2, eps, weightDecay, step } = hyper;
-  expectFinite(k, 'lr', lr, 0);
-  expectFinite(k, 'beta1', beta1, 0, 1 - Number.EPSILON);
-  expectFinite(k, 'beta2', beta2, 0, 1 - Number.EPSILON);
-  expectFinite(k, 'eps', eps, 0);
-  expectFinite(k, 'weightDecay', weightDecay, 0);
-  expectCount(k, 'step', step, 1);
-  const gradScale = options.gradScale ?? 1;
-  expectFinite(k, 'gradScale', gradScale);
+  const gradScale = checkAdamWSettings(k, hyper, options);
   // As torch computes them: Python floats (float64), rounded to f32 where they meet the tensors. In a
   // captured pass (an optimizer step recorded once) the replay's `lr` and `step` give them afresh.
   const decay = (lr: number) => 1 - lr * weightDecay;

@@ -4,10 +4,10 @@ import { packUniforms } from '../gpu/encoder';
 import { grid, type GpuRuntime } from '../gpu/runtime';
 import type { GpuTensor } from '../gpu/tensor';
 import { ADAMW_8BIT_BLOCK_SIZES, type Adam8bitBlockSize } from '../../shared/optimizer';
-import { expectDType, expectElements, expectShape } from './check';
-import { REPLAY_LR, REPLAY_STEP, type AdamWHyper, type AdamWOptions } from './adamw';
+import { expectDType, expectElements, expectTensor } from './check';
+import { checkAdamWSettings, REPLAY_LR, REPLAY_STEP, type AdamWHyper, type AdamWOptions } from './adamw';
 import { GRAD_STATS } from './grad-norm';
-import { expectCount, expectDisjoint, expectFinite } from './kernel-args';
+import { expectCount, expectDisjoint } from './kernel-args';
 
 const ADAMW_8BIT = { name: 'adamw8bit', code: rowReduce + adamw8bitCode };
 
@@ -64,23 +64,13 @@ export function adamw8bitStep(
   expectDType(k, blocks, 'u32');
   if (blocks.shape.length !== 2 || blocks.shape[1] !== 2) throw new Error(`${k}: ${blocks.name} has shape [${blocks.shape}], expected [blocks, 2]`);
   const nBlocks = blocks.shape[0];
-  expectDType(k, absmax, 'f32');
-  expectShape(k, absmax, [nBlocks, 2]);
-  expectDType(k, maps, 'f32');
-  expectShape(k, maps, [512]);
-  expectDType(k, stats, 'f32');
-  expectShape(k, stats, [GRAD_STATS.length]);
+  expectTensor(k, absmax, 'f32', [nBlocks, 2]);
+  expectTensor(k, maps, 'f32', [512]);
+  expectTensor(k, stats, 'f32', [GRAD_STATS.length]);
   const written = [param, grad, codesM, codesV, absmax];
   written.forEach((t, i) => expectDisjoint(k, t, [...written.slice(i + 1), blocks, maps, stats]));
   const { lr, beta1, beta2, eps, weightDecay, step } = hyper;
-  expectFinite(k, 'lr', lr, 0);
-  expectFinite(k, 'beta1', beta1, 0, 1 - Number.EPSILON);
-  expectFinite(k, 'beta2', beta2, 0, 1 - Number.EPSILON);
-  expectFinite(k, 'eps', eps, 0);
-  expectFinite(k, 'weightDecay', weightDecay, 0);
-  expectCount(k, 'step', step, 1);
-  const gradScale = options.gradScale ?? 1;
-  expectFinite(k, 'gradScale', gradScale);
+  const gradScale = checkAdamWSettings(k, hyper, options);
   if (nBlocks === 0) return;
   // bitsandbytes' scalars, here in float64 and rounded once to f32. In a captured pass (an optimizer
   // step recorded once) the replay's `lr` and `step` give them afresh.

@@ -1,3 +1,4 @@
+import { describeInference } from '../../shared/compute';
 import type { Engine } from '../engine';
 import { drawFewShot } from '../data/few-shot';
 import { SeededRandom } from '../random';
@@ -82,6 +83,8 @@ export interface DemoResult extends DemoUpdate {
   input: string;
   stopped: Generation['stopped'];
   verdict: Verdict | null;
+  /** The inference settings it ran with where they leave the exact model ("int8 compute, int8 lm_head"), else null. */
+  precision: string | null;
 }
 
 export class DemoInputError extends Error {
@@ -218,7 +221,7 @@ export class DemoWorkspace {
         });
         const final = state();
         const verdict = request.target ? scoreAnswer(final.text, request.target, { prompt: request.prompt }) : null;
-        return { ...final, input, stopped: gen.stopped, verdict };
+        return { ...final, input, stopped: gen.stopped, verdict, precision: describeInference(loaded.model.options) };
       });
     } finally {
       this.jobs.delete(request.jobId);
