@@ -23,7 +23,7 @@ struct Params {
 override WG: u32 = 256u;
 
 fn masked(i: u32, g: f32) -> f32 {
-  return select(0.0, g * p.scale, rng_keep(p.seed, p.salt, i, p.drop_threshold));
+  return rng_dropout(g, p.seed, p.salt, i, p.drop_threshold, p.scale);
 }
 
 @compute @workgroup_size(WG)
@@ -47,5 +47,5 @@ fn two_sites(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index)
   if (i >= p.n) { return; }
   let g = dout[i];
   dinp[i] = masked(i, g);
-  dinp[p.stride + i] = select(0.0, g * p.scale, rng_keep(p.seed, p.salt2, i, p.drop_threshold));
+  dinp[p.stride + i] = rng_dropout(g, p.seed, p.salt2, i, p.drop_threshold, p.scale);
 }

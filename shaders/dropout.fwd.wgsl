@@ -18,7 +18,7 @@ struct Params {
 override WG: u32 = 256u;
 
 fn dropped(i: u32, x: f32) -> f32 {
-  return select(0.0, x * p.scale, rng_keep(p.seed, p.salt, i, p.drop_threshold));
+  return rng_dropout(x, p.seed, p.salt, i, p.drop_threshold, p.scale);
 }
 
 @compute @workgroup_size(WG)

@@ -16,3 +16,9 @@ fn rng_u32(seed: u32, salt: u32, index: u32) -> u32 {
 fn rng_keep(seed: u32, salt: u32, index: u32, drop_threshold: u32) -> bool {
   return rng_u32(seed, salt, index) >= drop_threshold;
 }
+
+// Inverted dropout of x: x / (1 - p) where kept, else 0 (scale = 1 / (1 - p)). The forward applies it to
+// the activations, the backward to their gradients, with the same (seed, salt, index).
+fn rng_dropout(x: f32, seed: u32, salt: u32, index: u32, drop_threshold: u32, scale: f32) -> f32 {
+  return select(0.0, x * scale, rng_keep(seed, salt, index, drop_threshold));
+}

@@ -1,8 +1,9 @@
-import { PAPER_ADAPTERS } from '../engine/adapters/hub';
-import { HUB_MODEL_ID } from '../engine/weights/presets';
+import { PAPER_ADAPTERS } from '../shared/paper-adapters';
+import { HUB_MODEL_ID } from '../shared/presets';
 import type { AdapterDownloadProgress, AdapterInfo, AdapterListing, AdaptersOverview, AdapterSourcePreview } from '../worker/adapters-api';
 import { Comlink, engine } from '../worker/client';
 import { router } from './router.svelte';
+import { saveBlob } from './download';
 import { isCancel, messageOf } from './errors';
 
 /**
@@ -72,20 +73,6 @@ async function copyText(text: string): Promise<boolean> {
 /** A share link for an adapter at `url`: this app's address with ?adapter=. */
 export function shareLinkFor(url: string, base: string = `${location.origin}${location.pathname}`): string {
   return `${base}?adapter=${encodeURIComponent(url)}#adapters`;
-}
-
-/** Saves a Blob under a file name through a temporary link (the browser's download). */
-export function saveBlob(blob: Blob, fileName: string): void {
-  const url = URL.createObjectURL(blob);
-  const a = document.createElement('a');
-  a.href = url;
-  a.download = fileName;
-  a.rel = 'noopener';
-  document.body.append(a);
-  a.click();
-  a.remove();
-  // Long enough for the browser to start reading it.
-  setTimeout(() => URL.revokeObjectURL(url), 60_000);
 }
 
 export class AdaptersState {

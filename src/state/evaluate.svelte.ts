@@ -1,4 +1,4 @@
-import { PAPER_ADAPTERS } from '../engine/adapters/hub';
+import { PAPER_ADAPTERS } from '../shared/paper-adapters';
 import type { BigBenchDataset } from '../engine/eval/paper';
 import type { ClassificationFormat } from '../engine/data/prompts';
 import type { AdapterDownloadProgress } from '../worker/adapters-api';

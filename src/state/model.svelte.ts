@@ -1,6 +1,6 @@
-import { DEFAULT_HUB_SETTINGS, type HubSettings } from '../engine/weights/hub';
+import { DEFAULT_HUB_SETTINGS, type HubSettings } from '../shared/hub';
 import type { RetryStatus } from '../engine/weights/retry';
-import { PHI_PRESETS, presetOf, type PhiPresetId } from '../engine/weights/presets';
+import { PHI_PRESETS, presetOf, type PhiPresetId } from '../shared/presets';
 import { Comlink, engine } from '../worker/client';
 import type {
   HubInspection,
@@ -15,6 +15,8 @@ import type {
   StoredModelInfo,
 } from '../worker/model-api';
 import { messageOf } from './errors';
+import { selectModelFiles, type FileSelection, type PickedFile } from './model/files';
+import { sameHubSettings, saveHubSettings, storedHubSettings, trimmed } from './model/hub-settings';
 
 /**
  * The Model page's state: the weight mode and Hub settings chosen, the one download or import that may
@@ -22,30 +24,6 @@ import { messageOf } from './errors';
  * which does the work; the module-level instance outlives the page component, so a download carries on
  * while the user looks at other pages.
  */
-
-const HUB_SETTINGS_KEY = 'phi2.model.hubSettings';
-
-/** Files of a checkpoint the importer reads; anything else in a chosen folder is left out. */
-const MODEL_FILE = /^(config\.json|tokenizer\.json|tokenizer_config\.json|model\.safetensors\.index\.json|.+\.safetensors)$/;
-
-/** A picked or dropped file with its path inside what was chosen ("phi-2/config.json", or just the name). */
-export interface PickedFile {
-  file: File;
-  path: string;
-}
-
-export interface FileSelection {
-  files: File[];
-  /** The chosen folder's name (it names the stored model), or null for loose files. */
-  folder: string | null;
-  totalBytes: number;
-  /** Paths left out: other files, and files below the model's own folder. */
-  ignored: string[];
-  /** What makes the selection unusable, or null. */
-  problem: string | null;
-  /** Present but optional: the tokenizer files missing (the model then cannot generate). */
-  missingTokenizer: boolean;
-}
 
 export type TaskStatus = 'running' | 'pausing' | 'paused' | 'complete' | 'failed';
 
@@ -84,72 +62,8 @@ export interface VerifyTask {
   problem: ModelProblem | null;
 }
 
-function storedHubSettings(): HubSettings {
-  try {
-    const raw = globalThis.localStorage?.getItem(HUB_SETTINGS_KEY);
-    if (!raw) return { ...DEFAULT_HUB_SETTINGS };
-    const s = JSON.parse(raw) as Partial<HubSettings>;
-    return {
-      repo: typeof s.repo === 'string' ? s.repo : DEFAULT_HUB_SETTINGS.repo,
-      revision: typeof s.revision === 'string' ? s.revision : DEFAULT_HUB_SETTINGS.revision,
-      baseUrl: typeof s.baseUrl === 'string' ? s.baseUrl : DEFAULT_HUB_SETTINGS.baseUrl,
-    };
-  } catch {
-    return { ...DEFAULT_HUB_SETTINGS };
-  }
-}
-
-function trimmed(s: HubSettings): HubSettings {
-  return { repo: s.repo.trim(), revision: s.revision.trim(), baseUrl: s.baseUrl.trim().replace(/\/+$/, '') };
-}
-
-function sameHubSettings(a: HubSettings, b: HubSettings): boolean {
-  const x = trimmed(a);
-  const y = trimmed(b);
-  return x.repo === y.repo && x.revision === y.revision && x.baseUrl === y.baseUrl;
-}
-
 function failure(err: unknown): ModelProblem {
   return { code: 'failed', title: 'Something went wrong', message: messageOf(err) };
-}
-
-/**
- * Picks a checkpoint's files out of what was chosen or dropped: the files the importer reads, from the
- * folder that holds config.json (a model folder often has subfolders with other .safetensors files).
- */
-export function selectModelFiles(picked: PickedFile[]): FileSelection {
-  const depth = (p: PickedFile) => p.path.split('/').length;
-  const configs = picked.filter((p) => baseName(p.path) === 'config.json');
-  const rootDepth = configs.length ? Math.min(...configs.map(depth)) : Math.min(...picked.map(depth));
-  const rootDir = (p: PickedFile) => p.path.split('/').slice(0, -1).join('/');
-  const root = configs.find((p) => depth(p) === rootDepth);
-  const rootPath = root ? rootDir(root) : null;
-  const kept: PickedFile[] = [];
-  const ignored: string[] = [];
-  for (const p of picked) {
-    const inRoot = rootPath === null ? depth(p) === rootDepth : rootDir(p) === rootPath;
-    if (inRoot && MODEL_FILE.test(baseName(p.path))) kept.push(p);
-    else ignored.push(p.path);
-  }
-  const names = new Set(kept.map((p) => baseName(p.path)));
-  const missing: string[] = [];
-  if (!names.has('config.json')) missing.push('config.json');
-  if (!names.has('model.safetensors.index.json') && !names.has('model.safetensors')) {
-    missing.push('model.safetensors (or model.safetensors.index.json with its shards)');
-  }
-  const folder = rootPath ? (rootPath.split('/').pop() ?? null) : null;
-  return {
-    files: kept.map((p) => p.file),
-    folder: folder || null,
-    totalBytes: kept.reduce((a, p) => a + p.file.size, 0),
-    ignored,
-    problem: picked.length === 0 ? 'No files were chosen.' : missing.length ? `These are missing: ${missing.join(', ')}.` : null,
-    missingTokenizer: !names.has('tokenizer.json'),
-  };
-}
-
-function baseName(path: string): string {
-  return path.split('/').pop() ?? path;
 }
 
 export class ModelState {
@@ -264,12 +178,7 @@ export class ModelState {
   editHub(patch: Partial<HubSettings>): void {
     this.hub = { ...this.hub, ...patch };
     this.pickEstimates();
-    try {
-      if (this.isDefaultHub) globalThis.localStorage?.removeItem(HUB_SETTINGS_KEY);
-      else globalThis.localStorage?.setItem(HUB_SETTINGS_KEY, JSON.stringify(this.hub));
-    } catch {
-      // storage refused (private mode): the settings last for this visit
-    }
+    saveHubSettings(this.hub);
   }
 
   resetHub(): void {

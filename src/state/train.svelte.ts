@@ -1,11 +1,12 @@
 import { LORA_TARGETS, type LoraTarget } from '../shared/lora';
 import type { MemoryEstimate } from '../engine/train/memory';
 import { ADAMW_8BIT_BLOCK_SIZES, type Adam8bitBlockSize } from '../shared/optimizer';
-import { APP_TRAINING_CHOICES, PAPER_TRAINING, type PaperPreset } from '../engine/train/paper';
+import { APP_TRAINING_CHOICES, PAPER_TRAINING, type PaperPreset } from '../shared/paper-training';
 import { Comlink, engine } from '../worker/client';
-import { saveBlob } from './adapters.svelte';
+import { saveBlob } from './download';
 import type { StepRecord, TrainEvent, TrainingSetup, TrainOutcome, TrainPhase, TrainProblem, TrainProgress } from '../worker/train-api';
-import { formatLayers, paperPlan, parseLayers, planMemory, planProblems, totalStepsOf, type TrainDataSource, type TrainPlan } from '../engine/train/plan';
+import { planMemory } from '../engine/train/memory';
+import { formatLayers, paperPlan, parseLayers, planProblems, totalStepsOf, type TrainDataSource, type TrainPlan } from '../shared/train-plan';
 import type { LoraSettings } from '../shared/lora';
 import { messageOf } from './errors';
 import { computePathProblem, INT8_DOT_FEATURE } from '../shared/compute';

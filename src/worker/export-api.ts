@@ -4,7 +4,7 @@ import type { PublishProgress, PublishResult } from '../engine/adapters/publish'
 import type { ExportedFile } from '../engine/session/adapters';
 import { Exports, type PublishRequest } from '../engine/session/exports';
 import type { Session } from '../engine/session/session';
-import type { TrainPlan } from '../engine/train/plan';
+import type { TrainPlan } from '../shared/train-plan';
 
 export type { PublishProgress, PublishResult } from '../engine/adapters/publish';
 export type { PublishRequest } from '../engine/session/exports';

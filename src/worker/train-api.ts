@@ -1,12 +1,15 @@
 import type { Engine } from '../engine/engine';
 import type { Session } from '../engine/session/session';
-import { TrainingRuns, type TrainEvent, type TrainingSetup, type TrainOutcome } from '../engine/session/training';
-import type { TrainPlan } from '../engine/train/plan';
+import { TrainingRuns, type TrainingSetup } from '../engine/session/training';
+import type { TrainEvent, TrainOutcome } from '../engine/session/training-events';
+import type { TrainPlan } from '../shared/train-plan';
 
 export type { StepRecord, TrainProgress } from '../engine/train/trainer';
 export type { MemoryEstimate } from '../engine/train/memory';
-export type { TrainDataSource, TrainingModelInfo, TrainPlan } from '../engine/train/plan';
-export type { ResumableRun, TrainEvent, TrainingSetup, TrainOutcome, TrainPhase, TrainProblem } from '../engine/session/training';
+export type { TrainingModelInfo } from '../engine/train/plan';
+export type { TrainDataSource, TrainPlan } from '../shared/train-plan';
+export type { ResumableRun, TrainingSetup } from '../engine/session/training';
+export type { TrainEvent, TrainOutcome, TrainPhase, TrainProblem } from '../engine/session/training-events';
 
 /**
  * The Train page's side of the engine worker: comlink's face of the engine's TrainingRuns

@@ -1,5 +1,6 @@
 import { PAPER_LORA, type LoraSettings } from '../../src/shared/lora';
-import { PHI2_CONFIG_JSON, parsePhiConfig, type PhiConfig } from '../../src/engine/weights/config';
+import { parsePhiConfig, type PhiConfig } from '../../src/engine/weights/config';
+import { PHI2_CONFIG_JSON } from '../../src/shared/presets';
 
 /**
  * What the benchmarks run on. 'full' is Phi-2 itself (hidden 2560, 32 heads of 80, intermediate 10240,

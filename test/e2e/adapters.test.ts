@@ -5,20 +5,17 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { zipAdapter } from '../../src/engine/adapters/files';
 import type { EngineApi } from '../../src/worker/api';
-import { launchBrowser, openPage, screenshot } from '../support/browser';
+import { openPage, screenshot } from '../support/browser';
 import { HubServer, TEST_REVISION } from '../support/hub-server';
-import { serveStatic, type StaticServer } from '../support/static-server';
+import { type StaticServer } from '../support/static-server';
+import { TINY, TINY_ADAPTER, loadTinyPhi, startApp, stopApp } from '../support/app';
 
 // The Adapters page in the built app (PHI2_E2E_DIST may point at another build), in Chromium on
 // SwiftShader, with tiny-phi loaded through the Model page's API. Adapters come from files, a .zip, the
 // paper's presets (served by a stand-in Hub under the paper's repository names), a URL and share links.
-const DIST = process.env.PHI2_E2E_DIST ?? join(import.meta.dirname, '../../dist');
 const FIXTURES = join(import.meta.dirname, '../../../shared/fixtures');
-const TINY = join(FIXTURES, 'tiny-phi');
-const TINY_ADAPTER = join(TINY, 'golden/adapter');
 /** A real PEFT adapter for a wider model (hidden 160): the wrong shapes for tiny-phi. */
 const WIDE_ADAPTER = join(FIXTURES, 'golden/golden/adapter');
-const MODEL_ID = `test/tiny-phi@${TEST_REVISION}:int8`;
 
 let app: StaticServer;
 let hub: HubServer;
@@ -37,8 +34,7 @@ beforeAll(async () => {
   writeFileSync(join(work, 'tiny-lora.zip'), zipAdapter(files));
   copyFileSync(join(TINY_ADAPTER, 'adapter_config.json'), join(work, 'adapter_config.json'));
   copyFileSync(join(TINY_ADAPTER, 'adapter_model.safetensors'), join(work, 'adapter_model.safetensors'));
-  app = await serveStatic(DIST);
-  hub = await HubServer.start({
+  ({ app, hub, browser } = await startApp({
     repos: {
       'test/tiny-phi': TINY,
       'ChunB1/phi-2_OpenOrca_cot_only': TINY_ADAPTER,
@@ -48,30 +44,14 @@ beforeAll(async () => {
     },
     // The adapter fixtures are small: redirect and throttle them as large files would be.
     redirectAbove: 16 * 1024,
-  });
-  browser = await launchBrowser();
+  }));
   page = await openPage(browser, `${app.url}/#model`);
 });
 
 afterAll(async () => {
-  await browser?.close();
-  await hub?.close();
-  await app?.close();
+  await stopApp({ browser, hub, app });
   rmSync(work, { recursive: true, force: true });
 });
-
-async function loadTinyPhi(p: Page): Promise<void> {
-  const status = await p.evaluate(
-    async ([baseUrl, revision, id]) => {
-      const api = (globalThis as unknown as { phi2: EngineApi }).phi2;
-      const got = await api.downloadFromHub({ repo: 'test/tiny-phi', revision, baseUrl }, 'int8');
-      if (got.status !== 'complete') return `download ${got.status}`;
-      return (await api.loadModel(id)).status;
-    },
-    [hub.url, TEST_REVISION, MODEL_ID] as const,
-  );
-  expect(status).toBe('loaded');
-}
 
 async function showSection(p: Page, section: string): Promise<void> {
   await p.evaluate((s) => (location.hash = s), section);
@@ -81,7 +61,7 @@ const row = (id: string) => page.locator(`[data-testid="adapter-row"][data-id="$
 
 describe('the Adapters page', () => {
   it('imports PEFT files and a .zip, and refuses an adapter made for another model size, saying why', async () => {
-    await loadTinyPhi(page);
+    await loadTinyPhi(page, hub);
     await showSection(page, 'adapters');
     await expect.poll(() => page.getByTestId('adapters-empty').count(), { timeout: 30_000 }).toBe(1);
 

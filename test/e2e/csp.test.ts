@@ -1,19 +1,14 @@
-import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { EngineApi } from '../../src/worker/api';
-import { launchBrowser, screenshot } from '../support/browser';
-import { HubServer, TEST_REVISION } from '../support/hub-server';
-import { serveStatic, type StaticServer } from '../support/static-server';
+import { screenshot } from '../support/browser';
+import { HubServer } from '../support/hub-server';
+import { type StaticServer } from '../support/static-server';
+import { TINY, TINY_ADAPTER, TINY_REPO, loadTinyPhi, startApp, stopApp } from '../support/app';
 
 // The built app under its own Content-Security-Policy, as a host that reads the build's `_headers`
 // sends it (the test server does, adding a report-uri): the page and its worker run with the policy,
 // every page is used, and nothing is refused. That the policy is enforced at all is checked first,
 // with a fetch the policy must refuse, from the page and from the worker.
-const DIST = process.env.PHI2_E2E_DIST ?? join(import.meta.dirname, '../../dist');
-const TINY = join(import.meta.dirname, '../../../shared/fixtures/tiny-phi');
-const REPO = 'test/tiny-phi';
-const MODEL_ID = `${REPO}@${TEST_REVISION}:int8`;
 const ADAPTER_REPO = 'someone/tiny-adapter';
 /** Plain http to another host: connect-src refuses it. */
 const FORBIDDEN = 'http://csp-check.invalid';
@@ -31,9 +26,7 @@ const PROBE = `
 `;
 
 beforeAll(async () => {
-  app = await serveStatic(DIST);
-  hub = await HubServer.start({ repos: { [REPO]: TINY, [ADAPTER_REPO]: join(TINY, 'golden/adapter') } });
-  browser = await launchBrowser();
+  ({ app, hub, browser } = await startApp({ repos: { [TINY_REPO]: TINY, [ADAPTER_REPO]: TINY_ADAPTER } }));
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   await context.addInitScript(PROBE);
   page = await context.newPage();
@@ -45,9 +38,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await browser?.close();
-  await hub?.close();
-  await app?.close();
+  await stopApp({ browser, hub, app });
 });
 
 type Violation = { directive: string; blocked: string; source: string };
@@ -84,17 +75,8 @@ describe('the Content-Security-Policy', () => {
   });
 
   it('lets every page work: model download and load, data, train, evaluate, demo generation, adapters and a share link', async () => {
-    const status = await page.evaluate(
-      async ([baseUrl, revision, id]) => {
-        const api = (globalThis as unknown as { phi2: EngineApi }).phi2;
-        const got = await api.downloadFromHub({ repo: 'test/tiny-phi', revision, baseUrl }, 'int8');
-        if (got.status !== 'complete') return `download ${got.status}`;
-        // Checksums (hash-wasm's WebAssembly) run on every record of the load.
-        return (await api.loadModel(id)).status;
-      },
-      [hub.url, TEST_REVISION, MODEL_ID] as const,
-    );
-    expect(status).toBe('loaded');
+    // Checksums (hash-wasm's WebAssembly) run on every record of the load.
+    await loadTinyPhi(page, hub);
 
     await page.goto(`${app.url}/#data`);
     await expect.poll(() => page.getByTestId('upload-dropzone').count(), { timeout: 30_000 }).toBe(1);

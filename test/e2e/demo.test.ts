@@ -1,18 +1,14 @@
-import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EngineApi } from '../../src/worker/api';
-import { launchBrowser, openPage, screenshot } from '../support/browser';
-import { HubServer, TEST_REVISION } from '../support/hub-server';
-import { serveStatic, type StaticServer } from '../support/static-server';
+import { openPage, screenshot } from '../support/browser';
+import { HubServer } from '../support/hub-server';
+import { type StaticServer } from '../support/static-server';
+import { TINY, TINY_ADAPTER, TINY_REPO, loadTinyPhi, startApp, stopApp } from '../support/app';
 
 // The built app in Chromium on SwiftShader, with tiny-phi from a stand-in for the Hub, loaded through the
 // Model area's worker API. tiny-phi's text is gibberish: the tests check the page's mechanics (the exact
 // prompt, streaming, determinism, sampling, cancelling), not its answers.
-const DIST = process.env.PHI2_E2E_DIST ?? join(import.meta.dirname, '../../dist');
-const TINY = join(import.meta.dirname, '../../../shared/fixtures/tiny-phi');
-const REPO = 'test/tiny-phi';
-const MODEL_ID = `${REPO}@${TEST_REVISION}:int8`;
 /** Served by the stand-in Hub: tiny-phi's PEFT golden adapter (r 4) under the paper's adapter name. */
 const FLAN_REPO = 'ChunB1/phi-2_OpenOrca_cot_only';
 
@@ -24,31 +20,19 @@ let adapterId: string;
 let greedyText: string;
 
 beforeAll(async () => {
-  app = await serveStatic(DIST);
-  hub = await HubServer.start({ repos: { [REPO]: TINY, [FLAN_REPO]: join(TINY, 'golden/adapter') } });
-  browser = await launchBrowser();
+  ({ app, hub, browser } = await startApp({ repos: { [TINY_REPO]: TINY, [FLAN_REPO]: TINY_ADAPTER } }));
   page = await openPage(browser, `${app.url}/#model`);
-  const outcome = await page.evaluate(
-    async ({ repo, revision, baseUrl, id, adapterRepo }) => {
-      const api = (globalThis as unknown as { phi2: EngineApi }).phi2;
-      const download = await api.downloadFromHub({ repo, revision, baseUrl }, 'int8');
-      if (download.status !== 'complete') return `download ${download.status}`;
-      const load = await api.loadModel(id);
-      if (load.status !== 'loaded') return load.status;
-      return (await api.loadAdapterFromHub(adapterRepo, undefined, baseUrl)).id;
-    },
-    { repo: REPO, revision: TEST_REVISION, baseUrl: hub.url, id: MODEL_ID, adapterRepo: FLAN_REPO },
+  await loadTinyPhi(page, hub);
+  adapterId = await page.evaluate(
+    async ({ repo, baseUrl }) => (await (globalThis as unknown as { phi2: EngineApi }).phi2.loadAdapterFromHub(repo, undefined, baseUrl)).id,
+    { repo: FLAN_REPO, baseUrl: hub.url },
   );
-  adapterId = outcome;
-  expect(outcome).not.toMatch(/^(download|failed|cancelled)/);
   // Opened after the load, so the page finds the model on its first look.
   await page.goto(`${app.url}/#demo`);
 });
 
 afterAll(async () => {
-  await browser?.close();
-  await hub?.close();
-  await app?.close();
+  await stopApp({ browser, hub, app });
 });
 
 const prompt = () => page.getByTestId('demo-prompt');
@@ -136,7 +120,7 @@ describe('the Demo page', () => {
     await expect.poll(() => outputs.count()).toBe(2);
     await expect.poll(() => outputs.nth(1).getAttribute('data-status'), { timeout: 180_000 }).toBe('done');
     expect(await outputs.nth(0).getAttribute('data-status')).toBe('done');
-    expect(await outputs.nth(0).getByRole('heading').innerText()).toBe(`Base: ${REPO} (int8)`);
+    expect(await outputs.nth(0).getByRole('heading').innerText()).toBe(`Base: ${TINY_REPO} (int8)`);
     expect(await outputs.nth(1).getByRole('heading').innerText()).toBe(`Adapter: ${adapterId}`);
     // The left column is the base model, greedy: what it said before.
     expect(await outputs.nth(0).getByTestId('demo-text').innerText()).toBe(greedyText);

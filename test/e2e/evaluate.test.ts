@@ -1,21 +1,17 @@
-import { join } from 'node:path';
 import Papa from 'papaparse';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RESULT_CSV_COLUMNS } from '../../src/engine/eval/results';
 import type { EngineApi } from '../../src/worker/api';
-import { launchBrowser, openPage, screenshot } from '../support/browser';
+import { openPage, screenshot } from '../support/browser';
 import { HubServer, TEST_REVISION } from '../support/hub-server';
-import { serveStatic, type StaticServer } from '../support/static-server';
+import { type StaticServer } from '../support/static-server';
+import { TINY, TINY_ADAPTER, TINY_MODEL_ID, TINY_REPO, loadTinyPhi, startApp, stopApp } from '../support/app';
 
 // The built app (npm run build first; PHI2_E2E_DIST may point at another build) in Chromium on SwiftShader,
 // with tiny-phi (Phi-2's vocabulary and tokenizer at hidden size 64, random weights) downloaded from a
 // stand-in for the Hub and loaded through the Model area's worker API. Its answers are gibberish: these
 // tests check that the page runs, shows, keeps and exports evaluations, not what they score.
-const DIST = process.env.PHI2_E2E_DIST ?? join(import.meta.dirname, '../../dist');
-const TINY = join(import.meta.dirname, '../../../shared/fixtures/tiny-phi');
-const REPO = 'test/tiny-phi';
-const MODEL_ID = `${REPO}@${TEST_REVISION}:int8`;
 /** The paper's first adapter, served by the stand-in Hub: tiny-phi's PEFT golden adapter (r 4) in its place. */
 const FLAN_REPO = 'ChunB1/phi-2_OpenOrca_cot_only';
 
@@ -24,36 +20,17 @@ let hub: HubServer;
 let browser: Browser;
 let page: Page;
 
-/** Downloads tiny-phi into the page's IndexedDB and puts it on the GPU, as the Model page would. */
-async function loadTinyPhi(p: Page, hubUrl: string): Promise<void> {
-  const outcome = await p.evaluate(
-    async ({ repo, revision, baseUrl, id }) => {
-      const api = (globalThis as unknown as { phi2: EngineApi }).phi2;
-      const download = await api.downloadFromHub({ repo, revision, baseUrl }, 'int8');
-      if (download.status !== 'complete') return `download ${download.status}: ${JSON.stringify(download)}`;
-      const load = await api.loadModel(id);
-      return load.status === 'loaded' ? 'ok' : `load ${load.status}: ${JSON.stringify(load)}`;
-    },
-    { repo: REPO, revision: TEST_REVISION, baseUrl: hubUrl, id: MODEL_ID },
-  );
-  expect(outcome).toBe('ok');
-}
-
 beforeAll(async () => {
-  app = await serveStatic(DIST);
-  hub = await HubServer.start({ repos: { [REPO]: TINY, [FLAN_REPO]: join(TINY, 'golden/adapter') } });
-  browser = await launchBrowser();
+  ({ app, hub, browser } = await startApp({ repos: { [TINY_REPO]: TINY, [FLAN_REPO]: TINY_ADAPTER } }));
   page = await openPage(browser, `${app.url}/#evaluate`);
   // The Hub server the Model page would use (its "Advanced" settings): presets come from it too.
-  await page.evaluate((settings) => localStorage.setItem('phi2.model.hubSettings', JSON.stringify(settings)), { repo: REPO, revision: TEST_REVISION, baseUrl: hub.url });
+  await page.evaluate((settings) => localStorage.setItem('phi2.model.hubSettings', JSON.stringify(settings)), { repo: TINY_REPO, revision: TEST_REVISION, baseUrl: hub.url });
   await page.reload();
-  await loadTinyPhi(page, hub.url);
+  await loadTinyPhi(page, hub);
 });
 
 afterAll(async () => {
-  await browser?.close();
-  await hub?.close();
-  await app?.close();
+  await stopApp({ browser, hub, app });
 });
 
 /** A small custom suite: TEH only, one item per format, a few tokens each. */
@@ -81,7 +58,7 @@ describe('the Evaluate page', () => {
   it('shows the loaded model and what the paper replication costs', async () => {
     await page.getByRole('button', { name: 'Check what is loaded' }).click();
     const models = page.getByTestId('eval-models');
-    await expect.poll(() => models.innerText(), { timeout: 30_000 }).toContain(`Base model: ${REPO} (int8)`);
+    await expect.poll(() => models.innerText(), { timeout: 30_000 }).toContain(`Base model: ${TINY_REPO} (int8)`);
     const plan = page.getByTestId('eval-plan');
     // The paper's 730 prompts, tokenised by the model's tokenizer for the estimate.
     await expect.poll(() => plan.innerText(), { timeout: 120_000 }).toMatch(/241,780 prompt tokens, at most 36,500 new tokens\. Time at most: .* on an RTX 4090-class GPU/);
@@ -195,7 +172,7 @@ describe('the Evaluate page', () => {
     expect(json.runs.map((r: { adapter: string | null }) => r.adapter === null)).toEqual([true, false]);
     expect(json.runs[0].items).toHaveLength(2);
     expect(json.runs[0].items.map((i: { review?: number }) => i.review)).toEqual([1, 0.5]);
-    expect(json.runs[0].modelId).toBe(MODEL_ID);
+    expect(json.runs[0].modelId).toBe(TINY_MODEL_ID);
   });
 
   it('cancels a run, keeping the items that finished', async () => {
@@ -239,9 +216,9 @@ describe('an evaluation cut short by a reload', () => {
 
   it('is offered for resuming, and the resumed run ends with the verdicts of an uninterrupted one', async () => {
     // The page was reloaded before: put tiny-phi (stored already) on the GPU again.
-    expect(await page.evaluate((id) => (globalThis as unknown as { phi2: EngineApi }).phi2.loadModel(id).then((r) => r.status), MODEL_ID)).toBe('loaded');
+    expect(await page.evaluate((id) => (globalThis as unknown as { phi2: EngineApi }).phi2.loadModel(id).then((r) => r.status), TINY_MODEL_ID)).toBe('loaded');
     await page.getByRole('button', { name: 'Check what is loaded' }).click();
-    await expect.poll(() => page.getByTestId('eval-models').innerText(), { timeout: 30_000 }).toContain(`Base model: ${REPO} (int8)`);
+    await expect.poll(() => page.getByTestId('eval-models').innerText(), { timeout: 30_000 }).toContain(`Base model: ${TINY_REPO} (int8)`);
     // The base model alone on 8 items: two generation batches of 4.
     await chooseSmallSuite(['Instruction + label', 'Instruction + symbol', 'No instruction + symbol', 'Flipped labels (flipped-label suite)'], 2);
     const models = page.getByTestId('eval-models');

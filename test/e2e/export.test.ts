@@ -8,16 +8,14 @@ import { execFileSync } from 'node:child_process';
 import { unzipSync } from 'fflate';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS } from '../../src/engine/adapters/files';
 import { DEMO_ROWS } from '../../src/engine/train/demo-set';
-import { launchBrowser, openPage, screenshot } from '../support/browser';
+import { openPage, screenshot } from '../support/browser';
 import { HubServer } from '../support/hub-server';
-import { serveStatic, type StaticServer } from '../support/static-server';
+import { type StaticServer } from '../support/static-server';
+import { TINY_ADAPTER, startApp, stopApp } from '../support/app';
 
 // Work leaving the browser, in the built app in Chromium: Export → GGUF (read back with an independent
 // GGUF reader), Publish to the Hub against the stand-in Hub's write API and the share link it makes
 // (opened in a fresh page, bringing the published adapter back), and the Train page's cluster folder.
-const DIST = process.env.PHI2_E2E_DIST ?? join(import.meta.dirname, '../../dist');
-const FIXTURES = join(import.meta.dirname, '../../../shared/fixtures');
-const TINY_ADAPTER = join(FIXTURES, 'tiny-phi/golden/adapter');
 const TOKEN = 'hf_e2eWriteToken0123456789abcdef';
 
 let app: StaticServer;
@@ -27,16 +25,12 @@ let page: Page;
 const work = mkdtempSync(join(tmpdir(), 'e2e-export-'));
 
 beforeAll(async () => {
-  app = await serveStatic(DIST);
-  hub = await HubServer.start({ repos: {}, tokens: { [TOKEN]: { name: 'tester', role: 'write' } } });
-  browser = await launchBrowser();
+  ({ app, hub, browser } = await startApp({ repos: {}, tokens: { [TOKEN]: { name: 'tester', role: 'write' } } }));
   page = await openPage(browser, `${app.url}/#adapters`);
 });
 
 afterAll(async () => {
-  await browser?.close();
-  await hub?.close();
-  await app?.close();
+  await stopApp({ browser, hub, app });
   rmSync(work, { recursive: true, force: true });
 });
 

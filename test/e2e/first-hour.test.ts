@@ -1,20 +1,15 @@
-import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { EngineApi } from '../../src/worker/api';
-import { launchBrowser, openPage, screenshot } from '../support/browser';
-import { HubServer, TEST_REVISION } from '../support/hub-server';
-import { serveStatic, type StaticServer } from '../support/static-server';
+import { openPage, screenshot } from '../support/browser';
+import { HubServer } from '../support/hub-server';
+import { type StaticServer } from '../support/static-server';
+import { loadTinyPhi, startApp, stopApp } from '../support/app';
 
 // What a new user meets in the first hour, on the Train, Evaluate and Demo pages of the built app with tiny-phi
 // (Phi-2's vocabulary and tokenizer at hidden size 64) on the GPU: long tasks say what they do from their first
 // second (and stop saying it once done), speeds read sensibly at any size, the preset card says when it was changed, the symbol-tuning preset
 // finds symbol data, and the Evaluate page shows the paper only where it has numbers, its plan following the
 // models ticked at once.
-const DIST = process.env.PHI2_E2E_DIST ?? join(import.meta.dirname, '../../dist');
-const TINY = join(import.meta.dirname, '../../../shared/fixtures/tiny-phi');
-const REPO = 'test/tiny-phi';
-const MODEL_ID = `${REPO}@${TEST_REVISION}:int8`;
 
 let app: StaticServer;
 let hub: HubServer;
@@ -22,26 +17,13 @@ let browser: Browser;
 let page: Page;
 
 beforeAll(async () => {
-  app = await serveStatic(DIST);
-  hub = await HubServer.start({ repos: { [REPO]: TINY } });
-  browser = await launchBrowser();
+  ({ app, hub, browser } = await startApp());
   page = await openPage(browser, `${app.url}/#model`);
-  const outcome = await page.evaluate(
-    async ({ baseUrl, revision, id }) => {
-      const api = (globalThis as unknown as { phi2: EngineApi }).phi2;
-      const got = await api.downloadFromHub({ repo: 'test/tiny-phi', revision, baseUrl }, 'int8');
-      if (got.status !== 'complete') return `download ${got.status}`;
-      return (await api.loadModel(id)).status;
-    },
-    { baseUrl: hub.url, revision: TEST_REVISION, id: MODEL_ID },
-  );
-  if (outcome !== 'loaded') throw new Error(`tiny-phi did not load: ${outcome}`);
+  await loadTinyPhi(page, hub);
 });
 
 afterAll(async () => {
-  await browser?.close();
-  await hub?.close();
-  await app?.close();
+  await stopApp({ browser, hub, app });
 });
 
 async function show(section: string): Promise<void> {

@@ -4,18 +4,15 @@ import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { zipAdapter } from '../../src/engine/adapters/files';
-import type { EngineApi } from '../../src/worker/api';
-import { launchBrowser, openPage, screenshot, SCREENSHOTS } from '../support/browser';
-import { HubServer, TEST_REVISION } from '../support/hub-server';
-import { serveStatic, type StaticServer } from '../support/static-server';
+import { openPage, screenshot, SCREENSHOTS } from '../support/browser';
+import { HubServer } from '../support/hub-server';
+import { type StaticServer } from '../support/static-server';
+import { TINY, loadTinyPhi, startApp, stopApp } from '../support/app';
 
 // The Inspect view of the Adapters page in the built app, in Chromium on SwiftShader, with tiny-phi
 // loaded: two adapters (tiny-phi's golden PEFT adapter, and the same after three AdamW steps) are
 // compared module by module, intruder dimensions are counted on the GPU, contrastive generation
 // streams and stops when cancelled, and every chart exports as PNG and CSV.
-const DIST = process.env.PHI2_E2E_DIST ?? join(import.meta.dirname, '../../dist');
-const TINY = join(import.meta.dirname, '../../../shared/fixtures/tiny-phi');
-const MODEL_ID = `test/tiny-phi@${TEST_REVISION}:int8`;
 
 let app: StaticServer;
 let hub: HubServer;
@@ -28,26 +25,13 @@ beforeAll(async () => {
   const zip = (weights: string) => zipAdapter({ 'adapter_config.json': config, 'adapter_model.safetensors': new Uint8Array(readFileSync(join(TINY, weights))) });
   writeFileSync(join(work, 'tiny-before.zip'), zip('golden/adapter/adapter_model.safetensors'));
   writeFileSync(join(work, 'tiny-after.zip'), zip('golden/lora_after_3_adamw_steps.safetensors'));
-  app = await serveStatic(DIST);
-  hub = await HubServer.start({ repos: { 'test/tiny-phi': TINY } });
-  browser = await launchBrowser();
+  ({ app, hub, browser } = await startApp());
   page = await openPage(browser, `${app.url}/#model`);
-  const status = await page.evaluate(
-    async ([baseUrl, revision, id]) => {
-      const api = (globalThis as unknown as { phi2: EngineApi }).phi2;
-      const got = await api.downloadFromHub({ repo: 'test/tiny-phi', revision, baseUrl }, 'int8');
-      if (got.status !== 'complete') return `download ${got.status}`;
-      return (await api.loadModel(id)).status;
-    },
-    [hub.url, TEST_REVISION, MODEL_ID] as const,
-  );
-  expect(status).toBe('loaded');
+  await loadTinyPhi(page, hub);
 });
 
 afterAll(async () => {
-  await browser?.close();
-  await hub?.close();
-  await app?.close();
+  await stopApp({ browser, hub, app });
   rmSync(work, { recursive: true, force: true });
 });
 

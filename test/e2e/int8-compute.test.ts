@@ -1,18 +1,14 @@
-import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EngineApi } from '../../src/worker/api';
-import { launchBrowser, openPage } from '../support/browser';
-import { HubServer, TEST_REVISION } from '../support/hub-server';
-import { serveStatic, type StaticServer } from '../support/static-server';
+import { openPage } from '../support/browser';
+import { HubServer } from '../support/hub-server';
+import type { StaticServer } from '../support/static-server';
+import { TINY_MODEL_ID, loadTinyPhi, startApp, stopApp } from '../support/app';
 
 // The int8 settings in the built app (Chromium on SwiftShader, whose WGSL has the packed 4 x 8-bit dot
 // product), with tiny-phi (int8) from a stand-in Hub: the Model page's inference settings reach the
 // loaded model and the Demo generates with them; the Train page's int8 compute reaches the run.
-const DIST = process.env.PHI2_E2E_DIST ?? join(import.meta.dirname, '../../dist');
-const TINY = join(import.meta.dirname, '../../../shared/fixtures/tiny-phi');
-const REPO = 'test/tiny-phi';
-const MODEL_ID = `${REPO}@${TEST_REVISION}:int8`;
 
 let app: StaticServer;
 let hub: HubServer;
@@ -20,26 +16,13 @@ let browser: Browser;
 let page: Page;
 
 beforeAll(async () => {
-  app = await serveStatic(DIST);
-  hub = await HubServer.start({ repos: { [REPO]: TINY } });
-  browser = await launchBrowser();
+  ({ app, hub, browser } = await startApp());
   page = await openPage(browser, `${app.url}/#model`);
-  const status = await page.evaluate(
-    async ([baseUrl, revision, id]) => {
-      const api = (globalThis as unknown as { phi2: EngineApi }).phi2;
-      const got = await api.downloadFromHub({ repo: 'test/tiny-phi', revision, baseUrl }, 'int8');
-      if (got.status !== 'complete') return `download ${got.status}`;
-      return (await api.loadModel(id)).status;
-    },
-    [hub.url, TEST_REVISION, MODEL_ID] as const,
-  );
-  expect(status).toBe('loaded');
+  await loadTinyPhi(page, hub);
 });
 
 afterAll(async () => {
-  await browser?.close();
-  await hub?.close();
-  await app?.close();
+  await stopApp({ browser, hub, app });
 });
 
 const show = (section: string) => page.evaluate((s) => (location.hash = s), section);
@@ -64,7 +47,7 @@ describe('int8 settings', () => {
     await expect.poll(state('compute'), { timeout: 60_000 }).toBe('(on in the loaded model)');
     await head.check();
     await expect.poll(state('lmHead'), { timeout: 60_000 }).toBe('(on in the loaded model)');
-    expect((await workerSettings()).applied).toEqual({ compute: 'int8', lmHead: 'int8' });
+    expect((await workerSettings()).applied).toEqual({ compute: 'int8', lmHead: 'int8', kvCache: 'f32' });
 
     await show('#demo');
     await expect.poll(() => page.getByTestId('demo-prompt').inputValue(), { timeout: 60_000 }).toMatch(/^Question: /);
@@ -78,15 +61,15 @@ describe('int8 settings', () => {
 
     // Back to the exact model: the setting is the user's, kept across a reload, and off again on request.
     await page.reload();
-    await expect.poll(async () => (await workerSettings()).chosen, { timeout: 60_000 }).toEqual({ compute: 'int8', lmHead: 'int8' });
+    await expect.poll(async () => (await workerSettings()).chosen, { timeout: 60_000 }).toEqual({ compute: 'int8', lmHead: 'int8', kvCache: 'f32' });
     await show('#model');
     await page.getByTestId('inference-compute').uncheck();
     await page.getByTestId('inference-lmHead').uncheck();
-    await expect.poll(async () => (await workerSettings()).chosen, { timeout: 60_000 }).toEqual({ compute: 'f32', lmHead: 'f16' });
+    await expect.poll(async () => (await workerSettings()).chosen, { timeout: 60_000 }).toEqual({ compute: 'f32', lmHead: 'f16', kvCache: 'f32' });
   });
 
   it('int8 compute on the Train page reaches the run: its panel says int8', async () => {
-    const status = await page.evaluate((id) => (globalThis as unknown as { phi2: EngineApi }).phi2.loadModel(id).then((o) => o.status), MODEL_ID);
+    const status = await page.evaluate((id) => (globalThis as unknown as { phi2: EngineApi }).phi2.loadModel(id).then((o) => o.status), TINY_MODEL_ID);
     expect(status).toBe('loaded');
     await show('#train');
     await expect.poll(() => page.getByTestId('memory-total').count(), { timeout: 60_000 }).toBe(1);

@@ -6,22 +6,20 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EngineApi } from '../../src/worker/api';
 import type { LoadedModelInfo, StoredModelInfo } from '../../src/worker/model-api';
-import { launchBrowser, openPage, screenshot } from '../support/browser';
+import { openPage, screenshot } from '../support/browser';
 import { HubServer, TEST_REVISION } from '../support/hub-server';
-import { serveStatic, type StaticServer } from '../support/static-server';
+import { type StaticServer } from '../support/static-server';
+import { TINY, TINY_REPO, startApp } from '../support/app';
 
 // The built app (npm run build first; PHI2_E2E_DIST may point at another build), in Chromium on
 // SwiftShader, against a stand-in for the Hub serving the tiny-phi checkpoint (Phi-2's vocabulary and
 // tokenizer at hidden size 64).
-const DIST = process.env.PHI2_E2E_DIST ?? join(import.meta.dirname, '../../dist');
-const TINY = join(import.meta.dirname, '../../../shared/fixtures/tiny-phi');
-const REPO = 'test/tiny-phi';
 /** The same checkpoint under a second name: a fresh download when the first is stored. */
 const COPY = 'test/tiny-phi-copy';
 const SHARD_1 = 'model-00001-of-00002.safetensors';
 const SHARD_2 = 'model-00002-of-00002.safetensors';
-const INT8_ID = `${REPO}@${TEST_REVISION}:int8`;
-const F16_ID = `${REPO}@${TEST_REVISION}:f16`;
+const INT8_ID = `${TINY_REPO}@${TEST_REVISION}:int8`;
+const F16_ID = `${TINY_REPO}@${TEST_REVISION}:f16`;
 const CONFIG = JSON.parse(readFileSync(join(TINY, 'config.json'), 'utf8')) as Record<string, number>;
 
 let app: StaticServer;
@@ -31,9 +29,7 @@ let browser: Browser;
 let page: Page;
 
 beforeAll(async () => {
-  app = await serveStatic(DIST);
-  hub = await HubServer.start({ repos: { [REPO]: TINY, [COPY]: TINY } });
-  browser = await launchBrowser();
+  ({ app, hub, browser } = await startApp({ repos: { [TINY_REPO]: TINY, [COPY]: TINY } }));
   page = await openPage(browser, `${app.url}/#model`);
 });
 
@@ -161,7 +157,7 @@ describe('the Model page', () => {
     await screenshot(page, 'model-error-404');
 
     hub.setFaults('config.json', { status: { code: 403, times: 1 } });
-    await fillHubForm({ repo: REPO });
+    await fillHubForm({ repo: TINY_REPO });
     await page.getByRole('button', { name: 'Download test/tiny-phi (int8)' }).click();
     await expect.poll(() => problem.getAttribute('data-code'), { timeout: 30_000 }).toBe('unauthorized');
     expect(await problem.innerText()).toMatch(/needs a login \(HTTP 403\)/);
@@ -206,9 +202,9 @@ describe('the Model page', () => {
     expect(cells).toContain('Complete');
     expect(cells).toMatch(/int8\s+13\.\d MB/);
     const [info] = (await api(page).listModels()).filter((m) => m.id === INT8_ID);
-    expect(info).toMatchObject({ complete: true, tokenizer: true, scheme: 'int8', name: REPO, tensorsStored: info.tensorsTotal });
+    expect(info).toMatchObject({ complete: true, tokenizer: true, scheme: 'int8', name: TINY_REPO, tensorsStored: info.tensorsTotal });
     expect(info.bytesStored).toBe(info.bytesTotal);
-    expect(info.source).toEqual({ kind: 'hub', repo: REPO, revision: TEST_REVISION, baseUrl: hub.url });
+    expect(info.source).toEqual({ kind: 'hub', repo: TINY_REPO, revision: TEST_REVISION, baseUrl: hub.url });
     expect(await page.getByTestId('hub-card').innerText()).toContain('This model is stored in int8');
     await screenshot(page, 'model-downloaded');
     hub.setFaults(SHARD_1, {});
@@ -319,7 +315,7 @@ describe('the Model page', () => {
     const headDim = CONFIG.hidden_size / CONFIG.num_attention_heads;
     expect(loaded).toMatchObject({
       id: INT8_ID,
-      name: REPO,
+      name: TINY_REPO,
       weightMode: 'int8',
       dims: {
         vocab: CONFIG.vocab_size,
@@ -337,7 +333,7 @@ describe('the Model page', () => {
     expect(loaded!.gpuBytes).toBeGreaterThanOrEqual(info.bytesTotal);
     expect(loaded!.gpuBytes).toBeLessThan(info.bytesTotal * 1.01);
     expect(await stored.getAttribute('data-loaded')).toBe('true');
-    expect(await page.getByTestId('loaded-model').innerText()).toContain(`${REPO} (int8) is on the GPU`);
+    expect(await page.getByTestId('loaded-model').innerText()).toContain(`${TINY_REPO} (int8) is on the GPU`);
     await screenshot(page, 'model-loaded');
   });
 

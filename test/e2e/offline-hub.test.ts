@@ -3,17 +3,15 @@ import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { closedPortUrl } from '../support/closed-port';
-import { launchBrowser, screenshot } from '../support/browser';
+import { screenshot } from '../support/browser';
 import { HubServer, TEST_REVISION } from '../support/hub-server';
-import { serveStatic, type StaticServer } from '../support/static-server';
+import { type StaticServer } from '../support/static-server';
+import { TINY, TINY_REPO, startApp, stopApp } from '../support/app';
 
 // Without a network, the Hub's download and the Hub's dataset loader say at their first failure that the Hub
 // cannot be reached, offer the files on disk instead, and retry quietly (one line with a count) a few times
 // only. The Hub is "unreachable" here as a server that is down is: its port refuses connections. And the
 // repository check keeps its panel open and speaks of checking.
-const DIST = process.env.PHI2_E2E_DIST ?? join(import.meta.dirname, '../../dist');
-const TINY = join(import.meta.dirname, '../../../shared/fixtures/tiny-phi');
-const REPO = 'test/tiny-phi';
 
 let app: StaticServer;
 let hub: HubServer;
@@ -21,16 +19,12 @@ let browser: Browser;
 let down: string;
 
 beforeAll(async () => {
-  app = await serveStatic(DIST);
-  hub = await HubServer.start({ repos: { [REPO]: TINY } });
-  browser = await launchBrowser();
+  ({ app, hub, browser } = await startApp());
   down = await closedPortUrl();
 });
 
 afterAll(async () => {
-  await browser?.close();
-  await hub?.close();
-  await app?.close();
+  await stopApp({ browser, hub, app });
 });
 
 async function open(hash: string): Promise<{ context: BrowserContext; page: Page }> {
@@ -57,9 +51,9 @@ const focusedId = (page: Page) => page.evaluate(() => document.activeElement?.id
 describe('the Hub cannot be reached', () => {
   it('the model download says so at its first failure, retries in one counted line, then offers the files on disk', async () => {
     const { context, page } = await open('#model');
-    await fillHubForm(page, { repo: REPO, revision: TEST_REVISION, baseUrl: down });
+    await fillHubForm(page, { repo: TINY_REPO, revision: TEST_REVISION, baseUrl: down });
     const task = page.getByTestId('import-task');
-    await page.getByRole('button', { name: `Download ${REPO} (int8)` }).click();
+    await page.getByRole('button', { name: `Download ${TINY_REPO} (int8)` }).click();
 
     // While it still runs: said plainly, with the count, and the way out.
     const offline = page.getByTestId('hub-unreachable');
@@ -67,7 +61,7 @@ describe('the Hub cannot be reached', () => {
     expect(await task.getAttribute('data-status')).toBe('running');
     const said = await offline.innerText();
     expect(said).toMatch(/^The Hub cannot be reached\./);
-    expect(said).toContain(`Could not reach ${down} for config.json of ${REPO}`);
+    expect(said).toContain(`Could not reach ${down} for config.json of ${TINY_REPO}`);
     expect(said).toMatch(/Trying again in \d s \(attempt [23] of 3\); or stop and import the model's files from disk\./);
     await screenshot(page, 'model-hub-unreachable');
 

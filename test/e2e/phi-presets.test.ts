@@ -3,19 +3,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parsePhiConfig, PHI1_5_CONFIG_JSON, PHI1_CONFIG_JSON, PHI2_CONFIG_JSON } from '../../src/engine/weights/config';
+import { parsePhiConfig } from '../../src/engine/weights/config';
+import { PHI1_5_CONFIG_JSON, PHI1_CONFIG_JSON, PHI2_CONFIG_JSON } from '../../src/shared/presets';
 import { formatBytes } from '../../src/ui/model/format';
 import type { EngineApi } from '../../src/worker/api';
 import { estimateFor } from '../../src/engine/session/model-estimates';
-import { launchBrowser, openPage, screenshot } from '../support/browser';
+import { openPage, screenshot } from '../support/browser';
 import { HubServer } from '../support/hub-server';
-import { serveStatic, type StaticServer } from '../support/static-server';
+import { type StaticServer } from '../support/static-server';
 import { writeTinyPhi1 } from '../support/tiny-phi1';
+import { startApp, stopApp } from '../support/app';
 
 // The Model page's presets in the built app: Phi-2, Phi-1.5 and Phi-1 with their sizes and GPU memory
 // from their known config.json, and a Phi-1.5 download through the preset (the stand-in Hub serves a
 // tiny checkpoint of Phi-1.5's geometry under microsoft/phi-1_5 at main), loaded onto the GPU.
-const DIST = process.env.PHI2_E2E_DIST ?? join(import.meta.dirname, '../../dist');
 const work = mkdtempSync(join(tmpdir(), 'e2e-presets-'));
 
 let app: StaticServer;
@@ -25,16 +26,12 @@ let page: Page;
 
 beforeAll(async () => {
   writeTinyPhi1(join(work, 'phi-1_5'), { seed: 3, dtype: 'F16' });
-  app = await serveStatic(DIST);
-  hub = await HubServer.start({ repos: { 'microsoft/phi-1_5': join(work, 'phi-1_5') } });
-  browser = await launchBrowser();
+  ({ app, hub, browser } = await startApp({ repos: { 'microsoft/phi-1_5': join(work, 'phi-1_5') } }));
   page = await openPage(browser, `${app.url}/#model`);
 });
 
 afterAll(async () => {
-  await browser?.close();
-  await hub?.close();
-  await app?.close();
+  await stopApp({ browser, hub, app });
   rmSync(work, { recursive: true, force: true });
 });
 

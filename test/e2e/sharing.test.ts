@@ -4,18 +4,16 @@ import { join } from 'node:path';
 import type { Browser, BrowserContext, Download, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EngineApi } from '../../src/worker/api';
-import { launchBrowser, screenshot } from '../support/browser';
+import { screenshot } from '../support/browser';
 import { HubServer } from '../support/hub-server';
-import { serveStatic, type StaticServer } from '../support/static-server';
+import { type StaticServer } from '../support/static-server';
+import { TINY, TINY_ADAPTER, startApp, stopApp } from '../support/app';
 
 // Sharing in one click, on the Adapters page of the built app: exports name the base model's Hub id (a Phi-2
 // imported from disk is microsoft/phi-2, not its folder's name), editable first; Share… copies the link of an
 // adapter with a public address and says how to get one otherwise; two imports of one adapter get two names;
 // a share link's card says where the adapter really comes from, and reads it again once a model is loaded.
 // tiny-phi stands in for Phi-2 (its vocabulary and tokenizer at hidden size 64), in a folder named phi-2.
-const DIST = process.env.PHI2_E2E_DIST ?? join(import.meta.dirname, '../../dist');
-const TINY = join(import.meta.dirname, '../../../shared/fixtures/tiny-phi');
-const TINY_ADAPTER = join(TINY, 'golden/adapter');
 const MODEL_ID = 'files:phi-2:int8';
 
 let app: StaticServer;
@@ -29,9 +27,7 @@ const PHI2_FOLDER = join(work, 'phi-2');
 beforeAll(async () => {
   mkdirSync(PHI2_FOLDER);
   for (const name of readdirSync(TINY)) if (statSync(join(TINY, name)).isFile()) copyFileSync(join(TINY, name), join(PHI2_FOLDER, name));
-  app = await serveStatic(DIST);
-  hub = await HubServer.start({ repos: { 'someone/shared': TINY_ADAPTER } });
-  browser = await launchBrowser();
+  ({ app, hub, browser } = await startApp({ repos: { 'someone/shared': TINY_ADAPTER } }));
   context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: app.url });
   page = await context.newPage();
@@ -46,9 +42,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await browser?.close();
-  await hub?.close();
-  await app?.close();
+  await stopApp({ browser, hub, app });
   rmSync(work, { recursive: true, force: true });
 });
 

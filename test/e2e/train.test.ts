@@ -6,22 +6,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeAdapter } from '../../src/engine/adapters/files';
 import { LORA_TARGETS, PAPER_LORA, loraModules } from '../../src/shared/lora';
 import { adapterTensorNames } from '../../src/engine/adapters/peft';
-import type { EngineApi } from '../../src/worker/api';
-import { launchBrowser, openPage, screenshot } from '../support/browser';
+import { openPage, screenshot } from '../support/browser';
 import { randomArray, rng } from '../support/compare';
-import { HubServer, TEST_REVISION } from '../support/hub-server';
+import { HubServer } from '../support/hub-server';
 import { MainThreadRecorder } from '../support/main-thread';
-import { serveStatic, type StaticServer } from '../support/static-server';
+import { type StaticServer } from '../support/static-server';
+import { TINY_REPO, loadTinyPhi, startApp, stopApp } from '../support/app';
 
 // The built app (npm run build first; PHI2_E2E_DIST may point at another build) in Chromium on
 // SwiftShader, with tiny-phi from a stand-in Hub loaded through the Model page's API. Each test sets up
 // what it needs (the model is downloaded and loaded again where it is not, idempotently), so any one of
 // them passes alone and in any order: a run trained to the end, a run reloaded in the middle and
 // resumed, and an adapter exported, deleted and brought back through a share link.
-const DIST = process.env.PHI2_E2E_DIST ?? join(import.meta.dirname, '../../dist');
-const TINY = join(import.meta.dirname, '../../../shared/fixtures/tiny-phi');
-const REPO = 'test/tiny-phi';
-const MODEL_ID = `${REPO}@${TEST_REVISION}:int8`;
 const TINY_SHAPES = { hidden: 64, intermediate: 256, layers: 2 };
 /**
  * The most CPU time one task of the page's main thread may take while training: a frame or an input
@@ -37,33 +33,15 @@ let page: Page;
 const work = mkdtempSync(join(tmpdir(), 'e2e-train-'));
 
 beforeAll(async () => {
-  app = await serveStatic(DIST);
-  hub = await HubServer.start({ repos: { [REPO]: TINY } });
-  browser = await launchBrowser();
+  ({ app, hub, browser } = await startApp());
   page = await openPage(browser, `${app.url}/#model`);
 });
 
 afterAll(async () => {
-  await browser?.close();
-  await hub?.close();
   await shareHub?.close();
-  await app?.close();
+  await stopApp({ browser, hub, app });
   rmSync(work, { recursive: true, force: true });
 });
-
-/** tiny-phi stored (a download that is complete already returns at once) and on the GPU (loading the loaded model is immediate). */
-async function ensureModel(p: Page): Promise<void> {
-  const status = await p.evaluate(
-    async ([baseUrl, revision, id]) => {
-      const api = (globalThis as unknown as { phi2: EngineApi }).phi2;
-      const got = await api.downloadFromHub({ repo: 'test/tiny-phi', revision, baseUrl }, 'int8');
-      if (got.status !== 'complete') return `download ${got.status}`;
-      return (await api.loadModel(id)).status;
-    },
-    [hub.url, TEST_REVISION, MODEL_ID] as const,
-  );
-  expect(status).toBe('loaded');
-}
 
 async function showSection(p: Page, section: string): Promise<void> {
   await p.evaluate((s) => (location.hash = s), section);
@@ -71,7 +49,7 @@ async function showSection(p: Page, section: string): Promise<void> {
 
 /** The Train page with the model loaded and its setup shown. */
 async function openTrainPage(): Promise<void> {
-  await ensureModel(page);
+  await loadTinyPhi(page, hub); // stored already: returns at once; loaded already: immediate
   await page.goto(`${app.url}/#train`);
   await expect.poll(() => page.getByTestId('memory-total').count(), { timeout: 60_000 }).toBe(1);
 }
@@ -180,12 +158,12 @@ describe('training on the Train page', () => {
       tensors.set(names.a, { shape: [PAPER_LORA.r, m.inFeatures], data: randomArray(PAPER_LORA.r * m.inFeatures, random) });
       tensors.set(names.b, { shape: [m.outFeatures, PAPER_LORA.r], data: randomArray(m.outFeatures * PAPER_LORA.r, random) });
     }
-    const files = encodeAdapter(PAPER_LORA, REPO, tensors);
+    const files = encodeAdapter(PAPER_LORA, TINY_REPO, tensors);
     rmSync(made, { recursive: true, force: true });
     mkdirSync(made, { recursive: true });
     writeFileSync(join(made, 'adapter_config.json'), files['adapter_config.json']);
     writeFileSync(join(made, 'adapter_model.safetensors'), files['adapter_model.safetensors']);
-    await ensureModel(page);
+    await loadTinyPhi(page, hub); // stored already: returns at once; loaded already: immediate
     await page.goto(`${app.url}/#adapters`);
     await page.getByTestId('adapter-files').setInputFiles([join(made, 'adapter_config.json'), join(made, 'adapter_model.safetensors')]);
     const stored = page.locator('[data-testid="adapter-row"][data-id="tiny-phi-lora"]');
@@ -234,7 +212,7 @@ describe('training on the Train page', () => {
     expect(await back.innerText()).toContain(`from someone/shared-adapter on ${new URL(shareHub!.url).host}`);
 
     // With the model loaded again, the shared adapter goes onto the GPU beside it.
-    await ensureModel(page);
+    await loadTinyPhi(page, hub); // stored already: returns at once; loaded already: immediate
     await showSection(page, 'model');
     await showSection(page, 'adapters');
     await back.getByTestId('adapter-load').click();

@@ -1,7 +1,9 @@
 /**
  * Float64 CPU references of the int8 compute path: per-row int8 quantisation of activations and
- * gradients (quantize.rows.wgsl) and the int8 x int8 matmuls (matmul.i8i8.fwd / .bwd).
+ * gradients (quantize.rows.wgsl) and the int8 x int8 matmuls (matmul.i8i8.fwd / .bwd): matmul.ts's
+ * float64 products of the integers, times the row scales.
  */
+import { matmulBackwardInputRef, matmulForwardRef } from './matmul';
 
 export interface QuantizedRows {
   /** [rows, cols] in [-127, 127], unpadded. */
@@ -40,7 +42,7 @@ export function quantizeRowsRef(x: ArrayLike<number>, rows: number, cols: number
   return { q, scales, unrounded };
 }
 
-/** out[m, n] = xs[m] ws[n] sum_k xq[m, k] wq[n, k] + bias[n] (+ prior[m, n]). */
+/** out[m, n] = xs[m] ws[n] sum_k xq[m, k] wq[n, k] + bias[n] (+ prior[m, n]): the float64 matmul of the integers, scaled. */
 export function matmulInt8ForwardRef(
   xq: ArrayLike<number>,
   xs: ArrayLike<number>,
@@ -52,13 +54,9 @@ export function matmulInt8ForwardRef(
   K: number,
   prior: ArrayLike<number> | null = null,
 ): Float64Array {
-  const out = new Float64Array(M * N);
+  const out = matmulForwardRef(xq, wq, null, M, N, K);
   for (let m = 0; m < M; m++) {
-    for (let n = 0; n < N; n++) {
-      let s = 0;
-      for (let k = 0; k < K; k++) s += xq[m * K + k] * wq[n * K + k];
-      out[m * N + n] = xs[m] * ws[n] * s + (bias ? bias[n] : 0) + (prior ? prior[m * N + n] : 0);
-    }
+    for (let n = 0; n < N; n++) out[m * N + n] = xs[m] * ws[n] * out[m * N + n] + (bias ? bias[n] : 0) + (prior ? prior[m * N + n] : 0);
   }
   return out;
 }
@@ -73,15 +71,9 @@ export function matmulInt8BackwardInputRef(
   K: number,
   prior: ArrayLike<number> | null = null,
 ): Float64Array {
-  const dinp = new Float64Array(M * K);
+  const dinp = matmulBackwardInputRef(gq, wq, M, N, K);
   for (let m = 0; m < M; m++) {
-    const row = new Float64Array(K);
-    for (let n = 0; n < N; n++) {
-      const g = gq[m * N + n];
-      if (g === 0) continue;
-      for (let k = 0; k < K; k++) row[k] += g * wq[n * K + k];
-    }
-    for (let k = 0; k < K; k++) dinp[m * K + k] = gs[m] * row[k] + (prior ? prior[m * K + k] : 0);
+    for (let k = 0; k < K; k++) dinp[m * K + k] = gs[m] * dinp[m * K + k] + (prior ? prior[m * K + k] : 0);
   }
   return dinp;
 }

@@ -5,9 +5,9 @@ import type { Browser, Locator, Page } from 'playwright-core';
 import sharp from 'sharp';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { zipAdapter } from '../../src/engine/adapters/files';
-import { launchBrowser } from '../support/browser';
 import { HubServer, TEST_REVISION } from '../support/hub-server';
-import { serveStatic, type StaticServer } from '../support/static-server';
+import { type StaticServer } from '../support/static-server';
+import { TINY, TINY_ADAPTER, TINY_MODEL_ID, TINY_REPO, startApp, stopApp } from '../support/app';
 
 // The README's screenshots, made the way a user gets there: `npm run screenshots` builds the app and writes
 // test/screenshots/{model,data,train,evaluate,demo,adapters,inspect}.png. tiny-phi (Phi-2's architecture,
@@ -15,11 +15,7 @@ import { serveStatic, type StaticServer } from '../support/static-server';
 // with the paper's adapter preset; its answers are gibberish, the pages are what they are. Each picture is one
 // part of a page at 1280 px wide, stored as a 64-colour PNG so that they stay small. Look at each one before
 // committing it. Not part of `npm test`: it takes minutes and its pictures hold timings.
-const DIST = process.env.PHI2_E2E_DIST ?? join(import.meta.dirname, '../../dist');
-const TINY = join(import.meta.dirname, '../../../shared/fixtures/tiny-phi');
 const OUT = import.meta.dirname;
-const REPO = 'test/tiny-phi';
-const MODEL_ID = `${REPO}@${TEST_REVISION}:int8`;
 const FLAN_REPO = 'ChunB1/phi-2_OpenOrca_cot_only';
 const WIDTH = 1280;
 
@@ -30,23 +26,19 @@ let page: Page;
 const work = mkdtempSync(join(tmpdir(), 'readme-shots-'));
 
 beforeAll(async () => {
-  app = await serveStatic(DIST);
-  hub = await HubServer.start({ repos: { [REPO]: TINY, [FLAN_REPO]: join(TINY, 'golden/adapter') } });
-  browser = await launchBrowser();
+  ({ app, hub, browser } = await startApp({ repos: { [TINY_REPO]: TINY, [FLAN_REPO]: TINY_ADAPTER } }));
   const context = await browser.newContext({ viewport: { width: WIDTH, height: 1000 }, colorScheme: 'light' });
   await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: app.url });
   page = await context.newPage();
   page.on('pageerror', (err) => console.log(`[browser pageerror] ${err.message}`));
   await page.goto(`${app.url}/#model`);
   // The Model page's Hub settings point at the stand-in, as "Advanced" would: the presets come from it too.
-  await page.evaluate((s) => localStorage.setItem('phi2.model.hubSettings', JSON.stringify(s)), { repo: REPO, revision: TEST_REVISION, baseUrl: hub.url });
+  await page.evaluate((s) => localStorage.setItem('phi2.model.hubSettings', JSON.stringify(s)), { repo: TINY_REPO, revision: TEST_REVISION, baseUrl: hub.url });
   await page.reload();
 }, 120_000);
 
 afterAll(async () => {
-  await browser?.close();
-  await hub?.close();
-  await app?.close();
+  await stopApp({ browser, hub, app });
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -71,9 +63,9 @@ async function shoot(name: string, from: Locator, to: Locator = from): Promise<v
 }
 
 it('the Model page: a model downloaded, stored and on the GPU', async () => {
-  await page.getByRole('button', { name: `Download ${REPO} (int8)` }).click();
+  await page.getByRole('button', { name: `Download ${TINY_REPO} (int8)` }).click();
   await expect.poll(() => page.getByTestId('import-task').getAttribute('data-status'), { timeout: 120_000 }).toBe('complete');
-  const row = page.locator(`[data-testid="model-row"][data-model-id="${MODEL_ID}"]`);
+  const row = page.locator(`[data-testid="model-row"][data-model-id="${TINY_MODEL_ID}"]`);
   await row.getByRole('button', { name: 'Load onto GPU' }).click();
   await expect.poll(() => row.getAttribute('data-loaded'), { timeout: 120_000 }).toBe('true');
   await page.getByTestId('import-task').getByRole('button', { name: 'Dismiss' }).click();

@@ -11,7 +11,8 @@
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loraScaling, type LoraSettings, type LoraTarget } from '../../src/shared/lora';
-import { parsePhiConfig, PHI1_5_CONFIG_JSON, type PhiConfig } from '../../src/engine/weights/config';
+import { parsePhiConfig, type PhiConfig } from '../../src/engine/weights/config';
+import { PHI1_5_CONFIG_JSON } from '../../src/shared/presets';
 import { LINEAR_NAMES, phiParamSpecs, type LinearName } from '../../src/engine/weights/layout';
 import { serializeSafetensors } from '../../src/engine/weights/safetensors-write';
 import { attentionForwardRef } from '../reference/attention';

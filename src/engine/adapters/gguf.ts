@@ -2,6 +2,7 @@ import { parseSafetensors } from '../weights/safetensors';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, type AdapterFiles } from './files';
 import { writeGguf, type GgmlFloatType, type GgufTensor, type GgufValue } from './gguf-file';
 import { LORA_TARGETS, peftModulePath, type LoraSettings, type LoraTarget } from '../../shared/lora';
+import { readAdapterConfigJson } from './config-json';
 import { AdapterError, parseAdapterConfig } from './peft';
 
 /**
@@ -115,13 +116,7 @@ function modulesOf(settings: LoraSettings, names: ReadonlySet<string>): ModuleTe
 /** The adapter's two files as one GGUF LoRA adapter file, plus what went into it. */
 export function encodeGgufAdapter(files: AdapterFiles, options: GgufAdapterOptions = {}): { bytes: Uint8Array; summary: GgufAdapterSummary } {
   const type: GgmlFloatType = (options.type ?? 'f32') === 'f16' ? 'F16' : 'F32';
-  let json: unknown;
-  try {
-    json = JSON.parse(new TextDecoder().decode(files[ADAPTER_CONFIG]));
-  } catch (err) {
-    throw new AdapterError(`${ADAPTER_CONFIG} is not valid JSON: ${(err as Error).message}`);
-  }
-  const { baseModel, ...settings } = parseAdapterConfig(json);
+  const { baseModel, ...settings } = parseAdapterConfig(readAdapterConfigJson(files[ADAPTER_CONFIG], ADAPTER_CONFIG));
   const file = parseSafetensors(files[ADAPTER_WEIGHTS], ADAPTER_WEIGHTS);
   const infos = new Map(file.header.tensors.map((t) => [t.name, t]));
   const modules = modulesOf(settings, new Set(infos.keys()));

@@ -1,6 +1,7 @@
 import type { Platform } from '../platform/types';
 import { HubError } from '../weights/errors';
-import { HUB_BASE_URL, insecureUrlProblem, parseContentRange } from '../weights/hub';
+import { bodyChunks, insecureUrlProblem, parseContentRange } from '../weights/hub';
+import { HUB_BASE_URL } from '../../shared/hub';
 import { diagnoseRedirects } from '../weights/redirects';
 import { backoffDelay, DEFAULT_RETRY, isRetryable, sleep, type RetryPolicy } from '../weights/retry';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, adapterWeightsLimit, type AdapterFiles } from './files';
@@ -19,20 +20,6 @@ import type { DownloadCache } from './store';
  * is worth retrying, continue a dropped connection with an HTTP Range request, and keep what arrived
  * in IndexedDB (DownloadCache) so that a reload resumes instead of starting over.
  */
-
-/** The paper's two adapters for Phi-2, one click each on the Adapters and Evaluate pages. */
-export const PAPER_ADAPTERS = [
-  {
-    repo: 'ChunB1/phi-2_OpenOrca_cot_only',
-    label: 'Instruction-tuned (paper)',
-    description: 'Phi-2 + LoRA instruction-tuned on OpenOrca chain-of-thought rows.',
-  },
-  {
-    repo: 'ChunB1/phi-2_OpenOrca_cot_only_symbol',
-    label: 'Instruction- then symbol-tuned (paper)',
-    description: 'The instruction adapter, symbol-tuned further on remapped classification prompts.',
-  },
-] as const;
 
 export type AdapterLocation =
   /** A folder holding adapter_config.json and adapter_model.safetensors; `url` ends with '/'. */
@@ -228,25 +215,14 @@ async function readCapped(res: Response, cap: number, url: string, signal?: Abor
     throw tooLarge(declared.toLocaleString('en-US'));
   }
   if (!res.body) return new Uint8Array(0);
-  const reader = res.body.getReader();
   const parts: Uint8Array[] = [];
   let total = 0;
-  try {
-    for (;;) {
-      let r: ReadableStreamReadResult<Uint8Array>;
-      try {
-        r = await reader.read();
-      } catch (err) {
-        if (signal?.aborted) throw abortError();
-        throw new HubError('network', `The connection dropped while reading ${url}: ${(err as Error).message}`, ADAPTER_CONFIG);
-      }
-      if (r.done) break;
-      total += r.value.length;
-      if (total > cap) throw tooLarge(`more than ${cap.toLocaleString('en-US')}`);
-      parts.push(r.value);
-    }
-  } finally {
-    await reader.cancel().catch(() => undefined);
+  const dropped = (err: unknown) =>
+    signal?.aborted ? abortError() : new HubError('network', `The connection dropped while reading ${url}: ${(err as Error).message}`, ADAPTER_CONFIG);
+  for await (const chunk of bodyChunks(res.body, dropped)) {
+    total += chunk.length;
+    if (total > cap) throw tooLarge(`more than ${cap.toLocaleString('en-US')}`);
+    parts.push(chunk);
   }
   return concat(parts, total);
 }
@@ -399,16 +375,15 @@ export async function downloadFile(platform: Fetcher, url: string, what: string,
           throw statusError(res.status, url, what);
         }
         etag ??= resEtag;
-        const length = res.headers.get('content-length');
-        const contentLength = length !== null && /^\d+$/.test(length.trim()) ? Number(length) : null;
+        const declared = contentLength(res);
         if (res.status === 206) {
           const range = parseContentRange(res.headers.get('content-range'));
           if (range && range.start !== offset) {
             await res.body?.cancel().catch(() => undefined);
             throw new HubError('bad-response', `Asked for ${what} from byte ${offset} but the server sent bytes from ${range.start}.`, what, 206);
           }
-          size = range?.total ?? (contentLength !== null ? offset + contentLength : size);
-        } else size = contentLength;
+          size = range?.total ?? (declared !== null ? offset + declared : size);
+        } else size = declared;
         if (size !== null && size > maxBytes) {
           await res.body?.cancel().catch(() => undefined);
           throw tooLarge(size, true);
@@ -416,26 +391,15 @@ export async function downloadFile(platform: Fetcher, url: string, what: string,
         if (!res.body) throw new HubError('bad-response', `The response for ${what} has no body.`, what, res.status);
         onProgress?.({ file: what, received: offset, total: size, notice });
         notice = undefined;
-        const reader = res.body.getReader();
-        try {
-          for (;;) {
-            let r: ReadableStreamReadResult<Uint8Array>;
-            try {
-              r = await reader.read();
-            } catch (err) {
-              if (signal?.aborted) throw abortError();
-              throw new HubError('network', `The connection dropped after ${received()} bytes of ${what}: ${(err as Error).message}`, what);
-            }
-            if (r.done) break;
-            tail.push(r.value);
-            tailBytes += r.value.length;
-            if (size !== null && received() > size) throw new HubError('bad-response', `The server sent more than the ${size} bytes of ${what} it announced.`, what);
-            if (received() > maxBytes) throw tooLarge(maxBytes, false);
-            await flushFullChunks();
-            onProgress?.({ file: what, received: received(), total: size });
-          }
-        } finally {
-          reader.releaseLock();
+        const dropped = (err: unknown) =>
+          signal?.aborted ? abortError() : new HubError('network', `The connection dropped after ${received()} bytes of ${what}: ${(err as Error).message}`, what);
+        for await (const chunk of bodyChunks(res.body, dropped)) {
+          tail.push(chunk);
+          tailBytes += chunk.length;
+          if (size !== null && received() > size) throw new HubError('bad-response', `The server sent more than the ${size} bytes of ${what} it announced.`, what);
+          if (received() > maxBytes) throw tooLarge(maxBytes, false);
+          await flushFullChunks();
+          onProgress?.({ file: what, received: received(), total: size });
         }
         if (size !== null && received() !== size) throw new HubError('bad-response', `The server sent ${received()} of the ${size} bytes of ${what}.`, what);
         const out = concat([...chunks, ...tail], received());

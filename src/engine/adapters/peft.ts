@@ -42,16 +42,25 @@ export interface AdapterConfigJson {
   peft_version?: string;
 }
 
-export function exportAdapterConfig(s: LoraSettings, baseModel: string | null, revision: string | null = null): AdapterConfigJson {
+/** The LoRA settings under PEFT's own names, as adapter_config.json and peft.LoraConfig take them. */
+export type PeftLoraFields = Pick<AdapterConfigJson, 'r' | 'lora_alpha' | 'lora_dropout' | 'use_rslora' | 'target_modules' | 'layers_to_transform'>;
+
+export function peftLoraFields(s: LoraSettings): PeftLoraFields {
   return {
-    peft_type: 'LORA',
-    task_type: 'CAUSAL_LM',
     r: s.r,
     lora_alpha: s.alpha,
     lora_dropout: s.dropout,
     use_rslora: s.useRslora,
     target_modules: LORA_TARGETS.filter((t) => s.targets.includes(t)),
     layers_to_transform: s.layers === 'all' ? null : [...s.layers],
+  };
+}
+
+export function exportAdapterConfig(s: LoraSettings, baseModel: string | null, revision: string | null = null): AdapterConfigJson {
+  return {
+    peft_type: 'LORA',
+    task_type: 'CAUSAL_LM',
+    ...peftLoraFields(s),
     base_model_name_or_path: baseModel,
     bias: 'none',
     fan_in_fan_out: false,

@@ -1,4 +1,4 @@
-import { type InstructionExample, PAPER_TEMPLATE, parseTemplate, renderTemplate, splitPromptCompletion } from './template';
+import { type InstructionExample, PAPER_TEMPLATE, parseTemplate, renderTemplate, splitPromptCompletion } from '../../shared/template';
 
 /**
  * A prepared training set as JSONL for Hugging Face TRL (SFTTrainer) and PEFT scripts:

@@ -1,6 +1,7 @@
 import type { CachedHubPage, HubRowsCache } from '../store/hub-datasets-cache';
-import type { InstructionExample } from './template';
+import type { InstructionExample } from '../../shared/template';
 import { MAX_JSON_DEPTH, nestsDeeperThan } from '../untrusted-json';
+import { sleep as retrySleep } from '../weights/retry';
 
 /**
  * Public Hugging Face datasets, read page by page through the Hub's dataset viewer API (datasets-server):
@@ -240,7 +241,7 @@ async function fetchPage(
   const base = deps.baseDelayMs ?? 1000;
   const maxDelay = deps.maxDelayMs ?? 30_000;
   const maxRetryAfter = deps.maxRetryAfterMs ?? 120_000;
-  const sleep = deps.sleep ?? abortableSleep;
+  const sleep = deps.sleep ?? ((ms: number, signal?: AbortSignal) => retrySleep(ms, signal, () => signal!.reason));
   const headers: Record<string, string> = { accept: 'application/json' };
   if (deps.token) headers.authorization = `Bearer ${deps.token}`;
   const what = `${key.dataset} (config "${key.config}", split "${key.split}")`;
@@ -351,21 +352,6 @@ export function parseRetryAfter(value: string | null, nowMs: number): number | n
   const date = Date.parse(v);
   if (Number.isNaN(date)) return null;
   return Math.max(0, date - nowMs);
-}
-
-function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal!.reason);
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 /**

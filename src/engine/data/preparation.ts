@@ -8,7 +8,7 @@ import type { SavedDatasets } from './saved';
 import { checkInteger, cut, DataInputError, newId, type DataSources } from './sources';
 import { generateSymbolTuningData } from './symbol-tuning';
 import { SYMBOL_KINDS, type SymbolKind } from './symbols';
-import { type InstructionExample, parseTemplate, renderTemplate, splitPromptCompletion } from './template';
+import { type InstructionExample, parseTemplate, renderTemplate, splitPromptCompletion } from '../../shared/template';
 
 /**
  * Training data made on the Data page: instruction-tuning rows from the open source with a template
@@ -179,15 +179,9 @@ export class DataPreparation {
       from = `${this.sources.describeSource(source)}: ${source.mapped!.mapping.input} → ${source.mapped!.mapping.label}`;
       shortName = name;
     }
-    const settings: SymbolTuningSettings = {
-      pools: pools.map((p) => p.id),
-      seed,
-      count,
-      perClass,
-      kinds,
-      instruction: request.instruction,
-      shapes: request.shapes,
-    };
+    // What the prompts are drawn with, as the generator takes it and as the dataset records it.
+    const drawn = { seed, count, perClass, kinds, instruction: request.instruction, shapes: request.shapes };
+    const settings: SymbolTuningSettings = { pools: pools.map((p) => p.id), ...drawn };
     const template = parseTemplate(request.template);
     // Fit every prompt within the maximum length in tokens by taking fewer exemplars, never by cutting. Without
     // a tokenizer nothing can be measured: the prompts are kept whole, the page says so, and the Train page
@@ -195,12 +189,7 @@ export class DataPreparation {
     const tok = await this.lengths.tokenizer();
     let measured = 0;
     const fitted = generateSymbolTuningData(pools, {
-      seed,
-      count,
-      perClass,
-      kinds,
-      instruction: request.instruction,
-      shapes: request.shapes,
+      ...drawn,
       ...(tok && {
         fit: {
           maxLength: maxTokens,

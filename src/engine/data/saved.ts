@@ -1,7 +1,7 @@
 import type { Platform } from '../platform/types';
 import { UserDataStore, type SavedDatasetInfo, type TrainingExample } from '../store/datasets';
 import { type TrlJsonlKind, toTrlJsonl } from './export';
-import type { InstructionExample } from './template';
+import type { InstructionExample } from '../../shared/template';
 
 /**
  * The datasets saved on the Data page for the Train page, over the user-data database (store/datasets.ts),

@@ -3,7 +3,8 @@ import type { LabeledPool } from './pools';
 import { drawFewShot } from './few-shot';
 import { SeededRandom } from '../random';
 import { drawSymbols, type SymbolKind, type SymbolSet } from './symbols';
-import type { InstructionExample } from './template';
+import type { InstructionExample } from '../../shared/template';
+import { SYMBOL_TUNING_PER_CLASS } from '../../shared/symbol-kinds';
 
 /**
  * Symbol tuning (Wei et al., 2023): few-shot prompts from any labelled classification data whose labels are
@@ -18,8 +19,6 @@ import type { InstructionExample } from './template';
  * prompt's query or its answer.
  */
 
-/** Exemplars per class unless the user chooses otherwise: the paper's "four shots". */
-export const SYMBOL_TUNING_PER_CLASS = 4;
 
 /** Input/output line prefixes for the 'varied' shapes; Question/Answer is the paper's evaluation shape. */
 export const SYMBOL_TUNING_PREFIXES: ReadonlyArray<readonly [string, string]> = [

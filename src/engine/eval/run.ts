@@ -215,7 +215,7 @@ export async function runPrepared(model: EvalModel, prepared: readonly PreparedI
       const group = prepared.slice(first, end);
       let batch: RunItemResult[] | null;
       try {
-        batch = await runBatch(model, group, settings, adapter, signal, now, meter, scorer);
+        batch = await runBatch({ model, settings, adapter, signal, now, meter }, group, scorer);
         if (batch !== null && batch.length === group.length) await options.onBatch?.(batch, first);
       } catch (err) {
         failure = { itemId: group[0].item.id, index: first, batchSize: group.length, message: (err as Error)?.message || String(err) };
@@ -245,24 +245,26 @@ export async function runPrepared(model: EvalModel, prepared: readonly PreparedI
   };
 }
 
+/** What every batch of a run shares: the model and adapter, the settings, cancelling, the clock and the meter. */
+interface BatchRun {
+  model: EvalModel;
+  settings: RunnerSettings;
+  adapter: LoraState | null;
+  signal: AbortSignal | undefined;
+  now: () => number;
+  meter: ThroughputMeter;
+}
+
 /**
  * One batch: its generation (when its items generate), then each item's candidate scores and verdicts.
  * Null, or fewer results than items, when cancelled part way.
  */
-async function runBatch(
-  model: EvalModel,
-  group: readonly PreparedItem[],
-  settings: RunnerSettings,
-  adapter: LoraState | null,
-  signal: AbortSignal | undefined,
-  now: () => number,
-  meter: ThroughputMeter,
-  scorer: CandidateScorer | null,
-): Promise<RunItemResult[] | null> {
+async function runBatch(run: BatchRun, group: readonly PreparedItem[], scorer: CandidateScorer | null): Promise<RunItemResult[] | null> {
+  const { model, adapter, signal, now, meter } = run;
   const tg = now();
   let generations: ItemGeneration[] = group.map(() => ({ tokens: [], stopped: null }));
   if (group[0].newTokenBudget > 0) {
-    const outcome = await generateGroup(model, group, settings, adapter, signal, now, meter);
+    const outcome = await generateGroup(run, group);
     if (outcome === null) return null;
     generations = outcome;
   }
@@ -294,15 +296,8 @@ interface ItemGeneration {
  * Greedy generation of a batch of items together, with throughput bookkeeping; null when the run was
  * cancelled during it. With stopWhenAnswered each sequence ends as soon as its verdicts are settled.
  */
-async function generateGroup(
-  model: EvalModel,
-  group: readonly PreparedItem[],
-  settings: RunnerSettings,
-  adapter: LoraState | null,
-  signal: AbortSignal | undefined,
-  now: () => number,
-  meter: ThroughputMeter,
-): Promise<ItemGeneration[] | null> {
+async function generateGroup(run: BatchRun, group: readonly PreparedItem[]): Promise<ItemGeneration[] | null> {
+  const { model, settings, adapter, signal, now, meter } = run;
   const answered = group.map(() => false);
   const sofar: number[][] = group.map(() => []);
   let firstTokenAt: number | null = null;

@@ -1,6 +1,6 @@
 import { strToU8, zipSync } from 'fflate';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, type AdapterFiles } from '../adapters/files';
-import { LORA_TARGETS } from '../../shared/lora';
+import { peftLoraFields, type PeftLoraFields } from '../adapters/peft';
 import type { TrainConfig } from '../train/trainer';
 import { trainPy } from './train-py';
 
@@ -41,16 +41,10 @@ export interface ClusterRun {
 }
 
 /** What train.py's SETTINGS holds: snake_case, as Python reads it. */
-export interface ClusterSettings {
+export interface ClusterSettings extends PeftLoraFields {
   name: string;
   base_model: string;
   base_revision: string | null;
-  r: number;
-  lora_alpha: number;
-  lora_dropout: number;
-  use_rslora: boolean;
-  target_modules: string[];
-  layers_to_transform: number[] | null;
   learning_rate: number;
   schedule: 'linear' | 'cosine' | 'constant';
   warmup_steps: number;
@@ -77,12 +71,7 @@ export function clusterSettings(run: ClusterRun): ClusterSettings {
     name: run.name,
     base_model: run.baseModel,
     base_revision: run.baseRevision,
-    r: c.lora.r,
-    lora_alpha: c.lora.alpha,
-    lora_dropout: c.lora.dropout,
-    use_rslora: c.lora.useRslora,
-    target_modules: LORA_TARGETS.filter((t) => c.lora.targets.includes(t)),
-    layers_to_transform: c.lora.layers === 'all' ? null : [...c.lora.layers],
+    ...peftLoraFields(c.lora),
     learning_rate: c.schedule.lr,
     schedule: c.schedule.kind,
     warmup_steps: c.schedule.warmupSteps,
@@ -133,6 +122,9 @@ export function promptCompletionJsonl(rows: ClusterRun['rows']): string {
 // accelerate's config files, in the keys TRL's examples/accelerate_configs use.
 const COMMON = ['compute_environment: LOCAL_MACHINE', 'debug: false', "downcast_bf16: 'no'", 'main_training_function: main', 'rdzv_backend: static', 'same_network: true', 'use_cpu: false'];
 
+// Two machines of 8 GPUs, the first one's address to be set on the cluster (accelerate launch --main_process_ip).
+const TWO_NODES = ['machine_rank: 0', 'main_process_ip: 10.0.0.1', 'main_process_port: 29500', 'num_machines: 2', 'num_processes: 16'];
+
 export const ACCELERATE_CONFIGS: Record<string, string> = {
   'single_gpu.yaml': [...COMMON, "distributed_type: 'NO'", "mixed_precision: 'no'", 'gpu_ids: all', 'machine_rank: 0', 'num_machines: 1', 'num_processes: 1'].join('\n') + '\n',
   'multi_gpu.yaml': [...COMMON, 'distributed_type: MULTI_GPU', "mixed_precision: 'no'", 'gpu_ids: all', 'machine_rank: 0', 'num_machines: 1', 'num_processes: 8'].join('\n') + '\n',
@@ -145,11 +137,7 @@ export const ACCELERATE_CONFIGS: Record<string, string> = {
     '  zero3_init_flag: false',
     '  zero_stage: 2',
     "mixed_precision: 'no'",
-    'machine_rank: 0',
-    'main_process_ip: 10.0.0.1',
-    'main_process_port: 29500',
-    'num_machines: 2',
-    'num_processes: 16',
+    ...TWO_NODES,
   ].join('\n') + '\n',
   'fsdp.yaml': [
     ...COMMON,
@@ -164,11 +152,7 @@ export const ACCELERATE_CONFIGS: Record<string, string> = {
     '  fsdp_state_dict_type: SHARDED_STATE_DICT',
     '  fsdp_activation_checkpointing: false',
     'mixed_precision: bf16',
-    'machine_rank: 0',
-    'main_process_ip: 10.0.0.1',
-    'main_process_port: 29500',
-    'num_machines: 2',
-    'num_processes: 16',
+    ...TWO_NODES,
   ].join('\n') + '\n',
 };
 

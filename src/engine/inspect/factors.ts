@@ -1,5 +1,6 @@
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, type AdapterFiles } from '../adapters/files';
 import { loraModules, loraScaling, type LinearShapes, type LoraModule, type LoraSettings, type LoraTarget } from '../../shared/lora';
+import { readAdapterConfigJson } from '../adapters/config-json';
 import { AdapterError, parseAdapterConfig, planAdapterTensors, type AdapterTensorInfo } from '../adapters/peft';
 import { parseSafetensors, type SafetensorsFile } from '../weights/safetensors';
 
@@ -62,13 +63,7 @@ export class AdapterFactors {
 
   /** Checks the files as an import does: against `shapes` when a model is known, else against the shapes the tensors imply. */
   constructor(files: AdapterFiles, shapes?: LinearShapes) {
-    let json: unknown;
-    try {
-      json = JSON.parse(new TextDecoder().decode(files[ADAPTER_CONFIG]));
-    } catch (err) {
-      throw new AdapterError(`${ADAPTER_CONFIG} is not valid JSON: ${(err as Error).message}`);
-    }
-    const { baseModel, ...settings } = parseAdapterConfig(json);
+    const { baseModel, ...settings } = parseAdapterConfig(readAdapterConfigJson(files[ADAPTER_CONFIG], ADAPTER_CONFIG));
     this.settings = settings;
     this.baseModel = baseModel;
     this.scaling = loraScaling(settings);

@@ -17,3 +17,9 @@ export function expectElements(kernel: string, t: GpuTensor, count: number): voi
     throw new Error(`${kernel}: ${t.name} has ${numel(t.shape)} elements, expected ${count}`);
   }
 }
+
+/** A tensor of this dtype and shape (the common pair of checks). */
+export function expectTensor(kernel: string, t: GpuTensor, dtype: GpuTensor['dtype'], shape: readonly number[]): void {
+  expectDType(kernel, t, dtype);
+  expectShape(kernel, t, shape);
+}

@@ -1,11 +1,11 @@
 import dropoutBwd from '../../../shaders/dropout.bwd.wgsl?raw';
 import dropoutFwd from '../../../shaders/dropout.fwd.wgsl?raw';
-import { packUniforms } from '../gpu/encoder';
+import { packUniforms, type UniformField } from '../gpu/encoder';
 import type { GpuRuntime } from '../gpu/runtime';
 import type { GpuTensor } from '../gpu/tensor';
 import { expectDType, expectElements } from './check';
 import { FLAT_WG, expectCount, expectDisjoint, flatGrid } from './kernel-args';
-import { RNG_WGSL, dropThreshold } from './rng';
+import { REPLAY_SEED, RNG_WGSL, dropThreshold } from './rng';
 
 const FWD = { name: 'dropout.fwd', code: RNG_WGSL + dropoutFwd };
 const BWD = { name: 'dropout.bwd', code: RNG_WGSL + dropoutBwd };
@@ -21,33 +21,35 @@ export interface DropoutMask {
   salt: number;
 }
 
-function maskUniforms(kernel: string, mask: DropoutMask): Array<['u32' | 'f32', number]> {
+function maskUniforms(kernel: string, mask: DropoutMask): UniformField[] {
   expectCount(kernel, 'seed', mask.seed);
   expectCount(kernel, 'salt', mask.salt);
   if (mask.seed > 0xffffffff || mask.salt > 0xffffffff) throw new Error(`${kernel}: seed and salt must fit in 32 bits`);
   const threshold = dropThreshold(mask.p); // throws unless 0 <= p < 1
   return [
-    ['u32', mask.seed],
+    ['u32', mask.seed, REPLAY_SEED],
     ['u32', mask.salt],
     ['u32', threshold],
     ['f32', 1 / (1 - mask.p)],
   ];
 }
 
-function sameView(a: GpuTensor, b: GpuTensor): boolean {
-  return a.buffer === b.buffer && a.byteOffset === b.byteOffset;
-}
-
-/** out = dropout(inp) over n elements: kept elements scaled by 1 / (1 - p). out may be inp (in place). */
-export function dropoutForward(gpu: GpuRuntime, out: GpuTensor, inp: GpuTensor, n: number, mask: DropoutMask): void {
-  const k = 'dropoutForward';
+/** Checks a dropout's two f32 operands of n elements; true when they are one view (the kernel runs in place). */
+function checkOperands(k: string, out: GpuTensor, inp: GpuTensor, n: number): boolean {
   expectCount(k, 'n', n);
   for (const t of [out, inp]) {
     expectDType(k, t, 'f32');
     expectElements(k, t, n);
   }
-  const inPlace = sameView(out, inp);
+  const inPlace = out.buffer === inp.buffer && out.byteOffset === inp.byteOffset;
   if (!inPlace) expectDisjoint(k, out, [inp]);
+  return inPlace;
+}
+
+/** out = dropout(inp) over n elements: kept elements scaled by 1 / (1 - p). out may be inp (in place). */
+export function dropoutForward(gpu: GpuRuntime, out: GpuTensor, inp: GpuTensor, n: number, mask: DropoutMask): void {
+  const k = 'dropoutForward';
+  const inPlace = checkOperands(k, out, inp, n);
   const [gx, gy] = flatGrid(n);
   gpu.encoder.dispatch(
     gpu.pipelines.get(inPlace ? { ...FWD, entryPoint: 'in_place' } : FWD, { WG: FLAT_WG }),
@@ -70,14 +72,8 @@ export function dropoutBackward(
   accumulate = false,
 ): void {
   const k = 'dropoutBackward';
-  expectCount(k, 'n', n);
-  for (const t of [dinp, dout]) {
-    expectDType(k, t, 'f32');
-    expectElements(k, t, n);
-  }
-  const inPlace = sameView(dinp, dout);
+  const inPlace = checkOperands(k, dinp, dout, n);
   if (inPlace && accumulate) throw new Error(`${k}: cannot accumulate into ${dinp.name} in place`);
-  if (!inPlace) expectDisjoint(k, dinp, [dout]);
   const [gx, gy] = flatGrid(n);
   gpu.encoder.dispatch(
     gpu.pipelines.get(inPlace ? { ...BWD, entryPoint: 'in_place' } : BWD, { WG: FLAT_WG }),

@@ -3,7 +3,7 @@ import samplingCode from '../../../shaders/sampling.wgsl?raw';
 import { packUniforms } from '../gpu/encoder';
 import { grid, type GpuRuntime } from '../gpu/runtime';
 import type { GpuTensor } from '../gpu/tensor';
-import { expectDType, expectShape } from './check';
+import { expectTensor } from './check';
 import { expectCount, expectDisjoint } from './kernel-args';
 import { rngU32 } from './rng';
 
@@ -44,12 +44,9 @@ export function sampleTokens(
   expectCount(k, 'vocab', vocab, 1);
   expectCount(k, 'valid', valid, 1);
   if (valid > vocab) throw new Error(`${k}: valid (${valid}) must be at most vocab (${vocab})`);
-  expectDType(k, logits, 'f32');
-  expectShape(k, logits, [rows, vocab]);
-  expectDType(k, ids, 'u32');
-  expectShape(k, ids, [rows]);
-  expectDType(k, uniforms, 'f32');
-  expectShape(k, uniforms, [rows]);
+  expectTensor(k, logits, 'f32', [rows, vocab]);
+  expectTensor(k, ids, 'u32', [rows]);
+  expectTensor(k, uniforms, 'f32', [rows]);
   expectDisjoint(k, ids, [logits, uniforms]);
   const { temperature, topK, topP } = options;
   if (!Number.isFinite(temperature) || temperature < 0) throw new Error(`${k}: temperature must be finite and >= 0, got ${temperature}`);

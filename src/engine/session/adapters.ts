@@ -10,8 +10,9 @@ import { unzipAdapter } from '../adapters/zip';
 import type { Engine } from '../engine';
 import { withModel, type LoadedModel, type Session } from './session';
 import { parsePhiConfig } from '../weights/config';
-import { HUB_BASE_URL } from '../weights/hub';
-import { HUB_MODEL_ID, hubIdOf } from '../weights/presets';
+import { HUB_BASE_URL } from '../../shared/hub';
+import { hubIdOf } from '../weights/presets';
+import { HUB_MODEL_ID } from '../../shared/presets';
 
 /**
  * The adapter library behind the Adapters page: LoRA adapters kept in IndexedDB (from training, from

@@ -2,7 +2,7 @@ import { AdapterStore } from '../adapters/store';
 import type { Engine } from '../engine';
 import { modelBusyWith, withModel, type LoadedModel, type Session } from './session';
 import { BIG_BENCH_DATASETS, PAPER_MODEL_OF_REPO } from '../eval/paper';
-import { cachedTokenizer, checkRunnerSettings, EvalSetupError, type EvalModel, prepareItems, type PreparedItem } from '../eval/prepare';
+import { cachedTokenizer, checkRunnerSettings, EvalSetupError, type EvalModel, prepareItems } from '../eval/prepare';
 import { CLASSIFICATION_FORMATS } from '../data/prompts';
 import {
   bundledData,
@@ -19,11 +19,11 @@ import {
   type SavedDatasets,
   suiteName,
 } from '../eval/requests';
-import type { EvalItemResult, HandScore } from '../eval/results';
+import type { HandScore } from '../eval/results';
 import { ResultsStore, type RunStatus, type StoredRun, type StoredRunSummary } from '../eval/results-store';
-import { describeFailure, runPrepared, type RunItemResult } from '../eval/run';
 import { addWorkloads, estimateWorkMs, RTX_4090_CLASS, ThroughputMeter, type ThroughputRates, type Workload, workloadOf } from '../eval/throughput';
 import type { EvalItem } from '../eval/types';
+import { runModelOfRequest, type EvalJob } from './evaluation-run';
 
 /**
  * Evaluation requests on the loaded model, from plan to saved runs, usable with or without a worker
@@ -31,7 +31,7 @@ import type { EvalItem } from '../eval/types';
  *
  *   plan     the items of a request, their tokens and the time they take, without running anything;
  *   run      every chosen model (base and/or adapters) on the same items, one after another; each run's
- *            items are saved a batch at a time as they finish (results-store.ts), so nothing finished
+ *            items are saved a batch at a time as they finish (evaluation-run.ts), so nothing finished
  *            is ever lost; a failure stops the request naming the item and why;
  *   resume   a request cut short by a reload, a closed tab or a failure goes on from its last saved
  *            batch, on exactly the same items (fingerprinted) and the same batches, so it ends with the
@@ -43,23 +43,8 @@ import type { EvalItem } from '../eval/types';
  * quiet longer than STALE_MS, with no job of this engine behind it, was interrupted.
  */
 
-/** How often a running run says it is alive, and after how long without a sign it counts as interrupted. */
-export const HEARTBEAT_MS = 4_000;
+/** After how long without a sign of life a running run counts as interrupted. */
 export const STALE_MS = 15_000;
-
-/** What a request needs to be resumed, kept under its group id. */
-interface EvalJob {
-  version: 1;
-  request: Omit<EvaluationRequest, 'jobId'>;
-  modelId: string;
-  modelLabel: string;
-  /** itemsFingerprint of the request's items when it started, and what they are ("paper", "in_context"...). */
-  fingerprint: string;
-  suite: string;
-  itemCount: number;
-  /** The run of each model of request.adapters, once started. */
-  runIds: Array<string | null>;
-}
 
 export class Evaluations {
   private results: Promise<ResultsStore> | null = null;
@@ -341,8 +326,11 @@ export class Evaluations {
         for (const [m, adapter] of job.request.adapters.entries()) {
           const later = Array.from({ length: models - m - 1 }).reduce<Workload>((acc) => addWorkloads(acc, perModel), { items: 0, promptTokens: 0, decodeSteps: 0, rankTokens: 0 });
           const label = adapter ? `${job.modelLabel} + ${adapter}` : job.modelLabel;
-          const outcome = await this.runModel(store, groupId, job, m, prepared, suite, {
+          const outcome = await runModelOfRequest(store, groupId, job, m, prepared, suite, {
             model,
+            loraOf: (id) => this.session.adapter(id),
+            paperModelOf: (id) => this.paperModelOf(id),
+            now,
             meter,
             later,
             signal: controller.signal,
@@ -388,82 +376,6 @@ export class Evaluations {
       }
     }
     return loaded;
-  }
-
-  /** One model's run of a request: begun or continued, its batches saved as they finish, then ended. */
-  private async runModel(
-    store: ResultsStore,
-    groupId: string,
-    job: EvalJob,
-    m: number,
-    prepared: readonly PreparedItem[],
-    suite: string,
-    ctx: { model: EvalModel; meter: ThroughputMeter; later: Workload; signal: AbortSignal; report: (p: Omit<EvaluationProgress, 'jobId' | 'model' | 'models' | 'label' | 'overallDone' | 'overallTotal' | 'elapsedMs' | 'phase'> & { phase?: EvaluationProgress['phase'] }) => void },
-  ): Promise<{ summary: StoredRunSummary; kept?: false }> {
-    const adapter = job.request.adapters[m];
-    const now = () => this.engine.platform.now();
-    let summary: StoredRunSummary;
-    let done: EvalItemResult[] = [];
-    const existing = job.runIds[m];
-    if (existing) {
-      const stored: StoredRun = await store.get(existing);
-      if (stored.status === 'complete') return { summary: stored };
-      summary = stored;
-      done = stored.items;
-    } else {
-      summary = await store.begin(
-        { model: job.modelLabel, adapter, seed: job.request.seed, settings: job.request.settings, suite, startedAt: new Date().toISOString(), durationMs: 0 },
-        { groupId, modelId: job.modelId, paperModel: await this.paperModelOf(adapter), plannedCount: prepared.length },
-      );
-      job.runIds[m] = summary.id;
-      await store.putJob(groupId, job);
-    }
-    const runId = summary.id;
-    const t0 = now();
-    const before = { durationMs: summary.durationMs, promptTokens: summary.promptTokens ?? 0, generatedTokens: summary.generatedTokens ?? 0 };
-    let promptTokens = before.promptTokens;
-    let generatedTokens = before.generatedTokens;
-    const heartbeat = setInterval(() => void store.heartbeat(runId).catch(() => undefined), HEARTBEAT_MS);
-    let last: RunItemResult | null = null;
-    try {
-      const outcome = await runPrepared(ctx.model, prepared, job.request.settings, {
-        adapter: this.session.adapter(adapter),
-        signal: ctx.signal,
-        now,
-        meter: ctx.meter,
-        laterWork: ctx.later,
-        done,
-        onItem: (r) => (last = r),
-        onBatch: async (results) => {
-          for (const r of results) {
-            promptTokens += r.stopped !== null ? r.promptTokens : 0;
-            generatedTokens += r.generatedTokens;
-          }
-          summary = await store.append(runId, results, { durationMs: before.durationMs + now() - t0, rates: ctx.meter.rates(), promptTokens, generatedTokens });
-        },
-        onProgress: (p) => {
-          const l = p.itemId === null ? null : (last as RunItemResult | null);
-          ctx.report({ ...p, last: l ? { id: l.id, correct: l.verdict.correct, extracted: l.verdict.extracted, target: l.target } : null });
-        },
-      });
-      ctx.report({ phase: 'saving', done: summary.itemCount, total: prepared.length, correct: summary.correct, etaMs: null, decodeTokensPerSecond: null, prefillTokensPerSecond: null, last: null });
-      if (outcome.failure) {
-        const error = describeFailure(outcome.failure, prepared.length);
-        return { summary: await store.finish(runId, 'failed', { error, failure: outcome.failure }) };
-      }
-      if (outcome.cancelled && summary.itemCount === 0) {
-        // Cancelled before a batch finished: nothing to keep, and nothing to resume.
-        await store.delete(runId);
-        return { summary: { ...summary, status: 'cancelled' }, kept: false };
-      }
-      return { summary: await store.finish(runId, outcome.cancelled ? 'cancelled' : 'complete') };
-    } catch (err) {
-      // Preparing the run itself failed (the model or the store): the run says why, and can be resumed.
-      const error = (err as Error)?.message ?? String(err);
-      return { summary: await store.finish(runId, 'failed', { error }).catch(() => ({ ...summary, status: 'failed' as const, error })) };
-    } finally {
-      clearInterval(heartbeat);
-    }
   }
 
   cancel(jobId: string): void {

@@ -2,19 +2,20 @@ import { ADAPTER_CONFIG } from '../adapters/files';
 import { encodeGgufAdapter, ggufFileName, type GgufAdapterType } from '../adapters/gguf';
 import { modelCard, type EvaluationSummary } from '../adapters/model-card';
 import { AdapterError } from '../adapters/peft';
-import { HUB_BASE_URL } from '../weights/hub';
+import { HUB_BASE_URL, PHI2_REPO, PHI2_REVISION } from '../../shared/hub';
 import { checkRepoName, configForHub, publishAdapter, type PublishProgress, type PublishResult } from '../adapters/publish';
 import { AdapterStore, type AdapterInfo } from '../adapters/store';
 import type { Engine } from '../engine';
 import { ResultsStore } from '../eval/results-store';
 import type { Session } from './session';
 import { clusterRunZip, type ClusterRun } from '../export/cluster-run';
-import { parsePhiConfig, PHI2_CONFIG_JSON } from '../weights/config';
-import { PHI2_REPO, PHI2_REVISION } from '../weights/hub';
+import { parsePhiConfig } from '../weights/config';
+import { PHI2_CONFIG_JSON } from '../../shared/presets';
 import type { ExportedFile } from './adapters';
 import { UserDataStore, type TrainingExample } from '../store/datasets';
 import { DEMO_ROWS } from '../train/demo-set';
-import { planProblems, trainConfigOf, type TrainPlan } from '../train/plan';
+import { trainConfigOf } from '../train/plan';
+import { planProblems, type TrainPlan } from '../../shared/train-plan';
 
 /**
  * Getting work out of the browser, where others use it: a GGUF LoRA adapter for llama.cpp and Ollama,

@@ -2,22 +2,9 @@ import type { Engine } from '../engine';
 import { localLocks, type Locks } from '../platform/locks';
 import { StoreError, type ModelManifest, type ModelSource, type StorageUsage } from '../store';
 import { weightBytes } from '../train/memory';
-import {
-  FilesSource,
-  HubError,
-  HubSource,
-  PHI2_CONFIG_JSON,
-  QUANT_SCHEMES,
-  defaultModelId,
-  importModel,
-  modelWriteLock,
-  parsePhiConfig,
-  type CheckpointSource,
-  type HubSettings,
-  type ImportProgress,
-  type LoadProgress,
-  type QuantScheme,
-} from '../weights';
+import { FilesSource, HubError, HubSource, QUANT_SCHEMES, defaultModelId, importModel, modelWriteLock, parsePhiConfig, type CheckpointSource, type ImportProgress, type LoadProgress, type QuantScheme } from '../weights';
+import type { HubSettings } from '../../shared/hub';
+import { PHI2_CONFIG_JSON } from '../../shared/presets';
 import { modelDims, type ModelDims } from '../weights/config';
 import { estimatesFor, total, type ModelEstimate } from './model-estimates';
 import { describeProblem, type ModelProblem } from './model-problems';

@@ -1,20 +1,21 @@
 import { formatBytes } from '../../shared/bytes';
+import { describeOptimizer } from '../../shared/optimizer';
 import { decodeAdapter } from '../adapters/files';
 import { AdapterStore, type AdapterInfo } from '../adapters/store';
 import type { Engine } from '../engine';
-import type { ComputePath } from '../model/phi2/frozen-linear';
-import { describeOptimizer } from '../../shared/optimizer';
-import { ModelBusyError, SessionError, withModel, type LoadedModel, type Session } from './session';
-import { UserDataStore, type SavedDatasetInfo, type TrainingExample } from '../store/datasets';
-import { StoreError } from '../store/errors';
-import { planMemory, planProblems, trainConfigOf, type TrainingModelInfo, type TrainPlan } from '../train/plan';
+import { UserDataStore, type SavedDatasetInfo } from '../store/datasets';
 import { CheckpointStore } from '../train/checkpoints';
 import { DEMO_DESCRIPTION, DEMO_ROWS } from '../train/demo-set';
-import { examplesFingerprint, tokenizeTrainingRows, type TrainingExamples } from '../train/examples';
-import { suggestSmaller, type MemoryEstimate } from '../train/memory';
+import { examplesFingerprint } from '../train/examples';
+import { suggestSmaller, planMemory } from '../train/memory';
+import { trainConfigOf, type TrainingModelInfo } from '../train/plan';
+import { planProblems, type TrainPlan } from '../../shared/train-plan';
 import { TrainAllocationError, trainAdapter, type AdapterStart } from '../train/train-adapter';
+import type { TrainCheckpoint, TrainConfig, Trainer } from '../train/trainer';
 import { hubIdOf } from '../weights/presets';
-import { TrainingError, type StepRecord, type TrainCheckpoint, type TrainConfig, type TrainProgress, type Trainer } from '../train/trainer';
+import { withModel, type LoadedModel, type Session } from './session';
+import { prepareTrainingData, type PreparedData } from './training-data';
+import { allocationProblem, TrainProblemError, trainProblemOf, type TrainEvent, type TrainOutcome } from './training-events';
 
 /**
  * LoRA training runs on the session's model, as the Train page starts them: from a dataset saved on the
@@ -57,43 +58,6 @@ export interface TrainingSetup {
   active: { runId: string; name: string } | null;
 }
 
-export type TrainPhase = 'loading-model' | 'tokenizing' | 'allocating' | 'training' | 'checkpointing' | 'saving-adapter';
-
-export type TrainEvent =
-  | { kind: 'phase'; phase: TrainPhase; message: string; done?: number; total?: number }
-  | {
-      kind: 'started';
-      runId: string;
-      name: string;
-      totalSteps: number;
-      /** Steps already done (a resumed run) and their records, for the chart. */
-      history: StepRecord[];
-      examples: number;
-      tokens: number;
-      /** Examples left out, and why. */
-      skipped: TrainingExamples['skipped'];
-      estimate: MemoryEstimate;
-      /** The frozen layers' matmuls: 'f32' (exact) or 'int8' (SwitchBack, see model/phi2/frozen-linear.ts). */
-      compute: ComputePath;
-    }
-  | { kind: 'step'; record: StepRecord; progress: TrainProgress }
-  | { kind: 'checkpoint'; step: number; savedAt: number };
-
-/** Why a run could not start or stopped: a title, the full explanation, and what to do. */
-export interface TrainProblem {
-  code: 'no-model' | 'invalid' | 'busy' | 'data' | 'memory' | 'out-of-memory' | 'non-finite' | 'storage' | 'changed' | 'failed';
-  title: string;
-  message: string;
-  tips?: string[];
-  estimate?: MemoryEstimate;
-}
-
-export type TrainOutcome =
-  | { status: 'finished'; runId: string; adapter: AdapterInfo; loaded: boolean; history: StepRecord[] }
-  | { status: 'paused'; runId: string; step: number; totalSteps: number }
-  | { status: 'cancelled'; runId: string }
-  | { status: 'failed'; runId: string | null; problem: TrainProblem };
-
 /** What a checkpoint carries besides the trainer's state, to rebuild the run after a reload. */
 interface RunMeta {
   plan: TrainPlan;
@@ -103,32 +67,6 @@ interface RunMeta {
   datasetName: string;
   data: { examples: number; tokens: number; fingerprint: string };
   startedAt: number;
-}
-
-class Problem extends Error {
-  constructor(readonly problem: TrainProblem) {
-    super(problem.message);
-  }
-}
-
-function describe(err: unknown): TrainProblem {
-  if (err instanceof Problem) return err.problem;
-  const message = err instanceof Error ? err.message || err.name : String(err);
-  if (err instanceof TrainingError) {
-    return message.includes('NaN')
-      ? { code: 'non-finite', title: 'Training stopped: the gradients became NaN or infinite', message }
-      : { code: 'invalid', title: 'The run cannot start', message };
-  }
-  if (err instanceof ModelBusyError) return { code: 'busy', title: 'The model is busy', message };
-  if (err instanceof SessionError) return { code: 'no-model', title: 'No model on the GPU', message };
-  if (err instanceof StoreError) {
-    return { code: 'storage', title: err.code === 'quota' ? 'Browser storage is full' : 'Browser storage failed', message };
-  }
-  return { code: 'failed', title: 'Training failed', message };
-}
-
-interface PreparedData extends TrainingExamples {
-  name: string;
 }
 
 interface Job {
@@ -215,7 +153,7 @@ export class TrainingRuns {
   }
 
   private claim(runId: string, name: string): Job {
-    if (this.job) throw new Problem({ code: 'busy', title: 'A run is already going', message: `"${this.job.name}" is training. Pause or cancel it first.` });
+    if (this.job) throw new TrainProblemError({ code: 'busy', title: 'A run is already going', message: `"${this.job.name}" is training. Pause or cancel it first.` });
     this.job = { runId, name, trainer: null, request: null };
     return this.job;
   }
@@ -240,55 +178,6 @@ export class TrainingRuns {
     await (await this.checkpoints()).delete(runId);
   }
 
-  /** The plan's rows, from the demo set or a saved dataset, tokenised with the loaded model's tokenizer. */
-  private async prepareData(plan: TrainPlan, loaded: LoadedModel, emit: (e: TrainEvent) => void): Promise<PreparedData> {
-    let rows: readonly TrainingExample[];
-    let name: string;
-    let answerLast = false;
-    if (plan.data.kind === 'demo') {
-      rows = DEMO_ROWS;
-      name = 'Demo set (built in)';
-    } else {
-      let store: UserDataStore;
-      try {
-        store = await UserDataStore.open(this.engine.platform.indexedDB);
-      } catch (err) {
-        throw new Problem({ code: 'data', title: 'The saved datasets could not be opened', message: (err as Error).message });
-      }
-      try {
-        const info = await store.info(plan.data.id);
-        name = info.name;
-        // A symbol-tuning prompt ends with its answer: cut at the maximum length, it would teach nothing.
-        answerLast = info.kind === 'symbol-tuning';
-        rows = await store.rows(plan.data.id);
-      } catch (err) {
-        throw new Problem({ code: 'data', title: 'The dataset could not be read', message: `${(err as Error).message} Choose another dataset on this page.` });
-      } finally {
-        store.close();
-      }
-    }
-    const eos = plan.appendEos ? (loaded.tokenizer.eosTokenId ?? loaded.dims.eosTokenId ?? undefined) : undefined;
-    const data = await tokenizeTrainingRows(rows, loaded.tokenizer, {
-      maxLength: plan.maxLength,
-      lossOn: plan.lossOn,
-      eosTokenId: eos,
-      answerLast,
-      onProgress: (done, total) => emit({ kind: 'phase', phase: 'tokenizing', message: `Tokenising ${name}`, done, total }),
-    });
-    if (!data.examples.length) {
-      const { skipped } = data;
-      throw new Problem({
-        code: 'data',
-        title: 'Nothing to train on',
-        message: skipped.answerCut
-          ? `The maximum length of ${plan.maxLength} tokens would cut the answer off ${skipped.answerCut} of the ${rows.length} symbol-tuning prompts of ${name}, and the rest have nothing to learn from: raise the maximum length, or prepare the prompts again at this length on the Data page.`
-          : `None of the ${rows.length} rows of ${name} has a token to learn from at ${plan.maxLength} tokens` +
-            (plan.lossOn === 'response' ? ' with the loss on the response only (the prompts fill the length): raise the maximum length or train on every token.' : '.'),
-      });
-    }
-    return { ...data, name };
-  }
-
   /** Starts a new run. */
   async start(plan: TrainPlan, onEvent?: (e: TrainEvent) => void): Promise<TrainOutcome> {
     const runId = crypto.randomUUID();
@@ -300,8 +189,8 @@ export class TrainingRuns {
       const modelName = await this.modelName(loaded.id);
       const model = this.modelInfo(loaded, modelName);
       const problems = planProblems(plan, model);
-      if (problems.length) throw new Problem({ code: 'invalid', title: 'Some settings need changing', message: problems.join(' ') });
-      const data = await this.prepareData(plan, loaded, emit);
+      if (problems.length) throw new TrainProblemError({ code: 'invalid', title: 'Some settings need changing', message: problems.join(' ') });
+      const data = await prepareTrainingData(this.engine.platform.indexedDB, plan, loaded, emit);
       const config = trainConfigOf(plan, data.examples.length, model.residDropout);
       const meta: RunMeta = {
         plan,
@@ -315,7 +204,7 @@ export class TrainingRuns {
       const start: AdapterStart = plan.baseAdapterId ? await this.baseAdapter(plan, loaded) : { kind: 'seed' };
       return await this.run(job, loaded, model, config, data, meta, start, emit);
     } catch (err) {
-      return { status: 'failed', runId, problem: describe(err) };
+      return { status: 'failed', runId, problem: trainProblemOf(err) };
     } finally {
       if (job && this.job === job) this.job = null;
     }
@@ -327,7 +216,7 @@ export class TrainingRuns {
     let job: Job | null = null;
     try {
       const stored = await (await this.checkpoints()).load(runId);
-      if (!stored) throw new Problem({ code: 'data', title: 'No such run', message: 'That run has no checkpoint any more: it finished, or was discarded in another tab.' });
+      if (!stored) throw new TrainProblemError({ code: 'data', title: 'No such run', message: 'That run has no checkpoint any more: it finished, or was discarded in another tab.' });
       const { checkpoint, meta } = stored;
       job = this.claim(runId, meta.plan.name);
       let loaded = this.session.loaded;
@@ -336,15 +225,15 @@ export class TrainingRuns {
         try {
           loaded = await this.session.load(meta.modelId, (p) => emit({ kind: 'phase', phase: 'loading-model', message: `Loading ${meta.modelName} onto the GPU`, done: p.bytesDone, total: p.bytesTotal }));
         } catch (err) {
-          throw new Problem({ code: 'no-model', title: `The run needs ${meta.modelName}`, message: `${(err as Error).message} The run was started on ${meta.modelName}; it continues only on that model.` });
+          throw new TrainProblemError({ code: 'no-model', title: `The run needs ${meta.modelName}`, message: `${(err as Error).message} The run was started on ${meta.modelName}; it continues only on that model.` });
         }
       }
       if (job.request === 'cancel') return await this.forget(runId);
       const model = this.modelInfo(loaded, meta.modelName);
-      const data = await this.prepareData(meta.plan, loaded, emit);
+      const data = await prepareTrainingData(this.engine.platform.indexedDB, meta.plan, loaded, emit);
       const now = examplesFingerprint(data.examples);
       if (now !== meta.data.fingerprint || data.examples.length !== meta.data.examples) {
-        throw new Problem({
+        throw new TrainProblemError({
           code: 'changed',
           title: 'The dataset changed since the run started',
           message:
@@ -354,7 +243,7 @@ export class TrainingRuns {
       }
       return await this.run(job, loaded, model, checkpoint.config, data, meta, { kind: 'checkpoint', checkpoint }, emit);
     } catch (err) {
-      return { status: 'failed', runId, problem: describe(err) };
+      return { status: 'failed', runId, problem: trainProblemOf(err) };
     } finally {
       if (job && this.job === job) this.job = null;
     }
@@ -368,7 +257,7 @@ export class TrainingRuns {
     const a = decoded.settings;
     const same = (x: readonly unknown[] | 'all', y: readonly unknown[] | 'all') => JSON.stringify(x) === JSON.stringify(y);
     if (a.r !== plan.lora.r || a.alpha !== plan.lora.alpha || a.useRslora !== plan.lora.useRslora || !same(a.targets, plan.lora.targets) || !same(a.layers, plan.lora.layers)) {
-      throw new Problem({
+      throw new TrainProblemError({
         code: 'invalid',
         title: 'The LoRA settings differ from the adapter being continued',
         message: `"${info.name}" has r ${a.r}, alpha ${a.alpha}${a.useRslora ? ' (rsLoRA)' : ''}, targets ${a.targets.join(', ')}, layers ${a.layers === 'all' ? 'all' : a.layers.join(', ')}. ` +
@@ -397,7 +286,7 @@ export class TrainingRuns {
     if (job.request === 'cancel') return this.forget(runId);
     const { estimate, shape } = planMemory(meta.plan, model);
     if (meta.plan.gpuMemoryBytes !== null && estimate.total > meta.plan.gpuMemoryBytes) {
-      throw new Problem({
+      throw new TrainProblemError({
         code: 'memory',
         title: 'This run does not fit the GPU memory you stated',
         message: `It needs about ${formatBytes(estimate.total)} and you stated ${formatBytes(meta.plan.gpuMemoryBytes)}.`,
@@ -446,22 +335,7 @@ export class TrainingRuns {
       });
     } catch (err) {
       if (!(err instanceof TrainAllocationError)) throw err;
-      if (err.kind === 'buffer-too-large') {
-        throw new Problem({
-          code: 'out-of-memory',
-          title: 'A training buffer is larger than this GPU allows',
-          message: `The GPU refused a buffer (${err.gpuMessage}). Single buffers may hold at most ${formatBytes(err.maxBufferSize)} here; this run needs about ${formatBytes(estimate.total)} in all. Nothing was trained.`,
-          tips: suggestSmaller(model.shape, shape, estimate.total - 1),
-          estimate,
-        });
-      }
-      throw new Problem({
-        code: 'out-of-memory',
-        title: 'The GPU ran out of memory',
-        message: `Allocating the training buffers failed (${err.gpuMessage}). This run needs about ${formatBytes(estimate.total)}; nothing was trained.`,
-        tips: suggestSmaller(model.shape, shape, estimate.total - 1),
-        estimate,
-      });
+      throw new TrainProblemError(allocationProblem(err, estimate, suggestSmaller(model.shape, shape, estimate.total - 1)));
     } finally {
       job.trainer = null;
     }

@@ -1,10 +1,11 @@
-import { committed, done } from './requests';
-import { isQuotaError } from './errors';
+import type { DBSchema, IDBPDatabase } from 'idb';
+import { StoreError, isQuotaError } from './errors';
+import { openDatabase, writeTransaction } from './database';
 
 /**
  * The user's prepared datasets, kept between visits so the Train page can pick one. Its own IndexedDB
- * database, 'phi2-user-data', written against the plain IDBFactory of the engine's Platform (so it runs
- * unchanged under Node with fake-indexeddb):
+ * database, 'phi2-user-data', opened from the engine's Platform's IDBFactory with the store's idb helpers
+ * (./database.ts):
  *
  * | store       | key                   | value                                                    |
  * |-------------|-----------------------|----------------------------------------------------------|
@@ -20,9 +21,9 @@ import { isQuotaError } from './errors';
 
 export const USER_DATA_DB = 'phi2-user-data';
 const VERSION = 1;
-const DATASETS = 'datasets';
-const ROWS = 'rows';
-const TOKENIZER = 'tokenizer';
+const DATASETS = 'datasets' as const;
+const ROWS = 'rows' as const;
+const TOKENIZER = 'tokenizer' as const;
 
 /** Rows per stored chunk. */
 export const ROWS_PER_CHUNK = 1000;
@@ -100,6 +101,12 @@ interface RowChunk {
   completions: string[];
 }
 
+interface UserDataSchema extends DBSchema {
+  datasets: { key: string; value: SavedDatasetInfo };
+  rows: { key: [string, number]; value: RowChunk };
+  tokenizer: { key: string; value: Record<string, string> };
+}
+
 export class DataStoreError extends Error {
   override name = 'DataStoreError';
   constructor(
@@ -125,32 +132,24 @@ export function checkDatasetName(name: string): string {
 }
 
 export class UserDataStore {
-  private constructor(private readonly db: IDBDatabase) {}
+  private constructor(private readonly db: IDBPDatabase<UserDataSchema>) {}
 
   static async open(indexedDB: IDBFactory): Promise<UserDataStore> {
-    if (!indexedDB) throw new DataStoreError('unavailable', 'IndexedDB is not available here, so datasets cannot be kept.');
-    let request: IDBOpenDBRequest;
+    let db: IDBPDatabase<UserDataSchema>;
     try {
-      request = indexedDB.open(USER_DATA_DB, VERSION);
+      db = await openDatabase<UserDataSchema>(indexedDB, {
+        name: USER_DATA_DB,
+        version: VERSION,
+        upgrade: (raw) => {
+          raw.createObjectStore(DATASETS, { keyPath: 'id' });
+          raw.createObjectStore(ROWS, { keyPath: ['datasetId', 'chunk'] });
+          raw.createObjectStore(TOKENIZER);
+        },
+        purpose: 'datasets cannot be kept',
+        blockedMessage: 'Another tab holds the datasets database open with an older version of the app; close it and retry.',
+      });
     } catch (err) {
-      throw new DataStoreError('unavailable', `IndexedDB refused to open "${USER_DATA_DB}": ${(err as Error).message}`);
-    }
-    request.onupgradeneeded = () => {
-      const db = request.result;
-      db.createObjectStore(DATASETS, { keyPath: 'id' });
-      db.createObjectStore(ROWS, { keyPath: ['datasetId', 'chunk'] });
-      db.createObjectStore(TOKENIZER);
-    };
-    const blocked = new Promise<never>((_, reject) => {
-      request.onblocked = () =>
-        reject(new DataStoreError('unavailable', 'Another tab holds the datasets database open with an older version of the app; close it and retry.'));
-    });
-    let db: IDBDatabase;
-    try {
-      db = await Promise.race([done(request), blocked]);
-    } catch (err) {
-      if (err instanceof DataStoreError) throw err;
-      throw new DataStoreError('unavailable', `IndexedDB could not open "${USER_DATA_DB}": ${(err as Error)?.message ?? String(err)}`);
+      throw err instanceof StoreError ? new DataStoreError('unavailable', err.message) : err;
     }
     db.addEventListener('versionchange', () => db.close());
     return new UserDataStore(db);
@@ -162,12 +161,12 @@ export class UserDataStore {
 
   /** Newest first. */
   async list(): Promise<SavedDatasetInfo[]> {
-    const all = (await done(this.db.transaction(DATASETS, 'readonly').objectStore(DATASETS).getAll())) as SavedDatasetInfo[];
+    const all = await this.db.getAll(DATASETS);
     return all.sort((a, b) => b.createdAt - a.createdAt || (a.name < b.name ? -1 : 1));
   }
 
   async info(id: string): Promise<SavedDatasetInfo> {
-    const info = (await done(this.db.transaction(DATASETS, 'readonly').objectStore(DATASETS).get(id))) as SavedDatasetInfo | undefined;
+    const info = await this.db.get(DATASETS, id);
     if (!info) throw new DataStoreError('missing', `No saved dataset with id "${id}": it may have been deleted in another tab.`);
     return info;
   }
@@ -179,23 +178,15 @@ export class UserDataStore {
     if (rows.length === 0) throw new DataStoreError('invalid', 'There are no rows to save.');
     await this.checkNameFree(name, info.id);
     const record = { ...info, name };
-    const tx = this.db.transaction([DATASETS, ROWS], 'readwrite');
-    const result = committed(tx);
     try {
-      tx.objectStore(DATASETS).add(record);
-      const store = tx.objectStore(ROWS);
-      for (let c = 0; c < chunkCount(rows.length); c++) {
-        const slice = rows.slice(c * ROWS_PER_CHUNK, (c + 1) * ROWS_PER_CHUNK);
-        const chunk: RowChunk = { datasetId: info.id, chunk: c, prompts: slice.map((r) => r.prompt), completions: slice.map((r) => r.completion) };
-        store.put(chunk);
-      }
-    } catch (err) {
-      tx.abort();
-      await result.catch(() => undefined);
-      throw this.writeError(err, name);
-    }
-    try {
-      await result;
+      await writeTransaction(this.db, [DATASETS, ROWS], (tx, add) => {
+        add(tx.objectStore(DATASETS).add(record));
+        const store = tx.objectStore(ROWS);
+        for (let c = 0; c < chunkCount(rows.length); c++) {
+          const slice = rows.slice(c * ROWS_PER_CHUNK, (c + 1) * ROWS_PER_CHUNK);
+          add(store.put({ datasetId: info.id, chunk: c, prompts: slice.map((r) => r.prompt), completions: slice.map((r) => r.completion) }));
+        }
+      });
     } catch (err) {
       throw this.writeError(err, name);
     }
@@ -205,9 +196,7 @@ export class UserDataStore {
   async rows(id: string): Promise<TrainingExample[]> {
     const info = await this.info(id);
     const store = this.db.transaction(ROWS, 'readonly').objectStore(ROWS);
-    const chunks = (await Promise.all(
-      Array.from({ length: chunkCount(info.rowCount) }, (_, c) => done(store.get([id, c]))),
-    )) as Array<RowChunk | undefined>;
+    const chunks = await Promise.all(Array.from({ length: chunkCount(info.rowCount) }, (_, c) => store.get([id, c])));
     const out: TrainingExample[] = [];
     for (const c of chunks) {
       if (!c) break;
@@ -224,30 +213,26 @@ export class UserDataStore {
     await this.checkNameFree(name, id);
     const info = await this.info(id);
     const updated = { ...info, name, updatedAt: Date.now() };
-    const tx = this.db.transaction(DATASETS, 'readwrite');
-    tx.objectStore(DATASETS).put(updated);
-    await committed(tx);
+    await writeTransaction(this.db, [DATASETS], (tx, add) => add(tx.objectStore(DATASETS).put(updated)));
     return updated;
   }
 
   async delete(id: string): Promise<void> {
     const info = await this.info(id);
-    const tx = this.db.transaction([DATASETS, ROWS], 'readwrite');
-    tx.objectStore(DATASETS).delete(id);
-    const rows = tx.objectStore(ROWS);
-    for (let c = 0; c < chunkCount(info.rowCount); c++) rows.delete([id, c]);
-    await committed(tx);
+    await writeTransaction(this.db, [DATASETS, ROWS], (tx, add) => {
+      add(tx.objectStore(DATASETS).delete(id));
+      const rows = tx.objectStore(ROWS);
+      for (let c = 0; c < chunkCount(info.rowCount); c++) add(rows.delete([id, c]));
+    });
   }
 
   async getTokenizerFiles(name: string): Promise<Record<string, string> | undefined> {
-    return (await done(this.db.transaction(TOKENIZER, 'readonly').objectStore(TOKENIZER).get(name))) as Record<string, string> | undefined;
+    return this.db.get(TOKENIZER, name);
   }
 
   async putTokenizerFiles(name: string, files: Record<string, string>): Promise<void> {
-    const tx = this.db.transaction(TOKENIZER, 'readwrite');
-    tx.objectStore(TOKENIZER).put(files, name);
     try {
-      await committed(tx);
+      await writeTransaction(this.db, [TOKENIZER], (tx, add) => add(tx.objectStore(TOKENIZER).put(files, name)));
     } catch (err) {
       throw this.writeError(err, 'the tokenizer');
     }

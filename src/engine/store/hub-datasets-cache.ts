@@ -1,17 +1,17 @@
-import { committed, done } from './requests';
+import type { DBSchema } from 'idb';
+import { openDatabase, writeTransaction } from './database';
 
 /**
  * IndexedDB cache of dataset-rows pages, so a dataset read once loads offline and a stopped download
- * resumes where it stopped. Self-contained (its own database, 'phi2-datasets'; the app's main store lives
- * in src/engine/store/) and written against the plain IDBFactory the Platform provides, so it needs no
- * IndexedDB globals under Node.
+ * resumes where it stopped. Its own database, 'phi2-datasets', opened from the Platform's IDBFactory with
+ * the store's idb helpers (./database.ts).
  *
  * One object store, 'datasets', keyed by [dataset, config, split, view, offset]: `view` is '' for the
  * /rows endpoint and the filter condition for /filter, whose offsets count filtered rows.
  */
 
 export const HUB_DATASETS_DB = 'phi2-datasets';
-const STORE = 'datasets';
+const STORE = 'datasets' as const;
 const VERSION = 1;
 
 export interface HubPageKey {
@@ -45,36 +45,39 @@ export interface HubDatasetsCache extends HubRowsCache {
   close(): void;
 }
 
-const keyOf = (k: HubPageKey): IDBValidKey => [k.dataset, k.config, k.split, k.view, k.offset];
+type PageKey = [string, string, string, string, number];
 
+interface HubDatasetsSchema extends DBSchema {
+  datasets: { key: PageKey; value: CachedHubPage; indexes: { dataset: string } };
+}
+
+const keyOf = (k: HubPageKey): PageKey => [k.dataset, k.config, k.split, k.view, k.offset];
 
 export async function openHubDatasetsCache(indexedDB: IDBFactory): Promise<HubDatasetsCache> {
-  const request = indexedDB.open(HUB_DATASETS_DB, VERSION);
-  request.onupgradeneeded = () => {
-    const store = request.result.createObjectStore(STORE);
-    store.createIndex('dataset', 'dataset');
-  };
-  const db = await done(request);
+  const db = await openDatabase<HubDatasetsSchema>(indexedDB, {
+    name: HUB_DATASETS_DB,
+    version: VERSION,
+    upgrade: (raw) => {
+      const store = raw.createObjectStore(STORE);
+      store.createIndex('dataset', 'dataset');
+    },
+    purpose: 'dataset pages cannot be cached',
+    blockedMessage: 'Another tab holds the dataset cache open with an older version of the app; close it and retry.',
+  });
   return {
-    async get(key) {
-      const page = (await done(db.transaction(STORE, 'readonly').objectStore(STORE).get(keyOf(key)))) as CachedHubPage | undefined;
-      return page;
-    },
-    async put(page) {
-      const tx = db.transaction(STORE, 'readwrite');
-      tx.objectStore(STORE).put(page, keyOf(page));
-      await committed(tx);
-    },
+    get: (key) => db.get(STORE, keyOf(key)),
+    put: (page) => writeTransaction(db, [STORE], (tx, add) => add(tx.objectStore(STORE).put(page, keyOf(page)))),
     async clear(dataset) {
+      if (dataset === undefined) {
+        await db.clear(STORE);
+        return;
+      }
       const tx = db.transaction(STORE, 'readwrite');
       const store = tx.objectStore(STORE);
-      if (dataset === undefined) store.clear();
-      else {
-        // Deleting inside the success callback keeps the transaction active (no await in between).
-        const keys = store.index('dataset').getAllKeys(dataset);
-        keys.onsuccess = () => keys.result.forEach((k) => store.delete(k));
-      }
-      await committed(tx);
+      // idb resolves a request's promise before the transaction can commit, so awaiting the keys keeps it active.
+      // A failed delete aborts the transaction: tx.done rejects with its error.
+      for (const key of await store.index('dataset').getAllKeys(dataset)) store.delete(key).catch(() => undefined);
+      await tx.done;
     },
     close() {
       db.close();

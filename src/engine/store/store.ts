@@ -1,7 +1,8 @@
-import { wrap, type DBSchema, type IDBPDatabase, type IDBPTransaction, type StoreNames } from 'idb';
+import { type DBSchema, type IDBPDatabase, type IDBPTransaction, type StoreNames } from 'idb';
 import type { Platform } from '../platform/types';
 import { RecordChecksums, describeChecksum } from './record-checksum';
 import { StoreError, describeQuota, isQuotaError } from './errors';
+import { describeError, openDatabase, writeTransaction } from './database';
 import {
   DB_NAME,
   DB_VERSION,
@@ -56,9 +57,8 @@ export interface StoreOpenOptions {
 }
 
 /**
- * The app's IndexedDB (schema in ./schema.ts), through the `idb` package over the Platform's factory.
- * idb recognises IndexedDB objects by the global IDBRequest/IDBDatabase classes: under Node those come
- * from `import 'fake-indexeddb/auto'`.
+ * The app's IndexedDB (schema in ./schema.ts), through the `idb` package over the Platform's factory
+ * (opened and written with ./database.ts, like every store here).
  */
 export class WeightStore {
   /** Why the connection was closed under us (another tab's upgrade, the browser), or null while open. */
@@ -88,40 +88,16 @@ export class WeightStore {
   }
 
   static async open(platform: Pick<Platform, 'indexedDB' | 'storage'>, options: StoreOpenOptions = {}): Promise<WeightStore> {
-    const name = options.name ?? DB_NAME;
-    if (!platform.indexedDB) throw new StoreError('unavailable', 'IndexedDB is not available here, so models cannot be stored.');
-    if (typeof IDBRequest === 'undefined') {
-      throw new StoreError(
-        'unavailable',
-        'The IndexedDB classes (IDBRequest, IDBDatabase, ...) are not globals here; the idb wrapper needs them. ' +
-          "Under Node, import 'fake-indexeddb/auto' before opening the store.",
-      );
-    }
-    let request: IDBOpenDBRequest;
-    try {
-      request = platform.indexedDB.open(name, DB_VERSION);
-    } catch (err) {
-      throw new StoreError('unavailable', `IndexedDB refused to open "${name}": ${(err as Error).message}`);
-    }
-    request.onupgradeneeded = (event) => upgradeSchema(request.result, event.oldVersion);
-    const blocked = new Promise<never>((_, reject) => {
-      request.onblocked = () =>
-        reject(new StoreError('unavailable', 'The database is held open by another tab with an older version of the app; close that tab and retry.'));
+    const db = await openDatabase<Phi2Schema>(platform.indexedDB, {
+      name: options.name ?? DB_NAME,
+      version: DB_VERSION,
+      upgrade: upgradeSchema,
+      purpose: 'models cannot be stored',
+      blockedMessage: 'The database is held open by another tab with an older version of the app; close that tab and retry.',
+      versionMessage:
+        'A newer version of the app, opened in another tab, has upgraded its storage; this tab still runs the older one. Reload this page to get the new version: nothing stored is lost.',
     });
-    let raw: unknown;
-    try {
-      raw = await Promise.race([wrap(request), blocked]);
-    } catch (err) {
-      if (err instanceof StoreError) throw err;
-      if ((err as { name?: string } | null)?.name === 'VersionError') {
-        throw new StoreError(
-          'unavailable',
-          'A newer version of the app, opened in another tab, has upgraded its storage; this tab still runs the older one. Reload this page to get the new version: nothing stored is lost.',
-        );
-      }
-      throw new StoreError('unavailable', `IndexedDB could not open "${name}": ${describe(err)}`);
-    }
-    return new WeightStore(raw as IDBPDatabase<Phi2Schema>, platform, await RecordChecksums.load());
+    return new WeightStore(db, platform, await RecordChecksums.load());
   }
 
   close(): void {
@@ -410,14 +386,13 @@ export class WeightStore {
       return await op();
     } catch (err) {
       if (err instanceof StoreError) throw err;
-      throw new StoreError('failed', `IndexedDB failed ${what}: ${describe(err)}`);
+      throw new StoreError('failed', `IndexedDB failed ${what}: ${describeError(err)}`);
     }
   }
 
   /**
-   * Runs writes in one readwrite transaction. A failure is judged by the transaction's own error once
-   * it has settled: a full disk often shows as an AbortError on the requests while the transaction
-   * carries the QuotaExceededError. That becomes a StoreError saying what is needed and what is free.
+   * Runs writes in one readwrite transaction (see writeTransaction). A quota failure becomes a
+   * StoreError saying what is needed and what is free.
    */
   private async transact<S extends StoreName>(
     names: S[],
@@ -426,27 +401,11 @@ export class WeightStore {
     body: (tx: IDBPTransaction<Phi2Schema, S[], 'readwrite'>, add: (request: Promise<unknown>) => void) => void,
   ): Promise<void> {
     if (this.closedBecause) throw new StoreError('unavailable', this.closedBecause);
-    let tx: IDBPTransaction<Phi2Schema, S[], 'readwrite'>;
     try {
-      tx = this.db.transaction(names, 'readwrite');
+      await writeTransaction(this.db, names, body);
     } catch (err) {
-      throw new StoreError('failed', `IndexedDB failed ${what}: ${describe(err)}`);
-    }
-    const ops: Promise<unknown>[] = [];
-    // Each request's failure is handled here, even when a later request throws before all are issued.
-    const add = (request: Promise<unknown>) => {
-      request.catch(() => undefined);
-      ops.push(request);
-    };
-    try {
-      body(tx, add);
-      await Promise.all([...ops, tx.done]);
-    } catch (err) {
-      // Let the transaction settle so that its error (the cause) is known.
-      await tx.done.catch(() => undefined);
-      const cause = (tx.error as unknown) ?? err;
-      if (isQuotaError(cause) || isQuotaError(err)) throw await this.quotaError(neededBytes);
-      throw new StoreError('failed', `IndexedDB failed ${what}: ${describe(cause)}`);
+      if (isQuotaError(err)) throw await this.quotaError(neededBytes);
+      throw new StoreError('failed', `IndexedDB failed ${what}: ${describeError(err)}`);
     }
   }
 
@@ -454,9 +413,4 @@ export class WeightStore {
     const { usage, quota } = await this.usage();
     return new StoreError('quota', describeQuota(neededBytes, usage, quota), neededBytes, usage !== null && quota !== null ? Math.max(0, quota - usage) : null);
   }
-}
-
-function describe(err: unknown): string {
-  if (err && typeof err === 'object' && 'name' in err && 'message' in err) return `${(err as Error).name}: ${(err as Error).message}`;
-  return String(err);
 }

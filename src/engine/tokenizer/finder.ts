@@ -1,7 +1,8 @@
 import type { Platform } from '../platform/types';
 import type { UserDataStore } from '../store/datasets';
 import { WeightStore } from '../store/store';
-import { DEFAULT_HUB_SETTINGS, hubFileUrl } from '../weights/hub';
+import { hubFileUrl } from '../weights/hub';
+import { DEFAULT_HUB_SETTINGS } from '../../shared/hub';
 import { loadTokenizer, type PhiTokenizer, TOKENIZER_CONFIG_JSON, TOKENIZER_JSON } from './index';
 
 /**

@@ -5,6 +5,7 @@ import { int8ScratchBytes } from '../kernels/int8-rows';
 import { stepLoraScratchFloats } from '../kernels/lora-slicing';
 import type { ComputePath } from '../model/phi2/frozen-linear';
 import type { ModelDims } from '../weights/config';
+import type { TrainPlan } from '../../shared/train-plan';
 
 /**
  * GPU memory a configuration needs, item by item, computed from the model config the same way the
@@ -184,4 +185,18 @@ export function parameterCount(n: number): string {
   if (n >= 1e9) return `${(n / 1e9).toFixed(2)}B`;
   if (n >= 1e6) return `${(n / 1e6).toFixed(1)}M`;
   return Math.round(n).toLocaleString('en-US');
+}
+
+/** The memory a plan needs on a model, item by item (trainingMemory with the plan's numbers). */
+export function planMemory(plan: Pick<TrainPlan, 'batchSize' | 'maxLength' | 'lora' | 'optimizer' | 'compute'>, model: { shape: ModelShape; weightMode: WeightMode }): { estimate: MemoryEstimate; shape: TrainingShape } {
+  const shape: TrainingShape = {
+    batch: plan.batchSize,
+    seq: plan.maxLength,
+    lora: plan.lora,
+    weights: model.weightMode,
+    keepActivations: false,
+    optimizer: plan.optimizer ?? DEFAULT_OPTIMIZER,
+    compute: plan.compute ?? 'f32',
+  };
+  return { estimate: trainingMemory(model.shape, shape), shape };
 }

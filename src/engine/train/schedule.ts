@@ -3,7 +3,7 @@
  * the multiplier for the optimizer step that follows `step` completed steps.
  */
 
-export type ScheduleKind = 'constant' | 'linear' | 'cosine';
+import type { ScheduleKind } from '../../shared/paper-training';
 
 export interface Schedule {
   kind: ScheduleKind;

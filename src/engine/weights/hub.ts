@@ -4,6 +4,7 @@ import { HubError } from './errors';
 import { diagnoseRedirects } from './redirects';
 import { abortedError } from './retry';
 import type { CheckpointSource, OpenedFile } from './source';
+import { DEFAULT_HUB_SETTINGS, PHI2_REPO, type HubSettings } from '../../shared/hub';
 
 /**
  * Files of a Hugging Face Hub repository at a revision, over plain HTTP GET:
@@ -11,22 +12,6 @@ import type { CheckpointSource, OpenedFile } from './source';
  * a single `Range: bytes=N-` header when resuming and no other custom header: a single byte range is
  * a CORS-safelisted request header, so no request needs a preflight.
  */
-
-export const PHI2_REPO = 'microsoft/phi-2';
-/**
- * Pinned: the commit of microsoft/phi-2 this engine is built and tested against (the transformers
- * "phi" layout, two F16 shards). A moving branch such as "main" could change under a resumed download.
- */
-export const PHI2_REVISION = 'ef382358ec9e382308935a992d908de099b64c23';
-export const HUB_BASE_URL = 'https://huggingface.co';
-
-export interface HubSettings {
-  repo: string;
-  revision: string;
-  baseUrl: string;
-}
-
-export const DEFAULT_HUB_SETTINGS: HubSettings = { repo: PHI2_REPO, revision: PHI2_REVISION, baseUrl: HUB_BASE_URL };
 
 /** Hosts plain http may reach: this machine only (development servers, local mirrors), as the page's Content-Security-Policy allows. */
 const LOOPBACK = new Set(['localhost', '127.0.0.1']);
@@ -202,15 +187,12 @@ async function discard(res: Response): Promise<void> {
 }
 
 /**
- * The body as chunks; a read that fails (dropped connection) becomes a retryable 'network' error, and
- * a body that ends before its Content-Length a 'bad-response' one.
+ * A response body's chunks as they arrive. A read that fails (a dropped connection, an abort) is thrown
+ * as `readError(err, bytesReceived)`; a body left before its end is cancelled, so nothing stays open.
  */
-async function* checkedBody(
+export async function* bodyChunks(
   body: ReadableStream<Uint8Array>,
-  file: string,
-  where: string,
-  length: number | null,
-  signal?: AbortSignal,
+  readError: (err: unknown, received: number) => Error,
 ): AsyncGenerator<Uint8Array, void, undefined> {
   const reader = body.getReader();
   let received = 0;
@@ -221,26 +203,39 @@ async function* checkedBody(
       try {
         r = await reader.read();
       } catch (err) {
-        if (signal?.aborted) throw abortedError(file);
-        throw new HubError('network', `The connection dropped after ${received} bytes of ${where}: ${(err as Error).message}`, file);
+        throw readError(err, received);
       }
       if (r.done) {
         finished = true;
-        if (length !== null && received !== length) {
-          throw new HubError('bad-response', `The server sent ${received} of the ${length} bytes it announced for ${where}.`, file);
-        }
         return;
       }
       received += r.value.length;
       yield r.value;
     }
   } finally {
-    if (!finished) {
-      try {
-        await reader.cancel();
-      } catch {
-        // already failed
-      }
-    }
+    if (!finished) await reader.cancel().catch(() => undefined);
+  }
+}
+
+/**
+ * The body as chunks; a read that fails (dropped connection) becomes a retryable 'network' error, and
+ * a body that ends before its Content-Length a 'bad-response' one.
+ */
+async function* checkedBody(
+  body: ReadableStream<Uint8Array>,
+  file: string,
+  where: string,
+  length: number | null,
+  signal?: AbortSignal,
+): AsyncGenerator<Uint8Array, void, undefined> {
+  let received = 0;
+  const dropped = (err: unknown, n: number) =>
+    signal?.aborted ? abortedError(file) : new HubError('network', `The connection dropped after ${n} bytes of ${where}: ${(err as Error).message}`, file);
+  for await (const chunk of bodyChunks(body, dropped)) {
+    received += chunk.length;
+    yield chunk;
+  }
+  if (length !== null && received !== length) {
+    throw new HubError('bad-response', `The server sent ${received} of the ${length} bytes it announced for ${where}.`, file);
   }
 }

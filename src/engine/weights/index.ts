@@ -2,7 +2,7 @@
  * Weights: safetensors reading and writing, the Phi config and name map, int8/F16 conversion, import
  * from the Hub or local files into the store, and upload from the store to the GPU.
  */
-export { PHI2_CONFIG_JSON, parsePhiConfig, type PhiConfig } from './config';
+export { parsePhiConfig, type PhiConfig } from './config';
 export { crc32 } from '../store/crc32';
 export {
   F16_TO_NUMBER,
@@ -22,16 +22,7 @@ export {
   type SafetensorsErrorCode,
 } from './errors';
 export { FilesSource, type FileLike } from './files';
-export {
-  DEFAULT_HUB_SETTINGS,
-  HUB_BASE_URL,
-  HubSource,
-  PHI2_REPO,
-  PHI2_REVISION,
-  checkHubSettings,
-  hubFileUrl,
-  type HubSettings,
-} from './hub';
+export { HubSource, checkHubSettings, hubFileUrl } from './hub';
 export {
   RECORD_BYTES,
   TOKENIZER_FILES,
@@ -88,7 +79,8 @@ export {
 import type { Platform } from '../platform/types';
 import type { WeightStore } from '../store/store';
 import { FilesSource, type FileLike } from './files';
-import { DEFAULT_HUB_SETTINGS, HubSource, type HubSettings } from './hub';
+import { HubSource } from './hub';
+import { DEFAULT_HUB_SETTINGS, type HubSettings } from '../../shared/hub';
 import { importModel, type ImportOptions } from './import';
 
 type ImportExtras = Omit<ImportOptions, 'source' | 'store' | 'now'>;

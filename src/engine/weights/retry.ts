@@ -53,17 +53,17 @@ export function backoffDelay(retry: number, policy: RetryPolicy, random: () => n
   return Math.round(base * (0.75 + 0.5 * random()));
 }
 
-/** Waits, or rejects with an 'aborted' HubError as soon as the signal fires. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+/** Waits, or rejects as soon as the signal fires: with an 'aborted' HubError, or what `aborted` gives. */
+export function sleep(ms: number, signal?: AbortSignal, aborted: () => unknown = abortedError): Promise<void> {
   return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(abortedError());
+    if (signal?.aborted) return reject(aborted());
     const timer = setTimeout(() => {
       signal?.removeEventListener('abort', onAbort);
       resolve();
     }, ms);
     const onAbort = () => {
       clearTimeout(timer);
-      reject(abortedError());
+      reject(aborted());
     };
     signal?.addEventListener('abort', onAbort, { once: true });
   });

@@ -1,7 +1,7 @@
 import type { ColumnMapping } from '../../engine/data/mapping';
-import { SYMBOL_TUNING_PER_CLASS } from '../../engine/data/symbol-tuning';
+import { SYMBOL_TUNING_PER_CLASS } from '../../shared/symbol-kinds';
 import { SYMBOL_KINDS, type SymbolKind } from '../../shared/symbol-kinds';
-import { PAPER_TEMPLATE, parseTemplate } from '../../engine/data/template';
+import { PAPER_TEMPLATE, parseTemplate } from '../../shared/template';
 import type { BundledPoolInfo, PreparedSummary, SavedDatasetInfo } from '../../worker/data-api';
 import { DEFAULT_MAX_TOKENS, MAX_PER_CLASS, MAX_SYMBOL_PROMPTS, MAX_TRAIN_TOKENS } from '../../shared/data-limits';
 import { Comlink, engine } from '../../worker/client';

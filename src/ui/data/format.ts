@@ -17,14 +17,3 @@ export function plural(n: number, one: string, many = `${one}s`): string {
 export function dateTime(ms: number): string {
   return new Date(ms).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
 }
-
-/** Starts a download of a Blob URL, as a click on a link would. */
-export function startDownload(url: string, fileName: string): void {
-  const a = document.createElement('a');
-  a.href = url;
-  a.download = fileName;
-  a.rel = 'noopener';
-  document.body.append(a);
-  a.click();
-  a.remove();
-}

@@ -1,4 +1,4 @@
-import type { PickedFile } from '../../state/model.svelte';
+import type { PickedFile } from '../../state/model/files';
 
 /** The id of the local import's folder button, which the download offers when the Hub cannot be reached. */
 export const IMPORT_FOLDER_BUTTON = 'import-model-folder';

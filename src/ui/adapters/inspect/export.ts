@@ -1,4 +1,4 @@
-import { saveBlob } from '../../../state/adapters.svelte';
+import { saveBlob } from '../../../state/download';
 
 /** Saves a chart's canvas as PNG on an opaque background (charts draw on transparent canvases). */
 export function saveCanvasPng(canvas: HTMLCanvasElement, fileName: string): void {

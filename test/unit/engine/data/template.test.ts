@@ -4,15 +4,8 @@ import { PreTrainedTokenizer } from '@huggingface/transformers';
 import { describe, expect, it } from 'vitest';
 import { toTrlJsonl } from '../../../../src/engine/data/export';
 import type { Tokenizer } from '../../../../src/engine/data/summary';
-import {
-  IGNORE_INDEX,
-  PAPER_TEMPLATE,
-  parseTemplate,
-  renderTemplate,
-  splitPromptCompletion,
-  TemplateError,
-  tokenizeInstructionData,
-} from '../../../../src/engine/data/template';
+import { IGNORE_INDEX, tokenizeInstructionData } from '../../../../src/engine/data/template';
+import { PAPER_TEMPLATE, parseTemplate, renderTemplate, splitPromptCompletion, TemplateError } from '../../../../src/shared/template';
 
 /** One token per character (its code point): boundaries are obvious and nothing merges. */
 const charTokenizer: Tokenizer = { encode: (text) => [...text].map((c) => c.codePointAt(0)!) };

@@ -7,7 +7,8 @@ import {
   type PreparedItem,
   type RunnerSettings,
 } from '../../../../src/engine/eval/runner';
-import { modelDims, parsePhiConfig, PHI2_CONFIG_JSON } from '../../../../src/engine/weights/config';
+import { modelDims, parsePhiConfig } from '../../../../src/engine/weights/config';
+import { PHI2_CONFIG_JSON } from '../../../../src/shared/presets';
 
 const dims = modelDims(parsePhiConfig(PHI2_CONFIG_JSON));
 

@@ -3,8 +3,10 @@ import { parseFlags } from '../../../../src/cli/args';
 import { cliTrainConfig, trainCommand, TRAIN_USAGE } from '../../../../src/cli/train-command';
 import { LORA_TARGETS, PAPER_LORA } from '../../../../src/shared/lora';
 import { DEFAULT_MAX_TOKENS } from '../../../../src/shared/data-limits';
-import { APP_TRAINING_CHOICES, PAPER_TRAINING, paperTrainConfig, stepsForEpochs } from '../../../../src/engine/train/paper';
-import { paperPlan, planProblems, trainConfigOf } from '../../../../src/engine/train/plan';
+import { paperTrainConfig } from '../../../../src/engine/train/paper';
+import { APP_TRAINING_CHOICES, PAPER_TRAINING, stepsForEpochs } from '../../../../src/shared/paper-training';
+import { trainConfigOf } from '../../../../src/engine/train/plan';
+import { paperPlan, planProblems } from '../../../../src/shared/train-plan';
 
 const EXAMPLES = 1001;
 const RESID = 0.1;

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { PHI2_CONFIG_JSON, parsePhiConfig } from '../../../../src/engine/weights/config';
+import { parsePhiConfig } from '../../../../src/engine/weights/config';
+import { PHI2_CONFIG_JSON } from '../../../../src/shared/presets';
 import { CheckpointError, type CheckpointErrorCode } from '../../../../src/engine/weights/errors';
 import { PhiLayout, phiParamSpecs, storedBytes, storedDType } from '../../../../src/engine/weights/layout';
 import { parseSafetensors } from '../../../../src/engine/weights/safetensors';

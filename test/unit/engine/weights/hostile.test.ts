@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { GpuRuntime } from '../../../../src/engine/gpu/runtime';
 import { loadPhi2FromSource } from '../../../../src/engine/model/phi2/load';
-import { CONFIG_BOUNDS, PHI2_CONFIG_JSON, parsePhiConfig } from '../../../../src/engine/weights/config';
+import { CONFIG_BOUNDS, parsePhiConfig } from '../../../../src/engine/weights/config';
+import { PHI2_CONFIG_JSON } from '../../../../src/shared/presets';
 import { CheckpointError, SafetensorsError } from '../../../../src/engine/weights/errors';
 import { FilesSource } from '../../../../src/engine/weights/files';
 import { parseSafetensors } from '../../../../src/engine/weights/safetensors';

@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { TensorEntry, TensorRecord } from '../../../../src/engine/store/schema';
-import { PHI2_CONFIG_JSON } from '../../../../src/engine/weights/config';
+import { PHI2_CONFIG_JSON } from '../../../../src/shared/presets';
 import { importModel } from '../../../../src/engine/weights/import';
 import { ChecksumSink, syntheticPhi } from '../../../support/safetensors-fixtures';
 import { halfToNumberRef, quantizeRowsRef, unpackHalfWords, unpackInt8Words } from '../../../reference/quantize';

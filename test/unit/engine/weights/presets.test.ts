@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { parsePhiConfig } from '../../../../src/engine/weights/config';
 import { phiParamSpecs } from '../../../../src/engine/weights/layout';
-import { PHI_PRESETS, hubIdOf, presetOf } from '../../../../src/engine/weights/presets';
+import { hubIdOf } from '../../../../src/engine/weights/presets';
+import { PHI_PRESETS, presetOf } from '../../../../src/shared/presets';
 import { estimateFor } from '../../../../src/engine/session/model-estimates';
 
 /** The Model page's presets: their configs parse to the published geometry, and their sizes follow from it. */
