@@ -12,8 +12,10 @@
 // divide each sequence's own rows (from left_pad[b] on), so a padded sequence's splits hold the same
 // keys as the sequence's alone, and none is wasted on padding.
 //
-// Prepended by src/engine/kernels/attention.ts:  const D4: u32 = ceil(D / 4). Per-thread head rows
-// are arrays of D4 vec4s indexed only in loops over that constant, which unroll, keeping them in registers.
+// Prepended by src/engine/kernels/attention.ts:  const D4: u32 = ceil(D / 4); lib/kv_order.wgsl; the
+// key and value reads for the cache's format (lib/kv_read_*.wgsl: KvElem, key4, value4);
+// lib/attention_online.wgsl. Per-thread head rows are arrays of D4 vec4s indexed only in loops over
+// that constant, which unroll, keeping them in registers.
 
 struct Params {
   seq: u32,          // T
@@ -28,6 +30,7 @@ struct Params {
   query_rows: u32,   // B*H*T: the stride of one split in the partials
   stats_offset: u32, // where the (m, l) pairs start in `partial`
   use_left_pad: u32,
+  key_pairs: u32,    // keys stored in rotary-pair order (an f16 cache, lib/kv_order.wgsl); 0: natural
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -37,27 +40,17 @@ struct Params {
 // binding, so that the kernel stays within the 8 storage buffers every WebGPU device offers.
 @group(0) @binding(3) var<storage, read_write> partial: array<f32>;
 @group(0) @binding(4) var<storage, read> q: array<f32>;
-// Bindings 5 and 6 (k and v) and their loads key4 / value4 are prepended (attention.ts): as vec4
-// arrays where head_dim % 4 == 0, so a key or value row is D4 16-byte loads, else as scalars.
+// f32 KV caches are read as vec4 arrays where head_dim % 4 == 0 (a key or value row is D4 16-byte
+// loads), else as scalars; f16 caches as packed words (lib/kv_read_f16*.wgsl).
+@group(0) @binding(5) var<storage, read> k: array<KvElem>;
+@group(0) @binding(6) var<storage, read> v: array<KvElem>;
 @group(0) @binding(7) var<storage, read> valid_lengths: array<u32>;
 @group(0) @binding(8) var<storage, read> left_pad: array<u32>;
 
 override WG: u32 = 64u; // a power of two
 
-const NEG_BIG: f32 = -1.0e30;
-
 var<workgroup> merge_o: array<vec4<f32>, WG / 2u * D4>;
 var<workgroup> merge_ml: array<vec2<f32>, WG / 2u>;
-
-
-// Elements 4c..4c+3 of the query's head row at `base`; zero past the head's end.
-fn query4(base: u32, c: u32) -> vec4<f32> {
-  var r = vec4<f32>(0.0);
-  for (var e = 0u; e < 4u; e++) {
-    if (4u * c + e < p.head_dim) { r[e] = q[base + 4u * c + e]; }
-  }
-  return r;
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -83,39 +76,26 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   var o: array<vec4<f32>, D4>;
   let q_base = (b * p.seq + t) * width + h * p.head_dim;
   for (var c = 0u; c < D4; c++) { qr[c] = query4(q_base, c) * p.scale; }
-  var m = NEG_BIG;
-  var l = 0.0;
+  var ml = vec2<f32>(NEG_BIG, 0.0);
 
   for (var key = key_begin + lid; key < key_stop; key += WG) {
     let base = (b * p.kv_rows + key) * width + h * p.head_dim;
     var s = 0.0;
     for (var c = 0u; c < D4; c++) { s += dot(qr[c], key4(base, c)); }
-    if (s > m) {
-      let a = exp(m - s);
-      l *= a;
-      for (var c = 0u; c < D4; c++) { o[c] *= a; }
-      m = s;
-    }
-    let e = exp(s - m);
-    l += e;
+    let e = softmax_add(&ml, &o, s);
     for (var c = 0u; c < D4; c++) { o[c] += e * value4(base, c); }
   }
 
   for (var half = WG / 2u; half > 0u; half /= 2u) {
     if (lid >= half && lid < 2u * half) {
       let slot = lid - half;
-      merge_ml[slot] = vec2<f32>(m, l);
+      merge_ml[slot] = ml;
       for (var c = 0u; c < D4; c++) { merge_o[slot * D4 + c] = o[c]; }
     }
     workgroupBarrier();
     if (lid < half) {
-      let other = merge_ml[lid];
-      let m_new = max(m, other.x);
-      let a = exp(m - m_new);
-      let a_other = exp(other.x - m_new);
-      l = l * a + other.y * a_other;
-      for (var c = 0u; c < D4; c++) { o[c] = o[c] * a + merge_o[lid * D4 + c] * a_other; }
-      m = m_new;
+      let a_other = softmax_merge(&ml, &o, merge_ml[lid]);
+      for (var c = 0u; c < D4; c++) { o[c] += merge_o[lid * D4 + c] * a_other; }
     }
     workgroupBarrier();
   }
@@ -123,18 +103,12 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   if (lid == 0u) {
     let query_row = bh * p.seq + t;
     if (p.splits == 1u) {
-      let has_keys = l > 0.0;
-      let inv_l = select(0.0, 1.0 / l, has_keys);
-      for (var c = 0u; c < D4; c++) {
-        for (var e = 0u; e < 4u; e++) {
-          if (4u * c + e < p.head_dim) { out[q_base + 4u * c + e] = o[c][e] * inv_l; }
-        }
-      }
-      lse[query_row] = select(0.0, m + log(l), has_keys);
+      store_output(q_base, ml, &o);
+      lse[query_row] = softmax_lse(ml);
     } else {
       let slot = split * p.query_rows + query_row;
-      partial[p.stats_offset + 2u * slot] = m;
-      partial[p.stats_offset + 2u * slot + 1u] = l;
+      partial[p.stats_offset + 2u * slot] = ml.x;
+      partial[p.stats_offset + 2u * slot + 1u] = ml.y;
       for (var c = 0u; c < D4; c++) {
         for (var e = 0u; e < 4u; e++) {
           if (4u * c + e < p.head_dim) { partial[slot * p.head_dim + 4u * c + e] = o[c][e]; }

@@ -12,8 +12,10 @@
 // write zeros. The key loop starts at the sequence's first row, so its tiles and lanes see the same
 // keys as the sequence run alone.
 //
-// Prepended by src/engine/kernels/attention.ts:  const D4: u32 = ceil(D / 4). Per-thread head rows
-// are arrays of D4 vec4s indexed only in loops over that constant, which unroll, keeping them in registers.
+// Prepended by src/engine/kernels/attention.ts:  const D4: u32 = ceil(D / 4); lib/kv_order.wgsl; the
+// key and value reads for k and v's format (lib/kv_read_*.wgsl: KvElem, key4, value4);
+// lib/attention_online.wgsl. Per-thread head rows are arrays of D4 vec4s indexed only in loops over
+// that constant, which unroll, keeping them in registers.
 
 struct Params {
   seq: u32,          // T: queries per sequence
@@ -25,14 +27,15 @@ struct Params {
   use_lengths: u32,
   scale: f32,
   use_left_pad: u32,
+  key_pairs: u32,    // keys stored in rotary-pair order (an f16 cache, lib/kv_order.wgsl); 0: natural
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read_write> lse: array<f32>;
 @group(0) @binding(3) var<storage, read> q: array<f32>;
-@group(0) @binding(4) var<storage, read> k: array<f32>;
-@group(0) @binding(5) var<storage, read> v: array<f32>;
+@group(0) @binding(4) var<storage, read> k: array<KvElem>;
+@group(0) @binding(5) var<storage, read> v: array<KvElem>;
 @group(0) @binding(6) var<storage, read> valid_lengths: array<u32>;
 @group(0) @binding(7) var<storage, read> left_pad: array<u32>;
 
@@ -42,31 +45,9 @@ override BK: u32 = 32u;   // ROWS * LANES <= 4 * BK, so the lane merge fits in t
 
 // Odd vec4 stride between tile rows: lanes reading neighbouring keys hit different memory banks.
 const STRIDE: u32 = D4 | 1u;
-// A finite stand-in for -infinity (WGSL implementations may assume no infinities).
-const NEG_BIG: f32 = -1.0e30;
 
 var<workgroup> tile: array<vec4<f32>, 2u * BK * STRIDE>;     // BK key rows, then BK value rows
 var<workgroup> merge_ml: array<vec2<f32>, ROWS * LANES / 2u>; // (m, l) handed over in the lane merge
-
-const Q: u32 = 0u;
-const K: u32 = 1u;
-const V: u32 = 2u;
-
-// Elements 4c..4c+3 of the head row at `base` of q, k or v; zero past the head's end.
-fn load_head4(src: u32, base: u32, c: u32) -> vec4<f32> {
-  var r = vec4<f32>(0.0);
-  for (var e = 0u; e < 4u; e++) {
-    let d = 4u * c + e;
-    if (d < p.head_dim) {
-      switch src {
-        case Q: { r[e] = q[base + d]; }
-        case K: { r[e] = k[base + d]; }
-        default: { r[e] = v[base + d]; }
-      }
-    }
-  }
-  return r;
-}
 
 @compute @workgroup_size(ROWS * LANES)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -95,10 +76,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   var o: array<vec4<f32>, D4>;
   if (t < p.seq) {
     let base = (b * p.seq + t) * width + h * p.head_dim;
-    for (var c = 0u; c < D4; c++) { qr[c] = load_head4(Q, base, c) * p.scale; }
+    for (var c = 0u; c < D4; c++) { qr[c] = query4(base, c) * p.scale; }
   }
-  var m = NEG_BIG;
-  var l = 0.0;
+  var ml = vec2<f32>(NEG_BIG, 0.0);
 
   for (var k0 = key_first; k0 < key_end; k0 += BK) {
     for (var i = lid; i < BK * D4; i += threads) {
@@ -108,8 +88,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       var vx = vec4<f32>(0.0);
       if (k0 + j < key_end) {
         let base = (b * p.kv_rows + k0 + j) * width + h * p.head_dim;
-        kx = load_head4(K, base, c);
-        vx = load_head4(V, base, c);
+        kx = key4(base, c);
+        vx = value4(base, c);
       }
       tile[j * STRIDE + c] = kx;
       tile[(BK + j) * STRIDE + c] = vx;
@@ -119,14 +99,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       for (var j = lane; j < BK && k0 + j <= pos; j += LANES) {
         var s = 0.0;
         for (var c = 0u; c < D4; c++) { s += dot(qr[c], tile[j * STRIDE + c]); }
-        if (s > m) { // a new running max: rescale what was summed so far
-          let a = exp(m - s);
-          l *= a;
-          for (var c = 0u; c < D4; c++) { o[c] *= a; }
-          m = s;
-        }
-        let e = exp(s - m);
-        l += e;
+        let e = softmax_add(&ml, &o, s);
         for (var c = 0u; c < D4; c++) { o[c] += e * tile[(BK + j) * STRIDE + c]; }
       }
     }
@@ -137,32 +110,21 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   for (var half = LANES / 2u; half > 0u; half /= 2u) {
     if (lane >= half && lane < 2u * half) {
       let slot = row * half + lane - half;
-      merge_ml[slot] = vec2<f32>(m, l);
+      merge_ml[slot] = ml;
       for (var c = 0u; c < D4; c++) { tile[slot * D4 + c] = o[c]; }
     }
     workgroupBarrier();
     if (lane < half) {
       let slot = row * half + lane;
-      let other = merge_ml[slot];
-      let m_new = max(m, other.x);
-      let a = exp(m - m_new);
-      let a_other = exp(other.x - m_new);
-      l = l * a + other.y * a_other;
-      for (var c = 0u; c < D4; c++) { o[c] = o[c] * a + tile[slot * D4 + c] * a_other; }
-      m = m_new;
+      let a_other = softmax_merge(&ml, &o, merge_ml[slot]);
+      for (var c = 0u; c < D4; c++) { o[c] += tile[slot * D4 + c] * a_other; }
     }
     workgroupBarrier();
   }
 
   if (lane == 0u && t < p.seq) {
     let base = (b * p.seq + t) * width + h * p.head_dim;
-    let has_keys = l > 0.0; // false only for padded queries
-    let inv_l = select(0.0, 1.0 / l, has_keys);
-    for (var c = 0u; c < D4; c++) {
-      for (var e = 0u; e < 4u; e++) {
-        if (4u * c + e < p.head_dim) { out[base + 4u * c + e] = o[c][e] * inv_l; }
-      }
-    }
-    lse[wid.y * p.seq + t] = select(0.0, m + log(l), has_keys);
+    store_output(base, ml, &o);
+    lse[wid.y * p.seq + t] = softmax_lse(ml);
   }
 }

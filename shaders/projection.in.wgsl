@@ -14,6 +14,9 @@
 //
 // The four weights are rows of one buffer (the layer's in_proj), their scales and biases in one
 // vectors buffer, at the offsets the uniforms give; keys and values share the layer's cache buffer.
+// Prepended: const KV_F16: bool. An f32 cache takes each element as its 32 bits; an f16 cache takes a
+// pair as one word (pack2x16float), so its keys are stored in this kernel's slot order, rotary
+// partners side by side (lib/kv_order.wgsl, which attention reads them by); values keep theirs.
 
 struct Params {
   M: u32,
@@ -26,7 +29,7 @@ struct Params {
   seq: u32,        // T: row m is token m % T of sequence m / T
   past_len: u32,
   kv_rows: u32,    // positions per sequence in the cache
-  v_offset: u32,   // where values start in kv, in floats
+  v_offset: u32,   // where values start in kv, in elements
   use_left_pad: u32,
   gelu_offset: u32, // where gelu starts in out, in floats (q starts at 0)
   pad0: u32,
@@ -45,7 +48,7 @@ struct Params {
 // Bindings 1-3 (weights, h, and h again as the unused second segment) are declared by the body.
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>; // q, then gelu (one workspace buffer)
-@group(0) @binding(5) var<storage, read_write> kv: array<f32>;
+@group(0) @binding(5) var<storage, read_write> kv: array<u32>; // f32 bits, or f16 pairs (KV_F16)
 @group(0) @binding(6) var<storage, read> vectors: array<f32>;
 @group(0) @binding(7) var<storage, read> cos_sin: array<vec2<f32>>;
 @group(0) @binding(8) var<storage, read> left_pad: array<u32>; // [B]; a placeholder unless use_left_pad
@@ -112,8 +115,13 @@ fn store_pair(m: u32, slot: u32, s: u32, v: vec2<f32>) {
     out[p.gelu_offset + m * p.I + r0] = gelu_new(y.x);
     out[p.gelu_offset + m * p.I + r1] = gelu_new(y.y);
   } else {
+    // In elements of the cache (floats, or halves for KV_F16); v_offset is even for KV_F16.
     let row = (b * p.kv_rows + p.past_len + t) * p.C + select(0u, p.v_offset, part == V_PART);
-    kv[row + r0] = y.x;
-    kv[row + r1] = y.y;
+    if (KV_F16) {
+      kv[(row + local) / 2u] = pack2x16float(y);
+    } else {
+      kv[row + r0] = bitcast<u32>(y.x);
+      kv[row + r1] = bitcast<u32>(y.y);
+    }
   }
 }

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { decodeAdapter, ADAPTER_CONFIG, ADAPTER_WEIGHTS } from '../engine/adapters/files';
 import { Engine } from '../engine/engine';
 import type { GpuRuntime } from '../engine/gpu/runtime';
-import { KvCache, Phi2Model, Phi2Workspace } from '../engine/model/phi2/forward';
+import { KvCache, Phi2Model, Phi2Workspace, type KvCacheDType } from '../engine/model/phi2/forward';
 import { Generator } from '../engine/model/phi2/generate';
 import { loadPhi2FromSource } from '../engine/model/phi2/load';
 import { LoraState } from '../engine/model/phi2/lora-state';
@@ -17,16 +17,17 @@ import { directorySource } from './node-files';
 
 /** The model commands of the CLI: forward, generate, lora-grad (train is in train-command.ts). Each loads a Hub-style checkpoint directory. */
 
-export async function openModel(dir: string, weights: string | undefined, lmHead?: string, compute?: string): Promise<{ gpu: GpuRuntime; model: Phi2Model; scheme: QuantScheme }> {
+export async function openModel(dir: string, weights: string | undefined, lmHead?: string, compute?: string, kvCache?: string): Promise<{ gpu: GpuRuntime; model: Phi2Model; scheme: QuantScheme }> {
   const scheme = (weights ?? 'int8') as QuantScheme;
   if (scheme !== 'int8' && scheme !== 'f16') throw new CliUsageError(`--weights must be int8 or f16, got "${weights}"`);
   if (lmHead !== undefined && lmHead !== 'int8' && lmHead !== 'f16') throw new CliUsageError(`--lm-head must be f16 or int8, got "${lmHead}"`);
   if (compute !== undefined && compute !== 'int8' && compute !== 'f32') throw new CliUsageError(`--compute must be f32 or int8, got "${compute}"`);
+  if (kvCache !== undefined && kvCache !== 'f32' && kvCache !== 'f16') throw new CliUsageError(`--kv-cache must be f32 or f16, got "${kvCache}"`);
   if (compute === 'int8' && scheme !== 'int8') throw new CliUsageError('--compute int8 needs --weights int8 (the F16 mode is the exact one)');
   const engine = new Engine(await nodePlatform());
   const gpu = await engine.runtime();
   const { params } = await loadPhi2FromSource(gpu, await directorySource(dir), scheme);
-  return { gpu, model: new Phi2Model(gpu, params, { lmHead: lmHead as 'f16' | 'int8' | undefined, compute: compute as 'f32' | 'int8' | undefined }), scheme };
+  return { gpu, model: new Phi2Model(gpu, params, { lmHead: lmHead as 'f16' | 'int8' | undefined, compute: compute as 'f32' | 'int8' | undefined, kvCache: kvCache as KvCacheDType | undefined }), scheme };
 }
 
 export async function openTokenizer(dir: string) {
@@ -40,17 +41,17 @@ export async function openTokenizer(dir: string) {
   return loadTokenizer({ 'tokenizer.json': read('tokenizer.json'), 'tokenizer_config.json': read('tokenizer_config.json') });
 }
 
-export const FORWARD_USAGE = "usage: forward --model DIR --input-ids '[[1,2,3],[4,5,6]]' --out FILE.safetensors [--weights int8|f16] [--lm-head f16|int8] [--compute f32|int8]";
+export const FORWARD_USAGE = "usage: forward --model DIR --input-ids '[[1,2,3],[4,5,6]]' --out FILE.safetensors [--weights int8|f16] [--lm-head f16|int8] [--compute f32|int8] [--kv-cache f32|f16]";
 
 export async function forwardCommand(args: string[]): Promise<number> {
-  const f = parseFlags(args, ['model', 'input-ids', 'out', 'weights', 'lm-head', 'compute'], FORWARD_USAGE);
+  const f = parseFlags(args, ['model', 'input-ids', 'out', 'weights', 'lm-head', 'compute', 'kv-cache'], FORWARD_USAGE);
   const ids = idMatrix(required(f, 'input-ids', FORWARD_USAGE), 'input-ids');
   const out = required(f, 'out', FORWARD_USAGE);
-  const { gpu, model } = await openModel(required(f, 'model', FORWARD_USAGE), f.get('weights'), f.get('lm-head'), f.get('compute'));
+  const { gpu, model } = await openModel(required(f, 'model', FORWARD_USAGE), f.get('weights'), f.get('lm-head'), f.get('compute'), f.get('kv-cache'));
   const B = ids.length;
   const T = ids[0].length;
   const ws = new Phi2Workspace(gpu, model.dims, B * T);
-  const cache = new KvCache(gpu, model.dims, B, T);
+  const cache = new KvCache(gpu, model.dims, B, T, model.kvCache);
   const logits = model.forward(ws, cache, { ids: Uint32Array.from(ids.flat()), batch: B, seq: T, logits: 'all' })!;
   const data = await gpu.readF32(logits);
   writeFileSync(out, serializeSafetensors([{ name: 'logits', dtype: 'F32', shape: [B, T, model.dims.vocab], data }]));
@@ -59,14 +60,14 @@ export async function forwardCommand(args: string[]): Promise<number> {
 }
 
 export const GENERATE_USAGE =
-  'usage: generate --model DIR --prompt TEXT [--max-new-tokens N] [--weights int8|f16] [--lm-head f16|int8] [--compute f32|int8] [--temperature T --top-k K --top-p P --seed S] [--adapter DIR]';
+  'usage: generate --model DIR --prompt TEXT [--max-new-tokens N] [--weights int8|f16] [--lm-head f16|int8] [--compute f32|int8] [--kv-cache f32|f16] [--temperature T --top-k K --top-p P --seed S] [--adapter DIR]';
 
 export async function generateCommand(args: string[]): Promise<number> {
-  const f = parseFlags(args, ['model', 'prompt', 'max-new-tokens', 'weights', 'lm-head', 'compute', 'temperature', 'top-k', 'top-p', 'seed', 'adapter'], GENERATE_USAGE);
+  const f = parseFlags(args, ['model', 'prompt', 'max-new-tokens', 'weights', 'lm-head', 'compute', 'kv-cache', 'temperature', 'top-k', 'top-p', 'seed', 'adapter'], GENERATE_USAGE);
   const dir = required(f, 'model', GENERATE_USAGE);
   const prompt = required(f, 'prompt', GENERATE_USAGE);
   const tokenizer = await openTokenizer(dir);
-  const { model } = await openModel(dir, f.get('weights'), f.get('lm-head'), f.get('compute'));
+  const { model } = await openModel(dir, f.get('weights'), f.get('lm-head'), f.get('compute'), f.get('kv-cache'));
   const adapter = f.has('adapter') ? loadAdapterDir(model, f.get('adapter')!) : null;
   const ids = tokenizer.encode(prompt);
   const generator = new Generator(model, { decodableVocab: Math.min(tokenizer.vocabSize, model.dims.vocab), endOfText: tokenizer.eosTokenId });

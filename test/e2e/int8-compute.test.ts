@@ -47,7 +47,7 @@ describe('int8 settings', () => {
     await expect.poll(state('compute'), { timeout: 60_000 }).toBe('(on in the loaded model)');
     await head.check();
     await expect.poll(state('lmHead'), { timeout: 60_000 }).toBe('(on in the loaded model)');
-    expect((await workerSettings()).applied).toEqual({ compute: 'int8', lmHead: 'int8' });
+    expect((await workerSettings()).applied).toEqual({ compute: 'int8', lmHead: 'int8', kvCache: 'f32' });
 
     await show('#demo');
     await expect.poll(() => page.getByTestId('demo-prompt').inputValue(), { timeout: 60_000 }).toMatch(/^Question: /);
@@ -61,11 +61,11 @@ describe('int8 settings', () => {
 
     // Back to the exact model: the setting is the user's, kept across a reload, and off again on request.
     await page.reload();
-    await expect.poll(async () => (await workerSettings()).chosen, { timeout: 60_000 }).toEqual({ compute: 'int8', lmHead: 'int8' });
+    await expect.poll(async () => (await workerSettings()).chosen, { timeout: 60_000 }).toEqual({ compute: 'int8', lmHead: 'int8', kvCache: 'f32' });
     await show('#model');
     await page.getByTestId('inference-compute').uncheck();
     await page.getByTestId('inference-lmHead').uncheck();
-    await expect.poll(async () => (await workerSettings()).chosen, { timeout: 60_000 }).toEqual({ compute: 'f32', lmHead: 'f16' });
+    await expect.poll(async () => (await workerSettings()).chosen, { timeout: 60_000 }).toEqual({ compute: 'f32', lmHead: 'f16', kvCache: 'f32' });
   });
 
   it('int8 compute on the Train page reaches the run: its panel says int8', async () => {

@@ -69,9 +69,9 @@ export class CandidateScorer {
       this.ws?.destroy();
       this.ws = new Phi2Workspace(gpu, dims, Math.max(tokens, 64));
     }
-    if (!this.cache || this.cache.maxSeq < positions) {
+    if (!this.cache || this.cache.maxSeq < positions || this.cache.dtype !== this.model.kvCache) {
       this.cache?.destroy();
-      this.cache = new KvCache(gpu, dims, 1, Math.min(dims.maxPositions, Math.max(positions, 256)));
+      this.cache = new KvCache(gpu, dims, 1, Math.min(dims.maxPositions, Math.max(positions, 256)), this.model.kvCache);
     }
     return { ws: this.ws, cache: this.cache };
   }

@@ -113,7 +113,7 @@ export async function generateContrastive(model: Phi2Model, adapter: LoraState, 
   const stops = new Set(opts.stopTokens ?? (endOfText === null ? [] : [endOfText]));
 
   const ws = new Phi2Workspace(gpu, d, S * T);
-  const caches = { adapter: new KvCache(gpu, d, S, Math.max(positions, 1)), base: new KvCache(gpu, d, S, Math.max(positions, 1)) };
+  const caches = { adapter: new KvCache(gpu, d, S, Math.max(positions, 1), model.kvCache), base: new KvCache(gpu, d, S, Math.max(positions, 1), model.kvCache) };
   const logits = { adapter: gpu.tensor('contrast.adapter_logits', [S, d.vocab]), base: gpu.tensor('contrast.base_logits', [S, d.vocab]) };
   const seeds = gpu.upload('contrast.seeds', [S], Uint32Array.from({ length: S }, (_, s) => (opts.seed + s) >>> 0), 'u32');
   const out = gpu.tensor('contrast.choice', [S, CHOICE_WORDS], 'u32');

@@ -4,6 +4,12 @@ import dkvCode from '../../../shaders/attention.bwd_dkv.wgsl?raw';
 import dqCode from '../../../shaders/attention.bwd_dq.wgsl?raw';
 import statsCode from '../../../shaders/attention.bwd_stats.wgsl?raw';
 import fwdCode from '../../../shaders/attention.fwd.wgsl?raw';
+import onlineLib from '../../../shaders/lib/attention_online.wgsl?raw';
+import kvOrderLib from '../../../shaders/lib/kv_order.wgsl?raw';
+import kvReadF16 from '../../../shaders/lib/kv_read_f16.wgsl?raw';
+import kvReadF16Native from '../../../shaders/lib/kv_read_f16_native.wgsl?raw';
+import kvReadF32 from '../../../shaders/lib/kv_read_f32.wgsl?raw';
+import kvReadF32Vec4 from '../../../shaders/lib/kv_read_f32_vec4.wgsl?raw';
 import { packUniforms } from '../gpu/encoder';
 import type { ShaderSource } from '../gpu/pipelines';
 import { grid, type GpuRuntime } from '../gpu/runtime';
@@ -21,6 +27,9 @@ import { expectDType, expectShape } from './check';
  * Query t sits at position pastLen + t and attends keys 0..pastLen+t; scores are scaled by 1/sqrt(headDim).
  * Left padding (batched generation of prompts of different lengths) moves a sequence's start from
  * row 0 to row leftPad[b]: its keys before that are never read, its queries before it give zeros.
+ * The forward also reads an f16 KV cache (k and v of dtype f16, see KvCache): halves unpacked to f32
+ * as they are loaded, with shader-f16 where the device has it, else with unpack2x16float; its keys
+ * may be stored in rotary-pair order (options.keyPairs, shaders/lib/kv_order.wgsl).
  *
  * Kernels: prefill and training use a tiled kernel (queries in blocks, keys streamed through
  * workgroup memory, online softmax); decode (a few queries) uses one workgroup per query with the
@@ -63,6 +72,14 @@ export interface AttentionForwardOptions {
   path?: 'tiled' | 'decode';
   /** Key-range splits for the decode kernel; chosen from the shape when absent. */
   splits?: number;
+  /**
+   * Keys stored in rotary-pair order with this many pairs per head (an f16 KV cache written by the
+   * fused projection or by kvCacheAppend with the same keyPairs; shaders/lib/kv_order.wgsl). 0, the
+   * default: natural order.
+   */
+  keyPairs?: number;
+  /** Read an f16 cache with shader-f16 (the default where the device has it) or with unpack2x16float. */
+  nativeF16?: boolean;
 }
 
 export interface AttentionBackwardOptions {
@@ -128,34 +145,21 @@ function shader(name: string, code: string, d4: number): ShaderSource {
   return { name: `${name}[d4=${d4}]`, code: `const D4: u32 = ${d4}u;\n${code}` };
 }
 
-/** The decode kernel's k and v: vec4 arrays where a head row is whole vec4s, scalars otherwise. */
-const DECODE_KV = {
-  vec4: `
-@group(0) @binding(5) var<storage, read> k: array<vec4<f32>>;
-@group(0) @binding(6) var<storage, read> v: array<vec4<f32>>;
-fn key4(base: u32, c: u32) -> vec4<f32> { return k[base / 4u + c]; }
-fn value4(base: u32, c: u32) -> vec4<f32> { return v[base / 4u + c]; }
-`,
-  scalar: `
-@group(0) @binding(5) var<storage, read> k: array<f32>;
-@group(0) @binding(6) var<storage, read> v: array<f32>;
-fn key4(base: u32, c: u32) -> vec4<f32> {
-  var r = vec4<f32>(0.0);
-  for (var e = 0u; e < 4u; e++) { if (4u * c + e < p.head_dim) { r[e] = k[base + 4u * c + e]; } }
-  return r;
-}
-fn value4(base: u32, c: u32) -> vec4<f32> {
-  var r = vec4<f32>(0.0);
-  for (var e = 0u; e < 4u; e++) { if (4u * c + e < p.head_dim) { r[e] = v[base + 4u * c + e]; } }
-  return r;
-}
-`,
-};
+/** How a forward kernel reads k and v: f32 as vec4s where head rows are whole 16-byte vectors, else as scalars; f16 packed. */
+type KvReads = 'f32' | 'f32-vec4' | 'f16' | 'f16-native';
 
-function decodeShader(d4: number, headDim: number, k: GpuTensor, v: GpuTensor): ShaderSource {
-  const kind = headDim % 4 === 0 && k.byteOffset % 16 === 0 && v.byteOffset % 16 === 0 ? 'vec4' : 'scalar';
-  const s = shader('attention.decode', DECODE_KV[kind] + decodeCode, d4);
-  return { ...s, name: `${s.name}[${kind}]` };
+const KV_READS: Record<KvReads, string> = { f32: kvReadF32, 'f32-vec4': kvReadF32Vec4, f16: kvReadF16, 'f16-native': kvReadF16Native };
+
+function kvReads(k: GpuTensor, v: GpuTensor, headDim: number, nativeF16: boolean): KvReads {
+  if (k.dtype === 'f16') return nativeF16 ? 'f16-native' : 'f16';
+  return headDim % 4 === 0 && k.byteOffset % 16 === 0 && v.byteOffset % 16 === 0 ? 'f32-vec4' : 'f32';
+}
+
+/** A forward kernel (attention.fwd, attention.decode) with its KV reads and the shared online softmax before it. */
+function forwardShader(name: string, code: string, d4: number, reads: KvReads): ShaderSource {
+  const s = shader(name, kvOrderLib + KV_READS[reads] + onlineLib + code, d4);
+  // `enable` must open the module, before the head size.
+  return { name: `${s.name}[${reads}]`, code: (reads === 'f16-native' ? 'enable f16;\n' : '') + s.code };
 }
 
 const placeholders = new WeakMap<GpuRuntime, { lengths: GpuTensor; leftPad: GpuTensor; partial: GpuTensor }>();
@@ -258,7 +262,20 @@ export function attentionForward(
 ): void {
   const kernel = 'attentionForward';
   const d = checkDims(kernel, shape);
-  for (const t of [out, lse, q, k, v]) expectDType(kernel, t, 'f32');
+  for (const t of [out, lse, q]) expectDType(kernel, t, 'f32');
+  if (k.dtype !== 'f32' && k.dtype !== 'f16') throw new Error(`${kernel}: ${k.name} is ${k.dtype}, expected f32 or f16`);
+  expectDType(kernel, v, k.dtype);
+  const keyPairs = options.keyPairs ?? 0;
+  if (!Number.isInteger(keyPairs) || keyPairs < 0 || 2 * keyPairs > d.headDim) {
+    throw new Error(`${kernel}: keyPairs must be an integer from 0 to headDim / 2 (${d.headDim / 2}), got ${keyPairs}`);
+  }
+  if (k.dtype === 'f16') {
+    if (d.headDim % 2 !== 0) throw new Error(`${kernel}: an f16 KV cache needs an even headDim (two halves a word), got ${d.headDim}`);
+    if (k.byteOffset % 4 !== 0 || v.byteOffset % 4 !== 0) throw new Error(`${kernel}: f16 ${k.name} and ${v.name} must start on a 4-byte word`);
+  }
+  const nativeF16 = options.nativeF16 ?? gpu.ctx.hasF16;
+  if (nativeF16 && !gpu.ctx.hasF16) throw new Error(`${kernel}: nativeF16 needs the shader-f16 feature, which this device lacks`);
+  const reads = kvReads(k, v, d.headDim, nativeF16);
   expectShape(kernel, q, [d.batch * d.seq, d.width]);
   expectShape(kernel, out, [d.batch * d.seq, d.width]);
   expectShape(kernel, lse, [d.batch, d.heads, d.seq]);
@@ -276,7 +293,7 @@ export function attentionForward(
   if (path === 'tiled') {
     const c = fitTiles('fwd', d.d4, limit);
     gpu.encoder.dispatch(
-      gpu.pipelines.get(shader('attention.fwd', fwdCode, d.d4), { ROWS: c.rows, LANES: c.lanes, BK: c.tile }),
+      gpu.pipelines.get(forwardShader('attention.fwd', fwdCode, d.d4, reads), { ROWS: c.rows, LANES: c.lanes, BK: c.tile }),
       packUniforms([
         ['u32', d.seq],
         ['u32', d.heads],
@@ -287,6 +304,7 @@ export function attentionForward(
         ['u32', useLengths],
         ['f32', d.scale],
         ['u32', useLeftPad],
+        ['u32', keyPairs],
       ]),
       [out, lse, q, k, v, lengths, leftPad],
       [Math.ceil(d.seq / c.rows), d.batch * d.heads],
@@ -308,7 +326,7 @@ export function attentionForward(
   // The (m, l) pairs follow the outputs of the rows this call uses.
   const statsOffset = splits > 1 ? splits * queryRows * d.headDim : 0;
   gpu.encoder.dispatch(
-    gpu.pipelines.get(decodeShader(d.d4, d.headDim, k, v), { WG: wg }),
+    gpu.pipelines.get(forwardShader('attention.decode', decodeCode, d.d4, reads), { WG: wg }),
     packUniforms([
       ['u32', d.seq],
       ['u32', d.heads],
@@ -322,6 +340,7 @@ export function attentionForward(
       ['u32', queryRows],
       ['u32', statsOffset],
       ['u32', useLeftPad],
+      ['u32', keyPairs],
     ]),
     [out, lse, partial, q, k, v, lengths, leftPad],
     [splits, d.batch * d.heads, d.seq],

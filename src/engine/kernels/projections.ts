@@ -78,7 +78,8 @@ function noLeftPad(gpu: GpuRuntime): GpuTensor {
  * q [B*T, C] = rotary(h Wq^T + bq); kCache/vCache [B, maxSeq, C] rows pastLen.. = rotary(h Wk^T + bk),
  * h Wv^T + bv; gelu [B*T, I] = gelu_new(h Wfc1^T + bfc1). kCache and vCache must be views of one
  * buffer (a layer of KvCache), keys first, and so must q and gelu (Phi2Workspace), q first; the
- * weights packed as inProjectionPacking requires. One dispatch.
+ * weights packed as inProjectionPacking requires. The cache is f32, or f16 with its keys in
+ * rotary-pair order (keyPairs = rotaryDim / 2 for attentionForward; shaders/lib/kv_order.wgsl). One dispatch.
  */
 export function inProjectionForward(
   gpu: GpuRuntime,
@@ -111,7 +112,11 @@ export function inProjectionForward(
   }
   const packing = inProjectionPacking(w);
   if (!packing) throw new Error(`${k}: q, k, v and fc1 must share one weight buffer, and their scales and biases one other (weights/gpu-weights.ts packs them so)`);
-  for (const t of [q, gelu, h, kCache, vCache]) expectDType(k, t, 'f32');
+  for (const t of [q, gelu, h]) expectDType(k, t, 'f32');
+  // An f16 cache (KvCache) takes its keys in this kernel's slot order: rotary pairs side by side.
+  const kvF16 = kCache.dtype === 'f16';
+  if (!kvF16) expectDType(k, kCache, 'f32');
+  expectDType(k, vCache, kCache.dtype);
   expectShape(k, h, [M, C]);
   expectShape(k, q, [M, C]);
   expectShape(k, gelu, [M, I]);
@@ -141,10 +146,10 @@ export function inProjectionForward(
   const launch = linearLaunch(gpu, M, N, format, [wq, wk, wv, wf].map((word) => ({ K: C, word })), opts);
   const [bq, bk, bv, bf, sq = 0, sk = 0, sv = 0, sf = 0] = packing.vectors!.offsets;
   gpu.encoder.dispatch(
-    gpu.pipelines.get(linearShader('projection.in', geluLib + projectionIn, format, launch), launch.constants),
+    gpu.pipelines.get(linearShader(kvF16 ? 'projection.in.kv16' : 'projection.in', `const KV_F16 = ${kvF16};\n${geluLib}${projectionIn}`, format, launch), launch.constants),
     packUniforms([
       ['u32', M], ['u32', N], ['u32', C], ['u32', C], ['u32', I], ['u32', headDim], ['u32', rotary.rotaryDim / 2],
-      ['u32', T], ['u32', pastLen], ['u32', maxLen], ['u32', kv.offsets[1]], ['u32', leftPad ? 1 : 0],
+      ['u32', T], ['u32', pastLen], ['u32', maxLen], ['u32', kv.offsets[1] * (kvF16 ? 2 : 1)], ['u32', leftPad ? 1 : 0],
       // gelu's offset and three words of padding: the vec4 fields start at byte 64.
       ['u32', outs.offsets[1]], ['u32', 0], ['u32', 0], ['u32', 0],
       ['u32', wq], ['u32', wk], ['u32', wv], ['u32', wf],

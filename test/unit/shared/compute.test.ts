@@ -39,34 +39,37 @@ describe('precision settings: when each can run', () => {
       expect(s.on).not.toBe(DEFAULT_INFERENCE[s.key]);
       expect(s.trades.length).toBeGreaterThan(20);
     }
-    expect(DEFAULT_INFERENCE).toEqual({ compute: 'f32', lmHead: 'f16' });
+    expect(DEFAULT_INFERENCE).toEqual({ compute: 'f32', lmHead: 'f16', kvCache: 'f32' });
   });
 });
 
 describe('inference settings from outside', () => {
   it('takes known values only, the default for the rest', () => {
-    expect(parseInference({ compute: 'int8', lmHead: 'int8' })).toEqual({ compute: 'int8', lmHead: 'int8' });
+    expect(parseInference({ compute: 'int8', lmHead: 'int8', kvCache: 'f16' })).toEqual({ compute: 'int8', lmHead: 'int8', kvCache: 'f16' });
+    expect(parseInference({ kvCache: 'f8' })).toEqual(DEFAULT_INFERENCE);
     expect(parseInference({ compute: 'int4', lmHead: 8, extra: 1 })).toEqual(DEFAULT_INFERENCE);
     for (const junk of [null, undefined, 'int8', 3, [], { __proto__: { compute: 'int8' } }]) expect(parseInference(junk)).toEqual(DEFAULT_INFERENCE);
   });
 
   it('a model is made with the settings it can run; the others go back to their defaults, with the reasons', () => {
-    const both = { compute: 'int8', lmHead: 'int8' } as const;
+    const both = { compute: 'int8', lmHead: 'int8', kvCache: 'f16' } as const;
     expect(runnableInference(both, INT8)).toEqual(both);
     expect(inferenceProblems(both, INT8)).toEqual([]);
     const f16 = { ...INT8, weightMode: 'f16' } as const;
-    expect(runnableInference(both, f16)).toEqual({ compute: 'f32', lmHead: 'int8' });
+    expect(runnableInference(both, f16)).toEqual({ compute: 'f32', lmHead: 'int8', kvCache: 'f16' });
     expect(inferenceProblems(both, f16)).toEqual([expect.stringMatching(/int8 weights/)]);
+    // The f16 KV cache runs everywhere (shader-f16 or not).
     const old = { ...INT8, hasInt8Dot: false };
-    expect(runnableInference(both, old)).toEqual(DEFAULT_INFERENCE);
+    expect(runnableInference(both, old)).toEqual({ ...DEFAULT_INFERENCE, kvCache: 'f16' });
     expect(inferenceProblems(both, old)).toHaveLength(2);
-    expect(sameInference(runnableInference(both, old), DEFAULT_INFERENCE)).toBe(true);
+    expect(sameInference(runnableInference({ ...both, kvCache: 'f32' }, old), DEFAULT_INFERENCE)).toBe(true);
   });
 
   it('are said in words where they leave the exact model (the Demo shows it beside a generation)', () => {
     expect(describeInference(DEFAULT_INFERENCE)).toBeNull();
-    expect(describeInference({ compute: 'int8', lmHead: 'f16' })).toBe('int8 compute');
-    expect(describeInference({ compute: 'int8', lmHead: 'int8' })).toBe('int8 compute, int8 lm_head');
+    expect(describeInference({ compute: 'int8', lmHead: 'f16', kvCache: 'f32' })).toBe('int8 compute');
+    expect(describeInference({ compute: 'int8', lmHead: 'int8', kvCache: 'f32' })).toBe('int8 compute, int8 lm_head');
+    expect(describeInference({ compute: 'f32', lmHead: 'f16', kvCache: 'f16' })).toBe('f16 KV cache');
   });
 });
 

@@ -14,7 +14,7 @@ import { computePathProblem, type ComputePath } from '../../../shared/compute';
 import { FrozenLinears, type LinearInput } from './frozen-linear';
 import type { LoraState } from './lora-state';
 import { LINEAR_NAMES, type LinearName, type Phi2Params } from './params';
-import { KvCache, Phi2Workspace } from './workspace';
+import { KvCache, Phi2Workspace, type KvCacheDType } from './workspace';
 
 /**
  * Phi-2's forward pass on the GPU, exactly as transformers computes it:
@@ -81,6 +81,13 @@ export interface Phi2ModelOptions {
    * are not affected.
    */
   compute?: ComputePath;
+  /**
+   * What the KV caches made for this model hold (callers make them with `new KvCache(..., model.kvCache)`):
+   * 'f32' (the default) is exact; 'f16' halves the bytes each decode token reads from the cache
+   * (Phi-2 at 512 context: 168 MB less) and moves the logits by what the README states (measured
+   * against the goldens in test/gpu/engine/model/phi2/forward.test.ts). forward() takes a cache of either kind.
+   */
+  kvCache?: KvCacheDType;
 }
 
 /** A row chunk of the lm_head as the logits read it: the F16 table, or its int8 copy with row scales. */
@@ -96,7 +103,7 @@ export class Phi2Model {
   private head: HeadChunk[];
   /** The blocks' linear layers on the compute path of the options; int8 scratch sized for the largest workspace seen. */
   private base: FrozenLinears;
-  private current: Required<Phi2ModelOptions> = { lmHead: 'f16', compute: 'f32' };
+  private current: Required<Phi2ModelOptions> = { lmHead: 'f16', compute: 'f32', kvCache: 'f32' };
   private split: AttentionSplitWorkspace;
   private logitsBuffer: GpuTensor | null = null;
   private lastRows: GpuTensor | null = null;
@@ -127,6 +134,11 @@ export class Phi2Model {
     return this.params.dims;
   }
 
+  /** The element type of the KV caches this model's callers make (Phi2ModelOptions.kvCache). */
+  get kvCache(): KvCacheDType {
+    return this.current.kvCache;
+  }
+
   /** The options this model runs with now (every field filled in). */
   get options(): Readonly<Required<Phi2ModelOptions>> {
     return this.current;
@@ -139,7 +151,10 @@ export class Phi2Model {
    * is in use: the caller holds the model (session/session.ts withModel).
    */
   configure(options: Phi2ModelOptions): void {
-    const next: Required<Phi2ModelOptions> = { lmHead: options.lmHead ?? 'f16', compute: options.compute ?? 'f32' };
+    const next: Required<Phi2ModelOptions> = { lmHead: options.lmHead ?? 'f16', compute: options.compute ?? 'f32', kvCache: options.kvCache ?? 'f32' };
+    if (next.kvCache === 'f16' && this.params.dims.headDim % 2 !== 0) {
+      throw new Error(`Phi2Model: an f16 KV cache needs an even head size (two halves a word), this model's is ${this.params.dims.headDim}; use f32`);
+    }
     const problem = computePathProblem(next.compute, this.params.weightMode, this.gpu.ctx.hasInt8Dot);
     if (problem) throw new Error(`Phi2Model: ${problem}`);
     if (next.lmHead !== this.current.lmHead) {
@@ -202,6 +217,7 @@ export class Phi2Model {
     const leftPad = call.leftPad ? this.uploadLeftPad(call.leftPad, B, pastLen, T) : undefined;
 
     const shape = { batch: B, seq: T, heads: d.heads, headDim: d.headDim, pastLen };
+    const keyPairs = cache.keyPairs;
     const base = this.linears(ws.maxTokens);
     for (let l = 0; l < d.layers; l++) {
       const p = params.blocks[l];
@@ -210,7 +226,7 @@ export class Phi2Model {
       if (this.fused[l] && !adapted && base.path === 'f32') {
         // q, k, v (rotary, KV append) and gelu(fc1) in one pass; dense(attn) + fc2(gelu) in another.
         inProjectionForward(gpu, a.q, cache.keys[l], cache.values[l], a.gelu, a.normed, p, this.rotary, { ...shape, intermediate: d.intermediate }, { leftPad });
-        attentionForward(gpu, a.attn, a.lse, a.q, cache.keys[l], cache.values[l], shape, { validLengths, leftPad, splitWorkspace: this.split });
+        attentionForward(gpu, a.attn, a.lse, a.q, cache.keys[l], cache.values[l], shape, { validLengths, leftPad, splitWorkspace: this.split, keyPairs });
         matmulForwardSum(gpu, a.residual, { inp: a.attn, ...p.dense, K: C }, { inp: a.gelu, ...p.fc2, K: d.intermediate }, M, C, { accumulate: true });
       } else {
         const linear = (out: GpuTensor, input: LinearInput, name: LinearName, N: number, accumulate = false) => {
@@ -231,11 +247,12 @@ export class Phi2Model {
         geluForward(gpu, a.gelu, a.fc1, M * d.intermediate);
         rotaryForward(gpu, a.q, this.rotary, shape, { leftPad });
         rotaryForward(gpu, a.k, this.rotary, shape, { leftPad });
-        kvCacheAppend(gpu, cache.keys[l], cache.values[l], a.k, a.v, { ...shape, pastLen });
+        kvCacheAppend(gpu, cache.keys[l], cache.values[l], a.k, a.v, { ...shape, pastLen, keyPairs });
         attentionForward(gpu, a.attn, a.lse, a.q, cache.keys[l], cache.values[l], shape, {
           validLengths,
           leftPad,
           splitWorkspace: this.split,
+          keyPairs,
         });
         linear(a.residual, base.input(a.attn, M, C), 'dense', C, true);
         linear(a.residual, base.input(a.gelu, M, d.intermediate), 'fc2', C, true);
@@ -367,4 +384,4 @@ function quantizeHead(gpu: GpuRuntime, params: Phi2Params): HeadChunk[] {
   return chunks;
 }
 
-export { KvCache, Phi2Workspace };
+export { KvCache, Phi2Workspace, type KvCacheDType };

@@ -120,9 +120,10 @@ export class Generator {
       this.ws?.destroy();
       this.ws = new Phi2Workspace(this.gpu, d, Math.max(tokens, 64));
     }
-    if (!this.cache || this.cache.capacity < batch * positions) {
+    // A new cache also when the model's KV cache setting changed (Phi2Model.configure).
+    if (!this.cache || this.cache.capacity < batch * positions || this.cache.dtype !== this.model.kvCache) {
       this.cache?.destroy();
-      this.cache = new KvCache(this.gpu, d, 1, Math.max(batch * positions, 256));
+      this.cache = new KvCache(this.gpu, d, 1, Math.max(batch * positions, 256), this.model.kvCache);
     }
     if (this.next.shape[0] < batch) {
       this.next.buffer.destroy();
@@ -282,7 +283,7 @@ export class Generator {
       ids.set(c, b * T + prompt.length);
     });
     const ws = new Phi2Workspace(this.gpu, d, B * T);
-    const cache = new KvCache(this.gpu, d, B, T);
+    const cache = new KvCache(this.gpu, d, B, T, this.model.kvCache);
     try {
       const logits = this.model.forward(ws, cache, { ids, batch: B, seq: T, lengths, logits: 'all', adapter })!;
       // Row (b, t) predicts token t+1: gather the log-probability of each candidate token.

@@ -1,5 +1,6 @@
 import type { GpuRuntime } from '../../gpu/runtime';
-import { viewTensor, type GpuTensor } from '../../gpu/tensor';
+import { DTYPE_BYTES, viewTensor, type GpuTensor } from '../../gpu/tensor';
+import type { KvCachePrecision } from '../../../shared/compute';
 import type { ModelDims } from '../../weights/config';
 
 /**
@@ -81,18 +82,25 @@ export class Phi2Workspace {
   }
 }
 
+/** What a KV cache holds a key or value element as: f32 (exact), or f16 (half the bytes, rounded). */
+export type KvCacheDType = KvCachePrecision;
+
 /**
  * Keys and values of every layer for `batch` sequences of up to `maxSeq` positions, on the GPU. Each
- * layer's keys and values share one buffer (keys first, values from `valueOffset` floats on), so the
+ * layer's keys and values share one buffer (keys first, values from `valueOffset` elements on), so the
  * fused projection kernel that appends to both binds one buffer; every other kernel sees two tensors.
+ * An f16 cache holds two elements a word and its keys in rotary-pair order (`keyPairs` pairs a head,
+ * shaders/lib/kv_order.wgsl): the order the fused projection finishes them in.
  */
 export class KvCache {
   readonly keys: GpuTensor[];
   readonly values: GpuTensor[];
-  /** Each layer's whole buffer (f32): keys at 0, values at `valueOffset`. */
+  /** Each layer's whole buffer: keys at 0, values at `valueOffset`. */
   readonly layers: GpuTensor[];
-  /** Where the values start in each layer's buffer, in floats (a multiple of the binding alignment). */
+  /** Where the values start in each layer's buffer, in elements (a multiple of the binding alignment). */
   readonly valueOffset: number;
+  /** Keys stored in rotary-pair order with this many pairs a head (f16), or 0 (natural order, f32). */
+  readonly keyPairs: number;
   /** Positions filled so far (the same for every sequence of the batch). */
   length = 0;
 
@@ -102,24 +110,32 @@ export class KvCache {
     readonly dims: ModelDims,
     readonly batch: number,
     readonly maxSeq: number,
+    readonly dtype: KvCacheDType = 'f32',
     of?: KvCache,
   ) {
+    if (dtype === 'f16' && dims.headDim % 2 !== 0) throw new Error(`KV cache: an f16 cache needs an even head size (two halves a word), this model's is ${dims.headDim}; use f32`);
     const shape = [batch, maxSeq, dims.hidden];
+    this.keyPairs = dtype === 'f16' ? dims.rotaryDim / 2 : 0;
     if (of) {
       this.layers = of.layers;
       this.valueOffset = of.valueOffset;
     } else {
-      const align = gpu.device.limits.minStorageBufferOffsetAlignment / 4;
+      const align = gpu.device.limits.minStorageBufferOffsetAlignment / DTYPE_BYTES[dtype];
       this.valueOffset = Math.ceil((batch * maxSeq * dims.hidden) / align) * align;
-      this.layers = Array.from({ length: dims.layers }, (_, l) => this.gpu.tensor(`kv_cache.${l}`, [this.valueOffset + batch * maxSeq * dims.hidden]));
+      this.layers = Array.from({ length: dims.layers }, (_, l) => this.gpu.tensor(`kv_cache.${l}`, [this.valueOffset + batch * maxSeq * dims.hidden], dtype));
     }
     this.keys = this.layers.map((t, l) => viewTensor(t, shape, `k_cache.${l}`));
-    this.values = this.layers.map((t, l) => viewTensor(t, shape, `v_cache.${l}`, this.valueOffset * 4));
+    this.values = this.layers.map((t, l) => viewTensor(t, shape, `v_cache.${l}`, this.valueOffset * DTYPE_BYTES[dtype]));
   }
 
   /** Positions it holds in all: batch x maxSeq. */
   get capacity(): number {
     return this.batch * this.maxSeq;
+  }
+
+  /** Bytes of keys and values one position of one sequence takes over all layers. */
+  get bytesPerPosition(): number {
+    return 2 * this.dims.layers * this.dims.hidden * DTYPE_BYTES[this.dtype];
   }
 
   /**
@@ -128,7 +144,7 @@ export class KvCache {
    */
   view(batch: number, maxSeq: number): KvCache {
     if (batch * maxSeq > this.capacity) throw new Error(`KV cache: ${batch} x ${maxSeq} positions exceed its ${this.capacity}`);
-    return new KvCache(this.gpu, this.dims, batch, maxSeq, this);
+    return new KvCache(this.gpu, this.dims, batch, maxSeq, this.dtype, this);
   }
 
   reset(): void {

@@ -7,6 +7,7 @@ import { createRotaryTable } from '../../../../src/engine/kernels/rotary';
 import { numberToF16Bits, packF16, packInt8Rows } from '../../../../src/engine/kernels/weight-formats';
 import { dequantF16Ref, dequantInt8Ref, matmulForwardRef } from '../../../reference/matmul';
 import { inProjectionRef, type DenseLinear, type InProjectionRefShape } from '../../../reference/projections';
+import { halfBitsToNumber, halfUlp } from '../../../reference/half';
 import { compareTensors, randomArray, rng } from '../../../support/compare';
 import { testGpu } from '../../../support/gpu';
 import { packedTensors, type PackedPart } from '../../../support/packed';
@@ -42,6 +43,8 @@ interface Case extends InProjectionRefShape {
   path?: 'gemm' | 'gemv';
   gemvBody?: 'vec4' | 'words';
   subgroups?: boolean;
+  /** An f16 KV cache: keys land in rotary-pair order, each value rounded to a half. */
+  kvCache?: 'f16';
 }
 
 async function checkInProjection(c: Case): Promise<void> {
@@ -61,9 +64,13 @@ async function checkInProjection(c: Case): Promise<void> {
   const h = randomArray(M * C, random);
   const kPrior = randomArray(B * maxLen * C, random);
   const vPrior = randomArray(B * maxLen * C, random);
+  const half = c.kvCache === 'f16';
+  // An f16 cache's key head rows hold dims in rotary-pair order (shaders/lib/kv_order.wgsl): the prior keys too.
+  const keyDim = (s: number, pairs: number) => (s < 2 * pairs ? (s % 2 === 0 ? s / 2 : (s - 1) / 2 + pairs) : s);
+  const pairOrder = (x: Float32Array) => x.map((_, i) => x[i - (i % headDim) + keyDim(i % headDim, c.rotaryDim / 2)]);
   const [kCache, vCache] = packedTensors(gpu, 'kv', [
-    { name: 'k_cache', shape: [B, maxLen, C], dtype: 'f32', data: kPrior },
-    { name: 'v_cache', shape: [B, maxLen, C], dtype: 'f32', data: vPrior },
+    { name: 'k_cache', shape: [B, maxLen, C], dtype: half ? 'f16' : 'f32', data: half ? Uint16Array.from(pairOrder(kPrior), numberToF16Bits) : kPrior },
+    { name: 'v_cache', shape: [B, maxLen, C], dtype: half ? 'f16' : 'f32', data: half ? Uint16Array.from(vPrior, numberToF16Bits) : vPrior },
   ]);
   const [q, gelu] = packedTensors(gpu, 'outputs', [
     { name: 'q', shape: [M, C], dtype: 'f32', data: new Float32Array(M * C) },
@@ -75,10 +82,26 @@ async function checkInProjection(c: Case): Promise<void> {
   const [dq, dk, dv, df] = layers.dense;
   const ref = inProjectionRef(h, { q: dq, k: dk, v: dv, fc1: df }, c, kPrior, vPrior);
   const body = c.gemvBody ? ` ${c.gemvBody}${c.subgroups === undefined ? '' : c.subgroups ? '+subgroups' : ' shared-memory'}` : '';
-  const tag = `${c.format} B${B} T${T} H${heads}x${headDim} R${c.rotaryDim} I${I} past${pastLen}${c.leftPad ? ` pad[${Array.from(c.leftPad)}]` : ''} ${c.path ?? 'auto'}${body}`;
+  const tag = `${c.format} B${B} T${T} H${heads}x${headDim} R${c.rotaryDim} I${I} past${pastLen}${c.leftPad ? ` pad[${Array.from(c.leftPad)}]` : ''} ${c.path ?? 'auto'}${body}${half ? ' f16 cache' : ''}`;
   expect(compareTensors(`in_proj q ${tag}`, await gpu.readF32(q), ref.q).relError).toBeLessThan(1e-5);
-  expect(compareTensors(`in_proj k cache ${tag}`, await gpu.readF32(kCache), ref.kCache).relError).toBeLessThan(1e-5);
-  expect(compareTensors(`in_proj v cache ${tag}`, await gpu.readF32(vCache), ref.vCache).relError).toBeLessThan(1e-5);
+  if (half) {
+    // Halves, keys in rotary-pair order: within one half's step of the float64 values (WGSL lets
+    // pack2x16float round either way), plus 2e-6 for the f32 sums' own error, which near zero (where
+    // the halves' steps are tiny) is the larger.
+    for (const [name, t, want, pairs] of [['k', kCache, ref.kCache, c.rotaryDim / 2], ['v', vCache, ref.vCache, 0]] as const) {
+      const bits = new Uint16Array(await gpu.read(t));
+      let worst = 0;
+      bits.forEach((b, i) => {
+        const x = want[i - (i % headDim) + keyDim(i % headDim, pairs)];
+        worst = Math.max(worst, Math.max(0, Math.abs(halfBitsToNumber(b) - x) - 2e-6) / halfUlp(x));
+      });
+      console.log(`in_proj ${name} cache ${tag}: largest miss ${worst.toFixed(3)} half steps`);
+      expect(worst).toBeLessThanOrEqual(1);
+    }
+  } else {
+    expect(compareTensors(`in_proj k cache ${tag}`, await gpu.readF32(kCache), ref.kCache).relError).toBeLessThan(1e-5);
+    expect(compareTensors(`in_proj v cache ${tag}`, await gpu.readF32(vCache), ref.vCache).relError).toBeLessThan(1e-5);
+  }
   expect(compareTensors(`in_proj gelu ${tag}`, await gpu.readF32(gelu), ref.gelu).relError).toBeLessThan(1e-5);
 }
 
@@ -95,6 +118,13 @@ describe('fused input projections (q, k, v with rotary and the KV append, gelu(f
   for (const c of cases) {
     it(`${c.format} B${c.batch} T${c.seq} heads ${c.heads}x${c.headDim} rotary ${c.rotaryDim} I ${c.intermediate} past ${c.pastLen}${c.leftPad ? ' left-padded' : ''} matches float64`, () => checkInProjection(c));
   }
+
+  it('writes an f16 KV cache (keys in rotary-pair order) on both bodies', async () => {
+    for (const path of ['gemv', 'gemm'] as const) {
+      await checkInProjection({ format: 'int8', batch: 2, seq: path === 'gemv' ? 1 : 19, heads: 2, headDim: 80, rotaryDim: 32, theta: 10000, intermediate: 18, pastLen: 5, maxLen: 25, leftPad: [3, 0], path, kvCache: 'f16' });
+      await checkInProjection({ format: 'f16', batch: 1, seq: 3, heads: 3, headDim: 6, rotaryDim: 4, theta: 500, intermediate: 10, pastLen: 2, maxLen: 6, path, kvCache: 'f16' });
+    }
+  });
 
   it('takes either body on the same shape', async () => {
     for (const path of ['gemv', 'gemm'] as const) {

@@ -46,10 +46,10 @@ describe('inference settings of the session', () => {
     expect(gpu.ctx.hasInt8Dot).toBe(true); // Dawn's Tint has the packed int8 dot product here
 
     const before = await settings.set({ compute: 'int8', lmHead: 'f16' });
-    expect(before).toMatchObject({ status: 'applied', state: { chosen: { compute: 'int8', lmHead: 'f16' }, applied: null } });
+    expect(before).toMatchObject({ status: 'applied', state: { chosen: { compute: 'int8', lmHead: 'f16', kvCache: 'f32' }, applied: null } });
 
     const loaded = await s.load(ids.int8);
-    expect(loaded.model.options).toEqual({ compute: 'int8', lmHead: 'f16' });
+    expect(loaded.model.options).toEqual({ compute: 'int8', lmHead: 'f16', kvCache: 'f32' });
     const prompt = [1, 2, 3, 4, 5];
     const int8Tokens = (await loaded.generator.generate(prompt, { maxNewTokens: 2, stopTokens: [] })).tokens;
     expect(int8Tokens).toHaveLength(2);
@@ -57,7 +57,7 @@ describe('inference settings of the session', () => {
     // The same generator and model objects, switched in place: nothing else holds a stale model.
     const both = await settings.set({ compute: 'int8', lmHead: 'int8' });
     expect(both.status).toBe('applied');
-    expect(both.state.applied).toEqual({ compute: 'int8', lmHead: 'int8' });
+    expect(both.state.applied).toEqual({ compute: 'int8', lmHead: 'int8', kvCache: 'f32' });
     expect(s.loaded!.model).toBe(loaded.model);
     expect(s.loaded!.generator).toBe(loaded.generator);
     expect((await loaded.generator.generate(prompt, { maxNewTokens: 2, stopTokens: [] })).tokens).toHaveLength(2);
@@ -68,22 +68,23 @@ describe('inference settings of the session', () => {
     const refused = await settings.set({ compute: 'f32', lmHead: 'f16' });
     expect(refused.status).toBe('refused');
     expect(refused.status === 'refused' && refused.message).toMatch(/busy with a long evaluation.*stay as they were/);
-    expect(refused.state.chosen).toEqual({ compute: 'int8', lmHead: 'int8' });
-    expect(loaded.model.options).toEqual({ compute: 'int8', lmHead: 'int8' });
+    expect(refused.state.chosen).toEqual({ compute: 'int8', lmHead: 'int8', kvCache: 'f32' });
+    expect(loaded.model.options).toEqual({ compute: 'int8', lmHead: 'int8', kvCache: 'f32' });
     release();
     await held;
 
     // Back to exact: the f32 path's greedy tokens (see test/gpu/engine/model/phi2/forward.test.ts).
-    expect((await settings.set({})).state.applied).toEqual({ compute: 'f32', lmHead: 'f16' });
+    expect((await settings.set({})).state.applied).toEqual({ compute: 'f32', lmHead: 'f16', kvCache: 'f32' });
     const exactTokens = (await loaded.generator.generate(prompt, { maxNewTokens: 2, stopTokens: [] })).tokens;
     console.log(`tiny-phi greedy tokens: int8 compute ${int8Tokens.join(' ')}, f32 ${exactTokens.join(' ')}`);
 
     // F16 weights cannot run int8 compute: the load makes the model with what it can run, and says why.
-    await settings.set({ compute: 'int8', lmHead: 'int8' });
+    // The f16 KV cache runs with either weights (its generation: test/gpu/engine/model/phi2/forward.test.ts).
+    await settings.set({ compute: 'int8', lmHead: 'int8', kvCache: 'f16' });
     const f16 = await s.load(ids.f16);
-    expect(f16.model.options).toEqual({ compute: 'f32', lmHead: 'int8' });
+    expect(f16.model.options).toEqual({ compute: 'f32', lmHead: 'int8', kvCache: 'f16' });
     const state = await settings.state();
-    expect(state.chosen).toEqual({ compute: 'int8', lmHead: 'int8' });
+    expect(state.chosen).toEqual({ compute: 'int8', lmHead: 'int8', kvCache: 'f16' });
     expect(state.unavailable.compute).toMatch(/int8 weights/);
     expect(state.unavailable.lmHead).toBeUndefined();
     s.unload();
