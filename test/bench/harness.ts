@@ -66,7 +66,7 @@ export interface BenchRow {
   mbps?: number;
   /** The most bytes of GPU buffers alive at once during the measurement, weights included. */
   peakBytes?: number;
-  /** What src/engine/train/memory.ts predicts for the same configuration, beside the measured peak. */
+  /** What src/shared/train-memory.ts predicts for the same configuration, beside the measured peak. */
   estimateBytes?: number;
   /** Dispatches and command-buffer submits of one pass (model.dispatches). */
   dispatches?: number;
@@ -218,11 +218,16 @@ class AllocationOnlyEncoder extends KernelEncoder {
     if (this.pendingWork) this.submits++;
     this.pendingWork = false;
     this.dispatches = 0;
+    this.replayed.clear();
   }
+
+  private readonly replayed = new Set<RecordedPass>();
 
   override replay(pass: RecordedPass): void {
     if (this.isCapturing) throw new Error('replay: not inside a capture');
-    this.submit();
+    // As KernelEncoder.replay: a pass already waiting in this submit submits first.
+    if (this.replayed.has(pass)) this.submit();
+    this.replayed.add(pass);
     this.recorded += pass.dispatches;
     this.pendingWork = true;
   }

@@ -13,6 +13,11 @@ import { BufferUsage } from './usage';
  * recorded, with its own uniform buffer and bind groups made once, and replay() only patches the
  * uniform words that hold the position, uploads them and encodes the dispatches. No kernel's
  * JavaScript (argument checks, uniform packing, cache keys) runs again.
+ *
+ * A pass whose scalars change from one run to the next (a training step: its dropout seed, its label
+ * count, the optimizer's learning rate and step) is captured the same way: a kernel marks each such
+ * uniform word with the replay value it is computed from (packUniforms' third field), and each replay
+ * computes the word afresh from the values it is given, as packUniforms would have packed it.
  */
 
 const UNIFORM_SLOT = 256; // minUniformBufferOffsetAlignment's largest allowed value
@@ -43,9 +48,30 @@ interface ReadyDispatch {
 
 type ReadyItem = ReadyDispatch | { copy: RecordedCopy };
 
-/** A captured pass (KernelEncoder.capture): replayed with its position words shifted. */
+export type UniformType = 'u32' | 'i32' | 'f32';
+
+/**
+ * How a uniform word of a captured pass is computed from a replay's named values (`value(name)` throws
+ * when the replay does not give `name`). Outside a capture it is never called.
+ */
+export type ReplayWord = (value: (name: string) => number) => number;
+
+/** One field of a uniform block: its type, its value now, and how a replay recomputes it (if it does). */
+export type UniformField = readonly [UniformType, number] | readonly [UniformType, number, ReplayWord];
+
+/** The replay words of the uniform blocks packUniforms made, by block. */
+const replayWords = new WeakMap<ArrayBuffer, ReadonlyArray<{ word: number; type: UniformType; compute: ReplayWord }>>();
+
+interface LiveWord {
+  offset: number;
+  type: UniformType;
+  compute: ReplayWord;
+}
+
+/** A captured pass (KernelEncoder.capture): replayed with its position words shifted and its replay words recomputed. */
 export class RecordedPass {
   private readonly words: Uint32Array;
+  private readonly view: DataView;
 
   constructor(
     readonly items: readonly ReadyItem[],
@@ -56,13 +82,26 @@ export class RecordedPass {
     private readonly positions: ReadonlyArray<{ offset: number; value: number }>,
     /** Dispatches it runs. */
     readonly dispatches: number,
+    /** The words a replay recomputes from its values. */
+    private readonly live: readonly LiveWord[] = [],
   ) {
     this.words = new Uint32Array(uniforms);
+    this.view = new DataView(uniforms);
   }
 
   /** Sets every position word to its captured value plus `shift`. */
   shiftPositions(shift: number): void {
     for (const { offset, value } of this.positions) this.words[offset >> 2] = value + shift;
+  }
+
+  /** Recomputes every replay word from `values`. */
+  setValues(values: Readonly<Record<string, number>>): void {
+    const value = (name: string): number => {
+      const v = values[name];
+      if (typeof v !== 'number') throw new Error(`replay: the pass reads the value '${name}', which this replay does not give (it gives ${Object.keys(values).join(', ') || 'none'})`);
+      return v;
+    };
+    for (const { offset, type, compute } of this.live) writeWord(this.view, offset, type, compute(value));
   }
 
   destroy(): void {
@@ -115,6 +154,8 @@ export class KernelEncoder {
     if (this.capturing) {
       const view = new DataView(this.staging);
       for (const w of positionWords) this.positions.push({ offset: uniformOffset + 4 * w, value: view.getUint32(uniformOffset + 4 * w, true) });
+      const live = uniforms instanceof ArrayBuffer ? replayWords.get(uniforms) : undefined;
+      for (const { word, type, compute } of live ?? []) this.live.push({ offset: uniformOffset + 4 * word, type, compute });
     }
     this.pending.push({ pipeline, uniformOffset, tensors, workgroups: [x, y, z], label });
     this.dispatches++;
@@ -137,6 +178,7 @@ export class KernelEncoder {
     const recordedBefore = this.recorded;
     this.capturing = true;
     this.positions = [];
+    this.live = [];
     let items: PendingItem[];
     try {
       record();
@@ -160,20 +202,22 @@ export class KernelEncoder {
       if ('copy' in item) ready.push(item);
       else ready.push({ pipeline: item.pipeline, bindGroup: this.bindGroups.get(item.pipeline, arena!, item.uniformOffset, UNIFORM_SLOT, item.tensors, item.label), workgroups: item.workgroups });
     }
-    return new RecordedPass(ready, arena, uniforms, this.positions, dispatches);
+    return new RecordedPass(ready, arena, uniforms, this.positions, dispatches, this.live);
   }
 
   /**
-   * Runs a captured pass once more, with its position words at their captured values plus `shift`:
-   * its uniforms are uploaded now and its dispatches go into the next submit, with whatever is
-   * recorded after it (a readback's copy). Work recorded before it is submitted first, and so is
-   * one replay before the next (each upload of the pass's uniforms must meet its own dispatches).
+   * Runs a captured pass once more, with its position words at their captured values plus `shift`
+   * and its replay words computed from `values`: its uniforms are uploaded now and its dispatches go
+   * into the next submit, in order with whatever is recorded before and after it (a readback's
+   * copy). A replay of a pass that is already waiting in this submit submits first (each upload of
+   * the pass's uniforms must meet its own dispatches); different passes share one submit.
    */
-  replay(pass: RecordedPass, shift: number): void {
+  replay(pass: RecordedPass, shift: number, values: Readonly<Record<string, number>> = {}): void {
     if (this.capturing) throw new Error('replay: not inside a capture');
-    this.submit();
+    if (this.pending.some((item) => 'replay' in item && item.replay === pass)) this.submit();
     if (pass.arena) {
       pass.shiftPositions(shift);
+      pass.setValues(values);
       this.device.queue.writeBuffer(pass.arena, 0, pass.uniforms);
     }
     this.pending.push({ replay: pass });
@@ -261,6 +305,7 @@ export class KernelEncoder {
   private pending: PendingItem[] = [];
   private capturing = false;
   private positions: Array<{ offset: number; value: number }> = [];
+  private live: LiveWord[] = [];
 
   private bindGroup(item: PendingDispatch): GPUBindGroup {
     return this.bindGroups.get(item.pipeline, this.arena!, item.uniformOffset, UNIFORM_SLOT, item.tensors, item.label);
@@ -297,19 +342,29 @@ export class KernelEncoder {
   }
 }
 
-/** Packs a kernel's uniform block: u32 and f32 fields in declaration order, 4 bytes each. */
-export function packUniforms(fields: ReadonlyArray<readonly ['u32' | 'i32' | 'f32', number]>): ArrayBuffer {
+/**
+ * Packs a kernel's uniform block: u32, i32 and f32 fields in declaration order, 4 bytes each. A field's
+ * third element, when given, says how a replay of a captured pass recomputes it (ReplayWord).
+ */
+export function packUniforms(fields: ReadonlyArray<UniformField>): ArrayBuffer {
   const buf = new ArrayBuffer(Math.max(16, Math.ceil((fields.length * 4) / 16) * 16));
   const view = new DataView(buf);
-  fields.forEach(([type, value], i) => {
-    if (type === 'f32') view.setFloat32(i * 4, value, true);
-    else if (type === 'i32') view.setInt32(i * 4, value, true);
-    else {
-      if (!Number.isInteger(value) || value < 0 || value > 0xffffffff) throw new Error(`u32 uniform out of range: ${value}`);
-      view.setUint32(i * 4, value, true);
-    }
+  let live: Array<{ word: number; type: UniformType; compute: ReplayWord }> | null = null;
+  fields.forEach((field, i) => {
+    writeWord(view, i * 4, field[0], field[1]);
+    if (field.length === 3) (live ??= []).push({ word: i, type: field[0], compute: field[2] });
   });
+  if (live) replayWords.set(buf, live);
   return buf;
+}
+
+function writeWord(view: DataView, offset: number, type: UniformType, value: number): void {
+  if (type === 'f32') view.setFloat32(offset, value, true);
+  else if (type === 'i32') view.setInt32(offset, value, true);
+  else {
+    if (!Number.isInteger(value) || value < 0 || value > 0xffffffff) throw new Error(`u32 uniform out of range: ${value}`);
+    view.setUint32(offset, value, true);
+  }
 }
 
 /** A recorded copy, between the compute passes around it. */

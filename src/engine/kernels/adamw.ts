@@ -1,5 +1,5 @@
 import adamwCode from '../../../shaders/adamw.wgsl?raw';
-import { packUniforms } from '../gpu/encoder';
+import { packUniforms, type ReplayWord } from '../gpu/encoder';
 import type { GpuRuntime } from '../gpu/runtime';
 import type { GpuTensor } from '../gpu/tensor';
 import { expectDType, expectElements, expectShape } from './check';
@@ -17,6 +17,21 @@ export interface AdamWHyper {
   weightDecay: number;
   step: number;
 }
+
+/**
+ * The learning rate and step number in a captured pass: the replay's `lr` and `step` (checked there as
+ * here: a finite lr >= 0, an integer step >= 1).
+ */
+export const REPLAY_LR: ReplayWord = (value) => {
+  const lr = value('lr');
+  expectFinite('adamw replay', 'lr', lr, 0);
+  return lr;
+};
+export const REPLAY_STEP: ReplayWord = (value) => {
+  const step = value('step');
+  expectCount('adamw replay', 'step', step, 1);
+  return step;
+};
 
 export const ADAMW_DEFAULTS = { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 } as const;
 
@@ -73,9 +88,11 @@ export function adamwStep(
   expectDisjoint(k, grad, [stats]);
   const { lr, beta1, beta2, eps, weightDecay, step } = hyper;
   const gradScale = checkAdamWSettings(k, hyper, options);
-  // As torch computes them: Python floats (float64), rounded to f32 where they meet the tensors.
-  const bc1 = 1 - beta1 ** step;
-  const bc2 = 1 - beta2 ** step;
+  // As torch computes them: Python floats (float64), rounded to f32 where they meet the tensors. In a
+  // captured pass (an optimizer step recorded once) the replay's `lr` and `step` give them afresh.
+  const decay = (lr: number) => 1 - lr * weightDecay;
+  const stepSize = (lr: number, step: number) => lr / (1 - beta1 ** step);
+  const sqrtBc2 = (step: number) => Math.sqrt(1 - beta2 ** step);
   const [gx, gy] = flatGrid(n);
   gpu.encoder.dispatch(
     gpu.pipelines.get(ADAMW, { WG: FLAT_WG }),
@@ -86,9 +103,9 @@ export function adamwStep(
       ['f32', 1 - beta1],
       ['f32', 1 - beta2],
       ['f32', eps],
-      ['f32', 1 - lr * weightDecay],
-      ['f32', lr / bc1],
-      ['f32', Math.sqrt(bc2)],
+      ['f32', decay(lr), (value) => decay(REPLAY_LR(value))],
+      ['f32', stepSize(lr, step), (value) => stepSize(REPLAY_LR(value), REPLAY_STEP(value))],
+      ['f32', sqrtBc2(step), (value) => sqrtBc2(REPLAY_STEP(value))],
       ['f32', gradScale],
       ['u32', options.skipNonFinite === false ? 0 : 1],
       ['u32', options.zeroGrad ? 1 : 0],

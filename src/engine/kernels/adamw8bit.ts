@@ -5,7 +5,7 @@ import { grid, type GpuRuntime } from '../gpu/runtime';
 import type { GpuTensor } from '../gpu/tensor';
 import { ADAMW_8BIT_BLOCK_SIZES, type Adam8bitBlockSize } from '../../shared/optimizer';
 import { expectDType, expectElements, expectTensor } from './check';
-import { checkAdamWSettings, type AdamWHyper, type AdamWOptions } from './adamw';
+import { checkAdamWSettings, REPLAY_LR, REPLAY_STEP, type AdamWHyper, type AdamWOptions } from './adamw';
 import { GRAD_STATS } from './grad-norm';
 import { expectCount, expectDisjoint } from './kernel-args';
 
@@ -72,9 +72,13 @@ export function adamw8bitStep(
   const { lr, beta1, beta2, eps, weightDecay, step } = hyper;
   const gradScale = checkAdamWSettings(k, hyper, options);
   if (nBlocks === 0) return;
-  // bitsandbytes' scalars, here in float64 and rounded once to f32.
-  const correction1 = 1 - beta1 ** step;
-  const correction2 = Math.sqrt(1 - beta2 ** step);
+  // bitsandbytes' scalars, here in float64 and rounded once to f32. In a captured pass (an optimizer
+  // step recorded once) the replay's `lr` and `step` give them afresh.
+  const correction1 = (step: number) => 1 - beta1 ** step;
+  const correction2 = (step: number) => Math.sqrt(1 - beta2 ** step);
+  const stepSize = (lr: number, step: number) => (-lr * correction2(step)) / correction1(step);
+  const epsHat = (step: number) => eps * correction2(step);
+  const decay = (lr: number) => (weightDecay > 0 ? 1 - lr * weightDecay : 1);
   const [gx, gy] = grid(nBlocks);
   gpu.encoder.dispatch(
     gpu.pipelines.get(ADAMW_8BIT, { WG: blockSize / VALUES_PER_THREAD }),
@@ -85,9 +89,9 @@ export function adamw8bitStep(
       ['f32', beta2],
       ['f32', 1 - beta1],
       ['f32', 1 - beta2],
-      ['f32', (-lr * correction2) / correction1],
-      ['f32', eps * correction2],
-      ['f32', weightDecay > 0 ? 1 - lr * weightDecay : 1],
+      ['f32', stepSize(lr, step), (value) => stepSize(REPLAY_LR(value), REPLAY_STEP(value))],
+      ['f32', epsHat(step), (value) => epsHat(REPLAY_STEP(value))],
+      ['f32', decay(lr), (value) => decay(REPLAY_LR(value))],
       ['f32', gradScale],
       ['u32', options.skipNonFinite === false ? 0 : 1],
       ['u32', options.zeroGrad ? 1 : 0],

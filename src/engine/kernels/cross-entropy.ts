@@ -5,7 +5,7 @@ import ceMean from '../../../shaders/cross_entropy.mean.wgsl?raw';
 import ceReduce from '../../../shaders/cross_entropy.reduce.wgsl?raw';
 import lmHeadTile from '../../../shaders/lib/lm_head_tile.wgsl?raw';
 import rowReduce from '../../../shaders/lib/row_reduce.wgsl?raw';
-import { packUniforms } from '../gpu/encoder';
+import { packUniforms, type ReplayWord } from '../gpu/encoder';
 import { grid, type GpuRuntime } from '../gpu/runtime';
 import type { GpuTensor } from '../gpu/tensor';
 import { expectDType, expectShape } from './check';
@@ -35,6 +35,9 @@ const TILE = 64;
 const REDUCE_WG = 128;
 
 export const IGNORE_INDEX = -100;
+
+/** The label count's word in a captured pass: the replay's `labelCount` (a training step's, over its micro-batches). */
+const REPLAY_COUNT: ReplayWord = (value) => value('labelCount');
 
 /**
  * The number of labels that count (not -100), checking that every other label is a token id.
@@ -185,7 +188,7 @@ export function crossEntropyForward(
     [rowLoss, lse, partials, labels],
     [gx, gy],
   );
-  gpu.encoder.dispatch(gpu.pipelines.get(MEAN, { WG: 256 }), packUniforms([['u32', rows], ['f32', count]]), [loss, rowLoss], [1]);
+  gpu.encoder.dispatch(gpu.pipelines.get(MEAN, { WG: 256 }), packUniforms([['u32', rows], ['f32', count, REPLAY_COUNT]]), [loss, rowLoss], [1]);
 }
 
 /**
@@ -238,7 +241,7 @@ export function crossEntropyBackward(
           ['u32', start],
           ['u32', firstRow + start],
           ['u32', stride],
-          ['f32', 1 / count],
+          ['f32', 1 / count, (value) => 1 / REPLAY_COUNT(value)],
         ]),
         [gradChunk, lse, hidden, table, bias, labels],
         [Math.ceil(chunkRows / TILE), rowTiles],

@@ -1,11 +1,11 @@
 import dropoutBwd from '../../../shaders/dropout.bwd.wgsl?raw';
 import dropoutFwd from '../../../shaders/dropout.fwd.wgsl?raw';
-import { packUniforms } from '../gpu/encoder';
+import { packUniforms, type UniformField } from '../gpu/encoder';
 import type { GpuRuntime } from '../gpu/runtime';
 import type { GpuTensor } from '../gpu/tensor';
 import { expectDType, expectElements } from './check';
 import { FLAT_WG, expectCount, expectDisjoint, flatGrid } from './kernel-args';
-import { RNG_WGSL, dropThreshold } from './rng';
+import { REPLAY_SEED, RNG_WGSL, dropThreshold } from './rng';
 
 const FWD = { name: 'dropout.fwd', code: RNG_WGSL + dropoutFwd };
 const BWD = { name: 'dropout.bwd', code: RNG_WGSL + dropoutBwd };
@@ -21,13 +21,13 @@ export interface DropoutMask {
   salt: number;
 }
 
-function maskUniforms(kernel: string, mask: DropoutMask): Array<['u32' | 'f32', number]> {
+function maskUniforms(kernel: string, mask: DropoutMask): UniformField[] {
   expectCount(kernel, 'seed', mask.seed);
   expectCount(kernel, 'salt', mask.salt);
   if (mask.seed > 0xffffffff || mask.salt > 0xffffffff) throw new Error(`${kernel}: seed and salt must fit in 32 bits`);
   const threshold = dropThreshold(mask.p); // throws unless 0 <= p < 1
   return [
-    ['u32', mask.seed],
+    ['u32', mask.seed, REPLAY_SEED],
     ['u32', mask.salt],
     ['u32', threshold],
     ['f32', 1 / (1 - mask.p)],

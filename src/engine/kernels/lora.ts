@@ -5,8 +5,8 @@ import { grid, type GpuRuntime } from '../gpu/runtime';
 import type { GpuTensor } from '../gpu/tensor';
 import { expectDType, expectShape } from './check';
 import { expectBindable } from './matmul';
-import { groupSlicing, loraScratchFloats, TILE } from './lora-slicing';
-import { dropThreshold, RNG_WGSL } from './rng';
+import { groupSlicing, loraScratchFloats, TILE } from '../../shared/lora-slicing';
+import { dropThreshold, REPLAY_SEED, RNG_WGSL } from './rng';
 
 /**
  * LoRA on a linear layer with input x [M, K] and output [M, N]:
@@ -213,7 +213,7 @@ export function recordGroup(gpu: GpuRuntime, kernel: string, g: ProductGroup, pa
       ['u32', g.problems.length], ['u32', flags], ['u32', g.L], ['u32', chunkLen],
       ['u32', chunks], ['u32', tiles], ['u32', gx], ['u32', g.aRow],
       ['u32', g.aRed === 'M' ? PER_PROBLEM : g.aRed], ['u32', g.bRed === 'N' ? PER_PROBLEM : g.bRed], ['u32', g.bCol], ['f32', g.alpha],
-      ['u32', seed], ['u32', dropThreshold(p)], ['f32', 1 / (1 - p)], ['u32', g.residual?.off ?? 0],
+      drop || mask ? ['u32', seed, REPLAY_SEED] : ['u32', 0], ['u32', dropThreshold(p)], ['f32', 1 / (1 - p)], ['u32', g.residual?.off ?? 0],
       ['u32', mask?.salt ?? 0], ['u32', 0], ['u32', 0], ['u32', 0],
       ...table,
     ]),

@@ -1,4 +1,5 @@
 import rngWgsl from '../../../shaders/lib/rng.wgsl?raw';
+import type { ReplayWord } from '../gpu/encoder';
 
 /**
  * The CPU twin of shaders/lib/rng.wgsl: counter-based random numbers for dropout masks. Kernels that
@@ -21,6 +22,12 @@ export function dropThreshold(p: number): number {
   if (!(p >= 0 && p < 1)) throw new Error(`dropout probability must be in [0, 1), got ${p}`);
   return Math.min(0xffffffff, Math.floor(p * 2 ** 32));
 }
+
+/**
+ * A dropout seed's word in a captured pass: the replay's `seed` (a training step records its passes
+ * once and replays them with each micro-batch's seed; see KernelEncoder.capture).
+ */
+export const REPLAY_SEED: ReplayWord = (value) => value('seed');
 
 export function rngKeep(seed: number, salt: number, index: number, threshold: number): boolean {
   return rngU32(seed, salt, index) >= threshold;

@@ -1,9 +1,10 @@
+import type { RecordedPass } from '../../gpu/encoder';
 import { viewTensor, type GpuTensor } from '../../gpu/tensor';
 import { ADAMW_DEFAULTS } from '../../kernels/adamw';
 import { attentionBackward, attentionForward } from '../../kernels/attention';
 import { countLabels, createCrossEntropyWorkspace, crossEntropyBackward, crossEntropyForward, IGNORE_INDEX, type CrossEntropyWorkspace } from '../../kernels/cross-entropy';
 import { dropoutBackwardTwoSites, dropoutForward, type DropoutMask } from '../../kernels/dropout';
-import { embeddingForward } from '../../kernels/embedding';
+import { embeddingForward, validateTokenIds } from '../../kernels/embedding';
 import { zeroTensor } from '../../kernels/fill';
 import { geluBackward, geluForward } from '../../kernels/gelu';
 import { GRAD_STATS, gradNorm, gradNormPartialsShape } from '../../kernels/grad-norm';
@@ -57,9 +58,27 @@ export interface MicroStepOptions {
 export interface TrainStepOptions {
   /** The frozen layers' matmuls: 'f32' (exact, the default) or 'int8' (see frozen-linear.ts). */
   compute?: ComputePath;
+  /**
+   * Record every step afresh instead of replaying a recorded one (the default replays; see
+   * Phi2TrainStep). The two give the same bits; this exists to prove it and to profile recording.
+   */
+  recordEachStep?: boolean;
 }
 
+/** Recorded micro-steps kept for replay, by shape: a run whose batches pad to a few lengths re-records none. */
+const KEPT_MICRO_STEPS = 8;
+
 const align64 = (floats: number) => Math.ceil(floats / 64) * 64;
+
+/** What a recorded micro-step depends on besides the instance: a replay serves only its own shape. */
+interface MicroShape {
+  B: number;
+  T: number;
+  /** Whether the sequences carry valid lengths (right padding). */
+  padded: boolean;
+  residDropout: number;
+  loraDropout: number;
+}
 
 /** Dropout sites per layer: the six LoRA inputs, then the two residual branches. */
 const SITES_PER_LAYER = 8;
@@ -75,6 +94,19 @@ export function shiftLabels(labels: Int32Array, batch: number, seq: number): Int
   return out;
 }
 
+/**
+ * A step's CPU work is recording ~1,500 dispatches (checks, uniforms, bind groups): ~75 us each, far
+ * more than a fast GPU needs to run them. So a micro-step is recorded once per shape (batch, padded
+ * length, whether sequences are padded, the dropout probabilities; the compute path is the
+ * instance's) and replayed after: what changes from step to step is either in buffers (token ids,
+ * shifted labels, lengths: written before the replay) or a replay value that the recorded uniforms
+ * recompute (`seed`: every dropout mask's; `labelCount`: the loss's divisor). The optimizer step
+ * (clipping and AdamW) is recorded once per set of hyper-parameters and replayed with `lr` and `step`.
+ * A replay runs exactly the dispatches a fresh recording would, so the results are the same bits.
+ * A micro-step is kept as one pass a block (forward and backward) and one for the loss, replayed as
+ * they were recorded: the first step of a shape sends each on as soon as it is recorded, so the GPU
+ * does not wait for the whole step's recording.
+ */
 export class Phi2TrainStep {
   private readonly blockInputs: GpuTensor[];
   private readonly t: Record<string, GpuTensor>;
@@ -86,6 +118,10 @@ export class Phi2TrainStep {
   private readonly normPartials: GpuTensor;
   private readonly base: FrozenLinears;
   private readonly loras: LoraStepKernels;
+  private readonly recordEachStep: boolean;
+  /** Recorded micro-steps (one pass a segment) by shape key, least recently used first. */
+  private readonly microPasses = new Map<string, RecordedPass[]>();
+  private optimizerPass: { key: string; pass: RecordedPass } | null = null;
 
   constructor(
     readonly model: Phi2Model,
@@ -99,6 +135,7 @@ export class Phi2TrainStep {
     const M = maxBatch * maxSeq;
     const { hidden: C, intermediate: I, heads: H } = d;
     this.base = new FrozenLinears(gpu, opts.compute ?? 'f32', model.params.weightMode, M, Math.max(C, I));
+    this.recordEachStep = opts.recordEachStep ?? false;
     lora.enableTraining();
     this.blockInputs = Array.from({ length: d.layers }, (_, l) => gpu.tensor(`block_input.${l}`, [M, C]));
     const f = (name: string, shape: number[], dtype: 'f32' | 'u32' | 'i32' = 'f32') => gpu.tensor(name, shape, dtype);
@@ -144,17 +181,73 @@ export class Phi2TrainStep {
 
   /** Forward and backward of one micro-batch; LoRA gradients are added to lora.grads. */
   microStep(batch: TrainBatch, opts: MicroStepOptions): void {
+    const gpu = this.model.gpu;
+    const { batch: B, seq: T } = batch;
+    const M = B * T;
+    if (!Number.isInteger(B) || !Number.isInteger(T) || B < 1 || T < 1) throw new Error(`train step: batch ${B} x ${T} must be positive whole numbers`);
+    if (B > this.maxBatch || T > this.maxSeq) throw new Error(`train step: batch ${B} x ${T} exceeds the buffers' ${this.maxBatch} x ${this.maxSeq}`);
+    if (batch.ids.length !== M || batch.labels.length !== M) throw new Error(`train step: ${batch.ids.length} ids and ${batch.labels.length} labels for ${B} x ${T}`);
+    if (batch.lengths && batch.lengths.length !== B) throw new Error(`train step: ${batch.lengths.length} lengths for a batch of ${B}`);
+    if (!(opts.labelCount > 0) || !Number.isInteger(opts.labelCount)) throw new Error(`train step: the label count must be a positive whole number (got ${opts.labelCount}; 0 means every label is -100)`);
+    validateTokenIds('train step', batch.ids, this.model.dims.vocab);
+    const t = this.t;
+    gpu.write(viewTensor(t.ids, [M]), batch.ids);
+    gpu.write(viewTensor(t.labels, [M]), shiftLabels(batch.labels, B, T));
+    if (batch.lengths) gpu.write(viewTensor(t.lengths, [B]), Uint32Array.from(batch.lengths));
+    const shape: MicroShape = { B, T, padded: !!batch.lengths, residDropout: opts.residDropout, loraDropout: opts.loraDropout };
+    if (this.recordEachStep) {
+      this.recordMicroStep(shape, opts, (record) => {
+        record();
+        gpu.encoder.submit();
+      });
+      return;
+    }
+    const values = { seed: opts.seed >>> 0, labelCount: opts.labelCount };
+    const key = `${B}x${T} padded=${shape.padded} dropout=${shape.residDropout},${shape.loraDropout}`;
+    let passes = this.microPasses.get(key);
+    if (passes) {
+      this.microPasses.delete(key); // re-inserted below: most recently used last
+      for (const pass of passes) gpu.encoder.replay(pass, 0, values);
+    } else {
+      // A new shape: each segment captured and run at once, so the GPU still starts on the first
+      // block while the CPU records the rest.
+      const captured: RecordedPass[] = (passes = []);
+      this.recordMicroStep(shape, opts, (record) => {
+        const pass = gpu.encoder.capture(record);
+        captured.push(pass);
+        gpu.encoder.replay(pass, 0, values);
+      });
+      if (this.microPasses.size >= KEPT_MICRO_STEPS) {
+        const [oldestKey, oldest] = this.microPasses.entries().next().value!;
+        this.microPasses.delete(oldestKey);
+        this.retire(oldest);
+      }
+    }
+    this.microPasses.set(key, passes);
+  }
+
+  /** Destroys recorded passes once the GPU has finished what was submitted (their last replays included). */
+  private retire(passes: readonly RecordedPass[]): void {
+    const gpu = this.model.gpu;
+    gpu.encoder.submit();
+    void gpu.device.queue.onSubmittedWorkDone().then(() => passes.forEach((pass) => pass.destroy()));
+  }
+
+  /**
+   * Records one micro-step's dispatches for `shape`, reading the ids, labels and lengths already
+   * written, as segments (a block's forward, the loss, a block's backward) that `segment` records and
+   * sends on, so the GPU runs one while the CPU records the next. `opts` gives the seed and label count
+   * to record with (a replay recomputes both).
+   */
+  private recordMicroStep(shape: MicroShape, opts: MicroStepOptions, segment: (record: () => void) => void): void {
     const { model } = this;
     const gpu = model.gpu;
     const d = model.dims;
-    const { batch: B, seq: T } = batch;
+    const { B, T } = shape;
     const M = B * T;
     const C = d.hidden;
     const I = d.intermediate;
-    if (B > this.maxBatch || T > this.maxSeq) throw new Error(`train step: batch ${B} x ${T} exceeds the buffers' ${this.maxBatch} x ${this.maxSeq}`);
-    if (batch.ids.length !== M || batch.labels.length !== M) throw new Error(`train step: ${batch.ids.length} ids and ${batch.labels.length} labels for ${B} x ${T}`);
-    if (!(opts.labelCount > 0)) throw new Error('train step: the batch has no labels to learn from (every label is -100)');
-    const v = (t: GpuTensor, shape: number[]) => viewTensor(t, shape);
+    const v = (t: GpuTensor, dims: number[]) => viewTensor(t, dims);
     const t = this.t;
     const x = v(t.residual, [M, C]);
     const dx = v(t.dresidual, [M, C]);
@@ -167,8 +260,8 @@ export class Phi2TrainStep {
     const gelu = v(t.gelu, [M, I]);
     const ids = v(t.ids, [M]);
     const labels = v(t.labels, [M]);
-    const shape = { batch: B, seq: T, heads: d.heads, headDim: d.headDim, pastLen: 0 };
-    const validLengths = batch.lengths ? v(t.lengths, [B]) : undefined;
+    const attnShape = { batch: B, seq: T, heads: d.heads, headDim: d.headDim, pastLen: 0 };
+    const validLengths = shape.padded ? v(t.lengths, [B]) : undefined;
     // q, k, v (and their gradients) as views one stride apart; with no padding between q and k, rotary
     // takes both as one batch of 2B sequences.
     const stride = align64(M * C);
@@ -181,12 +274,7 @@ export class Phi2TrainStep {
     const rotaryTogether = stride === M * C;
     const qk = viewTensor(t.proj, [2 * M, C], 'qk');
     const fc1 = viewTensor(t.proj, [M, I], 'fc1_out', 3 * stride * 4);
-    const shape2 = { ...shape, batch: 2 * B };
-
-    const shifted = shiftLabels(batch.labels, B, T);
-    gpu.write(ids, batch.ids);
-    gpu.write(labels, shifted);
-    if (validLengths) gpu.write(validLengths, Uint32Array.from(batch.lengths!));
+    const shape2 = { ...attnShape, batch: 2 * B };
 
     const loraDrop = (l: number, name: LinearName): LoraDropout | null =>
       opts.loraDropout > 0 ? { p: opts.loraDropout, seed: opts.seed >>> 0, salt: l * SITES_PER_LAYER + LINEAR_NAMES.indexOf(name) } : null;
@@ -199,8 +287,8 @@ export class Phi2TrainStep {
     const rotate = (direction: typeof rotaryForward, a: GpuTensor, b: GpuTensor, both: GpuTensor) => {
       if (rotaryTogether) direction(gpu, both, model.rotary, shape2);
       else {
-        direction(gpu, a, model.rotary, shape);
-        direction(gpu, b, model.rotary, shape);
+        direction(gpu, a, model.rotary, attnShape);
+        direction(gpu, b, model.rotary, attnShape);
       }
     };
 
@@ -218,7 +306,7 @@ export class Phi2TrainStep {
       base.forward(fc1, hIn, W(l, 'fc1'), M, I);
       loras.outputProducts(l, H_READERS, proj, projOff, M, projWidth);
       rotate(rotaryForward, q, k, qk);
-      attentionForward(gpu, attn, lse, q, k, vv, shape, { validLengths, path: 'tiled' });
+      attentionForward(gpu, attn, lse, q, k, vv, attnShape, { validLengths, path: 'tiled' });
       geluForward(gpu, gelu, fc1, M * I);
       // Recomputation stops here: backward needs the intermediates, and the branches' xa are kept.
       if (!residualOut) return;
@@ -241,27 +329,28 @@ export class Phi2TrainStep {
       }
     };
 
-    // Forward, keeping each block's input.
-    embeddingForward(gpu, x, ids, model.params.embedding, M, C, d.vocab, batch.ids);
+    // Forward, keeping each block's input (the ids were checked where they were written).
     for (let l = 0; l < d.layers; l++) {
-      const saved = v(this.blockInputs[l], [M, C]);
-      gpu.encoder.copy(x, saved, M * C * 4);
-      blockForward(l, saved, x);
-      // Block by block, so the GPU runs one block while the CPU records the next.
-      gpu.encoder.submit();
+      segment(() => {
+        if (l === 0) embeddingForward(gpu, x, ids, model.params.embedding, M, C, d.vocab);
+        const saved = v(this.blockInputs[l], [M, C]);
+        gpu.encoder.copy(x, saved, M * C * 4);
+        blockForward(l, saved, x);
+      });
     }
     const finalH = v(t.finalH, [M, C]);
     const finalMean = v(t.finalMean, [M]);
     const finalRstd = v(t.finalRstd, [M]);
-    layernormForward(gpu, finalH, finalMean, finalRstd, x, model.params.finalLn.weight, model.params.finalLn.bias, M, C, d.layerNormEps);
     const lmHead = model.params.lmHead;
     const ceLse = v(t.ceLse, [M]);
-    crossEntropyForward(gpu, this.loss, v(t.rowLoss, [M]), ceLse, v(this.ce.partials, [M, this.ce.partials.shape[1]]), finalH, lmHead, model.params.lmHeadBias, labels, M, C, d.vocab, opts.labelCount);
-
-    // Backward: the loss into the final LayerNorm's input.
     const dh = v(t.dh, [M, C]);
-    crossEntropyBackward(gpu, dh, v(this.ce.gradChunk, [M, this.ce.gradChunk.shape[1]]), ceLse, finalH, lmHead, model.params.lmHeadBias, labels, M, C, d.vocab, opts.labelCount);
-    layernormBackward(gpu, dx, dh, x, model.params.finalLn.weight, finalMean, finalRstd, M, C);
+    segment(() => {
+      layernormForward(gpu, finalH, finalMean, finalRstd, x, model.params.finalLn.weight, model.params.finalLn.bias, M, C, d.layerNormEps);
+      crossEntropyForward(gpu, this.loss, v(t.rowLoss, [M]), ceLse, v(this.ce.partials, [M, this.ce.partials.shape[1]]), finalH, lmHead, model.params.lmHeadBias, labels, M, C, d.vocab, opts.labelCount);
+      // Backward: the loss into the final LayerNorm's input.
+      crossEntropyBackward(gpu, dh, v(this.ce.gradChunk, [M, this.ce.gradChunk.shape[1]]), ceLse, finalH, lmHead, model.params.lmHeadBias, labels, M, C, d.vocab, opts.labelCount);
+      layernormBackward(gpu, dx, dh, x, model.params.finalLn.weight, finalMean, finalRstd, M, C);
+    });
 
     const dq = viewTensor(t.dqkv, [M, C], 'dq');
     const dk = viewTensor(t.dqkv, [M, C], 'dk', stride * 4);
@@ -279,7 +368,7 @@ export class Phi2TrainStep {
     const dfc1 = v(t.dfc1, [M, I]);
     const dbranches = v(t.dbranch, [2 * stride]);
 
-    for (let l = d.layers - 1; l >= 0; l--) {
+    for (let l = d.layers - 1; l >= 0; l--) segment(() => {
       const input = v(this.blockInputs[l], [M, C]);
       blockForward(l, input, null);
       // Both branches' output gradients: dx itself, or through their dropout masks (MLP's, attention's).
@@ -300,7 +389,7 @@ export class Phi2TrainStep {
       base.backwardInput(dh, dfc1, W(l, 'fc1'), M, I, C, false, cols(l, 'fc1'));
       if (!folds) loras.gradProducts(l, ['fc1'], dfc1, () => 0, M, I);
       // Attention: back through softmax(qkᵀ)v and the rotation, then q, k, v into d LN-out.
-      attentionBackward(gpu, dq, dk, dv, v(t.attnStats, [B, d.heads, T, 2]), dattn, q, k, vv, attn, lse, shape, { validLengths });
+      attentionBackward(gpu, dq, dk, dv, v(t.attnStats, [B, d.heads, T, 2]), dattn, q, k, vv, attn, lse, attnShape, { validLengths });
       rotate(rotaryBackward, dq, dk, dqk);
       base.backwardInput(dh, dq, W(l, 'q'), M, C, C, true, cols(l, 'q'));
       base.backwardInput(dh, dk, W(l, 'k'), M, C, C, true, cols(l, 'k'));
@@ -317,8 +406,7 @@ export class Phi2TrainStep {
       );
       // Both branches read h = LN(x_l); x_l also flows straight through the residual.
       layernormBackward(gpu, dx, dh, input, model.params.blocks[l].ln.weight, mean, rstd, M, C, true);
-      gpu.encoder.submit();
-    }
+    });
   }
 
   /**
@@ -329,15 +417,29 @@ export class Phi2TrainStep {
   optimizerStep(hyper: { lr: number; step: number; weightDecay?: number; beta1?: number; beta2?: number; eps?: number; maxGradNorm: number }): void {
     const gpu = this.model.gpu;
     const lora = this.lora;
-    gradNorm(gpu, this.stats, this.normPartials, [lora.grads!], { maxNorm: hyper.maxGradNorm > 0 ? hyper.maxGradNorm : Infinity });
-    lora.optimizer!.step(lora.params, lora.grads!, this.stats, {
-      lr: hyper.lr,
-      step: hyper.step,
+    const fixed = {
+      maxNorm: hyper.maxGradNorm > 0 ? hyper.maxGradNorm : Infinity,
       beta1: hyper.beta1 ?? ADAMW_DEFAULTS.beta1,
       beta2: hyper.beta2 ?? ADAMW_DEFAULTS.beta2,
       eps: hyper.eps ?? ADAMW_DEFAULTS.eps,
       weightDecay: hyper.weightDecay ?? ADAMW_DEFAULTS.weightDecay,
-    }, { zeroGrad: true });
+    };
+    const record = (lr: number, step: number) => {
+      gradNorm(gpu, this.stats, this.normPartials, [lora.grads!], { maxNorm: fixed.maxNorm });
+      const { beta1, beta2, eps, weightDecay } = fixed;
+      lora.optimizer!.step(lora.params, lora.grads!, this.stats, { lr, step, beta1, beta2, eps, weightDecay }, { zeroGrad: true });
+    };
+    if (this.recordEachStep) {
+      record(hyper.lr, hyper.step);
+      return;
+    }
+    // lr and step change every step: replay values. The rest is fixed for a run: part of the key.
+    const key = JSON.stringify(fixed);
+    if (this.optimizerPass?.key !== key) {
+      if (this.optimizerPass) this.retire([this.optimizerPass.pass]);
+      this.optimizerPass = { key, pass: gpu.encoder.capture(() => record(hyper.lr, hyper.step)) };
+    }
+    gpu.encoder.replay(this.optimizerPass.pass, 0, { lr: hyper.lr, step: hyper.step });
   }
 
   zeroGrads(): void {
@@ -350,6 +452,10 @@ export class Phi2TrainStep {
   }
 
   destroy(): void {
+    for (const passes of this.microPasses.values()) passes.forEach((pass) => pass.destroy());
+    this.microPasses.clear();
+    this.optimizerPass?.pass.destroy();
+    this.optimizerPass = null;
     this.base.destroy();
     for (const b of this.blockInputs) b.buffer.destroy();
     for (const b of Object.values(this.t)) b.buffer.destroy();

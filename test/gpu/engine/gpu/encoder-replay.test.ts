@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { dropoutForward } from '../../../../src/engine/kernels/dropout';
 import { kvCacheAppend } from '../../../../src/engine/kernels/kv-cache';
 import { residualAccumulate, scaledCopy } from '../../../../src/engine/kernels/residual';
 import { createRotaryTable, rotaryForward } from '../../../../src/engine/kernels/rotary';
@@ -46,6 +47,28 @@ describe('captured passes', () => {
     // The filled rows are the ones shifted to, of both sequences.
     const filled = new Float32Array(await gpu.readF32(vReplay)).reduce((rows, x, i) => (x !== 0 ? rows.add(Math.floor(i / W)) : rows), new Set<number>());
     expect([...filled].sort((a, b) => a - b)).toEqual([3, 4, 7, maxLen + 3, maxLen + 4, maxLen + 7]);
+    pass.destroy();
+  });
+
+  it('recomputes the words a kernel marks from each replay\'s values (a dropout seed), as recording afresh packs them', async () => {
+    const gpu = await testGpu();
+    const n = 300;
+    const inp = gpu.upload('inp', [n], randomArray(n, rng(5)));
+    const replayed = gpu.tensor('replayed', [n]);
+    const fresh = gpu.tensor('fresh', [n]);
+    const drop = (out: typeof inp, seed: number) => dropoutForward(gpu, out, inp, n, { p: 0.5, seed, salt: 3 });
+    const pass = gpu.encoder.capture(() => drop(replayed, 1));
+    const kept = new Set<string>();
+    for (const seed of [1, 2, 0xffffffff]) {
+      gpu.encoder.replay(pass, 0, { seed });
+      drop(fresh, seed);
+      const [a, b] = [await gpu.readF32(replayed), await gpu.readF32(fresh)];
+      expect(Array.from(a)).toEqual(Array.from(b));
+      kept.add(Array.from(a, (x) => (x === 0 ? 0 : 1)).join(''));
+    }
+    expect(kept.size).toBe(3); // each seed its own mask
+    expect(() => gpu.encoder.replay(pass, 0)).toThrow(/reads the value 'seed', which this replay does not give/);
+    expect(() => gpu.encoder.replay(pass, 0, { seed: -1 })).toThrow(/u32 uniform out of range: -1/);
     pass.destroy();
   });
 
