@@ -1,11 +1,10 @@
 import { LORA_TARGETS, type LoraTarget } from '../shared/lora';
-import type { MemoryEstimate } from '../engine/train/memory';
 import { ADAMW_8BIT_BLOCK_SIZES, type Adam8bitBlockSize } from '../shared/optimizer';
 import { APP_TRAINING_CHOICES, PAPER_TRAINING, type PaperPreset } from '../shared/paper-training';
 import { Comlink, engine } from '../worker/client';
 import { saveBlob } from './download';
 import type { StepRecord, TrainEvent, TrainingSetup, TrainOutcome, TrainPhase, TrainProblem, TrainProgress } from '../worker/train-api';
-import { planMemory } from '../engine/train/memory';
+import { planMemory, type MemoryEstimate } from '../shared/train-memory';
 import { formatLayers, paperPlan, parseLayers, planProblems, totalStepsOf, type TrainDataSource, type TrainPlan } from '../shared/train-plan';
 import type { LoraSettings } from '../shared/lora';
 import { messageOf } from './errors';

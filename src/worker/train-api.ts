@@ -5,7 +5,7 @@ import type { TrainEvent, TrainOutcome } from '../engine/session/training-events
 import type { TrainPlan } from '../shared/train-plan';
 
 export type { StepRecord, TrainProgress } from '../engine/train/trainer';
-export type { MemoryEstimate } from '../engine/train/memory';
+export type { MemoryEstimate } from '../shared/train-memory';
 export type { TrainingModelInfo } from '../engine/train/plan';
 export type { TrainDataSource, TrainPlan } from '../shared/train-plan';
 export type { ResumableRun, TrainingSetup } from '../engine/session/training';

@@ -66,7 +66,7 @@ export interface BenchRow {
   mbps?: number;
   /** The most bytes of GPU buffers alive at once during the measurement, weights included. */
   peakBytes?: number;
-  /** What src/engine/train/memory.ts predicts for the same configuration, beside the measured peak. */
+  /** What src/shared/train-memory.ts predicts for the same configuration, beside the measured peak. */
   estimateBytes?: number;
   /** Dispatches and command-buffer submits of one pass (model.dispatches). */
   dispatches?: number;

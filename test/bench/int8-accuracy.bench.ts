@@ -61,9 +61,10 @@ export interface Int8AccuracyOptions {
 }
 
 /**
- * 200 steps of 2 sequences of 32 tokens: on SwiftShader a step of 4 x 64 took about 7 s of CPU, so the
- * four runs would take over 1.5 hours here; the shorter sequences cut that by about 4 and leave the comparison
- * as it was (the same data, seed and masks on both paths). A real GPU runs 4 x 64 in seconds.
+ * 200 steps of 2 sequences of 32 tokens: on SwiftShader, on 2 cores shared with other work, a golden-model
+ * step of 4 x 64 took 6 to 7 s, and the four runs would not fit in a working session; at 2 x 32 a golden step
+ * takes about 2.5 s of CPU (tiny-phi's, with its 51,200-row head, several times that). Both paths still see the
+ * same data, seed and masks. A GPU runs 4 x 64 in well under a second a step.
  */
 export const INT8_ACCURACY_RUN: Int8AccuracyOptions = { steps: 200, batch: 2, seq: 32, examples: 256 };
 

@@ -4,7 +4,7 @@ import { Generator } from '../../src/engine/model/phi2/generate';
 import { LoraState } from '../../src/engine/model/phi2/lora-state';
 import { destroyParams, type Phi2Params } from '../../src/engine/model/phi2/params';
 import { Phi2TrainStep } from '../../src/engine/model/phi2/train-step';
-import { trainingMemory } from '../../src/engine/train/memory';
+import { trainingMemory } from '../../src/shared/train-memory';
 import type { QuantScheme } from '../../src/engine/weights/layout';
 import { freshRuntime, judge, profileDispatches, summarize, timeWall, type BenchEnv, type BenchRow, type RuntimeMode } from './harness';
 import { randomTokens, XorShift32 } from './random';
@@ -320,7 +320,7 @@ export async function trainMemoryRow(env: BenchEnv, fixture: ModelFixture, batch
  * One LoRA optimizer step on `batch` x `tokens`: Phi2TrainStep's forward and backward (dropout as in
  * training: residual 0.1, LoRA's own), gradient clipping and AdamW, submitted and finished. The peak
  * is the most GPU memory alive at once from the start of the case: weights, adapter, optimizer state,
- * activations and every scratch buffer, as allocated, beside train/memory.ts's estimate.
+ * activations and every scratch buffer, as allocated, beside src/shared/train-memory.ts's estimate.
  */
 export async function trainRow(env: BenchEnv, fixture: ModelFixture, batch: number, n: IterationCounts): Promise<BenchRow> {
   const s = fixture.shapes;

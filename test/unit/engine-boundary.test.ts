@@ -98,10 +98,7 @@ describe('src/shared', () => {
 
 // The pages and their state reach the engine through the worker: at run time they import src/shared,
 // each other and worker/client.ts (the one module that owns the worker); anything else only as types.
-// The engine modules below are still imported for their values (the memory estimate computed as the
-// user types) and are to move into src/shared; the list may only shrink, and lists nothing the pages
-// no longer import.
-const STILL_IMPORTED_FROM_THE_ENGINE = ['engine/train/memory'];
+// What they compute as the user types (the memory estimate, the plan's checks) lives in src/shared.
 
 describe('the pages and their state', () => {
   const files = [...walk(join(SRC, 'ui')), ...walk(join(SRC, 'state'))].filter((f) => /\.(ts|svelte)$/.test(f));
@@ -113,12 +110,8 @@ describe('the pages and their state', () => {
       .filter((path) => path !== 'worker/client');
   for (const file of files) {
     it(`${relative(SRC, file)} imports engine and worker code as types only`, () => {
-      const wrong = runTimeImports(file).filter((path) => !STILL_IMPORTED_FROM_THE_ENGINE.includes(path));
+      const wrong = runTimeImports(file);
       expect(wrong, `${relative(SRC, file)} imports ${wrong.join(', ')} at run time`).toEqual([]);
     });
   }
-  it('still imports each engine module it is allowed to (a module no longer imported leaves the list)', () => {
-    const used = new Set(files.flatMap(runTimeImports));
-    expect(STILL_IMPORTED_FROM_THE_ENGINE.filter((path) => !used.has(path))).toEqual([]);
-  });
 });

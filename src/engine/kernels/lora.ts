@@ -5,7 +5,7 @@ import { grid, type GpuRuntime } from '../gpu/runtime';
 import type { GpuTensor } from '../gpu/tensor';
 import { expectDType, expectShape } from './check';
 import { expectBindable } from './matmul';
-import { groupSlicing, loraScratchFloats, TILE } from './lora-slicing';
+import { groupSlicing, loraScratchFloats, TILE } from '../../shared/lora-slicing';
 import { dropThreshold, REPLAY_SEED, RNG_WGSL } from './rng';
 
 /**

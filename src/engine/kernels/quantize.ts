@@ -4,7 +4,7 @@ import { packUniforms } from '../gpu/encoder';
 import { grid, type GpuRuntime } from '../gpu/runtime';
 import type { GpuTensor } from '../gpu/tensor';
 import { expectDType, expectShape } from './check';
-import { paddedCols } from './int8-rows';
+import { paddedCols } from '../../shared/int8-rows';
 import { expectBindable } from './matmul';
 
 /**

@@ -5,6 +5,7 @@ import type { EvalItemResult } from '../eval/results';
 import type { ResultsStore, StoredRun, StoredRunSummary } from '../eval/results-store';
 import { describeFailure, runPrepared, type RunItemResult } from '../eval/run';
 import type { ThroughputMeter, Workload } from '../eval/throughput';
+import { DEFAULT_INFERENCE, describeInference, sameInference, type InferenceOptions } from '../../shared/compute';
 
 /** How often a running run says it is alive (evaluations.ts counts a run quiet for STALE_MS as interrupted). */
 export const HEARTBEAT_MS = 4_000;
@@ -15,12 +16,31 @@ export interface EvalJob {
   request: Omit<EvaluationRequest, 'jobId'>;
   modelId: string;
   modelLabel: string;
+  /** The inference settings the model ran with (absent in jobs saved before they existed: the exact ones). */
+  inference?: InferenceOptions;
   /** itemsFingerprint of the request's items when it started, and what they are ("paper", "in_context"...). */
   fingerprint: string;
   suite: string;
   itemCount: number;
   /** The run of each model of request.adapters, once started. */
   runIds: Array<string | null>;
+}
+
+/** How runs name their model: "microsoft/phi-2 (int8)", and the settings that leave the exact model after it. */
+export function runModelLabel(name: string, weightMode: string, inference: InferenceOptions): string {
+  const inexact = describeInference(inference);
+  return inexact ? `${name} (${weightMode}, ${inexact})` : `${name} (${weightMode})`;
+}
+
+/**
+ * Why a job cannot go on with the model as it is now set (null when it can): the items of one run must
+ * all come from the same settings, or its accuracy mixes two models.
+ */
+export function inferenceMismatch(job: Pick<EvalJob, 'inference'>, now: InferenceOptions): string | null {
+  const then = job.inference ?? DEFAULT_INFERENCE;
+  if (sameInference(then, now)) return null;
+  const words = (o: InferenceOptions) => describeInference(o) ?? 'the exact settings';
+  return `This evaluation ran with ${words(then)}; the model now runs with ${words(now)}. Set the same inference settings on the Model page, then resume.`;
 }
 
 /** Progress of one model's run, before the request adds which model it is and the overall counts. */

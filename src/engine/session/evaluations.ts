@@ -23,7 +23,7 @@ import type { HandScore } from '../eval/results';
 import { ResultsStore, type RunStatus, type StoredRun, type StoredRunSummary } from '../eval/results-store';
 import { addWorkloads, estimateWorkMs, RTX_4090_CLASS, ThroughputMeter, type ThroughputRates, type Workload, workloadOf } from '../eval/throughput';
 import type { EvalItem } from '../eval/types';
-import { runModelOfRequest, type EvalJob } from './evaluation-run';
+import { inferenceMismatch, runModelLabel, runModelOfRequest, type EvalJob } from './evaluation-run';
 
 /**
  * Evaluation requests on the loaded model, from plan to saved runs, usable with or without a worker
@@ -114,8 +114,8 @@ export class Evaluations {
     };
   }
 
-  /** "microsoft/phi-2 (int8)": the stored model's name and the weight mode, as runs are labelled. */
-  async modelLabel(loaded: Pick<LoadedModel, 'id' | 'weightMode'>): Promise<string> {
+  /** "microsoft/phi-2 (int8)": the stored model's name, the weight mode and any inexact inference setting (runModelLabel). */
+  async modelLabel(loaded: Pick<LoadedModel, 'id' | 'weightMode' | 'model'>): Promise<string> {
     let name = this.names.get(loaded.id);
     if (name === undefined) {
       try {
@@ -125,7 +125,7 @@ export class Evaluations {
       }
       this.names.set(loaded.id, name);
     }
-    return `${name} (${loaded.weightMode})`;
+    return runModelLabel(name, loaded.weightMode, loaded.model.options);
   }
 
   /** The paper's model an adapter stands for, from the Hub repository it came from. */
@@ -211,6 +211,7 @@ export class Evaluations {
       request: { ...rest, settings },
       modelId: loaded.id,
       modelLabel: await this.modelLabel(loaded),
+      inference: { ...loaded.model.options },
       fingerprint: '',
       suite: '',
       itemCount: 0,
@@ -296,6 +297,8 @@ export class Evaluations {
     try {
       const loaded = await this.modelFor(job, (p) => onProgress?.({ ...base, ...p, elapsedMs: now() - started }));
       return await withModel(loaded.generator, 'an evaluation on the Evaluate page', async () => {
+        const mismatch = inferenceMismatch(job, loaded.model.options);
+        if (mismatch) throw new EvalSetupError(mismatch);
         const store = await this.store();
         const model = this.evalModel(loaded);
         const settings = job.request.settings;

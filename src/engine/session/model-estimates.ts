@@ -1,5 +1,5 @@
 import { LORA_TARGETS, PAPER_LORA } from '../../shared/lora';
-import { inferenceMemory, trainingMemory, weightBytes, type MemoryEstimate } from '../train/memory';
+import { inferenceMemory, trainingMemory, weightBytes, type MemoryEstimate } from '../../shared/train-memory';
 import { QUANT_SCHEMES, phiParamSpecs, storedBytes, storedDType, type PhiConfig, type QuantScheme } from '../weights';
 import { modelDims } from '../weights/config';
 

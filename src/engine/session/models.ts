@@ -1,7 +1,7 @@
 import type { Engine } from '../engine';
 import { localLocks, type Locks } from '../platform/locks';
 import { StoreError, type ModelManifest, type ModelSource, type StorageUsage } from '../store';
-import { weightBytes } from '../train/memory';
+import { weightBytes } from '../../shared/train-memory';
 import { FilesSource, HubError, HubSource, QUANT_SCHEMES, defaultModelId, importModel, modelWriteLock, parsePhiConfig, type CheckpointSource, type ImportProgress, type LoadProgress, type QuantScheme } from '../weights';
 import type { HubSettings } from '../../shared/hub';
 import { PHI2_CONFIG_JSON } from '../../shared/presets';

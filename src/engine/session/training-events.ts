@@ -3,7 +3,7 @@ import type { AdapterInfo } from '../adapters/store';
 import type { ComputePath } from '../model/phi2/frozen-linear';
 import { StoreError } from '../store/errors';
 import type { TrainingExamples } from '../train/examples';
-import type { MemoryEstimate } from '../train/memory';
+import type { MemoryEstimate } from '../../shared/train-memory';
 import type { TrainAllocationError } from '../train/train-adapter';
 import { TrainingError, type StepRecord, type TrainProgress } from '../train/trainer';
 import { ModelBusyError, SessionError } from './session';

@@ -7,7 +7,7 @@ import { UserDataStore, type SavedDatasetInfo } from '../store/datasets';
 import { CheckpointStore } from '../train/checkpoints';
 import { DEMO_DESCRIPTION, DEMO_ROWS } from '../train/demo-set';
 import { examplesFingerprint } from '../train/examples';
-import { suggestSmaller, planMemory } from '../train/memory';
+import { suggestSmaller, planMemory } from '../../shared/train-memory';
 import { trainConfigOf, type TrainingModelInfo } from '../train/plan';
 import { planProblems, type TrainPlan } from '../../shared/train-plan';
 import { TrainAllocationError, trainAdapter, type AdapterStart } from '../train/train-adapter';

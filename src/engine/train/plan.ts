@@ -1,7 +1,7 @@
 import { DEFAULT_OPTIMIZER } from '../../shared/optimizer';
 import { APP_TRAINING_CHOICES } from '../../shared/paper-training';
 import { totalStepsOf, type TrainPlan } from '../../shared/train-plan';
-import type { ModelShape } from './memory';
+import type { ModelShape } from '../../shared/train-memory';
 import type { TrainConfig } from './trainer';
 
 /**

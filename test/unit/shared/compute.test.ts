@@ -11,7 +11,7 @@ import {
   describeInference,
 } from '../../../src/shared/compute';
 import { trainConfigOf } from '../../../src/engine/train/plan';
-import { planMemory } from '../../../src/engine/train/memory';
+import { planMemory } from '../../../src/shared/train-memory';
 import { paperPlan, planProblems } from '../../../src/shared/train-plan';
 
 const INT8 = { weightMode: 'int8', hidden: 2560, hasInt8Dot: true } as const;

@@ -2,7 +2,7 @@ import type { GpuRuntime } from '../../gpu/runtime';
 import { viewTensor, type GpuTensor } from '../../gpu/tensor';
 import { matmulBackwardInput, matmulForward, type LoraBackwardColumns } from '../../kernels/matmul';
 import { matmulInt8BackwardInput, matmulInt8Forward } from '../../kernels/matmul-i8i8';
-import { paddedCols } from '../../kernels/int8-rows';
+import { paddedCols } from '../../../shared/int8-rows';
 import { quantizeRows } from '../../kernels/quantize';
 import { computePathProblem, type ComputePath } from '../../../shared/compute';
 import type { LinearParams } from './params';

@@ -2,7 +2,7 @@ import type { GpuRuntime } from '../../gpu/runtime';
 import { viewTensor, type GpuTensor } from '../../gpu/tensor';
 import { recordGroup, type GroupProblem, type LoraDropout } from '../../kernels/lora';
 import type { LoraBackwardColumns } from '../../kernels/matmul';
-import { stepLoraScratchFloats } from '../../kernels/lora-slicing';
+import { stepLoraScratchFloats } from '../../../shared/lora-slicing';
 import type { LoraState } from './lora-state';
 import type { LinearName } from './params';
 

@@ -6,7 +6,7 @@ import { LoraState } from '../../../../src/engine/model/phi2/lora-state';
 import { destroyParams } from '../../../../src/engine/model/phi2/params';
 import { Phi2TrainStep } from '../../../../src/engine/model/phi2/train-step';
 import { DEFAULT_OPTIMIZER, type OptimizerSettings } from '../../../../src/shared/optimizer';
-import { trainingMemory } from '../../../../src/engine/train/memory';
+import { trainingMemory } from '../../../../src/shared/train-memory';
 import { parsePhiConfig } from '../../../../src/engine/weights/config';
 import { PHI2_CONFIG_JSON } from '../../../../src/shared/presets';
 import type { QuantScheme } from '../../../../src/engine/weights/layout';
@@ -15,7 +15,7 @@ import { randomPhiParams } from '../../../bench/random-model';
 import { testGpu } from '../../../support/gpu';
 
 /**
- * The Train page states the GPU memory a run needs before anything is allocated (train/memory.ts);
+ * The Train page states the GPU memory a run needs before anything is allocated (src/shared/train-memory.ts);
  * here that estimate is held to what a training step really allocates: the model, the adapter, its
  * gradients and optimiser state, the step's buffers and every scratch buffer its kernels create while
  * a micro-step and an optimizer step are recorded (an allocation-only runtime: nothing runs). Phi-2's

@@ -9,7 +9,7 @@ import {
   validateLoraSettings,
 } from '../../../../src/shared/lora';
 import { formatBytes } from '../../../../src/shared/bytes';
-import { eightBitSaving, inferenceMemory, optimizerMemory, parameterCount, suggestSmaller, trainingMemory, weightBytes, type ModelShape } from '../../../../src/engine/train/memory';
+import { eightBitSaving, inferenceMemory, optimizerMemory, parameterCount, suggestSmaller, trainingMemory, weightBytes, type ModelShape } from '../../../../src/shared/train-memory';
 import { optimizerStateBytes } from '../../../../src/shared/optimizer';
 import { learningRate, lrMultiplier, validateSchedule } from '../../../../src/engine/train/schedule';
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { LORA_TARGETS } from '../../../../src/shared/lora';
 import { trainConfigOf } from '../../../../src/engine/train/plan';
-import { planMemory } from '../../../../src/engine/train/memory';
+import { planMemory } from '../../../../src/shared/train-memory';
 import { formatLayers, paperPlan, parseLayers, planProblems, totalStepsOf, type TrainPlan } from '../../../../src/shared/train-plan';
 
 const MODEL = { shape: { vocab: 51200, hidden: 2560, intermediate: 10240, layers: 32, heads: 32 }, maxPositions: 2048, weightMode: 'int8' as const };

@@ -1,21 +1,27 @@
-import { formatBytes } from '../../shared/bytes';
-import { adaptedLayers, loraModules, loraParameterCount, type LoraSettings } from '../../shared/lora';
-import { DEFAULT_OPTIMIZER, optimizerStateBytes, type OptimizerSettings, type Segment } from '../../shared/optimizer';
-import { int8ScratchBytes } from '../kernels/int8-rows';
-import { stepLoraScratchFloats } from '../kernels/lora-slicing';
-import type { ComputePath } from '../model/phi2/frozen-linear';
-import type { ModelDims } from '../weights/config';
-import type { TrainPlan } from '../../shared/train-plan';
+import { formatBytes } from './bytes';
+import type { ComputePath } from './compute';
+import { int8ScratchBytes } from './int8-rows';
+import { adaptedLayers, loraModules, loraParameterCount, type LoraSettings } from './lora';
+import { stepLoraScratchFloats } from './lora-slicing';
+import { DEFAULT_OPTIMIZER, optimizerStateBytes, type OptimizerSettings, type Segment } from './optimizer';
+import type { TrainPlan } from './train-plan';
 
 /**
  * GPU memory a configuration needs, item by item, computed from the model config the same way the
  * engine allocates. Browsers do not reveal how much memory a GPU has, so the app shows this estimate
  * first and then allocates everything up front inside an out-of-memory error scope: a run that does
- * not fit is refused before its first step, with this breakdown and a suggestion.
+ * not fit is refused before its first step, with this breakdown and a suggestion. Plain arithmetic, so
+ * that the pages compute it as the user types.
  */
 
-/** The dimensions a memory estimate needs. */
-export type ModelShape = Pick<ModelDims, 'vocab' | 'hidden' | 'intermediate' | 'layers' | 'heads'>;
+/** The dimensions a memory estimate needs (a subset of the engine's ModelDims). */
+export interface ModelShape {
+  vocab: number;
+  hidden: number;
+  intermediate: number;
+  layers: number;
+  heads: number;
+}
 
 export type WeightMode = 'int8' | 'f16';
 
