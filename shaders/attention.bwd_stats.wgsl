@@ -2,6 +2,8 @@
 // packed as (lse, delta) with delta = rowsum(dout * out) = sum_j P_j dP_j (the softmax Jacobian's
 // correction term). Packing them keeps the later kernels within 8 storage bindings. Padded queries get
 // (0, 0). One thread per (token, head), heads fastest so neighbouring threads read neighbouring memory.
+// No workgroup memory (so no bank conflicts): D FMAs per 2 x D floats read from global memory, a
+// pass over dout and out that runs once per step, bound by those bytes.
 
 struct Params {
   rows: u32,        // B*T*H

@@ -1,6 +1,7 @@
 // Merges the partial softmax states that attention.decode.wgsl wrote for each split of the key
 // range into out [B*T, H*D] and lse [B, H, T]: with M = max m_s, L = sum l_s e^(m_s - M),
 // out = sum o_s e^(m_s - M) / L and lse = M + log L. One workgroup per (sequence, head, query).
+// No workgroup memory (so no bank conflicts): it reads each split's partial row once.
 
 struct Params {
   query_rows: u32,   // B*H*T

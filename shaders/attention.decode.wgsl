@@ -1,37 +1,25 @@
 // Flash-attention forward, one query per workgroup (decode: T = 1, or a few new tokens after a
 // KV cache). No query block shares the keys, so nothing is staged in workgroup memory: each of the
 // WG threads streams its own keys (j = lid, lid + WG, ...) from k and v, a head row of each as D4
-// 16-byte loads (320 contiguous bytes of k and of v per key at head_dim 80, every sector used whole),
-// keeping an online-softmax state (m, l, o) in registers, and the states merge in a tree at the end.
-// Bytes read per query and head: 2 * head_dim * 4 per key, once; the splits (attention.ts) give a
-// 512-position cache at batch 1 on Phi-2 8 splits x 32 heads = 256 workgroups of 64 threads, one
-// key each per thread, so the 10.5 MB a layer reads stream from every SM rather than from 32. For long caches the key
-// range is also split over `splits` workgroups (flash-decoding): each writes its partial state and
-// attention.combine.wgsl merges them; with one split the result goes straight to out and lse.
-// Masking (causal, cache positions, valid_lengths, left_pad) as in attention.fwd.wgsl. The splits
-// divide each sequence's own rows (from left_pad[b] on), so a padded sequence's splits hold the same
-// keys as the sequence's alone, and none is wasted on padding.
+// 16-byte loads (320 contiguous bytes of k and of v per key at head_dim 80, every sector used whole;
+// 160 from an f16 cache), keeping an online-softmax state (m, l, o) in registers
+// (lib/attention_online.wgsl), and the states merge in a tree at the end.
+// Bytes read per query and head: 2 * head_dim * 4 per key (2 for an f16 cache), once; the splits
+// (attention.ts) give a 512-position cache at batch 1 on Phi-2 8 splits x 32 heads = 256 workgroups of
+// 64 threads, one key each per thread, so the 10.5 MB a layer reads stream from every SM rather than
+// from 32. For long caches the key range is also split over `splits` workgroups (flash-decoding): each
+// writes its partial state and attention.combine.wgsl merges them; with one split the result goes
+// straight to out and lse. Masking (causal, cache positions, valid_lengths, left_pad) as in
+// attention.fwd.wgsl. The splits divide each sequence's own rows (from left_pad[b] on), so a padded
+// sequence's splits hold the same keys as the sequence's alone, and none is wasted on padding.
+// Workgroup memory holds only the final merge (slots STRIDE apart: free of bank conflicts,
+// lib/attention_rows.wgsl); the key loop reads none, so it has no FMAs per shared load to speak of:
+// it is bound by the bytes of k and v.
 //
-// Prepended by src/engine/kernels/attention.ts:  const D4: u32 = ceil(D / 4); lib/kv_order.wgsl; the
+// Prepended by src/engine/kernels/attention.ts: const D4: u32 = ceil(D / 4); lib/kv_order.wgsl; the
 // key and value reads for the cache's format (lib/kv_read_*.wgsl: KvElem, key4, value4);
-// lib/attention_online.wgsl. Per-thread head rows are arrays of D4 vec4s indexed only in loops over
-// that constant, which unroll, keeping them in registers.
-
-struct Params {
-  seq: u32,          // T
-  heads: u32,        // H
-  head_dim: u32,     // D
-  past_len: u32,
-  kv_len: u32,       // past_len + T
-  kv_rows: u32,      // rows per sequence in k and v
-  use_lengths: u32,
-  scale: f32,
-  splits: u32,
-  query_rows: u32,   // B*H*T: the stride of one split in the partials
-  stats_offset: u32, // where the (m, l) pairs start in `partial`
-  use_left_pad: u32,
-  key_pairs: u32,    // keys stored in rotary-pair order (an f16 cache, lib/kv_order.wgsl); 0: natural
-}
+// lib/attention_rows.wgsl and lib/attention_online.wgsl. Per-thread head rows are arrays of D4 vec4s
+// indexed only in loops over that constant, which unroll, keeping them in registers.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
@@ -48,8 +36,10 @@ struct Params {
 @group(0) @binding(8) var<storage, read> left_pad: array<u32>;
 
 override WG: u32 = 64u; // a power of two
+// The whole workgroup is one query's lanes.
+override LANES: u32 = WG;
 
-var<workgroup> merge_o: array<vec4<f32>, WG / 2u * D4>;
+var<workgroup> tile: array<vec4<f32>, WG / 2u * STRIDE>; // the merge's o rows
 var<workgroup> merge_ml: array<vec2<f32>, WG / 2u>;
 
 @compute @workgroup_size(WG)
@@ -61,13 +51,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let h = bh % p.heads;
   let width = p.heads * p.head_dim;
 
-  var valid_len = p.kv_len;
-  if (p.use_lengths != 0u) { valid_len = min(valid_len, valid_lengths[b]); }
-  var key_first = 0u; // rows before it are left padding
-  if (p.use_left_pad != 0u) { key_first = min(left_pad[b], p.kv_len); }
+  let range = key_range(b);
+  let key_first = range.y;
   let pos = p.past_len + t;
   var key_end = 0u; // exclusive; 0 for a padded query
-  if (pos < valid_len && pos >= key_first) { key_end = pos + 1u; }
+  if (pos < range.x && pos >= key_first) { key_end = pos + 1u; }
   let chunk = (p.kv_len - key_first + p.splits - 1u) / p.splits; // keys per split
   let key_begin = key_first + split * chunk;
   let key_stop = min(key_begin + chunk, key_end);
@@ -75,7 +63,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   var qr: array<vec4<f32>, D4>;
   var o: array<vec4<f32>, D4>;
   let q_base = (b * p.seq + t) * width + h * p.head_dim;
-  for (var c = 0u; c < D4; c++) { qr[c] = query4(q_base, c) * p.scale; }
+  for (var c = 0u; c < D4; c++) { qr[c] = query4(q_base, c, p.key_pairs) * p.scale; }
   var ml = vec2<f32>(NEG_BIG, 0.0);
 
   for (var key = key_begin + lid; key < key_stop; key += WG) {
@@ -86,19 +74,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     for (var c = 0u; c < D4; c++) { o[c] += e * value4(base, c); }
   }
 
-  for (var half = WG / 2u; half > 0u; half /= 2u) {
-    if (lid >= half && lid < 2u * half) {
-      let slot = lid - half;
-      merge_ml[slot] = ml;
-      for (var c = 0u; c < D4; c++) { merge_o[slot * D4 + c] = o[c]; }
-    }
-    workgroupBarrier();
-    if (lid < half) {
-      let a_other = softmax_merge(&ml, &o, merge_ml[lid]);
-      for (var c = 0u; c < D4; c++) { o[c] += merge_o[lid * D4 + c] * a_other; }
-    }
-    workgroupBarrier();
-  }
+  lanes_softmax_merge(&ml, &o, 0u, lid);
 
   if (lid == 0u) {
     let query_row = bh * p.seq + t;

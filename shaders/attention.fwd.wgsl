@@ -1,9 +1,9 @@
 // Flash-attention forward, tiled over keys (training and prefill). A workgroup takes ROWS queries of
 // one (sequence, head) and streams that head's keys and values through workgroup memory, BK rows at a
 // time. LANES threads own each query row and split every tile's keys between them; each keeps its
-// own online-softmax state in registers (running max m, running sum l, unnormalised output o) and
-// the lanes' states merge at the end, so no T x T score matrix ever exists. Softmax is in f32; the
-// score scale 1/sqrt(D) is folded into q. Writes out [B*T, H*D] and lse = m + log(l) [B, H, T].
+// own online-softmax state in registers (lib/attention_online.wgsl) and the lanes' states merge at
+// the end, so no T x T score matrix ever exists. Softmax is in f32; the score scale 1/sqrt(D) is
+// folded into q. Writes out [B*T, H*D] and lse = m + log(l) [B, H, T].
 //
 // Causal with a KV cache: query t sits at position past_len + t and sees keys 0..past_len+t. With
 // use_lengths, keys at or past valid_lengths[b] are masked and queries there write zeros (padding).
@@ -12,23 +12,16 @@
 // write zeros. The key loop starts at the sequence's first row, so its tiles and lanes see the same
 // keys as the sequence run alone.
 //
-// Prepended by src/engine/kernels/attention.ts:  const D4: u32 = ceil(D / 4); lib/kv_order.wgsl; the
+// Work per shared-memory load: each staged key and value vec4 is read by the ROWS queries' threads
+// that reach it, and each read feeds 4 FMAs (q and o stay in registers): 4 FMAs per 16-byte load, or
+// 2 * ROWS FMAs for every 16 bytes brought from global memory (16 x 4 x 32-row tiles at head_dim 80:
+// 40 KB of keys and values a tile serve 16 queries). Free of bank conflicts: lib/attention_rows.wgsl.
+//
+// Prepended by src/engine/kernels/attention.ts: const D4: u32 = ceil(D / 4); lib/kv_order.wgsl; the
 // key and value reads for k and v's format (lib/kv_read_*.wgsl: KvElem, key4, value4);
-// lib/attention_online.wgsl. Per-thread head rows are arrays of D4 vec4s indexed only in loops over
-// that constant, which unroll, keeping them in registers.
-
-struct Params {
-  seq: u32,          // T: queries per sequence
-  heads: u32,        // H
-  head_dim: u32,     // D
-  past_len: u32,
-  kv_len: u32,       // past_len + T
-  kv_rows: u32,      // rows per sequence in k and v: T for fresh projections, Tmax for the cache
-  use_lengths: u32,
-  scale: f32,
-  use_left_pad: u32,
-  key_pairs: u32,    // keys stored in rotary-pair order (an f16 cache, lib/kv_order.wgsl); 0: natural
-}
+// lib/attention_rows.wgsl, lib/attention_online.wgsl and lib/attention_tile.wgsl. Per-thread head
+// rows are arrays of D4 vec4s indexed only in loops over that constant, which unroll, keeping them
+// in registers.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
@@ -43,27 +36,19 @@ override ROWS: u32 = 16u;
 override LANES: u32 = 4u; // a power of two, at least 2
 override BK: u32 = 32u;   // ROWS * LANES <= 4 * BK, so the lane merge fits in the tile
 
-// Odd vec4 stride between tile rows: lanes reading neighbouring keys hit different memory banks.
-const STRIDE: u32 = D4 | 1u;
-
 var<workgroup> tile: array<vec4<f32>, 2u * BK * STRIDE>;     // BK key rows, then BK value rows
 var<workgroup> merge_ml: array<vec2<f32>, ROWS * LANES / 2u>; // (m, l) handed over in the lane merge
 
 @compute @workgroup_size(ROWS * LANES)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let b = wid.y / p.heads;
-  let h = wid.y % p.heads;
+  let th = tile_block(wid, ROWS);
   let row = lid / LANES;
   let lane = lid % LANES;
-  let t0 = wid.x * ROWS;
+  let t0 = th.first;
   let t = t0 + row;
-  let width = p.heads * p.head_dim;
-  let threads = ROWS * LANES;
-
-  var valid_len = p.kv_len;
-  if (p.use_lengths != 0u) { valid_len = min(valid_len, valid_lengths[b]); }
-  var key_first = 0u; // rows before it are left padding
-  if (p.use_left_pad != 0u) { key_first = left_pad[b]; }
+  let range = key_range(th.b);
+  let valid_len = range.x;
+  let key_first = range.y;
   let pos = p.past_len + t;
   let row_active = t < p.seq && pos < valid_len && pos >= key_first;
   // Keys the block needs: from the sequence's first row through its last query's position, short of
@@ -75,25 +60,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   var qr: array<vec4<f32>, D4>;
   var o: array<vec4<f32>, D4>;
   if (t < p.seq) {
-    let base = (b * p.seq + t) * width + h * p.head_dim;
-    for (var c = 0u; c < D4; c++) { qr[c] = query4(base, c) * p.scale; }
+    let base = (th.b * p.seq + t) * th.width + th.h * p.head_dim;
+    for (var c = 0u; c < D4; c++) { qr[c] = query4(base, c, p.key_pairs) * p.scale; }
   }
   var ml = vec2<f32>(NEG_BIG, 0.0);
 
   for (var k0 = key_first; k0 < key_end; k0 += BK) {
-    for (var i = lid; i < BK * D4; i += threads) {
-      let j = i / D4;
-      let c = i % D4;
-      var kx = vec4<f32>(0.0);
-      var vx = vec4<f32>(0.0);
-      if (k0 + j < key_end) {
-        let base = (b * p.kv_rows + k0 + j) * width + h * p.head_dim;
-        kx = key4(base, c);
-        vx = value4(base, c);
-      }
-      tile[j * STRIDE + c] = kx;
-      tile[(BK + j) * STRIDE + c] = vx;
-    }
+    stage_kv((th.b * p.kv_rows + k0) * th.width + th.h * p.head_dim, min(BK, key_end - k0), th.width, lid, th.threads);
     workgroupBarrier();
     if (row_active) {
       for (var j = lane; j < BK && k0 + j <= pos; j += LANES) {
@@ -106,25 +79,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     workgroupBarrier();
   }
 
-  // Tree merge of the lanes' softmax states, through the (now free) tile memory.
-  for (var half = LANES / 2u; half > 0u; half /= 2u) {
-    if (lane >= half && lane < 2u * half) {
-      let slot = row * half + lane - half;
-      merge_ml[slot] = ml;
-      for (var c = 0u; c < D4; c++) { tile[slot * D4 + c] = o[c]; }
-    }
-    workgroupBarrier();
-    if (lane < half) {
-      let slot = row * half + lane;
-      let a_other = softmax_merge(&ml, &o, merge_ml[slot]);
-      for (var c = 0u; c < D4; c++) { o[c] += tile[slot * D4 + c] * a_other; }
-    }
-    workgroupBarrier();
-  }
+  lanes_softmax_merge(&ml, &o, row, lane);
 
   if (lane == 0u && t < p.seq) {
-    let base = (b * p.seq + t) * width + h * p.head_dim;
-    store_output(base, ml, &o);
+    store_output((th.b * p.seq + t) * th.width + th.h * p.head_dim, ml, &o);
     lse[wid.y * p.seq + t] = softmax_lse(ml);
   }
 }

@@ -4,7 +4,10 @@ import dkvCode from '../../../shaders/attention.bwd_dkv.wgsl?raw';
 import dqCode from '../../../shaders/attention.bwd_dq.wgsl?raw';
 import statsCode from '../../../shaders/attention.bwd_stats.wgsl?raw';
 import fwdCode from '../../../shaders/attention.fwd.wgsl?raw';
+import backwardLib from '../../../shaders/lib/attention_backward.wgsl?raw';
 import onlineLib from '../../../shaders/lib/attention_online.wgsl?raw';
+import rowsLib from '../../../shaders/lib/attention_rows.wgsl?raw';
+import tileLib from '../../../shaders/lib/attention_tile.wgsl?raw';
 import kvOrderLib from '../../../shaders/lib/kv_order.wgsl?raw';
 import kvReadF16 from '../../../shaders/lib/kv_read_f16.wgsl?raw';
 import kvReadF16Native from '../../../shaders/lib/kv_read_f16_native.wgsl?raw';
@@ -136,7 +139,7 @@ function fitTiles(kind: keyof typeof WORKGROUP_BYTES, d4: number, limit: number)
 /** Threads of the decode kernel: 64, fewer only when the merge area would not fit. */
 function fitDecodeThreads(d4: number, limit: number): number {
   let wg = 64;
-  while (wg > 2 && (wg / 2) * (d4 * VEC4_BYTES + 8) > limit) wg /= 2;
+  while (wg > 2 && (wg / 2) * (stride(d4) * VEC4_BYTES + 8) > limit) wg /= 2;
   return wg;
 }
 
@@ -155,9 +158,17 @@ function kvReads(k: GpuTensor, v: GpuTensor, headDim: number, nativeF16: boolean
   return headDim % 4 === 0 && k.byteOffset % 16 === 0 && v.byteOffset % 16 === 0 ? 'f32-vec4' : 'f32';
 }
 
-/** A forward kernel (attention.fwd, attention.decode) with its KV reads and the shared online softmax before it. */
-function forwardShader(name: string, code: string, d4: number, reads: KvReads): ShaderSource {
-  const s = shader(name, kvOrderLib + KV_READS[reads] + onlineLib + code, d4);
+/** What each attention kernel shares with the others (shaders/lib/), after the key order, its KV reads and the head rows. */
+const SHARED = {
+  'attention.fwd': onlineLib + tileLib,
+  'attention.decode': onlineLib,
+  'attention.bwd_dq': tileLib + backwardLib,
+  'attention.bwd_dkv': tileLib + backwardLib,
+};
+
+/** An attention kernel with the shared parts it uses before it (WGSL has no includes). */
+function attentionShader(name: keyof typeof SHARED, code: string, d4: number, reads: KvReads): ShaderSource {
+  const s = shader(name, kvOrderLib + KV_READS[reads] + rowsLib + SHARED[name] + code, d4);
   // `enable` must open the module, before the head size.
   return { name: `${s.name}[${reads}]`, code: (reads === 'f16-native' ? 'enable f16;\n' : '') + s.code };
 }
@@ -293,7 +304,7 @@ export function attentionForward(
   if (path === 'tiled') {
     const c = fitTiles('fwd', d.d4, limit);
     gpu.encoder.dispatch(
-      gpu.pipelines.get(forwardShader('attention.fwd', fwdCode, d.d4, reads), { ROWS: c.rows, LANES: c.lanes, BK: c.tile }),
+      gpu.pipelines.get(attentionShader('attention.fwd', fwdCode, d.d4, reads), { ROWS: c.rows, LANES: c.lanes, BK: c.tile }),
       packUniforms([
         ['u32', d.seq],
         ['u32', d.heads],
@@ -305,6 +316,9 @@ export function attentionForward(
         ['f32', d.scale],
         ['u32', useLeftPad],
         ['u32', keyPairs],
+        ['u32', 1], // splits, query_rows, stats_offset: the decode kernel's (one Params for both)
+        ['u32', 0],
+        ['u32', 0],
       ]),
       [out, lse, q, k, v, lengths, leftPad],
       [Math.ceil(d.seq / c.rows), d.batch * d.heads],
@@ -326,7 +340,7 @@ export function attentionForward(
   // The (m, l) pairs follow the outputs of the rows this call uses.
   const statsOffset = splits > 1 ? splits * queryRows * d.headDim : 0;
   gpu.encoder.dispatch(
-    gpu.pipelines.get(forwardShader('attention.decode', decodeCode, d.d4, reads), { WG: wg }),
+    gpu.pipelines.get(attentionShader('attention.decode', decodeCode, d.d4, reads), { WG: wg }),
     packUniforms([
       ['u32', d.seq],
       ['u32', d.heads],
@@ -336,11 +350,11 @@ export function attentionForward(
       ['u32', kvRows],
       ['u32', useLengths],
       ['f32', d.scale],
+      ['u32', useLeftPad],
+      ['u32', keyPairs],
       ['u32', splits],
       ['u32', queryRows],
       ['u32', statsOffset],
-      ['u32', useLeftPad],
-      ['u32', keyPairs],
     ]),
     [out, lse, partial, q, k, v, lengths, leftPad],
     [splits, d.batch * d.heads, d.seq],
@@ -457,18 +471,19 @@ export function attentionBackward(
     ['u32', useLengths],
     ['f32', d.scale],
   ]);
+  const reads = kvReads(k, v, d.headDim, false);
   const cq = fitTiles('dq', d.d4, limit);
   gpu.encoder.dispatch(
-    gpu.pipelines.get(shader('attention.bwd_dq', dqCode, d.d4), { ROWS: cq.rows, LANES: cq.lanes, BK: cq.tile }),
+    gpu.pipelines.get(attentionShader('attention.bwd_dq', dqCode, d.d4, reads), { ROWS: cq.rows, LANES: cq.lanes, BK: cq.tile }),
     sizes,
     [dq, dout, q, k, v, stats, lengths],
     [Math.ceil(d.seq / cq.rows), d.batch * d.heads],
   );
   const ckv = fitTiles('dkv', d.d4, limit);
   gpu.encoder.dispatch(
-    gpu.pipelines.get(shader('attention.bwd_dkv', dkvCode, d.d4), { KROWS: ckv.rows, LANES: ckv.lanes, BQ: ckv.tile }),
+    gpu.pipelines.get(attentionShader('attention.bwd_dkv', dkvCode, d.d4, reads), { KROWS: ckv.rows, LANES: ckv.lanes, BQ: ckv.tile }),
     sizes,
-    [dk, dv, dout, q, k, v, stats, lengths],
+    [dk, dout, q, k, v, stats, lengths, dv], // the inputs at dq's bindings (lib/attention_backward.wgsl)
     [Math.ceil(d.seq / ckv.rows), d.batch * d.heads],
   );
 }
