@@ -1,4 +1,5 @@
-// Fused lm_head + cross-entropy backward, pass 1 of 2 (lib/lm_head_tile.wgsl prepended): recomputes
+// Fused lm_head + cross-entropy backward, pass 1 of 2 (lib/lm_head_tile.wgsl and lib/lm_head_logits.wgsl
+// prepended: 2 FMAs per shared-memory load, no bank conflicts; see lm_head_tile.wgsl): recomputes
 // a chunk of logits tile by tile and stores the loss gradient with respect to them,
 //   grad[m, v] = (softmax(logits[m, :])[v] - [v == label[m]]) / count,   0 for ignored rows,
 // into grad_chunk [M, chunk_stride] (columns 0 .. chunk_rows - 1). cross_entropy.dhidden.wgsl then

@@ -1,4 +1,5 @@
-// Fused lm_head + cross-entropy forward, pass 1 of 2 (lib/lm_head_tile.wgsl prepended). Each
+// Fused lm_head + cross-entropy forward, pass 1 of 2 (lib/lm_head_tile.wgsl and lib/lm_head_logits.wgsl
+// prepended: 2 FMAs per shared-memory load, no bank conflicts; see lm_head_tile.wgsl). Each
 // workgroup computes a 64 x 64 tile of logits in registers, never storing them, and writes per row
 // of the tile its max and sum(exp(logit - max)) to partials; the workgroup whose tile holds a row's
 // label writes that logit to target_logit[row]. cross_entropy.reduce.wgsl merges the partials.
@@ -21,8 +22,10 @@ struct Params {
 @group(0) @binding(5) var<storage, read> bias: array<f32>;
 @group(0) @binding(6) var<storage, read> labels: array<i32>;
 
-// Per-row partial results [TILE rows][16 column groups], kept in the tile loader's tile_h: the
-// workgroup storage limit has no room for another array, and the tile is done with it.
+// Per-row partial results [TILE rows][16 column groups], kept in the tile's tile_a: the workgroup
+// storage limit has no room for another array, and the tile is done with it. Writes: a warp's 32
+// lanes (tx 0..15 of two rows) write 32 consecutive words; reads: each lane reads its row's words in
+// turn, two rows 16 words apart per warp. No bank conflicts either way.
 fn part_index(r: u32, g: u32) -> u32 {
   return r * 16u + g;
 }
@@ -38,14 +41,14 @@ fn masked_sum_exp(row: vec4<f32>, row_max: f32, valid: vec4<bool>) -> f32 {
 }
 
 fn group_max(r: u32) -> f32 {
-  var m = tile_h[part_index(r, 0u)];
-  for (var g = 1u; g < 16u; g++) { m = max(m, tile_h[part_index(r, g)]); }
+  var m = tile_a[part_index(r, 0u)];
+  for (var g = 1u; g < 16u; g++) { m = max(m, tile_a[part_index(r, g)]); }
   return m;
 }
 
 fn group_sum(r: u32) -> f32 {
   var s = 0.0;
-  for (var g = 0u; g < 16u; g++) { s += tile_h[part_index(r, g)]; }
+  for (var g = 0u; g < 16u; g++) { s += tile_a[part_index(r, g)]; }
   return s;
 }
 
@@ -66,17 +69,17 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let cols = v0 + tx + vec4<u32>(0u, 16u, 32u, 48u);
   let valid = cols < vec4<u32>(p.chunk_rows);
 
-  tile_h[part_index(ty, tx)] = masked_max(tile.r0, valid);
-  tile_h[part_index(ty + 16u, tx)] = masked_max(tile.r1, valid);
-  tile_h[part_index(ty + 32u, tx)] = masked_max(tile.r2, valid);
-  tile_h[part_index(ty + 48u, tx)] = masked_max(tile.r3, valid);
+  tile_a[part_index(ty, tx)] = masked_max(tile.r0, valid);
+  tile_a[part_index(ty + 16u, tx)] = masked_max(tile.r1, valid);
+  tile_a[part_index(ty + 32u, tx)] = masked_max(tile.r2, valid);
+  tile_a[part_index(ty + 48u, tx)] = masked_max(tile.r3, valid);
   workgroupBarrier();
   let row_max = vec4<f32>(group_max(ty), group_max(ty + 16u), group_max(ty + 32u), group_max(ty + 48u));
   workgroupBarrier();
-  tile_h[part_index(ty, tx)] = masked_sum_exp(tile.r0, row_max.x, valid);
-  tile_h[part_index(ty + 16u, tx)] = masked_sum_exp(tile.r1, row_max.y, valid);
-  tile_h[part_index(ty + 32u, tx)] = masked_sum_exp(tile.r2, row_max.z, valid);
-  tile_h[part_index(ty + 48u, tx)] = masked_sum_exp(tile.r3, row_max.w, valid);
+  tile_a[part_index(ty, tx)] = masked_sum_exp(tile.r0, row_max.x, valid);
+  tile_a[part_index(ty + 16u, tx)] = masked_sum_exp(tile.r1, row_max.y, valid);
+  tile_a[part_index(ty + 32u, tx)] = masked_sum_exp(tile.r2, row_max.z, valid);
+  tile_a[part_index(ty + 48u, tx)] = masked_sum_exp(tile.r3, row_max.w, valid);
   workgroupBarrier();
   if (tx == 0u) {
     for (var i = 0u; i < 4u; i++) {

@@ -1,6 +1,6 @@
 // The register block and staged tiles of a tiled GEMM, C[BM x BN] += A[BM x K] * B[K x BN], for the
-// bodies that supply the staging loads (lib/linear_gemm.wgsl: the linear forward; an input-gradient
-// body can stage dout as A and W as B the same way). Prepended before it: `const BN` (128 or 64) and
+// bodies that supply the staging loads (lib/linear_gemm.wgsl: the linear forward; matmul.bwd.wgsl: the
+// input gradient, dout as A and W as B). Prepended before it: `const BN` (128 or 64) and
 // `const STAGES` (2: double-buffered, or 1 where workgroup memory is short).
 //
 // BM = 128 rows by BN columns per workgroup of (BM / 8) * (BN / 8) threads, each thread an 8 x 8 block
@@ -45,6 +45,11 @@ fn stage_a(stage: u32, m: u32, q: u32, v: vec4<f32>) {
 // B[k0 + k, n] (within the tile) into the stage.
 fn stage_b(stage: u32, k: u32, n: u32, v: f32) {
   b_tile[(stage * BK + k) * BV + n / 4u][n % 4u] = v;
+}
+
+// B[k0 + k, n .. n + 3] (n a multiple of 4, within the tile) into the stage: one 16-byte store.
+fn stage_b4(stage: u32, k: u32, n: u32, v: vec4<f32>) {
+  b_tile[(stage * BK + k) * BV + n / 4u] = v;
 }
 
 // The thread's 8 x 8 block += the staged A and B over BK.

@@ -1,23 +1,51 @@
-// A 64 x 64 tile of lm_head logits, logits[m, v] = hidden[m, :] . W[v, :] + bias[v], for the fused
-// cross-entropy kernels (prepended to them). W is f16 [rows, C] packed two per u32 word along C (low
-// half first); C is even. The including shader declares `p` (with C, M, chunk_rows, buffer_row,
-// vocab_offset) and the bindings `hidden`, `weight`, `bias`.
+// The 64 x 64 register tile of the fused lm_head + cross-entropy kernels (prepended to them): a tile
+// of C[m, n] = sum_k A[m, k] B[k, n] over shared-memory slices of TK along k, where W, the lm_head, is
+// f16 [vocab rows, hidden] packed two per u32 word (low half first). Two products use it:
+//   logits = hidden . W^T + bias, k over the hidden size (lib/lm_head_logits.wgsl: cross_entropy.fwd, .bwd);
+//   dhidden = grad . W, k over a vocabulary chunk (cross_entropy.dhidden).
+// The code after it supplies how its operands are staged:
+//   fn a_at(m: u32, k: u32) -> f32                      A's element, 0 outside the problem;
+//   fn stage_b(n0: u32, k0: u32, lid: u32)              B's TK x TILE slice into tile_b, through b_index.
 //
 // 256 invocations; invocation (ty, tx) = (lid / 16, lid % 16) owns rows ty + 16 i and columns
-// tx + 16 j (i, j < 4) of the tile, so neighbouring invocations read neighbouring shared words.
-// The W tile is stored transposed (k-major) so that those reads do not conflict on banks.
-// The accumulators are four function-local vectors, not an array or a module-scope private: those
-// may live in memory rather than registers (SwiftShader's do, and run many times slower).
+// tx + 16 j (i, j < 4) of the tile. Each k step reads 4 words of tile_a (one per row) and 4 of tile_b
+// (one per column) for 16 FMAs: 2 FMAs per shared-memory load (the fetched words are reused across
+// the 16 lanes that share a row or a column, so per 32-lane warp a k step is 8 load instructions, each
+// one wavefront, for 512 FMAs). The accumulators are four function-local vectors, not an array or a
+// module-scope private: those may live in memory rather than registers (SwiftShader's do, and run many
+// times slower).
+//
+// Banks (32 banks of 4-byte words; a warp is lids 32w .. 32w + 31: tx 0..15 of two rows ty = 2w, 2w + 1):
+//  - tile_a is [TILE rows][TK], element (r, k) at r * TK + (k ^ (r & 1)). Staging: a warp writes one
+//    row's 32 consecutive k, a permutation of 32 banks. Reading: the warp reads (2w, k) and (2w + 1, k)
+//    (each broadcast to 16 lanes); unswizzled both sit in bank k (2-way conflict), swizzled in k and k ^ 1.
+//  - tile_b is [TK][TILE], element (k, n) at k * TILE + (n ^ (k & 30) ^ ((n >> 5) & 1)). Reading: for
+//    one k, 16 columns tx + 16 j, one aligned block of 16 within a half-row of 32 (the XORs keep it one),
+//    so 16 distinct banks, each broadcast to both rows. Staging, the two ways W arrives:
+//      fwd/bwd (W^T: a lane unpacks the pair (k, k + 1) of one vocabulary row n): a warp stores k = 2u
+//      (u < 16) for two adjacent n, then k = 2u + 1. Unswizzled every k of one n hits the same bank
+//      (rows are 64 words apart): 16-way. Swizzled, n ^ 2u ^ h runs over all 32 banks.
+//      dhidden (W as is: a lane unpacks columns (n, n + 1) of one row k): a warp stores n = 2u for
+//      u < 32, then n = 2u + 1. Unswizzled n and n + 32 share a bank: 2-way. The (n >> 5) bit moves the
+//      upper half to the other parity: 32 banks.
 
-const TILE: u32 = 64u;  // rows of hidden and vocabulary entries per tile
-const TK: u32 = 32u;    // the slice of C loaded per step (even: whole f16 pairs)
+const TILE: u32 = 64u;  // rows and columns of the tile
+const TK: u32 = 32u;    // the slice of k staged per step (even: whole f16 pairs)
 
-// 16 KiB together, WebGPU's default workgroup storage limit. tile_h is free again when
-// lm_head_tile returns (it ends on a barrier): callers may reuse it as scratch.
-var<workgroup> tile_h: array<f32, 2048>;  // [TILE rows][TK]
-var<workgroup> tile_w: array<f32, 2048>;  // [TK][TILE vocabulary entries]
+// 16 KiB together, WebGPU's default workgroup storage limit. tile_a is free again when tile_product
+// returns (it ends on a barrier): callers may reuse it as scratch.
+var<workgroup> tile_a: array<f32, 2048>;  // [TILE rows][TK], swizzled (a_index)
+var<workgroup> tile_b: array<f32, 2048>;  // [TK][TILE columns], swizzled (b_index)
 
-// An invocation's 4 x 4 logits: rows[i][j] is row ty + 16 i, column tx + 16 j of the tile.
+fn a_index(r: u32, k: u32) -> u32 {
+  return r * TK + (k ^ (r & 1u));
+}
+
+fn b_index(k: u32, n: u32) -> u32 {
+  return k * TILE + (n ^ (k & 30u) ^ ((n >> 5u) & 1u));
+}
+
+// An invocation's 4 x 4 results: r{i}[j] is row ty + 16 i, column tx + 16 j of the tile.
 struct LogitsTile {
   r0: vec4<f32>,
   r1: vec4<f32>,
@@ -25,52 +53,31 @@ struct LogitsTile {
   r3: vec4<f32>,
 }
 
-// The logits of the tile at rows m0.., vocabulary entries v0.. of this dispatch's chunk (v0 local:
-// the weight row is buffer_row + v0 + c, the bias entry vocab_offset + v0 + c). Out-of-range rows and
-// columns compute zeros (and the bias of nothing); callers mask them. Uniform control flow only.
-fn lm_head_tile(m0: u32, v0: u32, lid: u32) -> LogitsTile {
+// The tile at rows m0.., columns n0.., k over [0, K). Uniform control flow only.
+fn tile_product(m0: u32, n0: u32, K: u32, lid: u32) -> LogitsTile {
   let tx = lid % 16u;
   let ty = lid / 16u;
-  let words_per_row = p.C / 2u;
   var acc0 = vec4<f32>(0.0);
   var acc1 = vec4<f32>(0.0);
   var acc2 = vec4<f32>(0.0);
   var acc3 = vec4<f32>(0.0);
-  for (var k0 = 0u; k0 < p.C; k0 += TK) {
+  for (var k0 = 0u; k0 < K; k0 += TK) {
     for (var e = 0u; e < TILE * TK / 256u; e++) {
       let idx = lid + 256u * e;
       let r = idx / TK;
       let k = idx % TK;
-      var h = 0.0;
-      if (m0 + r < p.M && k0 + k < p.C) { h = hidden[(m0 + r) * p.C + k0 + k]; }
-      tile_h[idx] = h;
+      tile_a[a_index(r, k)] = a_at(m0 + r, k0 + k);
     }
-    for (var e = 0u; e < TILE * TK / 512u; e++) {
-      let idx = lid + 256u * e;
-      let c = idx / (TK / 2u);
-      let w = idx % (TK / 2u);
-      var pair = vec2<f32>(0.0);
-      if (v0 + c < p.chunk_rows && k0 / 2u + w < words_per_row) {
-        pair = unpack2x16float(weight[(p.buffer_row + v0 + c) * words_per_row + k0 / 2u + w]);
-      }
-      tile_w[(2u * w) * TILE + c] = pair.x;
-      tile_w[(2u * w + 1u) * TILE + c] = pair.y;
-    }
+    stage_b(n0, k0, lid);
     workgroupBarrier();
     for (var k = 0u; k < TK; k++) {
-      let b = vec4<f32>(tile_w[k * TILE + tx], tile_w[k * TILE + tx + 16u], tile_w[k * TILE + tx + 32u], tile_w[k * TILE + tx + 48u]);
-      acc0 = fma(vec4<f32>(tile_h[ty * TK + k]), b, acc0);
-      acc1 = fma(vec4<f32>(tile_h[(ty + 16u) * TK + k]), b, acc1);
-      acc2 = fma(vec4<f32>(tile_h[(ty + 32u) * TK + k]), b, acc2);
-      acc3 = fma(vec4<f32>(tile_h[(ty + 48u) * TK + k]), b, acc3);
+      let b = vec4<f32>(tile_b[b_index(k, tx)], tile_b[b_index(k, tx + 16u)], tile_b[b_index(k, tx + 32u)], tile_b[b_index(k, tx + 48u)]);
+      acc0 = fma(vec4<f32>(tile_a[a_index(ty, k)]), b, acc0);
+      acc1 = fma(vec4<f32>(tile_a[a_index(ty + 16u, k)]), b, acc1);
+      acc2 = fma(vec4<f32>(tile_a[a_index(ty + 32u, k)]), b, acc2);
+      acc3 = fma(vec4<f32>(tile_a[a_index(ty + 48u, k)]), b, acc3);
     }
     workgroupBarrier();
   }
-  let c = v0 + tx;
-  let bias4 = vec4<f32>(bias_at(c), bias_at(c + 16u), bias_at(c + 32u), bias_at(c + 48u));
-  return LogitsTile(acc0 + bias4, acc1 + bias4, acc2 + bias4, acc3 + bias4);
-}
-
-fn bias_at(v: u32) -> f32 {
-  return select(0.0, bias[p.vocab_offset + min(v, p.chunk_rows - 1u)], v < p.chunk_rows);
+  return LogitsTile(acc0, acc1, acc2, acc3);
 }

@@ -3,6 +3,7 @@ import ceDhidden from '../../../shaders/cross_entropy.dhidden.wgsl?raw';
 import ceFwd from '../../../shaders/cross_entropy.fwd.wgsl?raw';
 import ceMean from '../../../shaders/cross_entropy.mean.wgsl?raw';
 import ceReduce from '../../../shaders/cross_entropy.reduce.wgsl?raw';
+import lmHeadLogits from '../../../shaders/lib/lm_head_logits.wgsl?raw';
 import lmHeadTile from '../../../shaders/lib/lm_head_tile.wgsl?raw';
 import rowReduce from '../../../shaders/lib/row_reduce.wgsl?raw';
 import { packUniforms, type ReplayWord } from '../gpu/encoder';
@@ -24,11 +25,11 @@ import { f16RowChunks, type F16RowChunk, type F16Rows } from './row-chunks';
  * Labels are i32 [rows]; -100 marks a row that does not count (the prompt, padding).
  */
 
-const FWD = { name: 'cross_entropy.fwd', code: lmHeadTile + ceFwd };
+const FWD = { name: 'cross_entropy.fwd', code: lmHeadTile + lmHeadLogits + ceFwd };
 const REDUCE = { name: 'cross_entropy.reduce', code: rowReduce + ceReduce };
 const MEAN = { name: 'cross_entropy.mean', code: rowReduce + ceMean };
-const BWD = { name: 'cross_entropy.bwd', code: lmHeadTile + ceBwd };
-const DHIDDEN = { name: 'cross_entropy.dhidden', code: ceDhidden };
+const BWD = { name: 'cross_entropy.bwd', code: lmHeadTile + lmHeadLogits + ceBwd };
+const DHIDDEN = { name: 'cross_entropy.dhidden', code: lmHeadTile + ceDhidden };
 
 /** Rows and vocabulary entries per logits tile (shaders/lib/lm_head_tile.wgsl). */
 const TILE = 64;

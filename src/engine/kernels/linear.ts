@@ -32,8 +32,8 @@ const WORDS_PER_ELEMENT: Record<WeightFormat, number> = { int8: 1 / 4, f16: 1 / 
 /** Rows of activations up to which the forward pass uses a GEMV body (decode). */
 export const GEMV_ROWS = 4;
 /** Rows a GEMM workgroup computes (BM in lib/gemm_core.wgsl), its k step, and tiles below which the narrower one is taken. */
-const GEMM_BM = 128;
-const GEMM_BK = 16;
+export const GEMM_BM = 128;
+export const GEMM_BK = 16;
 const GEMM_WIDE_TILES = 256;
 /** Threads of the word GEMV's workgroup, and at most this many per weight row. */
 const WORDS_WORKGROUP = 256;
@@ -101,6 +101,18 @@ function wholeChunks(format: WeightFormat, segments: readonly LinearSegment[]): 
 const nextPow2 = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
 
 /**
+ * The register-blocked GEMM's tile for M x N outputs (lib/gemm_core.wgsl): 128 x 128, or 128 x 64
+ * where the wide ones would be too few to fill a large GPU; double-buffered where workgroup memory
+ * allows. `forced` (tests) overrides both.
+ */
+export function gemmTile(gpu: GpuRuntime, M: number, N: number, forced?: { bn: 64 | 128; stages: 1 | 2 }): { bn: 64 | 128; stages: 1 | 2 } {
+  const wide = Math.ceil(M / GEMM_BM) * Math.ceil(N / 128) >= GEMM_WIDE_TILES;
+  const bn = forced?.bn ?? (wide ? 128 : 64);
+  const stages = forced?.stages ?? (2 * GEMM_BK * (GEMM_BM + bn) * 4 <= gpu.device.limits.maxComputeWorkgroupStorageSize ? 2 : 1);
+  return { bn, stages };
+}
+
+/**
  * The body and grid of a linear forward over M x N outputs. GEMM: 128 x 128 tiles, or 128 x 64 where
  * the wide ones would be too few to fill a large GPU (Phi-2's 512 x 2560 outputs: 160 tiles rather
  * than 80), double-buffered where workgroup memory allows. GEMV: the vec4 body where rows are whole
@@ -115,9 +127,7 @@ export function linearLaunch(gpu: GpuRuntime, M: number, N: number, format: Weig
   if (path === 'gemm') {
     // Whole 16-element steps read as 16-byte vectors; other rows word by word, masked.
     const vec4 = chunks !== null && segments.every((s) => s.K % GEMM_BK === 0);
-    const wide = Math.ceil(M / GEMM_BM) * Math.ceil(N / 128) >= GEMM_WIDE_TILES;
-    const bn = opts.gemmTile?.bn ?? (wide ? 128 : 64);
-    const stages = opts.gemmTile?.stages ?? (2 * GEMM_BK * (GEMM_BM + bn) * 4 <= gpu.device.limits.maxComputeWorkgroupStorageSize ? 2 : 1);
+    const { bn, stages } = gemmTile(gpu, M, N, opts.gemmTile);
     const tilesM = Math.ceil(M / GEMM_BM);
     const tiles = tilesM * Math.ceil(N / bn);
     const [gx, gy] = grid(tiles, opts.foldAt);

@@ -1,10 +1,13 @@
+import gemmCore from '../../../shaders/lib/gemm_core.wgsl?raw';
+import operandsVec4 from '../../../shaders/lib/linear_operands_vec4.wgsl?raw';
+import operandsWords from '../../../shaders/lib/linear_operands_words.wgsl?raw';
 import matmulBwd from '../../../shaders/matmul.bwd.wgsl?raw';
 import matmulFwd from '../../../shaders/matmul.fwd.wgsl?raw';
 import { packUniforms } from '../gpu/encoder';
 import { grid, type GpuRuntime } from '../gpu/runtime';
 import { tensorBytes, type GpuTensor } from '../gpu/tensor';
 import { expectDType, expectShape } from './check';
-import { formatShader, linearLaunch, linearShader, spanning, type LinearPathOptions, type WeightFormat } from './linear';
+import { formatShader, GEMM_BK, GEMM_BM, gemmTile, linearLaunch, linearShader, spanning, type LinearPathOptions, type WeightFormat } from './linear';
 
 /**
  * Linear layers with frozen int8 or f16 weights (PyTorch nn.Linear: W [N, K], y = x W^T + b):
@@ -14,9 +17,6 @@ import { formatShader, linearLaunch, linearShader, spanning, type LinearPathOpti
  */
 
 export { GEMV_ROWS, spanning, type WeightFormat } from './linear';
-
-/** Rows and columns of dinp per input-gradient workgroup (TILE in matmul.bwd.wgsl). */
-const BWD_TILE = 64;
 
 export interface MatmulForwardOptions extends LinearPathOptions {
   /** Add into out instead of overwriting it. */
@@ -202,7 +202,7 @@ export function matmulBackwardInput(
   N: number,
   K: number,
   accumulate = false,
-  opts: { foldAt?: number; lora?: LoraBackwardColumns } = {},
+  opts: { foldAt?: number; lora?: LoraBackwardColumns; gemmTile?: { bn: 64 | 128; stages: 1 | 2 } } = {},
 ): void {
   const k = 'matmulBackwardInput';
   expectPositiveInt(k, { M, N, K });
@@ -231,18 +231,23 @@ export function matmulBackwardInput(
   }
   expectBindable(k, gpu, [dinp, dxa], [dout, ...weights, ...(lora ? [lora.B] : [])]);
 
-  const tilesM = Math.ceil(M / BWD_TILE);
-  const kTiles = Math.ceil(K / BWD_TILE);
-  const tiles = tilesM * (kTiles + (lora ? Math.ceil(lora.r / BWD_TILE) : 0));
+  // The register-blocked GEMM with dout as A (rows of N) and W as B (rows of K): 16-byte loads where
+  // dout's rows are whole 16-value steps and W's rows whole 16-byte chunks from 16-byte boundaries.
+  const { bn, stages } = gemmTile(gpu, M, K, opts.gemmTile);
+  const vec4 = N % GEMM_BK === 0 && (format === 'int8' ? K % 16 === 0 : K % 8 === 0);
+  const tilesM = Math.ceil(M / GEMM_BM);
+  const kTiles = Math.ceil(K / bn);
+  const tiles = tilesM * (kTiles + (lora ? Math.ceil(lora.r / bn) : 0));
   const [gx, gy] = grid(tiles, opts.foldAt);
+  const shader = formatShader(`matmul.bwd.gemm[bn${bn},s${stages},${vec4 ? 'vec4' : 'words'}]`, format, (vec4 ? operandsVec4 : operandsWords) + matmulBwd + gemmCore);
   gpu.encoder.dispatch(
-    gpu.pipelines.get(formatShader('matmul.bwd', format, matmulBwd)),
+    gpu.pipelines.get({ ...shader, code: `const BN = ${bn}u;\nconst STAGES = ${stages}u;\n` + shader.code }),
     packUniforms([
       ['u32', M], ['u32', N], ['u32', K], ['u32', accumulate ? 1 : 0], ['u32', tilesM], ['u32', tiles], ['u32', gx],
       ['u32', kTiles], ['u32', lora?.r ?? 0], ['u32', lora?.bOff ?? 0], ['u32', lora?.dxaOff ?? 0], ['f32', lora?.scaling ?? 0],
     ]),
-    // f16 weights have no scales: dout fills the slot, unread.
-    [dinp, dout, weight, scales ?? dout, lora?.B ?? dout, dxa],
+    // f16 weights have no scales: dout fills the slot, unread; dout fills the operands' second activations too.
+    [weight, dout, dout, dinp, scales ?? dout, lora?.B ?? dout, dxa],
     [gx, gy],
   );
 }

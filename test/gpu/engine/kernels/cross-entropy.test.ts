@@ -33,6 +33,8 @@ const CASES: Case[] = [
   { rows: 70, hidden: 34, vocab: 77, weightChunks: [77], chunkCols: 77 },
   // the smallest: one row, two hidden units, one token
   { rows: 1, hidden: 2, vocab: 1, weightChunks: [1], chunkCols: 1 },
+  // rows, hidden and vocabulary each over two 64-wide tiles, several k steps of 32 both ways (the shared tiles' swizzles)
+  { rows: 130, hidden: 130, vocab: 333, weightChunks: [333], chunkCols: 200 },
   // three weight buffers, accumulating into an existing gradient
   { rows: 100, hidden: 96, vocab: 1_000, weightChunks: [300, 300, 400], chunkCols: 256, accumulate: true },
 ];

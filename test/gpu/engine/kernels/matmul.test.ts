@@ -100,9 +100,10 @@ async function checkBackward(c: Case): Promise<void> {
   const r = c.loraR ?? 0;
   const B = randomArray(3 + N * r, random);
   const lora = r ? { B: gpu.upload('B', [B.length], B), bOff: 3, r, scaling: 0.75, dxa: gpu.tensor('dxa', [5 + M * r]), dxaOff: 5 } : undefined;
-  matmulBackwardInput(gpu, dinp, gpu.upload('dout', [M, N], dy), w.weight, w.scales, M, N, K, c.accumulate, { foldAt: c.foldAt, lora });
+  matmulBackwardInput(gpu, dinp, gpu.upload('dout', [M, N], dy), w.weight, w.scales, M, N, K, c.accumulate, { foldAt: c.foldAt, lora, gemmTile: c.gemmTile });
   const ref = matmulBackwardInputRef(dy, w.dense, M, N, K, prior);
-  const tag = `${format} ${M}x${N}x${K}${c.foldAt ? ` fold@${c.foldAt}` : ''}${c.accumulate ? ' +=' : ''}${r ? ` lora r${r}` : ''}`;
+  const tile = c.gemmTile ? ` 128x${c.gemmTile.bn}${c.gemmTile.stages === 1 ? ' single-buffered' : ''}` : '';
+  const tag = `${format} ${M}x${N}x${K}${tile}${c.foldAt ? ` fold@${c.foldAt}` : ''}${c.accumulate ? ' +=' : ''}${r ? ` lora r${r}` : ''}`;
   expect(compareTensors(`mm.bwd ${tag}`, await gpu.readF32(dinp), ref).relError).toBeLessThan(1e-5);
   if (lora) {
     const dxaRef = new Float64Array(M * r);
@@ -268,6 +269,21 @@ describe('matmul backward (input gradient)', () => {
   });
 
   it('a Phi-2 shape (16 x 2560 x 2560, int8)', () => checkBackward({ format: 'int8', M: 16, N: 2560, K: 2560 }));
+
+  it('on the register-blocked GEMM: across tile edges, both widths, double- and single-buffered, vec4 and word operands', async () => {
+    for (const gemmTile of [{ bn: 128, stages: 2 }, { bn: 64, stages: 2 }, { bn: 128, stages: 1 }] as const) {
+      // N % 16 == 0 with int8 K % 16 == 0 or f16 K % 8 == 0: 16-byte loads; the others word by word.
+      await checkBackward({ format: 'int8', M: 129, N: 32, K: 144, gemmTile });
+      await checkBackward({ format: 'int8', M: 5, N: 33, K: 84, gemmTile, accumulate: true });
+      await checkBackward({ format: 'int8', M: 1, N: 48, K: 260, gemmTile });
+      await checkBackward({ format: 'f16', M: 128, N: 48, K: 72, gemmTile });
+      await checkBackward({ format: 'f16', M: 200, N: 20, K: 82, gemmTile, accumulate: true });
+      await checkBackward({ format: 'f16', M: 3, N: 16, K: 2, gemmTile });
+      // LoRA's columns on both kinds of tile: r below one tile, and r over a 64-wide one.
+      await checkBackward({ format: 'int8', M: 130, N: 32, K: 144, gemmTile, loraR: 65 });
+      await checkBackward({ format: 'f16', M: 7, N: 33, K: 82, gemmTile, loraR: 8, accumulate: true });
+    }
+  });
 
   it("computes LoRA's dxa = scaling · dout · B in the same dispatch (extra column tiles)", async () => {
     for (const format of ['int8', 'f16'] as const) {
