@@ -1,33 +1,18 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseAdapterConfig } from '../../../../../src/engine/adapters/peft';
-import type { GpuRuntime } from '../../../../../src/engine/gpu/runtime';
 import { GRAD_STATS } from '../../../../../src/engine/kernels/grad-norm';
-import { Phi2Model } from '../../../../../src/engine/model/phi2/forward';
-import { loadPhi2FromSource } from '../../../../../src/engine/model/phi2/load';
+import type { Phi2Model } from '../../../../../src/engine/model/phi2/forward';
 import { LoraState } from '../../../../../src/engine/model/phi2/lora-state';
-import { destroyParams } from '../../../../../src/engine/model/phi2/params';
 import { Phi2TrainStep } from '../../../../../src/engine/model/phi2/train-step';
-import type { QuantScheme } from '../../../../../src/engine/weights/layout';
 import { parseSafetensors } from '../../../../../src/engine/weights/safetensors';
 import { compareTensors } from '../../../../support/compare';
-import { directorySource, goldenJson, goldenTensors, MODELS } from '../../../../support/fixtures';
+import { goldenJson, goldenTensors, MODELS } from '../../../../support/fixtures';
+import { fixtureModelLoader } from '../../../../support/fixture-models';
 import { testGpu } from '../../../../support/gpu';
 
-const loaded = new Map<string, Promise<Phi2Model>>();
-function loadModel(gpu: GpuRuntime, dir: string, scheme: QuantScheme): Promise<Phi2Model> {
-  const key = `${dir}:${scheme}`;
-  if (!loaded.has(key)) loaded.set(key, (async () => new Phi2Model(gpu, (await loadPhi2FromSource(gpu, await directorySource(dir), scheme)).params))());
-  return loaded.get(key)!;
-}
-afterAll(async () => {
-  for (const m of loaded.values()) {
-    const model = await m;
-    model.destroy();
-    destroyParams(model.params);
-  }
-});
+const loadModel = fixtureModelLoader();
 
 /** The fixture's real PEFT adapter, on the GPU. */
 function loadAdapter(model: Phi2Model, dir: string): LoraState {
