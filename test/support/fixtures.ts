@@ -1,5 +1,6 @@
 import { openAsBlob, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { parseAdapterConfig } from '../../src/engine/adapters/peft';
 import { parseSafetensors, type SafetensorsFile } from '../../src/engine/weights/safetensors';
 import { FilesSource, type FileLike } from '../../src/engine/weights/files';
 
@@ -23,6 +24,14 @@ export function goldenJson(model: string): GoldenJson {
 
 export function goldenTensors(model: string, file: string): SafetensorsFile {
   return parseSafetensors(new Uint8Array(readFileSync(join(model, 'golden', file))), file);
+}
+
+/** The fixture's golden PEFT adapter (trained: B is not zero, so no gradient is): its settings and its tensors by name. */
+export function goldenAdapter(model: string): { settings: ReturnType<typeof parseAdapterConfig>; tensor: (name: string) => Float32Array } {
+  const dir = join(model, 'golden/adapter');
+  const settings = parseAdapterConfig(JSON.parse(readFileSync(join(dir, 'adapter_config.json'), 'utf8')));
+  const file = parseSafetensors(new Uint8Array(readFileSync(join(dir, 'adapter_model.safetensors'))), 'adapter_model.safetensors');
+  return { settings, tensor: (name) => file.float32(name) };
 }
 
 /** A directory's files as Blob-backed FileLikes (streamed from disk, never read whole). */
