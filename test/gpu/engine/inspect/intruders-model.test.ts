@@ -8,8 +8,8 @@ import { adapterIntruders, moduleWeight, type IntruderResult } from '../../../..
 import { f16BitsToNumber } from '../../../../src/engine/kernels/weight-formats';
 import { intruderRef, leftSingularRef } from '../../../reference/lora-update';
 import { MODELS } from '../../../support/fixtures';
-import { fixtureModelLoader } from '../../../support/fixture-models';
 import { testGpu } from '../../../support/gpu';
+import { modelPerFile } from '../../../support/models';
 
 // Intruder dimensions over a real model's weights: the golden Phi model (hidden 160, intermediate 640,
 // 2 layers) in both weight modes, with an adapter built against those very weights (read back from the
@@ -18,8 +18,8 @@ import { testGpu } from '../../../support/gpu';
 // W's largest singular value; fc2's third term strengthens u_0 instead. q_proj of layer 1 and fc2 of
 // layer 0 have B = 0: no update, no intruder. The float64 reference takes full SVDs of W and W + ΔW.
 
-const loadModel = fixtureModelLoader();
-const model = (gpu: GpuRuntime, scheme: 'f16' | 'int8') => loadModel(gpu, MODELS.golden, scheme);
+const models = { f16: modelPerFile(MODELS.golden, 'f16'), int8: modelPerFile(MODELS.golden, 'int8') };
+const model = (gpu: GpuRuntime, scheme: 'f16' | 'int8') => models[scheme](gpu);
 
 /** The weight exactly as the GPU holds it, in float64. */
 async function denseWeight(gpu: GpuRuntime, w: ReturnType<typeof moduleWeight>): Promise<Float64Array> {

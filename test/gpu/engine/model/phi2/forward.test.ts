@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import type { GpuRuntime } from '../../../../../src/engine/gpu/runtime';
 import { KvCache, Phi2Model, Phi2Workspace } from '../../../../../src/engine/model/phi2/forward';
 import { Generator, type Generation } from '../../../../../src/engine/model/phi2/generate';
 import { loadTokenizer } from '../../../../../src/engine/tokenizer';
@@ -7,8 +8,8 @@ import { compareTensors } from '../../../../support/compare';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { goldenJson, goldenTensors, MODELS } from '../../../../support/fixtures';
-import { fixtureModelLoader } from '../../../../support/fixture-models';
 import { testGpu } from '../../../../support/gpu';
+import { modelPerFile } from '../../../../support/models';
 
 /** Logits of all positions, keeping the first `vocabKept` columns (tiny-phi's goldens keep 1024). */
 function firstColumns(all: Float32Array, rows: number, vocab: number, kept: number): Float32Array {
@@ -33,9 +34,6 @@ const INT8_COMPUTE_BOUND: Record<string, { rel: number; topSame: number }> = {
  */
 const KV_F16_LOGITS_BOUND = 5e-4;
 
-// Each model and weight mode is loaded once per file.
-const loadModel = fixtureModelLoader();
-
 for (const [label, dir] of Object.entries(MODELS)) {
   describe(`Phi forward against transformers (${label})`, () => {
     const golden = goldenJson(dir);
@@ -43,6 +41,10 @@ for (const [label, dir] of Object.entries(MODELS)) {
     const ids = golden.input_ids;
     const B = ids.length;
     const T = ids[0].length;
+    // Each weight mode is loaded once, on first use, and shared read-only (a test wanting other
+    // inference settings makes its own Phi2Model over the same params).
+    const models = { f16: modelPerFile(dir, 'f16'), int8: modelPerFile(dir, 'int8') };
+    const loadModel = (gpu: GpuRuntime, scheme: QuantScheme) => models[scheme](gpu);
 
     // Batched generation: prompts of different lengths (one of a single token), left-padded together,
     // with what transformers generates where the fixtures say. Five on the small-vocabulary model (its
@@ -66,7 +68,7 @@ for (const [label, dir] of Object.entries(MODELS)) {
       let runs = aloneRuns.get(scheme);
       if (!runs) {
         runs = (async () => {
-          const generator = new Generator(await loadModel(await testGpu(), dir, scheme));
+          const generator = new Generator(await loadModel(await testGpu(), scheme));
           try {
             const out: Array<Generation & { streamed: number[] }> = [];
             for (const c of batchCases) {
@@ -87,7 +89,7 @@ for (const [label, dir] of Object.entries(MODELS)) {
     for (const scheme of ['f16', 'int8'] as const) {
       it(`${scheme}: every hidden state and the logits of a batch`, async () => {
         const gpu = await testGpu();
-        const model = await loadModel(gpu, dir, scheme);
+        const model = await loadModel(gpu, scheme);
         const d = model.dims;
         const ws = new Phi2Workspace(gpu, d, B * T);
         const cache = new KvCache(gpu, d, B, T);
@@ -117,7 +119,7 @@ for (const [label, dir] of Object.entries(MODELS)) {
     it('int8 lm_head (optional): logits close to the goldens, in both weight modes', async () => {
       const gpu = await testGpu();
       for (const scheme of ['f16', 'int8'] as const) {
-        const base = await loadModel(gpu, dir, scheme);
+        const base = await loadModel(gpu, scheme);
         const model = new Phi2Model(gpu, base.params, { lmHead: 'int8' });
         const d = model.dims;
         const ws = new Phi2Workspace(gpu, d, B * T);
@@ -148,7 +150,7 @@ for (const [label, dir] of Object.entries(MODELS)) {
     // gives the f32 path's logits exactly.
     it('int8 compute (optional): logits close to the f32 path, decode as prefill, switching back exact', async () => {
       const gpu = await testGpu();
-      const base = await loadModel(gpu, dir, 'int8');
+      const base = await loadModel(gpu, 'int8');
       const d = base.dims;
       const V = d.vocab;
       const flat = Uint32Array.from(ids.flat());
@@ -194,7 +196,7 @@ for (const [label, dir] of Object.entries(MODELS)) {
 
     it('int8 compute is refused on F16 weights, with the reason', async () => {
       const gpu = await testGpu();
-      const f16 = await loadModel(gpu, dir, 'f16');
+      const f16 = await loadModel(gpu, 'f16');
       expect(() => new Phi2Model(gpu, f16.params, { compute: 'int8' })).toThrow(/int8 compute needs the model loaded with int8 weights/);
       const model = new Phi2Model(gpu, f16.params);
       expect(() => model.configure({ compute: 'int8', lmHead: 'int8' })).toThrow(/int8 weights/);
@@ -207,7 +209,7 @@ for (const [label, dir] of Object.entries(MODELS)) {
     it('f16 KV cache (optional): logits and greedy tokens close to the goldens, in both weight modes', async () => {
       const gpu = await testGpu();
       for (const scheme of ['f16', 'int8'] as const) {
-        const base = await loadModel(gpu, dir, scheme);
+        const base = await loadModel(gpu, scheme);
         const model = new Phi2Model(gpu, base.params, { kvCache: 'f16' });
         const d = model.dims;
         const ws = new Phi2Workspace(gpu, d, B * T);
@@ -245,7 +247,7 @@ for (const [label, dir] of Object.entries(MODELS)) {
 
     it('f16: a single longer sequence', async () => {
       const gpu = await testGpu();
-      const model = await loadModel(gpu, dir, 'f16');
+      const model = await loadModel(gpu, 'f16');
       const single = golden.single_ids[0];
       const ws = new Phi2Workspace(gpu, model.dims, single.length);
       const cache = new KvCache(gpu, model.dims, 1, single.length);
@@ -286,7 +288,7 @@ for (const [label, dir] of Object.entries(MODELS)) {
     for (const scheme of label === 'golden' ? (['f16', 'int8'] as const) : (['f16'] as const)) {
       it(`${scheme}: a batch of prompts of different lengths generates what each generates alone`, async () => {
         const gpu = await testGpu();
-        const model = await loadModel(gpu, dir, scheme);
+        const model = await loadModel(gpu, scheme);
         const generator = new Generator(model);
         const prompts = batchCases.map((c) => c.ids);
         const maxNewTokens = batchCases.map((c) => c.maxNew);
@@ -318,7 +320,7 @@ for (const [label, dir] of Object.entries(MODELS)) {
 
     it('f16: each sequence of a batch stops on its own (stop token, onToken, budget) and the signal stops them all', async () => {
       const gpu = await testGpu();
-      const model = await loadModel(gpu, dir, 'f16');
+      const model = await loadModel(gpu, 'f16');
       const generator = new Generator(model);
       const prompts = batchCases.slice(0, 3).map((c) => c.ids);
       const maxNewTokens = [8, 5, 8];
@@ -370,7 +372,7 @@ for (const [label, dir] of Object.entries(MODELS)) {
     // On one model: a 2040-token prefill is slow here, and the logic is the Generator's.
     it.runIf(label === 'tiny')('f16: a batch near the end of the context: per-sequence context-full, and a refusal when padding would not fit', async () => {
       const gpu = await testGpu();
-      const model = await loadModel(gpu, dir, 'f16');
+      const model = await loadModel(gpu, 'f16');
       const generator = new Generator(model);
       const max = model.dims.maxPositions;
       const long = Array.from({ length: max - 8 }, (_, i) => golden.single_ids[0][i % golden.single_ids[0].length]);
@@ -392,7 +394,7 @@ for (const [label, dir] of Object.entries(MODELS)) {
     // one-token prompt is the batch tests' second case.
     it.runIf(label === 'golden')('f16: a long generation re-records its step as the context grows, choosing what one prefill over its tokens prefers', async () => {
       const gpu = await testGpu();
-      const model = await loadModel(gpu, dir, 'f16');
+      const model = await loadModel(gpu, 'f16');
       const generator = new Generator(model);
       const encoder = gpu.encoder;
       const capture = encoder.capture.bind(encoder);
@@ -436,7 +438,7 @@ for (const [label, dir] of Object.entries(MODELS)) {
 
     it('cancels between tokens and scores candidate continuations', async () => {
       const gpu = await testGpu();
-      const model = await loadModel(gpu, dir, 'f16');
+      const model = await loadModel(gpu, 'f16');
       const generator = new Generator(model);
       const controller = new AbortController();
       const { prompt, generated } = golden.greedy;
