@@ -1,7 +1,8 @@
 /**
  * The Platform a test hands the engine under Node: a fresh in-memory IndexedDB for each call (so no
  * test sees another's data), no WebGPU of its own (GPU tests give the engine the file's shared device
- * through TestEngine), the process's fetch and storage that always persists.
+ * through TestEngine), the process's fetch and storage that always persists. Importing this module
+ * also installs fake-indexeddb's classes as globals, which the store's idb wrapper looks for.
  */
 import 'fake-indexeddb/auto';
 import { IDBFactory } from 'fake-indexeddb';
