@@ -19,7 +19,7 @@ import { destroyParams } from '../../../../../src/engine/model/phi2/params';
 import { Phi2TrainStep } from '../../../../../src/engine/model/phi2/train-step';
 import { WeightStore } from '../../../../../src/engine/store/store';
 import { loadTokenizer, type PhiTokenizer } from '../../../../../src/engine/tokenizer';
-import { Trainer, type TrainConfig } from '../../../../../src/engine/train/trainer';
+import { Trainer, type StepRecord, type TrainConfig } from '../../../../../src/engine/train/trainer';
 import { parsePhiConfig } from '../../../../../src/engine/weights/config';
 import { importFromFiles } from '../../../../../src/engine/weights/index';
 import type { QuantScheme } from '../../../../../src/engine/weights/layout';
@@ -46,17 +46,26 @@ const platform = testPlatform();
 let gpu: GpuRuntime;
 let store: WeightStore;
 let tokenizer: PhiTokenizer;
-const models = new Map<string, { model: Phi2Model; weights: TinyWeights; scheme: QuantScheme }>();
+const models = new Map<string, Promise<{ model: Phi2Model; weights: TinyWeights }>>();
 
-async function importAndLoad(name: string, dtype: 'F16' | 'F32', scheme: QuantScheme, seed: number) {
-  const dir = join(work, name);
-  const weights = writeTinyPhi1(dir, { seed, dtype });
-  const manifest = await importFromFiles(platform, store, await directoryFiles(dir), { scheme, displayName: name });
-  const loaded = await loadModelToGpu(gpu, store, manifest.id);
-  const model = new Phi2Model(gpu, phi2ParamsFromWeights(loaded));
-  models.set(`${name}:${scheme}`, { model, weights, scheme });
-  return { model, weights };
+/** Writes the checkpoint, imports it into the store and loads it: once per name and mode, on first use. */
+function importAndLoad(name: string, dtype: 'F16' | 'F32', scheme: QuantScheme, seed: number): Promise<{ model: Phi2Model; weights: TinyWeights }> {
+  const key = `${name}:${scheme}`;
+  let loaded = models.get(key);
+  if (!loaded) {
+    loaded = (async () => {
+      const dir = join(work, name);
+      const weights = writeTinyPhi1(dir, { seed, dtype });
+      const manifest = await importFromFiles(platform, store, await directoryFiles(dir), { scheme, displayName: name });
+      return { model: new Phi2Model(gpu, phi2ParamsFromWeights(await loadModelToGpu(gpu, store, manifest.id))), weights };
+    })();
+    models.set(key, loaded);
+  }
+  return loaded;
 }
+
+/** Phi-1.5's dtype in f16 mode: the model every test after the imports uses. */
+const phi15Like = () => importAndLoad('phi-1_5-like', 'F16', 'f16', 3);
 
 beforeAll(async () => {
   gpu = await testGpu();
@@ -65,8 +74,11 @@ beforeAll(async () => {
   tokenizer = await loadTokenizer(tok);
 }, 120_000);
 
-afterAll(() => {
-  for (const { model } of models.values()) {
+afterAll(async () => {
+  for (const m of models.values()) {
+    const loaded = await m.catch(() => null); // a load that failed has failed its test already
+    if (!loaded) continue;
+    const { model } = loaded;
     model.destroy();
     destroyParams(model.params);
   }
@@ -108,7 +120,8 @@ describe('Phi-1.5 / Phi-1 geometry (heads of 64, 32 rotary dims)', () => {
     expect(config).toMatchObject({ headDim: 64, rotaryDim: 32, residPdrop: 0, eosTokenId: null, bosTokenId: null });
   });
 
-  // Loading is the slow part on SwiftShader: Phi-1.5's dtype in f16 mode serves every later test; Phi-1's in int8.
+  // Loading is the slow part on SwiftShader: Phi-1.5's dtype in f16 mode serves every later test (imported
+  // by whichever test comes first); Phi-1's in int8.
   it.each([
     ['phi-1_5-like', 'F16', 'f16'],
     ['phi-1-like', 'F32', 'int8'],
@@ -121,7 +134,7 @@ describe('Phi-1.5 / Phi-1 geometry (heads of 64, 32 rotary dims)', () => {
   }, 600_000);
 
   it('generates greedily as the float64 forward does, and stops at the tokenizer’s <|endoftext|> though config.json names none', async () => {
-    const { model, weights } = models.get('phi-1_5-like:f16')!;
+    const { model, weights } = await phi15Like();
     const prompt = tokenizer.encode('Instruct: What is the capital of France?\nOutput:');
     const generator = new Generator(model, { decodableVocab: tokenizer.vocabSize, endOfText: tokenizer.eosTokenId });
     try {
@@ -167,7 +180,7 @@ describe('Phi-1.5 / Phi-1 geometry (heads of 64, 32 rotary dims)', () => {
   }
 
   it('trains: LoRA gradients (rsLoRA) equal finite differences of the float64 loss', async () => {
-    const { model, weights } = models.get('phi-1_5-like:f16')!;
+    const { model, weights } = await phi15Like();
     const adapter = randomAdapter(5);
     const state = new LoraState(gpu, model.dims, lora);
     state.setWeights((name) => adapter.get(name)!);
@@ -210,10 +223,15 @@ describe('Phi-1.5 / Phi-1 geometry (heads of 64, 32 rotary dims)', () => {
     }
   }, 600_000);
 
-  let trained: Map<string, { shape: number[]; data: Float32Array }>;
+  /**
+   * The trainer's run on Phi-1.5's geometry, once (on first use): the trainer test checks it and the
+   * export test writes its adapter, each able to run alone.
+   */
+  let trainerRun: Promise<{ outcome: Awaited<ReturnType<Trainer['run']>>; records: readonly StepRecord[]; trained: Map<string, { shape: number[]; data: Float32Array }> }> | null = null;
+  const runTrainer = () => (trainerRun ??= trainOnce());
 
-  it('runs the trainer (accumulation, clipping, AdamW) to a finite, changed adapter', async () => {
-    const { model } = models.get('phi-1_5-like:f16')!;
+  async function trainOnce() {
+    const { model } = await phi15Like();
     const text = ['Instruct: 2+2?\nOutput: 4', 'Instruct: Capital of Italy?\nOutput: Rome'];
     const rows = text.map((t) => {
       const ids = tokenizer.encode(t);
@@ -238,23 +256,28 @@ describe('Phi-1.5 / Phi-1 geometry (heads of 64, 32 rotary dims)', () => {
     state.initialise(random);
     const trainer = new Trainer(model, state, cfg, rows, { now: () => performance.now() });
     try {
-      expect(await trainer.run()).toBe('finished');
-      expect(trainer.records).toHaveLength(1);
-      for (const r of trainer.records) {
-        expect(Number.isFinite(r.loss) && !r.skipped).toBe(true);
-      }
-      trained = state.unflatten(await state.readFlat('params'));
-      const b = trained.get('base_model.model.model.layers.0.mlp.fc2.lora_B.weight')!.data;
-      expect(b.some((x) => x !== 0)).toBe(true);
-      console.log(`losses ${trainer.records.map((r) => r.loss.toFixed(4)).join(', ')}`);
+      const outcome = await trainer.run();
+      return { outcome, records: [...trainer.records], trained: state.unflatten(await state.readFlat('params')) };
     } finally {
       trainer.destroy();
       state.destroy();
     }
+  }
+
+  it('runs the trainer (accumulation, clipping, AdamW) to a finite, changed adapter', async () => {
+    const { outcome, records, trained } = await runTrainer();
+    expect(outcome).toBe('finished');
+    expect(records).toHaveLength(1);
+    for (const r of records) {
+      expect(Number.isFinite(r.loss) && !r.skipped).toBe(true);
+    }
+    const b = trained.get('base_model.model.model.layers.0.mlp.fc2.lora_B.weight')!.data;
+    expect(b.some((x) => x !== 0)).toBe(true);
+    console.log(`losses ${records.map((r) => r.loss.toFixed(4)).join(', ')}`);
   }, 600_000);
 
   it('evaluates: label log-likelihoods equal the float64 forward’s', async () => {
-    const { model, weights } = models.get('phi-1_5-like:f16')!;
+    const { model, weights } = await phi15Like();
     const generator = new Generator(model, { decodableVocab: tokenizer.vocabSize, endOfText: tokenizer.eosTokenId });
     const evalModel: EvalModel = { model, tokenizer, generator };
     const items: EvalItem[] = [0, 1].map((k) => ({
@@ -294,6 +317,7 @@ describe('Phi-1.5 / Phi-1 geometry (heads of 64, 32 rotary dims)', () => {
   }, 600_000);
 
   it('exports the trained adapter as PEFT files and as a GGUF adapter with this geometry', async () => {
+    const { trained } = await runTrainer();
     const files = encodeAdapter(lora, 'microsoft/phi-1_5', trained);
     const back = decodeAdapter(files, shapes);
     expect(back.tensors.size).toBe(2 * 6 * 2);
