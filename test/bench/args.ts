@@ -31,6 +31,14 @@ export interface ReportOptions {
   append: string | null;
 }
 
+export interface CurvesOptions {
+  command: 'curves';
+  /** The curve files the train.int8-accuracy runs wrote (.bench/int8-accuracy*.json). */
+  files: string[];
+  /** Where to write the SVG chart; without it only the tables are printed. */
+  svg: string | null;
+}
+
 export const USAGE = `Usage:
   node .bench/bench.mjs [options]          run the benchmarks (npm run bench -- [options])
     --quick              small shapes that SwiftShader finishes in minutes (default: Phi-2's real shapes)
@@ -44,7 +52,9 @@ export const USAGE = `Usage:
     --list               print the cases that would run, and exit
     --help               print this
   node .bench/bench.mjs report --webgpu webgpu.json [--pytorch pytorch.json] [--commit sha] [--append BENCHMARKS.md]
-                         turn results into BENCHMARKS.md rows (ours beside PyTorch on the same GPU)`;
+                         turn results into BENCHMARKS.md rows (ours beside PyTorch on the same GPU)
+  node .bench/bench.mjs curves [--svg chart.svg] .bench/int8-accuracy-*.json
+                         the train.int8-accuracy curves (one file a run) as BENCHMARKS.md tables and a chart`;
 
 export class BenchUsageError extends Error {
   constructor(message: string) {
@@ -79,8 +89,15 @@ function list(value: string): string[] {
   return value.split(',').map((v) => v.trim()).filter(Boolean);
 }
 
-export function parseBenchArgs(argv: readonly string[]): RunOptions | ReportOptions | { command: 'help' } {
+export function parseBenchArgs(argv: readonly string[]): RunOptions | ReportOptions | CurvesOptions | { command: 'help' } {
   if (argv.includes('--help') || argv.includes('-h')) return { command: 'help' };
+  if (argv[0] === 'curves') {
+    const rest = argv.slice(1);
+    const files = rest.filter((a, i) => !a.startsWith('--') && !(i > 0 && rest[i - 1] === '--svg'));
+    const t = tokens(rest.filter((a) => !files.includes(a)), [], ['svg']);
+    if (!files.length) throw new BenchUsageError('curves needs the curve files (.bench/int8-accuracy-*.json)');
+    return { command: 'curves', files, svg: (t.get('svg') as string | undefined) ?? null };
+  }
   if (argv[0] === 'report') {
     const t = tokens(argv.slice(1), [], ['webgpu', 'pytorch', 'commit', 'append']);
     const webgpu = t.get('webgpu');

@@ -12,12 +12,12 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { BenchUsageError, parseBenchArgs, selected, USAGE, type BenchGroup, type ReportOptions, type RunOptions } from './args';
+import { BenchUsageError, parseBenchArgs, selected, USAGE, type BenchGroup, type CurvesOptions, type ReportOptions, type RunOptions } from './args';
 import { formatTable, openBenchGpu, runCase, type BenchCase, type BenchEnv, type BenchRow } from './harness';
-import { INT8_ACCURACY_RUN, int8AccuracyRows } from './int8-accuracy.bench';
+import { comparisonSvg, comparisonTable, curvesByModel, INT8_ACCURACY_RUN, int8AccuracyRows, readCurveFiles } from './int8-accuracy.bench';
 import { inspectCases } from './inspect.bench';
 import { kernelCases } from './kernels.bench';
-import { decodeCpuRow, decodeRow, dispatchRows, ModelFixture, prefillRow, trainCpuRow, trainMemoryRow, trainRow } from './model.bench';
+import { decodeCpuRow, decodeRow, dispatchRows, ModelFixture, prefillRow, trainCpuRow, trainCpuVarlenRows, trainMemoryRow, trainRow } from './model.bench';
 import { insertRows, markdownRows, MARKERS, parseResults, type ReferenceResults, type WebgpuResults } from './report';
 import { benchShapes, type BenchShapes } from './shapes';
 import { nodeWeightsRows, weightsRows } from './weights.bench';
@@ -80,6 +80,7 @@ function plan(o: RunOptions, env: BenchEnv | null, s: BenchShapes, fixture: () =
       run: async () => [await trainMemoryRow(env!, fixture(), b)],
     })),
     { group: 'train', id: 'train.step.cpu', name: `train.step.cpu ${o.scheme} r${s.lora.r} 1x${T}`, run: async () => [await trainCpuRow(env!, fixture())] },
+    { group: 'train', id: 'train.step.cpu.varlen', name: `train.step.cpu.varlen ${o.scheme} r${s.lora.r} 1x${T / 2}..${T}, longest vs buckets`, run: () => trainCpuVarlenRows(env!, fixture()) },
     ...s.trainBatches.map((b): BenchTask => ({
       group: 'train',
       id: 'train.step',
@@ -230,13 +231,27 @@ function report(o: ReportOptions): number {
   return 0;
 }
 
+function curves(o: CurvesOptions): number {
+  const { options, curves: all } = readCurveFiles(o.files.map((name) => ({ name, text: readFileSync(name, 'utf8') })));
+  const byModel = curvesByModel(all);
+  console.log(`${options.steps} steps of ${options.batch} x ${options.seq} tokens`);
+  for (const [model, [f32, int8]] of byModel) console.log(`\n${comparisonTable(model, f32, int8, 20)}`);
+  if (o.svg) {
+    mkdirSync(dirname(resolve(o.svg)), { recursive: true });
+    writeFileSync(o.svg, comparisonSvg(byModel));
+    console.log(`\nchart written to ${o.svg}`);
+  }
+  return 0;
+}
+
 async function main(): Promise<number> {
   const o = parseBenchArgs(process.argv.slice(2));
   if (o.command === 'help') {
     console.log(USAGE);
     return 0;
   }
-  return o.command === 'report' ? report(o) : run(o);
+  if (o.command === 'report') return report(o);
+  return o.command === 'curves' ? curves(o) : run(o);
 }
 
 main().then(

@@ -11,6 +11,7 @@ import { DEFAULT_OPTIMIZER } from '../../src/shared/optimizer';
 import type { TrainExample } from '../../src/engine/train/batches';
 import { Trainer, type TrainConfig } from '../../src/engine/train/trainer';
 import { freshRuntime, type BenchEnv, type BenchRow } from './harness';
+import { lossCurvesSvg } from './curve-chart';
 import { XorShift32 } from './random';
 
 /**
@@ -103,7 +104,7 @@ function runConfig(o: Int8AccuracyOptions, compute: ComputePath): TrainConfig {
   };
 }
 
-interface Curve {
+export interface Curve {
   model: string;
   compute: ComputePath;
   losses: number[];
@@ -182,18 +183,81 @@ export async function int8AccuracyRows(env: BenchEnv, o: Int8AccuracyOptions = I
       ],
     });
   }
-  console.log(`\n${curveTable(curves, Math.max(1, Math.round(o.steps / 10)))}\n(curves written to ${out})`);
+  for (const [model, [f32, int8]] of paths.length === 2 ? curvesByModel(curves) : []) console.log(`\n${comparisonTable(model, f32, int8, 20)}`);
+  console.log(`\n(curves written to ${out}; \`node .bench/bench.mjs curves\` draws them)`);
   return rows;
 }
 
-/** The curves side by side every `every` steps (each the mean of the steps since the last row), as markdown. */
-export function curveTable(curves: readonly Curve[], every: number): string {
-  const steps = curves[0].losses.length;
-  const head = `| steps | ${curves.map((c) => `${c.model} ${c.compute}`).join(' | ')} |`;
-  const lines = [head, `|---|${curves.map(() => '---').join('|')}|`];
-  for (let end = every; end <= steps; end += every) {
-    const cells = curves.map((c) => (c.losses.slice(end - every, end).reduce((a, b) => a + b, 0) / every).toFixed(4));
-    lines.push(`| ${end - every + 1}-${end} | ${cells.join(' | ')} |`);
+/** The curves of one model, f32 first, as saved by the runs (each process writes its own file). */
+export function curvesByModel(curves: readonly Curve[]): Map<string, Curve[]> {
+  const byModel = new Map<string, Curve[]>();
+  for (const c of curves) byModel.set(c.model, [...(byModel.get(c.model) ?? []), c]);
+  for (const [model, list] of byModel) {
+    list.sort((a, b) => (a.compute === b.compute ? 0 : a.compute === 'f32' ? -1 : 1));
+    if (list.length !== 2 || list[0].compute !== 'f32' || list[1].compute !== 'int8') {
+      throw new Error(`train.int8-accuracy: ${model} needs exactly one f32 and one int8 curve, got ${list.map((c) => c.compute).join(', ') || 'none'}`);
+    }
+    if (list[0].losses.length !== list[1].losses.length) {
+      throw new Error(`train.int8-accuracy: ${model}'s curves have ${list[0].losses.length} and ${list[1].losses.length} steps; compare finished runs`);
+    }
   }
+  return byModel;
+}
+
+/**
+ * One model's curves as BENCHMARKS.md shows them: the mean loss over each `every` steps both ways and
+ * their difference, then the figures that say whether int8 costs accuracy (largest and mean per-step gap,
+ * the means of the last 20 steps).
+ */
+export function comparisonTable(model: string, f32: Curve, int8: Curve, every: number): string {
+  const mean = (v: readonly number[]) => v.reduce((a, b) => a + b, 0) / v.length;
+  const steps = f32.losses.length;
+  const lines = [`| ${model}: steps | f32 | int8 | int8 − f32 |`, '|---|---:|---:|---:|'];
+  for (let start = 0; start < steps; start += every) {
+    const end = Math.min(steps, start + every);
+    const a = mean(f32.losses.slice(start, end));
+    const b = mean(int8.losses.slice(start, end));
+    const d = b - a;
+    lines.push(`| ${start + 1}-${end} | ${a.toFixed(4)} | ${b.toFixed(4)} | ${d >= 0 ? '+' : ''}${d.toFixed(4)} |`);
+  }
+  const gap = f32.losses.map((l, i) => Math.abs(int8.losses[i] - l));
+  const tailF32 = tailMean(f32.losses, 20);
+  const tailInt8 = tailMean(int8.losses, 20);
+  lines.push(
+    '',
+    `${model}, ${steps} steps: first step ${f32.losses[0].toFixed(4)} / ${int8.losses[0].toFixed(4)}; mean of the last 20 steps f32 ` +
+      `${tailF32.toFixed(4)}, int8 ${tailInt8.toFixed(4)} (difference ${(tailInt8 - tailF32).toFixed(4)}); last step ` +
+      `${f32.losses[steps - 1].toFixed(4)} / ${int8.losses[steps - 1].toFixed(4)}; per-step |int8 − f32| mean ${mean(gap).toFixed(4)}, largest ${Math.max(...gap).toFixed(4)}.`,
+  );
   return lines.join('\n');
+}
+
+/** The saved curve files (`.bench/int8-accuracy*.json`) read back, checked to come from the same run settings. */
+export function readCurveFiles(files: ReadonlyArray<{ name: string; text: string }>): { options: Int8AccuracyOptions; curves: Curve[] } {
+  let options: Int8AccuracyOptions | null = null;
+  const curves: Curve[] = [];
+  for (const f of files) {
+    let parsed: { options?: Int8AccuracyOptions; curves?: Curve[] };
+    try {
+      parsed = JSON.parse(f.text);
+    } catch (err) {
+      throw new Error(`${f.name}: not JSON (${(err as Error).message}); pass the files the int8-accuracy runs wrote`);
+    }
+    if (!parsed.options || !Array.isArray(parsed.curves)) throw new Error(`${f.name}: no options and curves; pass the files the int8-accuracy runs wrote`);
+    if (options && JSON.stringify(options) !== JSON.stringify(parsed.options)) {
+      throw new Error(`${f.name}: run with ${JSON.stringify(parsed.options)}, the others with ${JSON.stringify(options)}; compare runs of the same settings`);
+    }
+    options = parsed.options;
+    curves.push(...parsed.curves);
+  }
+  if (!options) throw new Error('no curve files given');
+  return { options, curves };
+}
+
+/** The chart of BENCHMARKS.md: a panel per model, f32 and int8 with their 10-step running means, and the gap. */
+export function comparisonSvg(byModel: ReadonlyMap<string, Curve[]>): string {
+  return lossCurvesSvg(
+    [...byModel].map(([model, list]) => ({ title: `${model}: ${list[0].losses.length} steps, f32 vs int8 compute`, curves: list.map((c) => ({ label: c.compute, losses: c.losses })) })),
+    { smooth: 10, floor: { value: CHAIN_ENTROPY, label: `best reachable ${CHAIN_ENTROPY.toFixed(2)}` } },
+  );
 }

@@ -5,6 +5,7 @@ import { LoraState } from '../../src/engine/model/phi2/lora-state';
 import { destroyParams, type Phi2Params } from '../../src/engine/model/phi2/params';
 import { Phi2TrainStep } from '../../src/engine/model/phi2/train-step';
 import { trainingMemory } from '../../src/shared/train-memory';
+import { nextBatch, planRunBuckets, type DataPosition, type TrainExample } from '../../src/engine/train/batches';
 import type { QuantScheme } from '../../src/engine/weights/layout';
 import { freshRuntime, judge, profileDispatches, summarize, timeWall, type BenchEnv, type BenchRow, type RuntimeMode } from './harness';
 import { randomTokens, XorShift32 } from './random';
@@ -583,4 +584,81 @@ export async function trainCpuRow(env: BenchEnv, fixture: ModelFixture): Promise
     },
     'record-and-encode',
   );
+}
+
+/** Variable-length training steps measured by train.step.cpu.varlen, after one warm-up step at full length. */
+const VARLEN_STEPS = 100;
+
+/**
+ * CPU time of LoRA steps over variable-length batches (1 x n, n drawn uniformly from tokens/2 to tokens,
+ * a new length nearly every step, as real data gives), padded each to its longest ('longest', as before
+ * buckets) or to the run's planned buckets (src/engine/train/batches.ts): how many micro-steps get
+ * recorded afresh in 100 steps, and the CPU time per step, median (a recording step costs ~the first
+ * step of train.step.cpu; a replayed one its steady state). The same runtime as train.step.cpu: command
+ * buffers encoded and dropped, so it measures anywhere at Phi-2's real shapes.
+ */
+export async function trainCpuVarlenRows(env: BenchEnv, fixture: ModelFixture): Promise<BenchRow[]> {
+  const s = fixture.shapes;
+  const T = s.tokens;
+  const rows: BenchRow[] = [];
+  for (const padding of ['longest', 'buckets'] as const) {
+    rows.push(
+      await withTrainStep(
+        env,
+        fixture,
+        1,
+        async ({ gpu, d, step, data: warmBatch, labelCount: warmLabels }) => {
+          const random = new XorShift32(77);
+          const data: TrainExample[] = Array.from({ length: VARLEN_STEPS }, (_, i) => {
+            const ids = Array.from(randomTokens(T / 2 + Math.floor(random.next() * (T / 2 + 1)), d.vocab, 900 + i));
+            return { input_ids: ids, labels: ids };
+          });
+          const buckets = padding === 'buckets' ? planRunBuckets(data, 1, 1, VARLEN_STEPS, T) : undefined;
+          // Warm-up: pipelines and the optimizer step's recording, at full length (not counted).
+          step.microStep(warmBatch, { residDropout: d.residDropout, loraDropout: s.lora.dropout, seed: 0, labelCount: warmLabels });
+          step.optimizerStep({ lr: 2.5e-5, step: 1, maxGradNorm: 1 });
+          gpu.encoder.submit();
+          await gpu.device.queue.onSubmittedWorkDone();
+          const recordedBefore = step.microStepRecordings;
+          const samples: number[] = [];
+          let position: DataPosition = { epoch: 0, index: 0 };
+          let padded = 0;
+          let real = 0;
+          for (let i = 0; i < VARLEN_STEPS; i++) {
+            const b = nextBatch(data, 1, position, 1, T, buckets);
+            position = b.next;
+            padded += b.batch.seq;
+            real += b.tokens;
+            const t0 = performance.now();
+            step.microStep(b.batch, { residDropout: d.residDropout, loraDropout: s.lora.dropout, seed: i + 1, labelCount: step.countLabels(b.batch) });
+            step.optimizerStep({ lr: 2.5e-5, step: i + 2, maxGradNorm: 1 });
+            gpu.encoder.submit();
+            samples.push(performance.now() - t0);
+            await gpu.device.queue.onSubmittedWorkDone();
+          }
+          const recordings = step.microStepRecordings - recordedBefore;
+          const stats = summarize(samples);
+          return {
+            id: 'train.step.cpu.varlen',
+            shape: `1x${T / 2}..${T}`,
+            name: `train.step.cpu.varlen ${fixture.scheme} r${s.lora.r} 1x${T / 2}..${T} ${padding}`,
+            ms: stats.median,
+            minMs: stats.min,
+            maxMs: stats.max,
+            iters: stats.count,
+            cpuMs: stats.median,
+            cpuMsMin: stats.min,
+            cpuMsMedian: stats.median,
+            notes: [
+              `padded ${padding === 'buckets' ? `to ${buckets!.length} planned buckets` : 'to each batch\u2019s longest'}: ${recordings} micro-step recordings in ${VARLEN_STEPS} steps; padded tokens ${(((padded - real) / real) * 100).toFixed(1)}% beyond the real ones`,
+              `CPU per step (record or replay, encode, submit): median ${stats.median.toFixed(1)} ms, best ${stats.min.toFixed(1)}, worst ${stats.max.toFixed(1)}`,
+            ],
+            timing: 'wall-clock',
+          } satisfies BenchRow;
+        },
+        'record-and-encode',
+      ),
+    );
+  }
+  return rows;
 }

@@ -7,6 +7,7 @@ import { tensorBytes, type GpuTensor } from './tensor';
  * the whole step on a fast GPU. Keyed by the pipeline, the uniform slot and every binding's buffer,
  * offset and size, so a hit is exactly the bind group that would be created. Bind groups of
  * destroyed buffers are never hit again (a new buffer gets a new id) and go when the cache is full.
+ * A captured pass keeps its own bind groups (`create`): they would never be looked up again.
  */
 export class BindGroupCache {
   private readonly groups = new Map<string, GPUBindGroup>();
@@ -43,6 +44,21 @@ export class BindGroupCache {
       return cached;
     }
     this.misses++;
+    const group = this.create(pipeline, uniforms, uniformOffset, uniformSize, tensors, label);
+    if (this.groups.size >= this.capacity) this.groups.clear();
+    this.groups.set(key, group);
+    return group;
+  }
+
+  /** The bind group `get` would make, not kept: for a holder that keeps it itself (a captured pass). */
+  create(
+    pipeline: GPUComputePipeline,
+    uniforms: GPUBuffer,
+    uniformOffset: number,
+    uniformSize: number,
+    tensors: readonly GpuTensor[],
+    label: string,
+  ): GPUBindGroup {
     let layout = this.layouts.get(pipeline);
     if (!layout) {
       layout = pipeline.getBindGroupLayout(0);
@@ -51,10 +67,7 @@ export class BindGroupCache {
     const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: uniforms, offset: uniformOffset, size: uniformSize } }];
     // Exactly the tensor's bytes: two views of one buffer then never overlap in WebGPU's eyes.
     tensors.forEach((t, i) => entries.push({ binding: i + 1, resource: { buffer: t.buffer, offset: t.byteOffset, size: tensorBytes(t.shape, t.dtype) } }));
-    const group = this.device.createBindGroup({ label, layout, entries });
-    if (this.groups.size >= this.capacity) this.groups.clear();
-    this.groups.set(key, group);
-    return group;
+    return this.device.createBindGroup({ label, layout, entries });
   }
 
   clear(): void {

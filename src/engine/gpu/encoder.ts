@@ -200,7 +200,8 @@ export class KernelEncoder {
     for (const item of items) {
       if ('replay' in item) continue; // cannot be: replay() refuses to run inside a capture
       if ('copy' in item) ready.push(item);
-      else ready.push({ pipeline: item.pipeline, bindGroup: this.bindGroups.get(item.pipeline, arena!, item.uniformOffset, UNIFORM_SLOT, item.tensors, item.label), workgroups: item.workgroups });
+      // The pass's own arena: no other dispatch could ever hit these bind groups in the shared cache.
+      else ready.push({ pipeline: item.pipeline, bindGroup: this.bindGroups.create(item.pipeline, arena!, item.uniformOffset, UNIFORM_SLOT, item.tensors, item.label), workgroups: item.workgroups });
     }
     return new RecordedPass(ready, arena, uniforms, this.positions, dispatches, this.live);
   }

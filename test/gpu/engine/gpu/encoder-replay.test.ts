@@ -28,8 +28,10 @@ describe('captured passes', () => {
       kvCacheAppend(gpu, kc, vc, k, v, shape(pastLen));
     };
     const before = gpu.encoder.recorded;
+    const cached = gpu.encoder.bindGroups.size;
     const pass = gpu.encoder.capture(() => step(kReplay, vReplay, 3));
     expect(gpu.encoder.recorded).toBe(before); // capturing runs nothing
+    expect(gpu.encoder.bindGroups.size).toBe(cached); // the pass holds its own bind groups
     expect(pass.dispatches).toBe(2);
     for (const pastLen of [3, 4, 7]) {
       const kData = randomArray(B * W, random);

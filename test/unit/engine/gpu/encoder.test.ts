@@ -85,6 +85,23 @@ describe('bind group cache', () => {
     expect([cache.hits, cache.misses]).toEqual([1, 8]);
   });
 
+  it('makes a bind group it does not keep for a holder that keeps its own (a captured pass)', () => {
+    const { device, created } = fakeDevice();
+    const cache = new BindGroupCache(device);
+    const a = pipeline();
+    const arena = buffer(4096);
+    const x = buffer(1024);
+    const own = cache.create(a.p, arena, 256, 256, [tensor(x, [16])], 'k');
+    expect(cache.size).toBe(0);
+    expect(created[0].entries).toEqual([
+      { binding: 0, resource: { buffer: arena, offset: 256, size: 256 } },
+      { binding: 1, resource: { buffer: x, offset: 0, size: 64 } },
+    ]);
+    // Not a hit later: a cached lookup of the same bindings makes its own.
+    expect(cache.get(a.p, arena, 256, 256, [tensor(x, [16])], 'k')).not.toBe(own);
+    expect([cache.size, a.layouts()]).toEqual([1, 1]);
+  });
+
   it('starts over when full', () => {
     const { device, created } = fakeDevice();
     const cache = new BindGroupCache(device, 4);
