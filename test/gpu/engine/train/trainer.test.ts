@@ -286,7 +286,7 @@ describe('training batches', () => {
     expect(c.relError).toBeLessThan(1e-5);
   });
 
-  it('a run padded to buckets records one micro-step a bucket and replays the rest, where padding to the longest records one a length', async () => {
+  it('a run over nine lengths padded to its 8 buckets records one micro-step a bucket and replays the rest (padded to the longest: nine shapes)', async () => {
     const gpu = await testGpu();
     const m = await model(gpu, 'int8');
     const random = rng(13);
