@@ -12,6 +12,7 @@ import type { ScheduleKind } from '../shared/paper-training';
 import type { TrainingExample } from '../engine/store/datasets';
 import { tokenizeTrainingRows } from '../engine/train/examples';
 import { trainAdapter } from '../engine/train/train-adapter';
+import { PADDINGS, type Padding } from '../engine/train/batches';
 import type { TrainConfig } from '../engine/train/trainer';
 import { CliUsageError, intFlag, numberFlag, parseFlags, required } from './args';
 import { openModel, openTokenizer, readAdapterDir } from './model-commands';
@@ -45,7 +46,7 @@ export const TRAIN_USAGE = [
 export const TRAIN_FLAGS = [
   'model', 'data', 'out', 'preset', 'from', 'epochs', 'steps', 'batch', 'accumulation', 'lr', 'warmup', 'schedule', 'weight-decay', 'clip',
   'r', 'alpha', 'lora-dropout', 'targets', 'rslora', 'max-length', 'loss-on', 'template', 'seed', 'weights', 'input', 'output', 'resid-dropout',
-  'optimizer', 'block-size',
+  'optimizer', 'block-size', 'padding',
 ] as const;
 
 function optimizerFlags(f: Map<string, string>): OptimizerSettings {
@@ -120,7 +121,14 @@ export function cliTrainConfig(f: Map<string, string>, examples: number, residDr
     seed: intFlag(f, 'seed', paper.seed),
     checkpointEvery: 0,
     optimizer: optimizerFlags(f),
+    padding: paddingFlag(f, paper.padding ?? 'buckets'),
   };
+}
+
+function paddingFlag(f: Map<string, string>, fallback: Padding): Padding {
+  const padding = f.get('padding') ?? fallback;
+  if (!PADDINGS.includes(padding as Padding)) throw new CliUsageError(`--padding must be ${PADDINGS.join(' or ')}, got "${padding}"`);
+  return padding as Padding;
 }
 
 /**

@@ -17,7 +17,7 @@ import { formatTable, openBenchGpu, runCase, type BenchCase, type BenchEnv, type
 import { comparisonSvg, comparisonTable, curvesByModel, INT8_ACCURACY_RUN, int8AccuracyRows, readCurveFiles } from './int8-accuracy.bench';
 import { inspectCases } from './inspect.bench';
 import { kernelCases } from './kernels.bench';
-import { decodeCpuRow, decodeRow, dispatchRows, ModelFixture, prefillRow, trainCpuRow, trainMemoryRow, trainRow } from './model.bench';
+import { decodeCpuRow, decodeRow, dispatchRows, ModelFixture, prefillRow, trainCpuRow, trainCpuVarlenRows, trainMemoryRow, trainRow } from './model.bench';
 import { insertRows, markdownRows, MARKERS, parseResults, type ReferenceResults, type WebgpuResults } from './report';
 import { benchShapes, type BenchShapes } from './shapes';
 import { nodeWeightsRows, weightsRows } from './weights.bench';
@@ -80,6 +80,7 @@ function plan(o: RunOptions, env: BenchEnv | null, s: BenchShapes, fixture: () =
       run: async () => [await trainMemoryRow(env!, fixture(), b)],
     })),
     { group: 'train', id: 'train.step.cpu', name: `train.step.cpu ${o.scheme} r${s.lora.r} 1x${T}`, run: async () => [await trainCpuRow(env!, fixture())] },
+    { group: 'train', id: 'train.step.cpu.varlen', name: `train.step.cpu.varlen ${o.scheme} r${s.lora.r} 1x${T / 2}..${T}, longest vs buckets`, run: () => trainCpuVarlenRows(env!, fixture()) },
     ...s.trainBatches.map((b): BenchTask => ({
       group: 'train',
       id: 'train.step',

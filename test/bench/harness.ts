@@ -34,6 +34,11 @@ export interface BenchCase {
   setup(gpu: GpuRuntime): Promise<(gpu: GpuRuntime) => void> | ((gpu: GpuRuntime) => void);
 }
 
+/** A case named as reports name cases: its id, then its shape. */
+export function namedCase(id: string, shape: string, c: Omit<BenchCase, 'id' | 'shape' | 'name'>): BenchCase {
+  return { id, shape, name: `${id} ${shape}`, ...c };
+}
+
 /** A target figure (from the issues) and whether this run met it. */
 export interface Goal {
   metric: 'tokensPerSec' | 'mbps' | 'peakBytes' | 'dispatches' | 'cpuMsMin' | 'cpuMs';
@@ -326,6 +331,11 @@ export function summarize(values: readonly number[]): Samples {
   return { median, min: sorted[0], max: sorted[sorted.length - 1], count: sorted.length };
 }
 
+/** A row's times from its samples: the median, the best, the worst and how many. */
+export function sampleTimes(s: Samples): Pick<BenchRow, 'ms' | 'minMs' | 'maxMs' | 'iters'> {
+  return { ms: s.median, minMs: s.min, maxMs: s.max, iters: s.count };
+}
+
 /**
  * Runs `once` warmup + iters times and returns the statistics of the measured runs' milliseconds.
  * Past `budgetMs` of measuring it stops early (keeping at least one sample), so a slow device or
@@ -424,10 +434,7 @@ export async function runCase(env: BenchEnv, c: BenchCase, iters = 20, warmup = 
       name: c.name,
       id: c.id,
       shape: c.shape,
-      ms: samples.median,
-      minMs: samples.min,
-      maxMs: samples.max,
-      iters: samples.count,
+      ...sampleTimes(samples),
       gbps: c.bytes ? c.bytes / s / 1e9 : undefined,
       tflops: c.flops ? c.flops / s / 1e12 : undefined,
       tokensPerSec: c.tokens ? c.tokens / s : undefined,

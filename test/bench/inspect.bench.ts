@@ -1,6 +1,6 @@
 import { CHOICE_WORDS, contrastiveSelect } from '../../src/engine/kernels/contrastive';
 import { gramScratchFloats, rowsCombine, rowsGram } from '../../src/engine/kernels/rows';
-import type { BenchCase } from './harness';
+import { namedCase, type BenchCase } from './harness';
 import { uniformF32 } from './random';
 import { shapeText, type BenchShapes } from './shapes';
 
@@ -14,37 +14,28 @@ export function inspectCases(s: BenchShapes): BenchCase[] {
   const n = s.model.intermediateSize;
   const V = s.model.vocabSize;
   const rows = 4;
+  // The Gram and the combination alike move two p x n operands and one p x p, at 2 p² n flops.
+  const rowsCost = { bytes: 2 * p * n * 4 + p * p * 4, flops: 2 * p * p * n };
   return [
-    {
-      id: 'rows.gram',
-      shape: shapeText(p, p, n),
-      name: `rows.gram ${shapeText(p, p, n)}`,
-      bytes: 2 * p * n * 4 + p * p * 4,
-      flops: 2 * p * p * n,
+    namedCase('rows.gram', shapeText(p, p, n), {
+      ...rowsCost,
       setup(gpu) {
         const x = gpu.upload('x', [p, n], uniformF32(p * n, 1));
         const c = gpu.tensor('c', [p, p]);
         const scratch = gpu.tensor('scratch', [gramScratchFloats(p, p, n)]);
         return (g) => rowsGram(g, c, x, x, p, p, n, scratch);
       },
-    },
-    {
-      id: 'rows.combine',
-      shape: shapeText(p, p, n),
-      name: `rows.combine ${shapeText(p, p, n)}`,
-      bytes: 2 * p * n * 4 + p * p * 4,
-      flops: 2 * p * p * n,
+    }),
+    namedCase('rows.combine', shapeText(p, p, n), {
+      ...rowsCost,
       setup(gpu) {
         const x = gpu.upload('x', [p, n], uniformF32(p * n, 2));
         const t = gpu.upload('t', [p, p], uniformF32(p * p, 3));
         const out = gpu.tensor('out', [p, n]);
         return (g) => rowsCombine(g, out, t, x, p, p, n);
       },
-    },
-    {
-      id: 'contrastive.select',
-      shape: shapeText(rows, V),
-      name: `contrastive.select ${shapeText(rows, V)}`,
+    }),
+    namedCase('contrastive.select', shapeText(rows, V), {
       bytes: 2 * rows * V * 4,
       setup(gpu) {
         const expert = gpu.upload('expert', [rows, V], uniformF32(rows * V, 4, 8));
@@ -53,6 +44,6 @@ export function inspectCases(s: BenchShapes): BenchCase[] {
         const out = gpu.tensor('out', [rows, CHOICE_WORDS], 'u32');
         return (g) => contrastiveSelect(g, out, expert, amateur, seeds, rows, V, { plausibility: 0.1, temperature: 1, step: 0 });
       },
-    },
+    }),
   ];
 }

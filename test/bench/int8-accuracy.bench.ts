@@ -257,7 +257,7 @@ export function readCurveFiles(files: ReadonlyArray<{ name: string; text: string
 /** The chart of BENCHMARKS.md: a panel per model, f32 and int8 with their 10-step running means, and the gap. */
 export function comparisonSvg(byModel: ReadonlyMap<string, Curve[]>): string {
   return lossCurvesSvg(
-    [...byModel].map(([model, list]) => ({ title: `${model}: ${list[0].losses.length} steps, f32 vs int8 compute`, curves: list.map((c) => ({ label: c.compute, losses: c.losses })) })),
+    [...byModel].map(([model, list]) => ({ title: `${model}, ${list[0].losses.length} steps`, curves: list.map((c) => ({ label: c.compute, losses: c.losses })) })),
     { smooth: 10, floor: { value: CHAIN_ENTROPY, label: `best reachable ${CHAIN_ENTROPY.toFixed(2)}` } },
   );
 }

@@ -11,7 +11,7 @@ import { loraParameterCount } from '../../src/shared/lora';
 import { ADAMW_DEFAULTS } from '../../src/engine/kernels/adamw';
 import { createAdamW } from '../../src/engine/optim/adamw-state';
 import { ADAMW_8BIT_BLOCK_SIZES } from '../../src/shared/optimizer';
-import type { BenchCase } from './harness';
+import { namedCase, type BenchCase } from './harness';
 import { int8Scales, randomTokens, uniformF32 } from './random';
 import { WeightPools } from './random-model';
 import { shapeText, type BenchShapes } from './shapes';
@@ -44,10 +44,7 @@ const WEIGHT_BYTES: Record<WeightFormat, number> = { int8: 1, f16: 2 };
 function matmulCase(format: WeightFormat, role: string, M: number, N: number, K: number): BenchCase {
   const path = M <= 4 ? 'gemv' : 'gemm';
   const id = `matmul.${format}.${path}.${role}`;
-  return {
-    id,
-    shape: shapeText(M, N, K),
-    name: `${id} ${shapeText(M, N, K)}`,
+  return namedCase(id, shapeText(M, N, K), {
     bytes: M * K * 4 + N * K * WEIGHT_BYTES[format] + (format === 'int8' ? N * 4 : 0) + N * 4 + M * N * 4,
     flops: 2 * M * N * K,
     async setup(gpu) {
@@ -57,16 +54,13 @@ function matmulCase(format: WeightFormat, role: string, M: number, N: number, K:
       const out = gpu.tensor('out', [M, N]);
       return (g) => matmulForward(g, out, inp, weight, scales, bias, M, N, K);
     },
-  };
+  });
 }
 
 /** dinp[M, K] = dout[M, N] · W: the input gradient every frozen layer needs in training. */
 function matmulBackwardCase(format: WeightFormat, role: string, M: number, N: number, K: number): BenchCase {
   const id = `matmul.${format}.bwd.${role}`;
-  return {
-    id,
-    shape: shapeText(M, N, K),
-    name: `${id} ${shapeText(M, N, K)}`,
+  return namedCase(id, shapeText(M, N, K), {
     bytes: M * N * 4 + N * K * WEIGHT_BYTES[format] + (format === 'int8' ? N * 4 : 0) + M * K * 4,
     flops: 2 * M * N * K,
     async setup(gpu) {
@@ -75,7 +69,7 @@ function matmulBackwardCase(format: WeightFormat, role: string, M: number, N: nu
       const dinp = gpu.tensor('dinp', [M, K]);
       return (g) => matmulBackwardInput(g, dinp, dout, weight, scales, M, N, K);
     },
-  };
+  });
 }
 
 /** Views of one new buffer, each at an aligned offset (as weights/gpu-weights.ts packs a block). */
@@ -291,20 +285,14 @@ export function loraCases(s: BenchShapes): BenchCase[] {
     });
     const shape = `${shapeText(M, N, K)} r${r}`;
     return [
-      {
-        id: `lora.fwd.${role}`,
-        shape,
-        name: `lora.fwd.${role} ${shape}`,
+      namedCase(`lora.fwd.${role}`, shape, {
         flops: 2 * M * K * r + 2 * M * r * N,
         setup(gpu) {
           const t = make(gpu);
           return (g) => loraForward(g, t.out, t.xa, t.inp, t.A, t.B, M, N, K, r, s.lora.alpha / r, { dropout });
         },
-      },
-      {
-        id: `lora.bwd.${role}`,
-        shape,
-        name: `lora.bwd.${role} ${shape}`,
+      }),
+      namedCase(`lora.bwd.${role}`, shape, {
         // dB, dY·B, dA and the input gradient
         flops: 2 * N * r * M + 2 * M * r * N + 2 * r * K * M + 2 * M * K * r,
         setup(gpu) {
@@ -316,7 +304,7 @@ export function loraCases(s: BenchShapes): BenchCase[] {
           const dinp = gpu.tensor('dinp', [M, K]);
           return (g) => loraBackward(g, dA, dB, dinp, dout, t.xa, t.inp, t.A, t.B, M, N, K, r, s.lora.alpha / r, false, { dropout });
         },
-      },
+      }),
     ];
   });
 }
@@ -340,27 +328,21 @@ export function layernormCases(hidden = 2560, rowCounts: readonly number[] = [51
     };
     const shape = shapeText(rows, hidden);
     return [
-      {
-        id: 'layernorm.fwd',
-        shape,
-        name: `layernorm.fwd ${shape}`,
+      namedCase('layernorm.fwd', shape, {
         bytes: 2 * n * 4,
         setup(gpu) {
           const t = make(gpu);
           return (g) => layernormForward(g, t.out, t.mean, t.rstd, t.inp, t.w, t.b, rows, hidden);
         },
-      },
-      {
-        id: 'layernorm.bwd',
-        shape,
-        name: `layernorm.bwd ${shape}`,
+      }),
+      namedCase('layernorm.bwd', shape, {
         bytes: 3 * n * 4,
         setup(gpu) {
           const t = make(gpu);
           layernormForward(gpu, t.out, t.mean, t.rstd, t.inp, t.w, t.b, rows, hidden);
           return (g) => layernormBackward(g, t.dinp, t.dout, t.inp, t.w, t.mean, t.rstd, rows, hidden);
         },
-      },
+      }),
     ];
   });
 }

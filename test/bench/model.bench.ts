@@ -5,8 +5,9 @@ import { LoraState } from '../../src/engine/model/phi2/lora-state';
 import { destroyParams, type Phi2Params } from '../../src/engine/model/phi2/params';
 import { Phi2TrainStep } from '../../src/engine/model/phi2/train-step';
 import { trainingMemory } from '../../src/shared/train-memory';
+import { nextBatch, planRunBuckets, type DataPosition, type TrainExample } from '../../src/engine/train/batches';
 import type { QuantScheme } from '../../src/engine/weights/layout';
-import { freshRuntime, judge, profileDispatches, summarize, timeWall, type BenchEnv, type BenchRow, type RuntimeMode } from './harness';
+import { freshRuntime, judge, profileDispatches, sampleTimes, summarize, timeWall, type BenchEnv, type BenchRow, type RuntimeMode, type Samples } from './harness';
 import { randomTokens, XorShift32 } from './random';
 import { randomPhiParams } from './random-model';
 import type { BenchShapes } from './shapes';
@@ -77,7 +78,7 @@ export class ModelFixture {
 }
 
 /** Runs fn with a fresh runtime and a Phi2Model over the shared weights; frees every buffer made meanwhile. */
-async function withModel<T>(env: BenchEnv, fixture: ModelFixture, fn: (gpu: GpuRuntime, model: Phi2Model) => Promise<T>, mode: RuntimeMode = 'run'): Promise<T> {
+async function withModel<T>(env: BenchEnv, fixture: ModelFixture, mode: RuntimeMode, fn: (gpu: GpuRuntime, model: Phi2Model) => Promise<T>): Promise<T> {
   const params = await fixture.params();
   const scope = env.memory.openScope();
   const gpu = freshRuntime(env, { mode });
@@ -105,28 +106,23 @@ interface TrainSetup {
 }
 
 /** Runs `fn` with a LoRA train step of `batch` x the fixture's tokens on the model, freed afterwards. */
-async function withTrainStep<T>(env: BenchEnv, fixture: ModelFixture, batch: number, fn: (t: TrainSetup) => Promise<T>, mode: RuntimeMode = 'run'): Promise<T> {
+async function withTrainStep<T>(env: BenchEnv, fixture: ModelFixture, batch: number, mode: RuntimeMode, fn: (t: TrainSetup) => Promise<T>): Promise<T> {
   await fixture.params();
   env.memory.resetPeak();
-  return withModel(
-    env,
-    fixture,
-    async (gpu, model) => {
-      const d = model.dims;
-      const rng = new XorShift32(51);
-      const lora = new LoraState(gpu, d, fixture.shapes.lora);
-      lora.initialise(() => rng.next());
-      const step = new Phi2TrainStep(model, lora, batch, fixture.shapes.tokens);
-      try {
-        const data = randomBatch(d.vocab, batch, fixture.shapes.tokens);
-        return await fn({ gpu, d, lora, step, data, labelCount: step.countLabels(data) });
-      } finally {
-        step.destroy();
-        lora.destroy();
-      }
-    },
-    mode,
-  );
+  return withModel(env, fixture, mode, async (gpu, model) => {
+    const d = model.dims;
+    const rng = new XorShift32(51);
+    const lora = new LoraState(gpu, d, fixture.shapes.lora);
+    lora.initialise(() => rng.next());
+    const step = new Phi2TrainStep(model, lora, batch, fixture.shapes.tokens);
+    try {
+      const data = randomBatch(d.vocab, batch, fixture.shapes.tokens);
+      return await fn({ gpu, d, lora, step, data, labelCount: step.countLabels(data) });
+    } finally {
+      step.destroy();
+      lora.destroy();
+    }
+  });
 }
 
 /** One prompt of `tokens` tokens through every block into the KV cache, logits of its last position. */
@@ -135,7 +131,7 @@ export async function prefillRow(env: BenchEnv, fixture: ModelFixture, n: Iterat
   const T = s.tokens;
   await fixture.params();
   env.memory.resetPeak();
-  return withModel(env, fixture, async (gpu, model) => {
+  return withModel(env, fixture, 'run', async (gpu, model) => {
     const ws = new Phi2Workspace(gpu, model.dims, T);
     const cache = new KvCache(gpu, model.dims, 1, T);
     const ids = randomTokens(T, model.dims.vocab, 41);
@@ -157,10 +153,7 @@ export async function prefillRow(env: BenchEnv, fixture: ModelFixture, n: Iterat
       id: 'model.prefill',
       shape: `1x${T}`,
       name: `model.prefill ${fixture.scheme} 1x${T}`,
-      ms: stats.median,
-      minMs: stats.min,
-      maxMs: stats.max,
-      iters: stats.count,
+      ...sampleTimes(stats),
       tokensPerSec: T / (stats.median / 1e3),
       peakBytes: env.memory.peak,
       breakdown: profile?.byKernel.slice(0, 12),
@@ -183,7 +176,7 @@ export async function decodeRow(env: BenchEnv, fixture: ModelFixture, n: Iterati
   const N = s.decodeTokens;
   await fixture.params();
   env.memory.resetPeak();
-  return withModel(env, fixture, async (gpu, model) => {
+  return withModel(env, fixture, 'run', async (gpu, model) => {
     const generator = new Generator(model);
     const prompt = Array.from(randomTokens(ctx, model.dims.vocab, 43));
     const perToken: number[] = [];
@@ -239,10 +232,7 @@ export async function decodeRow(env: BenchEnv, fixture: ModelFixture, n: Iterati
       id: 'model.decode',
       shape: `b1 ctx${ctx}`,
       name: `model.decode ${fixture.scheme} b1 ctx${ctx} (+${N} tokens)`,
-      ms: stats.median,
-      minMs: stats.min,
-      maxMs: stats.max,
-      iters: stats.count,
+      ...sampleTimes(stats),
       tokensPerSec: 1e3 / stats.median,
       peakBytes,
       breakdown: profile?.byKernel.slice(0, 12),
@@ -280,40 +270,34 @@ function randomBatch(vocab: number, batch: number, seq: number) {
 export async function trainMemoryRow(env: BenchEnv, fixture: ModelFixture, batch: number): Promise<BenchRow> {
   const s = fixture.shapes;
   const T = s.tokens;
-  return withTrainStep(
-    env,
-    fixture,
-    batch,
-    async ({ gpu, d, step, data, labelCount }) => {
-      const record = () => {
-        step.microStep(data, { residDropout: d.residDropout, loraDropout: s.lora.dropout, seed: 1, labelCount });
-        step.optimizerStep({ lr: 2.5e-5, step: 1, maxGradNorm: 1 });
-      };
-      // The first step records (captures) the micro-step and the optimizer step, creating pipelines and
-      // lazy buffers; the second replays them and allocates nothing more.
-      const t0 = performance.now();
-      record();
-      gpu.encoder.submit();
-      const ms = performance.now() - t0;
-      const before = gpu.encoder.recorded;
-      record();
-      const dispatches = gpu.encoder.recorded - before;
-      const row: BenchRow = {
-        id: 'train.memory',
-        shape: `${batch}x${T}`,
-        name: `train.memory ${fixture.scheme} r${s.lora.r} ${batch}x${T}`,
-        ms,
-        peakBytes: env.memory.peak,
-        estimateBytes: trainingEstimate(fixture, d, batch),
-        // The recording time leaves out bind groups and command encoding, which a real submit adds.
-        notes: [`allocation only: a step of ${dispatches} dispatches, recorded (checked and captured) in ${ms.toFixed(1)} ms with its pipelines, then replayed; nothing run`],
-        timing: 'wall-clock',
-      };
-      if (batch === 1 && fixture.scheme === 'int8') row.goals = [judge(row, 'peakBytes', '<=', GOALS.trainPeakBytes, s.mode === 'full')];
-      return row;
-    },
-    'allocation-only',
-  );
+  return withTrainStep(env, fixture, batch, 'allocation-only', async ({ gpu, d, step, data, labelCount }) => {
+    const record = () => {
+      step.microStep(data, { residDropout: d.residDropout, loraDropout: s.lora.dropout, seed: 1, labelCount });
+      step.optimizerStep({ lr: 2.5e-5, step: 1, maxGradNorm: 1 });
+    };
+    // The first step records (captures) the micro-step and the optimizer step, creating pipelines and
+    // lazy buffers; the second replays them and allocates nothing more.
+    const t0 = performance.now();
+    record();
+    gpu.encoder.submit();
+    const ms = performance.now() - t0;
+    const before = gpu.encoder.recorded;
+    record();
+    const dispatches = gpu.encoder.recorded - before;
+    const row: BenchRow = {
+      id: 'train.memory',
+      shape: `${batch}x${T}`,
+      name: `train.memory ${fixture.scheme} r${s.lora.r} ${batch}x${T}`,
+      ms,
+      peakBytes: env.memory.peak,
+      estimateBytes: trainingEstimate(fixture, d, batch),
+      // The recording time leaves out bind groups and command encoding, which a real submit adds.
+      notes: [`allocation only: a step of ${dispatches} dispatches, recorded (checked and captured) in ${ms.toFixed(1)} ms with its pipelines, then replayed; nothing run`],
+      timing: 'wall-clock',
+    };
+    if (batch === 1 && fixture.scheme === 'int8') row.goals = [judge(row, 'peakBytes', '<=', GOALS.trainPeakBytes, s.mode === 'full')];
+    return row;
+  });
 }
 
 /**
@@ -325,7 +309,7 @@ export async function trainMemoryRow(env: BenchEnv, fixture: ModelFixture, batch
 export async function trainRow(env: BenchEnv, fixture: ModelFixture, batch: number, n: IterationCounts): Promise<BenchRow> {
   const s = fixture.shapes;
   const T = s.tokens;
-  return withTrainStep(env, fixture, batch, async ({ gpu, d, lora, step, data, labelCount }) => {
+  return withTrainStep(env, fixture, batch, 'run', async ({ gpu, d, lora, step, data, labelCount }) => {
     let optimizerSteps = 0;
     // CPU time of each step (the first records it; later ones replay it: writes, uniforms, encoding,
     // the submit), apart from waiting for the GPU: what bounds a step once the GPU is fast.
@@ -352,10 +336,7 @@ export async function trainRow(env: BenchEnv, fixture: ModelFixture, batch: numb
       id: 'train.step',
       shape: `${batch}x${T}`,
       name: `train.step ${fixture.scheme} r${s.lora.r} ${batch}x${T}`,
-      ms: stats.median,
-      minMs: stats.min,
-      maxMs: stats.max,
-      iters: stats.count,
+      ...sampleTimes(stats),
       tokensPerSec: (batch * T) / (stats.median / 1e3),
       peakBytes: env.memory.peak,
       estimateBytes: estimate,
@@ -417,65 +398,59 @@ export async function dispatchRows(env: BenchEnv, fixture: ModelFixture): Promis
     return r;
   };
   const rows: BenchRow[] = [];
-  await withModel(
-    env,
-    fixture,
-    async (gpu, model) => {
-      const ws = new Phi2Workspace(gpu, model.dims, T);
-      const cache = new KvCache(gpu, model.dims, 1, T);
-      const ids = randomTokens(T, model.dims.vocab, 41);
-      const prefill = () => {
-        cache.reset();
-        model.forward(ws, cache, { ids, batch: 1, seq: T, logits: 'last' });
-      };
-      countPass(gpu, prefill);
-      const t0 = performance.now();
-      const counts = countPass(gpu, prefill);
-      rows.push(row(`prefill 1x${T}`, counts, performance.now() - t0, GOALS.prefillDispatches, 'Phi2Model.forward, logits of the last position'));
-      ws.destroy();
-      cache.destroy();
+  await withModel(env, fixture, 'allocation-only', async (gpu, model) => {
+    const ws = new Phi2Workspace(gpu, model.dims, T);
+    const cache = new KvCache(gpu, model.dims, 1, T);
+    const ids = randomTokens(T, model.dims.vocab, 41);
+    const prefill = () => {
+      cache.reset();
+      model.forward(ws, cache, { ids, batch: 1, seq: T, logits: 'last' });
+    };
+    countPass(gpu, prefill);
+    const t0 = performance.now();
+    const counts = countPass(gpu, prefill);
+    rows.push(row(`prefill 1x${T}`, counts, performance.now() - t0, GOALS.prefillDispatches, 'Phi2Model.forward, logits of the last position'));
+    ws.destroy();
+    cache.destroy();
 
-      // Generation's own loop: the counters at each token; a decode step is what happens between two.
-      // (The loop submits step s + 1 before it hands out step s's tokens, and nothing after the last:
-      // an interval before the last token is one whole step.)
-      const generator = new Generator(model);
-      const stamps: Array<{ dispatches: number; submits: number; at: number }> = [];
-      try {
-        const prompt = Array.from(randomTokens(ctx, model.dims.vocab, 43));
-        await generator.generate(prompt, {
-          maxNewTokens: 6,
-          stopTokens: [],
-          onToken: () => stamps.push({ dispatches: gpu.encoder.recorded, submits: gpu.encoder.submits, at: performance.now() }),
-        });
-      } finally {
-        generator.destroy();
-      }
-      const [a, b] = [stamps[2], stamps[3]];
-      rows.push(
-        row(`decode ctx${ctx}`, { dispatches: b.dispatches - a.dispatches, submits: b.submits - a.submits }, b.at - a.at, GOALS.decodeDispatches, 'one step of Generator.generate: forward, sampling, readback'),
-      );
-    },
-    'allocation-only',
-  );
+    // Generation's own loop: the counters at each token; a decode step is what happens between two.
+    // (The loop submits step s + 1 before it hands out step s's tokens, and nothing after the last:
+    // an interval before the last token is one whole step.)
+    const generator = new Generator(model);
+    const stamps: Array<{ dispatches: number; submits: number; at: number }> = [];
+    try {
+      const prompt = Array.from(randomTokens(ctx, model.dims.vocab, 43));
+      await generator.generate(prompt, {
+        maxNewTokens: 6,
+        stopTokens: [],
+        onToken: () => stamps.push({ dispatches: gpu.encoder.recorded, submits: gpu.encoder.submits, at: performance.now() }),
+      });
+    } finally {
+      generator.destroy();
+    }
+    const [a, b] = [stamps[2], stamps[3]];
+    rows.push(
+      row(`decode ctx${ctx}`, { dispatches: b.dispatches - a.dispatches, submits: b.submits - a.submits }, b.at - a.at, GOALS.decodeDispatches, 'one step of Generator.generate: forward, sampling, readback'),
+    );
+  });
   rows.push(
-    await withTrainStep(
-      env,
-      fixture,
-      1,
-      async ({ gpu, d, step, data, labelCount }) => {
-        const record = () => {
-          step.microStep(data, { residDropout: d.residDropout, loraDropout: s.lora.dropout, seed: 1, labelCount });
-          step.optimizerStep({ lr: 2.5e-5, step: 1, maxGradNorm: 1 });
-        };
-        countPass(gpu, record);
-        const t0 = performance.now();
-        const counts = countPass(gpu, record);
-        return row(`train 1x${T}`, counts, performance.now() - t0, GOALS.trainDispatches, `LoRA r ${s.lora.r} micro-step and optimizer step`);
-      },
-      'allocation-only',
-    ),
+    await withTrainStep(env, fixture, 1, 'allocation-only', async ({ gpu, d, step, data, labelCount }) => {
+      const record = () => {
+        step.microStep(data, { residDropout: d.residDropout, loraDropout: s.lora.dropout, seed: 1, labelCount });
+        step.optimizerStep({ lr: 2.5e-5, step: 1, maxGradNorm: 1 });
+      };
+      countPass(gpu, record);
+      const t0 = performance.now();
+      const counts = countPass(gpu, record);
+      return row(`train 1x${T}`, counts, performance.now() - t0, GOALS.trainDispatches, `LoRA r ${s.lora.r} micro-step and optimizer step`);
+    }),
   );
   return rows;
+}
+
+/** A row of CPU times (command buffers dropped): the samples' times, their best and median as the CPU figures. */
+function cpuTimeRow(id: string, shape: string, name: string, stats: Samples, notes: string[]): BenchRow {
+  return { id, shape, name, ...sampleTimes(stats), cpuMsMin: stats.min, cpuMsMedian: stats.median, notes, timing: 'wall-clock' };
 }
 
 /** Decode steps measured by model.decode.cpu, after the warm-up steps (pipelines, bind groups). */
@@ -491,39 +466,23 @@ const CPU_WARMUP = 5;
 export async function decodeCpuRow(env: BenchEnv, fixture: ModelFixture): Promise<BenchRow> {
   const s = fixture.shapes;
   const ctx = s.decodeContext;
-  return withModel(
-    env,
-    fixture,
-    async (_gpu, model) => {
-      const generator = new Generator(model);
-      const stamps: number[] = [];
-      try {
-        const prompt = Array.from(randomTokens(ctx, model.dims.vocab, 43));
-        await generator.generate(prompt, { maxNewTokens: CPU_WARMUP + CPU_STEPS + 2, stopTokens: [], onToken: () => stamps.push(performance.now()) });
-      } finally {
-        generator.destroy();
-      }
-      // Intervals between tokens after the warm-up, without the last (after which nothing is submitted).
-      const steps = stamps.slice(CPU_WARMUP, -1).map((t, i, all) => (i ? t - all[i - 1] : NaN)).slice(1);
-      const stats = summarize(steps);
-      const row: BenchRow = {
-        id: 'model.decode.cpu',
-        shape: `b1 ctx${ctx}`,
-        name: `model.decode.cpu ${fixture.scheme} b1 ctx${ctx}`,
-        ms: stats.median,
-        minMs: stats.min,
-        maxMs: stats.max,
-        iters: stats.count,
-        cpuMsMin: stats.min,
-        cpuMsMedian: stats.median,
-        notes: [`record and encode only (command buffers dropped, reads give zeros): ${stats.count} steps of Generator.generate after ${CPU_WARMUP} warm-up steps`],
-        timing: 'wall-clock',
-      };
-      row.goals = [judge(row, 'cpuMsMin', '<=', GOALS.decodeCpuMs, s.mode === 'full')];
-      return row;
-    },
-    'record-and-encode',
-  );
+  return withModel(env, fixture, 'record-and-encode', async (_gpu, model) => {
+    const generator = new Generator(model);
+    const stamps: number[] = [];
+    try {
+      const prompt = Array.from(randomTokens(ctx, model.dims.vocab, 43));
+      await generator.generate(prompt, { maxNewTokens: CPU_WARMUP + CPU_STEPS + 2, stopTokens: [], onToken: () => stamps.push(performance.now()) });
+    } finally {
+      generator.destroy();
+    }
+    // Intervals between tokens after the warm-up, without the last (after which nothing is submitted).
+    const steps = stamps.slice(CPU_WARMUP, -1).map((t, i, all) => (i ? t - all[i - 1] : NaN)).slice(1);
+    const row = cpuTimeRow('model.decode.cpu', `b1 ctx${ctx}`, `model.decode.cpu ${fixture.scheme} b1 ctx${ctx}`, summarize(steps), [
+      `record and encode only (command buffers dropped, reads give zeros): ${steps.length} steps of Generator.generate after ${CPU_WARMUP} warm-up steps`,
+    ]);
+    row.goals = [judge(row, 'cpuMsMin', '<=', GOALS.decodeCpuMs, s.mode === 'full')];
+    return row;
+  });
 }
 
 /** Training steps measured by train.step.cpu after their warm-up (the first records the step, makes pipelines and buffers). */
@@ -541,46 +500,87 @@ const TRAIN_CPU_WARMUP = 2;
 export async function trainCpuRow(env: BenchEnv, fixture: ModelFixture): Promise<BenchRow> {
   const s = fixture.shapes;
   const T = s.tokens;
-  return withTrainStep(
-    env,
-    fixture,
-    1,
-    async ({ gpu, d, step, data, labelCount }) => {
-      const samples: number[] = [];
-      const firstMs: number[] = [];
-      let dispatches = 0;
-      for (let i = 0; i < TRAIN_CPU_WARMUP + TRAIN_CPU_STEPS; i++) {
-        const t0 = performance.now();
-        const before = gpu.encoder.recorded;
-        step.microStep(data, { residDropout: d.residDropout, loraDropout: s.lora.dropout, seed: i, labelCount });
-        step.optimizerStep({ lr: 2.5e-5 * (1 - i / 1000), step: i + 1, maxGradNorm: 1 });
+  return withTrainStep(env, fixture, 1, 'record-and-encode', async ({ gpu, d, step, data, labelCount }) => {
+    const samples: number[] = [];
+    const firstMs: number[] = [];
+    let dispatches = 0;
+    for (let i = 0; i < TRAIN_CPU_WARMUP + TRAIN_CPU_STEPS; i++) {
+      const t0 = performance.now();
+      const before = gpu.encoder.recorded;
+      step.microStep(data, { residDropout: d.residDropout, loraDropout: s.lora.dropout, seed: i, labelCount });
+      step.optimizerStep({ lr: 2.5e-5 * (1 - i / 1000), step: i + 1, maxGradNorm: 1 });
+      gpu.encoder.submit();
+      dispatches = gpu.encoder.recorded - before;
+      if (i >= TRAIN_CPU_WARMUP) samples.push(performance.now() - t0);
+      else firstMs.push(performance.now() - t0);
+      await gpu.device.queue.onSubmittedWorkDone();
+    }
+    const row = cpuTimeRow('train.step.cpu', `1x${T}`, `train.step.cpu ${fixture.scheme} r${s.lora.r} 1x${T}`, summarize(samples), [
+      `steady state, a recorded step replayed: ids and labels written, uniforms recomputed and uploaded, ${dispatches} dispatches encoded and finished (command buffers dropped, reads give zeros); ${samples.length} steps after ${TRAIN_CPU_WARMUP} warm-up steps`,
+      `the first step, which records (captures) the micro-step and the optimizer step and makes pipelines: ${firstMs[0].toFixed(1)} ms`,
+    ]);
+    row.cpuMs = row.cpuMsMedian;
+    row.goals = [judge(row, 'cpuMs', '<=', GOALS.trainCpuMs, s.mode === 'full')];
+    return row;
+  });
+}
+
+/** Variable-length training steps measured by train.step.cpu.varlen, after one warm-up step at full length. */
+const VARLEN_STEPS = 100;
+
+/**
+ * CPU time of LoRA steps over variable-length batches (1 x n, n drawn uniformly from tokens/2 to tokens,
+ * a new length nearly every step, as real data gives), padded each to its longest ('longest', as before
+ * buckets) or to the run's planned buckets (src/engine/train/batches.ts): how many micro-steps get
+ * recorded afresh in 100 steps, and the CPU time per step, median (a recording step costs ~the first
+ * step of train.step.cpu; a replayed one its steady state). The same runtime as train.step.cpu: command
+ * buffers encoded and dropped, so it measures anywhere at Phi-2's real shapes.
+ */
+export async function trainCpuVarlenRows(env: BenchEnv, fixture: ModelFixture): Promise<BenchRow[]> {
+  const s = fixture.shapes;
+  const T = s.tokens;
+  const rows: BenchRow[] = [];
+  for (const padding of ['longest', 'buckets'] as const) {
+    rows.push(
+      await withTrainStep(env, fixture, 1, 'record-and-encode', async ({ gpu, d, step, data: warmBatch, labelCount: warmLabels }) => {
+        const random = new XorShift32(77);
+        const data: TrainExample[] = Array.from({ length: VARLEN_STEPS }, (_, i) => {
+          const ids = Array.from(randomTokens(T / 2 + Math.floor(random.next() * (T / 2 + 1)), d.vocab, 900 + i));
+          return { input_ids: ids, labels: ids };
+        });
+        const buckets = padding === 'buckets' ? planRunBuckets(data, 1, 1, VARLEN_STEPS, T) : undefined;
+        // Warm-up: pipelines and the optimizer step's recording, at full length (not counted).
+        step.microStep(warmBatch, { residDropout: d.residDropout, loraDropout: s.lora.dropout, seed: 0, labelCount: warmLabels });
+        step.optimizerStep({ lr: 2.5e-5, step: 1, maxGradNorm: 1 });
         gpu.encoder.submit();
-        dispatches = gpu.encoder.recorded - before;
-        if (i >= TRAIN_CPU_WARMUP) samples.push(performance.now() - t0);
-        else firstMs.push(performance.now() - t0);
         await gpu.device.queue.onSubmittedWorkDone();
-      }
-      const stats = summarize(samples);
-      const row: BenchRow = {
-        id: 'train.step.cpu',
-        shape: `1x${T}`,
-        name: `train.step.cpu ${fixture.scheme} r${s.lora.r} 1x${T}`,
-        ms: stats.median,
-        minMs: stats.min,
-        maxMs: stats.max,
-        iters: stats.count,
-        cpuMs: stats.median,
-        cpuMsMin: stats.min,
-        cpuMsMedian: stats.median,
-        notes: [
-          `steady state, a recorded step replayed: ids and labels written, uniforms recomputed and uploaded, ${dispatches} dispatches encoded and finished (command buffers dropped, reads give zeros); ${stats.count} steps after ${TRAIN_CPU_WARMUP} warm-up steps`,
-          `the first step, which records (captures) the micro-step and the optimizer step and makes pipelines: ${firstMs[0].toFixed(1)} ms`,
-        ],
-        timing: 'wall-clock',
-      };
-      row.goals = [judge(row, 'cpuMs', '<=', GOALS.trainCpuMs, s.mode === 'full')];
-      return row;
-    },
-    'record-and-encode',
-  );
+        const recordedBefore = step.microStepRecordings;
+        const samples: number[] = [];
+        let position: DataPosition = { epoch: 0, index: 0 };
+        let padded = 0;
+        let real = 0;
+        for (let i = 0; i < VARLEN_STEPS; i++) {
+          const b = nextBatch(data, 1, position, 1, T, buckets);
+          position = b.next;
+          padded += b.batch.seq;
+          real += b.tokens;
+          const t0 = performance.now();
+          step.microStep(b.batch, { residDropout: d.residDropout, loraDropout: s.lora.dropout, seed: i + 1, labelCount: step.countLabels(b.batch) });
+          step.optimizerStep({ lr: 2.5e-5, step: i + 2, maxGradNorm: 1 });
+          gpu.encoder.submit();
+          samples.push(performance.now() - t0);
+          await gpu.device.queue.onSubmittedWorkDone();
+        }
+        const recordings = step.microStepRecordings - recordedBefore;
+        const stats = summarize(samples);
+        const row = cpuTimeRow('train.step.cpu.varlen', `1x${T / 2}..${T}`, `train.step.cpu.varlen ${fixture.scheme} r${s.lora.r} 1x${T / 2}..${T} ${padding}`, stats, [
+          `padded ${padding === 'buckets' ? `to ${buckets!.length} planned buckets` : 'to each batch\u2019s longest'}: ${recordings} micro-step recordings in ${VARLEN_STEPS} steps; padded tokens ${(((padded - real) / real) * 100).toFixed(1)}% beyond the real ones`,
+          `CPU per step (record or replay, encode, submit): median ${stats.median.toFixed(1)} ms, best ${stats.min.toFixed(1)}, worst ${stats.max.toFixed(1)}`,
+        ]);
+        row.cpuMs = row.cpuMsMedian;
+        return row;
+      }),
+    );
+  }
+  return rows;
 }

@@ -1,9 +1,7 @@
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openPage, screenshot } from '../support/browser';
-import { HubServer } from '../support/hub-server';
-import { type StaticServer } from '../support/static-server';
-import { loadTinyPhi, startApp, stopApp } from '../support/app';
+import { startAppWithTinyPhi, stopApp, type TestAppWithPage } from '../support/app';
+import { screenshot } from '../support/browser';
 
 // What a new user meets in the first hour, on the Train, Evaluate and Demo pages of the built app with tiny-phi
 // (Phi-2's vocabulary and tokenizer at hidden size 64) on the GPU: long tasks say what they do from their first
@@ -11,20 +9,10 @@ import { loadTinyPhi, startApp, stopApp } from '../support/app';
 // finds symbol data, and the Evaluate page shows the paper only where it has numbers, its plan following the
 // models ticked at once.
 
-let app: StaticServer;
-let hub: HubServer;
-let browser: Browser;
+let running: TestAppWithPage;
 let page: Page;
-
-beforeAll(async () => {
-  ({ app, hub, browser } = await startApp());
-  page = await openPage(browser, `${app.url}/#model`);
-  await loadTinyPhi(page, hub);
-});
-
-afterAll(async () => {
-  await stopApp({ browser, hub, app });
-});
+beforeAll(async () => ({ page } = running = await startAppWithTinyPhi()));
+afterAll(() => stopApp(running));
 
 async function show(section: string): Promise<void> {
   await page.evaluate((s) => (location.hash = s), section);

@@ -1,22 +1,18 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { zipAdapter } from '../../src/engine/adapters/files';
-import { openPage, screenshot, SCREENSHOTS } from '../support/browser';
-import { HubServer } from '../support/hub-server';
-import { type StaticServer } from '../support/static-server';
-import { TINY, loadTinyPhi, startApp, stopApp } from '../support/app';
+import { startAppWithTinyPhi, stopApp, TINY, type TestAppWithPage } from '../support/app';
+import { screenshot, SCREENSHOTS } from '../support/browser';
 
 // The Inspect view of the Adapters page in the built app, in Chromium on SwiftShader, with tiny-phi
 // loaded: two adapters (tiny-phi's golden PEFT adapter, and the same after three AdamW steps) are
 // compared module by module, intruder dimensions are counted on the GPU, contrastive generation
 // streams and stops when cancelled, and every chart exports as PNG and CSV.
 
-let app: StaticServer;
-let hub: HubServer;
-let browser: Browser;
+let running: TestAppWithPage;
 let page: Page;
 const work = mkdtempSync(join(tmpdir(), 'e2e-inspect-'));
 
@@ -25,13 +21,11 @@ beforeAll(async () => {
   const zip = (weights: string) => zipAdapter({ 'adapter_config.json': config, 'adapter_model.safetensors': new Uint8Array(readFileSync(join(TINY, weights))) });
   writeFileSync(join(work, 'tiny-before.zip'), zip('golden/adapter/adapter_model.safetensors'));
   writeFileSync(join(work, 'tiny-after.zip'), zip('golden/lora_after_3_adamw_steps.safetensors'));
-  ({ app, hub, browser } = await startApp());
-  page = await openPage(browser, `${app.url}/#model`);
-  await loadTinyPhi(page, hub);
+  ({ page } = running = await startAppWithTinyPhi());
 });
 
 afterAll(async () => {
-  await stopApp({ browser, hub, app });
+  await stopApp(running);
   rmSync(work, { recursive: true, force: true });
 });
 

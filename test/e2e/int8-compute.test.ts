@@ -1,29 +1,16 @@
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EngineApi } from '../../src/worker/api';
-import { openPage } from '../support/browser';
-import { HubServer } from '../support/hub-server';
-import type { StaticServer } from '../support/static-server';
-import { TINY_MODEL_ID, loadTinyPhi, startApp, stopApp } from '../support/app';
+import { TINY_MODEL_ID, startAppWithTinyPhi, stopApp, type TestAppWithPage } from '../support/app';
 
 // The int8 settings in the built app (Chromium on SwiftShader, whose WGSL has the packed 4 x 8-bit dot
 // product), with tiny-phi (int8) from a stand-in Hub: the Model page's inference settings reach the
 // loaded model and the Demo generates with them; the Train page's int8 compute reaches the run.
 
-let app: StaticServer;
-let hub: HubServer;
-let browser: Browser;
+let running: TestAppWithPage;
 let page: Page;
-
-beforeAll(async () => {
-  ({ app, hub, browser } = await startApp());
-  page = await openPage(browser, `${app.url}/#model`);
-  await loadTinyPhi(page, hub);
-});
-
-afterAll(async () => {
-  await stopApp({ browser, hub, app });
-});
+beforeAll(async () => ({ page } = running = await startAppWithTinyPhi()));
+afterAll(() => stopApp(running));
 
 const show = (section: string) => page.evaluate((s) => (location.hash = s), section);
 const workerSettings = () => page.evaluate(() => (globalThis as unknown as { phi2: EngineApi }).phi2.inferenceSettings());

@@ -23,12 +23,10 @@ export interface AdamWState {
   expAvgSq: Float64Array;
 }
 
-export function adamwRef(
-  state: AdamWState,
-  grad: ArrayLike<number>,
-  scale: number,
-  h: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number },
-): AdamWState {
+/** torch.optim.AdamW's hyper-parameters and the step number (1 for the first); bitsandbytes' AdamW8bit takes the same. */
+export type AdamWHyperRef = { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number };
+
+export function adamwRef(state: AdamWState, grad: ArrayLike<number>, scale: number, h: AdamWHyperRef): AdamWState {
   const bc1 = 1 - h.beta1 ** h.step;
   const bc2 = 1 - h.beta2 ** h.step;
   const n = state.param.length;

@@ -4,6 +4,7 @@
  * Optimizer2State, and the kernel kOptimizerStatic8bit2StateBlockwise with quantize_2D.
  * Everything in float64; the codes are the nearest entries of the maps.
  */
+import type { AdamWHyperRef } from './adamw';
 
 /** create_dynamic_map(signed, max_exponent_bits=7, total_bits=8), in float64. */
 export function dynamicMapRef(signed: boolean): Float64Array {
@@ -60,15 +61,6 @@ export interface Adam8bitStateRef {
   absmax: Float64Array;
 }
 
-export interface Adam8bitHyper {
-  lr: number;
-  beta1: number;
-  beta2: number;
-  eps: number;
-  weightDecay: number;
-  step: number;
-}
-
 /**
  * One step over the blocks (u32 pairs: first element, count). `scale` multiplies every gradient (the
  * clip factor). Returns the new state and the normalised moments before quantisation (m / absmax,
@@ -78,7 +70,7 @@ export function adamw8bitRef(
   state: Adam8bitStateRef,
   grad: ArrayLike<number>,
   scale: number,
-  h: Adam8bitHyper,
+  h: AdamWHyperRef,
   blocks: Uint32Array,
   maps: { signed: ArrayLike<number>; unsigned: ArrayLike<number> },
 ): { state: Adam8bitStateRef; x1: Float64Array; x2: Float64Array } {

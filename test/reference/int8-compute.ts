@@ -43,17 +43,7 @@ export function quantizeRowsRef(x: ArrayLike<number>, rows: number, cols: number
 }
 
 /** out[m, n] = xs[m] ws[n] sum_k xq[m, k] wq[n, k] + bias[n] (+ prior[m, n]): the float64 matmul of the integers, scaled. */
-export function matmulInt8ForwardRef(
-  xq: ArrayLike<number>,
-  xs: ArrayLike<number>,
-  wq: ArrayLike<number>,
-  ws: ArrayLike<number>,
-  bias: ArrayLike<number> | null,
-  M: number,
-  N: number,
-  K: number,
-  prior: ArrayLike<number> | null = null,
-): Float64Array {
+export function matmulInt8ForwardRef(xq: ArrayLike<number>, xs: ArrayLike<number>, wq: ArrayLike<number>, ws: ArrayLike<number>, bias: ArrayLike<number> | null, M: number, N: number, K: number, prior: ArrayLike<number> | null = null): Float64Array {
   const out = matmulForwardRef(xq, wq, null, M, N, K);
   for (let m = 0; m < M; m++) {
     for (let n = 0; n < N; n++) out[m * N + n] = xs[m] * ws[n] * out[m * N + n] + (bias ? bias[n] : 0) + (prior ? prior[m * N + n] : 0);
@@ -62,15 +52,7 @@ export function matmulInt8ForwardRef(
 }
 
 /** dinp[m, k] = gs[m] sum_n gq[m, n] wq[n, k] (+ prior[m, k]). */
-export function matmulInt8BackwardInputRef(
-  gq: ArrayLike<number>,
-  gs: ArrayLike<number>,
-  wq: ArrayLike<number>,
-  M: number,
-  N: number,
-  K: number,
-  prior: ArrayLike<number> | null = null,
-): Float64Array {
+export function matmulInt8BackwardInputRef(gq: ArrayLike<number>, gs: ArrayLike<number>, wq: ArrayLike<number>, M: number, N: number, K: number, prior: ArrayLike<number> | null = null): Float64Array {
   const dinp = matmulBackwardInputRef(gq, wq, M, N, K);
   for (let m = 0; m < M; m++) {
     for (let k = 0; k < K; k++) dinp[m * K + k] = gs[m] * dinp[m * K + k] + (prior ? prior[m * K + k] : 0);

@@ -16,39 +16,6 @@ export function loraUpdateRef(A: ArrayLike<number>, B: ArrayLike<number>, N: num
   return out;
 }
 
-/** Eigenvalues of a symmetric n x n matrix (row-major, copied), descending, by cyclic Jacobi rotations. */
-export function symmetricEigenvaluesRef(matrix: ArrayLike<number>, n: number): Float64Array {
-  const a = Float64Array.from(matrix);
-  for (let sweep = 0; sweep < 100; sweep++) {
-    let off = 0;
-    for (let p = 0; p < n; p++) for (let q = p + 1; q < n; q++) off += a[p * n + q] ** 2;
-    if (off < 1e-30) break;
-    for (let p = 0; p < n; p++) {
-      for (let q = p + 1; q < n; q++) {
-        const apq = a[p * n + q];
-        if (apq === 0) continue;
-        const theta = (a[q * n + q] - a[p * n + p]) / (2 * apq);
-        const t = (theta >= 0 ? 1 : -1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
-        const c = 1 / Math.sqrt(t * t + 1);
-        const s = t * c;
-        for (let k = 0; k < n; k++) {
-          const akp = a[k * n + p];
-          const akq = a[k * n + q];
-          a[k * n + p] = c * akp - s * akq;
-          a[k * n + q] = s * akp + c * akq;
-        }
-        for (let k = 0; k < n; k++) {
-          const apk = a[p * n + k];
-          const aqk = a[q * n + k];
-          a[p * n + k] = c * apk - s * aqk;
-          a[q * n + k] = s * apk + c * aqk;
-        }
-      }
-    }
-  }
-  return Float64Array.from({ length: n }, (_, i) => a[i * n + i]).sort((x, y) => y - x);
-}
-
 /** Singular values of an m x n matrix, descending: sqrt of the eigenvalues of the smaller of M Mᵀ and Mᵀ M. */
 export function singularValuesRef(m: Float64Array, rows: number, cols: number): Float64Array {
   const small = Math.min(rows, cols);
@@ -61,7 +28,7 @@ export function singularValuesRef(m: Float64Array, rows: number, cols: number): 
       gram[i * small + j] = s;
     }
   }
-  return symmetricEigenvaluesRef(gram, small).map((x) => Math.sqrt(Math.max(0, x)));
+  return symmetricEigenRef(gram, small).values.map((x) => Math.sqrt(Math.max(0, x)));
 }
 
 export function frobeniusRef(m: ArrayLike<number>): number {

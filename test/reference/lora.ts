@@ -34,35 +34,14 @@ function product(rows: number, cols: number, len: number, a: (i: number, l: numb
   return c;
 }
 
-export function loraForwardRef(
-  x: ArrayLike<number>,
-  A: ArrayLike<number>,
-  B: ArrayLike<number>,
-  M: number,
-  N: number,
-  K: number,
-  r: number,
-  scaling: number,
-  dropout: DropoutRef | null = null,
-) {
+export function loraForwardRef(x: ArrayLike<number>, A: ArrayLike<number>, B: ArrayLike<number>, M: number, N: number, K: number, r: number, scaling: number, dropout: DropoutRef | null = null) {
   const mask = dropoutMaskRef(M, K, dropout);
   const xa = product(M, r, K, (m, k) => x[m * K + k] * mask[m * K + k], (k, j) => A[j * K + k]);
   const y = product(M, N, r, (m, j) => xa[m * r + j], (j, n) => B[n * r + j]).map((v) => v * scaling);
   return { xa, y, mask };
 }
 
-export function loraBackwardRef(
-  dy: ArrayLike<number>,
-  x: ArrayLike<number>,
-  A: ArrayLike<number>,
-  B: ArrayLike<number>,
-  M: number,
-  N: number,
-  K: number,
-  r: number,
-  scaling: number,
-  dropout: DropoutRef | null = null,
-) {
+export function loraBackwardRef(dy: ArrayLike<number>, x: ArrayLike<number>, A: ArrayLike<number>, B: ArrayLike<number>, M: number, N: number, K: number, r: number, scaling: number, dropout: DropoutRef | null = null) {
   const { xa, mask } = loraForwardRef(x, A, B, M, N, K, r, scaling, dropout);
   // g = dL/d(xa) = scaling * dY · B  [M, r]
   const g = product(M, r, N, (m, n) => dy[m * N + n], (n, j) => B[n * r + j]).map((v) => v * scaling);

@@ -4,7 +4,7 @@
  */
 import { geluForwardRef } from './gelu';
 import { matmulForwardRef } from './matmul';
-import { rotaryRef } from './rotary';
+import { rotaryRef, type RotaryRefShape } from './rotary';
 
 export interface DenseLinear {
   /** The dequantised weight [N, K], float64. */
@@ -12,18 +12,11 @@ export interface DenseLinear {
   bias: ArrayLike<number>;
 }
 
-export interface InProjectionRefShape {
-  batch: number;
-  seq: number;
-  heads: number;
-  headDim: number;
-  rotaryDim: number;
-  theta: number;
+export interface InProjectionRefShape extends RotaryRefShape {
   intermediate: number;
   pastLen: number;
   /** Positions per sequence in the cache. */
   maxLen: number;
-  leftPad?: ArrayLike<number>;
 }
 
 /**

@@ -1,9 +1,9 @@
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import type { EngineApi } from '../../src/worker/api';
-import { launchBrowser } from './browser';
+import { launchBrowser, openPage } from './browser';
 import { MODELS } from './fixtures';
-import { HubServer, TEST_REVISION, type HubServerOptions } from './hub-server';
+import { HubServer, TEST_REVISION, TINY_MODEL_ID, TINY_REPO, type HubServerOptions } from './hub-server';
 import { serveStatic, type StaticServer } from './static-server';
 
 /**
@@ -16,13 +16,16 @@ import { serveStatic, type StaticServer } from './static-server';
 export const DIST = process.env.PHI2_E2E_DIST ?? join(import.meta.dirname, '../../dist');
 export const TINY = MODELS.tiny;
 export const TINY_ADAPTER = join(TINY, 'golden/adapter');
-export const TINY_REPO = 'test/tiny-phi';
-export const TINY_MODEL_ID = `${TINY_REPO}@${TEST_REVISION}:int8`;
+export { TINY_MODEL_ID, TINY_REPO };
 
 export interface TestApp {
   app: StaticServer;
   hub: HubServer;
   browser: Browser;
+}
+
+export interface TestAppWithPage extends TestApp {
+  page: Page;
 }
 
 /** The app, a Hub with `hub`'s repositories (tiny-phi by default) and a browser; what started is closed again if one fails. */
@@ -39,8 +42,8 @@ export async function startApp(hub: HubServerOptions = { repos: { [TINY_REPO]: T
   }
 }
 
-/** Closes what startApp started (any part may be missing when a set-up failed). */
-export async function stopApp({ app, hub, browser }: Partial<TestApp>): Promise<void> {
+/** Closes what startApp started (any part, or all, may be missing when a set-up failed). */
+export async function stopApp({ app, hub, browser }: Partial<TestApp> = {}): Promise<void> {
   await browser?.close();
   await hub?.close();
   await app?.close();
@@ -58,4 +61,20 @@ export async function loadTinyPhi(page: Page, hub: HubServer): Promise<void> {
     { baseUrl: hub.url, revision: TEST_REVISION, repo: TINY_REPO, id: TINY_MODEL_ID },
   );
   if (outcome !== 'loaded') throw new Error(`tiny-phi did not load: ${outcome}`);
+}
+
+/**
+ * startApp, a page at `hash` and tiny-phi loaded in it: where a page test that needs the model begins.
+ * What started is closed again if a step fails.
+ */
+export async function startAppWithTinyPhi(hash = '#model', hub?: HubServerOptions): Promise<TestAppWithPage> {
+  const started = await startApp(hub);
+  try {
+    const page = await openPage(started.browser, `${started.app.url}/${hash}`);
+    await loadTinyPhi(page, started.hub);
+    return { ...started, page };
+  } catch (err) {
+    await stopApp(started);
+    throw err;
+  }
 }

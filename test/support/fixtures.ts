@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { parseAdapterConfig } from '../../src/engine/adapters/peft';
 import { parseSafetensors, type SafetensorsFile } from '../../src/engine/weights/safetensors';
 
 /** The golden fixtures from Hugging Face transformers + PEFT, beside the project. */
@@ -22,6 +23,14 @@ export function goldenJson(model: string): GoldenJson {
 
 export function goldenTensors(model: string, file: string): SafetensorsFile {
   return parseSafetensors(new Uint8Array(readFileSync(join(model, 'golden', file))), file);
+}
+
+/** The fixture's golden PEFT adapter (trained: B is not zero, so no gradient is): its settings and its tensors by name. */
+export function goldenAdapter(model: string): { settings: ReturnType<typeof parseAdapterConfig>; tensor: (name: string) => Float32Array } {
+  const dir = join(model, 'golden/adapter');
+  const settings = parseAdapterConfig(JSON.parse(readFileSync(join(dir, 'adapter_config.json'), 'utf8')));
+  const file = parseSafetensors(new Uint8Array(readFileSync(join(dir, 'adapter_model.safetensors'))), 'adapter_model.safetensors');
+  return { settings, tensor: (name) => file.float32(name) };
 }
 
 // The CLI's reading of a checkpoint directory, which the tests use the same way.

@@ -24,6 +24,10 @@ import { HubWriteApi, type HubUser } from './hub-write-api';
 
 export const TEST_REVISION = '0123456789abcdef0123456789abcdef01234567';
 
+/** The repository tiny-phi is served under in most tests, and the id its int8 download is stored as. */
+export const TINY_REPO = 'test/tiny-phi';
+export const TINY_MODEL_ID = `${TINY_REPO}@${TEST_REVISION}:int8`;
+
 export interface FileFaults {
   /** Drop the connection after this many body bytes ('random': somewhere in the body), for the next `times` responses (default 1). */
   dropAfter?: { bytes: number | 'random'; times?: number };

@@ -1,5 +1,15 @@
 import { tensorBytes, type GpuTensor } from './tensor';
 
+/** Binding 0 = `uniforms` at `uniformOffset` (`uniformSize` bytes), then the tensors in order. */
+export type BindGroupBindings = [
+  pipeline: GPUComputePipeline,
+  uniforms: GPUBuffer,
+  uniformOffset: number,
+  uniformSize: number,
+  tensors: readonly GpuTensor[],
+  label: string,
+];
+
 /**
  * Bind groups kept across submits. A decode step records the same ~450 dispatches with the same
  * buffers every token, and a training step ~3,800; creating each dispatch's bind group anew (and
@@ -27,15 +37,9 @@ export class BindGroupCache {
     return this.groups.size;
   }
 
-  /** Binding 0 = `uniforms` at `uniformOffset` (`uniformSize` bytes), then the tensors in order. */
-  get(
-    pipeline: GPUComputePipeline,
-    uniforms: GPUBuffer,
-    uniformOffset: number,
-    uniformSize: number,
-    tensors: readonly GpuTensor[],
-    label: string,
-  ): GPUBindGroup {
+  /** The bind group of a dispatch, made on the first request and kept: see BindGroupBindings. */
+  get(...bindings: BindGroupBindings): GPUBindGroup {
+    const [pipeline, uniforms, uniformOffset, , tensors] = bindings;
     let key = `${this.id(pipeline)}|${this.id(uniforms)}@${uniformOffset}`;
     for (const t of tensors) key += `|${this.id(t.buffer)}@${t.byteOffset}+${tensorBytes(t.shape, t.dtype)}`;
     const cached = this.groups.get(key);
@@ -44,21 +48,14 @@ export class BindGroupCache {
       return cached;
     }
     this.misses++;
-    const group = this.create(pipeline, uniforms, uniformOffset, uniformSize, tensors, label);
+    const group = this.create(...bindings);
     if (this.groups.size >= this.capacity) this.groups.clear();
     this.groups.set(key, group);
     return group;
   }
 
   /** The bind group `get` would make, not kept: for a holder that keeps it itself (a captured pass). */
-  create(
-    pipeline: GPUComputePipeline,
-    uniforms: GPUBuffer,
-    uniformOffset: number,
-    uniformSize: number,
-    tensors: readonly GpuTensor[],
-    label: string,
-  ): GPUBindGroup {
+  create(...[pipeline, uniforms, uniformOffset, uniformSize, tensors, label]: BindGroupBindings): GPUBindGroup {
     let layout = this.layouts.get(pipeline);
     if (!layout) {
       layout = pipeline.getBindGroupLayout(0);

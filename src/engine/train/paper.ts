@@ -25,5 +25,6 @@ export function paperTrainConfig(preset: PaperPreset, examples: number, residDro
     maxNonFiniteSteps: app.maxNonFiniteSteps,
     optimizer: DEFAULT_OPTIMIZER,
     compute: 'f32',
+    padding: 'buckets',
   };
 }

@@ -35,5 +35,6 @@ export function trainConfigOf(plan: TrainPlan, examples: number, residDropout: n
     maxNonFiniteSteps: APP_TRAINING_CHOICES.maxNonFiniteSteps,
     optimizer: plan.optimizer ?? DEFAULT_OPTIMIZER,
     compute: plan.compute ?? 'f32',
+    padding: 'buckets',
   };
 }

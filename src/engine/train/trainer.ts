@@ -9,7 +9,7 @@ import type { Phi2Model } from '../model/phi2/forward';
 import type { ComputePath } from '../model/phi2/frozen-linear';
 import type { LoraState } from '../model/phi2/lora-state';
 import { microBatchSeed, Phi2TrainStep } from '../model/phi2/train-step';
-import { nextBatch, type DataPosition, type TrainExample } from './batches';
+import { MAX_BUCKETS, nextBatch, PADDINGS, planRunBuckets, type DataPosition, type Padding, type TrainExample } from './batches';
 import { learningRate, validateSchedule, type Schedule } from './schedule';
 
 /**
@@ -39,6 +39,12 @@ export interface TrainConfig {
   optimizer: OptimizerSettings;
   /** The frozen layers' matmuls: 'f32' (exact; the default, and what runs saved without it used) or 'int8'. */
   compute?: ComputePath;
+  /**
+   * How a batch is padded: 'buckets' (new runs) to one of at most MAX_BUCKETS lengths planned from the
+   * run's batches, so each shape is recorded once and replayed (batches.ts); 'longest' to the batch's
+   * longest sequence, which is what runs saved without this setting did: it reproduces them bit for bit.
+   */
+  padding?: Padding;
 }
 
 /**
@@ -104,6 +110,8 @@ export class Trainer {
   private request: 'pause' | 'cancel' | null = null;
   private readonly stepper: Phi2TrainStep;
   private readonly stepLoss;
+  /** The padded lengths of this run's batches (null: each pads to its longest). */
+  readonly buckets: readonly number[] | null;
 
   constructor(
     readonly model: Phi2Model,
@@ -117,8 +125,11 @@ export class Trainer {
     if (!(config.batchSize >= 1 && config.gradAccumulation >= 1)) problems.push('batch size and gradient accumulation must be at least 1.');
     if (!(config.maxLength >= 2)) problems.push('the maximum length must be at least 2 tokens.');
     problems.push(...validateOptimizer(config.optimizer));
+    if (config.padding !== undefined && !PADDINGS.includes(config.padding)) problems.push(`padding must be ${PADDINGS.join(' or ')} (got ${String(config.padding)}).`);
     if (problems.length) throw new TrainingError(`Training cannot start: ${problems.join(' ')}`);
     const longest = Math.min(config.maxLength, Math.max(...data.map((e) => e.input_ids.length)));
+    // Planned over the whole run from its start, so a resumed run pads exactly as one that never stopped.
+    this.buckets = (config.padding ?? 'longest') === 'buckets' ? planRunBuckets(data, config.seed, config.batchSize, config.schedule.totalSteps * config.gradAccumulation, config.maxLength, MAX_BUCKETS) : null;
     lora.enableTraining(config.optimizer);
     this.stepper = new Phi2TrainStep(model, lora, config.batchSize, longest, { compute: config.compute ?? 'f32' });
     this.stepLoss = model.gpu.tensor('step_loss', [1]);
@@ -154,6 +165,11 @@ export class Trainer {
     return this.stepper.compute;
   }
 
+  /** Micro-steps recorded so far (the rest were replays of a recorded shape). */
+  get microStepRecordings(): number {
+    return this.stepper.microStepRecordings;
+  }
+
   get completedSteps(): number {
     return this.step;
   }
@@ -175,7 +191,7 @@ export class Trainer {
       const micro = [];
       let position = this.position;
       for (let m = 0; m < config.gradAccumulation; m++) {
-        const b = nextBatch(this.data, config.seed, position, config.batchSize, config.maxLength);
+        const b = nextBatch(this.data, config.seed, position, config.batchSize, config.maxLength, this.buckets ?? undefined);
         micro.push(b);
         position = b.next;
       }

@@ -1,7 +1,3 @@
-// The IndexedDB classes as globals (the model store's idb wrapper checks for them); each test still gets
-// its own fresh factory through the platform.
-import 'fake-indexeddb/auto';
-import { IDBFactory } from 'fake-indexeddb';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,6 +13,7 @@ import { suggestMapping } from '../../../src/engine/data/sources';
 import { dataApi, type DataApi } from '../../../src/worker/data-api';
 import { ROWS_PER_CHUNK } from '../../../src/engine/store/datasets';
 import { type HfDatasetsServer, startHfDatasetsServer } from '../../support/hf-datasets-server';
+import { testPlatform } from '../../support/platform';
 
 const DATA = join(import.meta.dirname, '../../../public/data');
 const TOKENIZER = join(import.meta.dirname, '../../../../shared/fixtures/phi2-tokenizer');
@@ -46,16 +43,21 @@ function makeFetch(log: string[]): typeof fetch {
 
 function workspace(): { w: DataApi; platform: Platform; fetched: string[] } {
   const fetched: string[] = [];
-  const platform: Platform = {
-    kind: 'node',
-    gpu: null,
-    gpuMissingReason: 'not needed',
-    indexedDB: new IDBFactory(),
-    now: () => performance.now(),
-    storage: { persist: async () => true, persisted: async () => true, estimate: async () => null },
-    fetch: makeFetch(fetched),
-  };
+  const platform = testPlatform({ fetch: makeFetch(fetched) });
   return { w: dataApi({ platform }), platform, fetched };
+}
+
+/** Stores a model record with Phi-2's tokenizer, as a download leaves it; returns the tokenizer's files. */
+async function storePhi2Tokenizer(platform: Platform): Promise<Record<string, string>> {
+  const files = {
+    'tokenizer.json': readFileSync(join(TOKENIZER, 'tokenizer.json'), 'utf8'),
+    'tokenizer_config.json': readFileSync(join(TOKENIZER, 'tokenizer_config.json'), 'utf8'),
+  };
+  const store = await WeightStore.open(platform);
+  await store.putModel({ id: 'phi-2-int8', name: 'microsoft/phi-2', complete: false } as Parameters<WeightStore['putModel']>[0]);
+  await store.putTokenizer('phi-2-int8', files);
+  store.close();
+  return files;
 }
 
 const csv = (text: string, name = 'reviews.csv') => new File([text], name, { type: 'text/csv' });
@@ -195,14 +197,7 @@ describe('uploads, validation and bad rows', () => {
 describe('token counts', () => {
   it('counts in tokens with a stored model\u2019s tokenizer, and the truncated rows match the engine\u2019s tokenisation', async () => {
     const { w, platform } = workspace();
-    const files = {
-      'tokenizer.json': readFileSync(join(TOKENIZER, 'tokenizer.json'), 'utf8'),
-      'tokenizer_config.json': readFileSync(join(TOKENIZER, 'tokenizer_config.json'), 'utf8'),
-    };
-    const store = await WeightStore.open(platform);
-    await store.putModel({ id: 'phi-2-int8', name: 'microsoft/phi-2', complete: false } as Parameters<WeightStore['putModel']>[0]);
-    await store.putTokenizer('phi-2-int8', files);
-    store.close();
+    const files = await storePhi2Tokenizer(platform);
     expect(await w.tokenizerName()).toBe('microsoft/phi-2 (stored model)');
 
     const rows = Array.from({ length: 40 }, (_, i) => ({ question: `Question ${i}: ${'why '.repeat(i * 3)}?`, response: `Because ${'so '.repeat(i)}.` }));
@@ -278,14 +273,7 @@ describe('symbol tuning from the bundled pools', () => {
 
   it('fits the prompts in tokens once a tokenizer is at hand, and says how many were shortened or dropped', async () => {
     const { w, platform } = workspace();
-    const files = {
-      'tokenizer.json': readFileSync(join(TOKENIZER, 'tokenizer.json'), 'utf8'),
-      'tokenizer_config.json': readFileSync(join(TOKENIZER, 'tokenizer_config.json'), 'utf8'),
-    };
-    const store = await WeightStore.open(platform);
-    await store.putModel({ id: 'phi-2-int8', name: 'microsoft/phi-2', complete: false } as Parameters<WeightStore['putModel']>[0]);
-    await store.putTokenizer('phi-2-int8', files);
-    store.close();
+    const files = await storePhi2Tokenizer(platform);
     const request = { pools: { kind: 'bundled' as const, ids: ['rte'], dataUrl: DATA_URL }, seed: 7, count: 30, perClass: 4, kinds: ['word' as const], instruction: 'none' as const, shapes: 'paper' as const, template: PAPER_TEMPLATE, maxTokens: 512 };
     const prepared = await w.prepareSymbolTuning(request);
     const tok = await loadTokenizer(files);

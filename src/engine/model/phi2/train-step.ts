@@ -65,8 +65,11 @@ export interface TrainStepOptions {
   recordEachStep?: boolean;
 }
 
-/** Recorded micro-steps kept for replay, by shape: a run whose batches pad to a few lengths re-records none. */
-const KEPT_MICRO_STEPS = 8;
+/**
+ * Recorded micro-steps kept for replay, by shape: a run whose batches pad to a few lengths re-records none
+ * (the trainer pads to at most this many: MAX_BUCKETS in src/engine/train/batches.ts).
+ */
+export const KEPT_MICRO_STEPS = 8;
 
 const align64 = (floats: number) => Math.ceil(floats / 64) * 64;
 
@@ -122,6 +125,7 @@ export class Phi2TrainStep {
   /** Recorded micro-steps (one pass a segment) by shape key, least recently used first. */
   private readonly microPasses = new Map<string, RecordedPass[]>();
   private optimizerPass: { key: string; pass: RecordedPass } | null = null;
+  private recordings = 0;
 
   constructor(
     readonly model: Phi2Model,
@@ -240,6 +244,7 @@ export class Phi2TrainStep {
    * to record with (a replay recomputes both).
    */
   private recordMicroStep(shape: MicroShape, opts: MicroStepOptions, segment: (record: () => void) => void): void {
+    this.recordings++;
     const { model } = this;
     const gpu = model.gpu;
     const d = model.dims;
@@ -440,6 +445,11 @@ export class Phi2TrainStep {
       this.optimizerPass = { key, pass: gpu.encoder.capture(() => record(hyper.lr, hyper.step)) };
     }
     gpu.encoder.replay(this.optimizerPass.pass, 0, { lr: hyper.lr, step: hyper.step });
+  }
+
+  /** Micro-steps recorded so far (each ~1,500 dispatches of CPU work; a replay is a fraction of it). */
+  get microStepRecordings(): number {
+    return this.recordings;
   }
 
   zeroGrads(): void {

@@ -1,32 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { attentionBackward, attentionForward } from '../../../../src/engine/kernels/attention';
 import { attentionBackwardRef, attentionForwardRef, type AttentionRefShape } from '../../../reference/attention';
+import { attentionTag as tag, TRAINING_CASES, type AttentionCase } from '../../../support/attention-cases';
 import { compareTensors, randomArray, rng } from '../../../support/compare';
 import { testGpu } from '../../../support/gpu';
 
-// Training shapes (no cache): every T, D and H of the brief, an odd head size, right padding
-// including a sequence that is all padding, and one a little past Phi-2's training length.
-const CASES: Array<AttentionRefShape & { qScale?: number }> = [
-  { batch: 1, seq: 1, heads: 1, headDim: 80 },
-  { batch: 1, seq: 2, heads: 2, headDim: 32 },
-  { batch: 2, seq: 5, heads: 3, headDim: 16 },
-  { batch: 1, seq: 17, heads: 2, headDim: 80 },
-  { batch: 2, seq: 64, heads: 1, headDim: 32 },
-  { batch: 1, seq: 65, heads: 3, headDim: 80 },
-  { batch: 2, seq: 130, heads: 2, headDim: 16 },
-  { batch: 1, seq: 300, heads: 2, headDim: 80 },
-  { batch: 2, seq: 17, heads: 2, headDim: 7 },
-  { batch: 2, seq: 65, heads: 2, headDim: 80, lengths: [65, 40] },
-  { batch: 2, seq: 130, heads: 1, headDim: 32, lengths: [77, 130] },
-  { batch: 2, seq: 5, heads: 3, headDim: 16, lengths: [0, 3] },
-  { batch: 1, seq: 520, heads: 1, headDim: 32 },
-  // scores up to hundreds: far past exp's f32 range without the max subtraction; a near one-hot softmax
-  { batch: 1, seq: 40, heads: 2, headDim: 80, qScale: 300 },
-];
-
-function tag(c: AttentionRefShape & { qScale?: number }): string {
-  return `B${c.batch} T${c.seq} H${c.heads} D${c.headDim}${c.lengths ? ` len[${Array.from(c.lengths)}]` : ''}${c.qScale ? ` q±${c.qScale}` : ''}`;
-}
+// The training shapes, and one a little past Phi-2's training length.
+const CASES: AttentionCase[] = [...TRAINING_CASES, { batch: 1, seq: 520, heads: 1, headDim: 32 }];
 
 describe('attention backward reference', () => {
   it('matches central finite differences of sum(dout * out), with padding', () => {

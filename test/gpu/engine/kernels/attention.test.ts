@@ -1,33 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import type { GpuRuntime } from '../../../../src/engine/gpu/runtime';
 import { attentionForward, createAttentionSplitWorkspace, type AttentionForwardOptions, type AttentionShape } from '../../../../src/engine/kernels/attention';
-import { attentionForwardRef, type AttentionRefShape } from '../../../reference/attention';
+import { attentionForwardRef } from '../../../reference/attention';
+import { attentionTag as tag, TRAINING_CASES, type AttentionCase } from '../../../support/attention-cases';
 import { compareTensors, randomArray, rng } from '../../../support/compare';
 import { testGpu } from '../../../support/gpu';
 
-interface ForwardCase extends AttentionRefShape {
-  /** Cache capacity; absent: fresh k and v [batch*seq, width]. */
-  maxLen?: number;
-  /** Range of q's entries (default 3, a peaked softmax); large: scores far past exp's f32 range. */
-  qScale?: number;
-}
-
-// Fresh projections (training, prefill): every T, D and H of the brief, odd sizes, padding.
-const FRESH: ForwardCase[] = [
-  { batch: 1, seq: 1, heads: 1, headDim: 80 },
-  { batch: 1, seq: 2, heads: 2, headDim: 32 },
-  { batch: 2, seq: 5, heads: 3, headDim: 16 },
-  { batch: 1, seq: 17, heads: 2, headDim: 80 },
-  { batch: 2, seq: 64, heads: 1, headDim: 32 },
-  { batch: 1, seq: 65, heads: 3, headDim: 80 },
-  { batch: 2, seq: 130, heads: 2, headDim: 16 },
-  { batch: 1, seq: 300, heads: 2, headDim: 80 },
-  { batch: 2, seq: 17, heads: 2, headDim: 7 },
+// Fresh projections (training, prefill): the training shapes, a head size of 64, and left padding.
+const FRESH: AttentionCase[] = [
+  ...TRAINING_CASES,
   { batch: 1, seq: 33, heads: 1, headDim: 64 },
-  { batch: 2, seq: 65, heads: 2, headDim: 80, lengths: [65, 40] },
-  { batch: 2, seq: 130, heads: 1, headDim: 32, lengths: [77, 130] },
-  { batch: 2, seq: 5, heads: 3, headDim: 16, lengths: [0, 3] },
-  { batch: 1, seq: 40, heads: 2, headDim: 80, qScale: 300 },
   // Left padding: none, mixed, all but one row padded, with right padding too, a long padded prompt.
   { batch: 1, seq: 1, heads: 1, headDim: 80, leftPad: [0] },
   { batch: 2, seq: 65, heads: 1, headDim: 32, leftPad: [0, 0] },
@@ -38,7 +20,7 @@ const FRESH: ForwardCase[] = [
 ];
 
 // From a KV cache whose rows past pastLen + seq hold garbage that must stay unseen.
-const CACHED: ForwardCase[] = [
+const CACHED: AttentionCase[] = [
   { batch: 1, seq: 1, heads: 2, headDim: 80, pastLen: 37, maxLen: 64 },
   { batch: 2, seq: 1, heads: 3, headDim: 32, pastLen: 129, maxLen: 140 },
   { batch: 2, seq: 5, heads: 2, headDim: 80, pastLen: 20, maxLen: 40 },
@@ -53,13 +35,6 @@ const CACHED: ForwardCase[] = [
   { batch: 2, seq: 1, heads: 2, headDim: 80, pastLen: 1000, maxLen: 1010, leftPad: [600, 1] },
 ];
 
-function tag(c: ForwardCase): string {
-  const extra =
-    `${c.qScale ? ` q±${c.qScale}` : ''}${c.pastLen ? ` past${c.pastLen}/${c.maxLen}` : ''}` +
-    `${c.lengths ? ` len[${Array.from(c.lengths)}]` : ''}${c.leftPad ? ` pad[${Array.from(c.leftPad)}]` : ''}`;
-  return `B${c.batch} T${c.seq} H${c.heads} D${c.headDim}${extra}`;
-}
-
 interface Inputs {
   q: Float32Array;
   k: Float32Array;
@@ -67,7 +42,7 @@ interface Inputs {
   ref: { out: Float64Array; lse: Float64Array };
 }
 
-function inputs(c: ForwardCase): Inputs {
+function inputs(c: AttentionCase): Inputs {
   const random = rng(c.seq * 7919 + c.headDim * 31 + c.heads * 7 + c.batch + (c.pastLen ?? 0) * 3);
   const width = c.heads * c.headDim;
   const kvRows = c.maxLen ?? c.seq;
@@ -86,7 +61,7 @@ function inputs(c: ForwardCase): Inputs {
   return { q, k, v, ref: attentionForwardRef(q, k, v, { ...c, kvRows }) };
 }
 
-async function runForward(gpu: GpuRuntime, c: ForwardCase, x: Inputs, options: AttentionForwardOptions) {
+async function runForward(gpu: GpuRuntime, c: AttentionCase, x: Inputs, options: AttentionForwardOptions) {
   const width = c.heads * c.headDim;
   const kvShape = c.maxLen ? [c.batch, c.maxLen, width] : [c.batch * c.seq, width];
   const out = gpu.tensor('out', [c.batch * c.seq, width]);
@@ -106,7 +81,7 @@ async function runForward(gpu: GpuRuntime, c: ForwardCase, x: Inputs, options: A
   return { out: await gpu.readF32(out), lse: await gpu.readF32(lse) };
 }
 
-function check(name: string, c: ForwardCase, got: { out: Float32Array; lse: Float32Array }, ref: Inputs['ref']): void {
+function check(name: string, c: AttentionCase, got: { out: Float32Array; lse: Float32Array }, ref: Inputs['ref']): void {
   expect(compareTensors(`${name}.out ${tag(c)}`, got.out, ref.out).relError).toBeLessThan(1e-5);
   expect(compareTensors(`${name}.lse ${tag(c)}`, got.lse, ref.lse).relError).toBeLessThan(1e-5);
   // padded queries (right or left): exactly zero, not merely small
@@ -166,7 +141,7 @@ describe('attention forward', () => {
 
   it('decode splits a long cache on its own when given a workspace', async () => {
     const gpu = await testGpu();
-    const c: ForwardCase = { batch: 1, seq: 1, heads: 3, headDim: 32, pastLen: 1999, maxLen: 2000 };
+    const c: AttentionCase = { batch: 1, seq: 1, heads: 3, headDim: 32, pastLen: 1999, maxLen: 2000 };
     const x = inputs(c);
     const workspace = createAttentionSplitWorkspace(gpu, c.headDim);
     const before = gpu.encoder.dispatches;
@@ -236,7 +211,7 @@ describe('attention forward', () => {
 
   it('handles a long sequence (T = 2100) in the tiled kernel', async () => {
     const gpu = await testGpu();
-    const c: ForwardCase = { batch: 1, seq: 2100, heads: 1, headDim: 32 };
+    const c: AttentionCase = { batch: 1, seq: 2100, heads: 1, headDim: 32 };
     const x = inputs(c);
     check('tiled', c, await runForward(gpu, c, x, {}), x.ref);
   });

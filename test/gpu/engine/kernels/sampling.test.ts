@@ -26,6 +26,32 @@ function modelLikeLogits(n: number, random: () => number): Float32Array {
  */
 const MARGIN = 2e-5;
 
+/**
+ * `rows` rows of model-like logits and their uniforms, each drawn again until neither float decision
+ * (the top-k/top-p cut, the walk to u) is a near-tie, and the ids the CPU procedure picks. Ids from
+ * `valid` on hold the row's largest logits (40 and up), which only the mask keeps out.
+ */
+function decisiveDraws(random: () => number, rows: number, vocab: number, options: SamplingOptions, valid = vocab) {
+  const logits = new Float32Array(rows * vocab);
+  const u = new Float32Array(rows);
+  const expected: number[] = [];
+  for (let r = 0; r < rows; r++) {
+    for (let attempt = 0; ; attempt++) {
+      expect(attempt).toBeLessThan(50);
+      const row = modelLikeLogits(vocab, random);
+      for (let i = valid; i < vocab; i++) row[i] = 40 + random();
+      const ur = Math.fround(random());
+      const ref = sampleRef(row.subarray(0, valid), ur, options);
+      if (ref.cutMargin < MARGIN || ref.walkMargin < MARGIN) continue;
+      logits.set(row, r * vocab);
+      u[r] = ur;
+      expected.push(ref.id);
+      break;
+    }
+  }
+  return { logits, u, expected };
+}
+
 // vocab, rows, options
 const CASES: Array<[number, number, SamplingOptions]> = [
   [51_200, 3, { temperature: 1, topK: 0, topP: 1 }],
@@ -46,23 +72,7 @@ describe('sampling', () => {
     it(`agrees with the CPU procedure: vocab ${vocab}, T=${options.temperature} k=${options.topK} p=${options.topP}`, async () => {
       const gpu = await testGpu();
       const random = rng(vocab * 7 + rows + Math.round(options.temperature * 100) + options.topK);
-      const logits = new Float32Array(rows * vocab);
-      const u = new Float32Array(rows);
-      const expected: number[] = [];
-      for (let r = 0; r < rows; r++) {
-        // Draw rows and uniforms until neither float decision is a near-tie.
-        for (let attempt = 0; ; attempt++) {
-          expect(attempt).toBeLessThan(50);
-          const row = modelLikeLogits(vocab, random);
-          const ur = Math.fround(random());
-          const ref = sampleRef(row, ur, options);
-          if (ref.cutMargin < MARGIN || ref.walkMargin < MARGIN) continue;
-          logits.set(row, r * vocab);
-          u[r] = ur;
-          expected.push(ref.id);
-          break;
-        }
-      }
+      const { logits, u, expected } = decisiveDraws(random, rows, vocab, options);
       const got = await sampleOnGpu(gpu, logits, u, vocab, options);
       console.log(`sampling vocab ${vocab} ${JSON.stringify(options)}: ours ${got} ref ${expected}`);
       expect(got).toEqual(expected);
@@ -172,25 +182,8 @@ describe('sampling', () => {
         { temperature: 1, topK: valid + 5, topP: 0.95 },
       ];
       for (const option of options) {
-        const rows = 3;
-        const logits = new Float32Array(rows * vocab);
-        const u = new Float32Array(rows);
-        const expected: number[] = [];
-        for (let r = 0; r < rows; r++) {
-          for (let attempt = 0; ; attempt++) {
-            expect(attempt).toBeLessThan(50);
-            const row = modelLikeLogits(vocab, random);
-            // The masked tail holds the row's largest logits by far: without the mask it would always win.
-            for (let i = valid; i < vocab; i++) row[i] = 40 + random();
-            const ur = Math.fround(random());
-            const ref = sampleRef(row.subarray(0, valid), ur, option);
-            if (ref.cutMargin < MARGIN || ref.walkMargin < MARGIN) continue;
-            logits.set(row, r * vocab);
-            u[r] = ur;
-            expected.push(ref.id);
-            break;
-          }
-        }
+        // The masked tail holds the row's largest logits by far: without the mask it would always win.
+        const { logits, u, expected } = decisiveDraws(random, 3, vocab, option, valid);
         const got = await sampleOnGpu(gpu, logits, u, vocab, option, valid);
         console.log(`sampling ${valid} of ${vocab} ${JSON.stringify(option)}: ours ${got} ref ${expected}`);
         expect(got, JSON.stringify(option)).toEqual(expected);

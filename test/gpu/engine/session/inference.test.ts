@@ -1,35 +1,19 @@
-import 'fake-indexeddb/auto';
-import { IDBFactory } from 'fake-indexeddb';
 import { describe, expect, it } from 'vitest';
-import { Engine } from '../../../../src/engine/engine';
-import type { GpuRuntime } from '../../../../src/engine/gpu/runtime';
 import { InferenceSettings } from '../../../../src/engine/session/inference';
 import { Session, withModel } from '../../../../src/engine/session/session';
 import { importFromFiles } from '../../../../src/engine/weights';
+import { TestEngine } from '../../../support/engine';
 import { directoryFiles, MODELS } from '../../../support/fixtures';
 import { testGpu } from '../../../support/gpu';
+import { testPlatform } from '../../../support/platform';
 
 // The loaded model's inference settings as the Model page changes them: asked for before a load (the
 // load uses them), applied to the loaded model, refused while the model is busy, and kept within what
 // the loaded weights can run.
 
-class TestEngine extends Engine {
-  override runtime(): Promise<GpuRuntime> {
-    return testGpu();
-  }
-}
-
 async function session(): Promise<{ session: Session; ids: Record<'int8' | 'f16', string> }> {
   await testGpu();
-  const platform = {
-    kind: 'node' as const,
-    gpu: null,
-    gpuMissingReason: 'tests share one device',
-    indexedDB: new IDBFactory(),
-    now: () => performance.now(),
-    fetch: globalThis.fetch.bind(globalThis),
-    storage: { persist: async () => true, persisted: async () => true, estimate: async () => null },
-  };
+  const platform = testPlatform();
   const s = new Session(new TestEngine(platform));
   const ids = {} as Record<'int8' | 'f16', string>;
   for (const scheme of ['int8', 'f16'] as const) {

@@ -1,5 +1,3 @@
-import 'fake-indexeddb/auto';
-import { IDBFactory } from 'fake-indexeddb';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,8 +6,6 @@ import { trainCommand } from '../../../../src/cli/train-command';
 import { ADAPTER_WEIGHTS } from '../../../../src/engine/adapters/files';
 import { AdapterStore } from '../../../../src/engine/adapters/store';
 import { parseTemplate, PAPER_TEMPLATE, splitPromptCompletion } from '../../../../src/shared/template';
-import { Engine } from '../../../../src/engine/engine';
-import type { GpuRuntime } from '../../../../src/engine/gpu/runtime';
 import { Session } from '../../../../src/engine/session/session';
 import { UserDataStore } from '../../../../src/engine/store/datasets';
 import { paperPlan, type TrainPlan } from '../../../../src/shared/train-plan';
@@ -17,17 +13,13 @@ import { TrainingRuns } from '../../../../src/engine/session/training';
 import { importFromFiles } from '../../../../src/engine/weights';
 import { parseSafetensors } from '../../../../src/engine/weights/safetensors';
 import { compareTensors } from '../../../support/compare';
+import { TestEngine } from '../../../support/engine';
 import { directoryFiles, MODELS } from '../../../support/fixtures';
 import { testGpu } from '../../../support/gpu';
+import { testPlatform } from '../../../support/platform';
 
 // One path for each job: the Train page's runs and the CLI's `train` both train through trainAdapter,
 // so the same rows, settings and seed give the same adapter whichever way it is asked for.
-
-class TestEngine extends Engine {
-  override runtime(): Promise<GpuRuntime> {
-    return testGpu();
-  }
-}
 
 const QA = [
   { question: '2+2?', response: '4' },
@@ -47,15 +39,7 @@ describe('trainAdapter', () => {
 
     // The Train page's way: the rows saved on the Data page with the paper's template, a run on the loaded model.
     await testGpu();
-    const platform = {
-      kind: 'node' as const,
-      gpu: null,
-      gpuMissingReason: 'tests share one device',
-      indexedDB: new IDBFactory(),
-      now: () => performance.now(),
-      fetch: globalThis.fetch.bind(globalThis),
-      storage: { persist: async () => true, persisted: async () => true, estimate: async () => null },
-    };
+    const platform = testPlatform();
     const session = new Session(new TestEngine(platform));
     const manifest = await importFromFiles(platform, await session.store(), await directoryFiles(MODELS.tiny), { scheme: 'f16', displayName: 'tiny-phi' });
     await session.load(manifest.id);

@@ -26,7 +26,7 @@ import { Phi2TrainStep, shiftLabels, type TrainBatch } from '../../../../src/eng
 import { WeightStore } from '../../../../src/engine/store/store';
 import { parseSafetensors } from '../../../../src/engine/weights/safetensors';
 import { loadTokenizer } from '../../../../src/engine/tokenizer';
-import type { TrainExample } from '../../../../src/engine/train/batches';
+import { MAX_BUCKETS, nextBatch, type TrainExample } from '../../../../src/engine/train/batches';
 import { CheckpointStore } from '../../../../src/engine/train/checkpoints';
 import { Trainer, TrainingError, type TrainCheckpoint, type TrainConfig } from '../../../../src/engine/train/trainer';
 import type { OptimizerState } from '../../../../src/engine/optim/adamw-state';
@@ -284,6 +284,34 @@ describe('training batches', () => {
     expect(Math.abs(accumulated.loss - together.loss) / together.loss).toBeLessThan(1e-5);
     const c = compareTensors('LoRA weights after one step, accumulated vs batched', accumulated.params, together.params);
     expect(c.relError).toBeLessThan(1e-5);
+  });
+
+  it('a run over nine lengths padded to its 8 buckets records one micro-step a bucket and replays the rest (padded to the longest: nine shapes)', async () => {
+    const gpu = await testGpu();
+    const m = await model(gpu, 'int8');
+    const random = rng(13);
+    // Nine lengths, one batch each: padded to the longest, nine shapes, more than the train step keeps.
+    const data: TrainExample[] = Array.from({ length: 9 }, (_, i) => {
+      const ids = Array.from({ length: 2 + i }, () => Math.floor(random() * m.dims.vocab));
+      return { input_ids: ids, labels: [...ids] };
+    });
+    const cfg = config({ padding: 'buckets', batchSize: 1, gradAccumulation: 1, maxLength: 16, schedule: { kind: 'constant', lr: 1e-3, warmupSteps: 0, totalSteps: 9 } });
+    const shapes = new Set<number>();
+    for (let i = 0, position = { epoch: 0, index: 0 }; i < 9; i++) {
+      const b = nextBatch(data, cfg.seed, position, 1, cfg.maxLength);
+      shapes.add(b.batch.seq);
+      position = b.next;
+    }
+    expect(shapes.size).toBe(9);
+    const lora = freshLora(m, 5);
+    const trainer = new Trainer(m, lora, cfg, data, clock);
+    expect(trainer.buckets!.length).toBe(MAX_BUCKETS);
+    expect(await trainer.run()).toBe('finished');
+    expect(trainer.records.every((r) => Number.isFinite(r.loss) && !r.skipped)).toBe(true);
+    // Eight buckets, each recorded once; the ninth batch replays one.
+    expect(trainer.microStepRecordings).toBe(MAX_BUCKETS);
+    trainer.destroy();
+    lora.destroy();
   });
 
   it('loss on the response only masks exactly the prompt tokens; loss on every token masks none', async () => {

@@ -22,14 +22,7 @@ const dir = mkdtempSync(join(tmpdir(), 'gguf-test-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** GGUF names by Phi target, written out here rather than imported, so a wrong mapping fails. */
-const EXPECTED_NAME: Record<LoraTarget, string> = {
-  q_proj: 'attn_q',
-  k_proj: 'attn_k',
-  v_proj: 'attn_v',
-  dense: 'attn_output',
-  fc1: 'ffn_up',
-  fc2: 'ffn_down',
-};
+const EXPECTED_NAME: Record<LoraTarget, string> = { q_proj: 'attn_q', k_proj: 'attn_k', v_proj: 'attn_v', dense: 'attn_output', fc1: 'ffn_up', fc2: 'ffn_down' };
 
 let files = 0;
 async function readBack(bytes: Uint8Array) {

@@ -10,20 +10,12 @@ import { AdapterError, resolveAdapterConfig, type PeftLoraConfig } from '../../.
 import { DownloadCache } from '../../../../src/engine/adapters/store';
 import { unzipAdapter } from '../../../../src/engine/adapters/zip';
 import { HubServer, TEST_REVISION } from '../../../support/hub-server';
+import { refusal } from '../../../support/refusal';
 import { freshStore, keysOf, makeAdapter, SETTINGS, SHAPES } from '../../../support/adapters';
 
 const FAST = { attempts: 3, baseDelayMs: 1, maxDelayMs: 5 };
 const platform = { fetch: globalThis.fetch.bind(globalThis) };
 const limitFor = (config: PeftLoraConfig) => adapterWeightsLimit(resolveAdapterConfig(config, SHAPES), SHAPES);
-
-function refusal(fn: () => unknown): Error {
-  try {
-    fn();
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('expected a refusal');
-}
 
 describe('adapter .zip archives are unpacked entry by entry, within limits', () => {
   const files = makeAdapter(4);

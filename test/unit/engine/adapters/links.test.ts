@@ -5,18 +5,10 @@ import { downloadAdapter, locateAdapter, locationLabel, locationName } from '../
 import { AdapterError } from '../../../../src/engine/adapters/peft';
 import { HubError } from '../../../../src/engine/weights/errors';
 import { HubSource, checkHubSettings } from '../../../../src/engine/weights/hub';
+import { refusal } from '../../../support/refusal';
 
 const platform = { fetch: globalThis.fetch.bind(globalThis) };
 const FAST = { attempts: 4, baseDelayMs: 1, maxDelayMs: 5 };
-
-function refusal(fn: () => unknown): Error {
-  try {
-    fn();
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('expected a refusal');
-}
 
 describe('links: what they may point at and how they are read', () => {
   it('takes https anywhere and plain http for this machine only', () => {

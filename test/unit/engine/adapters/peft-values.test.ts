@@ -1,22 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, decodeAdapter, type AdapterFiles } from '../../../../src/engine/adapters/files';
-import { AdapterError, parseAdapterConfig } from '../../../../src/engine/adapters/peft';
+import { parseAdapterConfig } from '../../../../src/engine/adapters/peft';
 import { AdapterStore } from '../../../../src/engine/adapters/store';
 import { parseSafetensors } from '../../../../src/engine/weights/safetensors';
 import { serializeSafetensors } from '../../../../src/engine/weights/safetensors-write';
 import { freshStore, makeAdapter, SETTINGS, SHAPES } from '../../../support/adapters';
+import { adapterRefusal as refusal } from '../../../support/refusal';
 
 const TINY = { hidden: 64, intermediate: 256, layers: 2 };
-
-function refusal(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(AdapterError);
-    return (err as Error).message;
-  }
-  throw new Error('expected an AdapterError');
-}
 
 const config = (extra: Record<string, unknown>) => ({ r: 4, lora_alpha: 8, target_modules: ['q_proj'], ...extra });
 

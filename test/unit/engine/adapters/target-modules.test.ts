@@ -1,20 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { AdapterError, parseAdapterConfig } from '../../../../src/engine/adapters/peft';
+import { parseAdapterConfig } from '../../../../src/engine/adapters/peft';
 import { MAX_PATTERN_CHARS, phiModules, selectModules } from '../../../../src/engine/adapters/target-modules';
+import { adapterRefusal as refusal } from '../../../support/refusal';
 
 const PHI2 = { hidden: 2560, intermediate: 10240, layers: 32 };
 const TINY = { hidden: 64, intermediate: 256, layers: 2 };
 const ALL = ['q_proj', 'k_proj', 'v_proj', 'dense', 'fc1', 'fc2'];
-
-function refusal(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(AdapterError);
-    return (err as Error).message;
-  }
-  throw new Error('expected an AdapterError');
-}
 
 describe('target_modules with PEFT semantics', () => {
   it("lists PhiForCausalLM's modules as transformers names them", () => {

@@ -2,17 +2,13 @@ import 'fake-indexeddb/auto';
 import { IDBFactory } from 'fake-indexeddb';
 import { describe, expect, it } from 'vitest';
 import { Engine } from '../../../../src/engine/engine';
-import type { Platform } from '../../../../src/engine/platform/types';
 import { Session } from '../../../../src/engine/session/session';
 import { StoreError } from '../../../../src/engine/store/errors';
 import { DB_NAME, DB_VERSION } from '../../../../src/engine/store/schema';
 import { WeightStore } from '../../../../src/engine/store/store';
+import { testPlatform } from '../../../support/platform';
 
-const storage = { persist: async () => true, persisted: async () => true, estimate: async () => null };
-
-function platformOver(indexedDB: IDBFactory): Platform {
-  return { kind: 'node', gpu: null, gpuMissingReason: 'none in this test', indexedDB, now: () => performance.now(), fetch: globalThis.fetch, storage };
-}
+const platformOver = (indexedDB: IDBFactory) => testPlatform({ indexedDB });
 
 /** Opens the app database at a newer version, as a newer app in another tab does. */
 function upgradeElsewhere(factory: IDBFactory, version: number): Promise<IDBDatabase> {

@@ -11,7 +11,7 @@ import { paperPlan, planProblems } from '../../../../src/shared/train-plan';
 const EXAMPLES = 1001;
 const RESID = 0.1;
 const flags = (...args: string[]) =>
-  parseFlags(args, ['preset', 'steps', 'epochs', 'batch', 'lr', 'r', 'alpha', 'lora-dropout', 'targets', 'seed', 'max-length', 'warmup', 'from', 'optimizer', 'block-size'], TRAIN_USAGE);
+  parseFlags(args, ['preset', 'steps', 'epochs', 'batch', 'lr', 'r', 'alpha', 'lora-dropout', 'targets', 'seed', 'max-length', 'warmup', 'from', 'optimizer', 'block-size', 'padding'], TRAIN_USAGE);
 
 describe("the paper's training settings", () => {
   it('are the values of section 5, defined once', () => {
@@ -60,6 +60,14 @@ describe("the paper's training settings", () => {
     expect(() => cliTrainConfig(flags('--steps', '5', '--epochs', '1'), EXAMPLES, RESID)).toThrow(/--epochs or --steps, not both/);
     expect(() => cliTrainConfig(flags('--preset', 'flan'), EXAMPLES, RESID)).toThrow(/--preset must be instruction or symbol/);
     expect(() => cliTrainConfig(flags('--targets', 'q_proj,lm_head'), EXAMPLES, RESID)).toThrow(/unknown modules lm_head/);
+  });
+
+  it('runs pad to planned buckets, page and CLI alike; --padding longest pads each batch to its longest, as runs before buckets did', () => {
+    expect(paperTrainConfig('instruction', EXAMPLES, RESID).padding).toBe('buckets');
+    expect(trainConfigOf(paperPlan('symbol', { kind: 'demo' }), EXAMPLES, RESID).padding).toBe('buckets');
+    expect(cliTrainConfig(flags(), EXAMPLES, RESID).padding).toBe('buckets');
+    expect(cliTrainConfig(flags('--padding', 'longest'), EXAMPLES, RESID).padding).toBe('longest');
+    expect(() => cliTrainConfig(flags('--padding', 'max'), EXAMPLES, RESID)).toThrow(/--padding must be buckets or longest, got "max"/);
   });
 
   it("f32 AdamW is the app's default everywhere; the paper's 8-bit AdamW is an option of the page and the CLI", () => {

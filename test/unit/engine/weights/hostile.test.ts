@@ -7,18 +7,10 @@ import { CheckpointError, SafetensorsError } from '../../../../src/engine/weight
 import { FilesSource } from '../../../../src/engine/weights/files';
 import { parseSafetensors } from '../../../../src/engine/weights/safetensors';
 import { parseShardIndex } from '../../../../src/engine/weights/sharded';
+import { refusal } from '../../../support/refusal';
 import { fileLike, fixtureBytes, rawSafetensors } from '../../../support/safetensors-fixtures';
 
 const DEEP = 200_000;
-
-function caught(fn: () => unknown): Error {
-  try {
-    fn();
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('expected a refusal');
-}
 
 describe('configs are bounded before anything is sized from them', () => {
   it('refuses each size beyond what the engine supports, naming the key and the limit', () => {
@@ -31,11 +23,11 @@ describe('configs are bounded before anything is sized from them', () => {
       ['max_position_embeddings', 2 ** 31],
     ];
     for (const [key, value] of cases) {
-      const err = caught(() => parsePhiConfig({ ...PHI2_CONFIG_JSON, [key]: value }));
+      const err = refusal(() => parsePhiConfig({ ...PHI2_CONFIG_JSON, [key]: value }));
       expect(err).toBeInstanceOf(CheckpointError);
       expect(err.message).toMatch(new RegExp(`"${key}" is [\\d,]+, more than this engine supports \\(at most ${CONFIG_BOUNDS[key as keyof typeof CONFIG_BOUNDS].toLocaleString('en-US')}\\)`));
     }
-    const heads = caught(() => parsePhiConfig({ ...PHI2_CONFIG_JSON, hidden_size: 2048, num_attention_heads: 4, num_key_value_heads: 4, intermediate_size: 8192 }));
+    const heads = refusal(() => parsePhiConfig({ ...PHI2_CONFIG_JSON, hidden_size: 2048, num_attention_heads: 4, num_key_value_heads: 4, intermediate_size: 8192 }));
     expect(heads.message).toMatch(/head dimension hidden_size \/ num_attention_heads = 512 is more than the attention kernels support \(256\)/);
     expect(parsePhiConfig({ ...PHI2_CONFIG_JSON, vocab_size: CONFIG_BOUNDS.vocab_size }).vocabSize).toBe(2 ** 20);
   });
@@ -67,7 +59,7 @@ describe('JSON nested past any real file is refused, naming the file', () => {
   it('a safetensors __metadata__ nested 200,000 deep', () => {
     const text = `{"__metadata__":{"format":${deep(DEEP)}},"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}`;
     const file = rawSafetensors([{ name: 'w', dtype: 'F32', shape: [1] }], { headerText: text });
-    const err = caught(() => parseSafetensors(file, 'adapter_model.safetensors'));
+    const err = refusal(() => parseSafetensors(file, 'adapter_model.safetensors'));
     expect(err).toBeInstanceOf(SafetensorsError);
     expect(err.message).toMatch(/^adapter_model\.safetensors: the header is JSON nested more than 8 levels deep/);
   });
@@ -75,15 +67,15 @@ describe('JSON nested past any real file is refused, naming the file', () => {
   it('metadata that is not a string is described briefly, never serialised whole', () => {
     const text = `{"__metadata__":{"format":[[[1]]]},"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}`;
     const file = rawSafetensors([{ name: 'w', dtype: 'F32', shape: [1] }], { headerText: text });
-    expect(caught(() => parseSafetensors(file, 'x.safetensors')).message).toMatch(/__metadata__\.format is not a string \(found a list of 1\)/);
+    expect(refusal(() => parseSafetensors(file, 'x.safetensors')).message).toMatch(/__metadata__\.format is not a string \(found a list of 1\)/);
   });
 
   it('a config.json and a shard index nested 200,000 deep', () => {
     const config = JSON.stringify(PHI2_CONFIG_JSON).replace(/}$/, `,"extra":${deep(DEEP)}}`);
-    const err = caught(() => parsePhiConfig(config));
+    const err = refusal(() => parsePhiConfig(config));
     expect(err).toBeInstanceOf(CheckpointError);
     expect(err.message).toMatch(/^config\.json is JSON nested more than 64 levels deep/);
     const index = `{"metadata":${deep(DEEP)},"weight_map":{"a":"model-00001-of-00001.safetensors"}}`;
-    expect(caught(() => parseShardIndex(index)).message).toMatch(/model\.safetensors\.index\.json: the index is JSON nested more than 64 levels deep/);
+    expect(refusal(() => parseShardIndex(index)).message).toMatch(/model\.safetensors\.index\.json: the index is JSON nested more than 64 levels deep/);
   });
 });

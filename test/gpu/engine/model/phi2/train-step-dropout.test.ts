@@ -1,15 +1,9 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { parseAdapterConfig } from '../../../../../src/engine/adapters/peft';
-import { Phi2Model } from '../../../../../src/engine/model/phi2/forward';
-import { loadPhi2FromSource } from '../../../../../src/engine/model/phi2/load';
+import { describe, expect, it } from 'vitest';
 import { LoraState } from '../../../../../src/engine/model/phi2/lora-state';
-import { destroyParams } from '../../../../../src/engine/model/phi2/params';
 import { Phi2TrainStep } from '../../../../../src/engine/model/phi2/train-step';
-import { parseSafetensors } from '../../../../../src/engine/weights/safetensors';
-import { directorySource, goldenJson, MODELS } from '../../../../support/fixtures';
+import { goldenAdapter, goldenJson, MODELS } from '../../../../support/fixtures';
 import { testGpu } from '../../../../support/gpu';
+import { modelPerFile } from '../../../../support/models';
 
 /**
  * The training step with dropout on (LoRA's on every adapter input, the residual's on both branches):
@@ -21,27 +15,20 @@ import { testGpu } from '../../../../support/gpu';
  */
 
 const dir = MODELS.tiny;
-let model: Phi2Model | null = null;
-afterAll(() => {
-  if (model) {
-    model.destroy();
-    destroyParams(model.params);
-  }
-});
+const loadModel = modelPerFile(dir, 'f16');
 
 describe('LoRA training with dropout', () => {
   it('each group of adapters\' gradient matches central differences of the loss under the same masks', async () => {
     const gpu = await testGpu();
-    model = new Phi2Model(gpu, (await loadPhi2FromSource(gpu, await directorySource(dir), 'f16')).params);
+    const model = await loadModel(gpu);
     const golden = goldenJson(dir);
     // The first sequence alone keeps the seven micro-steps short.
     const ids = golden.input_ids[0];
     const batch = { ids: Uint32Array.from(ids), labels: Int32Array.from(golden.lora.labels[0]), batch: 1, seq: ids.length };
-    const settings = parseAdapterConfig(JSON.parse(readFileSync(join(dir, 'golden/adapter/adapter_config.json'), 'utf8')));
-    const lora = new LoraState(gpu, model.dims, { ...settings, dropout: 0.3 });
     // The golden adapter: B is not zero, so every dA is too.
-    const file = parseSafetensors(new Uint8Array(readFileSync(join(dir, 'golden/adapter/adapter_model.safetensors'))), 'adapter_model.safetensors');
-    lora.setWeights((name) => file.float32(name));
+    const adapter = goldenAdapter(dir);
+    const lora = new LoraState(gpu, model.dims, { ...adapter.settings, dropout: 0.3 });
+    lora.setWeights(adapter.tensor);
     const step = new Phi2TrainStep(model, lora, batch.batch, batch.seq);
     const opts = { residDropout: 0.2, loraDropout: 0.3, seed: 12345, labelCount: step.countLabels(batch) };
     const lossAt = async (params: Float32Array): Promise<number> => {

@@ -1,19 +1,13 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { afterAll, describe, expect, it, vi } from 'vitest';
-import { parseAdapterConfig } from '../../../../../src/engine/adapters/peft';
-import type { GpuRuntime } from '../../../../../src/engine/gpu/runtime';
-import { Phi2Model } from '../../../../../src/engine/model/phi2/forward';
+import { describe, expect, it, vi } from 'vitest';
+import type { Phi2Model } from '../../../../../src/engine/model/phi2/forward';
 import type { ComputePath } from '../../../../../src/engine/model/phi2/frozen-linear';
-import { loadPhi2FromSource } from '../../../../../src/engine/model/phi2/load';
 import { LoraState } from '../../../../../src/engine/model/phi2/lora-state';
-import { destroyParams } from '../../../../../src/engine/model/phi2/params';
 import { Phi2TrainStep, type TrainBatch } from '../../../../../src/engine/model/phi2/train-step';
-import { parseSafetensors } from '../../../../../src/engine/weights/safetensors';
 import type { OptimizerSettings } from '../../../../../src/shared/optimizer';
 import { rng } from '../../../../support/compare';
-import { directorySource, MODELS } from '../../../../support/fixtures';
+import { goldenAdapter, MODELS } from '../../../../support/fixtures';
 import { testGpu } from '../../../../support/gpu';
+import { modelPerFile } from '../../../../support/models';
 
 /**
  * A training step recorded once and replayed (Phi2TrainStep's default) gives the same bits as the
@@ -23,21 +17,13 @@ import { testGpu } from '../../../../support/gpu';
  * re-recording) and come back (the kept recording replayed).
  */
 
-const dir = MODELS.tiny;
-let model: Phi2Model | null = null;
-afterAll(() => {
-  if (model) {
-    model.destroy();
-    destroyParams(model.params);
-  }
-});
+const loadModel = modelPerFile(MODELS.tiny, 'int8');
 
 /** tiny-phi's real PEFT adapter (B is not zero, so every gradient is), ready for training. */
 function loadAdapter(m: Phi2Model, optimizer: OptimizerSettings): LoraState {
-  const settings = parseAdapterConfig(JSON.parse(readFileSync(join(dir, 'golden/adapter/adapter_config.json'), 'utf8')));
-  const file = parseSafetensors(new Uint8Array(readFileSync(join(dir, 'golden/adapter/adapter_model.safetensors'))), 'adapter_model.safetensors');
-  const lora = new LoraState(m.gpu, m.dims, settings);
-  lora.setWeights((name) => file.float32(name));
+  const adapter = goldenAdapter(MODELS.tiny);
+  const lora = new LoraState(m.gpu, m.dims, adapter.settings);
+  lora.setWeights(adapter.tensor);
   lora.enableTraining(optimizer);
   return lora;
 }
@@ -67,11 +53,6 @@ function firstDifference(a: Float32Array, b: Float32Array): string | null {
   const ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
   for (let i = 0; i < ua.length; i++) if (ua[i] !== ub[i]) return `element ${i}: ${a[i]} vs ${b[i]}`;
   return null;
-}
-
-async function loadModel(gpu: GpuRuntime): Promise<Phi2Model> {
-  model ??= new Phi2Model(gpu, (await loadPhi2FromSource(gpu, await directorySource(dir), 'int8')).params);
-  return model;
 }
 
 const CASES: ReadonlyArray<{ compute: ComputePath; optimizer: OptimizerSettings }> = [
