@@ -1,17 +1,15 @@
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { encodeAdapter } from '../../../../src/engine/adapters/files';
 import { loraModules, type LoraSettings } from '../../../../src/shared/lora';
 import { adapterTensorNames } from '../../../../src/engine/adapters/peft';
 import type { GpuRuntime } from '../../../../src/engine/gpu/runtime';
 import { AdapterFactors } from '../../../../src/engine/inspect/factors';
 import { adapterIntruders, moduleWeight, type IntruderResult } from '../../../../src/engine/inspect/intruders';
-import { Phi2Model } from '../../../../src/engine/model/phi2/forward';
-import { loadPhi2FromSource } from '../../../../src/engine/model/phi2/load';
-import { destroyParams } from '../../../../src/engine/model/phi2/params';
 import { f16BitsToNumber } from '../../../../src/engine/kernels/weight-formats';
 import { intruderRef, leftSingularRef } from '../../../reference/lora-update';
-import { directorySource, MODELS } from '../../../support/fixtures';
+import { MODELS } from '../../../support/fixtures';
 import { testGpu } from '../../../support/gpu';
+import { modelPerFile } from '../../../support/models';
 
 // Intruder dimensions over a real model's weights: the golden Phi model (hidden 160, intermediate 640,
 // 2 layers) in both weight modes, with an adapter built against those very weights (read back from the
@@ -20,19 +18,8 @@ import { testGpu } from '../../../support/gpu';
 // W's largest singular value; fc2's third term strengthens u_0 instead. q_proj of layer 1 and fc2 of
 // layer 0 have B = 0: no update, no intruder. The float64 reference takes full SVDs of W and W + ΔW.
 
-const models = new Map<string, Promise<Phi2Model>>();
-function model(gpu: GpuRuntime, scheme: 'f16' | 'int8'): Promise<Phi2Model> {
-  if (!models.has(scheme)) models.set(scheme, (async () => new Phi2Model(gpu, (await loadPhi2FromSource(gpu, await directorySource(MODELS.golden), scheme)).params))());
-  return models.get(scheme)!;
-}
-
-afterAll(async () => {
-  for (const m of models.values()) {
-    const x = await m;
-    x.destroy();
-    destroyParams(x.params);
-  }
-});
+const models = { f16: modelPerFile(MODELS.golden, 'f16'), int8: modelPerFile(MODELS.golden, 'int8') };
+const model = (gpu: GpuRuntime, scheme: 'f16' | 'int8') => models[scheme](gpu);
 
 /** The weight exactly as the GPU holds it, in float64. */
 async function denseWeight(gpu: GpuRuntime, w: ReturnType<typeof moduleWeight>): Promise<Float64Array> {

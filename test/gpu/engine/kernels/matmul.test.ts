@@ -160,10 +160,8 @@ describe('matmul forward', () => {
     }
   });
 
-  it('a Phi-2 projection shape (16 x 2560 x 2560, int8) and a decode step', async () => {
-    await checkForward({ format: 'int8', M: 16, N: 2560, K: 2560 });
-    await checkForward({ format: 'int8', M: 1, N: 2560, K: 2560 });
-  });
+  // Its decode step (1 x 2560 x 2560 on the default path) is the GEMV test 'is the default for decode-sized rows'.
+  it('a Phi-2 projection shape (16 x 2560 x 2560, int8)', () => checkForward({ format: 'int8', M: 16, N: 2560, K: 2560 }));
 
   it('an lm_head-sized f16 layer (51200 rows)', () => checkForward({ format: 'f16', M: 5, N: 51200, K: 6 }));
 

@@ -1,19 +1,14 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { mergeAdapter, loraMergeLinear } from '../../../../../src/engine/model/phi2/merge';
-import { parseAdapterConfig } from '../../../../../src/engine/adapters/peft';
 import type { GpuRuntime } from '../../../../../src/engine/gpu/runtime';
 import { f16BitsToNumber, numberToF16Bits, packF16, packInt8Rows, quantizeRowsInt8 } from '../../../../../src/engine/kernels/weight-formats';
-import { KvCache, Phi2Model, Phi2Workspace } from '../../../../../src/engine/model/phi2/forward';
-import { loadPhi2FromSource } from '../../../../../src/engine/model/phi2/load';
+import { KvCache, Phi2Workspace, type Phi2Model } from '../../../../../src/engine/model/phi2/forward';
 import { LoraState } from '../../../../../src/engine/model/phi2/lora-state';
-import { destroyParams } from '../../../../../src/engine/model/phi2/params';
-import { parseSafetensors } from '../../../../../src/engine/weights/safetensors';
 import { loraMergeErrorBound, loraMergeRef, requantizeRowsRef } from '../../../../reference/lora-merge';
 import { compareTensors, randomArray, rng } from '../../../../support/compare';
-import { directorySource, goldenJson, MODELS } from '../../../../support/fixtures';
+import { goldenAdapter, goldenJson, MODELS } from '../../../../support/fixtures';
 import { testGpu } from '../../../../support/gpu';
+import { modelPerFile } from '../../../../support/models';
 
 // [N, K, r]: single rows and ranks, K/4 below, at and past the workgroup's 256 threads (int8 works on
 // words of four), odd N, a paper-sized rank, and an r past what one thread would stage at a time.
@@ -147,14 +142,9 @@ describe('lora merge into F16 weights', () => {
   });
 });
 
-// The whole model: tiny-phi with its real PEFT adapter applied unmerged, then merged.
-const models: Phi2Model[] = [];
-afterAll(() => {
-  for (const m of models) {
-    m.destroy();
-    destroyParams(m.params);
-  }
-});
+// The whole model: tiny-phi with its real PEFT adapter applied unmerged, then merged (each scheme's
+// model once: the merge changes its weights).
+const tinyModel = { f16: modelPerFile(MODELS.tiny, 'f16'), int8: modelPerFile(MODELS.tiny, 'int8') };
 
 async function logits(gpu: GpuRuntime, model: Phi2Model, ids: number[][], adapter: LoraState | null): Promise<Float32Array> {
   const B = ids.length;
@@ -174,12 +164,10 @@ describe('mergeAdapter on tiny-phi', () => {
   for (const scheme of ['f16', 'int8'] as const) {
     it(`${scheme}: the merged model computes what the base model with the adapter computes`, async () => {
       const gpu = await testGpu();
-      const model = new Phi2Model(gpu, (await loadPhi2FromSource(gpu, await directorySource(dir), scheme)).params);
-      models.push(model);
-      const settings = parseAdapterConfig(JSON.parse(readFileSync(join(dir, 'golden/adapter/adapter_config.json'), 'utf8')));
-      const file = parseSafetensors(new Uint8Array(readFileSync(join(dir, 'golden/adapter/adapter_model.safetensors'))), 'adapter');
-      const lora = new LoraState(gpu, model.dims, settings);
-      lora.setWeights((name) => file.float32(name));
+      const model = await tinyModel[scheme](gpu);
+      const adapter = goldenAdapter(dir);
+      const lora = new LoraState(gpu, model.dims, adapter.settings);
+      lora.setWeights(adapter.tensor);
       const base = await logits(gpu, model, ids, null);
       const unmerged = await logits(gpu, model, ids, lora);
       expect(mergeAdapter(gpu, model.params, lora)).toBe(lora.modules.length);

@@ -1,40 +1,20 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { parseAdapterConfig } from '../../../../../src/engine/adapters/peft';
-import type { GpuRuntime } from '../../../../../src/engine/gpu/runtime';
+import { describe, expect, it } from 'vitest';
 import { GRAD_STATS } from '../../../../../src/engine/kernels/grad-norm';
-import { Phi2Model } from '../../../../../src/engine/model/phi2/forward';
-import { loadPhi2FromSource } from '../../../../../src/engine/model/phi2/load';
+import type { GpuRuntime } from '../../../../../src/engine/gpu/runtime';
+import type { Phi2Model } from '../../../../../src/engine/model/phi2/forward';
 import { LoraState } from '../../../../../src/engine/model/phi2/lora-state';
-import { destroyParams } from '../../../../../src/engine/model/phi2/params';
 import { Phi2TrainStep } from '../../../../../src/engine/model/phi2/train-step';
 import type { QuantScheme } from '../../../../../src/engine/weights/layout';
-import { parseSafetensors } from '../../../../../src/engine/weights/safetensors';
 import { compareTensors } from '../../../../support/compare';
-import { directorySource, goldenJson, goldenTensors, MODELS } from '../../../../support/fixtures';
+import { goldenAdapter, goldenJson, goldenTensors, MODELS } from '../../../../support/fixtures';
 import { testGpu } from '../../../../support/gpu';
-
-const loaded = new Map<string, Promise<Phi2Model>>();
-function loadModel(gpu: GpuRuntime, dir: string, scheme: QuantScheme): Promise<Phi2Model> {
-  const key = `${dir}:${scheme}`;
-  if (!loaded.has(key)) loaded.set(key, (async () => new Phi2Model(gpu, (await loadPhi2FromSource(gpu, await directorySource(dir), scheme)).params))());
-  return loaded.get(key)!;
-}
-afterAll(async () => {
-  for (const m of loaded.values()) {
-    const model = await m;
-    model.destroy();
-    destroyParams(model.params);
-  }
-});
+import { modelPerFile } from '../../../../support/models';
 
 /** The fixture's real PEFT adapter, on the GPU. */
 function loadAdapter(model: Phi2Model, dir: string): LoraState {
-  const settings = parseAdapterConfig(JSON.parse(readFileSync(join(dir, 'golden/adapter/adapter_config.json'), 'utf8')));
-  const file = parseSafetensors(new Uint8Array(readFileSync(join(dir, 'golden/adapter/adapter_model.safetensors'))), 'adapter_model.safetensors');
+  const { settings, tensor } = goldenAdapter(dir);
   const lora = new LoraState(model.gpu, model.dims, settings);
-  lora.setWeights((name) => file.float32(name));
+  lora.setWeights(tensor);
   return lora;
 }
 
@@ -48,12 +28,14 @@ for (const [label, dir] of Object.entries(MODELS)) {
   describe(`LoRA training against transformers + PEFT (${label})`, () => {
     const golden = goldenJson(dir);
     const ids = golden.input_ids;
+    const models = { f16: modelPerFile(dir, 'f16'), int8: modelPerFile(dir, 'int8') };
+    const loadModel = (gpu: GpuRuntime, scheme: QuantScheme) => models[scheme](gpu);
     const batch = { ids: Uint32Array.from(ids.flat()), labels: Int32Array.from(golden.lora.labels.flat()), batch: ids.length, seq: ids[0].length };
 
     for (const scheme of ['f16', 'int8'] as const) {
       it(`${scheme}: the loss and every LoRA gradient`, async () => {
         const gpu = await testGpu();
-        const model = await loadModel(gpu, dir, scheme);
+        const model = await loadModel(gpu, scheme);
         const lora = loadAdapter(model, dir);
         expect(lora.scaling).toBe(golden.lora.scaling);
         const step = new Phi2TrainStep(model, lora, batch.batch, batch.seq);
@@ -80,7 +62,7 @@ for (const [label, dir] of Object.entries(MODELS)) {
       // gradients), reported in BENCHMARKS.md. The bounds only catch a broken path (a wrong scale or
       // layout gives errors of order 1), with room above what was measured.
       const gpu = await testGpu();
-      const model = await loadModel(gpu, dir, 'int8');
+      const model = await loadModel(gpu, 'int8');
       const lora = loadAdapter(model, dir);
       const step = new Phi2TrainStep(model, lora, batch.batch, batch.seq, { compute: 'int8' });
       expect(step.compute).toBe('int8');
@@ -113,7 +95,7 @@ for (const [label, dir] of Object.entries(MODELS)) {
 
     it('f16: three AdamW steps with clipping match PEFT', async () => {
       const gpu = await testGpu();
-      const model = await loadModel(gpu, dir, 'f16');
+      const model = await loadModel(gpu, 'f16');
       const lora = loadAdapter(model, dir);
       const step = new Phi2TrainStep(model, lora, batch.batch, batch.seq);
       const { adamw } = golden;
