@@ -35,14 +35,11 @@ var<workgroup> tile_stats: array<vec2<f32>, BQ>;
 @compute @workgroup_size(KROWS * LANES)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let th = tile_block(wid, KROWS);
-  let row = lid / LANES;
-  let lane = lid % LANES;
-  let j0 = th.first;
-  let j = j0 + row;
+  let me = tile_thread(th, lid);
   let valid_len = valid_length(th.b);
-  let key_active = j < valid_len;
-  var query_end = 0u; // queries j0.. see this block; none if the whole block is padding
-  if (j0 < valid_len) { query_end = valid_len; }
+  let key_active = me.t < valid_len;
+  var query_end = 0u; // queries from the block's first key on see it; none if the whole block is padding
+  if (th.first < valid_len) { query_end = valid_len; }
 
   for (var i = lid; i < KROWS * D4P; i += th.threads) {
     let r = i / D4P;
@@ -50,8 +47,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     if (c < D4) {
       var kx = vec4<f32>(0.0);
       var vx = vec4<f32>(0.0);
-      if (j0 + r < valid_len) {
-        let base = (th.b * p.seq + j0 + r) * th.width + th.h * p.head_dim;
+      if (th.first + r < valid_len) {
+        let base = (th.b * p.seq + th.first + r) * th.width + th.h * p.head_dim;
         kx = key4(base, c) * p.scale;
         vx = value4(base, c);
       }
@@ -62,7 +59,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
 
   var dkr: array<vec4<f32>, D4>;
   var dvr: array<vec4<f32>, D4>;
-  for (var i0 = j0; i0 < query_end; i0 += BQ) {
+  for (var i0 = th.first; i0 < query_end; i0 += BQ) {
     for (var i = lid; i < BQ * D4P; i += th.threads) {
       let r = i / D4P;
       let c = i % D4P;
@@ -85,13 +82,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     }
     workgroupBarrier(); // also publishes own on the first pass
     if (key_active) {
-      for (var r = lane; r < BQ && i0 + r < query_end; r += LANES) {
-        if (i0 + r < j) { continue; } // causal: this query comes before the key
+      for (var r = me.lane; r < BQ && i0 + r < query_end; r += LANES) {
+        if (i0 + r < me.t) { continue; } // causal: this query comes before the key
         var s = 0.0;
         var dp = 0.0;
         for (var c = 0u; c < D4; c++) {
-          s += dot(tile[r * STRIDE + c], own[row * STRIDE + c]);
-          dp += dot(tile[(BQ + r) * STRIDE + c], own[(KROWS + row) * STRIDE + c]);
+          s += dot(tile[r * STRIDE + c], own[me.row * STRIDE + c]);
+          dp += dot(tile[(BQ + r) * STRIDE + c], own[(KROWS + me.row) * STRIDE + c]);
         }
         let st = tile_stats[r];
         let pr = exp(s - st.x);
@@ -105,11 +102,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     workgroupBarrier();
   }
 
-  lanes_sum(&dkr, row, lane);
-  lanes_sum(&dvr, row, lane);
+  lanes_sum(&dkr, me.row, me.lane);
+  lanes_sum(&dvr, me.row, me.lane);
 
-  if (lane == 0u && j < p.seq) {
-    let base = (th.b * p.seq + j) * th.width + th.h * p.head_dim;
+  if (me.lane == 0u && me.t < p.seq) {
+    let base = (th.b * p.seq + me.t) * th.width + th.h * p.head_dim;
     for (var c = 0u; c < D4; c++) {
       for (var e = 0u; e < 4u; e++) {
         if (4u * c + e < p.head_dim) {

@@ -29,21 +29,18 @@ var<workgroup> dout_rows: array<vec4<f32>, ROWS * STRIDE>;
 @compute @workgroup_size(ROWS * LANES)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let th = tile_block(wid, ROWS);
-  let row = lid / LANES;
-  let lane = lid % LANES;
-  let t0 = th.first;
-  let t = t0 + row;
+  let me = tile_thread(th, lid);
   let valid_len = valid_length(th.b);
-  let row_active = t < valid_len;
+  let row_active = me.t < valid_len;
   var key_end = 0u;
-  if (t0 < valid_len) { key_end = min(t0 + ROWS, valid_len); }
+  if (th.first < valid_len) { key_end = min(th.first + ROWS, valid_len); }
 
   for (var i = lid; i < ROWS * D4P; i += th.threads) {
     let r = i / D4P;
     let c = i % D4P;
     if (c < D4) {
       var x = vec4<f32>(0.0);
-      if (t0 + r < valid_len) { x = dout4((th.b * p.seq + t0 + r) * th.width + th.h * p.head_dim, c); }
+      if (th.first + r < valid_len) { x = dout4((th.b * p.seq + th.first + r) * th.width + th.h * p.head_dim, c); }
       dout_rows[r * STRIDE + c] = x;
     }
   }
@@ -51,21 +48,21 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   var dqr: array<vec4<f32>, D4>;
   var stat = vec2<f32>(0.0);
   if (row_active) {
-    let base = (th.b * p.seq + t) * th.width + th.h * p.head_dim;
+    let base = (th.b * p.seq + me.t) * th.width + th.h * p.head_dim;
     for (var c = 0u; c < D4; c++) { qr[c] = query4(base, c, 0u) * p.scale; }
-    stat = stats[wid.y * p.seq + t];
+    stat = stats[wid.y * p.seq + me.t];
   }
 
   for (var k0 = 0u; k0 < key_end; k0 += BK) {
     stage_kv((th.b * p.seq + k0) * th.width + th.h * p.head_dim, min(BK, key_end - k0), th.width, lid, th.threads);
     workgroupBarrier(); // also publishes dout_rows on the first pass
     if (row_active) {
-      for (var j = lane; j < BK && k0 + j <= t; j += LANES) {
+      for (var j = me.lane; j < BK && k0 + j <= me.t; j += LANES) {
         var s = 0.0;
         var dp = 0.0;
         for (var c = 0u; c < D4; c++) {
           s += dot(qr[c], tile[j * STRIDE + c]);
-          dp += dot(dout_rows[row * STRIDE + c], tile[(BK + j) * STRIDE + c]);
+          dp += dot(dout_rows[me.row * STRIDE + c], tile[(BK + j) * STRIDE + c]);
         }
         let ds = exp(s - stat.x) * (dp - stat.y);
         for (var c = 0u; c < D4; c++) { dqr[c] += ds * tile[j * STRIDE + c]; }
@@ -74,10 +71,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     workgroupBarrier();
   }
 
-  lanes_sum(&dqr, row, lane);
+  lanes_sum(&dqr, me.row, me.lane);
 
-  if (lane == 0u && t < p.seq) {
-    let base = (th.b * p.seq + t) * th.width + th.h * p.head_dim;
+  if (me.lane == 0u && me.t < p.seq) {
+    let base = (th.b * p.seq + me.t) * th.width + th.h * p.head_dim;
     for (var c = 0u; c < D4; c++) {
       for (var e = 0u; e < 4u; e++) {
         if (4u * c + e < p.head_dim) { dq[base + 4u * c + e] = dqr[c][e] * p.scale; }

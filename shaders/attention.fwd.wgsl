@@ -42,25 +42,22 @@ var<workgroup> merge_ml: array<vec2<f32>, ROWS * LANES / 2u>; // (m, l) handed o
 @compute @workgroup_size(ROWS * LANES)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let th = tile_block(wid, ROWS);
-  let row = lid / LANES;
-  let lane = lid % LANES;
-  let t0 = th.first;
-  let t = t0 + row;
+  let me = tile_thread(th, lid);
   let range = key_range(th.b);
   let valid_len = range.x;
   let key_first = range.y;
-  let pos = p.past_len + t;
-  let row_active = t < p.seq && pos < valid_len && pos >= key_first;
+  let pos = p.past_len + me.t;
+  let row_active = me.t < p.seq && pos < valid_len && pos >= key_first;
   // Keys the block needs: from the sequence's first row through its last query's position, short of
   // the padding; none when every query of the block is padding (key_end <= key_first then). Uniform
   // across the workgroup, so the barriers below are too.
   var key_end = 0u;
-  if (p.past_len + t0 < valid_len) { key_end = min(p.past_len + min(t0 + ROWS, p.seq), valid_len); }
+  if (p.past_len + th.first < valid_len) { key_end = min(p.past_len + min(th.first + ROWS, p.seq), valid_len); }
 
   var qr: array<vec4<f32>, D4>;
   var o: array<vec4<f32>, D4>;
-  if (t < p.seq) {
-    let base = (th.b * p.seq + t) * th.width + th.h * p.head_dim;
+  if (me.t < p.seq) {
+    let base = (th.b * p.seq + me.t) * th.width + th.h * p.head_dim;
     for (var c = 0u; c < D4; c++) { qr[c] = query4(base, c, p.key_pairs) * p.scale; }
   }
   var ml = vec2<f32>(NEG_BIG, 0.0);
@@ -69,7 +66,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     stage_kv((th.b * p.kv_rows + k0) * th.width + th.h * p.head_dim, min(BK, key_end - k0), th.width, lid, th.threads);
     workgroupBarrier();
     if (row_active) {
-      for (var j = lane; j < BK && k0 + j <= pos; j += LANES) {
+      for (var j = me.lane; j < BK && k0 + j <= pos; j += LANES) {
         var s = 0.0;
         for (var c = 0u; c < D4; c++) { s += dot(qr[c], tile[j * STRIDE + c]); }
         let e = softmax_add(&ml, &o, s);
@@ -79,10 +76,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     workgroupBarrier();
   }
 
-  lanes_softmax_merge(&ml, &o, row, lane);
+  lanes_softmax_merge(&ml, &o, me.row, me.lane);
 
-  if (lane == 0u && t < p.seq) {
-    store_output((th.b * p.seq + t) * th.width + th.h * p.head_dim, ml, &o);
-    lse[wid.y * p.seq + t] = softmax_lse(ml);
+  if (me.lane == 0u && me.t < p.seq) {
+    store_output((th.b * p.seq + me.t) * th.width + th.h * p.head_dim, ml, &o);
+    lse[wid.y * p.seq + me.t] = softmax_lse(ml);
   }
 }

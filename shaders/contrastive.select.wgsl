@@ -32,11 +32,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read> amateur: array<f32>;
 @group(0) @binding(4) var<storage, read> seeds: array<u32>;
 
-const NONE: u32 = 0xffffffffu;
-
-var<workgroup> best_key: array<f32, WG>;
-var<workgroup> best_index: array<u32, WG>;
-
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let row = wid.x + wid.y * p.grid_x;
@@ -66,7 +61,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let inv_t = select(1.0, 1.0 / p.temperature, sampled);
   let seed = seeds[row];
   var bk = LOWEST_F32;
-  var bi = NONE;
+  var bi = NO_INDEX;
   for (var i = lid; i < n; i += WG) {
     let e = expert[base + i];
     if (e < cut) { continue; }
@@ -75,25 +70,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       let u = (f32(rng_u32(seed, p.step, i) >> 8u) + 0.5) * 5.9604645e-8; // (0, 1), 2^-24 steps
       key += -log(-log(u));
     }
-    if (bi == NONE || key > bk) { bk = key; bi = i; }
+    if (bi == NO_INDEX || key > bk) { bk = key; bi = i; }
   }
-  best_key[lid] = bk;
-  best_index[lid] = bi;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-    if (lid < s) {
-      let ok = best_key[lid + s];
-      let oi = best_index[lid + s];
-      let mine = best_index[lid];
-      if (oi != NONE && (mine == NONE || ok > best_key[lid] || (ok == best_key[lid] && oi < mine))) {
-        best_key[lid] = ok;
-        best_index[lid] = oi;
-      }
-    }
-    workgroupBarrier();
-  }
+  let best = wg_argmax(lid, bk, bi);
   if (lid == 0u) {
-    let t = best_index[0]; // never NONE: the expert's argmax passes the cut
+    let t = best.index; // never NO_INDEX: the expert's argmax passes the cut
     let lpe = expert[base + t] - lse_e;
     let lpa = amateur[base + t] - lse_a;
     out[row * 4u] = t;

@@ -42,14 +42,7 @@ fn write_row(m: u32, row: vec4<f32>, cols: vec4<u32>) {
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let v0 = wid.x * TILE;
-  let m0 = wid.y * TILE;
-  let tile = lm_head_tile(m0, v0, lid);
-  let tx = lid % 16u;
-  let ty = lid / 16u;
-  let cols = v0 + tx + vec4<u32>(0u, 16u, 32u, 48u);
-  write_row(m0 + ty, tile.r0, cols);
-  write_row(m0 + ty + 16u, tile.r1, cols);
-  write_row(m0 + ty + 32u, tile.r2, cols);
-  write_row(m0 + ty + 48u, tile.r3, cols);
+  let at = tile_spot(wid, lid);
+  let tile = lm_head_tile(at.m0, at.n0, lid);
+  for (var i = 0u; i < 4u; i++) { write_row(at.m0 + at.ty + 16u * i, tile_row(tile, i), at.cols); }
 }

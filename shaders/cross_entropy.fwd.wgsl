@@ -61,35 +61,22 @@ fn write_target(m: u32, row: vec4<f32>, vocab_ids: vec4<u32>, valid: vec4<bool>)
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let v0 = wid.x * TILE;
-  let m0 = wid.y * TILE;
-  let tile = lm_head_tile(m0, v0, lid);
-  let tx = lid % 16u;
-  let ty = lid / 16u;
-  let cols = v0 + tx + vec4<u32>(0u, 16u, 32u, 48u);
-  let valid = cols < vec4<u32>(p.chunk_rows);
+  let at = tile_spot(wid, lid);
+  let tile = lm_head_tile(at.m0, at.n0, lid);
+  let valid = at.cols < vec4<u32>(p.chunk_rows);
 
-  tile_a[part_index(ty, tx)] = masked_max(tile.r0, valid);
-  tile_a[part_index(ty + 16u, tx)] = masked_max(tile.r1, valid);
-  tile_a[part_index(ty + 32u, tx)] = masked_max(tile.r2, valid);
-  tile_a[part_index(ty + 48u, tx)] = masked_max(tile.r3, valid);
+  for (var i = 0u; i < 4u; i++) { tile_a[part_index(at.ty + 16u * i, at.tx)] = masked_max(tile_row(tile, i), valid); }
   workgroupBarrier();
-  let row_max = vec4<f32>(group_max(ty), group_max(ty + 16u), group_max(ty + 32u), group_max(ty + 48u));
+  let row_max = vec4<f32>(group_max(at.ty), group_max(at.ty + 16u), group_max(at.ty + 32u), group_max(at.ty + 48u));
   workgroupBarrier();
-  tile_a[part_index(ty, tx)] = masked_sum_exp(tile.r0, row_max.x, valid);
-  tile_a[part_index(ty + 16u, tx)] = masked_sum_exp(tile.r1, row_max.y, valid);
-  tile_a[part_index(ty + 32u, tx)] = masked_sum_exp(tile.r2, row_max.z, valid);
-  tile_a[part_index(ty + 48u, tx)] = masked_sum_exp(tile.r3, row_max.w, valid);
+  for (var i = 0u; i < 4u; i++) { tile_a[part_index(at.ty + 16u * i, at.tx)] = masked_sum_exp(tile_row(tile, i), row_max[i], valid); }
   workgroupBarrier();
-  if (tx == 0u) {
+  if (at.tx == 0u) {
     for (var i = 0u; i < 4u; i++) {
-      let m = m0 + ty + 16u * i;
-      if (m < p.M) { partials[m * p.total_tiles + p.tile_offset + wid.x] = vec2<f32>(row_max[i], group_sum(ty + 16u * i)); }
+      let m = at.m0 + at.ty + 16u * i;
+      if (m < p.M) { partials[m * p.total_tiles + p.tile_offset + wid.x] = vec2<f32>(row_max[i], group_sum(at.ty + 16u * i)); }
     }
   }
-  let vocab_ids = p.vocab_offset + cols;
-  write_target(m0 + ty, tile.r0, vocab_ids, valid);
-  write_target(m0 + ty + 16u, tile.r1, vocab_ids, valid);
-  write_target(m0 + ty + 32u, tile.r2, vocab_ids, valid);
-  write_target(m0 + ty + 48u, tile.r3, vocab_ids, valid);
+  let vocab_ids = p.vocab_offset + at.cols;
+  for (var i = 0u; i < 4u; i++) { write_target(at.m0 + at.ty + 16u * i, tile_row(tile, i), vocab_ids, valid); }
 }

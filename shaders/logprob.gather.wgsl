@@ -1,5 +1,5 @@
 // The log-probability of one given token per row: out[r] = logits[r, ids[r]] - logsumexp(logits[r, :]),
-// one workgroup per row, with lib/row_reduce.wgsl prepended. For scoring candidate continuations
+// one workgroup per row, with lib/row_reduce.wgsl and lib/row_logits.wgsl prepended. For scoring candidate continuations
 // without writing a full log-softmax. An id outside [0, cols) gives NaN, so it cannot pass unnoticed.
 
 struct Params {
@@ -18,12 +18,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let row = wid.x + wid.y * p.grid_x;
   if (row >= p.rows) { return; }
   let base = row * p.cols;
-  var m = LOWEST_F32;
-  for (var c = lid; c < p.cols; c += WG) { m = max(m, logits[base + c]); }
-  m = wg_max(lid, m);
-  var s = 0.0;
-  for (var c = lid; c < p.cols; c += WG) { s += exp(logits[base + c] - m); }
-  let row_lse = m + log(wg_sum(lid, s));
+  let row_lse = row_logsumexp(lid, base, p.cols);
   if (lid == 0u) {
     let id = ids[row];
     let valid = id < p.cols; // a negative i32 id reads as a u32 past any vocabulary

@@ -31,7 +31,7 @@
 //
 // Epilogues (never with a split): EP_DROPOUT_RESIDUAL adds the product to the branch output the base
 // matmul left in C (unchanged) and accumulates dropout(C + product) into the residual stream (aux),
-// the mask at index i * N + j from (seed, ep_salt) as dropout.fwd draws it.
+// the mask at index i * N + j from (seed, ep_salt) as dropout.wgsl draws it.
 //
 // Tiles: 64 x 64 of C per 256 threads, 4 x 4 per thread in vec4 registers, BK = 16: each k step a
 // thread reads two vec4 from workgroup memory for 16 FMAs. Each operand tile is staged with whichever

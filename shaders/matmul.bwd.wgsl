@@ -50,10 +50,8 @@ struct Params {
 
 const CHUNKS_PER_ROW = BN / CHUNK_VALUES; // W chunks in a step row of the tile
 const VEC_PER_CHUNK = CHUNK_VALUES / 4u;  // vec4 stores of one chunk: 4 (int8) or 2 (f16)
-const A_LOADS = BM * BK / 4u / GEMM_THREADS;
 const LORA_PER_ROW = BN / 8u;             // threads a step row of B (8 values each)
 
-var<private> staged_a: array<vec4<f32>, A_LOADS>;
 var<private> staged_w: vec4<u32>;
 var<private> staged_l: array<vec4<f32>, 2>;
 
@@ -106,12 +104,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   for (var t = 0u; t <= steps; t++) {
     let n0 = t * BK;
     if (t < steps) {
-      for (var j = 0u; j < A_LOADS; j++) {
-        let i = lid + j * GEMM_THREADS;
-        let m = m0 + i % BM;
-        staged_a[j] = vec4<f32>(0.0);
-        if (m < p.M) { staged_a[j] = load_x4(0u, m, n0 + 4u * (i / BM), p.N); }
-      }
+      load_a_step(0u, m0, n0, p.N, lid);
       staged_w = vec4<u32>(0u);
       if (stages_w && n0 + w_n < p.N) { staged_w = load_w4((n0 + w_n) * row_words(p.K), k0 / CHUNK_VALUES + w_c, p.K); }
       if (lora) {
@@ -129,10 +122,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     if (STAGES == 1u) { workgroupBarrier(); } // the one stage is free only once every thread has used it
     if (t < steps) {
       let stage = t % STAGES;
-      for (var j = 0u; j < A_LOADS; j++) {
-        let i = lid + j * GEMM_THREADS;
-        stage_a(stage, i % BM, i / BM, staged_a[j]);
-      }
+      stage_a_step(stage, lid);
       if (lora) {
         for (var h = 0u; h < 2u; h++) {
           let hh = (h + l_rot) % 2u;

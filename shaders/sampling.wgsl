@@ -1,4 +1,5 @@
-// Token sampling from logits rows, one workgroup per row, lib/row_reduce.wgsl prepended.
+// Token sampling from logits rows, one workgroup per row, lib/row_reduce.wgsl and lib/row_logits.wgsl
+// prepended.
 // Only the first `valid` entries of a row are candidates: the lm_head may have more rows than the
 // tokenizer has tokens (Phi-2: 51,200 against 50,295), and an id past the tokenizer's cannot be decoded.
 // The procedure, which test/reference/sampling.ts repeats on the CPU over those entries:
@@ -31,12 +32,9 @@ struct Params {
 @group(0) @binding(2) var<storage, read> logits: array<f32>;
 @group(0) @binding(3) var<storage, read> uniforms: array<f32>;
 
-const NONE: u32 = 0xffffffffu;
 // exp() of anything below this is 0 in f32; clamping keeps (x - max) / tiny temperature finite.
 const MIN_EXPONENT: f32 = -110.0;
 
-var<workgroup> best_value: array<f32, WG>;
-var<workgroup> best_index: array<u32, WG>;
 var<workgroup> block_sum: array<f32, WG>;
 var<workgroup> block_prefix: array<f32, WG + 1u>;
 var<workgroup> picked: u32;
@@ -60,28 +58,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let n = p.valid;
 
   // 1. argmax: first strict maximum per invocation, merged keeping the smaller index on ties.
-  var bv = LOWEST_F32;
-  var bi = NONE;
-  for (var i = lid; i < n; i += WG) {
-    let x = logits[base + i];
-    if (x > bv || bi == NONE) { bv = x; bi = i; }
-  }
-  best_value[lid] = bv;
-  best_index[lid] = bi;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-    if (lid < s) {
-      let ov = best_value[lid + s];
-      let oi = best_index[lid + s];
-      if (ov > best_value[lid] || (ov == best_value[lid] && oi < best_index[lid])) {
-        best_value[lid] = ov;
-        best_index[lid] = oi;
-      }
-    }
-    workgroupBarrier();
-  }
-  let xmax = best_value[0];
-  let argmax = best_index[0];
+  let best = row_argmax(lid, base, n);
+  let xmax = best.value;
+  let argmax = best.index;
   if (p.temperature <= 0.0 || p.top_k == 1u) {
     if (lid == 0u) { ids[row] = argmax; }
     return;
@@ -91,7 +70,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   // 3a. top-k: cut_key = the largest t with count(key >= t) >= k, then the (k - count(key > t))-th
   // tie in index order.
   var k_key = 0u;
-  var k_index = NONE; // (0, NONE): every element
+  var k_index = NO_INDEX; // (0, NO_INDEX): every element
   if (p.top_k > 0u && p.top_k < n) {
     var t = 0u;
     for (var b = 0u; b < 32u; b++) {
@@ -117,7 +96,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   // 3b. top-p over K: cut_key = the largest t with sum(w over K, key >= t) >= top_p * sum_K w, then
   // the tie at which the running weight in index order reaches the goal.
   var p_key = 0u;
-  var p_index = NONE;
+  var p_index = NO_INDEX;
   if (p.top_p < 1.0) {
     var wk = 0.0;
     for (var i = lid; i < n; i += WG) {
@@ -164,7 +143,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let start = min(lid * block, n);
   let end = min(start + block, n);
   var sum = 0.0;
-  var last = NONE;
+  var last = NO_INDEX;
   for (var i = start; i < end; i++) {
     let x = logits[base + i];
     let key = order_key(x);
@@ -174,9 +153,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     }
   }
   block_sum[lid] = sum;
-  if (lid == 0u) { picked = NONE; }
+  if (lid == 0u) { picked = NO_INDEX; }
   // The fallback when rounding puts u * total at or past the end: P's last index.
-  let last_in_p = wg_max_u32(lid, select(last + 1u, 0u, last == NONE)) - 1u;
+  let last_in_p = wg_max_u32(lid, select(last + 1u, 0u, last == NO_INDEX)) - 1u;
   if (lid == 0u) {
     var run = 0.0;
     for (var j = 0u; j < WG; j++) {
@@ -206,5 +185,5 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     picked = choice;
   }
   workgroupBarrier();
-  if (lid == 0u) { ids[row] = select(picked, last_in_p, picked == NONE); }
+  if (lid == 0u) { ids[row] = select(picked, last_in_p, picked == NO_INDEX); }
 }

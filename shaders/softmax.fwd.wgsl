@@ -1,6 +1,6 @@
-// Log-softmax over each row (the vocabulary), one workgroup per row, with lib/row_reduce.wgsl
-// prepended: lse = max + log(sum(exp(x - max))) in two passes over the row (accurate, and a row of
-// 51200 f32 stays in cache between them), then out = x - lse. Logits must be finite.
+// Log-softmax over each row (the vocabulary), one workgroup per row, with lib/row_reduce.wgsl and
+// lib/row_logits.wgsl prepended: lse = max + log(sum(exp(x - max))) (row_logsumexp), then
+// out = x - lse. Logits must be finite.
 
 struct Params {
   rows: u32,
@@ -18,12 +18,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let row = wid.x + wid.y * p.grid_x;
   if (row >= p.rows) { return; } // uniform across the workgroup
   let base = row * p.cols;
-  var m = LOWEST_F32;
-  for (var c = lid; c < p.cols; c += WG) { m = max(m, logits[base + c]); }
-  m = wg_max(lid, m);
-  var s = 0.0;
-  for (var c = lid; c < p.cols; c += WG) { s += exp(logits[base + c] - m); }
-  let row_lse = m + log(wg_sum(lid, s));
+  let row_lse = row_logsumexp(lid, base, p.cols);
   for (var c = lid; c < p.cols; c += WG) { out[base + c] = logits[base + c] - row_lse; }
   if (lid == 0u) { lse[row] = row_lse; }
 }

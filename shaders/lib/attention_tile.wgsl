@@ -19,6 +19,19 @@ fn tile_block(wid: vec3u, rows: u32) -> TileBlock {
   return TileBlock(wid.y / p.heads, wid.y % p.heads, wid.x * rows, p.heads * p.head_dim, rows * LANES);
 }
 
+// Thread lid's share of its block: its row of the block, its lane, and that row's index t in the
+// sequence (a query's in attention.fwd and .bwd_dq, a key's in .bwd_dkv).
+struct TileThread {
+  row: u32,
+  lane: u32,
+  t: u32,
+}
+
+fn tile_thread(th: TileBlock, lid: u32) -> TileThread {
+  let row = lid / LANES;
+  return TileThread(row, lid % LANES, th.first + row);
+}
+
 // Stages n <= BK key rows and their value rows, the first at element `first` of k and v and each
 // `width` elements after the one before, into tile rows 0.. (keys) and BK.. (values), zeros past n.
 // Every thread of the workgroup calls it; the caller puts the barrier after.

@@ -1,6 +1,6 @@
 // The register block and staged tiles of a tiled GEMM, C[BM x BN] += A[BM x K] * B[K x BN], for the
-// bodies that supply the staging loads (lib/linear_gemm.wgsl: the linear forward; matmul.bwd.wgsl: the
-// input gradient, dout as A and W as B). Prepended before it: `const BN` (128 or 64) and
+// bodies that stage B and supply A's loads (lib/linear_gemm.wgsl: the linear forward; matmul.bwd.wgsl:
+// the input gradient, dout as A and W as B), which A's staging reads through their load_x4 and p.M. Prepended before it: `const BN` (128 or 64) and
 // `const STAGES` (2: double-buffered, or 1 where workgroup memory is short).
 //
 // BM = 128 rows by BN columns per workgroup of (BM / 8) * (BN / 8) threads, each thread an 8 x 8 block
@@ -40,6 +40,28 @@ fn stage_a(stage: u32, m: u32, q: u32, v: vec4<f32>) {
   a_tile[base + AV][e] = v.y;
   a_tile[base + 2u * AV][e] = v.z;
   a_tile[base + 3u * AV][e] = v.w;
+}
+
+const A_LOADS = BM * BK / 4u / GEMM_THREADS; // A's vec4s a thread stages per step
+var<private> staged_a: array<vec4<f32>, A_LOADS>;
+
+// A's step, rows m0.. (zeros past p.M) and columns k0.. of segment s (K columns, through the body's
+// load_x4), into this thread's registers: a step's global loads, in flight while the one before computes.
+fn load_a_step(s: u32, m0: u32, k0: u32, K: u32, lid: u32) {
+  for (var j = 0u; j < A_LOADS; j++) {
+    let i = lid + j * GEMM_THREADS;
+    let m = m0 + i % BM;
+    staged_a[j] = vec4<f32>(0.0);
+    if (m < p.M) { staged_a[j] = load_x4(s, m, k0 + 4u * (i / BM), K); }
+  }
+}
+
+// What load_a_step put in the registers, into the stage.
+fn stage_a_step(stage: u32, lid: u32) {
+  for (var j = 0u; j < A_LOADS; j++) {
+    let i = lid + j * GEMM_THREADS;
+    stage_a(stage, i % BM, i / BM, staged_a[j]);
+  }
 }
 
 // B[k0 + k, n] (within the tile) into the stage.

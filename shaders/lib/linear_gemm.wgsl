@@ -14,9 +14,7 @@
 // sum_k x*q*s = s * sum_k x*q.
 
 const CHUNKS_PER_STEP = BK / CHUNK_VALUES; // weight chunks per row per step: 1 (int8) or 2 (f16)
-const A_LOADS = BM * BK / 4u / GEMM_THREADS; // activation vec4s a thread stages per step
 
-var<private> staged_a: array<vec4<f32>, A_LOADS>;
 var<private> staged_w: vec4<u32>;
 
 @compute @workgroup_size(GEMM_THREADS)
@@ -45,12 +43,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     for (var t = 0u; t <= steps; t++) {
       // t < steps: load step t; t > 0: compute step t - 1 while step t's loads are in flight.
       if (t < steps) {
-        for (var j = 0u; j < A_LOADS; j++) {
-          let i = lid + j * GEMM_THREADS;
-          let m = m0 + i % BM;
-          staged_a[j] = vec4<f32>(0.0);
-          if (m < p.M) { staged_a[j] = load_x4(s, m, t * BK + 4u * (i / BM), K); }
-        }
+        load_a_step(s, m0, t * BK, K, lid);
         staged_w = vec4<u32>(0u);
         if (stages_w) { staged_w = load_w4(w_row, t * CHUNKS_PER_STEP + w_c, K); }
       }
@@ -58,10 +51,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       if (STAGES == 1u) { workgroupBarrier(); } // the one stage is free only once every thread has used it
       if (t < steps) {
         let stage = t % STAGES;
-        for (var j = 0u; j < A_LOADS; j++) {
-          let i = lid + j * GEMM_THREADS;
-          stage_a(stage, i % BM, i / BM, staged_a[j]);
-        }
+        stage_a_step(stage, lid);
         if (w_c < CHUNKS_PER_STEP) {
           let values = chunk_values(staged_w);
           for (var j = 0u; j < CHUNK_VALUES / 4u; j++) {

@@ -2,6 +2,8 @@
 // (lib/lm_head_tile.wgsl before it, the including shader after). The including shader declares `p`
 // (with C, M, chunk_rows, buffer_row, vocab_offset) and the bindings `hidden`, `weight`, `bias`.
 
+const B_IS_WT = true;
+
 // The logits of the tile at rows m0.., vocabulary entries v0.. of this dispatch's chunk (v0 local: the
 // weight row is buffer_row + v0 + c, the bias entry vocab_offset + v0 + c). Out-of-range rows and
 // columns compute zeros (and the bias of nothing); callers mask them. Uniform control flow only.
@@ -15,22 +17,6 @@ fn lm_head_tile(m0: u32, v0: u32, lid: u32) -> LogitsTile {
 fn a_at(m: u32, k: u32) -> f32 {
   if (m < p.M && k < p.C) { return hidden[m * p.C + k]; }
   return 0.0;
-}
-
-// W^T's slice: lane idx unpacks the pair (k, k + 1) of vocabulary row c.
-fn stage_b(v0: u32, k0: u32, lid: u32) {
-  let words_per_row = p.C / 2u;
-  for (var e = 0u; e < TILE * TK / 512u; e++) {
-    let idx = lid + 256u * e;
-    let c = idx / (TK / 2u);
-    let w = idx % (TK / 2u);
-    var pair = vec2<f32>(0.0);
-    if (v0 + c < p.chunk_rows && k0 / 2u + w < words_per_row) {
-      pair = unpack2x16float(weight[(p.buffer_row + v0 + c) * words_per_row + k0 / 2u + w]);
-    }
-    tile_b[b_index(2u * w, c)] = pair.x;
-    tile_b[b_index(2u * w + 1u, c)] = pair.y;
-  }
 }
 
 fn bias_at(v: u32) -> f32 {

@@ -3,9 +3,11 @@
 // f16 [vocab rows, hidden] packed two per u32 word (low half first). Two products use it:
 //   logits = hidden . W^T + bias, k over the hidden size (lib/lm_head_logits.wgsl: cross_entropy.fwd, .bwd);
 //   dhidden = grad . W, k over a vocabulary chunk (cross_entropy.dhidden).
-// The code after it supplies how its operands are staged:
-//   fn a_at(m: u32, k: u32) -> f32                      A's element, 0 outside the problem;
-//   fn stage_b(n0: u32, k0: u32, lid: u32)              B's TK x TILE slice into tile_b, through b_index.
+// The code after it supplies A and says which product B is:
+//   fn a_at(m: u32, k: u32) -> f32     A's element, 0 outside the problem;
+//   const B_IS_WT: bool                true: B = W^T (the logits), false: B = W (dhidden);
+// and declares the binding `weight` (array<u32>) and `p` with C (the hidden size), chunk_rows (the
+// vocabulary rows of this dispatch) and buffer_row (the first of them within `weight`).
 //
 // 256 invocations; invocation (ty, tx) = (lid / 16, lid % 16) owns rows ty + 16 i and columns
 // tx + 16 j (i, j < 4) of the tile. Each k step reads 4 words of tile_a (one per row) and 4 of tile_b
@@ -51,6 +53,63 @@ struct LogitsTile {
   r1: vec4<f32>,
   r2: vec4<f32>,
   r3: vec4<f32>,
+}
+
+// Where workgroup wid's tile sits (rows m0.., columns n0..: wid.y and wid.x count tiles) and which
+// of its elements invocation lid holds: (ty, tx), its rows m0 + ty + 16 i and its columns cols[j].
+struct TileSpot {
+  m0: u32,
+  n0: u32,
+  ty: u32,
+  tx: u32,
+  cols: vec4<u32>,
+}
+
+fn tile_spot(wid: vec3u, lid: u32) -> TileSpot {
+  let n0 = wid.x * TILE;
+  let tx = lid % 16u;
+  return TileSpot(wid.y * TILE, n0, lid / 16u, tx, n0 + tx + vec4<u32>(0u, 16u, 32u, 48u));
+}
+
+// Row i (< 4) of an invocation's results: row ty + 16 i of the tile.
+fn tile_row(t: LogitsTile, i: u32) -> vec4<f32> {
+  switch i {
+    case 0u: { return t.r0; }
+    case 1u: { return t.r1; }
+    case 2u: { return t.r2; }
+    default: { return t.r3; }
+  }
+}
+
+// W's f16 pair at (vocabulary row `row` of this dispatch's chunk, word `word`: halves 2 word, 2 word + 1
+// of the hidden size), zeros outside the chunk or the row.
+fn weight_pair(row: u32, word: u32) -> vec2<f32> {
+  let words_per_row = p.C / 2u;
+  if (row < p.chunk_rows && word < words_per_row) {
+    return unpack2x16float(weight[(p.buffer_row + row) * words_per_row + word]);
+  }
+  return vec2<f32>(0.0);
+}
+
+// B's TK x TILE slice at k0, n0 into tile_b, a whole word of W a lane per element pair, stored as the
+// bank notes above say. B = W^T: lane idx unpacks the pair (k, k + 1) of vocabulary row n; B = W: the
+// columns (n, n + 1) of vocabulary row k.
+fn stage_b(n0: u32, k0: u32, lid: u32) {
+  let pairs_per_line = select(TILE / 2u, TK / 2u, B_IS_WT); // a line: n for W^T, k for W
+  for (var e = 0u; e < TILE * TK / 512u; e++) {
+    let idx = lid + 256u * e;
+    let line = idx / pairs_per_line;
+    let w = idx % pairs_per_line;
+    if (B_IS_WT) {
+      let pair = weight_pair(n0 + line, k0 / 2u + w);
+      tile_b[b_index(2u * w, line)] = pair.x;
+      tile_b[b_index(2u * w + 1u, line)] = pair.y;
+    } else {
+      let pair = weight_pair(k0 + line, n0 / 2u + w);
+      tile_b[b_index(line, 2u * w)] = pair.x;
+      tile_b[b_index(line, 2u * w + 1u)] = pair.y;
+    }
+  }
 }
 
 // The tile at rows m0.., columns n0.., k over [0, K). Uniform control flow only.

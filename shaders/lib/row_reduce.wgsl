@@ -57,3 +57,35 @@ fn wg_max_u32(lid: u32, v: u32) -> u32 {
 
 // The smallest finite f32: a max-reduction's identity that exp() maps to 0 without an infinity.
 const LOWEST_F32: f32 = -3.4028234663852886e38;
+
+// An index past every column: the argmax candidate of an invocation that has seen no element.
+const NO_INDEX: u32 = 0xffffffffu;
+
+struct ArgMax {
+  value: f32,
+  index: u32,
+}
+
+// The workgroup's best of every invocation's candidate (v, i): the largest value, the smallest index
+// among equal values (torch.argmax's first maximum when each invocation keeps its first strict
+// maximum), and a candidate with index NO_INDEX loses to every other, whatever its value.
+fn wg_argmax(lid: u32, v: f32, i: u32) -> ArgMax {
+  reduce_f32[lid] = v;
+  reduce_u32[lid] = i;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+    if (lid < s) {
+      let ov = reduce_f32[lid + s];
+      let oi = reduce_u32[lid + s];
+      let mine = reduce_u32[lid];
+      if (oi != NO_INDEX && (mine == NO_INDEX || ov > reduce_f32[lid] || (ov == reduce_f32[lid] && oi < mine))) {
+        reduce_f32[lid] = ov;
+        reduce_u32[lid] = oi;
+      }
+    }
+    workgroupBarrier();
+  }
+  let best = ArgMax(reduce_f32[0], reduce_u32[0]);
+  workgroupBarrier();
+  return best;
+}

@@ -2,15 +2,15 @@ import { openAsBlob, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { FilesSource, type FileLike } from '../engine/weights/files';
 
-/** A checkpoint directory laid out like the Hub's, as the engine's file source (streamed from disk, never read whole). */
-export async function directorySource(dir: string): Promise<FilesSource> {
+/** A directory's files as Blob-backed FileLikes (streamed from disk, never read whole). */
+export async function directoryFiles(dir: string): Promise<FileLike[]> {
   let names: string[];
   try {
     names = readdirSync(dir).filter((n) => statSync(join(dir, n)).isFile());
   } catch (err) {
     throw new Error(`cannot read the model directory ${dir}: ${(err as Error).message}`);
   }
-  const files: FileLike[] = await Promise.all(
+  return Promise.all(
     names.map(async (name) => {
       const blob = await openAsBlob(join(dir, name));
       return {
@@ -22,5 +22,9 @@ export async function directorySource(dir: string): Promise<FilesSource> {
       };
     }),
   );
-  return new FilesSource(files, dir);
+}
+
+/** A checkpoint directory laid out like the Hub's, as the engine's file source. */
+export async function directorySource(dir: string): Promise<FilesSource> {
+  return new FilesSource(await directoryFiles(dir), dir);
 }

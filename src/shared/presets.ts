@@ -32,36 +32,21 @@ export const PHI2_CONFIG_JSON = {
 
 /**
  * microsoft/phi-1_5's config.json on the Hub (transformers layout, as published with transformers
- * 4.37): Phi-2's architecture at 1.3B, 24 layers of width 2048, 32 heads of 64 with 32 rotary dims
- * (partial_rotary_factor 0.5), no residual dropout, and no bos/eos ids (the tokenizer's <|endoftext|> ends text).
+ * 4.37), written as where it differs from Phi-2's (same keys, same order): Phi-2's architecture at
+ * 1.3B, 24 layers of width 2048, 32 heads of 64 with 32 rotary dims (partial_rotary_factor 0.5), no
+ * residual dropout, and no bos/eos ids (the tokenizer's <|endoftext|> ends text).
  */
 export const PHI1_5_CONFIG_JSON = {
+  ...PHI2_CONFIG_JSON,
   _name_or_path: 'microsoft/phi-1_5',
-  architectures: ['PhiForCausalLM'],
-  attention_dropout: 0.0,
   bos_token_id: null,
-  embd_pdrop: 0.0,
   eos_token_id: null,
-  hidden_act: 'gelu_new',
   hidden_size: 2048,
-  initializer_range: 0.02,
   intermediate_size: 8192,
-  layer_norm_eps: 1e-5,
-  max_position_embeddings: 2048,
-  model_type: 'phi',
-  num_attention_heads: 32,
   num_hidden_layers: 24,
   num_key_value_heads: null,
   partial_rotary_factor: 0.5,
-  qk_layernorm: false,
   resid_pdrop: 0.0,
-  rope_scaling: null,
-  rope_theta: 10000.0,
-  tie_word_embeddings: false,
-  torch_dtype: 'float16',
-  transformers_version: '4.37.0',
-  use_cache: true,
-  vocab_size: 51200,
 } as const;
 
 /** microsoft/phi-1's config.json: Phi-1.5's shape, its weights published in float32. */

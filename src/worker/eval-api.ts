@@ -51,17 +51,7 @@ export interface EvalApi {
 export type { RunStatus, StoredRun, StoredRunSummary } from '../engine/eval/results-store';
 export type { RunItemResult, RunnerSettings, ThroughputRates } from '../engine/eval/runner';
 export type { AccuracyRow, EvalItemResult, HandScore } from '../engine/eval/results';
-export type {
-  EvaluationOutcome,
-  EvaluationPlan,
-  EvaluationProgress,
-  EvaluationRequest,
-  EvaluationSetup,
-  EvaluationTargets,
-  ResumableEvaluation,
-  SuiteChoice,
-} from '../engine/eval/requests';
-export { bundledData } from '../engine/eval/requests';
+export type * from '../engine/eval/requests';
 
 /** A results file larger than this is refused before it is read (the paper's 730 items x 5 models are ~15 MB). */
 export const MAX_RESULTS_FILE_BYTES = 200 * 2 ** 20;

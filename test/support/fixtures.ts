@@ -1,8 +1,7 @@
-import { openAsBlob, readdirSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAdapterConfig } from '../../src/engine/adapters/peft';
 import { parseSafetensors, type SafetensorsFile } from '../../src/engine/weights/safetensors';
-import { FilesSource, type FileLike } from '../../src/engine/weights/files';
 
 /** The golden fixtures from Hugging Face transformers + PEFT, beside the project. */
 export const FIXTURES = join(import.meta.dirname, '../../../shared/fixtures');
@@ -34,23 +33,5 @@ export function goldenAdapter(model: string): { settings: ReturnType<typeof pars
   return { settings, tensor: (name) => file.float32(name) };
 }
 
-/** A directory's files as Blob-backed FileLikes (streamed from disk, never read whole). */
-export async function directoryFiles(dir: string): Promise<FileLike[]> {
-  const names = readdirSync(dir).filter((n) => statSync(join(dir, n)).isFile());
-  return Promise.all(
-    names.map(async (name) => {
-      const blob = await openAsBlob(join(dir, name));
-      return {
-        name,
-        size: blob.size,
-        stream: () => blob.stream() as ReadableStream<Uint8Array>,
-        slice: (start?: number, end?: number) => blob.slice(start, end) as unknown as { stream(): ReadableStream<Uint8Array> },
-        text: () => blob.text(),
-      };
-    }),
-  );
-}
-
-export async function directorySource(dir: string): Promise<FilesSource> {
-  return new FilesSource(await directoryFiles(dir), dir);
-}
+// The CLI's reading of a checkpoint directory, which the tests use the same way.
+export { directoryFiles, directorySource } from '../../src/cli/node-files';

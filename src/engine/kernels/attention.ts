@@ -301,25 +301,30 @@ export function attentionForward(
   const limit = gpu.device.limits.maxComputeWorkgroupStorageSize;
   const path = options.path ?? (d.seq <= DECODE_MAX_SEQ ? 'decode' : 'tiled');
 
+  // lib/attention_online.wgsl's Params, one block for both kernels; splits, query_rows and
+  // stats_offset are the decode kernel's.
+  const uniforms = (splits: number, queryRows: number, statsOffset: number) =>
+    packUniforms([
+      ['u32', d.seq],
+      ['u32', d.heads],
+      ['u32', d.headDim],
+      ['u32', d.pastLen],
+      ['u32', kvLen],
+      ['u32', kvRows],
+      ['u32', useLengths],
+      ['f32', d.scale],
+      ['u32', useLeftPad],
+      ['u32', keyPairs],
+      ['u32', splits],
+      ['u32', queryRows],
+      ['u32', statsOffset],
+    ]);
+
   if (path === 'tiled') {
     const c = fitTiles('fwd', d.d4, limit);
     gpu.encoder.dispatch(
       gpu.pipelines.get(attentionShader('attention.fwd', fwdCode, d.d4, reads), { ROWS: c.rows, LANES: c.lanes, BK: c.tile }),
-      packUniforms([
-        ['u32', d.seq],
-        ['u32', d.heads],
-        ['u32', d.headDim],
-        ['u32', d.pastLen],
-        ['u32', kvLen],
-        ['u32', kvRows],
-        ['u32', useLengths],
-        ['f32', d.scale],
-        ['u32', useLeftPad],
-        ['u32', keyPairs],
-        ['u32', 1], // splits, query_rows, stats_offset: the decode kernel's (one Params for both)
-        ['u32', 0],
-        ['u32', 0],
-      ]),
+      uniforms(1, 0, 0),
       [out, lse, q, k, v, lengths, leftPad],
       [Math.ceil(d.seq / c.rows), d.batch * d.heads],
       undefined,
@@ -341,21 +346,7 @@ export function attentionForward(
   const statsOffset = splits > 1 ? splits * queryRows * d.headDim : 0;
   gpu.encoder.dispatch(
     gpu.pipelines.get(attentionShader('attention.decode', decodeCode, d.d4, reads), { WG: wg }),
-    packUniforms([
-      ['u32', d.seq],
-      ['u32', d.heads],
-      ['u32', d.headDim],
-      ['u32', d.pastLen],
-      ['u32', kvLen],
-      ['u32', kvRows],
-      ['u32', useLengths],
-      ['f32', d.scale],
-      ['u32', useLeftPad],
-      ['u32', keyPairs],
-      ['u32', splits],
-      ['u32', queryRows],
-      ['u32', statsOffset],
-    ]),
+    uniforms(splits, queryRows, statsOffset),
     [out, lse, partial, q, k, v, lengths, leftPad],
     [splits, d.batch * d.heads, d.seq],
     undefined,
@@ -379,7 +370,6 @@ export function attentionForward(
   );
 }
 
-/** Splits of the key range: enough workgroups to fill the GPU, each with a worthwhile share of keys. */
 /**
  * The key splits attentionForward's decode kernel takes by itself with this workspace, for `queryRows`
  * (batch x heads x new tokens) over kvLen keys. A captured decode step keeps the count it was recorded
@@ -390,6 +380,7 @@ export function decodeSplits(workspace: AttentionSplitWorkspace, queryRows: numb
   return chooseSplits('decodeSplits', undefined, workspace, queryRows, kvLen);
 }
 
+/** Splits of the key range: enough workgroups to fill the GPU, each with a worthwhile share of keys. */
 function chooseSplits(
   kernel: string,
   requested: number | undefined,

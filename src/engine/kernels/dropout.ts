@@ -1,5 +1,4 @@
-import dropoutBwd from '../../../shaders/dropout.bwd.wgsl?raw';
-import dropoutFwd from '../../../shaders/dropout.fwd.wgsl?raw';
+import dropoutCode from '../../../shaders/dropout.wgsl?raw';
 import { packUniforms, type UniformField } from '../gpu/encoder';
 import type { GpuRuntime } from '../gpu/runtime';
 import type { GpuTensor } from '../gpu/tensor';
@@ -7,8 +6,8 @@ import { expectDType, expectElements } from './check';
 import { FLAT_WG, expectCount, expectDisjoint, flatGrid } from './kernel-args';
 import { REPLAY_SEED, RNG_WGSL, dropThreshold } from './rng';
 
-const FWD = { name: 'dropout.fwd', code: RNG_WGSL + dropoutFwd };
-const BWD = { name: 'dropout.bwd', code: RNG_WGSL + dropoutBwd };
+/** One shader both ways: the backward pass applies the forward's mask to the gradient. */
+const DROPOUT = { name: 'dropout', code: RNG_WGSL + dropoutCode };
 
 /**
  * Which elements a dropout site drops: element i is kept when rngKeep(seed, salt, i, dropThreshold(p)).
@@ -46,17 +45,22 @@ function checkOperands(k: string, out: GpuTensor, inp: GpuTensor, n: number): bo
   return inPlace;
 }
 
-/** out = dropout(inp) over n elements: kept elements scaled by 1 / (1 - p). out may be inp (in place). */
-export function dropoutForward(gpu: GpuRuntime, out: GpuTensor, inp: GpuTensor, n: number, mask: DropoutMask): void {
-  const k = 'dropoutForward';
+/** out (=, or += with accumulate) dropout(inp) under `mask`: the one pass both directions record. */
+function recordMasked(gpu: GpuRuntime, k: string, out: GpuTensor, inp: GpuTensor, n: number, mask: DropoutMask, accumulate: boolean): void {
   const inPlace = checkOperands(k, out, inp, n);
+  if (inPlace && accumulate) throw new Error(`${k}: cannot accumulate into ${out.name} in place`);
   const [gx, gy] = flatGrid(n);
   gpu.encoder.dispatch(
-    gpu.pipelines.get(inPlace ? { ...FWD, entryPoint: 'in_place' } : FWD, { WG: FLAT_WG }),
-    packUniforms([['u32', n], ['u32', gx], ...maskUniforms(k, mask)]),
+    gpu.pipelines.get(inPlace ? { ...DROPOUT, entryPoint: 'in_place' } : DROPOUT, { WG: FLAT_WG }),
+    packUniforms([['u32', n], ['u32', gx], ...maskUniforms(k, mask), ['u32', accumulate ? 1 : 0], ['u32', 0], ['u32', 0]]),
     inPlace ? [out] : [out, inp],
     [gx, gy],
   );
+}
+
+/** out = dropout(inp) over n elements: kept elements scaled by 1 / (1 - p). out may be inp (in place). */
+export function dropoutForward(gpu: GpuRuntime, out: GpuTensor, inp: GpuTensor, n: number, mask: DropoutMask): void {
+  recordMasked(gpu, 'dropoutForward', out, inp, n, mask, false);
 }
 
 /**
@@ -71,16 +75,7 @@ export function dropoutBackward(
   mask: DropoutMask,
   accumulate = false,
 ): void {
-  const k = 'dropoutBackward';
-  const inPlace = checkOperands(k, dinp, dout, n);
-  if (inPlace && accumulate) throw new Error(`${k}: cannot accumulate into ${dinp.name} in place`);
-  const [gx, gy] = flatGrid(n);
-  gpu.encoder.dispatch(
-    gpu.pipelines.get(inPlace ? { ...BWD, entryPoint: 'in_place' } : BWD, { WG: FLAT_WG }),
-    packUniforms([['u32', n], ['u32', gx], ...maskUniforms(k, mask), ['u32', accumulate ? 1 : 0], ['u32', 0], ['u32', 0]]),
-    inPlace ? [dinp] : [dinp, dout],
-    [gx, gy],
-  );
+  recordMasked(gpu, 'dropoutBackward', dinp, dout, n, mask, accumulate);
 }
 
 /**
@@ -101,7 +96,7 @@ export function dropoutBackwardTwoSites(gpu: GpuRuntime, dinp: GpuTensor, dout: 
   const [gx, gy] = flatGrid(n);
   expectCount(k, 'salt', second.salt);
   gpu.encoder.dispatch(
-    gpu.pipelines.get({ ...BWD, entryPoint: 'two_sites' }, { WG: FLAT_WG }),
+    gpu.pipelines.get({ ...DROPOUT, entryPoint: 'two_sites' }, { WG: FLAT_WG }),
     packUniforms([['u32', n], ['u32', gx], ...maskUniforms(k, first), ['u32', 0], ['u32', second.salt], ['u32', stride]]),
     [dinp, dout],
     [gx, gy],

@@ -4,6 +4,7 @@ import { packUniforms } from '../gpu/encoder';
 import { grid, type GpuRuntime } from '../gpu/runtime';
 import type { GpuTensor } from '../gpu/tensor';
 import { expectDType, expectShape } from './check';
+import type { DropoutMask } from './dropout';
 import { expectBindable } from './matmul';
 import { groupSlicing, loraScratchFloats, TILE } from '../../shared/lora-slicing';
 import { dropThreshold, REPLAY_SEED, RNG_WGSL } from './rng';
@@ -20,14 +21,12 @@ import { dropThreshold, REPLAY_SEED, RNG_WGSL } from './rng';
 const GEMM = { name: 'lora.gemm', code: RNG_WGSL + loraGemm };
 const REDUCE = { name: 'lora.reduce', code: RNG_WGSL + loraReduce };
 
-/** LoRA's dropout on its input: keep each element with probability 1 - p, scaled by 1 / (1 - p). */
-export interface LoraDropout {
-  p: number;
-  /** Per step (or micro-batch): forward and backward of the same step must use the same seed. */
-  seed: number;
-  /** Per adapted layer, so that layers drop different elements. */
-  salt: number;
-}
+/**
+ * LoRA's dropout on its input, the dropout kernel's mask: the seed is per step (or micro-batch), and
+ * forward and backward of one step must use the same; the salt is per adapted layer, so that layers
+ * drop different elements.
+ */
+export type LoraDropout = DropoutMask;
 
 /** Scratch buffers of the LoRA kernels; by default a shared per-runtime set that grows as needed. */
 export interface LoraScratch {

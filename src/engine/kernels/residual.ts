@@ -1,6 +1,5 @@
-import accumulateCode from '../../../shaders/residual.accumulate.wgsl?raw';
 import addCode from '../../../shaders/residual.add.wgsl?raw';
-import scaleCode from '../../../shaders/residual.scale.wgsl?raw';
+import axpyCode from '../../../shaders/residual.axpy.wgsl?raw';
 import { packUniforms } from '../gpu/encoder';
 import type { GpuRuntime } from '../gpu/runtime';
 import type { GpuTensor } from '../gpu/tensor';
@@ -13,9 +12,10 @@ import { FLAT_WG, expectCount, expectDisjoint, expectFinite, flatGrid } from './
  */
 
 const ADD = { name: 'residual.add', code: addCode };
-const ACCUMULATE = { name: 'residual.accumulate', code: accumulateCode };
-const SCALE = { name: 'residual.scale', code: scaleCode };
-const SCALE_IN_PLACE = { ...SCALE, entryPoint: 'in_place' };
+const AXPY = { name: 'residual.axpy', code: axpyCode };
+const ACCUMULATE = { ...AXPY, entryPoint: 'accumulate' };
+const SCALE = { ...AXPY, entryPoint: 'scaled_copy' };
+const SCALE_IN_PLACE = { ...AXPY, entryPoint: 'scale_in_place' };
 
 function expectF32(kernel: string, tensors: readonly GpuTensor[], n: number): void {
   expectCount(kernel, 'n', n);

@@ -1,3 +1,4 @@
+import rowLogits from '../../../shaders/lib/row_logits.wgsl?raw';
 import rowReduce from '../../../shaders/lib/row_reduce.wgsl?raw';
 import samplingCode from '../../../shaders/sampling.wgsl?raw';
 import { packUniforms } from '../gpu/encoder';
@@ -7,7 +8,7 @@ import { expectTensor } from './check';
 import { expectCount, expectDisjoint } from './kernel-args';
 import { rngU32 } from './rng';
 
-const SAMPLE = { name: 'sampling', code: rowReduce + samplingCode };
+const SAMPLE = { name: 'sampling', code: rowReduce + rowLogits + samplingCode };
 /** Threads per row: a full workgroup for a real vocabulary, fewer where a row is short. */
 const workgroupSize = (vocab: number): number => (vocab >= 8192 ? 256 : 64);
 

@@ -1,4 +1,5 @@
 import argmaxCode from '../../../shaders/argmax.wgsl?raw';
+import rowLogits from '../../../shaders/lib/row_logits.wgsl?raw';
 import rowReduce from '../../../shaders/lib/row_reduce.wgsl?raw';
 import gatherCode from '../../../shaders/logprob.gather.wgsl?raw';
 import softmaxFwd from '../../../shaders/softmax.fwd.wgsl?raw';
@@ -10,9 +11,9 @@ import { expectCount, expectDisjoint } from './kernel-args';
 
 /** Row-wise kernels over logits [rows, vocab]: log-softmax, argmax, and the log-prob of given tokens. */
 
-const LOG_SOFTMAX = { name: 'softmax.fwd', code: rowReduce + softmaxFwd };
-const ARGMAX = { name: 'argmax', code: argmaxCode };
-const GATHER = { name: 'logprob.gather', code: rowReduce + gatherCode };
+const LOG_SOFTMAX = { name: 'softmax.fwd', code: rowReduce + rowLogits + softmaxFwd };
+const ARGMAX = { name: 'argmax', code: rowReduce + rowLogits + argmaxCode };
+const GATHER = { name: 'logprob.gather', code: rowReduce + rowLogits + gatherCode };
 const WG = 256;
 
 function rowArgs(kernel: string, logits: GpuTensor, rows: number, cols: number): [number, number] {

@@ -195,23 +195,24 @@ export class LoraStepKernels {
    * at element offset at(n), [M, K(n)] (dense into d attention-out, fc2 into d gelu-out).
    */
   branchInputGrads(l: number, names: readonly LinearName[], dinp: GpuTensor, at: (name: LinearName) => number, K: (name: LinearName) => number, M: number, drop: (name: LinearName) => LoraDropout | null): void {
-    const group = this.of(l, names);
-    if (!group.length) return;
-    const dropout = drop(group[0]);
-    recordGroup(this.gpu, 'loraInputGrads', {
-      c: dinp,
-      as: [this.dxa(l, M)],
-      bs: [this.layerView(l, 'params')],
-      problems: group.map((n) => ({
-        M, N: K(n), a: { slot: 0, off: this.index(l, n) * M * this.r }, b: { slot: 0, off: this.offsetOf(l, this.lora.at(l, n)!.A) }, cOff: at(n), salt: drop(n)?.salt,
-      })),
-      L: this.r, aRow: this.r, aRed: 1, bRed: 'N', bCol: 1, alpha: 1, accumulate: true,
-      drop: dropout ? { target: 'c', p: dropout.p, seed: dropout.seed } : null,
-    }, null);
+    this.recordInputGrads(l, names, dinp, M, drop, (n) => ({ N: K(n), cOff: at(n) }), { bRed: 'N' });
   }
 
   /** dinp [M, K] += Σ_n mask_n ⊙ (dxa_n·A_n) over the adapted layers among `names`, which all read the input. */
   inputGrads(l: number, names: readonly LinearName[], dinp: GpuTensor, M: number, K: number, drop: (name: LinearName) => LoraDropout | null): void {
+    this.recordInputGrads(l, names, dinp, M, drop, () => ({ N: K, cOff: 0 }), { bRed: K, summed: true });
+  }
+
+  /** dxa_n·A_n under each layer's dropout mask, into dinp [M, N] at cOff (place(n)), for the adapted layers among `names`. */
+  private recordInputGrads(
+    l: number,
+    names: readonly LinearName[],
+    dinp: GpuTensor,
+    M: number,
+    drop: (name: LinearName) => LoraDropout | null,
+    place: (name: LinearName) => { N: number; cOff: number },
+    layout: { bRed: number | 'N'; summed?: boolean },
+  ): void {
     const group = this.of(l, names);
     if (!group.length) return;
     const dropout = drop(group[0]);
@@ -220,9 +221,9 @@ export class LoraStepKernels {
       as: [this.dxa(l, M)],
       bs: [this.layerView(l, 'params')],
       problems: group.map((n) => ({
-        M, N: K, a: { slot: 0, off: this.index(l, n) * M * this.r }, b: { slot: 0, off: this.offsetOf(l, this.lora.at(l, n)!.A) }, cOff: 0, salt: drop(n)?.salt,
+        M, ...place(n), a: { slot: 0, off: this.index(l, n) * M * this.r }, b: { slot: 0, off: this.offsetOf(l, this.lora.at(l, n)!.A) }, salt: drop(n)?.salt,
       })),
-      L: this.r, aRow: this.r, aRed: 1, bRed: K, bCol: 1, alpha: 1, accumulate: true, summed: true,
+      L: this.r, aRow: this.r, aRed: 1, bCol: 1, alpha: 1, accumulate: true, ...layout,
       drop: dropout ? { target: 'c', p: dropout.p, seed: dropout.seed } : null,
     }, null);
   }
