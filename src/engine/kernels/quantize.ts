@@ -30,7 +30,16 @@ const SHADERS = {
   f32: { name: 'quantize.rows.f32', code: REQUIRES_INT8_DOT + rowReduce + INPUT.f32 + quantizeRowsWgsl },
   f16: { name: 'quantize.rows.f16', code: REQUIRES_INT8_DOT + rowReduce + INPUT.f16 + quantizeRowsWgsl },
 };
-const WG = 256;
+/**
+ * Threads a row: about one a packed word, as a power of two from 32 to 256. A 2,560-wide row (Phi-2's
+ * hidden size) keeps 256; a 64-wide one (tiny-phi's 51,200-row head table) takes 32 instead of leaving 240
+ * of 256 threads idle in every one of its 51,200 workgroups. The results do not depend on it: the row's
+ * maximum and its non-finite flag are exact in any order, and each element is quantised on its own.
+ */
+export function quantizeWorkgroupSize(cols: number): number {
+  const words = Math.ceil(cols / 4);
+  return Math.min(256, Math.max(32, 2 ** Math.ceil(Math.log2(Math.max(1, words)))));
+}
 
 /** Throws a clear error where this browser's WGSL compiler lacks the packed 4 x 8-bit dot product. */
 export function expectInt8Dot(kernel: string, gpu: GpuRuntime): void {
@@ -75,7 +84,7 @@ export function quantizeRows(
   expectBindable(k, gpu, [q, scales], colScale ? [inp, colScale] : [inp]);
   const [gx, gy] = grid(rows);
   gpu.encoder.dispatch(
-    gpu.pipelines.get(SHADERS[source], { WG }),
+    gpu.pipelines.get(SHADERS[source], { WG: quantizeWorkgroupSize(cols) }),
     packUniforms([['u32', rows], ['u32', cols], ['u32', paddedCols(cols) / 4], ['u32', colScale ? 1 : 0], ['u32', gx]]),
     // Without column scales inp fills their slot, unread.
     [q, scales, inp, colScale ?? inp],

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { GpuRuntime } from '../../../../src/engine/gpu/runtime';
 import type { GpuTensor } from '../../../../src/engine/gpu/tensor';
 import { matmulInt8BackwardInput, matmulInt8Forward } from '../../../../src/engine/kernels/matmul-i8i8';
-import { paddedCols, quantizeRows } from '../../../../src/engine/kernels/quantize';
+import { paddedCols, quantizeRows, quantizeWorkgroupSize } from '../../../../src/engine/kernels/quantize';
 import { numberToF16Bits, packF16, packInt8Rows } from '../../../../src/engine/kernels/weight-formats';
 import { matmulInt8BackwardInputRef, matmulInt8ForwardRef, quantizeRowsRef } from '../../../reference/int8-compute';
 import { dequantF16Ref, dequantInt8Ref, matmulBackwardInputRef, matmulForwardRef } from '../../../reference/matmul';
@@ -66,7 +66,12 @@ describe('quantizeRows', () => {
     expect(ties).toBeLessThanOrEqual(Math.ceil(rows * cols * 1e-3));
   }
 
-  for (const [rows, cols] of [[1, 1], [3, 5], [7, 4], [2, 1000], [130, 37], [5, 2561]] as const) {
+  it('gives a row about one thread a packed word, 32 to 256', () => {
+    expect([1, 64, 129, 200, 260, 1000, 2560, 10240].map(quantizeWorkgroupSize)).toEqual([32, 32, 64, 64, 128, 256, 256, 256]);
+  });
+
+  // Every workgroup size: 32 (cols 1 to 128), 64 (200), 128 (260 below), 256 (1000, 2561).
+  for (const [rows, cols] of [[1, 1], [3, 5], [7, 4], [4, 200], [2, 1000], [130, 37], [5, 2561]] as const) {
     it(`${rows} x ${cols} matches float64`, () => check(rows, cols));
   }
   it('with column scales (the backward pass), a zero row and an outlier', async () => {
