@@ -108,18 +108,29 @@ export function bucketFor(longest: number, buckets: readonly number[]): number {
   return best;
 }
 
+/** Each epoch's order from the seed, the last one kept: a walk over many batches shuffles once an epoch. */
+function epochOrders(n: number, seed: number): (epoch: number) => Uint32Array {
+  let kept = -1;
+  let order: Uint32Array = new Uint32Array(0);
+  return (epoch) => {
+    if (epoch !== kept) {
+      order = epochOrder(n, seed, epoch);
+      kept = epoch;
+    }
+    return order;
+  };
+}
+
 /** The next `size` examples from `position`, wrapping into the next epoch. */
-function pick(data: readonly TrainExample[], seed: number, position: DataPosition, size: number): { picked: TrainExample[]; next: DataPosition } {
+function pick(data: readonly TrainExample[], orderOf: (epoch: number) => Uint32Array, position: DataPosition, size: number): { picked: TrainExample[]; next: DataPosition } {
   let { epoch, index } = position;
-  let order = epochOrder(data.length, seed, epoch);
   const picked: TrainExample[] = [];
   while (picked.length < size) {
     if (index >= data.length) {
       epoch++;
       index = 0;
-      order = epochOrder(data.length, seed, epoch);
     }
-    picked.push(data[order[index++]]);
+    picked.push(data[orderOf(epoch)[index++]]);
   }
   return { picked, next: { epoch, index } };
 }
@@ -130,21 +141,14 @@ function pick(data: readonly TrainExample[], seed: number, position: DataPositio
  */
 export function planRunBuckets(data: readonly TrainExample[], seed: number, size: number, batches: number, maxLength: number, maxBuckets = MAX_BUCKETS): number[] {
   if (!data.length) throw new Error('the training set is empty');
-  // One permutation an epoch (not one a batch, as nextBatch's): planning a long run stays linear.
+  // The batches nextBatch will make, walked the same way, with one shuffle an epoch.
+  const orderOf = epochOrders(data.length, seed);
   const longest: number[] = [];
-  let epoch = 0;
-  let index = 0;
-  let order = epochOrder(data.length, seed, epoch);
+  let position: DataPosition = { epoch: 0, index: 0 };
   for (let i = 0; i < batches; i++) {
-    let l = 0;
-    for (let k = 0; k < size; k++) {
-      if (index >= data.length) {
-        order = epochOrder(data.length, seed, ++epoch);
-        index = 0;
-      }
-      l = Math.max(l, data[order[index++]].input_ids.length);
-    }
-    longest.push(Math.min(maxLength, l));
+    const { picked, next } = pick(data, orderOf, position, size);
+    longest.push(Math.min(maxLength, Math.max(...picked.map((e) => e.input_ids.length))));
+    position = next;
   }
   return planBuckets(longest, maxBuckets);
 }
@@ -165,7 +169,7 @@ export function nextBatch(
   buckets?: readonly number[],
 ): { batch: TrainBatch; next: DataPosition; tokens: number } {
   if (!data.length) throw new Error('the training set is empty');
-  const { picked, next } = pick(data, seed, position, size);
+  const { picked, next } = pick(data, epochOrders(data.length, seed), position, size);
   const lengths = picked.map((e) => Math.min(e.input_ids.length, maxLength));
   const longest = Math.max(...lengths);
   const seq = buckets ? bucketFor(longest, buckets) : longest;
